@@ -1,0 +1,1 @@
+//! config-bridge: placeholder, replaced by the real filter.
