@@ -1,0 +1,92 @@
+//! What differs between real hosts (SPEC §6), as data. The ABI code asks the profile instead of
+//! hard-coding one host's behaviour.
+
+/// Behaviour switches of a simulated host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostProfile {
+    pub name: &'static str,
+    /// `dispatch_http_call` from `on_vm_start`/`on_configure` traps and the worker dies for good.
+    pub dispatch_traps_outside_callbacks: bool,
+    /// A dispatch made inside a root context's `on_http_call_response` crashes the worker (host
+    /// segfault), recorded as a fatal host error.
+    pub dispatch_in_root_call_response_crashes: bool,
+    /// `set_shared_data` with cas 0 on an existing key fails with CasMismatch (ngx); otherwise cas 0
+    /// means "no check" (Envoy).
+    pub strict_cas: bool,
+    /// A failed call calls back with zero headers plus a readable `:dispatch_status` (ngx) instead
+    /// of only zero headers (Envoy).
+    pub dispatch_status_header: bool,
+    /// The host calls back when a call fails. Kong before 3.9 sometimes does not.
+    pub callback_on_failure: bool,
+    /// Upstreams are `host[:port]` (ngx) rather than cluster names (Envoy). With ngx an unknown
+    /// upstream is a `resolver failure` callback; with Envoy `dispatch_http_call` returns BadArgument.
+    pub upstream_is_host_port: bool,
+    /// Properties cannot be read in root contexts; `plugin_name` there crashes the worker.
+    pub no_root_properties: bool,
+    /// A `shm_kv` zone is configured. Without one, `get_shared_data`/`set_shared_data` trap.
+    pub shared_data_zone: bool,
+    /// After a trap the host recreates the root context (`on_configure` again, no `on_vm_start`)
+    /// and adds another tick timer; otherwise the worker stays dead.
+    pub recover_after_trap: bool,
+    /// `on_vm_start` runs for every root context (ngx) rather than once per VM (Envoy).
+    pub vm_start_per_root_context: bool,
+    /// The metrics ABI answers Ok. When false, `proxy_define_metric` returns InternalFailure.
+    pub metrics: bool,
+}
+
+impl HostProfile {
+    /// Envoy / Istio.
+    pub fn envoy() -> Self {
+        HostProfile {
+            name: "envoy",
+            dispatch_traps_outside_callbacks: false,
+            dispatch_in_root_call_response_crashes: false,
+            strict_cas: false,
+            dispatch_status_header: false,
+            callback_on_failure: true,
+            upstream_is_host_port: false,
+            no_root_properties: false,
+            shared_data_zone: true,
+            recover_after_trap: false,
+            vm_start_per_root_context: false,
+            metrics: true,
+        }
+    }
+
+    /// Kong 3.9+ / nginx with ngx_wasm_module 0.6.
+    pub fn ngx_wasm_module() -> Self {
+        HostProfile {
+            name: "ngx_wasm_module",
+            dispatch_traps_outside_callbacks: true,
+            dispatch_in_root_call_response_crashes: true,
+            strict_cas: true,
+            dispatch_status_header: true,
+            callback_on_failure: true,
+            upstream_is_host_port: true,
+            no_root_properties: true,
+            shared_data_zone: true,
+            recover_after_trap: true,
+            vm_start_per_root_context: true,
+            metrics: true,
+        }
+    }
+
+    /// Kong before 3.9: as [`HostProfile::ngx_wasm_module`], but failed calls may never call back.
+    pub fn kong_legacy() -> Self {
+        HostProfile {
+            name: "kong_legacy",
+            callback_on_failure: false,
+            ..HostProfile::ngx_wasm_module()
+        }
+    }
+
+    /// A profile by name (`envoy`, `ngx_wasm_module`/`ngx`/`kong`, `kong_legacy`).
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "envoy" | "istio" => Some(HostProfile::envoy()),
+            "ngx_wasm_module" | "ngx" | "kong" => Some(HostProfile::ngx_wasm_module()),
+            "kong_legacy" => Some(HostProfile::kong_legacy()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Everything a test may want to assert on: log lines, dispatched calls and how they ended,
+//! metrics, traps and fatal host errors, in the order they happened.
+
+use std::time::Duration;
+
+use crate::http::{CallFailure, HttpRequest, HttpResponse};
+
+/// Where something happened.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub node: String,
+    pub worker: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/w{}", self.node, self.worker)
+    }
+}
+
+/// proxy-wasm log levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+impl LogLevel {
+    pub fn from_abi(level: i32) -> Option<Self> {
+        Some(match level {
+            0 => LogLevel::Trace,
+            1 => LogLevel::Debug,
+            2 => LogLevel::Info,
+            3 => LogLevel::Warn,
+            4 => LogLevel::Error,
+            5 => LogLevel::Critical,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: Duration,
+    pub origin: Origin,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// How a dispatched call ended, as delivered to the guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Not answered yet.
+    Pending,
+    Response(HttpResponse),
+    Failed(CallFailure),
+    /// The host dropped it: no callback will ever come.
+    Lost,
+    /// The context or worker that made it was gone when the answer came.
+    Orphaned,
+}
+
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    pub token: u32,
+    pub origin: Origin,
+    pub context_id: u32,
+    pub upstream: String,
+    /// Timeout the guest asked for.
+    pub timeout: Duration,
+    pub request: HttpRequest,
+    pub sent_at: Duration,
+    pub answered_at: Option<Duration>,
+    pub outcome: CallOutcome,
+}
+
+/// What kind of callback was running when a trap happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrapRecord {
+    pub at: Duration,
+    pub origin: Origin,
+    pub callback: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricRecord {
+    pub origin_node: String,
+    pub name: String,
+    pub kind: MetricKind,
+    pub value: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// The log of one simulated world.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    pub logs: Vec<LogLine>,
+    pub calls: Vec<CallRecord>,
+    pub traps: Vec<TrapRecord>,
+    /// Host crashes (what would be a segfault of the worker process).
+    pub fatal_errors: Vec<TrapRecord>,
+    /// Worker restarts after traps.
+    pub recoveries: Vec<(Duration, Origin)>,
+    /// Also print every log line to stderr as it happens (CLI, debugging).
+    pub echo: bool,
+}
+
+impl Recorder {
+    pub(crate) fn call_mut(&mut self, token: u32) -> Option<&mut CallRecord> {
+        self.calls.iter_mut().rev().find(|c| c.token == token)
+    }
+}

@@ -1,0 +1,235 @@
+//! State the hostcalls of many workers share: per world (clock, profile, upstream routes, call
+//! tokens, the recorder) and per node (shared data, shared queues, metrics, properties).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::clock::Clock;
+use crate::http::SharedHandler;
+use crate::profile::HostProfile;
+use crate::record::{LogLevel, MetricKind, Recorder};
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (a failed test must not
+/// cascade into every other assertion).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) struct WorldShared {
+    pub clock: Clock,
+    pub profile: HostProfile,
+    pub routes: RwLock<HashMap<String, SharedHandler>>,
+    pub next_token: AtomicU32,
+    pub recorder: Mutex<Recorder>,
+    pub log_level: RwLock<LogLevel>,
+}
+
+impl WorldShared {
+    pub fn new(clock: Clock, profile: HostProfile) -> Self {
+        WorldShared {
+            clock,
+            profile,
+            routes: RwLock::new(HashMap::new()),
+            next_token: AtomicU32::new(1),
+            recorder: Mutex::new(Recorder::default()),
+            log_level: RwLock::new(LogLevel::Trace),
+        }
+    }
+
+    /// Tokens are unique in the whole world, so a late answer can never reach the wrong call.
+    pub fn token(&self) -> u32 {
+        self.next_token.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// The handler for an upstream: exact name first, then `host` ≡ `host:80`/`host:443`.
+    pub fn route(&self, upstream: &str, https: bool) -> Option<SharedHandler> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = routes.get(upstream) {
+            return Some(h.clone());
+        }
+        let default_port = if https { 443 } else { 80 };
+        match upstream.rsplit_once(':') {
+            Some((host, port)) if port == default_port.to_string() => routes.get(host).cloned(),
+            Some(_) => None,
+            None => routes.get(&format!("{upstream}:{default_port}")).cloned(),
+        }
+    }
+}
+
+/// One value in shared data with its CAS.
+#[derive(Clone, Debug)]
+pub struct SharedValue {
+    pub value: Vec<u8>,
+    pub cas: u32,
+}
+
+/// Outcome of `set_shared_data`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SetResult {
+    Ok,
+    CasMismatch,
+}
+
+#[derive(Default)]
+pub(crate) struct SharedData {
+    values: HashMap<String, SharedValue>,
+    next_cas: u32,
+}
+
+impl SharedData {
+    pub fn get(&self, key: &str) -> Option<SharedValue> {
+        self.values.get(key).cloned()
+    }
+
+    pub fn set(&mut self, key: &str, value: Vec<u8>, cas: u32, strict_cas: bool) -> SetResult {
+        let current = self.values.get(key).map(|v| v.cas);
+        let allowed = match (current, cas, strict_cas) {
+            // Envoy: cas 0 means "no check".
+            (_, 0, false) => true,
+            // ngx_wasm_module: cas 0 only creates; an existing key needs its exact cas.
+            (None, 0, true) => true,
+            (Some(_), 0, true) => false,
+            (Some(current), cas, _) => current == cas,
+            // A cas for a key that does not exist cannot match.
+            (None, _, true) => false,
+            (None, _, false) => true,
+        };
+        if !allowed {
+            return SetResult::CasMismatch;
+        }
+        // CAS values are never 0 (the SDK reads 0 as "no cas").
+        self.next_cas = self.next_cas.wrapping_add(1).max(1);
+        self.values.insert(
+            key.to_string(),
+            SharedValue {
+                value,
+                cas: self.next_cas,
+            },
+        );
+        SetResult::Ok
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.values.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    pub fn clear(&mut self) {
+        self.values.clear();
+    }
+}
+
+/// A shared queue: who registered it (and so gets `on_queue_ready`), and its items.
+pub(crate) struct Queue {
+    pub vm_id: String,
+    pub name: String,
+    pub owner_worker: usize,
+    pub owner_context: u32,
+    pub owner_generation: u64,
+    pub items: std::collections::VecDeque<Vec<u8>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Queues {
+    pub queues: Vec<Queue>,
+}
+
+impl Queues {
+    pub fn find(&self, vm_id: &str, name: &str) -> Option<u32> {
+        self.queues
+            .iter()
+            .position(|q| q.vm_id == vm_id && q.name == name)
+            .map(|i| i as u32 + 1)
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Queue> {
+        (id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.queues.get_mut(i))
+    }
+}
+
+pub(crate) struct Metric {
+    pub name: String,
+    pub kind: MetricKind,
+    pub value: i64,
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub metrics: Vec<Metric>,
+}
+
+impl Metrics {
+    pub fn define(&mut self, kind: MetricKind, name: &str) -> u32 {
+        if let Some(i) = self
+            .metrics
+            .iter()
+            .position(|m| m.name == name && m.kind == kind)
+        {
+            return i as u32 + 1;
+        }
+        self.metrics.push(Metric {
+            name: name.to_string(),
+            kind,
+            value: 0,
+        });
+        self.metrics.len() as u32
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Metric> {
+        (id as usize)
+            .checked_sub(1)
+            .and_then(|i| self.metrics.get_mut(i))
+    }
+}
+
+pub(crate) struct NodeShared {
+    #[allow(dead_code)] // kept for debugging output
+    pub name: String,
+    pub shared_data: Mutex<SharedData>,
+    pub queues: Mutex<Queues>,
+    pub metrics: Mutex<Metrics>,
+    /// Properties readable from HTTP contexts, by dotted path (`request.path`).
+    pub properties: RwLock<HashMap<String, Vec<u8>>>,
+}
+
+impl NodeShared {
+    pub fn new(name: &str) -> Arc<Self> {
+        Arc::new(NodeShared {
+            name: name.to_string(),
+            shared_data: Mutex::new(SharedData::default()),
+            queues: Mutex::new(Queues::default()),
+            metrics: Mutex::new(Metrics::default()),
+            properties: RwLock::new(HashMap::new()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_rules_of_both_hosts() {
+        for strict in [false, true] {
+            let mut d = SharedData::default();
+            assert_eq!(d.set("k", b"a".to_vec(), 0, strict), SetResult::Ok);
+            let cas = d.get("k").unwrap().cas;
+            assert_ne!(cas, 0);
+            // cas 0 on an existing key: Envoy overwrites, ngx refuses.
+            let expected = if strict {
+                SetResult::CasMismatch
+            } else {
+                SetResult::Ok
+            };
+            assert_eq!(d.set("k", b"b".to_vec(), 0, strict), expected);
+            let cas = d.get("k").unwrap().cas;
+            assert_eq!(d.set("k", b"c".to_vec(), cas + 7, strict), SetResult::CasMismatch);
+            assert_eq!(d.set("k", b"c".to_vec(), cas, strict), SetResult::Ok);
+            assert_eq!(d.get("k").unwrap().value, b"c");
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Builds a workspace crate for `wasm32-wasip1` so tests and benchmarks run on the real `.wasm`
+//! with no manual step. The build uses its own target directory (`target/wasm`), so it never
+//! waits on the cargo lock of the `cargo test` that called it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The profile the filter ships with (size-optimised, see the workspace Cargo.toml).
+pub const SHIP_PROFILE: &str = "wasm-release";
+
+/// The workspace root (the directory holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Builds `package` (a cdylib whose library is `lib_name`) with `profile` and returns the path of
+/// the `.wasm`. Cargo's own up-to-date check makes repeated calls cheap.
+pub fn build(package: &str, lib_name: &str, profile: &str) -> Result<PathBuf> {
+    let root = workspace_root();
+    let target_dir = std::env::var_os("HARNESS_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("wasm"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--quiet", "--target", "wasm32-wasip1", "--profile", profile, "-p", package])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // Flags meant for the host build (coverage, sanitizers) must not leak into the wasm build.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .with_context(|| format!("running cargo to build {package} for wasm32-wasip1"))?;
+    if !output.status.success() {
+        bail!(
+            "building {package} for wasm32-wasip1 failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let wasm = target_dir
+        .join("wasm32-wasip1")
+        .join(dir)
+        .join(format!("{lib_name}.wasm"));
+    if !wasm.exists() {
+        bail!("cargo succeeded but {} is missing", wasm.display());
+    }
+    Ok(wasm)
+}
+
+/// The filter as it ships: `config-bridge` in the `wasm-release` profile.
+pub fn config_bridge() -> Result<PathBuf> {
+    build("config-bridge", "config_bridge", SHIP_PROFILE)
+}
