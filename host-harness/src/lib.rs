@@ -15,6 +15,7 @@
 
 pub(crate) mod abi;
 pub use abi::{LocalResponse, StreamData};
+pub mod cli;
 pub mod clock;
 pub mod module;
 pub mod profile;

@@ -82,7 +82,7 @@ mod tests {
         let bytes = serialize(&pairs).unwrap();
         assert_eq!(&bytes[0..4], &2u32.to_le_bytes());
         assert_eq!(&bytes[4..8], &7u32.to_le_bytes());
-        assert_eq!(bytes.len(), 4 + 16 + 8 + 4 + 1 + 1);
+        assert_eq!(bytes.len(), 4 + 16 + (7 + 1 + 3 + 1) + (1 + 1 + 1));
         assert_eq!(deserialize(&bytes).unwrap(), pairs);
         assert_eq!(serialize(&[]), None);
     }

@@ -1,0 +1,40 @@
+//! The `host-harness` command: a thin layer over the library.
+
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "host-harness", version, about = "Run proxy-wasm filters without a gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a filter in a simulated world and print its logs and calls.
+    Run(run::RunArgs),
+    /// Compile a module and check that the harness provides every import it needs.
+    Inspect {
+        /// The .wasm file.
+        wasm: std::path::PathBuf,
+    },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main_with(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Inspect { wasm } => {
+            let module = crate::PluginModule::load(&wasm)?;
+            println!("{}: {} bytes, proxy-wasm ABI {:?}", wasm.display(), module.size_bytes, module.abi);
+            let imports = module.imports();
+            println!("{} imports, all provided by the harness:", imports.len());
+            for i in imports {
+                println!("  {i}");
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `host-harness run`: one or more nodes running a filter, upstreams mapped to real TCP
+//! endpoints, for a duration of virtual or real time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+
+use crate::record::CallOutcome;
+use crate::tcp_upstream::TcpUpstream;
+use crate::{HostProfile, NodeSpec, PluginModule, World};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The filter's .wasm file.
+    #[arg(long)]
+    pub wasm: PathBuf,
+    /// Plugin configuration: a JSON text, or @FILE.
+    #[arg(long, default_value = "{}")]
+    pub config: String,
+    /// Host profile: ngx_wasm_module (Kong), kong_legacy, envoy.
+    #[arg(long, default_value = "ngx_wasm_module")]
+    pub profile: String,
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Environment variable for the workers (KEY=VALUE), repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Route an upstream name to a real endpoint (UPSTREAM=HOST:PORT), repeatable.
+    #[arg(long = "route", value_name = "UPSTREAM=HOST:PORT")]
+    pub routes: Vec<String>,
+    /// How long to run, in seconds (fractions allowed).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Follow the wall clock instead of virtual time.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Exit with status 1 when a call failed or the filter trapped.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| anyhow!("{what} must look like A=B, got {s:?}"))
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    let profile = HostProfile::by_name(&args.profile)
+        .ok_or_else(|| anyhow!("unknown profile {:?} (ngx_wasm_module, kong_legacy, envoy)", args.profile))?;
+    let config = match args.config.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
+        None => args.config.clone().into_bytes(),
+    };
+    if !(args.seconds >= 0.0 && args.seconds.is_finite()) {
+        bail!("--seconds must be a non-negative number");
+    }
+    let module = PluginModule::load(&args.wasm)?;
+    let mut world = if args.realtime {
+        World::new_realtime(profile)
+    } else {
+        World::new(profile)
+    };
+    world.expect_traps().echo_logs(true);
+    for r in &args.routes {
+        let (upstream, addr) = split_pair(r, "--route")?;
+        world.route(&upstream, Arc::new(TcpUpstream::new(&addr)?));
+    }
+    let env: Vec<(String, String)> = args
+        .env
+        .iter()
+        .map(|e| split_pair(e, "--env"))
+        .collect::<Result<_>>()?;
+    for i in 0..args.nodes {
+        let mut spec = NodeSpec::new(&format!("node{}", i + 1), &module)
+            .workers(args.workers)
+            .filter(config.clone())
+            .seed(i as u64);
+        spec.env = env.clone();
+        world.add_node(spec)?;
+    }
+    let duration = Duration::from_secs_f64(args.seconds);
+    if args.realtime {
+        world.run_realtime(duration);
+    } else {
+        world.advance(duration);
+    }
+    let calls = world.calls();
+    println!("--- {} call(s)", calls.len());
+    let mut failed = 0;
+    for c in &calls {
+        let outcome = match &c.outcome {
+            CallOutcome::Response(r) => format!("{}", r.status),
+            CallOutcome::Failed(f) => {
+                failed += 1;
+                f.dispatch_status().to_string()
+            }
+            other => format!("{other:?}"),
+        };
+        println!(
+            "[{:>9.3}s] {} {} {}{} -> {}",
+            c.sent_at.as_secs_f64(),
+            c.origin,
+            c.request.method,
+            c.upstream,
+            c.request.path,
+            outcome
+        );
+    }
+    let traps = world.traps().len() + world.fatal_errors().len();
+    println!("--- {traps} trap(s), {failed} failed call(s)");
+    Ok(if args.strict && (traps > 0 || failed > 0) { 1 } else { 0 })
+}
