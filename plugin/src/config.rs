@@ -1,0 +1,1231 @@
+//! The filter configuration: parsing, validation and environment fallbacks (SPEC §2).
+//!
+//! Pure: `Config::parse(bytes, env)` sees the environment only through the `env` lookup, so the
+//! shell passes WASI's environment and tests pass a map. Every error names ONE field and the reason
+//! in one line, and never quotes a value (values may be secrets, and serde_json's own messages echo
+//! them, so they are never forwarded).
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::http_url::{percent_encode, HttpUrl};
+use crate::storage::{validate_gateway_version, Backend, StorageUrl};
+
+/// A value that must never be logged; `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting (or environment variable) at fault, e.g. `cluster_fallback_config_storage`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    })
+}
+
+/// Where the exported configuration comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// The `config` payload of the filter configuration (canonical JSON bytes).
+    Filter { document: Vec<u8> },
+    /// An HTTP URL polled on ticks.
+    Url {
+        url: HttpUrl,
+        upstream: String,
+        poll_interval_ms: u64,
+    },
+    // A Kong Admin API source (`GET /status` configuration_hash, then `GET /config`) is the next
+    // issue: it becomes a third variant here and in `source::Source`.
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Settings {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    pub region: String,
+    /// `AWS_CONFIG_STORAGE_ENDPOINT`: an S3-compatible endpoint (always path-style).
+    pub endpoint: Option<HttpUrl>,
+    pub force_path_style: bool,
+    /// Send `If-Match` / `If-None-Match` (stores without conditional writes: turn off).
+    pub conditional_writes: bool,
+    /// `cluster_fallback_export_s3_config` mapped to (header name, value), in a stable order.
+    pub extra_headers: HeaderList,
+}
+
+/// Headers whose values may be secret (`SSECustomerKey`): `Debug` shows only the names.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeaderList(pub Vec<(String, String)>);
+
+impl fmt::Debug for HeaderList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub export: bool,
+    pub import: bool,
+    pub storage: StorageUrl,
+    pub export_delay_ms: u64,
+    pub source: SourceConfig,
+    pub gateway_version: String,
+    /// `None`: the shell derives a node-wide id (see `node_lock::node_id`).
+    pub node_id: Option<String>,
+    pub s3: S3Settings,
+    /// `dispatch_http_call` upstream for storage (`host:port` on ngx, a cluster name on Envoy).
+    pub storage_upstream: String,
+    pub tick_period_ms: u64,
+    pub call_timeout_ms: u64,
+    pub lease_ttl_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+/// Every accepted top-level key; anything else is a configuration error (a typo must not be
+/// silently ignored). Keep in sync with SETTINGS.md.
+pub const SETTINGS: &[&str] = &[
+    "cluster_fallback_config_export",
+    "cluster_fallback_config_import",
+    "cluster_fallback_config_storage",
+    "cluster_fallback_config_export_delay",
+    "cluster_fallback_export_s3_config",
+    "config_source",
+    "config",
+    "config_url",
+    "config_url_upstream",
+    "config_poll_interval",
+    "gateway_version",
+    "node_id",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region",
+    "storage_endpoint",
+    "storage_upstream",
+    "s3_force_path_style",
+    "s3_conditional_writes",
+    "tick_period_ms",
+    "call_timeout_ms",
+    "lease_ttl_ms",
+    "retry_base_ms",
+    "retry_max_ms",
+];
+
+/// Metadata keys config-bridge writes itself (see `s3`); an operator may not override them.
+pub const RESERVED_METADATA: &[&str] = &["uploader", "config-applied-at", "config-sha256"];
+
+/// One setting's raw value and where it came from (for error messages).
+struct Raw {
+    value: Value,
+    field: String,
+}
+
+struct Lookup<'a> {
+    obj: &'a Map<String, Value>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Lookup<'_> {
+    /// The filter-config value first, then the first non-empty environment variable.
+    fn get(&self, key: &str, env_names: &[&str]) -> Option<Raw> {
+        if let Some(v) = self.obj.get(key) {
+            if !v.is_null() {
+                return Some(Raw {
+                    value: v.clone(),
+                    field: key.to_string(),
+                });
+            }
+        }
+        env_names.iter().find_map(|name| {
+            (self.env)(name)
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| Raw {
+                    value: Value::String(s),
+                    field: format!("{key} (from {name})"),
+                })
+        })
+    }
+
+    fn bool(&self, key: &str, env: &[&str], default: bool) -> Result<bool, ConfigError> {
+        match self.get(key, env) {
+            None => Ok(default),
+            Some(r) => parse_bool(&r.value)
+                .ok_or(())
+                .or_else(|_| err(r.field, "expected a boolean or \"on\"/\"off\"")),
+        }
+    }
+
+    fn string(&self, key: &str, env: &[&str]) -> Result<Option<(String, String)>, ConfigError> {
+        match self.get(key, env) {
+            None => Ok(None),
+            Some(Raw {
+                value: Value::String(s),
+                field,
+            }) => {
+                let s = s.trim().to_string();
+                if s.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some((s, field)))
+                }
+            }
+            Some(r) => err(r.field, "expected a string"),
+        }
+    }
+
+    /// A non-negative integer, also accepted as a numeric string (environment variables).
+    fn uint(
+        &self,
+        key: &str,
+        env: &[&str],
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(r) = self.get(key, env) else {
+            return Ok(default);
+        };
+        let n = match &r.value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            Some(_) => err(r.field, format!("must be between {min} and {max}")),
+            None => err(r.field, "expected a non-negative integer"),
+        }
+    }
+
+    /// Seconds (integer or decimal) converted to milliseconds.
+    fn seconds_ms(
+        &self,
+        key: &str,
+        env: &[&str],
+        default_s: u64,
+        max_s: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(r) = self.get(key, env) else {
+            return Ok(default_s * 1000);
+        };
+        let n = match &r.value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if n.is_finite() && n >= 0.0 && n <= max_s as f64 => {
+                Ok((n * 1000.0).round() as u64)
+            }
+            Some(_) => err(
+                r.field,
+                format!("must be a number of seconds between 0 and {max_s}"),
+            ),
+            None => err(r.field, "expected a number of seconds"),
+        }
+    }
+
+    fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, ConfigError> {
+        Ok(self.string(key, env)?.map(|(s, _)| Secret(s)))
+    }
+}
+
+fn parse_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" => Some(true),
+            "off" | "false" | "no" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A JSON object, or a JSON string holding one (Kong 3.4 passes the filter config as a string).
+fn object_or_json_string(v: Value) -> Option<Map<String, Value>> {
+    match v {
+        Value::Object(m) => Some(m),
+        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// serde_json's syntax errors carry only a position; its type errors may quote values, so only the
+/// category and position are reported.
+fn json_syntax_reason(e: &serde_json::Error) -> String {
+    format!(
+        "not valid JSON ({:?} error at line {} column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+    .to_lowercase()
+}
+
+impl Config {
+    pub fn parse(
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return err("configuration", "is empty (expected a JSON object)");
+        }
+        let top: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+            field: "configuration".into(),
+            reason: json_syntax_reason(&e),
+        })?;
+        let obj = object_or_json_string(top).ok_or_else(|| ConfigError {
+            field: "configuration".into(),
+            reason: "expected a JSON object or a JSON string holding one".into(),
+        })?;
+        if let Some(k) = obj.keys().find(|k| !SETTINGS.contains(&k.as_str())) {
+            return err(k.clone(), "unknown setting");
+        }
+        let l = Lookup { obj: &obj, env };
+
+        let export = l.bool(
+            "cluster_fallback_config_export",
+            &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
+            false,
+        )?;
+        let import = l.bool(
+            "cluster_fallback_config_import",
+            &["KONG_CLUSTER_FALLBACK_CONFIG_IMPORT"],
+            false,
+        )?;
+        if !export && !import {
+            return err(
+                "cluster_fallback_config_export",
+                "export and import are both off; turn on cluster_fallback_config_export or cluster_fallback_config_import",
+            );
+        }
+
+        let (storage_raw, storage_field) = l
+            .string(
+                "cluster_fallback_config_storage",
+                &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
+            )?
+            .ok_or_else(|| ConfigError {
+                field: "cluster_fallback_config_storage".into(),
+                reason: "is required when export or import is on".into(),
+            })?;
+        let storage = StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
+            field: storage_field,
+            reason: r,
+        })?;
+        if storage.backend == Backend::Gcs {
+            return err(
+                "cluster_fallback_config_storage",
+                "GCS storage is not implemented in this build yet (use s3://)",
+            );
+        }
+
+        let export_delay_ms = l.seconds_ms(
+            "cluster_fallback_config_export_delay",
+            &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY"],
+            60,
+            86_400,
+        )?;
+
+        let (gateway_version, gv_field) = l
+            .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
+            .ok_or_else(|| ConfigError {
+                field: "gateway_version".into(),
+                reason:
+                    "is required (it is part of the storage key <prefix>/<version>/config.json)"
+                        .into(),
+            })?;
+        validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
+            field: gv_field,
+            reason: r,
+        })?;
+
+        let node_id = match l.string("node_id", &["CONFIG_BRIDGE_NODE_ID", "HOSTNAME"])? {
+            None => None,
+            Some((id, field)) => {
+                if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                    return err(field, "must be at most 128 visible ASCII characters");
+                }
+                Some(id)
+            }
+        };
+
+        let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
+        let call_timeout_ms = l.uint("call_timeout_ms", &[], 10_000, 100, 600_000)?;
+        let lease_ttl_ms = l.uint("lease_ttl_ms", &[], 15_000, 1, 3_600_000)?;
+        if lease_ttl_ms < 2 * tick_period_ms {
+            return err(
+                "lease_ttl_ms",
+                "must be at least twice tick_period_ms (the holder renews it every tick)",
+            );
+        }
+        let retry_base_ms = l.uint("retry_base_ms", &[], 1000, 1, 3_600_000)?;
+        let retry_max_ms = l.uint("retry_max_ms", &[], 60_000, 1, 86_400_000)?;
+        if retry_max_ms < retry_base_ms {
+            return err("retry_max_ms", "must not be smaller than retry_base_ms");
+        }
+
+        let source = parse_source(&l, export)?;
+        let s3 = parse_s3(&l, export || import)?;
+        let storage_upstream = match l.string("storage_upstream", &[])? {
+            Some((u, _)) => u,
+            None => default_s3_upstream(&s3),
+        };
+
+        Ok(Config {
+            export,
+            import,
+            storage,
+            export_delay_ms,
+            source,
+            gateway_version,
+            node_id,
+            s3,
+            storage_upstream,
+            tick_period_ms,
+            call_timeout_ms,
+            lease_ttl_ms,
+            retry_base_ms,
+            retry_max_ms,
+        })
+    }
+
+    /// The object key the export writes.
+    pub fn config_key(&self) -> String {
+        self.storage.config_key(&self.gateway_version)
+    }
+}
+
+fn default_s3_upstream(s3: &S3Settings) -> String {
+    match &s3.endpoint {
+        Some(e) => e.upstream(),
+        None => format!("s3.{}.amazonaws.com:443", s3.region),
+    }
+}
+
+fn parse_source(l: &Lookup<'_>, export: bool) -> Result<SourceConfig, ConfigError> {
+    let kind = l
+        .string("config_source", &[])?
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| "filter".to_string());
+    match kind.as_str() {
+        "filter" => {
+            let Some(raw) = l.get("config", &[]) else {
+                if export {
+                    return err(
+                        "config",
+                        "is required when config_source is \"filter\" and export is on",
+                    );
+                }
+                return Ok(SourceConfig::Filter {
+                    document: Vec::new(),
+                });
+            };
+            let doc = object_or_json_string(raw.value)
+                .ok_or_else(|| ConfigError { field: "config".into(), reason: "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into() })?;
+            validate_declarative(&doc).map_err(|r| ConfigError {
+                field: "config".into(),
+                reason: r,
+            })?;
+            // serde_json's map is ordered by key, so equal configs serialise to equal bytes/hashes.
+            let document = serde_json::to_vec(&Value::Object(doc)).map_err(|_| ConfigError {
+                field: "config".into(),
+                reason: "could not be serialised".into(),
+            })?;
+            Ok(SourceConfig::Filter { document })
+        }
+        "url" => {
+            let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
+                field: "config_url".into(),
+                reason: "is required when config_source is \"url\"".into(),
+            })?;
+            let url = HttpUrl::parse(&raw).map_err(|r| ConfigError { field, reason: r })?;
+            let upstream = l
+                .string("config_url_upstream", &[])?
+                .map(|(u, _)| u)
+                .unwrap_or_else(|| url.upstream());
+            let poll_interval_ms = l.seconds_ms("config_poll_interval", &[], 10, 86_400)?;
+            if poll_interval_ms < 100 {
+                return err("config_poll_interval", "must be at least 0.1 seconds");
+            }
+            if l.obj.contains_key("config") {
+                return err("config", "must not be set when config_source is \"url\"");
+            }
+            Ok(SourceConfig::Url {
+                url,
+                upstream,
+                poll_interval_ms,
+            })
+        }
+        "kong_admin" => err(
+            "config_source",
+            "\"kong_admin\" is not implemented in this build yet (use \"filter\" or \"url\")",
+        ),
+        _ => err("config_source", "must be \"filter\" or \"url\""),
+    }
+}
+
+/// The minimum a Kong declarative configuration has; the importer checks the same.
+pub fn validate_declarative(doc: &Map<String, Value>) -> Result<(), String> {
+    match doc.get("_format_version") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(()),
+        Some(_) => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
+        None => Err("is not a Kong declarative configuration (no _format_version)".to_string()),
+    }
+}
+
+fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, ConfigError> {
+    let access_key_id = l.secret("aws_access_key_id", &["AWS_ACCESS_KEY_ID"])?;
+    let secret_access_key = l.secret("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"])?;
+    let session_token = l.secret("aws_session_token", &["AWS_SESSION_TOKEN"])?;
+    let region = l.string("aws_region", &["AWS_REGION", "AWS_DEFAULT_REGION"])?;
+    let endpoint = match l.string("storage_endpoint", &["AWS_CONFIG_STORAGE_ENDPOINT"])? {
+        None => None,
+        Some((raw, field)) => {
+            Some(HttpUrl::parse(&raw).map_err(|r| ConfigError { field, reason: r })?)
+        }
+    };
+    let region = match region {
+        Some((r, field)) => {
+            if !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return err(field, "must contain only letters, digits and '-'");
+            }
+            r
+        }
+        None if required => {
+            return err(
+                "aws_region",
+                "S3 region is not configured (set aws_region or AWS_REGION)",
+            )
+        }
+        None => String::new(),
+    };
+    let (access_key_id, secret_access_key) = match (access_key_id, secret_access_key) {
+        (Some(a), Some(s)) => (a, s),
+        (None, _) if required => {
+            return err(
+                "aws_access_key_id",
+                "is not configured (set it or AWS_ACCESS_KEY_ID)",
+            )
+        }
+        (_, None) if required => {
+            return err(
+                "aws_secret_access_key",
+                "is not configured (set it or AWS_SECRET_ACCESS_KEY)",
+            )
+        }
+        (a, s) => (
+            a.unwrap_or(Secret(String::new())),
+            s.unwrap_or(Secret(String::new())),
+        ),
+    };
+    if !access_key_id.0.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return err("aws_access_key_id", "must contain only letters and digits");
+    }
+    let force_path_style = l.bool("s3_force_path_style", &[], false)?;
+    let conditional_writes = l.bool("s3_conditional_writes", &[], true)?;
+    let extra_headers = match l.get(
+        "cluster_fallback_export_s3_config",
+        &["KONG_CLUSTER_FALLBACK_EXPORT_S3_CONFIG"],
+    ) {
+        None => HeaderList::default(),
+        Some(raw) => {
+            let field = raw.field.clone();
+            let map = object_or_json_string(raw.value).ok_or_else(|| ConfigError {
+                field: field.clone(),
+                reason: "expected a JSON object (or a JSON string holding one)".into(),
+            })?;
+            HeaderList(s3_params_to_headers(
+                &map,
+                "cluster_fallback_export_s3_config",
+            )?)
+        }
+    };
+    Ok(S3Settings {
+        access_key_id,
+        secret_access_key,
+        session_token,
+        region,
+        endpoint,
+        force_path_style,
+        conditional_writes,
+        extra_headers,
+    })
+}
+
+/// PutObject parameters (as named in the AWS SDKs, which is what Kong's setting uses) → header.
+const S3_PARAMS: &[(&str, &str)] = &[
+    ("ACL", "x-amz-acl"),
+    (
+        "BucketKeyEnabled",
+        "x-amz-server-side-encryption-bucket-key-enabled",
+    ),
+    ("CacheControl", "cache-control"),
+    ("ContentDisposition", "content-disposition"),
+    ("ContentEncoding", "content-encoding"),
+    ("ContentLanguage", "content-language"),
+    ("ExpectedBucketOwner", "x-amz-expected-bucket-owner"),
+    ("Expires", "expires"),
+    ("GrantFullControl", "x-amz-grant-full-control"),
+    ("GrantRead", "x-amz-grant-read"),
+    ("GrantReadACP", "x-amz-grant-read-acp"),
+    ("GrantWriteACP", "x-amz-grant-write-acp"),
+    ("ObjectLockLegalHoldStatus", "x-amz-object-lock-legal-hold"),
+    ("ObjectLockMode", "x-amz-object-lock-mode"),
+    (
+        "ObjectLockRetainUntilDate",
+        "x-amz-object-lock-retain-until-date",
+    ),
+    ("RequestPayer", "x-amz-request-payer"),
+    (
+        "SSECustomerAlgorithm",
+        "x-amz-server-side-encryption-customer-algorithm",
+    ),
+    (
+        "SSECustomerKey",
+        "x-amz-server-side-encryption-customer-key",
+    ),
+    (
+        "SSECustomerKeyMD5",
+        "x-amz-server-side-encryption-customer-key-md5",
+    ),
+    (
+        "SSEKMSEncryptionContext",
+        "x-amz-server-side-encryption-context",
+    ),
+    ("SSEKMSKeyId", "x-amz-server-side-encryption-aws-kms-key-id"),
+    ("ServerSideEncryption", "x-amz-server-side-encryption"),
+    ("StorageClass", "x-amz-storage-class"),
+    ("Tagging", "x-amz-tagging"),
+    ("WebsiteRedirectLocation", "x-amz-website-redirect-location"),
+];
+
+/// Parameters config-bridge sets itself; allowing them would break signing or integrity checks.
+const S3_OWN_PARAMS: &[&str] = &[
+    "Body",
+    "Bucket",
+    "ChecksumAlgorithm",
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumCRC64NVME",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+    "ContentLength",
+    "ContentMD5",
+    "ContentType",
+    "IfMatch",
+    "IfNoneMatch",
+    "Key",
+];
+
+/// Closed value sets, checked so that a typo fails at configure time rather than at every upload.
+fn allowed_values(param: &str) -> Option<&'static [&'static str]> {
+    Some(match param {
+        "ACL" => &[
+            "private",
+            "public-read",
+            "public-read-write",
+            "authenticated-read",
+            "aws-exec-read",
+            "bucket-owner-read",
+            "bucket-owner-full-control",
+        ],
+        "ServerSideEncryption" => &["AES256", "aws:kms", "aws:kms:dsse"],
+        "StorageClass" => &[
+            "STANDARD",
+            "REDUCED_REDUNDANCY",
+            "STANDARD_IA",
+            "ONEZONE_IA",
+            "INTELLIGENT_TIERING",
+            "GLACIER",
+            "DEEP_ARCHIVE",
+            "OUTPOSTS",
+            "GLACIER_IR",
+            "SNOW",
+            "EXPRESS_ONEZONE",
+        ],
+        "ObjectLockMode" => &["GOVERNANCE", "COMPLIANCE"],
+        "ObjectLockLegalHoldStatus" => &["ON", "OFF"],
+        "RequestPayer" => &["requester"],
+        _ => return None,
+    })
+}
+
+fn header_value_ok(v: &str) -> bool {
+    !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+pub fn s3_params_to_headers(
+    map: &Map<String, Value>,
+    setting: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut headers = Vec::new();
+    for (param, value) in map {
+        let field = format!("{setting}.{param}");
+        if S3_OWN_PARAMS.contains(&param.as_str()) {
+            return err(
+                field,
+                "is set by config-bridge itself and cannot be overridden",
+            );
+        }
+        if param == "Metadata" {
+            let Value::Object(meta) = value else {
+                return err(field, "expected an object of string values");
+            };
+            for (k, v) in meta {
+                let mfield = format!("{field}.{k}");
+                let key = k.to_ascii_lowercase();
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return err(
+                        mfield,
+                        "metadata keys may only contain letters, digits, '-' and '_'",
+                    );
+                }
+                if RESERVED_METADATA.contains(&key.as_str()) {
+                    return err(mfield, "is written by config-bridge itself");
+                }
+                let Value::String(v) = v else {
+                    return err(mfield, "expected a string");
+                };
+                if !header_value_ok(v) {
+                    return err(mfield, "must be non-empty printable US-ASCII");
+                }
+                headers.push((format!("x-amz-meta-{key}"), v.clone()));
+            }
+            continue;
+        }
+        let Some((_, header)) = S3_PARAMS.iter().find(|(p, _)| p == param) else {
+            return err(field, "unknown S3 PutObject parameter");
+        };
+        let text = match (param.as_str(), value) {
+            ("Tagging", Value::Object(tags)) => {
+                let mut pairs = Vec::new();
+                for (k, v) in tags {
+                    let Value::String(v) = v else {
+                        return err(field, "tag values must be strings");
+                    };
+                    pairs.push(format!(
+                        "{}={}",
+                        percent_encode(k, false),
+                        percent_encode(v, false)
+                    ));
+                }
+                pairs.join("&")
+            }
+            ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
+            ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
+            (_, Value::String(s)) => s.clone(),
+            _ => return err(field, "expected a string"),
+        };
+        if !header_value_ok(&text) {
+            return err(field, "must be non-empty printable US-ASCII");
+        }
+        if let Some(allowed) = allowed_values(param) {
+            if !allowed.contains(&text.as_str()) {
+                return err(field, format!("must be one of {}", allowed.join(", ")));
+            }
+        }
+        headers.push((header.to_string(), text));
+    }
+    headers.sort();
+    Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETzz";
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "cluster_fallback_config_export": "on",
+            "cluster_fallback_config_storage": "s3://my-bucket/kong/",
+            "gateway_version": "3.9.1",
+            "aws_access_key_id": "AKIDEXAMPLE",
+            "aws_secret_access_key": SECRET,
+            "aws_region": "eu-west-1",
+            "config": {"_format_version": "3.0", "services": []}
+        })
+    }
+
+    fn parse_with(v: &serde_json::Value, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(v.to_string().as_bytes(), &env_of(env))
+    }
+
+    fn field_of(v: serde_json::Value) -> String {
+        let e = parse_with(&v, &[]).expect_err("should fail");
+        let line = e.to_string();
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert!(!line.contains(SECRET), "secret leaked: {line}");
+        e.field
+    }
+
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut v = base();
+        v[key] = value;
+        v
+    }
+
+    #[test]
+    fn parses_a_full_config_with_defaults() {
+        let c = parse_with(&base(), &[]).unwrap();
+        assert!(c.export && !c.import);
+        assert_eq!(c.config_key(), "kong/3.9.1/config.json");
+        assert_eq!(c.export_delay_ms, 60_000);
+        assert_eq!(c.storage_upstream, "s3.eu-west-1.amazonaws.com:443");
+        assert_eq!(c.s3.region, "eu-west-1");
+        assert_eq!(c.s3.secret_access_key.expose(), SECRET);
+        assert!(c.s3.conditional_writes);
+        assert_eq!(c.tick_period_ms, 1000);
+        match &c.source {
+            SourceConfig::Filter { document } => {
+                assert_eq!(document, br#"{"_format_version":"3.0","services":[]}"#)
+            }
+            other => panic!("unexpected source {other:?}"),
+        }
+        assert!(
+            !format!("{c:?}").contains(SECRET),
+            "Debug must redact secrets"
+        );
+        let c = parse_with(
+            &with(
+                "cluster_fallback_export_s3_config",
+                serde_json::json!({"SSECustomerKey": SECRET}),
+            ),
+            &[],
+        )
+        .unwrap();
+        assert!(
+            !format!("{c:?}").contains(SECRET),
+            "Debug must redact the SSE-C key"
+        );
+    }
+
+    #[test]
+    fn accepts_a_json_string_holding_the_object_and_booleans() {
+        let inner = with("cluster_fallback_config_export", serde_json::json!(true)).to_string();
+        let outer = serde_json::Value::String(inner);
+        let c = Config::parse(outer.to_string().as_bytes(), &env_of(&[])).unwrap();
+        assert!(c.export);
+        let c = parse_with(
+            &with("config", serde_json::json!("{\"_format_version\":\"3.0\"}")),
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(c.source, SourceConfig::Filter { .. }));
+    }
+
+    #[test]
+    fn environment_fallbacks_fill_missing_settings() {
+        let v = serde_json::json!({
+            "config": {"_format_version": "3.0"},
+            "gateway_version": "3.4.2.0"
+        });
+        let c = parse_with(
+            &v,
+            &[
+                ("KONG_CLUSTER_FALLBACK_CONFIG_EXPORT", "on"),
+                ("KONG_CLUSTER_FALLBACK_CONFIG_STORAGE", "s3://b-1/p"),
+                ("KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY", "5"),
+                (
+                    "KONG_CLUSTER_FALLBACK_EXPORT_S3_CONFIG",
+                    "{\"StorageClass\":\"STANDARD_IA\"}",
+                ),
+                ("AWS_ACCESS_KEY_ID", "AKID"),
+                ("AWS_SECRET_ACCESS_KEY", SECRET),
+                ("AWS_SESSION_TOKEN", "tok"),
+                ("AWS_DEFAULT_REGION", "us-east-2"),
+                ("AWS_CONFIG_STORAGE_ENDPOINT", "http://minio:9000/"),
+                ("HOSTNAME", "node-a"),
+            ],
+        )
+        .unwrap();
+        assert!(c.export);
+        assert_eq!(c.storage.bucket, "b-1");
+        assert_eq!(c.export_delay_ms, 5000);
+        assert_eq!(c.s3.region, "us-east-2");
+        assert_eq!(c.s3.session_token.as_ref().map(|s| s.expose()), Some("tok"));
+        assert_eq!(c.storage_upstream, "minio:9000");
+        assert_eq!(c.node_id.as_deref(), Some("node-a"));
+        assert_eq!(
+            c.s3.extra_headers.0,
+            vec![("x-amz-storage-class".to_string(), "STANDARD_IA".to_string())]
+        );
+    }
+
+    #[test]
+    fn the_filter_config_wins_over_the_environment() {
+        let c = parse_with(
+            &base(),
+            &[
+                ("AWS_REGION", "us-west-2"),
+                ("KONG_CLUSTER_FALLBACK_CONFIG_STORAGE", "s3://other/x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.s3.region, "eu-west-1");
+        assert_eq!(c.storage.bucket, "my-bucket");
+    }
+
+    #[test]
+    fn every_invalid_input_names_its_field() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (
+                with("cluster_fallback_config_export", serde_json::json!("maybe")),
+                "cluster_fallback_config_export",
+            ),
+            (
+                with("cluster_fallback_config_export", serde_json::json!("off")),
+                "cluster_fallback_config_export",
+            ),
+            (
+                with("cluster_fallback_config_import", serde_json::json!(3)),
+                "cluster_fallback_config_import",
+            ),
+            (
+                with(
+                    "cluster_fallback_config_storage",
+                    serde_json::json!("ftp://x/y"),
+                ),
+                "cluster_fallback_config_storage",
+            ),
+            (
+                with("cluster_fallback_config_storage", serde_json::json!(12)),
+                "cluster_fallback_config_storage",
+            ),
+            (
+                with(
+                    "cluster_fallback_config_storage",
+                    serde_json::json!("gcs://bucket/p"),
+                ),
+                "cluster_fallback_config_storage",
+            ),
+            (
+                with(
+                    "cluster_fallback_config_export_delay",
+                    serde_json::json!(-1),
+                ),
+                "cluster_fallback_config_export_delay",
+            ),
+            (
+                with(
+                    "cluster_fallback_config_export_delay",
+                    serde_json::json!("soon"),
+                ),
+                "cluster_fallback_config_export_delay",
+            ),
+            (
+                with(
+                    "cluster_fallback_export_s3_config",
+                    serde_json::json!({"Bogus": "x"}),
+                ),
+                "cluster_fallback_export_s3_config.Bogus",
+            ),
+            (
+                with(
+                    "cluster_fallback_export_s3_config",
+                    serde_json::json!({"ContentType": "x"}),
+                ),
+                "cluster_fallback_export_s3_config.ContentType",
+            ),
+            (
+                with(
+                    "cluster_fallback_export_s3_config",
+                    serde_json::json!({"StorageClass": "FAST"}),
+                ),
+                "cluster_fallback_export_s3_config.StorageClass",
+            ),
+            (
+                with(
+                    "cluster_fallback_export_s3_config",
+                    serde_json::json!({"Metadata": {"uploader": "x"}}),
+                ),
+                "cluster_fallback_export_s3_config.Metadata.uploader",
+            ),
+            (
+                with(
+                    "cluster_fallback_export_s3_config",
+                    serde_json::json!({"Metadata": {"a b": "x"}}),
+                ),
+                "cluster_fallback_export_s3_config.Metadata.a b",
+            ),
+            (
+                with(
+                    "cluster_fallback_export_s3_config",
+                    serde_json::json!("[1]"),
+                ),
+                "cluster_fallback_export_s3_config",
+            ),
+            (
+                with(
+                    "cluster_fallback_export_s3_config",
+                    serde_json::json!({"SSECustomerKey": 5.5}),
+                ),
+                "cluster_fallback_export_s3_config.SSECustomerKey",
+            ),
+            (
+                with("config_source", serde_json::json!("kong_admin")),
+                "config_source",
+            ),
+            (
+                with("config_source", serde_json::json!("ftp")),
+                "config_source",
+            ),
+            (
+                with("config", serde_json::json!({"services": []})),
+                "config",
+            ),
+            (with("config", serde_json::json!([1])), "config"),
+            (with("config", serde_json::json!("{not json")), "config"),
+            (
+                with("gateway_version", serde_json::json!("3/9")),
+                "gateway_version",
+            ),
+            (
+                with("gateway_version", serde_json::json!(3.9)),
+                "gateway_version",
+            ),
+            (with("node_id", serde_json::json!("has space")), "node_id"),
+            (
+                with("aws_region", serde_json::json!("eu west")),
+                "aws_region",
+            ),
+            (
+                with("aws_access_key_id", serde_json::json!("AK/ID")),
+                "aws_access_key_id",
+            ),
+            (
+                with("aws_secret_access_key", serde_json::json!(7)),
+                "aws_secret_access_key",
+            ),
+            (
+                with("storage_endpoint", serde_json::json!("minio:9000")),
+                "storage_endpoint",
+            ),
+            (
+                with("s3_force_path_style", serde_json::json!("perhaps")),
+                "s3_force_path_style",
+            ),
+            (
+                with("tick_period_ms", serde_json::json!(0)),
+                "tick_period_ms",
+            ),
+            (
+                with("call_timeout_ms", serde_json::json!("x")),
+                "call_timeout_ms",
+            ),
+            (
+                with("lease_ttl_ms", serde_json::json!(1500)),
+                "lease_ttl_ms",
+            ),
+            (with("retry_max_ms", serde_json::json!(10)), "retry_max_ms"),
+            (with("tpyo_setting", serde_json::json!(1)), "tpyo_setting"),
+        ];
+        for (value, field) in cases {
+            assert_eq!(field_of(value.clone()), field, "for {value}");
+        }
+    }
+
+    #[test]
+    fn missing_required_settings_are_named() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("aws_region");
+        let e = parse_with(&v, &[]).unwrap_err();
+        assert_eq!(e.field, "aws_region");
+        assert!(e.reason.contains("S3 region is not configured"));
+        for key in [
+            "cluster_fallback_config_storage",
+            "gateway_version",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "config",
+        ] {
+            let mut v = base();
+            v.as_object_mut().unwrap().remove(key);
+            assert_eq!(parse_with(&v, &[]).unwrap_err().field, key);
+        }
+    }
+
+    #[test]
+    fn url_source_settings() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("config");
+        v["config_source"] = "url".into();
+        assert_eq!(parse_with(&v, &[]).unwrap_err().field, "config_url");
+        v["config_url"] = "http://127.0.0.1:8001/config?format=json".into();
+        v["config_poll_interval"] = 2.5.into();
+        let c = parse_with(&v, &[]).unwrap();
+        match c.source {
+            SourceConfig::Url {
+                url,
+                upstream,
+                poll_interval_ms,
+            } => {
+                assert_eq!(url.path_and_query, "/config?format=json");
+                assert_eq!(upstream, "127.0.0.1:8001");
+                assert_eq!(poll_interval_ms, 2500);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_json_and_secret_values_never_leak() {
+        let e = Config::parse(b"{\"aws_secret_access_key\": \"abc", &env_of(&[])).unwrap_err();
+        assert_eq!(e.field, "configuration");
+        assert!(!e.to_string().contains("abc"));
+        let e = Config::parse(b"", &env_of(&[])).unwrap_err();
+        assert_eq!(e.field, "configuration");
+        let e = Config::parse(b"[1,2]", &env_of(&[])).unwrap_err();
+        assert_eq!(e.field, "configuration");
+        // A secret placed where a boolean is expected must not be echoed.
+        let e = parse_with(
+            &with("s3_conditional_writes", serde_json::json!(SECRET)),
+            &[],
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains(SECRET));
+        let e = parse_with(
+            &with(
+                "cluster_fallback_export_s3_config",
+                serde_json::json!({"SSECustomerKey": SECRET, "ACL": "nope"}),
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "cluster_fallback_export_s3_config.ACL");
+        assert!(!e.to_string().contains(SECRET));
+    }
+
+    #[test]
+    fn s3_parameters_map_to_headers() {
+        let v = with(
+            "cluster_fallback_export_s3_config",
+            serde_json::json!({
+                "ServerSideEncryption": "aws:kms",
+                "SSEKMSKeyId": "key-1",
+                "StorageClass": "STANDARD_IA",
+                "Metadata": {"Environment": "production"},
+                "ACL": "bucket-owner-full-control",
+                "Tagging": {"team": "api gw"},
+                "BucketKeyEnabled": true,
+                "CacheControl": "no-cache"
+            }),
+        );
+        let c = parse_with(&v, &[]).unwrap();
+        let h: HashMap<_, _> = c.s3.extra_headers.0.iter().cloned().collect();
+        assert_eq!(h["x-amz-server-side-encryption"], "aws:kms");
+        assert_eq!(h["x-amz-server-side-encryption-aws-kms-key-id"], "key-1");
+        assert_eq!(h["x-amz-storage-class"], "STANDARD_IA");
+        assert_eq!(h["x-amz-meta-environment"], "production");
+        assert_eq!(h["x-amz-acl"], "bucket-owner-full-control");
+        assert_eq!(h["x-amz-tagging"], "team=api%20gw");
+        assert_eq!(h["x-amz-server-side-encryption-bucket-key-enabled"], "true");
+        assert_eq!(h["cache-control"], "no-cache");
+        assert_eq!(h.len(), 8);
+    }
+
+    #[test]
+    fn custom_endpoint_sets_the_default_upstream_and_explicit_upstream_wins() {
+        let c = parse_with(
+            &with("storage_endpoint", "https://s3.local:8443".into()),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.storage_upstream, "s3.local:8443");
+        let c = parse_with(&with("storage_upstream", "s3_cluster".into()), &[]).unwrap();
+        assert_eq!(c.storage_upstream, "s3_cluster");
+    }
+
+    #[test]
+    fn shipped_examples_are_valid_with_credentials_from_the_environment() {
+        let env = env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ]);
+        for (name, text) in [
+            (
+                "s3-own-config",
+                include_str!("../examples/s3-own-config.json"),
+            ),
+            (
+                "minio-url-source",
+                include_str!("../examples/minio-url-source.json"),
+            ),
+            (
+                "envoy-cluster-upstream",
+                include_str!("../examples/envoy-cluster-upstream.json"),
+            ),
+        ] {
+            if let Err(e) = Config::parse(text.as_bytes(), &env) {
+                panic!("{name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn settings_md_documents_every_setting() {
+        let doc = include_str!("../SETTINGS.md");
+        for name in SETTINGS {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} missing from SETTINGS.md"
+            );
+        }
+        for (param, _) in S3_PARAMS {
+            assert!(doc.contains(param), "{param} missing from SETTINGS.md");
+        }
+    }
+}

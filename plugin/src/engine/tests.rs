@@ -1,0 +1,514 @@
+//! The engine driven by a small simulation: several root contexts of one node sharing a fake
+//! shared-data store (either CAS rule), a fake S3 that honours conditional writes, a virtual clock.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::node_lock::fake::{CasRules, FakeStore};
+
+fn config(doc: &str, extra: serde_json::Value) -> Config {
+    let mut v = serde_json::json!({
+        "cluster_fallback_config_export": true,
+        "cluster_fallback_config_storage": "s3://bucket-1/kong",
+        "gateway_version": "3.9.1",
+        "aws_access_key_id": "AKID",
+        "aws_secret_access_key": "SECRETKEY",
+        "aws_region": "us-east-1",
+        "storage_endpoint": "http://127.0.0.1:9000",
+        "node_id": "node-a",
+        "config": serde_json::from_str::<serde_json::Value>(doc).unwrap(),
+    });
+    if let serde_json::Value::Object(m) = extra {
+        for (k, val) in m {
+            v[k] = val;
+        }
+    }
+    Config::parse(v.to_string().as_bytes(), &|_| None).unwrap()
+}
+
+fn doc(name: &str) -> String {
+    format!(r#"{{"_format_version":"3.0","services":[{{"name":"{name}"}}]}}"#)
+}
+
+#[derive(Clone, Debug)]
+struct Object {
+    body: Vec<u8>,
+    etag: String,
+    meta: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct FakeS3 {
+    objects: HashMap<String, Object>,
+    puts: Vec<(u64, Vec<u8>)>,
+    next_etag: u32,
+    /// Status codes to answer the next PUTs with (front first).
+    fail_next: Vec<u16>,
+    /// Answer nothing at all (a host that never calls back).
+    blackhole: bool,
+}
+
+impl FakeS3 {
+    fn handle(&mut self, req: &OutboundRequest, now: u64) -> HttpResponse {
+        let key = req.path.clone();
+        let cur = self.objects.get(&key).cloned();
+        let resp = |status: u16, headers: Vec<(String, String)>, body: &str| HttpResponse {
+            status,
+            headers,
+            body: body.as_bytes().to_vec(),
+        };
+        match req.method.as_str() {
+            "HEAD" => match cur {
+                None => resp(404, vec![], ""),
+                Some(o) => {
+                    let mut h = o.meta.clone();
+                    h.push(("etag".into(), o.etag.clone()));
+                    resp(200, h, "")
+                }
+            },
+            "PUT" => {
+                if !self.fail_next.is_empty() {
+                    let s = self.fail_next.remove(0);
+                    return resp(s, vec![], "<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>");
+                }
+                let ok = match (req.header("if-match"), req.header("if-none-match"), &cur) {
+                    (Some(m), _, Some(o)) => m == o.etag,
+                    (Some(_), _, None) => false,
+                    (None, Some("*"), Some(_)) => false,
+                    _ => true,
+                };
+                if !ok {
+                    return resp(412, vec![], "<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>");
+                }
+                self.next_etag += 1;
+                let etag = format!("\"etag-{}\"", self.next_etag);
+                let meta = req
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("x-amz-meta-"))
+                    .cloned()
+                    .collect();
+                self.objects.insert(
+                    key,
+                    Object {
+                        body: req.body.clone(),
+                        etag: etag.clone(),
+                        meta,
+                    },
+                );
+                self.puts.push((now, req.body.clone()));
+                resp(200, vec![("etag".into(), etag)], "")
+            }
+            _ => resp(405, vec![], ""),
+        }
+    }
+
+    fn put_bodies(&self) -> Vec<(u64, String)> {
+        self.puts
+            .iter()
+            .map(|(t, b)| (*t, String::from_utf8_lossy(b).to_string()))
+            .collect()
+    }
+}
+
+struct Sim {
+    now: u64,
+    shared: FakeStore,
+    engines: Vec<Option<Engine>>,
+    s3: FakeS3,
+    latency_ms: u64,
+    in_flight: Vec<(u64, usize, CallId, HttpResponse)>,
+    effects: Vec<(usize, Effect)>,
+    dispatches: Vec<(u64, usize, Dispatch)>,
+}
+
+impl Sim {
+    fn new(rules: CasRules, n: usize, cfg: &Config) -> Sim {
+        let engines = (0..n)
+            .map(|i| Some(Engine::new(cfg.clone(), 0x1000 + i as u64)))
+            .collect();
+        Sim {
+            now: 0,
+            shared: FakeStore::new(rules),
+            engines,
+            s3: FakeS3::default(),
+            latency_ms: 200,
+            in_flight: Vec::new(),
+            effects: Vec::new(),
+            dispatches: Vec::new(),
+        }
+    }
+
+    /// Every live root context receives the configuration (each worker's `on_configure`).
+    fn apply_all(&mut self, body: &str) {
+        for i in 0..self.engines.len() {
+            let now = self.now;
+            if let Some(e) = self.engines[i].as_mut() {
+                let fx = e.on_event(
+                    Event::ConfigApplied(body.as_bytes().to_vec()),
+                    now,
+                    &mut self.shared,
+                );
+                self.effects.extend(fx.into_iter().map(|f| (i, f)));
+            }
+        }
+    }
+
+    /// Advances in 100 ms steps; every root context ticks each full second.
+    fn run_until(&mut self, until: u64) {
+        while self.now < until {
+            self.now += 100;
+            let now = self.now;
+            let due: Vec<_> = self
+                .in_flight
+                .iter()
+                .filter(|(t, ..)| *t <= now)
+                .cloned()
+                .collect();
+            self.in_flight.retain(|(t, ..)| *t > now);
+            for (_, i, id, response) in due {
+                if let Some(e) = self.engines[i].as_mut() {
+                    let fx =
+                        e.on_event(Event::CallAnswered { id, response }, now, &mut self.shared);
+                    self.effects.extend(fx.into_iter().map(|f| (i, f)));
+                }
+            }
+            if !now.is_multiple_of(1000) {
+                continue;
+            }
+            for i in 0..self.engines.len() {
+                let Some(e) = self.engines[i].as_mut() else {
+                    continue;
+                };
+                let out = e.tick(now, &mut self.shared);
+                self.effects.extend(out.effects.into_iter().map(|f| (i, f)));
+                if let Some(d) = out.dispatch {
+                    self.dispatches.push((now, i, d.clone()));
+                    if !self.s3.blackhole {
+                        let resp = self.s3.handle(&d.request, now);
+                        self.in_flight.push((now + self.latency_ms, i, d.id, resp));
+                    }
+                }
+            }
+        }
+    }
+
+    fn logs(&self, level: Level) -> Vec<String> {
+        self.effects
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Effect::Log(l, m) if *l == level => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+const RULES: [CasRules; 2] = [CasRules::Ngx, CasRules::Envoy];
+
+#[test]
+fn four_root_contexts_export_once_per_change_with_kong_debounce() {
+    for rules in RULES {
+        let cfg = config(&doc("A"), serde_json::json!({}));
+        // 2 workers × 2 filter instances.
+        let mut sim = Sim::new(rules, 4, &cfg);
+        sim.apply_all(&doc("A"));
+        sim.run_until(10_000);
+        sim.apply_all(&doc("B"));
+        sim.run_until(20_000);
+        sim.apply_all(&doc("C"));
+        sim.run_until(30_000);
+        sim.apply_all(&doc("D"));
+        sim.run_until(200_000);
+        assert_eq!(
+            sim.s3.put_bodies(),
+            vec![(1000, doc("A")), (61_000, doc("D"))],
+            "{rules:?}"
+        );
+        let exported = sim
+            .logs(Level::Info)
+            .into_iter()
+            .filter(|l| l.starts_with("exported config"))
+            .collect::<Vec<_>>();
+        assert_eq!(exported.len(), 2);
+        assert!(
+            exported[0].contains("s3://bucket-1/kong/3.9.1/config.json"),
+            "{}",
+            exported[0]
+        );
+        assert!(
+            exported[0].contains(&format!("({} bytes", doc("A").len())),
+            "{}",
+            exported[0]
+        );
+        assert!(exported[0].contains("in 200 ms"), "{}", exported[0]);
+        // The first write was create-only, the second replaced exactly what we wrote.
+        assert_eq!(
+            sim.dispatches[0].2.request.header("if-none-match"),
+            Some("*")
+        );
+        assert_eq!(
+            sim.dispatches[1].2.request.header("if-match"),
+            Some("\"etag-1\"")
+        );
+        assert_eq!(
+            sim.dispatches[0].2.request.header("x-amz-meta-uploader"),
+            Some("node-a")
+        );
+    }
+}
+
+#[test]
+fn identical_content_and_reconfigures_do_not_upload_again() {
+    for rules in RULES {
+        let cfg = config(
+            &doc("A"),
+            serde_json::json!({"cluster_fallback_config_export_delay": 5}),
+        );
+        let mut sim = Sim::new(rules, 2, &cfg);
+        sim.apply_all(&doc("A"));
+        sim.run_until(30_000);
+        sim.apply_all(&doc("A"));
+        sim.run_until(60_000);
+        assert_eq!(sim.s3.puts.len(), 1, "{rules:?}");
+    }
+}
+
+#[test]
+fn change_during_upload_is_exported_after_it() {
+    let cfg = config(
+        &doc("A"),
+        serde_json::json!({"cluster_fallback_config_export_delay": 10}),
+    );
+    let mut sim = Sim::new(CasRules::Ngx, 2, &cfg);
+    sim.latency_ms = 3000;
+    sim.apply_all(&doc("A"));
+    sim.run_until(2000); // A dispatched at 1 s, answered at 4 s
+    sim.apply_all(&doc("B"));
+    sim.run_until(40_000);
+    assert_eq!(
+        sim.s3.put_bodies(),
+        vec![(1000, doc("A")), (11_000, doc("B"))]
+    );
+}
+
+#[test]
+fn failures_retry_with_backoff_and_a_newer_config_replaces_the_pending_retry() {
+    let cfg = config(
+        &doc("A"),
+        serde_json::json!({"retry_base_ms": 4000, "retry_max_ms": 8000, "cluster_fallback_config_export_delay": 1}),
+    );
+    let mut sim = Sim::new(CasRules::Envoy, 2, &cfg);
+    sim.s3.fail_next = vec![500];
+    sim.apply_all(&doc("A"));
+    sim.run_until(1500);
+    sim.apply_all(&doc("B"));
+    sim.run_until(30_000);
+    let warns = sim.logs(Level::Warn);
+    assert_eq!(warns.len(), 1, "{warns:?}");
+    assert!(
+        warns[0].contains("HTTP 500 InternalError: We encountered an internal error"),
+        "{}",
+        warns[0]
+    );
+    assert!(warns[0].contains("retry 1 in "), "{}", warns[0]);
+    // The retry (2–4 s after the failure at 1.2 s) carries B, not A; A is never stored.
+    let puts = sim.s3.put_bodies();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].1, doc("B"));
+    assert!((3000..=6000).contains(&puts[0].0), "retry at {}", puts[0].0);
+    assert!(!sim
+        .effects
+        .iter()
+        .any(|(_, e)| matches!(e, Effect::Log(_, m) if m.contains("SECRETKEY"))));
+}
+
+#[test]
+fn no_callback_times_out_and_a_late_answer_is_ignored() {
+    let cfg = config(
+        &doc("A"),
+        serde_json::json!({"call_timeout_ms": 5000, "retry_base_ms": 1000, "retry_max_ms": 1000}),
+    );
+    let mut e = Engine::new(cfg, 7);
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    e.on_event(Event::ConfigApplied(doc("A").into_bytes()), 0, &mut shared);
+    let d = e
+        .tick(1000, &mut shared)
+        .dispatch
+        .expect("upload dispatched");
+    assert!(e.tick(2000, &mut shared).dispatch.is_none());
+    assert!(
+        e.tick(5999, &mut shared).effects.is_empty(),
+        "not yet timed out"
+    );
+    let out = e.tick(6000, &mut shared);
+    assert!(
+        out.effects.iter().any(
+            |f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("no answer within 5000 ms"))
+        ),
+        "{:?}",
+        out.effects
+    );
+    assert!(out
+        .effects
+        .contains(&Effect::Metric(Metric::ExportFailuresTotal, 1)));
+    // The late answer of the abandoned call changes nothing.
+    let ok = HttpResponse {
+        status: 200,
+        headers: vec![("etag".into(), "\"x\"".into())],
+        body: vec![],
+    };
+    let fx = e.on_event(
+        Event::CallAnswered {
+            id: d.id,
+            response: ok,
+        },
+        6500,
+        &mut shared,
+    );
+    assert!(
+        fx.iter().all(|f| matches!(f, Effect::Log(Level::Debug, _))),
+        "{fx:?}"
+    );
+    // The retry comes 0.5–1 s after the timeout.
+    let retry = (6100..=7000)
+        .step_by(100)
+        .find_map(|t| e.tick(t, &mut shared).dispatch.map(|d| (t, d)));
+    let (t, d2) = retry.expect("retried");
+    assert!(t >= 6500, "retry at {t}");
+    assert_ne!(d2.id, d.id);
+}
+
+#[test]
+fn a_dead_holder_is_replaced_after_its_lease_and_call_expire() {
+    for rules in RULES {
+        let cfg = config(
+            &doc("A"),
+            serde_json::json!({"call_timeout_ms": 4000, "lease_ttl_ms": 3000}),
+        );
+        let mut sim = Sim::new(rules, 3, &cfg);
+        sim.s3.blackhole = true;
+        sim.apply_all(&doc("A"));
+        sim.run_until(1000);
+        assert_eq!(sim.dispatches.len(), 1);
+        let holder = sim.dispatches[0].1;
+        sim.engines[holder] = None; // the worker dies mid-upload
+        sim.s3.blackhole = false;
+        sim.run_until(30_000);
+        let puts = sim.s3.put_bodies();
+        assert_eq!(puts.len(), 1, "{rules:?}: {puts:?}");
+        // Lease held until the call deadline (5 s); taken over on the first tick after it.
+        assert_eq!(puts[0].0, 6000, "{rules:?}");
+        assert_ne!(sim.dispatches[1].1, holder);
+    }
+}
+
+#[test]
+fn a_newer_config_from_another_node_is_not_overwritten() {
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut sim = Sim::new(CasRules::Ngx, 1, &cfg);
+    // Another node wrote its config at t = 500 s (after ours was seen at t = 0).
+    sim.s3.objects.insert(
+        "/bucket-1/kong/3.9.1/config.json".into(),
+        Object {
+            body: doc("OTHER").into_bytes(),
+            etag: "\"other\"".into(),
+            meta: vec![
+                ("x-amz-meta-config-applied-at".into(), "500000".into()),
+                ("x-amz-meta-uploader".into(), "node-b".into()),
+            ],
+        },
+    );
+    sim.apply_all(&doc("A"));
+    sim.run_until(10_000);
+    let methods: Vec<_> = sim
+        .dispatches
+        .iter()
+        .map(|(_, _, d)| d.request.method.clone())
+        .collect();
+    assert_eq!(methods, ["PUT", "HEAD"]);
+    assert!(sim.s3.puts.is_empty());
+    assert_eq!(
+        sim.s3.objects["/bucket-1/kong/3.9.1/config.json"].body,
+        doc("OTHER").into_bytes()
+    );
+    assert!(sim
+        .logs(Level::Info)
+        .iter()
+        .any(|l| l.contains("holds a newer config (uploaded by node-b")));
+    // Our next change is newer: it replaces the object, conditioned on the ETag just read.
+    sim.now = 600_000;
+    sim.apply_all(&doc("B"));
+    sim.run_until(610_000);
+    assert_eq!(sim.s3.put_bodies(), vec![(601_000, doc("B"))]);
+    assert_eq!(
+        sim.dispatches.last().unwrap().2.request.header("if-match"),
+        Some("\"other\"")
+    );
+}
+
+#[test]
+fn an_older_foreign_object_is_replaced_with_if_match() {
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut sim = Sim::new(CasRules::Envoy, 2, &cfg);
+    sim.now = 100_000;
+    // Written by Kong itself (no config-bridge metadata).
+    sim.s3.objects.insert(
+        "/bucket-1/kong/3.9.1/config.json".into(),
+        Object {
+            body: doc("OLD").into_bytes(),
+            etag: "\"old\"".into(),
+            meta: vec![],
+        },
+    );
+    sim.apply_all(&doc("A"));
+    sim.run_until(110_000);
+    let methods: Vec<_> = sim
+        .dispatches
+        .iter()
+        .map(|(_, _, d)| d.request.method.clone())
+        .collect();
+    assert_eq!(methods, ["PUT", "HEAD", "PUT"]);
+    assert_eq!(
+        sim.dispatches[2].2.request.header("if-match"),
+        Some("\"old\"")
+    );
+    assert_eq!(sim.s3.put_bodies(), vec![(103_000, doc("A"))]);
+}
+
+#[test]
+fn dispatch_failure_from_the_host_is_a_failed_export() {
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut e = Engine::new(cfg, 9);
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    e.on_event(Event::ConfigApplied(doc("A").into_bytes()), 0, &mut shared);
+    let d = e.tick(1000, &mut shared).dispatch.unwrap();
+    let fx = e.on_event(
+        Event::CallFailed {
+            id: d.id,
+            reason: "broken connection".into(),
+        },
+        1000,
+        &mut shared,
+    );
+    assert!(fx.iter().any(|f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("request failed: broken connection"))), "{fx:?}");
+}
+
+#[test]
+fn import_only_configuration_never_dispatches() {
+    let mut v: serde_json::Value = serde_json::json!({
+        "cluster_fallback_config_import": "on",
+        "cluster_fallback_config_storage": "s3://bucket-1/kong",
+        "gateway_version": "3.9.1",
+        "aws_access_key_id": "AKID",
+        "aws_secret_access_key": "S",
+        "aws_region": "us-east-1"
+    });
+    v["node_id"] = "n".into();
+    let cfg = Config::parse(v.to_string().as_bytes(), &|_| None).unwrap();
+    let mut e = Engine::new(cfg, 3);
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    for t in (0..10_000).step_by(1000) {
+        assert!(e.tick(t, &mut shared).dispatch.is_none());
+    }
+}
