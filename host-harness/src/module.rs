@@ -83,7 +83,10 @@ impl PluginModule {
 
     /// Names of every export.
     pub fn exports(&self) -> Vec<String> {
-        self.module.exports().map(|e| e.name().to_string()).collect()
+        self.module
+            .exports()
+            .map(|e| e.name().to_string())
+            .collect()
     }
 }
 
@@ -92,7 +95,11 @@ fn missing_imports(engine: &Engine, module: &Module) -> anyhow::Result<Vec<Strin
     let provided = crate::abi::provided_imports(engine).map_err(|e| anyhow!("{e:?}"))?;
     let missing: Vec<String> = module
         .imports()
-        .filter(|i| !provided.iter().any(|(m, n)| m == i.module() && n == i.name()))
+        .filter(|i| {
+            !provided
+                .iter()
+                .any(|(m, n)| m == i.module() && n == i.name())
+        })
         .map(|i| format!("{}::{}", i.module(), i.name()))
         .collect();
     if missing.is_empty() {

@@ -227,7 +227,10 @@ mod tests {
             };
             assert_eq!(d.set("k", b"b".to_vec(), 0, strict), expected);
             let cas = d.get("k").unwrap().cas;
-            assert_eq!(d.set("k", b"c".to_vec(), cas + 7, strict), SetResult::CasMismatch);
+            assert_eq!(
+                d.set("k", b"c".to_vec(), cas + 7, strict),
+                SetResult::CasMismatch
+            );
             assert_eq!(d.set("k", b"c".to_vec(), cas, strict), SetResult::Ok);
             assert_eq!(d.get("k").unwrap().value, b"c");
         }

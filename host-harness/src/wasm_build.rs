@@ -28,7 +28,16 @@ pub fn build(package: &str, lib_name: &str, profile: &str) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--quiet", "--target", "wasm32-wasip1", "--profile", profile, "-p", package])
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip1",
+            "--profile",
+            profile,
+            "-p",
+            package,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // Flags meant for the host build (coverage, sanitizers) must not leak into the wasm build.

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use wasmtime::{Instance, InstancePre, Store, Val};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::abi::{self, Callback, CallResponseData, Host, LocalResponse, Outbox, StreamData};
+use crate::abi::{self, CallResponseData, Callback, Host, LocalResponse, Outbox, StreamData};
 use crate::clock::{Clock, WasiMonotonic, WasiWall};
 use crate::http::{CallContext, CallFailure, HttpResponse, Reply, SharedHandler};
 use crate::module::PluginModule;
@@ -340,10 +340,7 @@ impl World {
             .map_err(|e| anyhow!("linking the module: {e:?}"))?;
         let shared = NodeShared::new(&spec.name);
         {
-            let mut props = shared
-                .properties
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut props = shared.properties.write().unwrap_or_else(|e| e.into_inner());
             props.insert("plugin_root_id".into(), b"0".to_vec());
             for (k, v) in &spec.properties {
                 props.insert(k.clone(), v.clone());
@@ -573,12 +570,7 @@ impl World {
             .filters
             .iter()
             .enumerate()
-            .map(|(i, f)| {
-                (
-                    i as u32 + 1,
-                    (f.vm_config.clone(), f.plugin_config.clone()),
-                )
-            })
+            .map(|(i, f)| (i as u32 + 1, (f.vm_config.clone(), f.plugin_config.clone())))
             .collect();
         let host = Host {
             wasi,
@@ -634,20 +626,26 @@ impl World {
         }
         for (i, f) in filters.iter().enumerate() {
             let root = i as u32 + 1;
-            if let Invoke::Failed =
-                self.invoke(n, w, Callback::ContextCreate, root, "proxy_on_context_create", &[
-                    root as i32,
-                    0,
-                ])
-            {
+            if let Invoke::Failed = self.invoke(
+                n,
+                w,
+                Callback::ContextCreate,
+                root,
+                "proxy_on_context_create",
+                &[root as i32, 0],
+            ) {
                 return Ok(());
             }
             let vm_start = fresh && (self.shared.profile.vm_start_per_root_context || i == 0);
             if vm_start {
-                match self.invoke(n, w, Callback::VmStart, root, "proxy_on_vm_start", &[
-                    root as i32,
-                    f.vm_config.len() as i32,
-                ]) {
+                match self.invoke(
+                    n,
+                    w,
+                    Callback::VmStart,
+                    root,
+                    "proxy_on_vm_start",
+                    &[root as i32, f.vm_config.len() as i32],
+                ) {
                     Invoke::Failed => return Ok(()),
                     Invoke::Returned(v) if v == Some(0) => {
                         self.host_note(n, w, "on_vm_start returned false");
@@ -655,10 +653,14 @@ impl World {
                     Invoke::Returned(_) => {}
                 }
             }
-            let r = self.invoke(n, w, Callback::Configure, root, "proxy_on_configure", &[
-                root as i32,
-                f.plugin_config.len() as i32,
-            ]);
+            let r = self.invoke(
+                n,
+                w,
+                Callback::Configure,
+                root,
+                "proxy_on_configure",
+                &[root as i32, f.plugin_config.len() as i32],
+            );
             let configured = match r {
                 Invoke::Failed => return Ok(()),
                 Invoke::Returned(v) => v.unwrap_or(0) != 0,
@@ -683,13 +685,26 @@ impl World {
         };
         let mut rec = lock(&self.shared.recorder);
         if rec.echo {
-            eprintln!("[{:>9.3}s] {} {}", line.at.as_secs_f64(), line.origin, line.message);
+            eprintln!(
+                "[{:>9.3}s] {} {}",
+                line.at.as_secs_f64(),
+                line.origin,
+                line.message
+            );
         }
         rec.logs.push(line);
     }
 
     /// Calls a guest export with the callback rules of the profile, then acts on the outbox.
-    fn invoke(&mut self, n: usize, w: usize, cb: Callback, ctx: u32, func: &str, args: &[i32]) -> Invoke {
+    fn invoke(
+        &mut self,
+        n: usize,
+        w: usize,
+        cb: Callback,
+        ctx: u32,
+        func: &str,
+        args: &[i32],
+    ) -> Invoke {
         let wr = &mut self.nodes[n].workers[w];
         if wr.dead.is_some() {
             return Invoke::Failed;
@@ -734,7 +749,13 @@ impl World {
                 {
                     let mut rec = lock(&self.shared.recorder);
                     if rec.echo {
-                        eprintln!("[{:>9.3}s] {} TRAP in {}: {}", record.at.as_secs_f64(), record.origin, record.callback, record.message.lines().next().unwrap_or(""));
+                        eprintln!(
+                            "[{:>9.3}s] {} TRAP in {}: {}",
+                            record.at.as_secs_f64(),
+                            record.origin,
+                            record.callback,
+                            record.message.lines().next().unwrap_or("")
+                        );
                     }
                     if fatal.is_some() {
                         rec.fatal_errors.push(record);
@@ -791,12 +812,15 @@ impl World {
                 period,
             });
             self.next_timer += 1;
-            self.schedule(now + period, Event::Tick {
-                node: n,
-                worker: w,
-                root,
-                timer: timer_id,
-            });
+            self.schedule(
+                now + period,
+                Event::Tick {
+                    node: n,
+                    worker: w,
+                    root,
+                    timer: timer_id,
+                },
+            );
         }
         for call in outbox.calls {
             self.send_call(n, w, call, now);
@@ -806,13 +830,16 @@ impl World {
                 .get_mut(queue)
                 .map(|q| (q.owner_worker, q.owner_context, q.owner_generation));
             if let Some((worker, context, generation)) = owner {
-                self.schedule(now, Event::QueueReady {
-                    node: n,
-                    worker,
-                    generation,
-                    context,
-                    queue,
-                });
+                self.schedule(
+                    now,
+                    Event::QueueReady {
+                        node: n,
+                        worker,
+                        generation,
+                        context,
+                        queue,
+                    },
+                );
             }
         }
     }
@@ -828,7 +855,8 @@ impl World {
             },
             None => match self.shared.route(&call.upstream, https) {
                 Some(handler) => {
-                    let ctx = CallContext::new(self.shared.clock.now(), &origin.node, &call.upstream);
+                    let ctx =
+                        CallContext::new(self.shared.clock.now(), &origin.node, &call.upstream);
                     handler.handle(&call.request, &ctx)
                 }
                 None => Reply::Fail {
@@ -875,14 +903,17 @@ impl World {
             },
         });
         if let Some((delay, result)) = scheduled {
-            self.schedule(now + delay, Event::CallDone {
-                node: n,
-                worker: w,
-                generation,
-                token: call.token,
-                context: call.context_id,
-                result,
-            });
+            self.schedule(
+                now + delay,
+                Event::CallDone {
+                    node: n,
+                    worker: w,
+                    generation,
+                    token: call.token,
+                    context: call.context_id,
+                    result,
+                },
+            );
         }
     }
 
@@ -906,13 +937,23 @@ impl World {
                 }
                 // Reschedule first: a tick that traps and recovers keeps its timer (ngx).
                 let next = self.elapsed() + period;
-                self.schedule(next, Event::Tick {
+                self.schedule(
+                    next,
+                    Event::Tick {
+                        node,
+                        worker,
+                        root,
+                        timer,
+                    },
+                );
+                self.invoke(
                     node,
                     worker,
+                    Callback::Tick,
                     root,
-                    timer,
-                });
-                self.invoke(node, worker, Callback::Tick, root, "proxy_on_tick", &[root as i32]);
+                    "proxy_on_tick",
+                    &[root as i32],
+                );
             }
             Event::CallDone {
                 node,
@@ -930,10 +971,14 @@ impl World {
                 queue,
             } => {
                 if self.nodes[node].workers[worker].generation == generation {
-                    self.invoke(node, worker, Callback::QueueReady, context, "proxy_on_queue_ready", &[
-                        context as i32,
-                        queue as i32,
-                    ]);
+                    self.invoke(
+                        node,
+                        worker,
+                        Callback::QueueReady,
+                        context,
+                        "proxy_on_queue_ready",
+                        &[context as i32, queue as i32],
+                    );
                 }
             }
         }
@@ -994,7 +1039,10 @@ impl World {
             CallResult::Failed(f) => {
                 // Zero headers; ngx_wasm_module still lets the filter read `:dispatch_status`.
                 let headers = if self.shared.profile.dispatch_status_header {
-                    vec![(":dispatch_status".to_string(), f.dispatch_status().to_string())]
+                    vec![(
+                        ":dispatch_status".to_string(),
+                        f.dispatch_status().to_string(),
+                    )]
                 } else {
                     Vec::new()
                 };
@@ -1018,13 +1066,20 @@ impl World {
         } else {
             Callback::Http
         };
-        self.invoke(n, w, cb, context, "proxy_on_http_call_response", &[
-            context as i32,
-            token as i32,
-            num_headers as i32,
-            body_len as i32,
-            num_trailers as i32,
-        ]);
+        self.invoke(
+            n,
+            w,
+            cb,
+            context,
+            "proxy_on_http_call_response",
+            &[
+                context as i32,
+                token as i32,
+                num_headers as i32,
+                body_len as i32,
+                num_trailers as i32,
+            ],
+        );
         if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
             store.data_mut().call_response = None;
         }
@@ -1067,19 +1122,66 @@ impl World {
         };
         outcome.context_id = ctx;
         let phases: [(&'static str, &str, usize, bool, bool); 6] = [
-            ("request_headers", "proxy_on_request_headers", exchange.request_headers.len(), exchange.request_body.is_empty() && exchange.request_trailers.is_empty(), true),
-            ("request_body", "proxy_on_request_body", exchange.request_body.len(), exchange.request_trailers.is_empty(), !exchange.request_body.is_empty()),
-            ("request_trailers", "proxy_on_request_trailers", exchange.request_trailers.len(), true, !exchange.request_trailers.is_empty()),
-            ("response_headers", "proxy_on_response_headers", exchange.response_headers.len(), exchange.response_body.is_empty() && exchange.response_trailers.is_empty(), true),
-            ("response_body", "proxy_on_response_body", exchange.response_body.len(), exchange.response_trailers.is_empty(), !exchange.response_body.is_empty()),
-            ("response_trailers", "proxy_on_response_trailers", exchange.response_trailers.len(), true, !exchange.response_trailers.is_empty()),
+            (
+                "request_headers",
+                "proxy_on_request_headers",
+                exchange.request_headers.len(),
+                exchange.request_body.is_empty() && exchange.request_trailers.is_empty(),
+                true,
+            ),
+            (
+                "request_body",
+                "proxy_on_request_body",
+                exchange.request_body.len(),
+                exchange.request_trailers.is_empty(),
+                !exchange.request_body.is_empty(),
+            ),
+            (
+                "request_trailers",
+                "proxy_on_request_trailers",
+                exchange.request_trailers.len(),
+                true,
+                !exchange.request_trailers.is_empty(),
+            ),
+            (
+                "response_headers",
+                "proxy_on_response_headers",
+                exchange.response_headers.len(),
+                exchange.response_body.is_empty() && exchange.response_trailers.is_empty(),
+                true,
+            ),
+            (
+                "response_body",
+                "proxy_on_response_body",
+                exchange.response_body.len(),
+                exchange.response_trailers.is_empty(),
+                !exchange.response_body.is_empty(),
+            ),
+            (
+                "response_trailers",
+                "proxy_on_response_trailers",
+                exchange.response_trailers.len(),
+                true,
+                !exchange.response_trailers.is_empty(),
+            ),
         ];
-        if let Invoke::Failed = self.invoke(n, worker, Callback::Http, ctx, "proxy_on_context_create", &[ctx as i32, root as i32]) {
+        if let Invoke::Failed = self.invoke(
+            n,
+            worker,
+            Callback::Http,
+            ctx,
+            "proxy_on_context_create",
+            &[ctx as i32, root as i32],
+        ) {
             outcome.failed = true;
             return outcome;
         }
         for (i, (name, func, count, eos, present)) in phases.into_iter().enumerate() {
-            if !present || self.stream(n, worker, ctx).is_none_or(|s| s.local_response.is_some()) {
+            if !present
+                || self
+                    .stream(n, worker, ctx)
+                    .is_none_or(|s| s.local_response.is_some())
+            {
                 continue;
             }
             let args = if name.ends_with("trailers") {
@@ -1098,12 +1200,17 @@ impl World {
             outcome.actions.push((name, action));
             if action == Action::Pause {
                 let is_request = i < 3;
-                let resumed = self.advance_until(exchange.max_pause, Duration::from_millis(10), |world| {
-                    world.stream(n, worker, ctx).is_none_or(|s| {
-                        s.local_response.is_some()
-                            || if is_request { s.resumed_request } else { s.resumed_response }
-                    })
-                });
+                let resumed =
+                    self.advance_until(exchange.max_pause, Duration::from_millis(10), |world| {
+                        world.stream(n, worker, ctx).is_none_or(|s| {
+                            s.local_response.is_some()
+                                || if is_request {
+                                    s.resumed_request
+                                } else {
+                                    s.resumed_response
+                                }
+                        })
+                    });
                 if !resumed {
                     outcome.stuck = true;
                     break;

@@ -20,13 +20,11 @@ fn probe() -> PluginModule {
 }
 
 fn echo_handler() -> Arc<dyn host_harness::http::Handler> {
-    Arc::new(|req: &HttpRequest, ctx: &CallContext| {
-        Reply::Response {
-            response: HttpResponse::new(200)
-                .with_header("x-upstream", &ctx.upstream)
-                .with_body(format!("{} {} from {}", req.method, req.path, ctx.node)),
-            latency: Duration::from_millis(30),
-        }
+    Arc::new(|req: &HttpRequest, ctx: &CallContext| Reply::Response {
+        response: HttpResponse::new(200)
+            .with_header("x-upstream", &ctx.upstream)
+            .with_body(format!("{} {} from {}", req.method, req.path, ctx.node)),
+        latency: Duration::from_millis(30),
     })
 }
 
@@ -40,7 +38,11 @@ fn logs(world: &World, needle: &str) -> Vec<String> {
 
 fn node(world: &mut World, workers: usize, config: serde_json::Value) -> host_harness::NodeId {
     world
-        .add_node(NodeSpec::new("n1", &probe()).workers(workers).filter(config.to_string()))
+        .add_node(
+            NodeSpec::new("n1", &probe())
+                .workers(workers)
+                .filter(config.to_string()),
+        )
         .expect("add node")
 }
 
@@ -48,12 +50,27 @@ fn node(world: &mut World, workers: usize, config: serde_json::Value) -> host_ha
 fn every_import_of_an_sdk_0_2_5_module_is_provided() {
     let module = probe();
     let imports = module.imports();
-    let proxy: Vec<_> = imports.iter().filter(|i| i.starts_with("env::proxy_")).collect();
+    let proxy: Vec<_> = imports
+        .iter()
+        .filter(|i| i.starts_with("env::proxy_"))
+        .collect();
     // The SDK references every hostcall through its trait vtables (FACTS.md: ~33).
-    assert!(proxy.len() >= 33, "only {} proxy imports: {proxy:?}", proxy.len());
-    for name in ["env::proxy_http_call", "env::proxy_get_shared_data", "env::proxy_define_metric",
-        "wasi_snapshot_preview1::fd_write", "wasi_snapshot_preview1::environ_get"] {
-        assert!(imports.iter().any(|i| i == name), "{name} not imported: {imports:?}");
+    assert!(
+        proxy.len() >= 33,
+        "only {} proxy imports: {proxy:?}",
+        proxy.len()
+    );
+    for name in [
+        "env::proxy_http_call",
+        "env::proxy_get_shared_data",
+        "env::proxy_define_metric",
+        "wasi_snapshot_preview1::fd_write",
+        "wasi_snapshot_preview1::environ_get",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == name),
+            "{name} not imported: {imports:?}"
+        );
     }
     assert_eq!(module.abi, host_harness::AbiVersion::V0_2_1);
 }
@@ -67,14 +84,22 @@ fn a_module_importing_something_unknown_is_refused_with_the_names() {
         (memory (export "memory") 1)
         (func (export "proxy_abi_version_0_2_1"))
         (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0))"#;
-    let err = PluginModule::from_bytes(wat.as_bytes()).unwrap_err().to_string();
-    assert!(err.contains("env::proxy_teleport") && err.contains("env::proxy_frobnicate"), "{err}");
+    let err = PluginModule::from_bytes(wat.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("env::proxy_teleport") && err.contains("env::proxy_frobnicate"),
+        "{err}"
+    );
     assert!(!err.contains("env::proxy_log"), "{err}");
 }
 
 #[test]
 fn lifecycle_runs_vm_start_then_configure_per_root_as_each_host_does() {
-    for (profile, vm_starts) in [(HostProfile::ngx_wasm_module(), 2), (HostProfile::envoy(), 1)] {
+    for (profile, vm_starts) in [
+        (HostProfile::ngx_wasm_module(), 2),
+        (HostProfile::envoy(), 1),
+    ] {
         let mut world = World::new(profile);
         let spec = NodeSpec::new("n1", &probe())
             .filter(json!({}).to_string())
@@ -83,11 +108,21 @@ fn lifecycle_runs_vm_start_then_configure_per_root_as_each_host_does() {
         let events: Vec<String> = world
             .logs()
             .into_iter()
-            .filter(|l| l.message.starts_with("probe vm_start") || l.message.starts_with("probe configure"))
+            .filter(|l| {
+                l.message.starts_with("probe vm_start") || l.message.starts_with("probe configure")
+            })
             .map(|l| l.message.split(" proxy_time").next().unwrap().to_string())
             .collect();
-        assert_eq!(logs(&world, "probe vm_start").len(), vm_starts, "{events:?}");
-        assert_eq!(events.last().unwrap(), "probe configure root=2", "{events:?}");
+        assert_eq!(
+            logs(&world, "probe vm_start").len(),
+            vm_starts,
+            "{events:?}"
+        );
+        assert_eq!(
+            events.last().unwrap(),
+            "probe configure root=2",
+            "{events:?}"
+        );
         assert!(events[0].starts_with("probe vm_start root=1"), "{events:?}");
     }
 }
@@ -98,12 +133,18 @@ fn ticks_and_every_clock_follow_virtual_time() {
     let n = node(&mut world, 2, json!({"tick_ms": 1000}));
     let start_ms = world.clock().guest_wall_nanos() / 1_000_000;
     let configure = logs(&world, "probe configure");
-    assert!(configure[0].contains(&format!("proxy_time_ms={start_ms} wasi_time_ms={start_ms}")), "{configure:?}");
+    assert!(
+        configure[0].contains(&format!("proxy_time_ms={start_ms} wasi_time_ms={start_ms}")),
+        "{configure:?}"
+    );
     world.advance(Duration::from_millis(10_500));
     // Each worker ticks on its own timer.
     let ticks = logs(&world, "probe tick");
     assert_eq!(ticks.len(), 20, "{ticks:?}");
-    assert!(ticks.last().unwrap().contains(&format!("time_ms={}", start_ms + 10_000)));
+    assert!(ticks
+        .last()
+        .unwrap()
+        .contains(&format!("time_ms={}", start_ms + 10_000)));
     assert_eq!(world.metric(n, "probe_ticks"), None);
 }
 
@@ -112,13 +153,23 @@ fn calls_are_answered_after_the_dispatching_callback_returns_with_unique_tokens(
     for profile in [HostProfile::ngx_wasm_module(), HostProfile::envoy()] {
         let mut world = World::new(profile.clone());
         world.route("api.test:8080", echo_handler());
-        node(&mut world, 2, json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "api.test:8080", "authority": "api.test"}));
+        node(
+            &mut world,
+            2,
+            json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "api.test:8080", "authority": "api.test"}),
+        );
         world.advance(Duration::from_millis(1020));
-        assert!(logs(&world, "probe call_response").is_empty(), "answer before its latency");
+        assert!(
+            logs(&world, "probe call_response").is_empty(),
+            "answer before its latency"
+        );
         world.advance(Duration::from_millis(20));
         let answers = logs(&world, "probe call_response in=root");
         assert_eq!(answers.len(), 2, "{} {answers:?}", profile.name);
-        assert!(answers[0].contains("headers=2 status=200 dispatch_status= body=GET /probe from n1"), "{answers:?}");
+        assert!(
+            answers[0].contains("headers=2 status=200 dispatch_status= body=GET /probe from n1"),
+            "{answers:?}"
+        );
         let calls = world.calls();
         assert_eq!(calls[0].request.authority, "api.test");
         assert_eq!(calls[0].request.header("x-probe-from"), Some("tick"));
@@ -135,7 +186,9 @@ fn dispatch_from_on_configure_kills_an_ngx_worker_for_good_but_not_an_envoy_one(
     world.expect_traps();
     world.route("api.test:80", echo_handler());
     let config = json!({"tick_ms": 1000, "dispatch_in": ["configure"], "upstream": "api.test:80", "authority": "api.test"});
-    let n = world.add_node(NodeSpec::new("n1", &probe()).filter(config.to_string())).unwrap();
+    let n = world
+        .add_node(NodeSpec::new("n1", &probe()).filter(config.to_string()))
+        .unwrap();
     assert!(!world.worker_alive(n, 0));
     assert!(world.worker_death(n, 0).unwrap().contains("on_configure"));
     assert_eq!(world.traps().len(), 1);
@@ -150,13 +203,25 @@ fn envoy_allows_dispatch_in_configure_through_its_cluster_names() {
     let mut world = World::new(HostProfile::envoy());
     world.route("api_cluster", echo_handler());
     // ngx-style host:port names are unknown clusters to Envoy: refused synchronously.
-    let config = json!({"dispatch_in": ["configure"], "upstream": "api_cluster", "authority": "api.test"});
+    let config =
+        json!({"dispatch_in": ["configure"], "upstream": "api_cluster", "authority": "api.test"});
     node(&mut world, 1, config);
     world.advance(Duration::from_secs(1));
     assert_eq!(logs(&world, "probe call_response in=root").len(), 1);
     let mut world = World::new(HostProfile::envoy());
-    node(&mut world, 1, json!({"dispatch_in": ["configure"], "upstream": "nowhere:80", "authority": "x"}));
-    assert_eq!(logs(&world, "probe dispatch_failed from=configure status=BadArgument").len(), 1);
+    node(
+        &mut world,
+        1,
+        json!({"dispatch_in": ["configure"], "upstream": "nowhere:80", "authority": "x"}),
+    );
+    assert_eq!(
+        logs(
+            &world,
+            "probe dispatch_failed from=configure status=BadArgument"
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]
@@ -169,7 +234,11 @@ fn a_dispatch_from_a_root_call_response_crashes_ngx_and_is_fine_on_envoy() {
     world.advance(Duration::from_secs(11));
     assert_eq!(world.fatal_errors().len(), 1, "{:?}", world.traps());
     assert!(!world.worker_alive(n, 0));
-    assert_eq!(world.recoveries(), 0, "a host crash is not a recoverable trap");
+    assert_eq!(
+        world.recoveries(),
+        0,
+        "a host crash is not a recoverable trap"
+    );
 
     let mut world = World::new(HostProfile::envoy());
     world.route("api", echo_handler());
@@ -187,14 +256,26 @@ fn failed_calls_call_back_with_zero_headers_as_each_host_does() {
         failure: CallFailure::BrokenConnection,
         after: Duration::from_millis(5),
     });
-    for (profile, dispatch_status) in [(HostProfile::ngx_wasm_module(), "broken connection"), (HostProfile::envoy(), "")] {
+    for (profile, dispatch_status) in [
+        (HostProfile::ngx_wasm_module(), "broken connection"),
+        (HostProfile::envoy(), ""),
+    ] {
         let mut world = World::new(profile);
         world.route("down", failing.clone());
-        node(&mut world, 1, json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "down", "authority": "d"}));
+        node(
+            &mut world,
+            1,
+            json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "down", "authority": "d"}),
+        );
         world.advance(Duration::from_millis(1100));
         let answers = logs(&world, "probe call_response");
         assert_eq!(answers.len(), 1);
-        assert!(answers[0].contains(&format!("headers=0 status= dispatch_status={dispatch_status} body=")), "{answers:?}");
+        assert!(
+            answers[0].contains(&format!(
+                "headers=0 status= dispatch_status={dispatch_status} body="
+            )),
+            "{answers:?}"
+        );
     }
 }
 
@@ -202,7 +283,11 @@ fn failed_calls_call_back_with_zero_headers_as_each_host_does() {
 fn unknown_upstreams_hangs_and_lost_callbacks() {
     // ngx: an unknown host is a resolver failure delivered as a callback.
     let mut world = World::new(HostProfile::ngx_wasm_module());
-    node(&mut world, 1, json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "nowhere:80", "authority": "x"}));
+    node(
+        &mut world,
+        1,
+        json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "nowhere:80", "authority": "x"}),
+    );
     world.advance(Duration::from_millis(1001));
     assert!(logs(&world, "probe call_response")[0].contains("dispatch_status=resolver failure"));
 
@@ -210,7 +295,11 @@ fn unknown_upstreams_hangs_and_lost_callbacks() {
     let hang = Arc::new(|_: &HttpRequest, _: &CallContext| Reply::Hang);
     let mut world = World::new(HostProfile::ngx_wasm_module());
     world.route("slow", hang.clone());
-    node(&mut world, 1, json!({"tick_ms": 60_000, "dispatch_in": ["tick"], "upstream": "slow", "authority": "s", "timeout_ms": 2500}));
+    node(
+        &mut world,
+        1,
+        json!({"tick_ms": 60_000, "dispatch_in": ["tick"], "upstream": "slow", "authority": "s", "timeout_ms": 2500}),
+    );
     world.advance(Duration::from_millis(62_499));
     assert!(logs(&world, "probe call_response").is_empty());
     world.advance(Duration::from_millis(1));
@@ -219,7 +308,11 @@ fn unknown_upstreams_hangs_and_lost_callbacks() {
     // Kong before 3.9: the failure never calls back.
     let mut world = World::new(HostProfile::kong_legacy());
     world.route("slow", hang);
-    node(&mut world, 1, json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "slow", "authority": "s", "timeout_ms": 100}));
+    node(
+        &mut world,
+        1,
+        json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "slow", "authority": "s", "timeout_ms": 100}),
+    );
     world.advance(Duration::from_secs(3));
     assert!(logs(&world, "probe call_response").is_empty());
     assert!(world.calls().iter().all(|c| c.outcome == CallOutcome::Lost));
@@ -227,9 +320,16 @@ fn unknown_upstreams_hangs_and_lost_callbacks() {
 
 #[test]
 fn cas_zero_semantics_differ_between_hosts_and_cas_loops_count_exactly() {
-    for (profile, second) in [(HostProfile::ngx_wasm_module(), "Err(CasMismatch)"), (HostProfile::envoy(), "Ok(())")] {
+    for (profile, second) in [
+        (HostProfile::ngx_wasm_module(), "Err(CasMismatch)"),
+        (HostProfile::envoy(), "Ok(())"),
+    ] {
         let mut world = World::new(profile);
-        let n = node(&mut world, 4, json!({"tick_ms": 1000, "cas_zero_key": "k", "shared_counter": true}));
+        let n = node(
+            &mut world,
+            4,
+            json!({"tick_ms": 1000, "cas_zero_key": "k", "shared_counter": true}),
+        );
         world.advance(Duration::from_millis(10_000));
         let results = logs(&world, "probe cas_zero_set");
         assert_eq!(results[0], "probe cas_zero_set result=Ok(())");
@@ -247,10 +347,18 @@ fn without_a_shm_kv_zone_shared_data_traps() {
     profile.recover_after_trap = false;
     let mut world = World::new(profile);
     world.expect_traps();
-    let n = node(&mut world, 1, json!({"tick_ms": 1000, "shared_counter": true}));
+    let n = node(
+        &mut world,
+        1,
+        json!({"tick_ms": 1000, "shared_counter": true}),
+    );
     world.advance(Duration::from_secs(2));
     assert_eq!(world.traps().len(), 1);
-    assert!(world.traps()[0].message.contains("shm_kv"), "{:?}", world.traps());
+    assert!(
+        world.traps()[0].message.contains("shm_kv"),
+        "{:?}",
+        world.traps()
+    );
     assert!(!world.worker_alive(n, 0));
 }
 
@@ -259,17 +367,31 @@ fn root_properties_are_unusable_on_ngx() {
     let config = json!({"properties": ["plugin_root_id", "node.id"]});
     let mut world = World::new(HostProfile::ngx_wasm_module());
     world
-        .add_node(NodeSpec::new("n1", &probe()).filter(config.to_string()).property("node.id", "dp-7"))
+        .add_node(
+            NodeSpec::new("n1", &probe())
+                .filter(config.to_string())
+                .property("node.id", "dp-7"),
+        )
         .unwrap();
-    assert_eq!(logs(&world, "probe root_property"), vec![
-        "probe root_property plugin_root_id=Some(\"0\")".to_string(),
-        "probe root_property node.id=None".to_string(),
-    ]);
+    assert_eq!(
+        logs(&world, "probe root_property"),
+        vec![
+            "probe root_property plugin_root_id=Some(\"0\")".to_string(),
+            "probe root_property node.id=None".to_string(),
+        ]
+    );
     let mut world = World::new(HostProfile::envoy());
     world
-        .add_node(NodeSpec::new("n1", &probe()).filter(config.to_string()).property("node.id", "dp-7"))
+        .add_node(
+            NodeSpec::new("n1", &probe())
+                .filter(config.to_string())
+                .property("node.id", "dp-7"),
+        )
         .unwrap();
-    assert_eq!(logs(&world, "probe root_property node.id")[0], "probe root_property node.id=Some(\"dp-7\")");
+    assert_eq!(
+        logs(&world, "probe root_property node.id")[0],
+        "probe root_property node.id=Some(\"dp-7\")"
+    );
 
     // Reading plugin_name in on_configure segfaults an ngx worker.
     let mut world = World::new(HostProfile::ngx_wasm_module());
@@ -311,14 +433,21 @@ fn an_unexpected_trap_fails_the_test_by_default() {
         world.advance(Duration::from_secs(2));
     });
     let message = *result.unwrap_err().downcast::<String>().unwrap();
-    assert!(message.contains("unexpected trap") && message.contains("in on_tick"), "{message}");
+    assert!(
+        message.contains("unexpected trap") && message.contains("in on_tick"),
+        "{message}"
+    );
 }
 
 #[test]
 fn http_contexts_see_and_modify_headers_and_bodies() {
     let mut world = World::new(HostProfile::envoy());
     let n = world
-        .add_node(NodeSpec::new("n1", &probe()).filter(json!({"properties": ["request.path"]}).to_string()).property("request.path", "/p"))
+        .add_node(
+            NodeSpec::new("n1", &probe())
+                .filter(json!({"properties": ["request.path"]}).to_string())
+                .property("request.path", "/p"),
+        )
         .unwrap();
     let mut ex = HttpExchange::get("/hello");
     ex.request_headers.push(("x-replaced".into(), "old".into()));
@@ -332,11 +461,26 @@ fn http_contexts_see_and_modify_headers_and_bodies() {
     assert!(h.contains(&("x-replaced".into(), "new".into())));
     assert!(!h.iter().any(|(k, _)| k == "x-remove-me"));
     assert_eq!(out.data.request_body, b"rewritten");
-    assert!(out.data.response_headers.contains(&("x-probe-response".into(), "yes".into())));
-    assert_eq!(logs(&world, "probe request_headers")[0], "probe request_headers ctx=2 count=6 eos=false path=Some(\"/hello\")");
-    assert_eq!(logs(&world, "probe http_property")[0], "probe http_property request.path=Some(\"/p\")");
-    assert_eq!(logs(&world, "probe request_body")[0], "probe request_body size=8 eos=true body=original");
-    assert_eq!(logs(&world, "probe response_body")[0], "probe response_body body=resp");
+    assert!(out
+        .data
+        .response_headers
+        .contains(&("x-probe-response".into(), "yes".into())));
+    assert_eq!(
+        logs(&world, "probe request_headers")[0],
+        "probe request_headers ctx=2 count=6 eos=false path=Some(\"/hello\")"
+    );
+    assert_eq!(
+        logs(&world, "probe http_property")[0],
+        "probe http_property request.path=Some(\"/p\")"
+    );
+    assert_eq!(
+        logs(&world, "probe request_body")[0],
+        "probe request_body size=8 eos=true body=original"
+    );
+    assert_eq!(
+        logs(&world, "probe response_body")[0],
+        "probe response_body body=resp"
+    );
     assert_eq!(logs(&world, "probe log ctx=2").len(), 1);
     assert_eq!(logs(&world, "probe done ctx=2").len(), 1);
 }
@@ -347,17 +491,30 @@ fn local_responses_and_requests_paused_for_a_call() {
     let n = node(&mut world, 1, json!({"local_response": 403}));
     let out = world.http(n, 0, 0, HttpExchange::get("/x"));
     let local = out.local_response().unwrap();
-    assert_eq!((local.status, local.body.as_slice()), (403, &b"denied by probe"[..]));
+    assert_eq!(
+        (local.status, local.body.as_slice()),
+        (403, &b"denied by probe"[..])
+    );
     assert!(local.headers.contains(&("x-local".into(), "yes".into())));
     assert!(logs(&world, "probe response_headers").is_empty());
 
     let mut world = World::new(HostProfile::ngx_wasm_module());
     world.route("auth:80", echo_handler());
-    let n = node(&mut world, 1, json!({"pause_for_call": true, "upstream": "auth:80", "authority": "auth"}));
+    let n = node(
+        &mut world,
+        1,
+        json!({"pause_for_call": true, "upstream": "auth:80", "authority": "auth"}),
+    );
     let out = world.http(n, 0, 0, HttpExchange::get("/x"));
     assert!(!out.stuck, "{:?}", world.logs());
-    assert_eq!(out.actions[0], ("request_headers", host_harness::Action::Pause));
-    assert!(out.data.request_headers.contains(&("x-call-status".into(), "ok".into())));
+    assert_eq!(
+        out.actions[0],
+        ("request_headers", host_harness::Action::Pause)
+    );
+    assert!(out
+        .data
+        .request_headers
+        .contains(&("x-call-status".into(), "ok".into())));
     assert!(world.elapsed() >= Duration::from_millis(30));
     assert_eq!(logs(&world, "probe call_response in=http").len(), 1);
 }
@@ -368,10 +525,13 @@ fn shared_queues_notify_the_registering_context() {
     node(&mut world, 1, json!({"tick_ms": 1000, "queue": "q1"}));
     world.advance(Duration::from_millis(2000));
     let ready = logs(&world, "probe queue_ready");
-    assert_eq!(ready, vec![
-        "probe queue_ready id=1 item=Ok(Some(\"item1\")) then=Ok(true)".to_string(),
-        "probe queue_ready id=1 item=Ok(Some(\"item2\")) then=Ok(true)".to_string(),
-    ]);
+    assert_eq!(
+        ready,
+        vec![
+            "probe queue_ready id=1 item=Ok(Some(\"item1\")) then=Ok(true)".to_string(),
+            "probe queue_ready id=1 item=Ok(Some(\"item2\")) then=Ok(true)".to_string(),
+        ]
+    );
 }
 
 #[test]
@@ -385,9 +545,16 @@ fn metrics_are_per_node() {
 #[test]
 fn ten_virtual_minutes_of_four_workers_ticking_every_second() {
     let mut world = World::new(HostProfile::ngx_wasm_module());
-    let n = node(&mut world, 4, json!({"tick_ms": 1000, "shared_counter": true}));
+    let n = node(
+        &mut world,
+        4,
+        json!({"tick_ms": 1000, "shared_counter": true}),
+    );
     world.advance(Duration::from_secs(600));
-    assert_eq!(world.shared_data(n, "probe/counter").unwrap().value, b"2400");
+    assert_eq!(
+        world.shared_data(n, "probe/counter").unwrap().value,
+        b"2400"
+    );
 }
 
 #[test]
@@ -406,7 +573,9 @@ fn abi_0_2_0_modules_load_and_use_the_old_names() {
     let module = PluginModule::from_bytes(wat.as_bytes()).unwrap();
     assert_eq!(module.abi, host_harness::AbiVersion::V0_2_0);
     let mut world = World::new(HostProfile::envoy());
-    let n = world.add_node(NodeSpec::new("old", &module).filter("{}")).unwrap();
+    let n = world
+        .add_node(NodeSpec::new("old", &module).filter("{}"))
+        .unwrap();
     assert_eq!(world.configured(n, 0, 0), Some(true));
     assert_eq!(logs(&world, "old abi").len(), 1);
 }

@@ -34,11 +34,20 @@ const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(super) fn add(linker: &mut Linker<Host>) -> Result<()> {
     linker.func_wrap("env", "proxy_log", proxy_log)?;
-    linker.func_wrap("env", "proxy_get_log_level", |mut c: C, out: u32| -> Result<i32> {
-        let level = *c.data().world.log_level.read().unwrap_or_else(|e| e.into_inner());
-        write_u32(&mut c, out, level as u32)?;
-        Ok(OK)
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut c: C, out: u32| -> Result<i32> {
+            let level = *c
+                .data()
+                .world
+                .log_level
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            write_u32(&mut c, out, level as u32)?;
+            Ok(OK)
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_get_current_time_nanoseconds",
@@ -277,28 +286,42 @@ pub(super) fn add(linker: &mut Linker<Host>) -> Result<()> {
             Ok(OK)
         },
     )?;
-    linker.func_wrap("env", "proxy_continue_stream", |mut c: C, ty: u32| -> Result<i32> {
-        Ok(resume(c.data_mut(), ty))
-    })?;
-    linker.func_wrap("env", "proxy_close_stream", |mut c: C, _ty: u32| -> Result<i32> {
-        let ctx = c.data().effective_context;
-        match c.data_mut().streams.get_mut(&ctx) {
-            Some(s) => {
-                s.closed = true;
-                Ok(OK)
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: C, ty: u32| -> Result<i32> { Ok(resume(c.data_mut(), ty)) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut c: C, _ty: u32| -> Result<i32> {
+            let ctx = c.data().effective_context;
+            match c.data_mut().streams.get_mut(&ctx) {
+                Some(s) => {
+                    s.closed = true;
+                    Ok(OK)
+                }
+                None => Ok(BAD_ARGUMENT),
             }
-            None => Ok(BAD_ARGUMENT),
-        }
-    })?;
+        },
+    )?;
     // ABI 0.2.0 names.
     linker.func_wrap("env", "proxy_continue_request", |mut c: C| -> Result<i32> {
         Ok(resume(c.data_mut(), 0))
     })?;
-    linker.func_wrap("env", "proxy_continue_response", |mut c: C| -> Result<i32> {
-        Ok(resume(c.data_mut(), 1))
+    linker.func_wrap(
+        "env",
+        "proxy_continue_response",
+        |mut c: C| -> Result<i32> { Ok(resume(c.data_mut(), 1)) },
+    )?;
+    linker.func_wrap("env", "proxy_clear_route_cache", |_c: C| -> Result<i32> {
+        Ok(OK)
     })?;
-    linker.func_wrap("env", "proxy_clear_route_cache", |_c: C| -> Result<i32> { Ok(OK) })?;
-    linker.func_wrap("env", "proxy_send_local_response", proxy_send_local_response)?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        proxy_send_local_response,
+    )?;
     linker.func_wrap("env", "proxy_http_call", proxy_http_call)?;
     linker.func_wrap(
         "env",
@@ -341,9 +364,11 @@ pub(super) fn add(linker: &mut Linker<Host>) -> Result<()> {
         "proxy_grpc_send",
         |_c: C, _t: u32, _p: u32, _s: u32, _e: u32| -> Result<i32> { Ok(NOT_FOUND) },
     )?;
-    linker.func_wrap("env", "proxy_grpc_cancel", |_c: C, _t: u32| -> Result<i32> {
-        Ok(NOT_FOUND)
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_cancel",
+        |_c: C, _t: u32| -> Result<i32> { Ok(NOT_FOUND) },
+    )?;
     linker.func_wrap("env", "proxy_grpc_close", |_c: C, _t: u32| -> Result<i32> {
         Ok(NOT_FOUND)
     })?;
@@ -356,15 +381,19 @@ pub(super) fn add(linker: &mut Linker<Host>) -> Result<()> {
             Ok(OK)
         },
     )?;
-    linker.func_wrap("env", "proxy_set_effective_context", |mut c: C, ctx: u32| -> Result<i32> {
-        let h = c.data_mut();
-        if h.is_root(ctx) || h.streams.contains_key(&ctx) {
-            h.effective_context = ctx;
-            Ok(OK)
-        } else {
-            Ok(BAD_ARGUMENT)
-        }
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut c: C, ctx: u32| -> Result<i32> {
+            let h = c.data_mut();
+            if h.is_root(ctx) || h.streams.contains_key(&ctx) {
+                h.effective_context = ctx;
+                Ok(OK)
+            } else {
+                Ok(BAD_ARGUMENT)
+            }
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
@@ -537,7 +566,14 @@ fn proxy_get_buffer_bytes(
     Ok(OK)
 }
 
-fn proxy_set_buffer_bytes(mut c: C, ty: u32, start: u32, size: u32, ptr: u32, len: u32) -> Result<i32> {
+fn proxy_set_buffer_bytes(
+    mut c: C,
+    ty: u32,
+    start: u32,
+    size: u32,
+    ptr: u32,
+    len: u32,
+) -> Result<i32> {
     let data = read(&mut c, ptr, len)?;
     let h = c.data_mut();
     let ctx = h.effective_context;
@@ -572,9 +608,7 @@ fn proxy_get_property(mut c: C, pp: u32, ps: u32, ptr_out: u32, size_out: u32) -
             );
         if h.world.profile.no_root_properties && in_root {
             match path.as_str() {
-                "plugin_name"
-                    if matches!(h.callback, Callback::VmStart | Callback::Configure) =>
-                {
+                "plugin_name" if matches!(h.callback, Callback::VmStart | Callback::Configure) => {
                     h.fatal = Some(format!(
                         "host crashed reading property plugin_name in {}",
                         h.callback.name()
@@ -709,7 +743,10 @@ fn proxy_http_call(
     if profile.dispatch_traps_outside_callbacks
         && matches!(callback, Callback::VmStart | Callback::Configure)
     {
-        let msg = format!("dispatch_http_call from {} (the worker dies)", callback.name());
+        let msg = format!(
+            "dispatch_http_call from {} (the worker dies)",
+            callback.name()
+        );
         c.data_mut().fatal_trap = Some(msg.clone());
         bail!(msg);
     }

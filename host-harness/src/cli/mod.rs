@@ -1,11 +1,17 @@
 //! The `host-harness` command: a thin layer over the library.
 
+pub mod demo;
 pub mod run;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "host-harness", version, about = "Run proxy-wasm filters without a gateway")]
+#[command(
+    name = "host-harness",
+    version,
+    about = "Run proxy-wasm filters without a gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,6 +21,11 @@ pub struct Cli {
 pub enum Command {
     /// Run a filter in a simulated world and print its logs and calls.
     Run(run::RunArgs),
+    /// Serve a mock (S3, GCS, Kong Admin API) on a TCP port for real clients.
+    #[command(subcommand)]
+    Serve(serve::ServeCommand),
+    /// The config-bridge demo: debounced exports to mock S3, with a failure retried.
+    Demo(demo::DemoArgs),
     /// Compile a module and check that the harness provides every import it needs.
     Inspect {
         /// The .wasm file.
@@ -26,9 +37,16 @@ pub enum Command {
 pub fn main_with(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Serve(cmd) => serve::run(cmd),
+        Command::Demo(args) => demo::run(args),
         Command::Inspect { wasm } => {
             let module = crate::PluginModule::load(&wasm)?;
-            println!("{}: {} bytes, proxy-wasm ABI {:?}", wasm.display(), module.size_bytes, module.abi);
+            println!(
+                "{}: {} bytes, proxy-wasm ABI {:?}",
+                wasm.display(),
+                module.size_bytes,
+                module.abi
+            );
             let imports = module.imports();
             println!("{} imports, all provided by the harness:", imports.len());
             for i in imports {

@@ -51,8 +51,12 @@ fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
-    let profile = HostProfile::by_name(&args.profile)
-        .ok_or_else(|| anyhow!("unknown profile {:?} (ngx_wasm_module, kong_legacy, envoy)", args.profile))?;
+    let profile = HostProfile::by_name(&args.profile).ok_or_else(|| {
+        anyhow!(
+            "unknown profile {:?} (ngx_wasm_module, kong_legacy, envoy)",
+            args.profile
+        )
+    })?;
     let config = match args.config.strip_prefix('@') {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
         None => args.config.clone().into_bytes(),
@@ -114,5 +118,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let traps = world.traps().len() + world.fatal_errors().len();
     println!("--- {traps} trap(s), {failed} failed call(s)");
-    Ok(if args.strict && (traps > 0 || failed > 0) { 1 } else { 0 })
+    Ok(if args.strict && (traps > 0 || failed > 0) {
+        1
+    } else {
+        0
+    })
 }

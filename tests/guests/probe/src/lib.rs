@@ -55,18 +55,31 @@ fn log(message: String) {
 fn dispatch(s: &Settings, where_: &str) -> Option<u32> {
     let headers = vec![
         (":method", "GET"),
-        (":path", if s.path.is_empty() { "/probe" } else { s.path.as_str() }),
+        (
+            ":path",
+            if s.path.is_empty() {
+                "/probe"
+            } else {
+                s.path.as_str()
+            },
+        ),
         (":authority", s.authority.as_str()),
         ("x-probe-from", where_),
     ];
-    let timeout = Duration::from_millis(if s.timeout_ms == 0 { 1000 } else { s.timeout_ms });
+    let timeout = Duration::from_millis(if s.timeout_ms == 0 {
+        1000
+    } else {
+        s.timeout_ms
+    });
     match hostcalls::dispatch_http_call(&s.upstream, headers, None, vec![], timeout) {
         Ok(token) => {
             log(format!("probe dispatched from={where_} token={token}"));
             Some(token)
         }
         Err(status) => {
-            log(format!("probe dispatch_failed from={where_} status={status:?}"));
+            log(format!(
+                "probe dispatch_failed from={where_} status={status:?}"
+            ));
             None
         }
     }
@@ -79,10 +92,11 @@ fn report_call_response(where_: &str, token: u32, num_headers: usize, body_size:
         .find(|(k, _)| k == ":status")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let dispatch_status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":dispatch_status")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let dispatch_status =
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":dispatch_status")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
         .ok()
         .flatten()
@@ -102,9 +116,20 @@ struct ProbeRoot {
 }
 
 impl Context for ProbeRoot {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _t: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _t: usize,
+    ) {
         report_call_response("root", token, num_headers, body_size);
-        if self.settings.dispatch_in.iter().any(|d| d == "root_response") {
+        if self
+            .settings
+            .dispatch_in
+            .iter()
+            .any(|d| d == "root_response")
+        {
             dispatch(&self.settings, "root_response");
         }
     }
@@ -116,7 +141,11 @@ impl RootContext for ProbeRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        log(format!("probe vm_start root={} vm_config={}", self.id, String::from_utf8_lossy(&vm)));
+        log(format!(
+            "probe vm_start root={} vm_config={}",
+            self.id,
+            String::from_utf8_lossy(&vm)
+        ));
         true
     }
 
@@ -137,13 +166,23 @@ impl RootContext for ProbeRoot {
         log(format!(
             "probe configure root={} proxy_time_ms={} wasi_time_ms={} log_level={:?}",
             self.id,
-            now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis(),
-            wasi_now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis(),
+            now.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+            wasi_now
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
             hostcalls::get_log_level().ok()
         ));
         for p in &self.settings.properties {
-            let v = hostcalls::get_property(p.split('.').collect()).ok().flatten();
-            log(format!("probe root_property {p}={:?}", v.map(|b| String::from_utf8_lossy(&b).into_owned())));
+            let v = hostcalls::get_property(p.split('.').collect())
+                .ok()
+                .flatten();
+            log(format!(
+                "probe root_property {p}={:?}",
+                v.map(|b| String::from_utf8_lossy(&b).into_owned())
+            ));
         }
         if !self.settings.queue.is_empty() {
             self.queue = hostcalls::register_shared_queue(&self.settings.queue).ok();
@@ -170,7 +209,9 @@ impl RootContext for ProbeRoot {
             "probe tick root={} n={} time_ms={}",
             self.id,
             self.ticks,
-            now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+            now.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
         ));
         if self.settings.dispatch_in.iter().any(|d| d == "tick") {
             dispatch(&self.settings, "tick");
@@ -178,12 +219,17 @@ impl RootContext for ProbeRoot {
         if self.settings.shared_counter {
             // CAS loop: read, then write with the cas read (0 when the key is new).
             for _ in 0..10 {
-                let (value, cas) = hostcalls::get_shared_data("probe/counter").unwrap_or((None, None));
+                let (value, cas) =
+                    hostcalls::get_shared_data("probe/counter").unwrap_or((None, None));
                 let n: u64 = value
                     .and_then(|v| String::from_utf8(v).ok())
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
-                match hostcalls::set_shared_data("probe/counter", Some((n + 1).to_string().as_bytes()), cas) {
+                match hostcalls::set_shared_data(
+                    "probe/counter",
+                    Some((n + 1).to_string().as_bytes()),
+                    cas,
+                ) {
                     Ok(()) => break,
                     Err(_) => log("probe cas_retry".to_string()),
                 }
@@ -194,7 +240,8 @@ impl RootContext for ProbeRoot {
             log(format!("probe cas_zero_set result={r:?}"));
         }
         if let Some(q) = self.queue {
-            let r = hostcalls::enqueue_shared_queue(q, Some(format!("item{}", self.ticks).as_bytes()));
+            let r =
+                hostcalls::enqueue_shared_queue(q, Some(format!("item{}", self.ticks).as_bytes()));
             log(format!("probe enqueue result={r:?}"));
         }
         if let Some(m) = self.counter {
@@ -217,7 +264,11 @@ impl RootContext for ProbeRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(ProbeHttp { id: context_id, settings: self.settings.clone(), waiting: None }))
+        Some(Box::new(ProbeHttp {
+            id: context_id,
+            settings: self.settings.clone(),
+            waiting: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -232,10 +283,19 @@ struct ProbeHttp {
 }
 
 impl Context for ProbeHttp {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _t: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _t: usize,
+    ) {
         report_call_response("http", token, num_headers, body_size);
         if self.waiting == Some(token) {
-            self.set_http_request_header("x-call-status", Some(if num_headers > 0 { "ok" } else { "failed" }));
+            self.set_http_request_header(
+                "x-call-status",
+                Some(if num_headers > 0 { "ok" } else { "failed" }),
+            );
             self.resume_http_request();
         }
     }
@@ -257,7 +317,10 @@ impl HttpContext for ProbeHttp {
         assert_eq!(headers.len(), num_headers, "header count matches the map");
         for p in &self.settings.properties {
             let v = self.get_property(p.split('.').collect());
-            log(format!("probe http_property {p}={:?}", v.map(|b| String::from_utf8_lossy(&b).into_owned())));
+            log(format!(
+                "probe http_property {p}={:?}",
+                v.map(|b| String::from_utf8_lossy(&b).into_owned())
+            ));
         }
         self.add_http_request_header("x-probe", "1");
         self.set_http_request_header("x-replaced", Some("new"));
@@ -266,10 +329,20 @@ impl HttpContext for ProbeHttp {
             panic!("probe trap in request_headers");
         }
         if self.settings.local_response != 0 {
-            self.send_http_response(self.settings.local_response, vec![("x-local", "yes")], Some(b"denied by probe"));
+            self.send_http_response(
+                self.settings.local_response,
+                vec![("x-local", "yes")],
+                Some(b"denied by probe"),
+            );
             return Action::Pause;
         }
-        if self.settings.pause_for_call || self.settings.dispatch_in.iter().any(|d| d == "request_headers") {
+        if self.settings.pause_for_call
+            || self
+                .settings
+                .dispatch_in
+                .iter()
+                .any(|d| d == "request_headers")
+        {
             self.waiting = dispatch(&self.settings, "request_headers");
             if self.settings.pause_for_call && self.waiting.is_some() {
                 return Action::Pause;
@@ -280,7 +353,10 @@ impl HttpContext for ProbeHttp {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        log(format!("probe request_body size={body_size} eos={end_of_stream} body={}", String::from_utf8_lossy(&body)));
+        log(format!(
+            "probe request_body size={body_size} eos={end_of_stream} body={}",
+            String::from_utf8_lossy(&body)
+        ));
         self.set_http_request_body(0, body_size, b"rewritten");
         Action::Continue
     }
@@ -292,13 +368,21 @@ impl HttpContext for ProbeHttp {
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
         self.set_http_response_header("x-probe-response", Some("yes"));
-        log(format!("probe response_headers status={:?}", self.get_http_response_header(":status")));
+        log(format!(
+            "probe response_headers status={:?}",
+            self.get_http_response_header(":status")
+        ));
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _eos: bool) -> Action {
-        let body = self.get_http_response_body(0, body_size).unwrap_or_default();
-        log(format!("probe response_body body={}", String::from_utf8_lossy(&body)));
+        let body = self
+            .get_http_response_body(0, body_size)
+            .unwrap_or_default();
+        log(format!(
+            "probe response_body body={}",
+            String::from_utf8_lossy(&body)
+        ));
         Action::Continue
     }
 
