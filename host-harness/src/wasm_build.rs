@@ -25,6 +25,7 @@ pub fn build(package: &str, lib_name: &str, profile: &str) -> Result<PathBuf> {
     let target_dir = std::env::var_os("HARNESS_WASM_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target").join("wasm"));
+    ensure_wasm_target();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(&root)
@@ -65,4 +66,24 @@ pub fn build(package: &str, lib_name: &str, profile: &str) -> Result<PathBuf> {
 /// The filter as it ships: `config-bridge` in the `wasm-release` profile.
 pub fn config_bridge() -> Result<PathBuf> {
     build("config-bridge", "config_bridge", SHIP_PROFILE)
+}
+
+/// Installs the `wasm32-wasip1` standard library through rustup when it is missing, so the
+/// README's first command works on a fresh machine. Failures are left to cargo's own error.
+fn ensure_wasm_target() {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot
+        .map(|root| root.join("lib/rustlib/wasm32-wasip1").exists())
+        .unwrap_or(true);
+    if !installed {
+        eprintln!("installing the wasm32-wasip1 target (rustup target add wasm32-wasip1)");
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip1"])
+            .status();
+    }
 }
