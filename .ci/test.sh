@@ -19,7 +19,7 @@ cleanup() { local p; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; do
 trap cleanup EXIT
 
 echo "== start servers (logs in $logs)"
-export S3_SERVERS_LOG_DIR="$logs/s3" GCS_SERVERS_LOG_DIR="$logs/gcs" GCS_MOCK_VIA_HARNESS=1
+export S3_SERVERS_LOG_DIR="$logs/s3" GCS_SERVERS_LOG_DIR="$logs/gcs"
 eval "$(bash .ci/servers/s3.sh)"
 eval "$(bash .ci/servers/gcs.sh)"
 for v in $(compgen -v | grep -E '_PID$'); do pids+=("${!v}"); done

@@ -8,33 +8,14 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 logs="${GCS_SERVERS_LOG_DIR:-$(mktemp -d -t gcs-servers.XXXXXX)}"
 mkdir -p "$logs"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Waits until `curl URL` gets any HTTP answer (the mock answers 404 on /, which is fine).
-wait_http() {
-  local url="$1" pid="$2" name="$3" log="$4" i
-  for i in $(seq 1 600); do
-    if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "gcs.sh: $name exited early; log follows" >&2; cat "$log" >&2; return 1
-    fi
-    sleep 0.5
-  done
-  echo "gcs.sh: $name not ready after 300 s" >&2; return 1
-}
-
-# --- our mock: the mocks crate's example; set GCS_MOCK_VIA_HARNESS=1 to use the harness CLI
-# (`host-harness serve gcs`) instead. No probe of the CLI here: probing builds wasmtime. ---
+# --- our mock: `host-harness serve gcs` ---
 mock_port="$(free_port)"
 mock_log="$logs/mock-gcs.log"
-if [ "${GCS_MOCK_VIA_HARNESS:-0}" = 1 ]; then
-  (cd "$root" && exec cargo run -q -p host-harness -- serve gcs --port "$mock_port") >"$mock_log" 2>&1 &
-else
-  (cd "$root" && exec cargo run -q -p harness-mocks --example serve_gcs -- --port "$mock_port") >"$mock_log" 2>&1 &
-fi
-mock_pid=$!
+harness_serve gcs "$mock_log" --port "$mock_port"
+mock_pid=$server_pid
 wait_http "http://127.0.0.1:$mock_port/" "$mock_pid" "mock GCS" "$mock_log"
 echo "export MOCK_GCS_ENDPOINT=http://127.0.0.1:$mock_port"
 echo "export MOCK_GCS_PID=$mock_pid"

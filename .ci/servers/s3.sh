@@ -17,37 +17,17 @@ started=()
 stop_started() { local p; for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap 'stop_started' ERR
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Waits until `curl URL` gets any HTTP answer (403 for unsigned requests is fine).
-wait_http() {
-  local url="$1" pid="$2" name="$3" log="$4" i
-  for i in $(seq 1 1200); do
-    if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "s3.sh: $name exited early; log follows" >&2; cat "$log" >&2; return 1
-    fi
-    sleep 0.5
-  done
-  echo "s3.sh: $name not ready after 600 s" >&2; return 1
-}
-
-# --- our mock (the harness CLI once it has `serve s3`, else the mocks crate's example) ---
+# --- our mock: `host-harness serve s3` ---
 mock_port="$(free_port)"
 mock_log="$logs/mock-s3.log"
 mock_args=(--port "$mock_port" --region us-east-1 --bucket "$bucket"
   --access-key MOCKRW --secret-key mock-rw-secret
   --read-only-access-key MOCKRO --read-only-secret-key mock-ro-secret)
-# MOCK_S3_VIA=example skips probing the CLI (which builds wasmtime when it is not built yet).
-if [ "${MOCK_S3_VIA:-auto}" != example ] &&
-  (cd "$root" && cargo run -q -p host-harness -- serve --help 2>/dev/null | grep -q s3); then
-  (cd "$root" && exec cargo run -q -p host-harness -- serve s3 "${mock_args[@]}") >"$mock_log" 2>&1 &
-else
-  (cd "$root" && exec cargo run -q -p harness-mocks --example serve_s3 -- "${mock_args[@]}") >"$mock_log" 2>&1 &
-fi
-mock_pid=$!
+harness_serve s3 "$mock_log" "${mock_args[@]}"
+mock_pid=$server_pid
 started+=("$mock_pid")
 wait_http "http://127.0.0.1:$mock_port/" "$mock_pid" "mock S3" "$mock_log"
 echo "export MOCK_S3_ENDPOINT=http://127.0.0.1:$mock_port"
