@@ -297,7 +297,7 @@ fn json_syntax_reason(e: &serde_json::Error) -> String {
         e.line(),
         e.column()
     )
-    .to_lowercase()
+    .to_ascii_lowercase()
 }
 
 impl Config {

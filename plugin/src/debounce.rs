@@ -10,11 +10,11 @@
 //! After a failure, the retry waits a jittered backoff; if newer content arrives meanwhile it takes
 //! the pending retry's slot (same time) and its attempt count starts again.
 
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
 use crate::backoff::{Backoff, Rng};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InFlight {
     pub hash: String,
     pub started_at: u64,
@@ -22,21 +22,68 @@ pub struct InFlight {
     pub deadline: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Schedule {
     /// Hash of the content that needs no upload: uploaded by us, or found in storage.
-    #[serde(default)]
     pub exported: Option<String>,
     /// Earliest host time (ms) at which the next upload may start.
-    #[serde(default)]
     pub not_before: u64,
-    #[serde(default)]
     pub in_flight: Option<InFlight>,
     /// Consecutive failures for `failing`.
-    #[serde(default)]
     pub failures: u32,
-    #[serde(default)]
     pub failing: Option<String>,
+}
+
+// Shared-data encoding, written by hand rather than derived: serde's derive machinery (typed
+// deserializers, their error paths and float formatting) costs ~25 KB of module size. Missing or
+// mistyped fields read as their defaults, as `#[serde(default)]` did.
+
+pub(crate) fn get_u64(m: &Map<String, Value>, k: &str) -> u64 {
+    m.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+pub(crate) fn get_string(m: &Map<String, Value>, k: &str) -> Option<String> {
+    m.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+impl InFlight {
+    pub fn to_json(&self) -> Value {
+        json!({"hash": self.hash, "started_at": self.started_at, "deadline": self.deadline})
+    }
+
+    pub fn from_json(v: &Value) -> Option<InFlight> {
+        let m = v.as_object()?;
+        Some(InFlight {
+            hash: get_string(m, "hash")?,
+            started_at: get_u64(m, "started_at"),
+            deadline: get_u64(m, "deadline"),
+        })
+    }
+}
+
+impl Schedule {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "exported": self.exported,
+            "not_before": self.not_before,
+            "in_flight": self.in_flight.as_ref().map(InFlight::to_json),
+            "failures": self.failures,
+            "failing": self.failing,
+        })
+    }
+
+    pub fn from_json(v: &Value) -> Schedule {
+        let Some(m) = v.as_object() else {
+            return Schedule::default();
+        };
+        Schedule {
+            exported: get_string(m, "exported"),
+            not_before: get_u64(m, "not_before"),
+            in_flight: m.get("in_flight").and_then(InFlight::from_json),
+            failures: u32::try_from(get_u64(m, "failures")).unwrap_or(u32::MAX),
+            failing: get_string(m, "failing"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,8 +292,24 @@ mod tests {
     fn serialises_compactly_and_round_trips() {
         let mut s = Schedule::default();
         s.begin("h1", 5, 10);
-        let json = serde_json::to_string(&s).unwrap();
+        s.failed(
+            "h1",
+            20,
+            &Backoff {
+                base_ms: 10,
+                max_ms: 10,
+            },
+            &mut Rng::new(1),
+        );
+        s.begin("h2", 30, 40);
+        s.exported = Some("h0".into());
+        let json = s.to_json().to_string();
         assert!(json.len() < 200, "{json}");
-        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
+        let back: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(Schedule::from_json(&back), s);
+        assert_eq!(
+            Schedule::from_json(&json!({"failures": "x"})),
+            Schedule::default()
+        );
     }
 }

@@ -249,7 +249,7 @@ impl Engine {
     ) -> Vec<Effect> {
         let mut fx = Vec::new();
         match event {
-            Event::ConfigApplied(body) => self.apply(body, now, &mut fx),
+            Event::ConfigApplied(body) => self.apply(body, now, shared, &mut fx),
             Event::CallAnswered { id, response } => {
                 if let Some(call) = self.take_call(id, &mut fx) {
                     self.answered(call, &response, now, shared, &mut fx);
@@ -294,12 +294,23 @@ impl Engine {
             matches!(&self.source, Source::Url(p) if p.due(now)),
         );
         let conditional = self.cfg.s3.conditional_writes;
-        let lease = node_lock::with_lease(
+        let own_source = matches!(self.source, Source::Filter);
+        let my_hash = doc_hash.clone();
+        let eligible = move |rec: &node_lock::NodeRecord| {
+            !own_source
+                || match (&rec.newest, &my_hash) {
+                    (None, _) => true,
+                    (Some(n), Some(h)) => &n.hash == h,
+                    (Some(_), None) => false,
+                }
+        };
+        let lease = node_lock::with_lease_if(
             shared,
             &self.lease_key,
             self.me,
             now,
             self.cfg.lease_ttl_ms,
+            eligible,
             |rec, _| {
                 let Some(hash) = doc_hash else {
                     return if poll_due { Plan::Poll } else { Plan::Nothing };
@@ -344,7 +355,7 @@ impl Engine {
                     self.holder = false;
                     out.effects.push(Effect::Log(
                         Level::Info,
-                        "another worker of this node took over the export".into(),
+                        "the export moved to another root context of this node".into(),
                     ));
                 }
                 return out;
@@ -405,10 +416,32 @@ impl Engine {
         out
     }
 
-    fn apply(&mut self, body: Vec<u8>, now: u64, fx: &mut Vec<Effect>) {
+    fn apply(
+        &mut self,
+        body: Vec<u8>,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Vec<Effect>,
+    ) {
         let doc = Document::new(body, now);
         if self.doc.as_ref().map(|d| &d.sha256_hex) == Some(&doc.sha256_hex) {
             return;
+        }
+        if matches!(self.source, Source::Filter) && self.cfg.export {
+            // Node-wide "newest wins" across filter instances: only a root context holding the
+            // newest document may hold the export lease (see `tick`).
+            let (hash, seen_at) = (doc.sha256_hex.clone(), doc.seen_at);
+            let published = node_lock::update(shared, &self.lease_key, |rec| {
+                if rec.newest.as_ref().is_none_or(|n| seen_at >= n.seen_at) {
+                    rec.newest = Some(node_lock::Newest {
+                        hash: hash.clone(),
+                        seen_at,
+                    });
+                }
+            });
+            if let Err(e) = published {
+                self.shared_data_error(&e, fx);
+            }
         }
         fx.push(Effect::Log(
             Level::Debug,
@@ -540,7 +573,7 @@ impl Engine {
                 };
                 match p.on_response(resp) {
                     PollResult::Unchanged => {}
-                    PollResult::Fetched(body) => self.apply(body, now, fx),
+                    PollResult::Fetched(body) => self.apply(body, now, shared, fx),
                     PollResult::Failed(reason) => {
                         let line =
                             format!("fetching the config from {} failed: {reason}", p.describe());

@@ -14,9 +14,9 @@
 //! A holder renews the lease on every tick; when its worker dies, the lease expires after
 //! `lease_ttl_ms` and the next root context to tick takes over.
 
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use crate::debounce::Schedule;
+use crate::debounce::{get_string, get_u64, Schedule};
 
 /// Proxy-wasm shared data as the core sees it.
 pub trait SharedStore {
@@ -26,19 +26,25 @@ pub trait SharedStore {
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String>;
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeRecord {
     /// Root-context identity of the holder; 0 = nobody.
-    #[serde(default)]
     pub owner: u64,
     /// Host time (ms) until which the holder's lease is valid.
-    #[serde(default)]
     pub lease_until: u64,
-    #[serde(default)]
     pub schedule: Schedule,
     /// Storage version token (S3 ETag) of the object as this node last wrote or read it.
-    #[serde(default)]
     pub version: Option<String>,
+    /// The newest document any root context of the node has seen (filter instances may carry
+    /// different configs; the newest wins, and only a root context holding it may export).
+    pub newest: Option<Newest>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Newest {
+    pub hash: String,
+    /// Host time (ms) when it was first seen.
+    pub seen_at: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -53,13 +59,49 @@ pub enum Lease<T> {
     Unavailable(String),
 }
 
+impl NodeRecord {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "owner": self.owner,
+            "lease_until": self.lease_until,
+            "schedule": self.schedule.to_json(),
+            "version": self.version,
+            "newest": self.newest.as_ref().map(|n| json!({"hash": n.hash, "seen_at": n.seen_at})),
+        })
+    }
+
+    /// Missing or mistyped fields read as their defaults.
+    pub fn from_json(v: &Value) -> NodeRecord {
+        let Some(m) = v.as_object() else {
+            return NodeRecord::default();
+        };
+        NodeRecord {
+            owner: get_u64(m, "owner"),
+            lease_until: get_u64(m, "lease_until"),
+            schedule: m
+                .get("schedule")
+                .map(Schedule::from_json)
+                .unwrap_or_default(),
+            version: get_string(m, "version"),
+            newest: m.get("newest").and_then(Value::as_object).and_then(|n| {
+                Some(Newest {
+                    hash: get_string(n, "hash")?,
+                    seen_at: get_u64(n, "seen_at"),
+                })
+            }),
+        }
+    }
+}
+
 fn decode(bytes: &[u8]) -> NodeRecord {
     // A record we cannot read (older format, corruption) is replaced, not fatal.
-    serde_json::from_slice(bytes).unwrap_or_default()
+    serde_json::from_slice::<Value>(bytes)
+        .map(|v| NodeRecord::from_json(&v))
+        .unwrap_or_default()
 }
 
 fn encode(rec: &NodeRecord) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(rec).map_err(|e| format!("cannot encode node record: {e}"))
+    serde_json::to_vec(&rec.to_json()).map_err(|e| format!("cannot encode node record: {e}"))
 }
 
 /// Reads the record, creating an empty one if the key is missing; returns it with its cas.
@@ -94,6 +136,21 @@ pub fn with_lease<T>(
     ttl_ms: u64,
     f: impl FnOnce(&mut NodeRecord, bool) -> T,
 ) -> Lease<T> {
+    with_lease_if(store, key, me, now, ttl_ms, |_| true, f)
+}
+
+/// As [`with_lease`], for a root context that may hold the lease only while `eligible(record)`:
+/// an ineligible holder gives the lease up (so that an eligible one takes it on its next tick)
+/// and an ineligible root context never claims it.
+pub fn with_lease_if<T>(
+    store: &mut dyn SharedStore,
+    key: &str,
+    me: u64,
+    now: u64,
+    ttl_ms: u64,
+    eligible: impl FnOnce(&NodeRecord) -> bool,
+    f: impl FnOnce(&mut NodeRecord, bool) -> T,
+) -> Lease<T> {
     let (mut rec, cas) = match read(store, key) {
         Ok(Some(x)) => x,
         Ok(None) => return Lease::Lost,
@@ -101,6 +158,25 @@ pub fn with_lease<T>(
     };
     let held = rec.owner == me && now <= rec.lease_until;
     let free = rec.owner == 0 || now > rec.lease_until;
+    if !eligible(&rec) {
+        if rec.owner == me {
+            rec.owner = 0;
+            rec.lease_until = 0;
+            let bytes = match encode(&rec) {
+                Ok(b) => b,
+                Err(e) => return Lease::Unavailable(e),
+            };
+            return match store.set(key, &bytes, Some(cas)) {
+                Ok(true) => Lease::Follower { owner: 0, until: 0 },
+                Ok(false) => Lease::Lost,
+                Err(e) => Lease::Unavailable(e),
+            };
+        }
+        return Lease::Follower {
+            owner: rec.owner,
+            until: rec.lease_until,
+        };
+    }
     if !held && !free {
         return Lease::Follower {
             owner: rec.owner,
@@ -140,6 +216,25 @@ pub fn update_if_owner(
         if rec.owner != me {
             return Ok(false);
         }
+        f(&mut rec);
+        if store.set(key, &encode(&rec)?, Some(cas))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Applies `f` to the record whoever holds the lease (CAS, a few attempts). Returns whether
+/// the change was stored.
+pub fn update(
+    store: &mut dyn SharedStore,
+    key: &str,
+    mut f: impl FnMut(&mut NodeRecord),
+) -> Result<bool, String> {
+    for _ in 0..4 {
+        let Some((mut rec, cas)) = read(store, key)? else {
+            continue;
+        };
         f(&mut rec);
         if store.set(key, &encode(&rec)?, Some(cas))? {
             return Ok(true);

@@ -17,7 +17,6 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::config::S3Settings;
@@ -194,7 +193,7 @@ impl ObjectStore for S3Store {
         meta: &ExportMeta,
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
-        let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body));
+        let checksum = aws_smithy_types::base64::encode(Sha256::digest(body));
         let mut headers: Vec<(String, String)> = vec![
             ("content-type".into(), "application/json".into()),
             ("content-length".into(), body.len().to_string()),
@@ -311,7 +310,8 @@ mod tests {
     use super::*;
     use crate::config::{HeaderList, Secret};
     use crate::http_url::HttpUrl;
-    use hmac::{Hmac, Mac};
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
 
     const AK: &str = "AKIAIOSFODNN7EXAMPLE";
     const SK: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";

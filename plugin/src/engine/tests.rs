@@ -259,6 +259,42 @@ fn four_root_contexts_export_once_per_change_with_kong_debounce() {
 }
 
 #[test]
+fn a_change_seen_by_only_some_root_contexts_is_exported_by_one_of_them() {
+    for rules in RULES {
+        let cfg = config(&doc("A"), serde_json::json!({}));
+        // Engines 0, 2: filter instance 1 on workers 0, 1; engines 1, 3: filter instance 2.
+        let mut sim = Sim::new(rules, 4, &cfg);
+        sim.apply_all(&doc("A"));
+        sim.run_until(100_000);
+        // Only filter instance 2 gets B (its own config changed); the holder (engine 0) has A.
+        for i in [1, 3] {
+            let now = sim.now;
+            let e = sim.engines[i].as_mut().unwrap();
+            let fx = e.on_event(
+                Event::ConfigApplied(doc("B").into_bytes()),
+                now,
+                &mut sim.shared,
+            );
+            sim.effects.extend(fx.into_iter().map(|f| (i, f)));
+        }
+        sim.run_until(300_000);
+        assert_eq!(
+            sim.s3.put_bodies(),
+            vec![(1000, doc("A")), (101_000, doc("B"))],
+            "{rules:?}"
+        );
+        assert!(matches!(sim.dispatches[1].1, 1 | 3), "{rules:?}");
+        // Back to A on instance 1 later: newest again, exported by an instance-1 root context.
+        sim.apply_all(&doc("A"));
+        sim.run_until(400_000);
+        assert_eq!(
+            sim.s3.put_bodies().last(),
+            Some(&(300_000 + 1000, doc("A")))
+        );
+    }
+}
+
+#[test]
 fn identical_content_and_reconfigures_do_not_upload_again() {
     for rules in RULES {
         let cfg = config(

@@ -1,0 +1,281 @@
+//! Filter configuration as the hosts hand it over: invalid settings refused with one clear line,
+//! credentials (session tokens) and PutObject parameters reaching S3, secrets never logged.
+
+use config_bridge_tests::*;
+use host_harness::{HostProfile, NodeSpec, World};
+use serde_json::{json, Value};
+
+fn two_profiles() -> [HostProfile; 2] {
+    [HostProfile::ngx_wasm_module(), HostProfile::envoy()]
+}
+
+/// (what is wrong, the configuration, the field its one log line must name)
+fn invalid_cases(profile: &HostProfile) -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let valid = filter_config(profile, &declarative(1));
+    let with = |k: &str, v: Value| {
+        let mut c = valid.clone();
+        c[k] = v;
+        c.to_string().into_bytes()
+    };
+    let without = |k: &str| {
+        let mut c = valid.clone();
+        c.as_object_mut().unwrap().remove(k);
+        c.to_string().into_bytes()
+    };
+    vec![
+        (
+            "not JSON",
+            b"{\"cluster_fallback_config_export\": on".to_vec(),
+            "configuration",
+        ),
+        (
+            "unknown scheme",
+            with("cluster_fallback_config_storage", json!("ftp://bucket/p")),
+            "cluster_fallback_config_storage",
+        ),
+        (
+            "export and import off",
+            with("cluster_fallback_config_export", json!("off")),
+            "cluster_fallback_config_export",
+        ),
+        (
+            "wrong type",
+            with("cluster_fallback_config_export_delay", json!("soon")),
+            "cluster_fallback_config_export_delay",
+        ),
+        (
+            "unknown s3 parameter",
+            with("cluster_fallback_export_s3_config", json!({"Body": "x"})),
+            "cluster_fallback_export_s3_config",
+        ),
+        (
+            "bad s3 parameter value",
+            with(
+                "cluster_fallback_export_s3_config",
+                json!({"StorageClass": "CHEAP"}),
+            ),
+            "cluster_fallback_export_s3_config",
+        ),
+        ("no region", without("aws_region"), "aws_region"),
+        (
+            "no secret",
+            without("aws_secret_access_key"),
+            "aws_secret_access_key",
+        ),
+        (
+            "secret of the wrong type",
+            with(
+                "aws_secret_access_key",
+                json!(["s3cr3t-Export+Key/NEVER-LOG-ME-0123456789"]),
+            ),
+            "aws_secret_access_key",
+        ),
+        (
+            "config without _format_version",
+            with("config", json!({"services": []})),
+            "config",
+        ),
+        (
+            "unknown key",
+            with("cluster_fallback_config_exprot", json!("on")),
+            "cluster_fallback_config_exprot",
+        ),
+        (
+            "bad endpoint",
+            with("storage_endpoint", json!("s3.test:9000")),
+            "storage_endpoint",
+        ),
+        (
+            "lease shorter than two ticks",
+            with("lease_ttl_ms", json!(1500)),
+            "lease_ttl_ms",
+        ),
+    ]
+}
+
+#[test]
+fn invalid_configurations_are_refused_with_one_line_naming_the_field() {
+    for profile in two_profiles() {
+        for (what, config, field) in invalid_cases(&profile) {
+            let s3 = mock_s3();
+            let mut world = world_with_storage(&profile, s3.clone());
+            let node = world
+                .add_node(
+                    NodeSpec::new("n1", &plugin_module())
+                        .workers(2)
+                        .env("AWS_REGION_UNUSED", "x")
+                        .filter(config),
+                )
+                .unwrap();
+            for w in 0..2 {
+                assert_eq!(
+                    world.configured(node, w, 0),
+                    Some(false),
+                    "{}: {what}",
+                    profile.name
+                );
+            }
+            world.advance(secs(10));
+            let lines: Vec<String> = world
+                .logs()
+                .into_iter()
+                .filter(|l| l.origin.worker == 0 && l.message.starts_with("[config-bridge]"))
+                .map(|l| l.message)
+                .collect();
+            assert_eq!(lines.len(), 1, "{}: {what}: {lines:?}", profile.name);
+            // `<field>: <reason>`, or `<field>.<parameter>: <reason>` inside an object setting.
+            let rest = lines[0]
+                .strip_prefix("[config-bridge] invalid configuration: ")
+                .and_then(|r| r.strip_prefix(field));
+            assert!(
+                rest.is_some_and(|r| r.starts_with(": ") || r.starts_with('.')),
+                "{}: {what}: {lines:?}",
+                profile.name
+            );
+            assert!(world.calls().is_empty(), "{what}");
+            assert!(s3.requests().is_empty());
+            assert!(world.traps().is_empty(), "{what}: {:?}", world.traps());
+            assert_no_secrets(&world, &[]);
+        }
+    }
+}
+
+#[test]
+fn a_bad_reconfiguration_is_refused_and_the_previous_one_keeps_exporting() {
+    for profile in two_profiles() {
+        let s3 = mock_s3();
+        let mut world = world_with_storage(&profile, s3.clone());
+        let node = world
+            .add_node(
+                NodeSpec::new("n1", &plugin_module())
+                    .filter(filter_config(&profile, &declarative(1)).to_string()),
+            )
+            .unwrap();
+        advance_to(&mut world, secs(5));
+        let mut bad = filter_config(&profile, &declarative(2));
+        bad["cluster_fallback_config_storage"] = json!("gopher://x");
+        assert_eq!(
+            world.reconfigure(node, 0, bad.to_string()),
+            vec![Some(false)]
+        );
+        advance_to(&mut world, secs(100));
+        assert_eq!(puts(&s3).len(), 1, "{}", profile.name);
+        // A later valid one is exported as usual.
+        world.reconfigure(
+            node,
+            0,
+            filter_config(&profile, &declarative(3)).to_string(),
+        );
+        advance_to(&mut world, secs(200));
+        assert_eq!(send_times(&world, "PUT"), vec![secs(1), secs(101)]);
+        assert_eq!(
+            s3.object(BUCKET, CONFIG_KEY).unwrap().body,
+            canonical_json(&declarative(3))
+        );
+        assert_no_secrets(&world, &[]);
+    }
+}
+
+#[test]
+fn credentials_from_the_environment_with_a_session_token_and_kong_34_string_config() {
+    for profile in two_profiles() {
+        let s3 = mock_s3_with_session_token();
+        let mut world = world_with_storage(&profile, s3.clone());
+        let mut cfg = filter_config(&profile, &declarative(1));
+        let obj = cfg.as_object_mut().unwrap();
+        for k in [
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_region",
+            "storage_endpoint",
+            "node_id",
+        ] {
+            obj.remove(k);
+        }
+        // Kong 3.4 hands the configuration over as a JSON string.
+        let as_string = Value::String(cfg.to_string()).to_string();
+        let node = world
+            .add_node(
+                NodeSpec::new("n1", &plugin_module())
+                    .workers(2)
+                    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+                    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+                    .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+                    .env("AWS_DEFAULT_REGION", REGION)
+                    .env("AWS_CONFIG_STORAGE_ENDPOINT", ENDPOINT)
+                    .env("HOSTNAME", "dp-7f9c")
+                    .filter(as_string),
+            )
+            .unwrap();
+        assert_eq!(world.configured(node, 0, 0), Some(true));
+        world.advance(secs(5));
+        let put = &storage_calls(&world, "PUT")[0];
+        assert_eq!(
+            put.request.header("x-amz-security-token"),
+            Some(SESSION_TOKEN)
+        );
+        assert_eq!(put.request.authority, "s3.test:9000");
+        assert_eq!(put.request.path, format!("/{BUCKET}/{CONFIG_KEY}"));
+        let stored = s3
+            .object(BUCKET, CONFIG_KEY)
+            .expect("stored with the session credential");
+        assert_eq!(stored.body, canonical_json(&declarative(1)));
+        assert!(
+            stored
+                .metadata
+                .contains(&("uploader".into(), "dp-7f9c".into())),
+            "{:?}",
+            stored.metadata
+        );
+        assert_no_secrets(&world, &[]);
+    }
+}
+
+#[test]
+fn put_object_parameters_reach_s3() {
+    for profile in two_profiles() {
+        let s3 = mock_s3();
+        let mut world = world_with_storage(&profile, s3.clone());
+        let mut cfg = filter_config(&profile, &declarative(1));
+        cfg["cluster_fallback_export_s3_config"] = json!({
+            "StorageClass": "STANDARD_IA",
+            "Metadata": {"team": "platform"},
+            "CacheControl": "no-cache",
+        });
+        world
+            .add_node(NodeSpec::new("n1", &plugin_module()).filter(cfg.to_string()))
+            .unwrap();
+        world.advance(secs(3));
+        let obj = s3.object(BUCKET, CONFIG_KEY).expect("stored");
+        assert_eq!(obj.storage_class(), "STANDARD_IA");
+        assert_eq!(obj.header("cache-control"), Some("no-cache"));
+        assert!(
+            obj.metadata.contains(&("team".into(), "platform".into())),
+            "{:?}",
+            obj.metadata
+        );
+        let put = &storage_calls(&world, "PUT")[0];
+        assert!(put.request.header("x-amz-checksum-sha256").is_some());
+        assert_eq!(put.request.header("content-type"), Some("application/json"));
+        assert_no_secrets(&world, &[]);
+    }
+}
+
+#[test]
+fn the_secret_check_itself_catches_a_leak() {
+    // Guards the guard: a world whose log contains the secret must fail `assert_no_secrets`.
+    let s3 = mock_s3();
+    let profile = HostProfile::ngx_wasm_module();
+    let mut world = World::new(profile.clone());
+    route_storage(&mut world, s3);
+    let mut cfg = filter_config(&profile, &declarative(1));
+    // An unknown key whose *name* is the secret: the one log line names the field.
+    cfg[SECRET_KEY] = json!(1);
+    world
+        .add_node(NodeSpec::new("n1", &plugin_module()).filter(cfg.to_string()))
+        .unwrap();
+    let leaked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_no_secrets(&world, &[])
+    }));
+    assert!(leaked.is_err(), "{:?}", world.logs());
+}
