@@ -579,3 +579,18 @@ fn abi_0_2_0_modules_load_and_use_the_old_names() {
     assert_eq!(world.configured(n, 0, 0), Some(true));
     assert_eq!(logs(&world, "old abi").len(), 1);
 }
+
+#[test]
+fn the_sdk_wrapper_traps_when_a_host_refuses_define_metric() {
+    // Why config-bridge declares its own metrics imports: the SDK panics on any non-Ok status.
+    let profile = HostProfile {
+        metrics: false,
+        ..HostProfile::envoy()
+    };
+    let mut world = World::new(profile);
+    world.expect_traps();
+    let n = node(&mut world, 1, json!({"metrics": true}));
+    assert_eq!(world.traps().len(), 1);
+    assert_eq!(world.traps()[0].callback, "on_configure");
+    assert!(!world.worker_alive(n, 0));
+}

@@ -15,4 +15,6 @@ pub mod source;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]
+mod guarded_hostcalls;
+#[cfg(target_arch = "wasm32")]
 mod shell;

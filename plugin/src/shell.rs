@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 
 use crate::config::Config;
+use crate::guarded_hostcalls;
 use crate::engine::{CallId, Effect, Engine, Event, Level, Metric, MetricKind};
 use crate::node_lock::SharedStore;
 use crate::object_store::HttpResponse;
@@ -38,7 +39,7 @@ fn now_ms() -> Option<u64> {
         .map(|d| d.as_millis() as u64)
 }
 
-/// Shared data through the host; errors become `Err` (the SDK wrappers would panic).
+/// Shared data through the host; every status becomes a `Result` (see `guarded_hostcalls`).
 struct HostShared;
 
 impl SharedStore for HostShared {
@@ -47,11 +48,8 @@ impl SharedStore for HostShared {
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(true),
-            Err(Status::CasMismatch) => Ok(false),
-            Err(s) => Err(format!("set_shared_data: {s:?}")),
-        }
+        guarded_hostcalls::set_shared_data(key, value, cas)
+            .map_err(|s| format!("set_shared_data: status {}", s.0))
     }
 }
 
@@ -71,10 +69,10 @@ impl Metrics {
             Some(id) => *id,
             None => {
                 let kind = match metric.kind() {
-                    MetricKind::Counter => MetricType::Counter,
-                    MetricKind::Gauge => MetricType::Gauge,
+                    MetricKind::Counter => guarded_hostcalls::COUNTER,
+                    MetricKind::Gauge => guarded_hostcalls::GAUGE,
                 };
-                match hostcalls::define_metric(kind, metric.name()) {
+                match guarded_hostcalls::define_metric(kind, metric.name()) {
                     Ok(id) => {
                         self.ids.insert(metric, id);
                         id
@@ -88,9 +86,9 @@ impl Metrics {
         };
         let result = match metric.kind() {
             MetricKind::Counter => {
-                hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX))
+                guarded_hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX))
             }
-            MetricKind::Gauge => hostcalls::record_metric(id, value),
+            MetricKind::Gauge => guarded_hostcalls::record_metric(id, value),
         };
         if result.is_err() {
             self.disabled = true;

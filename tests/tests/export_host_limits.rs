@@ -1,0 +1,64 @@
+//! Hosts with partial ABIs (SPEC §6: metrics are missing or partial on some): the filter keeps
+//! exporting and never traps, where the SDK's own wrappers would panic on the unexpected status.
+
+use config_bridge_tests::*;
+use host_harness::{HostProfile, NodeSpec};
+
+fn export_once(
+    profile: HostProfile,
+) -> (
+    host_harness::World,
+    host_harness::NodeId,
+    host_harness::mocks::s3::MockS3,
+) {
+    let s3 = mock_s3();
+    let mut world = world_with_storage(&profile, s3.clone());
+    let cfg = filter_config(&profile, &declarative(1));
+    let node = world
+        .add_node(
+            NodeSpec::new("n1", &plugin_module())
+                .workers(2)
+                .filter(cfg.to_string()),
+        )
+        .expect("node starts");
+    world.advance(secs(3));
+    (world, node, s3)
+}
+
+#[test]
+fn metrics_count_exports_and_bytes_when_the_host_has_them() {
+    for profile in [HostProfile::ngx_wasm_module(), HostProfile::envoy()] {
+        let (world, node, s3) = export_once(profile);
+        let object = s3.object(BUCKET, CONFIG_KEY).expect("exported");
+        assert_eq!(world.metric(node, "config_bridge_exports_total"), Some(1));
+        assert_eq!(
+            world.metric(node, "config_bridge_last_export_bytes"),
+            Some(object.body.len() as i64)
+        );
+        assert_eq!(
+            world
+                .metric(node, "config_bridge_export_failures_total")
+                .unwrap_or(0),
+            0
+        );
+        assert_no_secrets(&world, &[]);
+    }
+}
+
+#[test]
+fn a_host_whose_metrics_abi_fails_does_not_trap_the_filter() {
+    for base in [HostProfile::ngx_wasm_module(), HostProfile::envoy()] {
+        let profile = HostProfile {
+            metrics: false,
+            ..base
+        };
+        let (world, node, s3) = export_once(profile);
+        // Exported anyway; no trap (the world's drop check fails the test on any).
+        let object = s3
+            .object(BUCKET, CONFIG_KEY)
+            .expect("exported without metrics");
+        assert_eq!(object.body, canonical_json(&declarative(1)));
+        assert!(world.metrics(node).is_empty());
+        assert!(world.traps().is_empty() && world.fatal_errors().is_empty());
+    }
+}
