@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use host_harness::http::{Handler, SharedHandler};
 use host_harness::mocks::s3::{LoggedRequest, MockS3, S3Credential};
-use host_harness::{CallRecord, HostProfile, PluginModule, World};
+use host_harness::{CallRecord, HostProfile, NodeId, NodeSpec, PluginModule, World};
 use serde_json::{json, Value};
 
 pub use host_harness;
@@ -281,4 +281,24 @@ pub fn send_times(world: &World, method: &str) -> Vec<Duration> {
 /// The virtual clock's start as Unix milliseconds (the guest's time at `elapsed() == 0`).
 pub fn epoch_ms(world: &World) -> u64 {
     (world.clock().guest_wall_nanos() / 1_000_000) as u64 - world.elapsed().as_millis() as u64
+}
+
+/// Adds node "n1" with `workers` workers and one filter instance exporting `doc` with
+/// [`filter_config`] for the world's profile.
+pub fn start_exporter(world: &mut World, workers: usize, doc: &Value) -> NodeId {
+    let cfg = filter_config(world.profile(), doc);
+    world
+        .add_node(
+            NodeSpec::new("n1", &plugin_module())
+                .workers(workers)
+                .filter(cfg.to_string()),
+        )
+        .unwrap_or_else(|e| panic!("starting the node: {e:#}"))
+}
+
+/// Applies `doc` to filter 0 of `node` on every worker, as Kong does when the filter's
+/// configuration changes (`on_configure` again).
+pub fn apply_doc(world: &mut World, node: NodeId, doc: &Value) {
+    let cfg = filter_config(world.profile(), doc);
+    world.reconfigure(node, 0, cfg.to_string());
 }

@@ -145,12 +145,7 @@ fn a_bad_reconfiguration_is_refused_and_the_previous_one_keeps_exporting() {
     for profile in two_profiles() {
         let s3 = mock_s3();
         let mut world = world_with_storage(&profile, s3.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 1, &declarative(1));
         advance_to(&mut world, secs(5));
         let mut bad = filter_config(&profile, &declarative(2));
         bad["cluster_fallback_config_storage"] = json!("gopher://x");
@@ -161,11 +156,7 @@ fn a_bad_reconfiguration_is_refused_and_the_previous_one_keeps_exporting() {
         advance_to(&mut world, secs(100));
         assert_eq!(puts(&s3).len(), 1, "{}", profile.name);
         // A later valid one is exported as usual.
-        world.reconfigure(
-            node,
-            0,
-            filter_config(&profile, &declarative(3)).to_string(),
-        );
+        apply_doc(&mut world, node, &declarative(3));
         advance_to(&mut world, secs(200));
         assert_eq!(send_times(&world, "PUT"), vec![secs(1), secs(101)]);
         assert_eq!(

@@ -146,18 +146,9 @@ fn a_change_after_a_quiet_period_goes_out_on_the_next_tick() {
     for profile in profiles() {
         let s3 = mock_s3();
         let mut world = world_with_storage(&profile, s3.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 1, &declarative(1));
         advance_to(&mut world, secs(100));
-        world.reconfigure(
-            node,
-            0,
-            filter_config(&profile, &declarative(2)).to_string(),
-        );
+        apply_doc(&mut world, node, &declarative(2));
         advance_to(&mut world, ms(100_500));
         advance_to(&mut world, secs(300));
         assert_eq!(
@@ -179,13 +170,7 @@ fn identical_content_is_never_uploaded_twice() {
     for profile in profiles() {
         let s3 = mock_s3();
         let mut world = world_with_storage(&profile, s3.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .workers(2)
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, secs(5));
         // The same document again: as an object with keys in another order, and as a JSON string
         // (Kong 3.4 style), long after the window.

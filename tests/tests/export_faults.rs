@@ -46,20 +46,10 @@ fn throttling_is_retried_with_backoff_and_the_newest_config_lands() {
         let f = faulty(&s3);
         f.push_n(Fault::slow_down(), 4);
         let mut world = world_with_storage(&profile, f.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .workers(2)
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, ms(2_500));
         // B arrives while A's retries are pending: B takes the retry's slot.
-        world.reconfigure(
-            node,
-            0,
-            filter_config(&profile, &declarative(2)).to_string(),
-        );
+        apply_doc(&mut world, node, &declarative(2));
         advance_to(&mut world, secs(120));
         let calls = storage_calls(&world, "PUT");
         let statuses: Vec<u16> = calls
@@ -117,13 +107,7 @@ fn timeouts_resets_and_hangs_are_retried_under_every_host() {
         f.push(Fault::reset());
         f.push(Fault::Hang);
         let mut world = world_with_storage(&profile, f.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .workers(2)
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, secs(120));
         let calls = storage_calls(&world, "PUT");
         assert_eq!(calls.len(), 4, "{}: {calls:#?}", profile.name);
@@ -159,18 +143,9 @@ fn a_host_that_never_calls_back_does_not_stall_exports() {
         let f = faulty(&s3);
         f.push_n(Fault::NoCallback, 2);
         let mut world = world_with_storage(&profile, f.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 1, &declarative(1));
         advance_to(&mut world, secs(4));
-        world.reconfigure(
-            node,
-            0,
-            filter_config(&profile, &declarative(2)).to_string(),
-        );
+        apply_doc(&mut world, node, &declarative(2));
         advance_to(&mut world, secs(60));
         let calls = storage_calls(&world, "PUT");
         assert_eq!(calls.len(), 3, "{}", profile.name);
@@ -201,13 +176,7 @@ fn a_worker_killed_mid_upload_is_replaced_by_another_after_the_lease_ttl() {
         // The upload never reaches S3 and its worker dies while waiting.
         f.push(Fault::Hang);
         let mut world = world_with_storage(&profile, f.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .workers(2)
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, ms(3_500));
         let first = storage_calls(&world, "PUT");
         assert_eq!(first.len(), 1);
@@ -239,13 +208,7 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
         // S3 stores the object, the answer comes after 4 s; the worker dies before it.
         f.push(Fault::Latency(secs(4)));
         let mut world = world_with_storage(&profile, f.clone());
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .workers(2)
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, ms(2_500));
         let holder = storage_calls(&world, "PUT")[0].origin.worker;
         world.kill_worker(node, holder);
@@ -272,11 +235,7 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
         assert_eq!(log_messages(&world, "already holds this config").len(), 1);
         assert_eq!(stored_body(&s3), canonical_json(&declarative(1)));
         // The settled state holds: a later change is written conditionally on the ETag just read.
-        world.reconfigure(
-            node,
-            0,
-            filter_config(&profile, &declarative(2)).to_string(),
-        );
+        apply_doc(&mut world, node, &declarative(2));
         advance_to(&mut world, secs(120));
         let head = world
             .calls()
@@ -432,12 +391,7 @@ fn an_object_written_without_our_metadata_is_replaced_conditionally() {
             std::time::SystemTime::UNIX_EPOCH,
         );
         let mut world = world_with_storage(&profile, s3.clone());
-        world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .filter(filter_config(&profile, &declarative(1)).to_string()),
-            )
-            .unwrap();
+        start_exporter(&mut world, 1, &declarative(1));
         advance_to(&mut world, secs(30));
         let seen: Vec<(String, u64, Option<String>, Option<String>)> = world
             .calls()

@@ -2,25 +2,13 @@
 //! exporting and never traps, where the SDK's own wrappers would panic on the unexpected status.
 
 use config_bridge_tests::*;
-use host_harness::{HostProfile, NodeSpec};
+use host_harness::mocks::s3::MockS3;
+use host_harness::{HostProfile, NodeId, World};
 
-fn export_once(
-    profile: HostProfile,
-) -> (
-    host_harness::World,
-    host_harness::NodeId,
-    host_harness::mocks::s3::MockS3,
-) {
+fn export_once(profile: HostProfile) -> (World, NodeId, MockS3) {
     let s3 = mock_s3();
     let mut world = world_with_storage(&profile, s3.clone());
-    let cfg = filter_config(&profile, &declarative(1));
-    let node = world
-        .add_node(
-            NodeSpec::new("n1", &plugin_module())
-                .workers(2)
-                .filter(cfg.to_string()),
-        )
-        .expect("node starts");
+    let node = start_exporter(&mut world, 2, &declarative(1));
     world.advance(secs(3));
     (world, node, s3)
 }
