@@ -96,7 +96,11 @@ fn main() {
     // ---- 3. virtual time per wall second --------------------------------------------------
     let mut world = World::new(HostProfile::ngx_wasm_module());
     let node = world
-        .add_node(NodeSpec::new("n1", &module).workers(4).filter(config.clone()))
+        .add_node(
+            NodeSpec::new("n1", &module)
+                .workers(4)
+                .filter(config.clone()),
+        )
         .expect("add node");
     let virtual_span = Duration::from_secs(600);
     let t = Instant::now();
@@ -110,7 +114,10 @@ fn main() {
     let ticks = 2400.0;
     rows.push(Row {
         what: "simulation speed (4 workers, 1 s tick, 600 s)".into(),
-        value: format!("{:.0} virtual s / wall s", virtual_span.as_secs_f64() / wall.as_secs_f64()),
+        value: format!(
+            "{:.0} virtual s / wall s",
+            virtual_span.as_secs_f64() / wall.as_secs_f64()
+        ),
         detail: format!(
             "wall {} for 2400 ticks = {} per tick (incl. CAS counter + log line)",
             ms(wall),
@@ -150,7 +157,10 @@ fn main() {
     let calls = answered.load(Ordering::Relaxed);
     let responses = world.logs_containing("probe call_response in=root").len() as u64;
     assert_eq!(calls, n_ticks, "one call per tick");
-    assert_eq!(responses, n_ticks, "every call answered to the root context");
+    assert_eq!(
+        responses, n_ticks,
+        "every call answered to the root context"
+    );
     let per_call = wall.div_f64(calls as f64);
     rows.push(Row {
         what: "tick + dispatched call round trip".into(),
@@ -164,8 +174,16 @@ fn main() {
     });
 
     // ---- table -------------------------------------------------------------------------------
-    let w0 = rows.iter().map(|r| r.what.chars().count()).max().unwrap_or(0);
-    let w1 = rows.iter().map(|r| r.value.chars().count()).max().unwrap_or(0);
+    let w0 = rows
+        .iter()
+        .map(|r| r.what.chars().count())
+        .max()
+        .unwrap_or(0);
+    let w1 = rows
+        .iter()
+        .map(|r| r.value.chars().count())
+        .max()
+        .unwrap_or(0);
     println!();
     println!("host-harness micro-benchmark (probe guest, ngx_wasm_module profile)");
     println!("{:<w0$}  {:>w1$}  {}", "measure", "value", "detail");

@@ -206,7 +206,7 @@ fn run_size(size_mb: usize) -> Measured {
     let t0 = Instant::now();
     let node = world.add_node(NodeSpec::new("node-a", &plugin_module()).filter(cfg_a.clone()));
     let cold = match node {
-        Err(e) => Err(format!("add_node: {e:#}")),
+        Err(ref e) => Err(format!("add_node: {e:#}")),
         Ok(node) if world.configured(node, 0, 0) != Some(true) => Err(format!(
             "on_configure returned {:?}",
             world.configured(node, 0, 0)
