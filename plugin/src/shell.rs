@@ -12,8 +12,8 @@ use proxy_wasm::traits::{Context, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 
 use crate::config::Config;
-use crate::guarded_hostcalls;
 use crate::engine::{CallId, Effect, Engine, Event, Level, Metric, MetricKind};
+use crate::guarded_hostcalls;
 use crate::node_lock::SharedStore;
 use crate::object_store::HttpResponse;
 

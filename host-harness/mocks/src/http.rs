@@ -48,7 +48,8 @@ impl HttpRequest {
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -102,7 +103,8 @@ impl HttpResponse {
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -187,7 +189,10 @@ pub enum Reply {
         latency: Duration,
     },
     /// The call fails after `after` (reset, DNS, TLS...).
-    Fail { failure: CallFailure, after: Duration },
+    Fail {
+        failure: CallFailure,
+        after: Duration,
+    },
     /// The server never answers: the host's own timeout for the call decides what happens.
     Hang,
     /// The host loses the call: no callback is ever delivered, whatever the timeout

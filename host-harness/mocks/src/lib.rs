@@ -10,4 +10,6 @@ pub mod s3;
 pub mod serve;
 pub mod sigv4;
 
-pub use http::{CallContext, CallFailure, Handler, HttpRequest, HttpResponse, Reply, SharedHandler};
+pub use http::{
+    CallContext, CallFailure, Handler, HttpRequest, HttpResponse, Reply, SharedHandler,
+};
