@@ -2,7 +2,7 @@
 //! talking to the mock S3.
 //!
 //! Stable names (other test files rely on them): [`plugin_module`], [`mock_s3`], [`filter_config`],
-//! [`route_storage`], [`storage_upstream`], [`declarative`], [`canonical_json`],
+//! [`route_storage`], [`storage_upstream`], [`declarative`], [`payload_bytes`], [`canonical_json`],
 //! [`assert_no_secrets`], [`puts`], [`storage_calls`], and the constants below.
 
 use std::sync::{Arc, OnceLock};
@@ -113,8 +113,17 @@ pub fn filter_config(profile: &HostProfile, doc: &Value) -> Value {
     })
 }
 
-/// JSON with object keys sorted at every level and no whitespace: what the filter exports for a
-/// `config` payload (serde_json's default ordered map).
+/// The exact bytes the filter exports for `doc` given as `config` by [`filter_config`]: the
+/// payload's JSON text as it appears in the filter configuration (the filter uploads the raw text,
+/// it does not re-serialise it). serde_json writes a nested value exactly as it writes that value
+/// alone, so this is the `config` slice of `filter_config(..).to_string()`.
+pub fn payload_bytes(doc: &Value) -> Vec<u8> {
+    serde_json::to_vec(doc).unwrap_or_else(|e| panic!("serialising the document: {e}"))
+}
+
+/// JSON with object keys sorted at every level and no whitespace. The filter exports the `config`
+/// payload's raw text (see [`payload_bytes`]); this equals it only for a configuration serialised
+/// from a `Value` with serde_json's default (sorted) map, as `interop_s3` does.
 pub fn canonical_json(v: &Value) -> Vec<u8> {
     fn sort(v: &Value) -> Value {
         match v {

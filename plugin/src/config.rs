@@ -6,7 +6,9 @@
 //! them, so they are never forwarded).
 
 use std::fmt;
+use std::rc::Rc;
 
+use serde::de::{Error as _, IgnoredAny};
 use serde_json::{Map, Value};
 
 use crate::http_url::{percent_encode, HttpUrl};
@@ -56,8 +58,9 @@ fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Conf
 /// Where the exported configuration comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceConfig {
-    /// The `config` payload of the filter configuration (canonical JSON bytes).
-    Filter { document: Vec<u8> },
+    /// The `config` payload of the filter configuration: its JSON text exactly as given (a JSON
+    /// string holding the document is unescaped once). Shared with the engine, never copied.
+    Filter { document: Rc<Vec<u8>> },
     /// An HTTP URL polled on ticks.
     Url {
         url: HttpUrl,
@@ -155,8 +158,21 @@ struct Raw {
 }
 
 struct Lookup<'a> {
+    /// Every setting except `config`, as (small) JSON values.
     obj: &'a Map<String, Value>,
+    /// The `config` setting as a byte range of `text` (its raw JSON text); `null` included.
+    config: Option<(usize, usize)>,
+    /// The filter configuration text.
+    text: &'a [u8],
     env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// Where the `config` payload is: a byte range of the filter configuration text (an object given
+/// inline), or its own buffer (a JSON string holding the document, unescaped).
+enum PayloadLoc {
+    None,
+    Range(usize, usize),
+    Owned(Vec<u8>),
 }
 
 impl Lookup<'_> {
@@ -305,21 +321,91 @@ impl Config {
         bytes: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            return err("configuration", "is empty (expected a JSON object)");
+        Config::parse_owned(bytes.to_vec(), env)
+    }
+
+    /// `parse` taking the filter configuration buffer: an inline `config` payload is cut out of it
+    /// in place (no second payload-sized buffer), and the rest of the buffer is released.
+    pub fn parse_owned(
+        bytes: Vec<u8>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let not_object = || ConfigError {
+            field: "configuration".into(),
+            reason: "expected a JSON object or a JSON string holding one".into(),
+        };
+        let text = match first_byte(&bytes) {
+            None => return err("configuration", "is empty (expected a JSON object)"),
+            // Kong 3.4 passes the filter configuration as a JSON string: unescape it once.
+            Some(b'"') => {
+                let s = json_string(&bytes).map_err(|e| ConfigError {
+                    field: "configuration".into(),
+                    reason: json_syntax_reason(&e),
+                })?;
+                drop(bytes);
+                if first_byte(s.as_bytes()) != Some(b'{') {
+                    return Err(not_object());
+                }
+                s.into_bytes()
+            }
+            // Anything else: `parse_text` tells a syntax error from valid JSON that is no object.
+            Some(_) => bytes,
+        };
+        let (mut cfg, loc) = Config::parse_text(&text, env)?;
+        if let SourceConfig::Filter { document } = &mut cfg.source {
+            let payload = match loc {
+                PayloadLoc::None => Vec::new(),
+                PayloadLoc::Owned(v) => v,
+                PayloadLoc::Range(start, end) if start <= end && end <= text.len() => {
+                    let mut v = text;
+                    v.truncate(end);
+                    v.drain(..start);
+                    v
+                }
+                PayloadLoc::Range(..) => return err("config", "could not be located"),
+            };
+            *document = Rc::new(payload);
         }
-        let top: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+        Ok(cfg)
+    }
+
+    fn parse_text(
+        text: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Config, PayloadLoc), ConfigError> {
+        // Validated as JSON without a tree, then split into members (byte ranges): the `config`
+        // payload is located, never decoded; the other settings are small and become `Value`s.
+        check_json(text).map_err(|e| ConfigError {
             field: "configuration".into(),
             reason: json_syntax_reason(&e),
         })?;
-        let obj = object_or_json_string(top).ok_or_else(|| ConfigError {
+        let members = object_members(text).ok_or_else(|| ConfigError {
             field: "configuration".into(),
             reason: "expected a JSON object or a JSON string holding one".into(),
         })?;
-        if let Some(k) = obj.keys().find(|k| !SETTINGS.contains(&k.as_str())) {
-            return err(k.clone(), "unknown setting");
+        let mut obj = Map::new();
+        let mut config = None;
+        for (k, start, end) in members {
+            if !SETTINGS.contains(&k.as_str()) {
+                return err(k, "unknown setting");
+            }
+            if k == "config" {
+                config = Some((start, end));
+                continue;
+            }
+            let raw = text.get(start..end).unwrap_or_default();
+            let value: Value = serde_json::from_slice(raw).map_err(|e| ConfigError {
+                field: k.clone(),
+                reason: json_syntax_reason(&e),
+            })?;
+            obj.insert(k, value);
         }
-        let l = Lookup { obj: &obj, env };
+        let l = Lookup {
+            obj: &obj,
+            config,
+            text,
+            env,
+        };
 
         let export = l.bool(
             "cluster_fallback_config_export",
@@ -403,14 +489,14 @@ impl Config {
             return err("retry_max_ms", "must not be smaller than retry_base_ms");
         }
 
-        let source = parse_source(&l, export)?;
+        let (source, loc) = parse_source(&l, export)?;
         let s3 = parse_s3(&l, export || import)?;
         let storage_upstream = match l.string("storage_upstream", &[])? {
             Some((u, _)) => u,
             None => default_s3_upstream(&s3),
         };
 
-        Ok(Config {
+        let cfg = Config {
             export,
             import,
             storage,
@@ -425,7 +511,8 @@ impl Config {
             lease_ttl_ms,
             retry_base_ms,
             retry_max_ms,
-        })
+        };
+        Ok((cfg, loc))
     }
 
     /// The object key the export writes.
@@ -441,36 +528,57 @@ fn default_s3_upstream(s3: &S3Settings) -> String {
     }
 }
 
-fn parse_source(l: &Lookup<'_>, export: bool) -> Result<SourceConfig, ConfigError> {
+fn parse_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
     let kind = l
         .string("config_source", &[])?
         .map(|(s, _)| s)
         .unwrap_or_else(|| "filter".to_string());
     match kind.as_str() {
         "filter" => {
-            let Some(raw) = l.get("config", &[]) else {
-                if export {
+            let empty = SourceConfig::Filter {
+                document: Rc::default(),
+            };
+            let (start, end) = match l.config {
+                Some((start, end)) if l.text.get(start..end) != Some(b"null") => (start, end),
+                _ if export => {
                     return err(
                         "config",
                         "is required when config_source is \"filter\" and export is on",
-                    );
+                    )
                 }
-                return Ok(SourceConfig::Filter {
-                    document: Vec::new(),
-                });
+                _ => return Ok((empty, PayloadLoc::None)),
             };
-            let doc = object_or_json_string(raw.value)
-                .ok_or_else(|| ConfigError { field: "config".into(), reason: "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into() })?;
-            validate_declarative(&doc).map_err(|r| ConfigError {
+            let not_object = || {
+                ConfigError {
                 field: "config".into(),
-                reason: r,
-            })?;
-            // serde_json's map is ordered by key, so equal configs serialise to equal bytes/hashes.
-            let document = serde_json::to_vec(&Value::Object(doc)).map_err(|_| ConfigError {
-                field: "config".into(),
-                reason: "could not be serialised".into(),
-            })?;
-            Ok(SourceConfig::Filter { document })
+                reason: "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into(),
+            }
+            };
+            let raw = l.text.get(start..end).unwrap_or_default();
+            let loc = match first_byte(raw) {
+                Some(b'{') => {
+                    // Already validated as JSON with the whole filter configuration.
+                    check_format_version(raw).map_err(|r| ConfigError {
+                        field: "config".into(),
+                        reason: r,
+                    })?;
+                    PayloadLoc::Range(start, end)
+                }
+                // Kong 3.4 style: the document as a JSON string, unescaped once.
+                Some(b'"') => {
+                    let doc = json_string(raw).map_err(|_| not_object())?;
+                    if first_byte(doc.as_bytes()) != Some(b'{') {
+                        return Err(not_object());
+                    }
+                    validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
+                        field: "config".into(),
+                        reason: r,
+                    })?;
+                    PayloadLoc::Owned(doc.into_bytes())
+                }
+                _ => return Err(not_object()),
+            };
+            Ok((empty, loc))
         }
         "url" => {
             let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
@@ -486,14 +594,17 @@ fn parse_source(l: &Lookup<'_>, export: bool) -> Result<SourceConfig, ConfigErro
             if poll_interval_ms < 100 {
                 return err("config_poll_interval", "must be at least 0.1 seconds");
             }
-            if l.obj.contains_key("config") {
+            if l.config.is_some() {
                 return err("config", "must not be set when config_source is \"url\"");
             }
-            Ok(SourceConfig::Url {
-                url,
-                upstream,
-                poll_interval_ms,
-            })
+            Ok((
+                SourceConfig::Url {
+                    url,
+                    upstream,
+                    poll_interval_ms,
+                },
+                PayloadLoc::None,
+            ))
         }
         "kong_admin" => err(
             "config_source",
@@ -503,11 +614,133 @@ fn parse_source(l: &Lookup<'_>, export: bool) -> Result<SourceConfig, ConfigErro
     }
 }
 
-/// The minimum a Kong declarative configuration has; the importer checks the same.
-pub fn validate_declarative(doc: &Map<String, Value>) -> Result<(), String> {
-    match doc.get("_format_version") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(()),
-        Some(_) => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
+/// A JSON string value, unescaped.
+fn json_string(text: &[u8]) -> Result<String, serde_json::Error> {
+    match serde_json::from_slice::<Value>(text)? {
+        Value::String(s) => Ok(s),
+        _ => Err(serde_json::Error::custom("not a JSON string")),
+    }
+}
+
+/// Checks that `text` is one valid JSON value, without building anything (`IgnoredAny`).
+fn check_json(text: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<IgnoredAny>(text).map(|_| ())
+}
+
+/// The first byte that is not JSON whitespace.
+fn first_byte(text: &[u8]) -> Option<u8> {
+    text.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+fn skip_ws(t: &[u8], mut i: usize) -> usize {
+    while t.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+        i += 1;
+    }
+    i
+}
+
+/// `t[i]` opens a string: the index after its closing quote.
+fn skip_string(t: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    loop {
+        match *t.get(i)? {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+/// The end of the value starting at `t[i]` (before a following `,`/`}` for scalars, so trailing
+/// whitespace may be included).
+fn skip_value(t: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *t.get(i)? {
+            b'"' => {
+                i = skip_string(t, i)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth <= 1 {
+                    return Some(if depth == 0 { i } else { i + 1 });
+                }
+                depth -= 1;
+            }
+            b',' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The members of a JSON object as (unescaped key, byte range of the raw value), in order; only
+/// the keys are decoded. `t` must already be valid JSON (`check_json`); `None`: not an object.
+fn object_members(t: &[u8]) -> Option<Vec<(String, usize, usize)>> {
+    let mut i = skip_ws(t, 0);
+    if t.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(t, i + 1);
+    let mut out = Vec::new();
+    if t.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if t.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(t, i)?;
+        let key = json_string(t.get(i..key_end)?).ok()?;
+        i = skip_ws(t, key_end);
+        if t.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(t, i + 1);
+        let mut end = skip_value(t, start)?;
+        i = skip_ws(t, end);
+        while end > start && t.get(end - 1).is_some_and(|b| b.is_ascii_whitespace()) {
+            end -= 1;
+        }
+        out.push((key, start, end));
+        match *t.get(i)? {
+            b',' => i = skip_ws(t, i + 1),
+            b'}' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The minimum a Kong declarative configuration has (the importer checks the same): a JSON object
+/// with a non-empty string `_format_version`. Checked on the JSON text without building a tree
+/// (`IgnoredAny`); only `_format_version` is decoded. The reason reads after "the document" /
+/// "the answer".
+pub fn validate_declarative_json(text: &[u8]) -> Result<(), String> {
+    if first_byte(text) != Some(b'{') {
+        return Err("is not a JSON object".to_string());
+    }
+    check_json(text).map_err(|e| format!("is {}", json_syntax_reason(&e)))?;
+    check_format_version(text)
+}
+
+/// `_format_version` of a valid JSON object text (the last occurrence wins, as in a map).
+fn check_format_version(text: &[u8]) -> Result<(), String> {
+    let members = object_members(text).ok_or_else(|| "is not a JSON object".to_string())?;
+    match members
+        .iter()
+        .rev()
+        .find(|(k, _, _)| k == "_format_version")
+    {
+        Some((_, start, end)) => {
+            match text.get(*start..*end).map(serde_json::from_slice::<Value>) {
+                Some(Ok(Value::String(s))) if !s.is_empty() => Ok(()),
+                _ => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
+            }
+        }
         None => Err("is not a Kong declarative configuration (no _format_version)".to_string()),
     }
 }
@@ -775,6 +1008,61 @@ pub fn s3_params_to_headers(
 
 #[cfg(test)]
 mod tests {
+
+    /// The hand-written member scanner against serde_json: every member's byte range must decode
+    /// to the value serde_json gives for that key, in order, on awkward but valid JSON.
+    #[test]
+    fn object_members_agree_with_serde_json() {
+        let docs = [
+            r#"{}"#,
+            r#"  { "a" : 1 , "b":[1,2,{"c":"}]"}] ,"d":{"e":{"f":[]}}}  "#,
+            r#"{"s":"quote \" brace } bracket ] comma , backslash \\","n":-1.5e3,"t":true,"z":null}"#,
+            r#"{"k\u00e9y":"v","x":[[],[{}],""],"y":{}}"#,
+            "{\n\t\"config\" :\n {\"_format_version\": \"3.0\", \"services\": [ {\"name\": \"a,b}\"} ]}\n,\"gateway_version\":\"3.9\"}",
+            r#"{"a":"\\","b":"\\\"","c":0}"#,
+        ];
+        for doc in docs {
+            let t = doc.as_bytes();
+            let expected: Map<String, Value> = serde_json::from_str(doc).expect(doc);
+            let members = object_members(t).expect(doc);
+            assert_eq!(members.len(), expected.len(), "{doc}");
+            for (k, start, end) in &members {
+                let ev = expected
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{doc}: unknown key {k}"));
+                let raw = &t[*start..*end];
+                let v: Value = serde_json::from_slice(raw)
+                    .unwrap_or_else(|e| panic!("{doc}: member {k} range {raw:?}: {e}"));
+                assert_eq!(&v, ev, "{doc}");
+                assert!(
+                    !raw.first().unwrap().is_ascii_whitespace()
+                        && !raw.last().unwrap().is_ascii_whitespace()
+                );
+            }
+        }
+        for not_object in [r#"[1,2]"#, r#""{}""#, "3", "null"] {
+            assert!(
+                object_members(not_object.as_bytes()).is_none(),
+                "{not_object}"
+            );
+        }
+    }
+
+    /// The payload is cut out of the buffer exactly as sent (whitespace inside kept, outside not).
+    #[test]
+    fn parse_owned_keeps_the_inline_payload_byte_for_byte() {
+        let payload = "{ \"_format_version\" : \"3.0\",\n  \"services\": [] }";
+        let cfg_text = format!(
+            "{{\"cluster_fallback_config_export\":\"on\",\"cluster_fallback_config_storage\":\"s3://bkt/p\",\"gateway_version\":\"3.9.1\",\"aws_region\":\"us-east-1\",\"aws_access_key_id\":\"AK\",\"aws_secret_access_key\":\"SK\",\"config\":   {payload}   }}"
+        );
+        let cfg = Config::parse_owned(cfg_text.into_bytes(), &|_| None).unwrap();
+        match &cfg.source {
+            SourceConfig::Filter { document } => {
+                assert_eq!(document.as_slice(), payload.as_bytes())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     use super::*;
     use std::collections::HashMap;
 
@@ -831,7 +1119,10 @@ mod tests {
         assert_eq!(c.tick_period_ms, 1000);
         match &c.source {
             SourceConfig::Filter { document } => {
-                assert_eq!(document, br#"{"_format_version":"3.0","services":[]}"#)
+                assert_eq!(
+                    document.as_slice(),
+                    br#"{"_format_version":"3.0","services":[]}"#
+                )
             }
             other => panic!("unexpected source {other:?}"),
         }

@@ -21,6 +21,8 @@
 //! At most `MAX_CONFLICT_ROUNDS` such rounds in a row; then it counts as a failed export.
 //! Clocks of different nodes decide "newer": keep them in sync (NTP), as Kong's election does.
 
+use std::rc::Rc;
+
 use crate::backoff::{Backoff, Rng};
 use crate::config::{Config, SourceConfig};
 use crate::debounce::Decision;
@@ -116,7 +118,7 @@ pub struct TickOutput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A configuration was applied (own-config source: every `on_configure`).
-    ConfigApplied(Vec<u8>),
+    ConfigApplied(Rc<Vec<u8>>),
     CallAnswered {
         id: CallId,
         response: HttpResponse,
@@ -226,9 +228,9 @@ impl Engine {
     }
 
     /// The own-config document to apply after `new`/`reconfigure`, if that is the source.
-    pub fn own_config_document(&self) -> Option<Vec<u8>> {
+    pub fn own_config_document(&self) -> Option<Rc<Vec<u8>>> {
         match &self.cfg.source {
-            SourceConfig::Filter { document } if !document.is_empty() => Some(document.clone()),
+            SourceConfig::Filter { document } if !document.is_empty() => Some(Rc::clone(document)),
             _ => None,
         }
     }
@@ -252,7 +254,7 @@ impl Engine {
             Event::ConfigApplied(body) => self.apply(body, now, shared, &mut fx),
             Event::CallAnswered { id, response } => {
                 if let Some(call) = self.take_call(id, &mut fx) {
-                    self.answered(call, &response, now, shared, &mut fx);
+                    self.answered(call, response, now, shared, &mut fx);
                 }
             }
             Event::CallFailed { id, reason } => {
@@ -379,6 +381,7 @@ impl Engine {
                         uploader: self.node_id.clone().unwrap_or_default(),
                         applied_at: doc.seen_at,
                         sha256_hex: hash.clone(),
+                        sha256: doc.sha256,
                     };
                     let req = self.store.put(&self.key, &doc.body, pre, &meta, now);
                     (
@@ -418,14 +421,19 @@ impl Engine {
 
     fn apply(
         &mut self,
-        body: Vec<u8>,
+        body: Rc<Vec<u8>>,
         now: u64,
         shared: &mut dyn SharedStore,
         fx: &mut Vec<Effect>,
     ) {
         let doc = Document::new(body, now);
-        if self.doc.as_ref().map(|d| &d.sha256_hex) == Some(&doc.sha256_hex) {
-            return;
+        if let Some(cur) = self.doc.as_mut() {
+            if cur.sha256 == doc.sha256 {
+                // Same content: keep the first-seen time, share the new buffer (the filter
+                // configuration holds it) and release the old one.
+                cur.body = doc.body;
+                return;
+            }
         }
         if matches!(self.source, Source::Filter) && self.cfg.export {
             // Node-wide "newest wins" across filter instances: only a root context holding the
@@ -473,11 +481,12 @@ impl Engine {
     fn answered(
         &mut self,
         call: Call,
-        resp: &HttpResponse,
+        response: HttpResponse,
         now: u64,
         shared: &mut dyn SharedStore,
         fx: &mut Vec<Effect>,
     ) {
+        let resp = &response;
         match &call.kind {
             CallKind::Put { hash, bytes } => match self.store.parse_put(resp) {
                 PutOutcome::Stored { version } => {
@@ -571,9 +580,9 @@ impl Engine {
                 let Source::Url(p) = &mut self.source else {
                     return;
                 };
-                match p.on_response(resp) {
+                match p.on_response(response) {
                     PollResult::Unchanged => {}
-                    PollResult::Fetched(body) => self.apply(body, now, shared, fx),
+                    PollResult::Fetched(body) => self.apply(Rc::new(body), now, shared, fx),
                     PollResult::Failed(reason) => {
                         let line =
                             format!("fetching the config from {} failed: {reason}", p.describe());

@@ -3,6 +3,7 @@
 //! it now; GCS (ifGenerationMatch, OAuth2) will implement the same trait.
 
 use std::fmt;
+use std::rc::Rc;
 
 /// A request for `dispatch_http_call`. `authority` becomes `:authority` (the Host header), so
 /// `headers` never contains `host`.
@@ -15,7 +16,8 @@ pub struct OutboundRequest {
     pub authority: String,
     pub scheme: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared with the exported document: the shell passes it to the host as a slice.
+    pub body: Rc<Vec<u8>>,
 }
 
 impl OutboundRequest {
@@ -62,6 +64,8 @@ pub struct ExportMeta {
     /// Host time (ms since the epoch) at which this node first saw the config.
     pub applied_at: u64,
     pub sha256_hex: String,
+    /// The same digest as bytes (the checksum header and the signature reuse it).
+    pub sha256: [u8; 32],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,7 +121,7 @@ pub trait ObjectStore {
     fn put(
         &self,
         key: &str,
-        body: &[u8],
+        body: &Rc<Vec<u8>>,
         precondition: &Precondition,
         meta: &ExportMeta,
         now_ms: u64,

@@ -8,6 +8,7 @@
 //! Integrity: `x-amz-content-sha256` (signed) and `x-amz-checksum-sha256` (base64, verified by
 //! the server) so corruption in transit is rejected.
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -30,10 +31,17 @@ pub const META_UPLOADER: &str = "x-amz-meta-uploader";
 pub const META_APPLIED_AT: &str = "x-amz-meta-config-applied-at";
 pub const META_SHA256: &str = "x-amz-meta-config-sha256";
 
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
-    let d = Sha256::digest(data);
+    hex(&sha256(data))
+}
+
+pub fn hex(digest: &[u8; 32]) -> String {
     let mut s = String::with_capacity(64);
-    for b in d {
+    for &b in digest {
         s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
         s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
     }
@@ -101,18 +109,18 @@ impl S3Store {
         method: &str,
         key: &str,
         mut headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        body: Rc<Vec<u8>>,
+        payload_hash: &str,
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
         let addr = self.address();
         let path = self.object_path(&addr, key);
-        let payload_hash = sha256_hex(&body);
         headers.push(("host".into(), addr.authority.clone()));
         let signed = sign_v4(
             method,
             &format!("{}://{}{}", addr.scheme, addr.authority, path),
             &headers,
-            &payload_hash,
+            payload_hash,
             &self.settings,
             now_ms,
         )?;
@@ -188,12 +196,13 @@ impl ObjectStore for S3Store {
     fn put(
         &self,
         key: &str,
-        body: &[u8],
+        body: &Rc<Vec<u8>>,
         precondition: &Precondition,
         meta: &ExportMeta,
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
-        let checksum = aws_smithy_types::base64::encode(Sha256::digest(body));
+        // The digest computed once per document (see `source::Document`).
+        let checksum = aws_smithy_types::base64::encode(meta.sha256);
         let mut headers: Vec<(String, String)> = vec![
             ("content-type".into(), "application/json".into()),
             ("content-length".into(), body.len().to_string()),
@@ -210,11 +219,13 @@ impl ObjectStore for S3Store {
                 Precondition::IfMatch(etag) => headers.push(("if-match".into(), etag.clone())),
             }
         }
-        self.build("PUT", key, headers, body.to_vec(), now_ms)
+        let payload_hash = hex(&meta.sha256);
+        self.build("PUT", key, headers, Rc::clone(body), &payload_hash, now_ms)
     }
 
     fn head(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        self.build("HEAD", key, Vec::new(), Vec::new(), now_ms)
+        let empty = sha256_hex(b"");
+        self.build("HEAD", key, Vec::new(), Rc::default(), &empty, now_ms)
     }
 
     fn parse_put(&self, resp: &HttpResponse) -> PutOutcome {
@@ -409,11 +420,13 @@ mod tests {
         );
     }
 
-    fn meta() -> ExportMeta {
+    /// The metadata of `body`: its digest is what the checksum header and the signature use.
+    fn meta(body: &[u8]) -> ExportMeta {
         ExportMeta {
             uploader: "node-1".into(),
             applied_at: 1_700_000_000_123,
-            sha256_hex: sha256_hex(b"{}"),
+            sha256_hex: sha256_hex(body),
+            sha256: sha256(body),
         }
     }
 
@@ -424,13 +437,13 @@ mod tests {
             "my-bucket".into(),
             "127.0.0.1:9000".into(),
         );
-        let body = br#"{"_format_version":"3.0"}"#.to_vec();
+        let body = Rc::new(br#"{"_format_version":"3.0"}"#.to_vec());
         let req = store
             .put(
                 "kong dp/3.9+1/config.json",
                 &body,
                 &Precondition::IfMatch("\"abc\"".into()),
-                &meta(),
+                &meta(&body),
                 T_2013,
             )
             .unwrap();
@@ -453,7 +466,7 @@ mod tests {
             req.header("x-amz-checksum-sha256"),
             Some(
                 base64::engine::general_purpose::STANDARD
-                    .encode(Sha256::digest(&body))
+                    .encode(Sha256::digest(body.as_slice()))
                     .as_str()
             )
         );
@@ -517,9 +530,9 @@ mod tests {
         let req = store
             .put(
                 "p/3.9/config.json",
-                b"{}",
+                &Rc::new(b"{}".to_vec()),
                 &Precondition::IfAbsent,
-                &meta(),
+                &meta(b"{}"),
                 T_2013,
             )
             .unwrap();
@@ -549,9 +562,9 @@ mod tests {
         let req = store
             .put(
                 "k",
-                b"{}",
+                &Rc::new(b"{}".to_vec()),
                 &Precondition::IfMatch("\"e\"".into()),
-                &meta(),
+                &meta(b"{}"),
                 T_2013,
             )
             .unwrap();

@@ -218,7 +218,8 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let cfg = match Config::parse(&bytes, &|name| std::env::var(name).ok()) {
+        // The buffer is consumed: an inline payload is cut out of it in place, the rest released.
+        let cfg = match Config::parse_owned(bytes, &|name| std::env::var(name).ok()) {
             Ok(c) => c,
             Err(e) => {
                 log(Level::Error, &e.to_string());

@@ -9,25 +9,30 @@
 
 use std::rc::Rc;
 
-use crate::config::{validate_declarative, SourceConfig};
+use crate::config::{validate_declarative_json, SourceConfig};
 use crate::http_url::HttpUrl;
 use crate::object_store::{HttpResponse, OutboundRequest};
-use crate::s3::sha256_hex;
+use crate::s3::{hex, sha256};
 
-/// A configuration as the engine sees it. The body is shared, never copied into shared data.
+/// A configuration as the engine sees it. The body is shared (with the filter configuration and
+/// the upload request), never copied; it is hashed once, here, and the digest reused for the
+/// content hash, the checksum header and the signature's payload hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
     pub body: Rc<Vec<u8>>,
+    pub sha256: [u8; 32],
     pub sha256_hex: String,
     /// Host time (ms) when this worker first saw this content.
     pub seen_at: u64,
 }
 
 impl Document {
-    pub fn new(body: Vec<u8>, now: u64) -> Document {
+    pub fn new(body: Rc<Vec<u8>>, now: u64) -> Document {
+        let sha256 = sha256(&body);
         Document {
-            sha256_hex: sha256_hex(&body),
-            body: Rc::new(body),
+            sha256_hex: hex(&sha256),
+            sha256,
+            body,
             seen_at: now,
         }
     }
@@ -97,23 +102,19 @@ impl UrlPoller {
             authority: self.url.authority(),
             scheme: self.url.scheme.clone(),
             headers,
-            body: Vec::new(),
+            body: Rc::default(),
         }
     }
 
-    pub fn on_response(&mut self, resp: &HttpResponse) -> PollResult {
+    pub fn on_response(&mut self, resp: HttpResponse) -> PollResult {
         match resp.status {
             304 => PollResult::Unchanged,
             200 => {
-                let doc = match serde_json::from_slice::<serde_json::Value>(&resp.body) {
-                    Ok(serde_json::Value::Object(m)) => m,
-                    _ => return PollResult::Failed("the answer is not a JSON object".into()),
-                };
-                if let Err(reason) = validate_declarative(&doc) {
+                if let Err(reason) = validate_declarative_json(&resp.body) {
                     return PollResult::Failed(format!("the answer {reason}"));
                 }
                 self.etag = resp.header("etag").map(str::to_string);
-                PollResult::Fetched(resp.body.clone())
+                PollResult::Fetched(resp.body)
             }
             s => PollResult::Failed(format!("HTTP {s}")),
         }
@@ -158,34 +159,34 @@ mod tests {
         assert!(!p.due(4999) && p.due(5000));
         let body = r#"{"_format_version":"3.0"}"#;
         assert_eq!(
-            p.on_response(&resp(200, Some("\"v1\""), body)),
+            p.on_response(resp(200, Some("\"v1\""), body)),
             PollResult::Fetched(body.as_bytes().to_vec())
         );
         assert_eq!(p.request(5000).header("if-none-match"), Some("\"v1\""));
-        assert_eq!(p.on_response(&resp(304, None, "")), PollResult::Unchanged);
+        assert_eq!(p.on_response(resp(304, None, "")), PollResult::Unchanged);
     }
 
     #[test]
     fn rejects_answers_that_are_not_declarative_configs() {
         let mut p = poller();
         assert!(matches!(
-            p.on_response(&resp(200, None, "[1]")),
+            p.on_response(resp(200, None, "[1]")),
             PollResult::Failed(_)
         ));
         assert!(matches!(
-            p.on_response(&resp(200, None, "{\"a\":1}")),
+            p.on_response(resp(200, None, "{\"a\":1}")),
             PollResult::Failed(_)
         ));
         assert_eq!(
-            p.on_response(&resp(500, None, "")),
+            p.on_response(resp(500, None, "")),
             PollResult::Failed("HTTP 500".into())
         );
     }
 
     #[test]
     fn documents_hash_their_content() {
-        let a = Document::new(b"{}".to_vec(), 1);
-        let b = Document::new(b"{}".to_vec(), 2);
+        let a = Document::new(Rc::new(b"{}".to_vec()), 1);
+        let b = Document::new(Rc::new(b"{}".to_vec()), 2);
         assert_eq!(a.sha256_hex, b.sha256_hex);
         assert_eq!(
             a.sha256_hex,

@@ -31,7 +31,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use config_bridge_tests::{
-    canonical_json, filter_config, mock_s3, plugin_module, route_storage, ACCESS_KEY, BUCKET,
+    filter_config, mock_s3, payload_bytes, plugin_module, route_storage, ACCESS_KEY, BUCKET,
     CONFIG_KEY, REGION, SECRET_KEY,
 };
 use host_harness::http::{CallContext, Handler, HttpRequest, Reply};
@@ -195,7 +195,7 @@ fn run_size(size_mb: usize) -> Measured {
     };
     let doc_a = declarative_of_size(size_mb * MB, 1);
     let doc_b = declarative_of_size(size_mb * MB, 2);
-    let payload_b = canonical_json(&doc_b);
+    let payload_b = payload_bytes(&doc_b);
     let cfg_a = config_for(&doc_a);
     let cfg_b = config_for(&doc_b);
     drop(doc_a);

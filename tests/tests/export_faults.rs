@@ -77,14 +77,14 @@ fn throttling_is_retried_with_backoff_and_the_newest_config_lands() {
         assert_eq!(
             bodies(&world)[..2],
             [
-                canonical_json(&declarative(1)),
-                canonical_json(&declarative(1))
+                payload_bytes(&declarative(1)),
+                payload_bytes(&declarative(1))
             ]
         );
         assert!(bodies(&world)[2..]
             .iter()
-            .all(|b| *b == canonical_json(&declarative(2))));
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(2)));
+            .all(|b| *b == payload_bytes(&declarative(2))));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(2)));
         assert_eq!(
             world.metric(node, "config_bridge_export_failures_total"),
             Some(4)
@@ -120,7 +120,7 @@ fn timeouts_resets_and_hangs_are_retried_under_every_host() {
         } else {
             assert!(t1 >= secs(7) && t1 <= secs(8), "{}: {t1:?}", profile.name);
         }
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(1)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));
         assert_eq!(
             world.metric(node, "config_bridge_export_failures_total"),
             Some(3)
@@ -160,8 +160,8 @@ fn a_host_that_never_calls_back_does_not_stall_exports() {
             "{:?}",
             calls[2].sent_at
         );
-        assert_eq!(calls[1].request.body, canonical_json(&declarative(2)));
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(2)));
+        assert_eq!(calls[1].request.body, payload_bytes(&declarative(2)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(2)));
         assert_eq!(log_messages(&world, "no answer within 5000 ms").len(), 2);
         no_traps(&world);
         assert_no_secrets(&world, &[]);
@@ -190,7 +190,7 @@ fn a_worker_killed_mid_upload_is_replaced_by_another_after_the_lease_ttl() {
         assert_eq!(calls[1].sent_at, secs(17), "{}", profile.name);
         assert_ne!(calls[1].origin.worker, holder);
         assert_eq!(calls[1].request.header("if-none-match"), Some("*"));
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(1)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));
         // The dead worker comes back: no second upload of the same content.
         world.start_worker(node, holder).unwrap();
         advance_to(&mut world, secs(200));
@@ -233,7 +233,7 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
             profile.name
         );
         assert_eq!(log_messages(&world, "already holds this config").len(), 1);
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(1)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));
         // The settled state holds: a later change is written conditionally on the ETag just read.
         apply_doc(&mut world, node, &declarative(2));
         advance_to(&mut world, secs(120));
@@ -249,7 +249,7 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
         assert_eq!(last.sent_at, secs(61), "{}", profile.name);
         assert_eq!(last.request.header("if-match"), head.header("etag"));
         assert!(matches!(&last.outcome, CallOutcome::Response(r) if r.status == 200));
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(2)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(2)));
         no_traps(&world);
         assert_no_secrets(&world, &[]);
     }
@@ -291,7 +291,7 @@ fn a_wrong_secret_is_logged_with_the_s3_code_retried_and_recovers_when_fixed() {
         cfg["aws_secret_access_key"] = json!(SECRET_KEY);
         world.reconfigure(node, 0, cfg.to_string());
         advance_to(&mut world, secs(200));
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(1)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));
         assert_eq!(puts(&s3).last().map(|r| r.status), Some(200));
         no_traps(&world);
         assert_no_secrets(&world, &[WRONG]);
@@ -321,12 +321,7 @@ fn a_newer_config_written_by_another_node_is_not_overwritten() {
             .unwrap();
         advance_to(&mut world, secs(60));
         let obj = s3.object(BUCKET, CONFIG_KEY).unwrap();
-        assert_eq!(
-            obj.body,
-            canonical_json(&declarative(2)),
-            "{}",
-            profile.name
-        );
+        assert_eq!(obj.body, payload_bytes(&declarative(2)), "{}", profile.name);
         let meta = |k: &str| {
             obj.metadata
                 .iter()
@@ -373,7 +368,7 @@ fn a_newer_config_written_by_another_node_is_not_overwritten() {
             .rfind(|c| c.origin.node == "a")
             .unwrap();
         assert_eq!(last.request.header("if-match"), Some(etag_b.as_str()));
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(3)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(3)));
         no_traps(&world);
         assert_no_secrets(&world, &[]);
     }
@@ -415,7 +410,7 @@ fn an_object_written_without_our_metadata_is_replaced_conditionally() {
             "{}",
             profile.name
         );
-        assert_eq!(stored_body(&s3), canonical_json(&declarative(1)));
+        assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));
         no_traps(&world);
         assert_no_secrets(&world, &[]);
     }

@@ -2,6 +2,7 @@
 //! shared-data store (either CAS rule), a fake S3 that honours conditional writes, a virtual clock.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::*;
 use crate::node_lock::fake::{CasRules, FakeStore};
@@ -91,12 +92,12 @@ impl FakeS3 {
                 self.objects.insert(
                     key,
                     Object {
-                        body: req.body.clone(),
+                        body: req.body.to_vec(),
                         etag: etag.clone(),
                         meta,
                     },
                 );
-                self.puts.push((now, req.body.clone()));
+                self.puts.push((now, req.body.to_vec()));
                 resp(200, vec![("etag".into(), etag)], "")
             }
             _ => resp(405, vec![], ""),
@@ -145,7 +146,7 @@ impl Sim {
             let now = self.now;
             if let Some(e) = self.engines[i].as_mut() {
                 let fx = e.on_event(
-                    Event::ConfigApplied(body.as_bytes().to_vec()),
+                    Event::ConfigApplied(Rc::new(body.as_bytes().to_vec())),
                     now,
                     &mut self.shared,
                 );
@@ -271,7 +272,7 @@ fn a_change_seen_by_only_some_root_contexts_is_exported_by_one_of_them() {
             let now = sim.now;
             let e = sim.engines[i].as_mut().unwrap();
             let fx = e.on_event(
-                Event::ConfigApplied(doc("B").into_bytes()),
+                Event::ConfigApplied(Rc::new(doc("B").into_bytes())),
                 now,
                 &mut sim.shared,
             );
@@ -367,7 +368,11 @@ fn no_callback_times_out_and_a_late_answer_is_ignored() {
     );
     let mut e = Engine::new(cfg, 7);
     let mut shared = FakeStore::new(CasRules::Ngx);
-    e.on_event(Event::ConfigApplied(doc("A").into_bytes()), 0, &mut shared);
+    e.on_event(
+        Event::ConfigApplied(Rc::new(doc("A").into_bytes())),
+        0,
+        &mut shared,
+    );
     let d = e
         .tick(1000, &mut shared)
         .dispatch
@@ -517,7 +522,11 @@ fn dispatch_failure_from_the_host_is_a_failed_export() {
     let cfg = config(&doc("A"), serde_json::json!({}));
     let mut e = Engine::new(cfg, 9);
     let mut shared = FakeStore::new(CasRules::Ngx);
-    e.on_event(Event::ConfigApplied(doc("A").into_bytes()), 0, &mut shared);
+    e.on_event(
+        Event::ConfigApplied(Rc::new(doc("A").into_bytes())),
+        0,
+        &mut shared,
+    );
     let d = e.tick(1000, &mut shared).dispatch.unwrap();
     let fx = e.on_event(
         Event::CallFailed {
