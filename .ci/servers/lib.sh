@@ -18,10 +18,15 @@ wait_http() {
   echo "$(basename "$0"): $name not ready after 300 s" >&2; return 1
 }
 
-# harness_serve KIND LOG ARGS...: starts `host-harness serve KIND` in the background (the workspace
-# is built first, so this does not compile anything); sets $server_pid.
+# harness_serve KIND LOG ARGS...: starts `host-harness serve KIND` in the background; sets
+# $server_pid. Uses $HOST_HARNESS_BIN when set (CI builds the workspace first): `cargo run -p
+# host-harness` would resolve different wasmtime features than the workspace build and recompile it.
 harness_serve() {
   local kind="$1" log="$2"; shift 2
-  (cd "$root" && exec cargo run -q -p host-harness -- serve "$kind" "$@") >"$log" 2>&1 &
+  if [ -n "${HOST_HARNESS_BIN:-}" ]; then
+    "$HOST_HARNESS_BIN" serve "$kind" "$@" >"$log" 2>&1 &
+  else
+    (cd "$root" && exec cargo run -q -p host-harness -- serve "$kind" "$@") >"$log" 2>&1 &
+  fi
   server_pid=$!
 }
