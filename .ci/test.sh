@@ -21,8 +21,11 @@ trap cleanup EXIT
 echo "== start servers (logs in $logs)"
 export S3_SERVERS_LOG_DIR="$logs/s3" GCS_SERVERS_LOG_DIR="$logs/gcs"
 export HOST_HARNESS_BIN="$PWD/target/debug/host-harness"
-eval "$(bash .ci/servers/s3.sh)"
-eval "$(bash .ci/servers/gcs.sh)"
+# Assign first: `eval "$(cmd)"` would hide a failing script behind eval's own success.
+s3_env="$(bash .ci/servers/s3.sh)"
+eval "$s3_env"
+gcs_env="$(bash .ci/servers/gcs.sh)"
+eval "$gcs_env"
 for v in $(compgen -v | grep -E '_PID$'); do pids+=("${!v}"); done
 
 echo "== cargo test"
