@@ -289,7 +289,7 @@ pub fn send_times(world: &World, method: &str) -> Vec<Duration> {
 
 /// The virtual clock's start as Unix milliseconds (the guest's time at `elapsed() == 0`).
 pub fn epoch_ms(world: &World) -> u64 {
-    (world.clock().guest_wall_nanos() / 1_000_000) as u64 - world.elapsed().as_millis() as u64
+    world.clock().guest_wall_nanos() / 1_000_000 - world.elapsed().as_millis() as u64
 }
 
 /// Adds node "n1" with `workers` workers and one filter instance exporting `doc` with

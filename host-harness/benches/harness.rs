@@ -186,7 +186,7 @@ fn main() {
         .unwrap_or(0);
     println!();
     println!("host-harness micro-benchmark (probe guest, ngx_wasm_module profile)");
-    println!("{:<w0$}  {:>w1$}  {}", "measure", "value", "detail");
+    println!("{:<w0$}  {:>w1$}  detail", "measure", "value");
     println!("{}", "-".repeat(w0 + w1 + 40));
     for r in &rows {
         println!("{:<w0$}  {:>w1$}  {}", r.what, r.value, r.detail);

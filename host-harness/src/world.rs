@@ -647,7 +647,7 @@ impl World {
                     &[root as i32, f.vm_config.len() as i32],
                 ) {
                     Invoke::Failed => return Ok(()),
-                    Invoke::Returned(v) if v == Some(0) => {
+                    Invoke::Returned(Some(0)) => {
                         self.host_note(n, w, "on_vm_start returned false");
                     }
                     Invoke::Returned(_) => {}
@@ -1077,7 +1077,7 @@ impl World {
                 token as i32,
                 num_headers as i32,
                 body_len as i32,
-                num_trailers as i32,
+                num_trailers,
             ],
         );
         if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
