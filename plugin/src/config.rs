@@ -42,11 +42,31 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {}: {}", self.field, self.reason)
+        // Field and reason may quote user input (an unknown key, a URL scheme): control characters
+        // are escaped so the error stays one log line.
+        write!(
+            f,
+            "invalid configuration: {}: {}",
+            one_line(&self.field),
+            one_line(&self.reason)
+        )
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
 
 fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError {

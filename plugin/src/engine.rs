@@ -215,9 +215,11 @@ impl Engine {
     /// target object is unchanged (its answer is still ours to record).
     pub fn reconfigure(&mut self, cfg: Config) {
         let mut next = Engine::new(cfg, self.me);
+        // Call ids stay unique for the life of the root context: the shell still maps the old
+        // target's in-flight token to its id, and that late answer must not match a new call.
+        next.next_id = self.next_id;
         if next.lease_key == self.lease_key {
             next.call = self.call.take();
-            next.next_id = self.next_id;
             next.holder = self.holder;
             next.rng = self.rng.clone();
             if matches!(next.source, Source::Filter) == matches!(self.source, Source::Filter) {

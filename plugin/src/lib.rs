@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod config;
 pub mod debounce;
 pub mod engine;
+pub mod header_map;
 pub mod http_url;
 pub mod node_lock;
 pub mod object_store;

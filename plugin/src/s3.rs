@@ -27,6 +27,9 @@ use crate::object_store::{
     RemoteMeta, StoreError,
 };
 
+/// 9999-12-31T23:59:59.999Z: the last instant a SigV4 date (`YYYYMMDD`) can express.
+const MAX_SIGNABLE_MS: u64 = 253_402_300_799_999;
+
 pub const META_UPLOADER: &str = "x-amz-meta-uploader";
 pub const META_APPLIED_AT: &str = "x-amz-meta-config-applied-at";
 pub const META_SHA256: &str = "x-amz-meta-config-sha256";
@@ -161,6 +164,10 @@ pub fn sign_v4(
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    // aws-sigv4 formats the time through `time::OffsetDateTime`, which panics past 9999-12-31.
+    if now_ms > MAX_SIGNABLE_MS {
+        return Err("cannot sign the request: the host clock is past year 9999".to_string());
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&s3.region)

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::Config;
 use crate::engine::{CallId, Effect, Engine, Event, Level, Metric, MetricKind};
@@ -144,7 +144,7 @@ impl Context for Root {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        num_headers: usize,
+        _num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
@@ -155,11 +155,8 @@ impl Context for Root {
             );
             return;
         };
-        let headers = if num_headers > 0 {
-            hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        // Read even when the header count is 0: ngx_wasm_module reports failures in `:dispatch_status`.
+        let headers = guarded_hostcalls::call_response_headers().unwrap_or_default();
         let status = headers
             .iter()
             .find(|(k, _)| k == ":status")

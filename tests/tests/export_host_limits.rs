@@ -50,3 +50,29 @@ fn a_host_whose_metrics_abi_fails_does_not_trap_the_filter() {
         assert!(world.traps().is_empty() && world.fatal_errors().is_empty());
     }
 }
+
+#[test]
+fn a_failed_call_is_logged_with_the_hosts_dispatch_status() {
+    use host_harness::mocks::faults::{Fault, Faulty};
+    use std::sync::Arc;
+    for (profile, reason) in [
+        (HostProfile::ngx_wasm_module(), "broken connection"),
+        (HostProfile::envoy(), "no response"),
+    ] {
+        let s3 = mock_s3();
+        let faulty = Faulty::new(Arc::new(s3.clone()));
+        faulty.push(Fault::reset());
+        let mut world = world_with_storage(&profile, faulty);
+        start_exporter(&mut world, 1, &declarative(1));
+        world.advance(secs(5));
+        let failures = log_messages(&world, "failed");
+        assert!(
+            failures.first().is_some_and(|l| l.contains(reason)),
+            "{}: {failures:?}",
+            profile.name
+        );
+        // Retried and landed.
+        assert!(s3.object(BUCKET, CONFIG_KEY).is_some());
+        assert_no_secrets(&world, &[]);
+    }
+}
