@@ -5,6 +5,9 @@
 //! [`route_storage`], [`storage_upstream`], [`declarative`], [`payload_bytes`], [`canonical_json`],
 //! [`assert_no_secrets`], [`puts`], [`storage_calls`], and the constants below.
 
+#[path = "native_sigv4.rs"]
+pub mod native_sigv4;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -296,6 +299,12 @@ pub fn epoch_ms(world: &World) -> u64 {
 /// [`filter_config`] for the world's profile.
 pub fn start_exporter(world: &mut World, workers: usize, doc: &Value) -> NodeId {
     let cfg = filter_config(world.profile(), doc);
+    start_node(world, workers, &cfg)
+}
+
+/// Adds node "n1" with `workers` workers and one filter instance configured with `cfg` (a
+/// [`filter_config`] with some fields changed).
+pub fn start_node(world: &mut World, workers: usize, cfg: &Value) -> NodeId {
     world
         .add_node(
             NodeSpec::new("n1", &plugin_module())
@@ -303,6 +312,14 @@ pub fn start_exporter(world: &mut World, workers: usize, doc: &Value) -> NodeId 
                 .filter(cfg.to_string()),
         )
         .unwrap_or_else(|e| panic!("starting the node: {e:#}"))
+}
+
+/// Asserts that the exported object holds exactly `doc`'s payload bytes.
+pub fn assert_exported(s3: &MockS3, doc: &Value) {
+    let object = s3
+        .object(BUCKET, CONFIG_KEY)
+        .unwrap_or_else(|| panic!("{CONFIG_KEY} was not exported"));
+    assert_eq!(object.body, payload_bytes(doc));
 }
 
 /// Applies `doc` to filter 0 of `node` on every worker, as Kong does when the filter's

@@ -23,13 +23,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
+use config_bridge_tests::native_sigv4::Signer;
 use config_bridge_tests::{
     filter_config, mock_s3, payload_bytes, plugin_module, route_storage, ACCESS_KEY, BUCKET,
     CONFIG_KEY, REGION, SECRET_KEY,
@@ -37,7 +31,6 @@ use config_bridge_tests::{
 use host_harness::http::{CallContext, Handler, HttpRequest, Reply};
 use host_harness::{HostProfile, NodeSpec, World};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const MB: usize = 1024 * 1024;
 
@@ -80,47 +73,23 @@ fn declarative_of_size(target: usize, variant: u32) -> Value {
     })
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// What a native exporter does per upload, minus the network: hash the payload, sign the PUT.
 fn native_sign(body: &[u8]) -> usize {
-    let payload_hash = sha256_hex(body);
     let headers = [
-        ("content-type", "application/json".to_string()),
-        ("content-length", body.len().to_string()),
-        ("host", "s3.test:9000".to_string()),
-        ("x-amz-meta-uploader", "node-a".to_string()),
+        ("content-type".to_string(), "application/json".to_string()),
+        ("content-length".to_string(), body.len().to_string()),
+        ("host".to_string(), "s3.test:9000".to_string()),
+        ("x-amz-meta-uploader".to_string(), "node-a".to_string()),
     ];
-    let identity: Identity = Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "bench").into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(REGION)
-        .name("s3")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .expect("signing params")
-        .into();
+    let signer = Signer {
+        access_key: ACCESS_KEY,
+        secret_key: SECRET_KEY,
+        region: REGION,
+    };
     let url = format!("http://s3.test:9000/{BUCKET}/{CONFIG_KEY}");
-    let request = SignableRequest::new(
-        "PUT",
-        &url,
-        headers.iter().map(|(k, v)| (*k, v.as_str())),
-        SignableBody::Precomputed(payload_hash),
-    )
-    .expect("signable request");
-    let (instructions, _sig) = sign(request, &params).expect("sign").into_parts();
-    let (added, _) = instructions.into_parts();
-    added.len()
+    signer
+        .sign("PUT", &url, &headers, body, SystemTime::now())
+        .len()
 }
 
 fn native_time(body: &[u8]) -> Duration {

@@ -159,10 +159,7 @@ fn a_bad_reconfiguration_is_refused_and_the_previous_one_keeps_exporting() {
         apply_doc(&mut world, node, &declarative(3));
         advance_to(&mut world, secs(200));
         assert_eq!(send_times(&world, "PUT"), vec![secs(1), secs(101)]);
-        assert_eq!(
-            s3.object(BUCKET, CONFIG_KEY).unwrap().body,
-            payload_bytes(&declarative(3))
-        );
+        assert_exported(&s3, &declarative(3));
         assert_no_secrets(&world, &[]);
     }
 }
@@ -233,9 +230,7 @@ fn put_object_parameters_reach_s3() {
             "Metadata": {"team": "platform"},
             "CacheControl": "no-cache",
         });
-        world
-            .add_node(NodeSpec::new("n1", &plugin_module()).filter(cfg.to_string()))
-            .unwrap();
+        start_node(&mut world, 1, &cfg);
         world.advance(secs(3));
         let obj = s3.object(BUCKET, CONFIG_KEY).expect("stored");
         assert_eq!(obj.storage_class(), "STANDARD_IA");
@@ -262,9 +257,7 @@ fn the_secret_check_itself_catches_a_leak() {
     let mut cfg = filter_config(&profile, &declarative(1));
     // An unknown key whose *name* is the secret: the one log line names the field.
     cfg[SECRET_KEY] = json!(1);
-    world
-        .add_node(NodeSpec::new("n1", &plugin_module()).filter(cfg.to_string()))
-        .unwrap();
+    start_node(&mut world, 1, &cfg);
     let leaked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert_no_secrets(&world, &[])
     }));

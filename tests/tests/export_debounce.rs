@@ -157,10 +157,7 @@ fn a_change_after_a_quiet_period_goes_out_on_the_next_tick() {
             "{}",
             profile.name
         );
-        assert_eq!(
-            s3.object(BUCKET, CONFIG_KEY).unwrap().body,
-            payload_bytes(&declarative(2))
-        );
+        assert_exported(&s3, &declarative(2));
         assert_no_secrets(&world, &[]);
     }
 }
@@ -203,10 +200,7 @@ fn byte_identical_content_is_never_uploaded_twice_and_a_reordered_document_once(
             profile.name,
             s3.requests()
         );
-        assert_eq!(
-            s3.object(BUCKET, CONFIG_KEY).unwrap().body,
-            payload_bytes(&declarative(1))
-        );
+        assert_exported(&s3, &declarative(1));
         // The same document with its keys in another order and other whitespace is other bytes:
         // the filter exports payloads as given, so it is uploaded, exactly as written, once.
         let reordered = format!(
@@ -241,13 +235,7 @@ fn a_change_during_an_upload_is_exported_after_it() {
         let mut world = world_with_storage(&profile, faulty.clone());
         let mut cfg = filter_config(&profile, &declarative(1));
         cfg["cluster_fallback_config_export_delay"] = json!(2);
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .workers(2)
-                    .filter(cfg.to_string()),
-            )
-            .unwrap();
+        let node = start_node(&mut world, 2, &cfg);
         advance_to(&mut world, secs(3));
         let first = storage_calls(&world, "PUT");
         assert_eq!(first.len(), 1);
@@ -274,10 +262,7 @@ fn a_change_during_an_upload_is_exported_after_it() {
         };
         assert_eq!(calls[1].request.header("if-match"), resp.header("etag"));
         assert_eq!(calls[0].request.header("if-none-match"), Some("*"));
-        assert_eq!(
-            s3.object(BUCKET, CONFIG_KEY).unwrap().body,
-            payload_bytes(&declarative(2))
-        );
+        assert_exported(&s3, &declarative(2));
         assert_no_secrets(&world, &[]);
     }
 }
@@ -365,10 +350,7 @@ fn a_change_applied_to_only_one_of_two_filter_instances_is_exported() {
                 "{} filter {changed}",
                 profile.name
             );
-            assert_eq!(
-                s3.object(BUCKET, CONFIG_KEY).unwrap().body,
-                payload_bytes(&declarative(2))
-            );
+            assert_exported(&s3, &declarative(2));
             assert_no_secrets(&world, &[]);
         }
     }

@@ -263,13 +263,7 @@ fn a_wrong_secret_is_logged_with_the_s3_code_retried_and_recovers_when_fixed() {
         let mut world = world_with_storage(&profile, s3.clone());
         let mut cfg = filter_config(&profile, &declarative(1));
         cfg["aws_secret_access_key"] = json!(WRONG);
-        let node = world
-            .add_node(
-                NodeSpec::new("n1", &plugin_module())
-                    .workers(2)
-                    .filter(cfg.to_string()),
-            )
-            .unwrap();
+        let node = start_node(&mut world, 2, &cfg);
         advance_to(&mut world, secs(30));
         let failed = puts(&s3);
         assert!(failed.len() >= 4, "{}: retried: {failed:?}", profile.name);

@@ -26,19 +26,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
+use config_bridge_tests::native_sigv4::{sha256_hex, Signer};
 use config_bridge_tests::{canonical_json, plugin_module};
 use host_harness::http::{CallContext, Handler, HttpRequest, HttpResponse, Reply};
 use host_harness::tcp_upstream::TcpUpstream;
 use host_harness::{CallOutcome, CallRecord, HostProfile, NodeId, NodeSpec, World};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const REGION: &str = "us-east-1";
 const GATEWAY_VERSION: &str = "3.9.1";
@@ -348,13 +341,6 @@ fn boto3_readback(srv: &Server, key: &str, expect: &[u8]) -> Value {
         .unwrap_or_else(|e| panic!("readback.py output {stdout:?}: {e}"))
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A request signed with SigV4 (path-style), sent to the server over TCP from Rust.
 fn signed(
     srv: &Server,
@@ -364,46 +350,27 @@ fn signed(
     extra: &[(&str, &str)],
 ) -> HttpResponse {
     let path = format!("/{}/{key}", srv.bucket);
-    let payload_hash = sha256_hex(body);
     let mut headers: Vec<(String, String)> = vec![("host".into(), srv.host_port.clone())];
     if !body.is_empty() {
         headers.push(("content-length".into(), body.len().to_string()));
         headers.push(("content-type".into(), "application/json".into()));
     }
     headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let identity: Identity =
-        Credentials::new(&srv.access_key, &srv.secret_key, None, None, "interop").into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(REGION)
-        .name("s3")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .expect("signing params")
-        .into();
+    let signer = Signer {
+        access_key: &srv.access_key,
+        secret_key: &srv.secret_key,
+        region: REGION,
+    };
     let url = format!("{}{path}", srv.endpoint.trim_end_matches('/'));
-    let request = SignableRequest::new(
-        method,
-        &url,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Precomputed(payload_hash),
-    )
-    .expect("signable request");
-    let (instructions, _) = sign(request, &params).expect("sign").into_parts();
-    let (added, _) = instructions.into_parts();
+    let added = signer.sign(method, &url, &headers, body, SystemTime::now());
     let mut req = HttpRequest::new(method, &path);
     req.authority = srv.host_port.clone();
     req.body = body.to_vec();
     for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
         req = req.with_header(k, v);
     }
-    for h in added {
-        req = req.with_header(h.name(), h.value());
+    for (k, v) in &added {
+        req = req.with_header(k, v);
     }
     let upstream = TcpUpstream::new(&srv.host_port).expect("tokio runtime");
     let ctx = CallContext::new(SystemTime::now(), "interop-test", &srv.host_port);
