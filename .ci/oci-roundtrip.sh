@@ -44,9 +44,21 @@ else
   bad "two package runs differ"
 fi
 WASM="$WORK/pkg/config_bridge.wasm"
-CNCF_DIGEST=$(awk '$2 == "oci/cncf" {print $1}' "$WORK/pkg/digests.txt")
-COMPAT_DIGEST=$(awk '$2 == "oci/compat" {print $1}' "$WORK/pkg/digests.txt")
-[ -n "$CNCF_DIGEST" ] && [ -n "$COMPAT_DIGEST" ] || die "digests.txt is incomplete"
+# digests.txt: `<hex>  <name>` (bare hex, what Istio's and Envoy Gateway's sha256 fields take).
+CNCF_HEX=$(awk '$2 == "oci/cncf" {print $1}' "$WORK/pkg/digests.txt")
+COMPAT_HEX=$(awk '$2 == "oci/compat" {print $1}' "$WORK/pkg/digests.txt")
+[[ "$CNCF_HEX" =~ ^[0-9a-f]{64}$ && "$COMPAT_HEX" =~ ^[0-9a-f]{64}$ ]] \
+  || die "digests.txt: manifest digests are not bare sha256 hex"
+CNCF_DIGEST="sha256:$CNCF_HEX"
+COMPAT_DIGEST="sha256:$COMPAT_HEX"
+# Each layout is tagged as in the registry: the CNCF image TAG, the compat image TAG-compat.
+tagged_ok=1
+for pair in "cncf:$TAG:$CNCF_HEX" "compat:$TAG-compat:$COMPAT_HEX"; do
+  IFS=: read -r name tag hex <<<"$pair"
+  got=$(skopeo inspect --raw "oci:$WORK/pkg/oci/$name:$tag" 2>/dev/null | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$hex" ] || { bad "oci/$name: no image tagged $tag with manifest $hex (skopeo saw $got)"; tagged_ok=0; }
+done
+[ "$tagged_ok" = 1 ] && ok "layouts tagged $TAG / $TAG-compat, digests.txt bare hex = manifest digests"
 
 # 2. A registry on a free loopback port, storage under the temp dir, Basic auth (htpasswd) so that
 #    the push's credential handling is exercised. Throwaway credentials, made up per run.

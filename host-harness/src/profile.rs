@@ -32,6 +32,15 @@ pub struct HostProfile {
     pub vm_start_per_root_context: bool,
     /// The metrics ABI answers Ok. When false, `proxy_define_metric` returns InternalFailure.
     pub metrics: bool,
+    /// `on_configure` returning false kills the worker for good (ngx_wasm_module: "exited with
+    /// fatal code 2 and cannot be respawned"); otherwise the host only refuses the filter.
+    pub configure_false_is_fatal: bool,
+    /// Shared-data keys `<zone>/<rest>` resolve in the `shm_kv` zone of that name when one is
+    /// declared (ngx_wasm_module namespaces), else in the default zone `*`
+    /// ([`HostProfile::shared_data_zone`]); no zone to resolve to traps.
+    pub namespaced_shared_data: bool,
+    /// Named `shm_kv` zones (`shm_kv kv 1m;`), besides the default one.
+    pub named_shm_zones: Vec<String>,
 }
 
 impl HostProfile {
@@ -50,6 +59,9 @@ impl HostProfile {
             recover_after_trap: false,
             vm_start_per_root_context: false,
             metrics: true,
+            configure_false_is_fatal: false,
+            namespaced_shared_data: false,
+            named_shm_zones: Vec::new(),
         }
     }
 
@@ -68,6 +80,9 @@ impl HostProfile {
             recover_after_trap: true,
             vm_start_per_root_context: true,
             metrics: true,
+            configure_false_is_fatal: true,
+            namespaced_shared_data: true,
+            named_shm_zones: Vec::new(),
         }
     }
 
@@ -77,6 +92,38 @@ impl HostProfile {
             name: "kong_legacy",
             callback_on_failure: false,
             ..HostProfile::ngx_wasm_module()
+        }
+    }
+
+    /// The `shm_kv` zones of an nginx `wasm{}` block: `"*"` is the default zone, any other name a
+    /// named zone (`shm_kv kv 1m;`). An empty list means no `shm_kv` at all.
+    pub fn with_shm_zones(mut self, zones: &[&str]) -> Self {
+        self.shared_data_zone = zones.contains(&"*");
+        self.named_shm_zones = zones
+            .iter()
+            .filter(|z| **z != "*")
+            .map(|z| z.to_string())
+            .collect();
+        self
+    }
+
+    /// The zone a shared-data key resolves to, or why the host traps (no zone at all).
+    pub fn resolve_shm_zone(&self, key: &str) -> Result<String, String> {
+        if self.namespaced_shared_data {
+            if let Some((ns, _)) = key.split_once('/') {
+                if self.named_shm_zones.iter().any(|z| z == ns) {
+                    return Ok(ns.to_string());
+                }
+            }
+        }
+        if self.shared_data_zone {
+            Ok("*".to_string())
+        } else if self.namespaced_shared_data {
+            Err(format!(
+                "could not resolve namespace of key \"{key}\" (no shm_kv zone for it, and no default zone `*`)"
+            ))
+        } else {
+            Err("no shm_kv zone".to_string())
         }
     }
 

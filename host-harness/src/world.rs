@@ -456,9 +456,29 @@ impl World {
             {
                 rt.configured = r;
             }
+            if r == Some(false) {
+                self.host_note(
+                    node.0,
+                    w,
+                    &format!("on_configure of filter {filter} returned false"),
+                );
+                self.configure_refused(node.0, w);
+            }
             results.push(r);
         }
         results
+    }
+
+    /// An nginx reload with a new configuration for one filter (`proxy_wasm` / Kong filter
+    /// chain): the new workers start with it, shared data wiped.
+    pub fn reload_node_with(
+        &mut self,
+        node: NodeId,
+        filter: usize,
+        plugin_config: impl Into<Vec<u8>>,
+    ) -> Result<()> {
+        self.nodes[node.0].spec.filters[filter].plugin_config = plugin_config.into();
+        self.reload_node(node)
     }
 
     /// Restarts every worker of a node and wipes its shared data and queues (an nginx reload).
@@ -665,14 +685,39 @@ impl World {
                 Invoke::Failed => return Ok(()),
                 Invoke::Returned(v) => v.unwrap_or(0) != 0,
             };
-            if !configured {
-                self.host_note(n, w, &format!("on_configure of filter {i} returned false"));
-            }
             if let Some(rt) = self.nodes[n].workers[w].roots.get_mut(i) {
                 rt.configured = Some(configured);
             }
+            if !configured {
+                self.host_note(n, w, &format!("on_configure of filter {i} returned false"));
+                if self.configure_refused(n, w) {
+                    return Ok(());
+                }
+            }
         }
         Ok(())
+    }
+
+    /// `on_configure` returned false. Where the profile says so (ngx_wasm_module), the worker
+    /// exits for good, recorded as a fatal host error. Returns whether the worker died.
+    fn configure_refused(&mut self, n: usize, w: usize) -> bool {
+        if !self.shared.profile.configure_false_is_fatal {
+            return false;
+        }
+        let reason = "on_configure returned false: worker process exited with fatal code 2 and \
+                      cannot be respawned";
+        let record = TrapRecord {
+            at: self.elapsed(),
+            origin: self.origin(n, w),
+            callback: Callback::Configure.name().to_string(),
+            message: reason.to_string(),
+        };
+        lock(&self.shared.recorder).fatal_errors.push(record);
+        let wr = &mut self.nodes[n].workers[w];
+        wr.store = None;
+        wr.instance = None;
+        wr.dead = Some(reason.to_string());
+        true
     }
 
     /// A line from the host itself (not the guest) in the log, at Warn level, prefixed `[host]`.

@@ -594,3 +594,60 @@ fn the_sdk_wrapper_traps_when_a_host_refuses_define_metric() {
     assert_eq!(world.traps()[0].callback, "on_configure");
     assert!(!world.worker_alive(n, 0));
 }
+
+#[test]
+fn on_configure_false_kills_an_ngx_worker_for_good_but_envoy_only_refuses_the_filter() {
+    let mut world = World::new(HostProfile::ngx_wasm_module());
+    world.expect_traps();
+    let n = node(
+        &mut world,
+        2,
+        json!({"reject_config": true, "tick_ms": 1000}),
+    );
+    for w in 0..2 {
+        assert!(!world.worker_alive(n, w));
+        let death = world.worker_death(n, w).unwrap_or_default();
+        assert!(death.contains("cannot be respawned"), "{death}");
+    }
+    assert_eq!(world.fatal_errors().len(), 2);
+    world.advance(Duration::from_secs(3));
+    assert!(logs(&world, "probe tick").is_empty());
+
+    let mut world = World::new(HostProfile::envoy());
+    let n = node(&mut world, 1, json!({"reject_config": true}));
+    assert!(world.worker_alive(n, 0));
+    assert_eq!(world.configured(n, 0, 0), Some(false));
+    assert!(world.fatal_errors().is_empty());
+}
+
+#[test]
+fn ngx_resolves_shared_data_keys_by_namespace_to_named_zones() {
+    // The probe's key is `probe/counter`: zone `probe` when declared, else the default zone.
+    for zones in [&["probe"][..], &["*"][..], &["probe", "*"][..]] {
+        let mut world = World::new(HostProfile::ngx_wasm_module().with_shm_zones(zones));
+        node(
+            &mut world,
+            1,
+            json!({"tick_ms": 1000, "shared_counter": true}),
+        );
+        world.advance(Duration::from_secs(3));
+        assert!(world.traps().is_empty(), "{zones:?}: {:?}", world.traps());
+    }
+    let mut profile = HostProfile::ngx_wasm_module().with_shm_zones(&["kv"]);
+    profile.recover_after_trap = false;
+    let mut world = World::new(profile);
+    world.expect_traps();
+    node(
+        &mut world,
+        1,
+        json!({"tick_ms": 1000, "shared_counter": true}),
+    );
+    world.advance(Duration::from_secs(2));
+    let traps = world.traps();
+    assert_eq!(traps.len(), 1);
+    assert!(
+        traps[0].message.contains("could not resolve namespace"),
+        "{}",
+        traps[0].message
+    );
+}

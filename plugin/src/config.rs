@@ -38,6 +38,10 @@ pub struct ConfigError {
     /// The setting (or environment variable) at fault, e.g. `cluster_fallback_config_storage`.
     pub field: String,
     pub reason: String,
+    /// `strict_config` was on (or could not be read and `CONFIG_BRIDGE_STRICT_CONFIG` is on): the
+    /// shell makes `on_configure` return false so the host refuses the filter. Otherwise the
+    /// filter stays inert (docs/host-behaviours.md: a false `on_configure` kills an nginx worker).
+    pub strict: bool,
 }
 
 impl fmt::Display for ConfigError {
@@ -70,6 +74,7 @@ fn one_line(s: &str) -> String {
 
 fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError {
+        strict: false,
         field: field.into(),
         reason: reason.into(),
     })
@@ -136,6 +141,21 @@ pub struct Config {
     pub lease_ttl_ms: u64,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// An invalid configuration makes `on_configure` return false (the host refuses the filter).
+    pub strict_config: bool,
+    /// The `shm_kv` zone for shared data (`None`: the default zone `*`). ngx_wasm_module resolves a
+    /// key `<zone>/<rest>` in the zone named `<zone>` (docs/host-behaviours.md).
+    pub shared_data_namespace: Option<String>,
+}
+
+impl Config {
+    /// A shared-data key in the configured namespace.
+    pub fn shared_key(&self, key: &str) -> String {
+        match &self.shared_data_namespace {
+            Some(ns) => format!("{ns}/{key}"),
+            None => key.to_string(),
+        }
+    }
 }
 
 /// Every accepted top-level key; anything else is a configuration error (a typo must not be
@@ -166,6 +186,8 @@ pub const SETTINGS: &[&str] = &[
     "lease_ttl_ms",
     "retry_base_ms",
     "retry_max_ms",
+    "strict_config",
+    "shared_data_namespace",
 ];
 
 /// Metadata keys config-bridge writes itself (see `s3`); an operator may not override them.
@@ -350,7 +372,23 @@ impl Config {
         bytes: Vec<u8>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        Config::parse_buffer(bytes, env).map_err(|e| {
+            // Errors found before the settings could be read (bad JSON): the environment decides.
+            let env_strict = env("CONFIG_BRIDGE_STRICT_CONFIG")
+                .is_some_and(|v| parse_bool(&Value::String(v)) == Some(true));
+            ConfigError {
+                strict: e.strict || env_strict,
+                ..e
+            }
+        })
+    }
+
+    fn parse_buffer(
+        bytes: Vec<u8>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let not_object = || ConfigError {
+            strict: false,
             field: "configuration".into(),
             reason: "expected a JSON object or a JSON string holding one".into(),
         };
@@ -359,6 +397,7 @@ impl Config {
             // Kong 3.4 passes the filter configuration as a JSON string: unescape it once.
             Some(b'"') => {
                 let s = json_string(&bytes).map_err(|e| ConfigError {
+                    strict: false,
                     field: "configuration".into(),
                     reason: json_syntax_reason(&e),
                 })?;
@@ -396,29 +435,37 @@ impl Config {
         // Validated as JSON without a tree, then split into members (byte ranges): the `config`
         // payload is located, never decoded; the other settings are small and become `Value`s.
         check_json(text).map_err(|e| ConfigError {
+            strict: false,
             field: "configuration".into(),
             reason: json_syntax_reason(&e),
         })?;
         let members = object_members(text).ok_or_else(|| ConfigError {
+            strict: false,
             field: "configuration".into(),
             reason: "expected a JSON object or a JSON string holding one".into(),
         })?;
         let mut obj = Map::new();
         let mut config = None;
+        // The first bad member is reported once `strict_config` (wherever it is) has been read.
+        let mut first_error = None;
         for (k, start, end) in members {
             if !SETTINGS.contains(&k.as_str()) {
-                return err(k, "unknown setting");
+                first_error.get_or_insert((k, "unknown setting".to_string()));
+                continue;
             }
             if k == "config" {
                 config = Some((start, end));
                 continue;
             }
             let raw = text.get(start..end).unwrap_or_default();
-            let value: Value = serde_json::from_slice(raw).map_err(|e| ConfigError {
-                field: k.clone(),
-                reason: json_syntax_reason(&e),
-            })?;
-            obj.insert(k, value);
+            match serde_json::from_slice::<Value>(raw) {
+                Ok(value) => {
+                    obj.insert(k, value);
+                }
+                Err(e) => {
+                    first_error.get_or_insert((k, json_syntax_reason(&e)));
+                }
+            }
         }
         let l = Lookup {
             obj: &obj,
@@ -426,7 +473,21 @@ impl Config {
             text,
             env,
         };
+        // Read first and leniently: it decides what happens to every other error.
+        let strict = l
+            .bool("strict_config", &["CONFIG_BRIDGE_STRICT_CONFIG"], false)
+            .unwrap_or(false);
+        if let Some((field, reason)) = first_error {
+            return Err(ConfigError {
+                field,
+                reason,
+                strict,
+            });
+        }
+        Config::parse_settings(&l).map_err(|e| ConfigError { strict, ..e })
+    }
 
+    fn parse_settings(l: &Lookup<'_>) -> Result<(Config, PayloadLoc), ConfigError> {
         let export = l.bool(
             "cluster_fallback_config_export",
             &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
@@ -450,10 +511,12 @@ impl Config {
                 &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
             )?
             .ok_or_else(|| ConfigError {
+                strict: false,
                 field: "cluster_fallback_config_storage".into(),
                 reason: "is required when export or import is on".into(),
             })?;
         let storage = StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
+            strict: false,
             field: storage_field,
             reason: r,
         })?;
@@ -474,12 +537,14 @@ impl Config {
         let (gateway_version, gv_field) = l
             .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
             .ok_or_else(|| ConfigError {
+                strict: false,
                 field: "gateway_version".into(),
                 reason:
                     "is required (it is part of the storage key <prefix>/<version>/config.json)"
                         .into(),
             })?;
         validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
+            strict: false,
             field: gv_field,
             reason: r,
         })?;
@@ -509,8 +574,26 @@ impl Config {
             return err("retry_max_ms", "must not be smaller than retry_base_ms");
         }
 
-        let (source, loc) = parse_source(&l, export)?;
-        let s3 = parse_s3(&l, export || import)?;
+        let strict_config = l.bool("strict_config", &["CONFIG_BRIDGE_STRICT_CONFIG"], false)?;
+        let shared_data_namespace = match l.string("shared_data_namespace", &[])? {
+            None => None,
+            Some((ns, _)) if ns == "*" => None,
+            Some((ns, field)) => {
+                if ns.len() > 64
+                    || !ns
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                {
+                    return err(
+                        field,
+                        "must be \"*\" or the name of an shm_kv zone (letters, digits, '_', '-', '.'; at most 64)",
+                    );
+                }
+                Some(ns)
+            }
+        };
+        let (source, loc) = parse_source(l, export)?;
+        let s3 = parse_s3(l, export || import)?;
         let storage_upstream = match l.string("storage_upstream", &[])? {
             Some((u, _)) => u,
             None => default_s3_upstream(&s3),
@@ -531,6 +614,8 @@ impl Config {
             lease_ttl_ms,
             retry_base_ms,
             retry_max_ms,
+            strict_config,
+            shared_data_namespace,
         };
         Ok((cfg, loc))
     }
@@ -570,6 +655,7 @@ fn parse_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLo
             };
             let not_object = || {
                 ConfigError {
+                strict: false,
                 field: "config".into(),
                 reason: "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into(),
             }
@@ -579,6 +665,7 @@ fn parse_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLo
                 Some(b'{') => {
                     // Already validated as JSON with the whole filter configuration.
                     check_format_version(raw).map_err(|r| ConfigError {
+                        strict: false,
                         field: "config".into(),
                         reason: r,
                     })?;
@@ -591,6 +678,7 @@ fn parse_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLo
                         return Err(not_object());
                     }
                     validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
+                        strict: false,
                         field: "config".into(),
                         reason: r,
                     })?;
@@ -602,10 +690,15 @@ fn parse_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLo
         }
         "url" => {
             let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
+                strict: false,
                 field: "config_url".into(),
                 reason: "is required when config_source is \"url\"".into(),
             })?;
-            let url = HttpUrl::parse(&raw).map_err(|r| ConfigError { field, reason: r })?;
+            let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
+                field,
+                reason: r,
+                strict: false,
+            })?;
             let upstream = l
                 .string("config_url_upstream", &[])?
                 .map(|(u, _)| u)
@@ -772,9 +865,11 @@ fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, ConfigError> {
     let region = l.string("aws_region", &["AWS_REGION", "AWS_DEFAULT_REGION"])?;
     let endpoint = match l.string("storage_endpoint", &["AWS_CONFIG_STORAGE_ENDPOINT"])? {
         None => None,
-        Some((raw, field)) => {
-            Some(HttpUrl::parse(&raw).map_err(|r| ConfigError { field, reason: r })?)
-        }
+        Some((raw, field)) => Some(HttpUrl::parse(&raw).map_err(|r| ConfigError {
+            field,
+            reason: r,
+            strict: false,
+        })?),
     };
     let region = match region {
         Some((r, field)) => {
@@ -823,6 +918,7 @@ fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, ConfigError> {
         Some(raw) => {
             let field = raw.field.clone();
             let map = object_or_json_string(raw.value).ok_or_else(|| ConfigError {
+                strict: false,
                 field: field.clone(),
                 reason: "expected a JSON object (or a JSON string holding one)".into(),
             })?;
@@ -1537,6 +1633,85 @@ mod tests {
         }
         for (param, _) in S3_PARAMS {
             assert!(doc.contains(param), "{param} missing from SETTINGS.md");
+        }
+    }
+
+    fn with_all(pairs: &[(&str, serde_json::Value)]) -> serde_json::Value {
+        let mut v = base();
+        for (k, val) in pairs {
+            v[*k] = val.clone();
+        }
+        v
+    }
+
+    #[test]
+    fn strict_config_decides_what_an_invalid_configuration_does() {
+        // Default: inert (the shell returns true from on_configure).
+        let e = parse_with(
+            &with_all(&[("cluster_fallback_config_exprot", "on".into())]),
+            &[],
+        )
+        .expect_err("unknown key");
+        assert_eq!(e.field, "cluster_fallback_config_exprot");
+        assert!(!e.strict);
+        // Asked for: every later error carries it.
+        for (bad, field) in [
+            (
+                "cluster_fallback_config_exprot",
+                "cluster_fallback_config_exprot",
+            ),
+            ("aws_region", "aws_region"),
+        ] {
+            let v = with_all(&[("strict_config", true.into()), (bad, 17.into())]);
+            let e = parse_with(&v, &[]).expect_err("invalid");
+            assert_eq!(e.field, field);
+            assert!(e.strict, "{bad}");
+        }
+        // "on" works too, and an unreadable value is itself the error (and not strict).
+        let v = with_all(&[("strict_config", "on".into()), ("aws_region", 1.into())]);
+        assert!(parse_with(&v, &[]).expect_err("invalid").strict);
+        let v = with_all(&[("strict_config", "maybe".into())]);
+        let e = parse_with(&v, &[]).expect_err("invalid");
+        assert_eq!((e.field.as_str(), e.strict), ("strict_config", false));
+        // Before any setting can be read (bad JSON), the environment decides.
+        let env = env_of(&[("CONFIG_BRIDGE_STRICT_CONFIG", "on")]);
+        assert!(
+            Config::parse(b"{not json", &env)
+                .expect_err("bad json")
+                .strict
+        );
+        assert!(
+            !Config::parse(b"{not json", &|_| None)
+                .expect_err("bad json")
+                .strict
+        );
+        // A valid configuration keeps the flag.
+        let cfg = parse_with(&with_all(&[("strict_config", true.into())]), &[]).expect("valid");
+        assert!(cfg.strict_config);
+    }
+
+    #[test]
+    fn shared_data_namespace_prefixes_every_key() {
+        let cfg = parse_with(&base(), &[]).expect("valid");
+        assert_eq!(cfg.shared_data_namespace, None);
+        assert_eq!(cfg.shared_key("config-bridge/v1/x"), "config-bridge/v1/x");
+        let cfg =
+            parse_with(&with_all(&[("shared_data_namespace", "*".into())]), &[]).expect("valid");
+        assert_eq!(cfg.shared_data_namespace, None);
+        let cfg =
+            parse_with(&with_all(&[("shared_data_namespace", "kv".into())]), &[]).expect("valid");
+        assert_eq!(
+            cfg.shared_key("config-bridge/v1/x"),
+            "kv/config-bridge/v1/x"
+        );
+        for bad in ["a/b", "has space", "", "x".repeat(65).as_str()] {
+            let v = with_all(&[("shared_data_namespace", bad.into())]);
+            if bad.is_empty() {
+                // An empty string is "not set".
+                assert!(parse_with(&v, &[]).is_ok());
+                continue;
+            }
+            assert_eq!(field_of(v), "shared_data_namespace", "{bad:?}");
         }
     }
 }

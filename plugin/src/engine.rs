@@ -59,16 +59,19 @@ pub enum Metric {
     LastExportBytes,
     LastExportDurationMs,
     LastExportTimestampSeconds,
+    /// 1 while the filter configuration is invalid and the filter inert, else 0.
+    ConfigInvalid,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 7] = [
         Metric::ExportsTotal,
         Metric::ExportFailuresTotal,
         Metric::SourceErrorsTotal,
         Metric::LastExportBytes,
         Metric::LastExportDurationMs,
         Metric::LastExportTimestampSeconds,
+        Metric::ConfigInvalid,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Metric {
             Metric::LastExportBytes => "config_bridge_last_export_bytes",
             Metric::LastExportDurationMs => "config_bridge_last_export_duration_ms",
             Metric::LastExportTimestampSeconds => "config_bridge_last_export_timestamp_seconds",
+            Metric::ConfigInvalid => "config_bridge_config_invalid",
         }
     }
 
@@ -147,16 +151,18 @@ struct Call {
 
 /// What a 412 leaves for the next tick.
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// `since`: when the export began (its first request), so that the debounce and the logged
+/// duration count the whole export, HEADs included.
 enum FollowUp {
-    Head,
-    PutWith(Precondition),
+    Head { since: u64 },
+    PutWith(Precondition, u64),
 }
 
 /// What the lease holder decided to do this tick (computed inside the atomic record update).
 enum Plan {
     Nothing,
-    Put(Precondition),
-    Head,
+    Put(Precondition, u64),
+    Head(u64),
     Poll,
 }
 
@@ -189,7 +195,10 @@ impl Engine {
             cfg.storage_upstream.clone(),
         ));
         Engine {
-            lease_key: format!("config-bridge/v1/export/{}/{key}", cfg.storage.bucket),
+            lease_key: cfg.shared_key(&format!(
+                "config-bridge/v1/export/{}/{key}",
+                cfg.storage.bucket
+            )),
             key,
             store,
             me: me.max(1),
@@ -283,7 +292,8 @@ impl Engine {
             self.call_failed(call, &reason, now, shared, &mut out.effects);
         }
         if self.node_id.is_none() {
-            match node_lock::node_id(shared, NODE_ID_KEY, &format!("node-{:016x}", self.me)) {
+            let key = self.cfg.shared_key(NODE_ID_KEY);
+            match node_lock::node_id(shared, &key, &format!("node-{:016x}", self.me)) {
                 Ok(id) => self.node_id = Some(id),
                 Err(e) => {
                     self.shared_data_error(&e, &mut out.effects);
@@ -326,13 +336,20 @@ impl Engine {
                     }
                 }
                 let plan = match follow_up {
-                    Some(FollowUp::Head) => Plan::Head,
-                    Some(FollowUp::PutWith(p)) => Plan::Put(p),
-                    None if !conditional => Plan::Put(Precondition::None),
-                    None => Plan::Put(match &rec.version {
-                        Some(v) => Precondition::IfMatch(v.clone()),
-                        None => Precondition::IfAbsent,
-                    }),
+                    Some(FollowUp::Head { since }) => Plan::Head(since),
+                    Some(FollowUp::PutWith(p, since)) => Plan::Put(p, since),
+                    // The node does not know the stored object (first export, or shared data
+                    // wiped by a reload): ask before sending the whole body
+                    // (docs/host-behaviours.md, "reload wipes shared data").
+                    None if !rec.known => Plan::Head(now),
+                    None if !conditional => Plan::Put(Precondition::None, now),
+                    None => Plan::Put(
+                        match &rec.version {
+                            Some(v) => Precondition::IfMatch(v.clone()),
+                            None => Precondition::IfAbsent,
+                        },
+                        now,
+                    ),
                 };
                 // Marks the upload node-wide and keeps the lease at least until its deadline, so no
                 // other worker starts one meanwhile, and a dead holder's upload expires with its lease.
@@ -369,16 +386,20 @@ impl Engine {
                 return out;
             }
         };
+        let since = match &plan {
+            Plan::Head(since) | Plan::Put(_, since) => *since,
+            Plan::Nothing | Plan::Poll => now,
+        };
         let (kind, request) = match plan {
             Plan::Nothing => return out,
             Plan::Poll => match &mut self.source {
                 Source::Url(p) => (CallKind::Poll, Ok(p.request(now))),
                 Source::Filter => return out,
             },
-            Plan::Head | Plan::Put(_) => {
+            Plan::Head(_) | Plan::Put(..) => {
                 let Some(doc) = &self.doc else { return out };
                 let hash = doc.sha256_hex.clone();
-                if let Plan::Put(pre) = &plan {
+                if let Plan::Put(pre, _) = &plan {
                     let meta = ExportMeta {
                         uploader: self.node_id.clone().unwrap_or_default(),
                         applied_at: doc.seen_at,
@@ -404,7 +425,7 @@ impl Engine {
         let call = Call {
             id,
             kind,
-            started_at: now,
+            started_at: since,
             deadline,
         };
         match request {
@@ -498,6 +519,7 @@ impl Engine {
                         node_lock::update_if_owner(shared, &self.lease_key, self.me, |rec| {
                             rec.schedule.succeeded(hash, started, delay);
                             rec.version = version.clone();
+                            rec.known = true;
                         });
                     let duration = now.saturating_sub(call.started_at);
                     fx.push(Effect::Log(
@@ -520,6 +542,7 @@ impl Engine {
                     self.record_problem(recorded, fx);
                 }
                 PutOutcome::PreconditionFailed => {
+                    let since = call.started_at;
                     self.conflict(
                         call,
                         "the object changed in storage since this node last saw it",
@@ -527,7 +550,7 @@ impl Engine {
                         shared,
                         fx,
                     );
-                    self.follow_up = Some(FollowUp::Head);
+                    self.follow_up = Some(FollowUp::Head { since });
                 }
                 PutOutcome::Failed(e) => self.export_failed(&call, &e.to_string(), now, shared, fx),
             },
@@ -535,21 +558,30 @@ impl Engine {
                 HeadOutcome::Found(meta) => {
                     let ours_seen_at = self.doc.as_ref().map(|d| d.seen_at).unwrap_or(0);
                     let version = meta.version.clone();
-                    if meta.sha256_hex.as_deref() == Some(hash.as_str())
-                        || meta.applied_at.is_some_and(|t| t > ours_seen_at)
-                    {
-                        let same = meta.sha256_hex.as_deref() == Some(hash.as_str());
+                    // The document may have changed while the HEAD was out: storage holding the
+                    // current one also means nothing to upload.
+                    let current = self.doc.as_ref().map(|d| d.sha256_hex.as_str());
+                    let stored = meta.sha256_hex.as_deref();
+                    let same = if stored == Some(hash.as_str()) {
+                        Some(hash.clone())
+                    } else {
+                        stored.filter(|s| Some(*s) == current).map(str::to_string)
+                    };
+                    if same.is_some() || meta.applied_at.is_some_and(|t| t > ours_seen_at) {
+                        let settled = same.clone().unwrap_or_else(|| hash.clone());
+                        let same = same.is_some();
                         let recorded =
                             node_lock::update_if_owner(shared, &self.lease_key, self.me, |rec| {
-                                rec.schedule.settled(hash);
+                                rec.schedule.settled(&settled);
                                 rec.version = version.clone();
+                                rec.known = true;
                             });
                         self.conflict_rounds = 0;
                         let msg = if same {
                             format!(
                                 "{} already holds this config (sha256 {}); nothing to upload",
                                 self.store.describe(&self.key),
-                                short(hash)
+                                short(&settled)
                             )
                         } else {
                             format!(
@@ -563,18 +595,47 @@ impl Engine {
                         self.record_problem(recorded, fx);
                     } else {
                         let pre = match version.clone() {
-                            Some(v) => Precondition::IfMatch(v),
-                            None => Precondition::None,
+                            Some(v) if self.cfg.s3.conditional_writes => Precondition::IfMatch(v),
+                            _ => Precondition::None,
                         };
-                        self.release(&call, shared, |rec| rec.version = version.clone(), fx);
-                        self.follow_up = Some(FollowUp::PutWith(pre));
+                        self.release(
+                            &call,
+                            shared,
+                            |rec| {
+                                rec.version = version.clone();
+                                rec.known = true;
+                            },
+                            fx,
+                        );
+                        self.follow_up = Some(FollowUp::PutWith(pre, call.started_at));
                     }
                 }
                 HeadOutcome::Missing => {
-                    self.release(&call, shared, |rec| rec.version = None, fx);
-                    self.follow_up = Some(FollowUp::PutWith(Precondition::IfAbsent));
+                    self.release(
+                        &call,
+                        shared,
+                        |rec| {
+                            rec.version = None;
+                            rec.known = true;
+                        },
+                        fx,
+                    );
+                    let pre = if self.cfg.s3.conditional_writes {
+                        Precondition::IfAbsent
+                    } else {
+                        Precondition::None
+                    };
+                    self.follow_up = Some(FollowUp::PutWith(pre, call.started_at));
                 }
                 HeadOutcome::Failed(e) => {
+                    // Do not insist on asking: the retry writes conditionally (If-None-Match: *),
+                    // whose answer also carries the store's error code (HEAD answers have no
+                    // body), and a 412 brings the HEAD back.
+                    let recorded =
+                        node_lock::update_if_owner(shared, &self.lease_key, self.me, |rec| {
+                            rec.known = true;
+                        });
+                    self.record_problem(recorded, fx);
                     self.export_failed(&call, &e.to_string(), now, shared, fx)
                 }
             },
@@ -606,7 +667,9 @@ impl Engine {
     ) {
         match &call.kind {
             CallKind::Put { .. } | CallKind::Head { .. } => {
-                self.export_failed(&call, &format!("request failed: {reason}"), now, shared, fx)
+                // Name where the call went (host:port or cluster; never credentials).
+                let why = format!("request to {} failed: {reason}", self.cfg.storage_upstream);
+                self.export_failed(&call, &why, now, shared, fx)
             }
             CallKind::Poll => {
                 let what = match &self.source {

@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod config_report;
 pub mod debounce;
 pub mod engine;
 pub mod header_map;

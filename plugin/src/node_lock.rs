@@ -35,6 +35,9 @@ pub struct NodeRecord {
     pub schedule: Schedule,
     /// Storage version token (S3 ETag) of the object as this node last wrote or read it.
     pub version: Option<String>,
+    /// The node has seen the object's state (written it, or read it with a HEAD): `version` is
+    /// then its ETag, or `None` when it does not exist. False after a start or reload.
+    pub known: bool,
     /// The newest document any root context of the node has seen (filter instances may carry
     /// different configs; the newest wins, and only a root context holding it may export).
     pub newest: Option<Newest>,
@@ -66,6 +69,7 @@ impl NodeRecord {
             "lease_until": self.lease_until,
             "schedule": self.schedule.to_json(),
             "version": self.version,
+            "known": self.known,
             "newest": self.newest.as_ref().map(|n| json!({"hash": n.hash, "seen_at": n.seen_at})),
         })
     }
@@ -83,6 +87,7 @@ impl NodeRecord {
                 .map(Schedule::from_json)
                 .unwrap_or_default(),
             version: get_string(m, "version"),
+            known: m.get("known").and_then(Value::as_bool).unwrap_or(false),
             newest: m.get("newest").and_then(Value::as_object).and_then(|n| {
                 Some(Newest {
                     hash: get_string(n, "hash")?,

@@ -8,10 +8,11 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::config_report::{inert_line, summary};
 use crate::engine::{CallId, Effect, Engine, Event, Level, Metric, MetricKind};
 use crate::guarded_hostcalls;
 use crate::node_lock::SharedStore;
@@ -96,10 +97,31 @@ impl Metrics {
     }
 }
 
+/// How often an inert filter (invalid configuration) repeats its error line.
+const INERT_REMINDER_MS: u64 = 300_000;
+/// Tick period while inert: only the reminder runs.
+const INERT_TICK_MS: u64 = 10_000;
+
+/// An invalid configuration: the filter does nothing but remind (docs/host-behaviours.md).
+struct Inert {
+    error: ConfigError,
+    last_reminder_ms: u64,
+}
+
+/// The HTTP context of a request through a filter chain that carries config-bridge: it never
+/// touches requests, but it must exist. Every host creates one per request (Kong: every request
+/// through the service or route of the chain), and the SDK panics when the root context declares
+/// no context type (docs/host-behaviours.md). The trait defaults continue every phase.
+struct PassThrough;
+
+impl Context for PassThrough {}
+impl HttpContext for PassThrough {}
+
 struct Root {
     context_id: u32,
     me: u64,
     engine: Option<Engine>,
+    inert: Option<Inert>,
     /// Host call token → engine call id.
     calls: HashMap<u32, CallId>,
     metrics: Metrics,
@@ -116,6 +138,7 @@ impl Root {
             context_id,
             me: h.finish().max(1),
             engine: None,
+            inert: None,
             calls: HashMap::new(),
             metrics: Metrics::default(),
         }
@@ -128,6 +151,27 @@ impl Root {
                 Effect::Metric(m, v) => self.metrics.apply(m, v),
             }
         }
+    }
+
+    /// An invalid configuration: one error line naming the field; then no export, no import.
+    /// `on_configure` still returns true unless `strict_config` asked the host to refuse
+    /// (ngx_wasm_module kills the worker for good on false: docs/host-behaviours.md).
+    fn go_inert(&mut self, error: ConfigError) -> bool {
+        log(Level::Error, &inert_line(&error, false));
+        self.engine = None;
+        self.calls.clear();
+        self.metrics.apply(Metric::ConfigInvalid, 1);
+        if error.strict {
+            return false;
+        }
+        if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(INERT_TICK_MS)) {
+            log(Level::Warn, &format!("cannot set the tick period ({s:?})"));
+        }
+        self.inert = Some(Inert {
+            error,
+            last_reminder_ms: now_ms().unwrap_or(0),
+        });
+        true
     }
 
     fn event(&mut self, event: Event) {
@@ -208,28 +252,29 @@ impl RootContext for Root {
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(b) => b.unwrap_or_default(),
             Err(s) => {
-                log(
-                    Level::Error,
-                    &format!("cannot read the filter configuration ({s:?})"),
-                );
-                return false;
+                // Nothing to validate: stay inert rather than take the worker down.
+                let error = ConfigError {
+                    field: "configuration".into(),
+                    reason: format!("the host did not hand it over ({s:?})"),
+                    strict: false,
+                };
+                return self.go_inert(error);
             }
         };
         // The buffer is consumed: an inline payload is cut out of it in place, the rest released.
         let cfg = match Config::parse_owned(bytes, &|name| std::env::var(name).ok()) {
             Ok(c) => c,
-            Err(e) => {
-                log(Level::Error, &e.to_string());
-                return false;
-            }
+            Err(e) => return self.go_inert(e),
         };
         if cfg.import && !cfg.export {
             log(Level::Warn, "cluster_fallback_config_import is not implemented in this build yet; this filter instance only validates its configuration");
         }
         if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(cfg.tick_period_ms)) {
             log(Level::Error, &format!("cannot set the tick period ({s:?})"));
-            return false;
         }
+        self.inert = None;
+        self.metrics.apply(Metric::ConfigInvalid, 0);
+        let summary = summary(&cfg);
         let engine = match self.engine.as_mut() {
             Some(e) => {
                 e.reconfigure(cfg);
@@ -241,10 +286,18 @@ impl RootContext for Root {
             self.event(Event::ConfigApplied(doc));
         }
         log(
-            Level::Debug,
-            &format!("root context {} configured", self.context_id),
+            Level::Info,
+            &format!("configured (root context {}): {summary}", self.context_id),
         );
         true
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(PassThrough))
     }
 
     fn on_tick(&mut self) {
@@ -252,6 +305,13 @@ impl RootContext for Root {
             log(Level::Warn, "host time unavailable; tick skipped");
             return;
         };
+        if let Some(inert) = self.inert.as_mut() {
+            if now.saturating_sub(inert.last_reminder_ms) >= INERT_REMINDER_MS {
+                inert.last_reminder_ms = now;
+                log(Level::Error, &inert_line(&inert.error, true));
+            }
+            return;
+        }
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
@@ -289,10 +349,5 @@ impl RootContext for Root {
                 self.event(Event::CallFailed { id: d.id, reason });
             }
         }
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        // Only a root context: config-bridge never touches requests.
-        None
     }
 }

@@ -94,7 +94,7 @@ fn invalid_cases(profile: &HostProfile) -> Vec<(&'static str, Vec<u8>, &'static 
 }
 
 #[test]
-fn invalid_configurations_are_refused_with_one_line_naming_the_field() {
+fn invalid_configurations_leave_the_filter_inert_with_one_line_naming_the_field() {
     for profile in two_profiles() {
         for (what, config, field) in invalid_cases(&profile) {
             let s3 = mock_s3();
@@ -107,13 +107,16 @@ fn invalid_configurations_are_refused_with_one_line_naming_the_field() {
                         .filter(config),
                 )
                 .unwrap();
+            // Inert, not refused: a false on_configure kills an ngx worker for good
+            // (docs/host-behaviours.md).
             for w in 0..2 {
                 assert_eq!(
                     world.configured(node, w, 0),
-                    Some(false),
+                    Some(true),
                     "{}: {what}",
                     profile.name
                 );
+                assert!(world.worker_alive(node, w), "{}: {what}", profile.name);
             }
             world.advance(secs(10));
             let lines: Vec<String> = world
@@ -141,7 +144,7 @@ fn invalid_configurations_are_refused_with_one_line_naming_the_field() {
 }
 
 #[test]
-fn a_bad_reconfiguration_is_refused_and_the_previous_one_keeps_exporting() {
+fn a_bad_reconfiguration_makes_the_filter_inert_until_a_valid_one_arrives() {
     for profile in two_profiles() {
         let s3 = mock_s3();
         let mut world = world_with_storage(&profile, s3.clone());
@@ -151,14 +154,25 @@ fn a_bad_reconfiguration_is_refused_and_the_previous_one_keeps_exporting() {
         bad["cluster_fallback_config_storage"] = json!("gopher://x");
         assert_eq!(
             world.reconfigure(node, 0, bad.to_string()),
-            vec![Some(false)]
+            vec![Some(true)]
+        );
+        assert_eq!(
+            log_messages(
+                &world,
+                "invalid configuration: cluster_fallback_config_storage"
+            )
+            .len(),
+            1
         );
         advance_to(&mut world, secs(100));
+        // Inert: nothing of the bad configuration (nor the previous one) is sent.
         assert_eq!(puts(&s3).len(), 1, "{}", profile.name);
-        // A later valid one is exported as usual.
+        assert!(send_times(&world, "PUT").iter().all(|t| *t < secs(5)));
+        // A later valid one is exported as usual (the node still knows the object: no HEAD).
         apply_doc(&mut world, node, &declarative(3));
         advance_to(&mut world, secs(200));
-        assert_eq!(send_times(&world, "PUT"), vec![secs(1), secs(101)]);
+        assert_eq!(send_times(&world, "HEAD"), vec![secs(1)]);
+        assert_eq!(send_times(&world, "PUT"), vec![secs(2), secs(101)]);
         assert_exported(&s3, &declarative(3));
         assert_no_secrets(&world, &[]);
     }

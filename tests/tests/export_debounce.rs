@@ -87,7 +87,8 @@ fn a_exported_then_b_c_d_within_the_delay_exports_d_alone_when_the_delay_ends() 
                     .filter(cfg(1).to_string()),
             )
             .unwrap();
-        advance_to(&mut world, secs(1));
+        // The node asks first (HEAD at 1 s), then uploads A on the next tick.
+        advance_to(&mut world, secs(2));
         assert_stored(&s3, &declarative(1), "node-a", epoch, profile.name);
         for (t, n) in [(10, 2), (20, 3), (30, 4)] {
             advance_to(&mut world, secs(t));
@@ -101,10 +102,17 @@ fn a_exported_then_b_c_d_within_the_delay_exports_d_alone_when_the_delay_ends() 
             profile.name
         );
         advance_to(&mut world, secs(180));
-        // A at the first tick; D when the 60 s window (counted from A's start) ends; B, C skipped.
+        // A's export starts at the first tick (its HEAD), its PUT on the next; D when the 60 s
+        // window (counted from A's start) ends; B, C skipped.
+        assert_eq!(
+            send_times(&world, "HEAD"),
+            vec![secs(1)],
+            "{}",
+            profile.name
+        );
         assert_eq!(
             send_times(&world, "PUT"),
-            vec![secs(1), secs(61)],
+            vec![secs(2), secs(61)],
             "{}",
             profile.name
         );
@@ -127,7 +135,7 @@ fn a_exported_then_b_c_d_within_the_delay_exports_d_alone_when_the_delay_ends() 
         );
         assert_eq!(
             s3.requests().len(),
-            2,
+            3,
             "{}: {:?}",
             profile.name,
             s3.requests()
@@ -153,7 +161,7 @@ fn a_change_after_a_quiet_period_goes_out_on_the_next_tick() {
         advance_to(&mut world, secs(300));
         assert_eq!(
             send_times(&world, "PUT"),
-            vec![secs(1), secs(101)],
+            vec![secs(2), secs(101)],
             "{}",
             profile.name
         );
@@ -195,7 +203,7 @@ fn byte_identical_content_is_never_uploaded_twice_and_a_reordered_document_once(
         advance_to(&mut world, secs(390));
         assert_eq!(
             send_times(&world, "PUT"),
-            vec![secs(1)],
+            vec![secs(2)],
             "{}: {:?}",
             profile.name,
             s3.requests()
@@ -217,7 +225,8 @@ fn byte_identical_content_is_never_uploaded_twice_and_a_reordered_document_once(
         let times = send_times(&world, "PUT");
         assert_eq!(times.len(), 2, "{}: {:?}", profile.name, s3.requests());
         assert!(times[1] > secs(400) && times[1] < secs(500), "{times:?}");
-        assert_eq!(s3.requests().len(), 2, "{:?}", s3.requests());
+        // One HEAD (the node's first export) and the two uploads.
+        assert_eq!(s3.requests().len(), 3, "{:?}", s3.requests());
         assert_eq!(
             String::from_utf8_lossy(&s3.object(BUCKET, CONFIG_KEY).unwrap().body),
             reordered
@@ -231,7 +240,7 @@ fn a_change_during_an_upload_is_exported_after_it() {
     for profile in profiles() {
         let s3 = mock_s3();
         let faulty = Faulty::new(Arc::new(s3.clone()));
-        faulty.push_n(Fault::Latency(secs(4)), 1);
+        faulty.push_matching_n(|r, _| r.method == "PUT", Fault::Latency(secs(4)), 1);
         let mut world = world_with_storage(&profile, faulty.clone());
         let mut cfg = filter_config(&profile, &declarative(1));
         cfg["cluster_fallback_config_export_delay"] = json!(2);
@@ -249,11 +258,12 @@ fn a_change_during_an_upload_is_exported_after_it() {
         advance_to(&mut world, secs(30));
         let calls = storage_calls(&world, "PUT");
         assert_eq!(calls.len(), 2, "{}: {:?}", profile.name, s3.requests());
-        assert_eq!(calls[0].sent_at, secs(1));
-        assert_eq!(calls[0].answered_at, Some(secs(5)));
+        // HEAD at 1 s, A's PUT at 2 s answered at 6 s.
+        assert_eq!(calls[0].sent_at, secs(2));
+        assert_eq!(calls[0].answered_at, Some(secs(6)));
         assert_eq!(calls[0].request.body, payload_bytes(&declarative(1)));
         // Not before the first upload is answered: B goes on the tick that follows its answer.
-        assert_eq!(calls[1].sent_at, secs(5), "{}", profile.name);
+        assert_eq!(calls[1].sent_at, secs(6), "{}", profile.name);
         assert_eq!(calls[1].request.body, payload_bytes(&declarative(2)));
         // The second write is conditional on the first one's ETag.
         let etag_a = calls[0].outcome.clone();
@@ -298,7 +308,7 @@ fn two_workers_with_two_filter_instances_upload_exactly_once_per_change() {
         advance_to(&mut world, secs(400));
         assert_eq!(
             send_times(&world, "PUT"),
-            vec![secs(1), secs(101), secs(201), secs(301)],
+            vec![secs(2), secs(101), secs(201), secs(301)],
             "{}",
             profile.name
         );
@@ -312,8 +322,16 @@ fn two_workers_with_two_filter_instances_upload_exactly_once_per_change() {
                 .map(|n| payload_bytes(&declarative(n)))
                 .collect::<Vec<_>>()
         );
-        assert_eq!(s3.requests().len(), 4, "{:?}", s3.requests());
-        assert!(s3.requests().iter().all(|r| r.status == 200));
+        // One HEAD (404: nothing stored yet) when the node starts, then only uploads.
+        let requests = s3.requests();
+        assert_eq!(requests.len(), 5, "{requests:?}");
+        assert_eq!(
+            (requests[0].method.as_str(), requests[0].status),
+            ("HEAD", 404)
+        );
+        assert!(requests[1..]
+            .iter()
+            .all(|r| r.method == "PUT" && r.status == 200));
         assert_eq!(world.metric(node, "config_bridge_exports_total"), Some(4));
         // One holder node-wide: a single "now exports" line.
         assert_eq!(
@@ -346,7 +364,7 @@ fn a_change_applied_to_only_one_of_two_filter_instances_is_exported() {
             advance_to(&mut world, secs(300));
             assert_eq!(
                 send_times(&world, "PUT"),
-                vec![secs(1), secs(101)],
+                vec![secs(2), secs(101)],
                 "{} filter {changed}",
                 profile.name
             );

@@ -30,6 +30,11 @@ fn stored_body(s3: &MockS3) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Scripted faults for uploads only (the HEAD that asks first is answered normally).
+fn on_puts(f: &Faulty, fault: Fault, n: usize) {
+    f.push_matching_n(|r, _| r.method == "PUT", fault, n);
+}
+
 fn no_traps(world: &World) {
     assert!(world.traps().is_empty(), "{:?}", world.traps());
     assert!(
@@ -44,10 +49,11 @@ fn throttling_is_retried_with_backoff_and_the_newest_config_lands() {
     for profile in two_profiles() {
         let s3 = mock_s3();
         let f = faulty(&s3);
-        f.push_n(Fault::slow_down(), 4);
+        on_puts(&f, Fault::slow_down(), 4);
         let mut world = world_with_storage(&profile, f.clone());
         let node = start_exporter(&mut world, 2, &declarative(1));
-        advance_to(&mut world, ms(2_500));
+        // HEAD at 1 s (404), A's PUT at 2 s and its first retry at 3 s.
+        advance_to(&mut world, ms(3_500));
         // B arrives while A's retries are pending: B takes the retry's slot.
         apply_doc(&mut world, node, &declarative(2));
         advance_to(&mut world, secs(120));
@@ -63,8 +69,8 @@ fn throttling_is_retried_with_backoff_and_the_newest_config_lands() {
         // Capped exponential backoff with equal jitter (base 1 s): retry n waits at least
         // 2^(n-1)/2 s and at most 2^(n-1) s, rounded up to the 1 s tick.
         let t: Vec<u64> = calls.iter().map(|c| c.sent_at.as_millis() as u64).collect();
-        assert_eq!(t[0], 1000);
-        assert_eq!(t[1], 2000, "{t:?}");
+        assert_eq!(t[0], 2000);
+        assert_eq!(t[1], 3000, "{t:?}");
         // B's first attempt resets the count: its retries restart from the base delay.
         for (i, (lo, hi)) in [(500, 1000), (1000, 2000), (2000, 4000)].iter().enumerate() {
             let gap = t[i + 2] - t[i + 1];
@@ -103,22 +109,24 @@ fn timeouts_resets_and_hangs_are_retried_under_every_host() {
     for profile in all_profiles() {
         let s3 = mock_s3();
         let f = faulty(&s3);
-        f.push(Fault::timeout(secs(2)));
-        f.push(Fault::reset());
-        f.push(Fault::Hang);
+        on_puts(&f, Fault::timeout(secs(2)), 1);
+        on_puts(&f, Fault::reset(), 1);
+        on_puts(&f, Fault::Hang, 1);
         let mut world = world_with_storage(&profile, f.clone());
         let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, secs(120));
         let calls = storage_calls(&world, "PUT");
         assert_eq!(calls.len(), 4, "{}: {calls:#?}", profile.name);
         assert!(matches!(&calls[3].outcome, CallOutcome::Response(r) if r.status == 200));
-        // Where the host calls back on failures, the timeout is noticed when it fires (3 s);
-        // Kong < 3.9 never calls back: the filter's own 5 s call timeout notices it (6 s).
+        // The first PUT goes at 2 s (after the HEAD at 1 s). Where the host calls back on
+        // failures, the timeout is noticed when it fires (4 s); Kong < 3.9 never calls back: the
+        // filter's own 5 s call timeout notices it (7 s). Then a 0.5–1 s retry.
+        assert_eq!(calls[0].sent_at, secs(2), "{}", profile.name);
         let t1 = calls[1].sent_at;
         if profile.callback_on_failure {
-            assert!(t1 >= secs(4) && t1 <= secs(5), "{}: {t1:?}", profile.name);
+            assert!(t1 >= secs(5) && t1 <= secs(6), "{}: {t1:?}", profile.name);
         } else {
-            assert!(t1 >= secs(7) && t1 <= secs(8), "{}: {t1:?}", profile.name);
+            assert!(t1 >= secs(8) && t1 <= secs(9), "{}: {t1:?}", profile.name);
         }
         assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));
         assert_eq!(
@@ -141,7 +149,7 @@ fn a_host_that_never_calls_back_does_not_stall_exports() {
     for profile in all_profiles() {
         let s3 = mock_s3();
         let f = faulty(&s3);
-        f.push_n(Fault::NoCallback, 2);
+        on_puts(&f, Fault::NoCallback, 2);
         let mut world = world_with_storage(&profile, f.clone());
         let node = start_exporter(&mut world, 1, &declarative(1));
         advance_to(&mut world, secs(4));
@@ -151,12 +159,13 @@ fn a_host_that_never_calls_back_does_not_stall_exports() {
         assert_eq!(calls.len(), 3, "{}", profile.name);
         assert!(matches!(calls[0].outcome, CallOutcome::Lost));
         assert!(matches!(calls[1].outcome, CallOutcome::Lost));
-        // 5 s call timeout, checked on ticks; then a 0.5–1 s first retry: the tick at 7 s.
-        assert_eq!(calls[0].sent_at, secs(1));
-        assert_eq!(calls[1].sent_at, secs(7), "{}", profile.name);
-        // Second retry waits 1–2 s after the timeout noticed at 12 s.
+        // HEAD at 1 s, PUT at 2 s; 5 s call timeout, checked on ticks; then a 0.5–1 s first
+        // retry: the tick at 8 s.
+        assert_eq!(calls[0].sent_at, secs(2));
+        assert_eq!(calls[1].sent_at, secs(8), "{}", profile.name);
+        // Second retry waits 1–2 s after the timeout noticed at 13 s.
         assert!(
-            calls[2].sent_at == secs(13) || calls[2].sent_at == secs(14),
+            calls[2].sent_at == secs(14) || calls[2].sent_at == secs(15),
             "{:?}",
             calls[2].sent_at
         );
@@ -174,7 +183,7 @@ fn a_worker_killed_mid_upload_is_replaced_by_another_after_the_lease_ttl() {
         let s3 = mock_s3();
         let f = faulty(&s3);
         // The upload never reaches S3 and its worker dies while waiting.
-        f.push(Fault::Hang);
+        on_puts(&f, Fault::Hang, 1);
         let mut world = world_with_storage(&profile, f.clone());
         let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, ms(3_500));
@@ -186,8 +195,10 @@ fn a_worker_killed_mid_upload_is_replaced_by_another_after_the_lease_ttl() {
         let calls = storage_calls(&world, "PUT");
         assert_eq!(calls.len(), 2, "{}", profile.name);
         assert_eq!(calls[0].outcome, CallOutcome::Orphaned);
-        // Lease taken at 1 s for 15 s (default lease_ttl_ms): the other worker's tick at 17 s.
-        assert_eq!(calls[1].sent_at, secs(17), "{}", profile.name);
+        // The holder renews its 15 s lease (default lease_ttl_ms) on every tick; its last tick
+        // was at 3 s: the other worker's tick at 18 s takes over. It knows the object is absent
+        // (the HEAD at 1 s said so): straight to the conditional PUT.
+        assert_eq!(calls[1].sent_at, secs(18), "{}", profile.name);
         assert_ne!(calls[1].origin.worker, holder);
         assert_eq!(calls[1].request.header("if-none-match"), Some("*"));
         assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));
@@ -206,7 +217,7 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
         let s3 = mock_s3();
         let f = faulty(&s3);
         // S3 stores the object, the answer comes after 4 s; the worker dies before it.
-        f.push(Fault::Latency(secs(4)));
+        on_puts(&f, Fault::Latency(secs(4)), 1);
         let mut world = world_with_storage(&profile, f.clone());
         let node = start_exporter(&mut world, 2, &declarative(1));
         advance_to(&mut world, ms(2_500));
@@ -216,7 +227,7 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
         let methods: Vec<(String, u64, u16)> = world
             .calls()
             .into_iter()
-            .filter(|c| c.sent_at > secs(1))
+            .filter(|c| c.sent_at > secs(2))
             .map(|c| {
                 let status = match &c.outcome {
                     CallOutcome::Response(r) => r.status,
@@ -228,7 +239,7 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
         // If-None-Match: * fails (the dead worker's PUT landed), the HEAD shows our own content.
         assert_eq!(
             methods,
-            vec![("PUT".into(), 17, 412), ("HEAD".into(), 18, 200)],
+            vec![("PUT".into(), 18, 412), ("HEAD".into(), 19, 200)],
             "{}",
             profile.name
         );
@@ -237,10 +248,11 @@ fn a_worker_killed_after_its_upload_landed_lets_the_next_holder_find_it_stored()
         // The settled state holds: a later change is written conditionally on the ETag just read.
         apply_doc(&mut world, node, &declarative(2));
         advance_to(&mut world, secs(120));
+        // The HEAD after the 412 (the first one, at 1 s, found nothing).
         let head = world
             .calls()
             .into_iter()
-            .find(|c| c.request.method == "HEAD")
+            .rfind(|c| c.request.method == "HEAD")
             .unwrap();
         let CallOutcome::Response(head) = head.outcome else {
             panic!()
@@ -276,9 +288,16 @@ fn a_wrong_secret_is_logged_with_the_s3_code_retried_and_recovers_when_fixed() {
             failed.len(),
             "one clear line per attempt: {errors:?}"
         );
+        // The HEAD that asks first failed too (403; HEAD answers carry no error code), then
+        // each conditional PUT names the code.
         assert!(
-            errors[0].contains("403") && errors[0].contains("retry 1"),
+            errors[0].contains("403") && errors[0].contains("retry 2"),
             "{errors:?}"
+        );
+        let head_failure = log_messages(&world, "retry 1 in");
+        assert!(
+            head_failure.len() == 1 && head_failure[0].contains("HTTP 403"),
+            "{head_failure:?}"
         );
         assert!(s3.object(BUCKET, CONFIG_KEY).is_none());
         // The operator fixes the secret: the next retry lands.
@@ -397,9 +416,8 @@ fn an_object_written_without_our_metadata_is_replaced_conditionally() {
         assert_eq!(
             seen,
             vec![
-                ("PUT".into(), 1, Some("*".into()), None),
-                ("HEAD".into(), 2, None, None),
-                ("PUT".into(), 3, None, Some(etag.clone())),
+                ("HEAD".into(), 1, None, None),
+                ("PUT".into(), 2, None, Some(etag.clone())),
             ],
             "{}",
             profile.name

@@ -479,8 +479,9 @@ fn wrong_secret_is_a_clear_error_and_retried(srv: Server, test: &str, expected_c
     let wrong = "definitely-not-the-secret-0123456789/abcdefgh";
     let mut e = start_export(&srv, test, &doc(2), wrong, Keys::FilterConfig);
     e.world
-        .advance_until(Duration::from_secs(20), Duration::from_millis(100), |w| {
-            w.logs_containing("export to").len() >= 3
+        .advance_until(Duration::from_secs(30), Duration::from_millis(100), |w| {
+            // The HEAD that asks first, then conditional PUTs.
+            w.logs_containing("export to").len() >= 4
         });
     let puts: Vec<CallRecord> = storage_calls(&e.world, &srv)
         .into_iter()

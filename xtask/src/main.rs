@@ -26,7 +26,7 @@ enum Command {
         /// Package this .wasm instead of building the filter.
         #[arg(long)]
         wasm: Option<PathBuf>,
-        /// Tag written into both layouts' index.json [default: the crate version]
+        /// Tag of the CNCF layout; the compat layout gets TAG-compat [default: the crate version]
         #[arg(long)]
         tag: Option<String>,
         /// org.opencontainers.image.source annotation (the repository URL).
@@ -77,16 +77,20 @@ fn main() -> Result<()> {
             );
             println!("meta      {}", out.join(xtask::meta::FILE_NAME).display());
             println!(
-                "oci/cncf   manifest {}  ({}:{})",
+                "oci/cncf   manifest {}  (oci:{}:{})",
                 o.cncf_digest,
                 out.join("oci/cncf").display(),
                 opts.tag
             );
             println!(
-                "oci/compat manifest {}  ({}:{})",
+                "oci/compat manifest {}  (oci:{}:{})",
                 o.compat_digest,
                 out.join("oci/compat").display(),
-                opts.tag
+                package::compat_tag(&opts.tag)
+            );
+            println!(
+                "digests   {} (bare hex: Istio's / Envoy Gateway's sha256 = the oci/compat line)",
+                out.join(package::DIGESTS_FILE).display()
             );
             for (r, digest) in &o.pushed {
                 println!("pushed    {r}@{digest}");

@@ -1,7 +1,9 @@
 //! Kong's filter metadata, `<filter>.meta.json` beside the .wasm in `wasm_filters_path`:
-//! `{"config_schema": <JSON schema, draft 4, type object>}`. Kong 3.5+ validates every filter
-//! config against it (lua-resty-ljsonschema, draft 4). The checked-in file is the one source of
-//! truth; `tests/schema.rs` keeps it in step with the filter's config parser.
+//! `{"config_schema": <JSON schema, draft 4>}`. Kong 3.5+ validates every filter config against it
+//! (lua-resty-ljsonschema, draft 4). The top-level type is `["object", "string"]`: Kong 3.4 stores
+//! the configuration as a JSON string, and such a filter chain must survive the upgrade to 3.5+
+//! (docs/kong.md); only the object form is described in detail. The checked-in file is the one
+//! source of truth; `tests/schema.rs` keeps it in step with the filter's config parser.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
@@ -17,9 +19,12 @@ pub fn config_schema() -> Result<Value> {
     let schema = meta
         .get("config_schema")
         .context("meta.json has no config_schema")?;
+    let types = schema.get("type").and_then(Value::as_array);
     ensure!(
-        schema.get("type") == Some(&Value::from("object")),
-        "config_schema must have type: object"
+        types.is_some_and(
+            |t| t.contains(&Value::from("object")) && t.contains(&Value::from("string"))
+        ),
+        "config_schema must accept an object and a string (Kong 3.4 chains carry a string)"
     );
     Ok(schema.clone())
 }
@@ -34,7 +39,7 @@ pub fn write(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn shipped_meta_has_an_object_schema() {
+    fn shipped_meta_describes_the_object_form() {
         let schema = super::config_schema().unwrap();
         assert!(schema["properties"]
             .as_object()

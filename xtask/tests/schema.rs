@@ -6,53 +6,11 @@
 //! * every invalid config below is rejected by the parser, and by the schema unless it is marked as
 //!   something JSON Schema cannot express (then the schema must accept it, so the list stays honest).
 
-use config_bridge::config::Config;
+mod common;
+
+use common::{assert_no_problems, parser_accepts, root, schema_errors, validator};
 use serde_json::{json, Value};
-use std::{
-    collections::HashMap,
-    fs,
-    path::{Path, PathBuf},
-};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn validator() -> jsonschema::Validator {
-    let schema = xtask::meta::config_schema().expect("meta.json shape");
-    jsonschema::draft4::meta::validate(&schema).expect("config_schema is a valid draft-4 schema");
-    jsonschema::draft4::new(&schema).expect("config_schema compiles")
-}
-
-/// Settings the examples may leave to the environment (Kong's env vars), as a node would have them.
-/// None of them turns export/import on or names the storage: those must come from the example.
-fn env() -> impl Fn(&str) -> Option<String> {
-    let vars: HashMap<&str, &str> = HashMap::from([
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        ),
-        ("AWS_REGION", "us-east-1"),
-        ("CONFIG_BRIDGE_GATEWAY_VERSION", "3.9.1"),
-    ]);
-    move |k| vars.get(k).map(|v| v.to_string())
-}
-
-fn parser_accepts(config: &Value) -> Result<(), String> {
-    Config::parse(config.to_string().as_bytes(), &env())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-fn schema_errors(v: &jsonschema::Validator, config: &Value) -> Vec<String> {
-    v.iter_errors(config)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
+use std::{fs, path::PathBuf};
 
 fn example_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -173,6 +131,11 @@ fn valid_variants_pass_the_schema_and_the_parser() {
         with(
             json!({"aws_access_key_id": null, "aws_secret_access_key": null, "aws_region": null, "gateway_version": null}),
         ),
+        with(json!({"strict_config": true, "shared_data_namespace": "kv"})),
+        with(json!({"strict_config": "off", "shared_data_namespace": "*"})),
+        with(json!({"shared_data_namespace": " kong_wasm-1.kv "})),
+        // A Kong 3.4 filter chain upgraded to 3.5+: the whole configuration is a JSON string.
+        Value::String(base().to_string()),
     ];
     for config in variants {
         let errors = schema_errors(&v, &config);
@@ -200,6 +163,13 @@ fn invalid_configs_are_rejected_by_the_parser_and_the_schema() {
     let v = validator();
     let cases: Vec<(&str, Value, Schema)> = vec![
         ("top level is an array", json!([1]), Rejects),
+        ("top level a string that is no object", json!("on"), Rejects),
+        // A string is opaque to the schema (Kong 3.4 chains carried into 3.5+): the filter checks it.
+        (
+            "top level a string holding an invalid object",
+            Value::String(with(json!({"cluster_fallback_config_exprot": "on"})).to_string()),
+            CannotExpress,
+        ),
         (
             "unknown setting",
             with(json!({"cluster_fallback_config_exprot": "on"})),
@@ -418,6 +388,21 @@ fn invalid_configs_are_rejected_by_the_parser_and_the_schema() {
             with(json!({"retry_base_ms": 1.5})),
             Rejects,
         ),
+        (
+            "strict_config not a boolean",
+            with(json!({"strict_config": "maybe"})),
+            Rejects,
+        ),
+        (
+            "shared_data_namespace with a slash",
+            with(json!({"shared_data_namespace": "a/b"})),
+            Rejects,
+        ),
+        (
+            "shared_data_namespace too long",
+            with(json!({"shared_data_namespace": "x".repeat(65)})),
+            Rejects,
+        ),
         // Cross-field comparisons need $data, which no JSON Schema draft has.
         (
             "lease shorter than two ticks",
@@ -446,12 +431,7 @@ fn invalid_configs_are_rejected_by_the_parser_and_the_schema() {
             _ => {}
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(&problems);
 }
 
 #[test]

@@ -644,10 +644,10 @@ fn proxy_get_shared_data(
     size_out: u32,
     cas_out: u32,
 ) -> Result<i32> {
-    if !c.data().world.profile.shared_data_zone {
-        bail!("get_shared_data without a shm_kv zone (ngx_wasm_module traps)");
-    }
     let key = read_string(&mut c, kp, ks)?;
+    if let Err(why) = c.data().world.profile.resolve_shm_zone(&key) {
+        bail!("get_shared_data: {why} (ngx_wasm_module traps)");
+    }
     let value = lock(&c.data().node.shared_data).get(&key);
     match value {
         None => Ok(NOT_FOUND),
@@ -661,10 +661,10 @@ fn proxy_get_shared_data(
 }
 
 fn proxy_set_shared_data(mut c: C, kp: u32, ks: u32, vp: u32, vs: u32, cas: u32) -> Result<i32> {
-    if !c.data().world.profile.shared_data_zone {
-        bail!("set_shared_data without a shm_kv zone (ngx_wasm_module traps)");
-    }
     let key = read_string(&mut c, kp, ks)?;
+    if let Err(why) = c.data().world.profile.resolve_shm_zone(&key) {
+        bail!("set_shared_data: {why} (ngx_wasm_module traps)");
+    }
     let value = read(&mut c, vp, vs)?;
     let strict = c.data().world.profile.strict_cas;
     let result = lock(&c.data().node.shared_data).set(&key, value, cas, strict);

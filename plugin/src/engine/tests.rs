@@ -221,9 +221,11 @@ fn four_root_contexts_export_once_per_change_with_kong_debounce() {
         sim.run_until(30_000);
         sim.apply_all(&doc("D"));
         sim.run_until(200_000);
+        // A: HEAD at 1 s (the node does not know the object yet), PUT on the next tick. The
+        // debounce counts from the export's start, so D still goes at 61 s.
         assert_eq!(
             sim.s3.put_bodies(),
-            vec![(1000, doc("A")), (61_000, doc("D"))],
+            vec![(2000, doc("A")), (61_000, doc("D"))],
             "{rules:?}"
         );
         let exported = sim
@@ -242,18 +244,21 @@ fn four_root_contexts_export_once_per_change_with_kong_debounce() {
             "{}",
             exported[0]
         );
-        assert!(exported[0].contains("in 200 ms"), "{}", exported[0]);
-        // The first write was create-only, the second replaced exactly what we wrote.
+        // HEAD at 1 s, its answer at 1.2 s, the PUT at 2 s answered at 2.2 s.
+        assert!(exported[0].contains("in 1200 ms"), "{}", exported[0]);
+        // Asked first, then the first write was create-only, the second replaced exactly what
+        // we wrote.
+        assert_eq!(sim.dispatches[0].2.request.method, "HEAD");
         assert_eq!(
-            sim.dispatches[0].2.request.header("if-none-match"),
+            sim.dispatches[1].2.request.header("if-none-match"),
             Some("*")
         );
         assert_eq!(
-            sim.dispatches[1].2.request.header("if-match"),
+            sim.dispatches[2].2.request.header("if-match"),
             Some("\"etag-1\"")
         );
         assert_eq!(
-            sim.dispatches[0].2.request.header("x-amz-meta-uploader"),
+            sim.dispatches[1].2.request.header("x-amz-meta-uploader"),
             Some("node-a")
         );
     }
@@ -281,10 +286,10 @@ fn a_change_seen_by_only_some_root_contexts_is_exported_by_one_of_them() {
         sim.run_until(300_000);
         assert_eq!(
             sim.s3.put_bodies(),
-            vec![(1000, doc("A")), (101_000, doc("B"))],
+            vec![(2000, doc("A")), (101_000, doc("B"))],
             "{rules:?}"
         );
-        assert!(matches!(sim.dispatches[1].1, 1 | 3), "{rules:?}");
+        assert!(matches!(sim.dispatches[2].1, 1 | 3), "{rules:?}");
         // Back to A on instance 1 later: newest again, exported by an instance-1 root context.
         sim.apply_all(&doc("A"));
         sim.run_until(400_000);
@@ -320,12 +325,13 @@ fn change_during_upload_is_exported_after_it() {
     let mut sim = Sim::new(CasRules::Ngx, 2, &cfg);
     sim.latency_ms = 3000;
     sim.apply_all(&doc("A"));
-    sim.run_until(2000); // A dispatched at 1 s, answered at 4 s
+    // HEAD at 1 s answered at 4 s; A's PUT dispatched at 4 s, answered at 7 s.
+    sim.run_until(5000);
     sim.apply_all(&doc("B"));
     sim.run_until(40_000);
     assert_eq!(
         sim.s3.put_bodies(),
-        vec![(1000, doc("A")), (11_000, doc("B"))]
+        vec![(4000, doc("A")), (11_000, doc("B"))]
     );
 }
 
@@ -338,7 +344,8 @@ fn failures_retry_with_backoff_and_a_newer_config_replaces_the_pending_retry() {
     let mut sim = Sim::new(CasRules::Envoy, 2, &cfg);
     sim.s3.fail_next = vec![500];
     sim.apply_all(&doc("A"));
-    sim.run_until(1500);
+    // HEAD at 1 s; A's PUT at 2 s fails at 2.2 s.
+    sim.run_until(2500);
     sim.apply_all(&doc("B"));
     sim.run_until(30_000);
     let warns = sim.logs(Level::Warn);
@@ -349,11 +356,18 @@ fn failures_retry_with_backoff_and_a_newer_config_replaces_the_pending_retry() {
         warns[0]
     );
     assert!(warns[0].contains("retry 1 in "), "{}", warns[0]);
-    // The retry (2–4 s after the failure at 1.2 s) carries B, not A; A is never stored.
+    // The retry (2–4 s after the failure at 2.2 s) carries B, not A; A is never stored.
     let puts = sim.s3.put_bodies();
     assert_eq!(puts.len(), 1);
     assert_eq!(puts[0].1, doc("B"));
-    assert!((3000..=6000).contains(&puts[0].0), "retry at {}", puts[0].0);
+    assert!((4000..=7000).contains(&puts[0].0), "retry at {}", puts[0].0);
+    // The object's state was learnt once: the retry goes straight to the PUT.
+    let methods: Vec<_> = sim
+        .dispatches
+        .iter()
+        .map(|(_, _, d)| d.request.method.as_str())
+        .collect();
+    assert_eq!(methods, ["HEAD", "PUT", "PUT"]);
     assert!(!sim
         .effects
         .iter()
@@ -438,8 +452,9 @@ fn a_dead_holder_is_replaced_after_its_lease_and_call_expire() {
         sim.run_until(30_000);
         let puts = sim.s3.put_bodies();
         assert_eq!(puts.len(), 1, "{rules:?}: {puts:?}");
-        // Lease held until the call deadline (5 s); taken over on the first tick after it.
-        assert_eq!(puts[0].0, 6000, "{rules:?}");
+        // Lease held until the call deadline (5 s); taken over on the first tick after it (a
+        // HEAD at 6 s, the PUT at 7 s).
+        assert_eq!(puts[0].0, 7000, "{rules:?}");
         assert_ne!(sim.dispatches[1].1, holder);
     }
 }
@@ -467,7 +482,8 @@ fn a_newer_config_from_another_node_is_not_overwritten() {
         .iter()
         .map(|(_, _, d)| d.request.method.clone())
         .collect();
-    assert_eq!(methods, ["PUT", "HEAD"]);
+    // Asked first: the newer object is seen before any body is sent.
+    assert_eq!(methods, ["HEAD"]);
     assert!(sim.s3.puts.is_empty());
     assert_eq!(
         sim.s3.objects["/bucket-1/kong/3.9.1/config.json"].body,
@@ -509,12 +525,12 @@ fn an_older_foreign_object_is_replaced_with_if_match() {
         .iter()
         .map(|(_, _, d)| d.request.method.clone())
         .collect();
-    assert_eq!(methods, ["PUT", "HEAD", "PUT"]);
+    assert_eq!(methods, ["HEAD", "PUT"]);
     assert_eq!(
-        sim.dispatches[2].2.request.header("if-match"),
+        sim.dispatches[1].2.request.header("if-match"),
         Some("\"old\"")
     );
-    assert_eq!(sim.s3.put_bodies(), vec![(103_000, doc("A"))]);
+    assert_eq!(sim.s3.put_bodies(), vec![(102_000, doc("A"))]);
 }
 
 #[test]
@@ -536,7 +552,7 @@ fn dispatch_failure_from_the_host_is_a_failed_export() {
         1000,
         &mut shared,
     );
-    assert!(fx.iter().any(|f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("request failed: broken connection"))), "{fx:?}");
+    assert!(fx.iter().any(|f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("request to 127.0.0.1:9000 failed: broken connection"))), "{fx:?}");
 }
 
 #[test]
@@ -556,4 +572,129 @@ fn import_only_configuration_never_dispatches() {
     for t in (0..10_000).step_by(1000) {
         assert!(e.tick(t, &mut shared).dispatch.is_none());
     }
+}
+
+/// An nginx reload wipes shared data: the node forgets the object's ETag. It asks first (HEAD)
+/// and uploads only when the content differs, exactly once, conditioned on the ETag it read.
+#[test]
+fn after_a_reload_the_node_asks_before_uploading_and_never_uploads_twice() {
+    for rules in RULES {
+        let cfg = config(&doc("A"), serde_json::json!({}));
+        let mut sim = Sim::new(rules, 2, &cfg);
+        sim.apply_all(&doc("A"));
+        sim.run_until(10_000);
+        assert_eq!(sim.s3.puts.len(), 1, "{rules:?}");
+
+        // Reload with the same config: new workers, empty shared data.
+        sim.shared = FakeStore::new(rules);
+        sim.engines = (0..2)
+            .map(|i| Some(Engine::new(cfg.clone(), 0x2000 + i)))
+            .collect();
+        let before = sim.dispatches.len();
+        sim.apply_all(&doc("A"));
+        sim.run_until(100_000);
+        let methods: Vec<_> = sim.dispatches[before..]
+            .iter()
+            .map(|(_, _, d)| d.request.method.clone())
+            .collect();
+        assert_eq!(methods, ["HEAD"], "{rules:?}");
+        assert_eq!(sim.s3.puts.len(), 1, "{rules:?}");
+        assert!(
+            sim.logs(Level::Info)
+                .iter()
+                .any(|l| l.contains("already holds this config")),
+            "{rules:?}"
+        );
+
+        // Reload with a new config: one HEAD, then exactly one full-body PUT with If-Match.
+        sim.shared = FakeStore::new(rules);
+        sim.engines = (0..2)
+            .map(|i| Some(Engine::new(cfg.clone(), 0x3000 + i)))
+            .collect();
+        let before = sim.dispatches.len();
+        sim.apply_all(&doc("B"));
+        sim.run_until(200_000);
+        let sent: Vec<_> = sim.dispatches[before..]
+            .iter()
+            .map(|(_, _, d)| {
+                (
+                    d.request.method.clone(),
+                    d.request.header("if-match").map(str::to_string),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("HEAD".to_string(), None),
+                ("PUT".to_string(), Some("\"etag-1\"".to_string()))
+            ],
+            "{rules:?}"
+        );
+        assert_eq!(
+            sim.s3.put_bodies().last().map(|p| p.1.clone()),
+            Some(doc("B"))
+        );
+    }
+}
+
+/// A change that arrives while the HEAD is out, and that storage already holds, is not uploaded.
+#[test]
+fn a_head_answer_that_matches_the_current_document_settles_it() {
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut sim = Sim::new(CasRules::Ngx, 1, &cfg);
+    sim.latency_ms = 3000;
+    // Storage already holds B (written by this node before a reload).
+    let key = "/bucket-1/kong/3.9.1/config.json".to_string();
+    let b_hash = crate::source::Document::new(Rc::new(doc("B").into_bytes()), 0).sha256_hex;
+    sim.s3.objects.insert(
+        key,
+        Object {
+            body: doc("B").into_bytes(),
+            etag: "\"b\"".into(),
+            meta: vec![("x-amz-meta-config-sha256".into(), b_hash)],
+        },
+    );
+    sim.apply_all(&doc("A"));
+    sim.run_until(2000); // HEAD (for A) out at 1 s, answered at 4 s
+    sim.apply_all(&doc("B"));
+    sim.run_until(60_000);
+    assert!(sim.s3.puts.is_empty(), "{:?}", sim.s3.put_bodies());
+}
+
+/// Failure lines say where the call went (host:port), never credentials.
+#[test]
+fn failure_lines_name_the_endpoint() {
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut e = Engine::new(cfg, 11);
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    e.on_event(
+        Event::ConfigApplied(Rc::new(doc("A").into_bytes())),
+        0,
+        &mut shared,
+    );
+    let d = e.tick(1000, &mut shared).dispatch.expect("a request");
+    let fx = e.on_event(
+        Event::CallFailed {
+            id: d.id,
+            reason: "timeout".into(),
+        },
+        1500,
+        &mut shared,
+    );
+    let line = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::Log(Level::Warn, m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("a warning");
+    assert!(
+        line.contains("request to 127.0.0.1:9000 failed: timeout"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("SECRETKEY") && !line.contains("AKID"),
+        "{line}"
+    );
 }

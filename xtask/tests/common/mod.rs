@@ -1,0 +1,67 @@
+//! Helpers shared by the xtask integration tests: the filter's JSON schema (Kong's meta.json) and
+//! its own config parser, so that every check runs both.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use config_bridge::config::Config;
+use serde_json::Value;
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The meta.json `config_schema`, checked against the draft-4 metaschema and compiled.
+pub fn validator() -> jsonschema::Validator {
+    let schema = xtask::meta::config_schema().expect("meta.json shape");
+    jsonschema::draft4::meta::validate(&schema).expect("config_schema is a valid draft-4 schema");
+    jsonschema::draft4::new(&schema).expect("config_schema compiles")
+}
+
+/// Settings the examples may leave to the environment (Kong's env vars), as a node would have them.
+/// None of them turns export/import on or names the storage: those must come from the example.
+pub fn env() -> impl Fn(&str) -> Option<String> {
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+        ("AWS_REGION", "us-east-1"),
+        ("CONFIG_BRIDGE_GATEWAY_VERSION", "3.9.1"),
+    ]);
+    move |k| vars.get(k).map(|v| v.to_string())
+}
+
+/// The filter's parser on the bytes a host hands to `on_configure`.
+pub fn parser_accepts_bytes(bytes: &[u8]) -> Result<(), String> {
+    Config::parse(bytes, &env())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+pub fn parser_accepts(config: &Value) -> Result<(), String> {
+    parser_accepts_bytes(config.to_string().as_bytes())
+}
+
+pub fn schema_errors(v: &jsonschema::Validator, config: &Value) -> Vec<String> {
+    v.iter_errors(config)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Fails with every problem found, one a line (tests collect them all before failing).
+pub fn assert_no_problems(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
