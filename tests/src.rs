@@ -7,6 +7,10 @@
 
 #[path = "native_sigv4.rs"]
 pub mod native_sigv4;
+#[path = "src/real_engine.rs"]
+pub mod real_engine;
+#[path = "src/s3_servers.rs"]
+pub mod s3_servers;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

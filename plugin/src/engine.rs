@@ -552,7 +552,10 @@ impl Engine {
                     );
                     self.follow_up = Some(FollowUp::Head { since });
                 }
-                PutOutcome::Failed(e) => self.export_failed(&call, &e.to_string(), now, shared, fx),
+                PutOutcome::Failed(e) => {
+                    let why = format!("{e} (from {})", self.cfg.storage_upstream);
+                    self.export_failed(&call, &why, now, shared, fx)
+                }
             },
             CallKind::Head { hash } => match self.store.parse_head(resp) {
                 HeadOutcome::Found(meta) => {
@@ -636,7 +639,8 @@ impl Engine {
                             rec.known = true;
                         });
                     self.record_problem(recorded, fx);
-                    self.export_failed(&call, &e.to_string(), now, shared, fx)
+                    let why = format!("{e} (from {})", self.cfg.storage_upstream);
+                    self.export_failed(&call, &why, now, shared, fx)
                 }
             },
             CallKind::Poll => {

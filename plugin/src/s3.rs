@@ -243,6 +243,13 @@ impl ObjectStore for S3Store {
             // 412: If-Match / If-None-Match failed; 409 ConditionalRequestConflict: a concurrent
             // conditional write won the race. Both mean "look at what is there now".
             412 | 409 => PutOutcome::PreconditionFailed,
+            // `If-Match` on an object that no longer exists (the store was wiped or the object
+            // deleted): AWS and moto answer 404 NoSuchKey, s3s-fs 412. Either way the node's
+            // idea of the object is stale (NoSuchBucket stays a failure).
+            404 => match error_from(resp) {
+                e if e.code == "NoSuchKey" => PutOutcome::PreconditionFailed,
+                e => PutOutcome::Failed(e),
+            },
             _ => PutOutcome::Failed(error_from(resp)),
         }
     }
@@ -625,6 +632,21 @@ mod tests {
             panic!()
         };
         assert_eq!((e.code.as_str(), e.is_server_side()), ("SlowDown", true));
+    }
+
+    #[test]
+    fn a_put_on_a_vanished_object_is_a_conflict_but_a_missing_bucket_a_failure() {
+        let store = S3Store::new(settings(None), "b-1".into(), "u".into());
+        let no_key = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
+        assert_eq!(
+            store.parse_put(&resp(404, &[], no_key)),
+            PutOutcome::PreconditionFailed
+        );
+        let no_bucket = "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
+        assert!(matches!(
+            store.parse_put(&resp(404, &[], no_bucket)),
+            PutOutcome::Failed(e) if e.code == "NoSuchBucket"
+        ));
     }
 
     #[test]

@@ -427,3 +427,44 @@ fn an_object_written_without_our_metadata_is_replaced_conditionally() {
         assert_no_secrets(&world, &[]);
     }
 }
+
+/// The store loses the object (wiped, restarted empty, deleted by hand): the node's `If-Match`
+/// gets 404 NoSuchKey (AWS, moto, our mock) or 412 (s3s-fs). Either way it asks again and writes
+/// with `If-None-Match: *`; the newest config lands.
+#[test]
+fn a_store_that_lost_the_object_gets_the_newest_config_again() {
+    for profile in two_profiles() {
+        let s3 = mock_s3();
+        let mut world = world_with_storage(&profile, s3.clone());
+        let node = start_exporter(&mut world, 2, &declarative(1));
+        advance_to(&mut world, secs(5));
+        assert_exported(&s3, &declarative(1));
+        assert!(s3.delete_object_direct(BUCKET, CONFIG_KEY));
+        apply_doc(&mut world, node, &declarative(2));
+        advance_to(&mut world, secs(120));
+        assert_exported(&s3, &declarative(2));
+        let tail: Vec<(String, u16)> = s3
+            .requests()
+            .iter()
+            .skip(2)
+            .map(|r| (r.method.clone(), r.status))
+            .collect();
+        assert_eq!(
+            tail,
+            vec![
+                ("PUT".to_string(), 404),
+                ("HEAD".to_string(), 404),
+                ("PUT".to_string(), 200)
+            ],
+            "{}",
+            profile.name
+        );
+        assert_eq!(
+            storage_calls(&world, "PUT")
+                .last()
+                .and_then(|c| c.request.header("if-none-match").map(str::to_string)),
+            Some("*".to_string())
+        );
+        no_traps(&world);
+    }
+}

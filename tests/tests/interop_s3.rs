@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use config_bridge_tests::native_sigv4::{sha256_hex, Signer};
+use config_bridge_tests::s3_servers::S3Server;
 use config_bridge_tests::{canonical_json, plugin_module};
 use host_harness::http::{CallContext, Handler, HttpRequest, HttpResponse, Reply};
 use host_harness::tcp_upstream::TcpUpstream;
@@ -51,48 +52,16 @@ struct Server {
     storage_class: bool,
 }
 
-/// The server behind `prefix` (`S3S`, `MOTO`), or `None` (skip) when its variables are missing
-/// outside CI. Under CI a missing variable fails the test.
+/// The server behind `prefix` (`S3S`, `MOTO`), or `None` (skip); see `S3Server::from_env`.
 fn server(name: &'static str, prefix: &str, test: &str) -> Option<Server> {
-    let var = |suffix: &str| {
-        let key = format!("{prefix}_{suffix}");
-        std::env::var(&key)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .ok_or(key)
-    };
-    let got = (|| {
-        Ok::<_, String>((
-            var("ENDPOINT")?,
-            var("ACCESS_KEY")?,
-            var("SECRET_KEY")?,
-            var("BUCKET").unwrap_or_else(|_| "interop".into()),
-        ))
-    })();
-    let (endpoint, access_key, secret_key, bucket) = match got {
-        Ok(v) => v,
-        Err(missing) => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "{test}: {missing} is not set and CI is: start the servers with \
-                     `eval \"$(bash .ci/servers/s3.sh)\"` before the interop tests"
-                );
-            }
-            eprintln!(
-                "SKIP interop {test} ({name}): {missing} not set; run `eval \"$(bash \
-                 .ci/servers/s3.sh)\"` first (with CI set this is a failure)"
-            );
-            return None;
-        }
-    };
-    let host_port = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    assert!(
-        !host_port.contains('/') && host_port.contains(':'),
-        "{prefix}_ENDPOINT must be http://host:port, got {endpoint}"
-    );
+    let S3Server {
+        name,
+        endpoint,
+        host_port,
+        access_key,
+        secret_key,
+        bucket,
+    } = S3Server::from_env(name, prefix, &format!("interop {test}"))?;
     Some(Server {
         name,
         endpoint,
