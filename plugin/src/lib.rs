@@ -17,6 +17,4 @@ pub mod source;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]
-mod guarded_hostcalls;
-#[cfg(target_arch = "wasm32")]
 mod shell;

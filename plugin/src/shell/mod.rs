@@ -1,0 +1,329 @@
+//! The proxy-wasm shell: host callbacks become core events, core output becomes hostcalls. No
+//! decisions here. Rules (docs/host-behaviours.md): never trap (every hostcall result is a
+//! `Result`, nothing is unwrapped, unknown ids are ignored), dispatch only from `on_tick`, never
+//! read properties in a root context, metrics are optional.
+
+mod abi;
+mod hostcalls;
+mod metrics;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use crate::config::{Config, ConfigError};
+use crate::config_report::{inert_line, summary};
+use crate::engine::{CallId, Effect, Engine, Event, Level, Metric};
+use crate::node_lock::SharedStore;
+use crate::object_store::HttpResponse;
+use hostcalls::LogLevel;
+use metrics::Metrics;
+
+/// How often an inert filter (invalid configuration) repeats its error line.
+const INERT_REMINDER_MS: u64 = 300_000;
+/// Tick period while inert: only the reminder runs.
+const INERT_TICK_MS: u64 = 10_000;
+
+thread_local! {
+    static FILTER: RefCell<Filter> = RefCell::new(Filter::default());
+}
+
+/// Runs `f` on the filter state; `None` if the state is busy (a host calling back into the
+/// filter from inside a hostcall, which no host is known to do) — never a panic.
+fn with_filter<T>(f: impl FnOnce(&mut Filter) -> T) -> Option<T> {
+    FILTER.with(|cell| cell.try_borrow_mut().ok().map(|mut filter| f(&mut filter)))
+}
+
+fn log(level: Level, message: &str) {
+    let host_level = match level {
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+        Level::Error => LogLevel::Error,
+    };
+    // Nothing sensible to do if logging itself fails.
+    let _ = hostcalls::log(host_level, &format!("[config-bridge] {message}"));
+}
+
+/// Every root context of this worker (one per filter instance), by context id.
+#[derive(Default)]
+pub(crate) struct Filter {
+    roots: BTreeMap<u32, Root>,
+    /// Root contexts created so far: part of each one's identity.
+    created: u64,
+}
+
+impl Filter {
+    fn root_created(&mut self, context_id: u32) {
+        self.created += 1;
+        let created = self.created;
+        self.roots
+            .entry(context_id)
+            .or_insert_with(|| Root::new(context_id, created));
+    }
+
+    fn root_deleted(&mut self, context_id: u32) {
+        self.roots.remove(&context_id);
+    }
+
+    fn root(&mut self, context_id: u32) -> &mut Root {
+        if !self.roots.contains_key(&context_id) {
+            self.root_created(context_id);
+        }
+        let created = self.created;
+        self.roots
+            .entry(context_id)
+            .or_insert_with(|| Root::new(context_id, created))
+    }
+
+    fn configure(&mut self, context_id: u32) -> bool {
+        self.root(context_id).configure()
+    }
+
+    fn tick(&mut self, context_id: u32) {
+        if let Some(root) = self.roots.get_mut(&context_id) {
+            root.tick();
+        }
+    }
+
+    fn call_response(&mut self, context_id: u32, token: u32, body_size: usize) {
+        match self.roots.get_mut(&context_id) {
+            Some(root) => root.call_response(token, body_size),
+            None => log(
+                Level::Debug,
+                &format!("answer for unknown context {context_id} ignored"),
+            ),
+        }
+    }
+}
+
+/// Shared data through the host; every status becomes a `Result`.
+struct HostShared;
+
+impl SharedStore for HostShared {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+        hostcalls::get_shared_data(key).map_err(|s| format!("get_shared_data: status {}", s.0))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, String> {
+        hostcalls::set_shared_data(key, value, cas)
+            .map_err(|s| format!("set_shared_data: status {}", s.0))
+    }
+}
+
+/// An invalid configuration: the filter does nothing but remind.
+struct Inert {
+    error: ConfigError,
+    last_reminder_ms: u64,
+}
+
+struct Root {
+    context_id: u32,
+    me: u64,
+    engine: Option<Engine>,
+    inert: Option<Inert>,
+    /// Host call token → engine call id (no hashing: no `RandomState`, whose seeding may panic).
+    calls: BTreeMap<u32, CallId>,
+    metrics: Metrics,
+}
+
+impl Root {
+    fn new(context_id: u32, created: u64) -> Root {
+        // Unique per root context across the node's workers: WASI randomness mixed with the host
+        // time, the context id and this worker's creation count.
+        let mut seed = hostcalls::random_u64().unwrap_or(0);
+        for part in [
+            hostcalls::now_ms().unwrap_or(0),
+            u64::from(context_id),
+            created,
+        ] {
+            seed = crate::backoff::Rng::new(seed ^ part).next_u64();
+        }
+        Root {
+            context_id,
+            me: seed.max(1),
+            engine: None,
+            inert: None,
+            calls: BTreeMap::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    fn effects(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Log(level, msg) => log(level, &msg),
+                Effect::Metric(m, v) => self.metrics.apply(m, v),
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        let Ok(now) = hostcalls::now_ms() else { return };
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        let fx = engine.on_event(event, now, &mut HostShared);
+        self.effects(fx);
+    }
+
+    fn configure(&mut self) -> bool {
+        let bytes = match hostcalls::buffer(hostcalls::PLUGIN_CONFIGURATION, usize::MAX) {
+            Ok(b) => b,
+            Err(s) => {
+                // Nothing to validate: stay inert rather than take the worker down.
+                let error = ConfigError {
+                    field: "configuration".into(),
+                    reason: format!("the host did not hand it over (status {})", s.0),
+                    strict: false,
+                };
+                return self.go_inert(error);
+            }
+        };
+        // The buffer is consumed: an inline payload is cut out of it in place, the rest released.
+        let cfg = match Config::parse_owned(bytes, &|name| std::env::var(name).ok()) {
+            Ok(c) => c,
+            Err(e) => return self.go_inert(e),
+        };
+        if cfg.import && !cfg.export {
+            log(Level::Warn, "cluster_fallback_config_import is not implemented in this build yet; this filter instance only validates its configuration");
+        }
+        if let Err(s) = hostcalls::set_tick_period_ms(cfg.tick_period_ms) {
+            log(
+                Level::Error,
+                &format!("cannot set the tick period (status {})", s.0),
+            );
+        }
+        self.inert = None;
+        self.metrics.apply(Metric::ConfigInvalid, 0);
+        let summary = summary(&cfg);
+        let engine = match self.engine.as_mut() {
+            Some(e) => {
+                e.reconfigure(cfg);
+                e
+            }
+            None => self.engine.insert(Engine::new(cfg, self.me)),
+        };
+        if let Some(doc) = engine.own_config_document() {
+            self.event(Event::ConfigApplied(doc));
+        }
+        log(
+            Level::Info,
+            &format!("configured (root context {}): {summary}", self.context_id),
+        );
+        true
+    }
+
+    /// An invalid configuration: one error line naming the field; then no export, no import.
+    /// `on_configure` still returns true unless `strict_config` asked the host to refuse
+    /// (ngx_wasm_module kills the worker for good on false: docs/host-behaviours.md).
+    fn go_inert(&mut self, error: ConfigError) -> bool {
+        log(Level::Error, &inert_line(&error, false));
+        self.engine = None;
+        self.calls.clear();
+        self.metrics.apply(Metric::ConfigInvalid, 1);
+        if error.strict {
+            return false;
+        }
+        if let Err(s) = hostcalls::set_tick_period_ms(INERT_TICK_MS) {
+            log(
+                Level::Warn,
+                &format!("cannot set the tick period (status {})", s.0),
+            );
+        }
+        self.inert = Some(Inert {
+            error,
+            last_reminder_ms: hostcalls::now_ms().unwrap_or(0),
+        });
+        true
+    }
+
+    fn tick(&mut self) {
+        let Ok(now) = hostcalls::now_ms() else {
+            log(Level::Warn, "host time unavailable; tick skipped");
+            return;
+        };
+        if let Some(inert) = self.inert.as_mut() {
+            if now.saturating_sub(inert.last_reminder_ms) >= INERT_REMINDER_MS {
+                inert.last_reminder_ms = now;
+                log(Level::Error, &inert_line(&inert.error, true));
+            }
+            return;
+        }
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        let out = engine.tick(now, &mut HostShared);
+        self.effects(out.effects);
+        let Some(d) = out.dispatch else { return };
+        let r = &d.request;
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", r.method.as_str()),
+            (":path", r.path.as_str()),
+            (":authority", r.authority.as_str()),
+            (":scheme", r.scheme.as_str()),
+        ];
+        headers.extend(r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        match hostcalls::http_call(&r.upstream, &headers, &r.body, d.timeout_ms) {
+            Ok(token) => {
+                self.calls.insert(token, d.id);
+            }
+            Err(s) => {
+                let reason = format!(
+                    "the host refused the call to upstream {} (status {})",
+                    r.upstream, s.0
+                );
+                self.event(Event::CallFailed { id: d.id, reason });
+            }
+        }
+    }
+
+    fn call_response(&mut self, token: u32, body_size: usize) {
+        let Some(id) = self.calls.remove(&token) else {
+            log(
+                Level::Debug,
+                &format!("answer for an unknown call token {token} ignored"),
+            );
+            return;
+        };
+        // Read even when the header count is 0: ngx_wasm_module reports failures in
+        // `:dispatch_status`.
+        let headers = hostcalls::call_response_headers().unwrap_or_default();
+        let status = headers
+            .iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.trim().parse::<u16>().ok());
+        let Some(status) = status else {
+            let reason = headers
+                .iter()
+                .find(|(k, _)| k == ":dispatch_status")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "no response".to_string());
+            self.event(Event::CallFailed { id, reason });
+            return;
+        };
+        let body = if body_size > 0 {
+            match hostcalls::buffer(hostcalls::HTTP_CALL_RESPONSE_BODY, body_size) {
+                Ok(b) => b,
+                Err(s) => {
+                    let reason = format!("cannot read the response body (status {})", s.0);
+                    self.event(Event::CallFailed { id, reason });
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let headers = headers
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(':'))
+            .collect();
+        self.event(Event::CallAnswered {
+            id,
+            response: HttpResponse {
+                status,
+                headers,
+                body,
+            },
+        });
+    }
+}
