@@ -1,12 +1,12 @@
 //! One-line descriptions of a filter configuration for the log: what a configured filter does,
 //! and why an invalid one stays inert. Never quotes a credential.
 
-use crate::config::{Config, ConfigError, SourceConfig};
-use crate::storage::Backend;
+use crate::settings::storage::Backend;
+use crate::settings::{Config, ConfigError, SourceConfig};
 
 /// `export s3://b/p/3.9.1/config.json (delay 60 s, source: the filter's config) via upstream h:p`.
 pub fn summary(cfg: &Config) -> String {
-    let scheme = match cfg.storage.backend {
+    let scheme = match cfg.storage.location.backend {
         Backend::S3 => "s3",
         Backend::Gcs => "gcs",
     };
@@ -27,10 +27,10 @@ pub fn summary(cfg: &Config) -> String {
     format!(
         "{} {scheme}://{}/{} (delay {} ms, source: {source}) via upstream {}{}",
         jobs.join("+"),
-        cfg.storage.bucket,
+        cfg.storage.location.bucket,
         cfg.config_key(),
         cfg.export_delay_ms,
-        cfg.storage_upstream,
+        cfg.storage.upstream,
         match &cfg.shared_data_namespace {
             Some(ns) => format!(", shared data in shm_kv zone {ns}"),
             None => String::new(),

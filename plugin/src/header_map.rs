@@ -7,7 +7,7 @@
 pub fn decode_lossy(bytes: &[u8]) -> Vec<(String, String)> {
     let word = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        Some(u32::from_le_bytes(b.try_into().ok()?) as usize)
     };
     let Some(count) = word(0) else {
         return Vec::new();

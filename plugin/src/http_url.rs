@@ -176,8 +176,12 @@ pub fn percent_encode(input: &str, keep_slash: bool) -> String {
             out.push(b as char);
         } else {
             out.push('%');
-            out.push(char::from(HEX[(b >> 4) as usize]));
-            out.push(char::from(HEX[(b & 15) as usize]));
+            out.push(char::from(
+                HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
+            ));
+            out.push(char::from(
+                HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0'),
+            ));
         }
     }
     out

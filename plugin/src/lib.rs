@@ -1,20 +1,35 @@
 //! config-bridge: a proxy-wasm filter that exports the gateway's declarative configuration to
-//! object storage (SPEC §2–§3), once per node.
+//! object storage, once per node (docs/architecture.md).
 //!
-//! Everything except `shell` is plain Rust, unit-tested natively; `shell` is the proxy-wasm glue.
+//! Everything except `shell` is plain Rust, unit-tested natively: the sans-IO core (`engine`, its
+//! sub-machines and the modules they use) takes events and time and returns requests and effects;
+//! `shell` is the proxy-wasm glue (wasm32 only).
+
+// A panic is a trap in a gateway worker: none outside tests (docs/host-behaviours.md).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable
+    )
+)]
+#![warn(unreachable_pub)]
 
 pub mod backoff;
-pub mod config;
 pub mod config_report;
 pub mod debounce;
+pub mod document;
 pub mod engine;
 pub mod header_map;
+pub mod http;
 pub mod http_url;
 pub mod node_lock;
-pub mod object_store;
-pub mod s3;
-pub mod source;
-pub mod storage;
+pub mod settings;
+
+pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 mod shell;

@@ -7,15 +7,17 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use config_bridge::config::{validate_declarative_json, Config, SETTINGS};
 use config_bridge::debounce::Schedule;
-use config_bridge::engine::{Effect, Engine, Event};
+use config_bridge::document::{sha256, sha256_hex, validate_declarative_json};
+use config_bridge::engine::source::{Source, UrlPoller};
+use config_bridge::engine::{Effect, Engine, Event, Owner};
+use config_bridge::http::HttpResponse;
 use config_bridge::http_url::{percent_encode, HttpUrl};
 use config_bridge::node_lock::{self, NodeRecord, SharedStore};
-use config_bridge::object_store::{HttpResponse, ObjectStore, Precondition};
-use config_bridge::s3::{error_from, sha256_hex, S3Store};
-use config_bridge::source::{Source, UrlPoller};
-use config_bridge::storage::{validate_gateway_version, StorageUrl};
+use config_bridge::settings::storage::{validate_gateway_version, StorageUrl};
+use config_bridge::settings::{Config, SETTINGS};
+use config_bridge::store::s3::{error_from, S3Store};
+use config_bridge::store::{ObjectStore, Precondition};
 use serde_json::{json, Value};
 
 const SECRET: &str = "wJalrXUtnFEMIK7MDENGbPxRfiCYzzFUZZSECRET";
@@ -756,9 +758,9 @@ fn parsed(v: &Value) -> Config {
 
 fn store_of(cfg: &Config) -> S3Store {
     S3Store::new(
-        cfg.s3.clone(),
-        cfg.storage.bucket.clone(),
-        cfg.storage_upstream.clone(),
+        cfg.s3().expect("an S3 configuration").clone(),
+        cfg.storage.location.bucket.clone(),
+        cfg.storage.upstream.clone(),
     )
 }
 
@@ -886,11 +888,11 @@ fn signing_after_year_9999_does_not_panic() {
         let _ = guarded(
             || format!("S3Store::put(now_ms = {now})"),
             || {
-                let meta = config_bridge::object_store::ExportMeta {
+                let meta = config_bridge::store::ExportMeta {
                     uploader: "n".into(),
                     applied_at: now,
                     sha256_hex: sha256_hex(&body),
-                    sha256: config_bridge::s3::sha256(&body),
+                    sha256: sha256(&body),
                 };
                 store.put("k", &body, &Precondition::IfAbsent, &meta, now)
             },
@@ -1028,7 +1030,7 @@ fn engine_configs() -> Vec<Config> {
 
 /// The lease key `Engine` derives (equal keys: `reconfigure` keeps the in-flight call).
 fn target_of(cfg: &Config) -> String {
-    format!("{}/{}", cfg.storage.bucket, cfg.config_key())
+    format!("{}/{}", cfg.storage.location.bucket, cfg.config_key())
 }
 
 #[derive(Clone, Debug)]
@@ -1039,6 +1041,7 @@ struct Outstanding {
     id: u64,
     deadline: u64,
     export: bool,
+    owner: Owner,
     target: String,
     /// The engine ticked at or after the deadline: it has given the call up.
     expired: bool,
@@ -1115,17 +1118,20 @@ fn run_engine_case(seed: u64, rules: Rules, chaos: u64, monotonic: bool) -> usiz
                 }
                 let out = guarded(ctx, || workers[w].engine.tick(now, &mut sh));
                 check_effects(&out.effects, &ctx);
-                if let Some(d) = out.dispatch {
+                for d in out.dispatches {
                     dispatches += 1;
                     let wk = &mut workers[w];
                     let target = target_of(wk.engine.config());
-                    // One call in flight per engine: nothing of this engine still before its deadline.
-                    if let Some(o) = outstanding
-                        .iter()
-                        .find(|o| o.worker == w && o.generation == wk.generation && !o.expired)
-                    {
+                    // One call in flight per sub-machine: nothing of the same owner in this engine
+                    // still before its deadline.
+                    if let Some(o) = outstanding.iter().find(|o| {
+                        o.worker == w
+                            && o.generation == wk.generation
+                            && !o.expired
+                            && o.owner == d.owner
+                    }) {
                         panic!(
-                            "second call {} while call {} is in flight until {}: {}",
+                            "second call {} of the same sub-machine while call {} is in flight until {}: {}",
                             d.id,
                             o.id,
                             o.deadline,
@@ -1140,7 +1146,7 @@ fn run_engine_case(seed: u64, rules: Rules, chaos: u64, monotonic: bool) -> usiz
                     );
                     wk.ids.push(d.id);
                     assert_eq!(d.timeout_ms, wk.engine.config().call_timeout_ms);
-                    let export = d.request.method != "GET";
+                    let export = d.owner == Owner::Export;
                     if export && monotonic && chaos == 0 {
                         if let Some(o) = outstanding
                             .iter()
@@ -1158,6 +1164,7 @@ fn run_engine_case(seed: u64, rules: Rules, chaos: u64, monotonic: bool) -> usiz
                         id: d.id,
                         deadline: now.saturating_add(d.timeout_ms),
                         export,
+                        owner: d.owner,
                         target,
                         expired: false,
                     });
@@ -1329,14 +1336,21 @@ fn call_ids_are_not_reused_after_a_retarget() {
     let mut e = Engine::new(a, 42);
     let doc = e.own_config_document().unwrap();
     e.on_event(Event::ConfigApplied(doc), 1000, &mut shared);
-    let first = e.tick(1000, &mut shared).dispatch.expect("first upload");
+    let first = e
+        .tick(1000, &mut shared)
+        .dispatches
+        .into_iter()
+        .next()
+        .expect("first upload");
     e.reconfigure(d);
     if let Some(doc) = e.own_config_document() {
         e.on_event(Event::ConfigApplied(doc), 1001, &mut shared);
     }
     let second = e
         .tick(1010, &mut shared)
-        .dispatch
+        .dispatches
+        .into_iter()
+        .next()
         .expect("upload after retarget");
     assert_ne!(
         first.id, second.id,

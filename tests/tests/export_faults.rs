@@ -195,10 +195,11 @@ fn a_worker_killed_mid_upload_is_replaced_by_another_after_the_lease_ttl() {
         let calls = storage_calls(&world, "PUT");
         assert_eq!(calls.len(), 2, "{}", profile.name);
         assert_eq!(calls[0].outcome, CallOutcome::Orphaned);
-        // The holder renews its 15 s lease (default lease_ttl_ms) on every tick; its last tick
-        // was at 3 s: the other worker's tick at 18 s takes over. It knows the object is absent
-        // (the HEAD at 1 s said so): straight to the conditional PUT.
-        assert_eq!(calls[1].sent_at, secs(18), "{}", profile.name);
+        // The holder renews its 15 s lease (default lease_ttl_ms) on every tick, its upload in
+        // flight or not; its last tick was at 3 s, so the lease runs to 18 s and the other
+        // worker's tick at 19 s takes over. It knows the object is absent (the HEAD at 1 s said
+        // so): straight to the conditional PUT.
+        assert_eq!(calls[1].sent_at, secs(19), "{}", profile.name);
         assert_ne!(calls[1].origin.worker, holder);
         assert_eq!(calls[1].request.header("if-none-match"), Some("*"));
         assert_eq!(stored_body(&s3), payload_bytes(&declarative(1)));

@@ -1,5 +1,5 @@
 //! Keeps `xtask/config_bridge.meta.json` (Kong's config_schema for the filter) in step with the
-//! filter's own parser, `config_bridge::config::Config::parse`:
+//! filter's own parser, `config_bridge::settings::Config::parse`:
 //! * the schema is a valid draft-4 schema (Kong validates schemas with lua-resty-ljsonschema, draft 4);
 //! * every example filter config (`plugin/examples/*.json`, `examples/**/*filter*.json`) and every
 //!   valid variant below is accepted by BOTH the schema and the parser;
@@ -443,7 +443,7 @@ fn the_schema_describes_exactly_the_settings_the_parser_accepts() {
         .keys()
         .map(String::as_str)
         .collect();
-    let mut accepted: Vec<&str> = config_bridge::config::SETTINGS.to_vec();
+    let mut accepted: Vec<&str> = config_bridge::settings::SETTINGS.to_vec();
     described.sort_unstable();
     accepted.sort_unstable();
     assert_eq!(

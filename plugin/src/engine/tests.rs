@@ -183,7 +183,7 @@ impl Sim {
                 };
                 let out = e.tick(now, &mut self.shared);
                 self.effects.extend(out.effects.into_iter().map(|f| (i, f)));
-                if let Some(d) = out.dispatch {
+                for d in out.dispatches {
                     self.dispatches.push((now, i, d.clone()));
                     if !self.s3.blackhole {
                         let resp = self.s3.handle(&d.request, now);
@@ -389,9 +389,11 @@ fn no_callback_times_out_and_a_late_answer_is_ignored() {
     );
     let d = e
         .tick(1000, &mut shared)
-        .dispatch
+        .dispatches
+        .into_iter()
+        .next()
         .expect("upload dispatched");
-    assert!(e.tick(2000, &mut shared).dispatch.is_none());
+    assert!(e.tick(2000, &mut shared).dispatches.is_empty());
     assert!(
         e.tick(5999, &mut shared).effects.is_empty(),
         "not yet timed out"
@@ -426,9 +428,13 @@ fn no_callback_times_out_and_a_late_answer_is_ignored() {
         "{fx:?}"
     );
     // The retry comes 0.5–1 s after the timeout.
-    let retry = (6100..=7000)
-        .step_by(100)
-        .find_map(|t| e.tick(t, &mut shared).dispatch.map(|d| (t, d)));
+    let retry = (6100..=7000).step_by(100).find_map(|t| {
+        e.tick(t, &mut shared)
+            .dispatches
+            .into_iter()
+            .next()
+            .map(|d| (t, d))
+    });
     let (t, d2) = retry.expect("retried");
     assert!(t >= 6500, "retry at {t}");
     assert_ne!(d2.id, d.id);
@@ -543,7 +549,12 @@ fn dispatch_failure_from_the_host_is_a_failed_export() {
         0,
         &mut shared,
     );
-    let d = e.tick(1000, &mut shared).dispatch.unwrap();
+    let d = e
+        .tick(1000, &mut shared)
+        .dispatches
+        .into_iter()
+        .next()
+        .unwrap();
     let fx = e.on_event(
         Event::CallFailed {
             id: d.id,
@@ -570,7 +581,7 @@ fn import_only_configuration_never_dispatches() {
     let mut e = Engine::new(cfg, 3);
     let mut shared = FakeStore::new(CasRules::Ngx);
     for t in (0..10_000).step_by(1000) {
-        assert!(e.tick(t, &mut shared).dispatch.is_none());
+        assert!(e.tick(t, &mut shared).dispatches.is_empty());
     }
 }
 
@@ -646,7 +657,7 @@ fn a_head_answer_that_matches_the_current_document_settles_it() {
     sim.latency_ms = 3000;
     // Storage already holds B (written by this node before a reload).
     let key = "/bucket-1/kong/3.9.1/config.json".to_string();
-    let b_hash = crate::source::Document::new(Rc::new(doc("B").into_bytes()), 0).sha256_hex;
+    let b_hash = crate::document::Document::new(Rc::new(doc("B").into_bytes()), 0).sha256_hex;
     sim.s3.objects.insert(
         key,
         Object {
@@ -673,7 +684,12 @@ fn failure_lines_name_the_endpoint() {
         0,
         &mut shared,
     );
-    let d = e.tick(1000, &mut shared).dispatch.expect("a request");
+    let d = e
+        .tick(1000, &mut shared)
+        .dispatches
+        .into_iter()
+        .next()
+        .expect("a request");
     let fx = e.on_event(
         Event::CallFailed {
             id: d.id,
@@ -696,5 +712,76 @@ fn failure_lines_name_the_endpoint() {
     assert!(
         !line.contains("SECRETKEY") && !line.contains("AKID"),
         "{line}"
+    );
+}
+
+/// The orchestrator runs its sub-machines side by side: with a URL source, one tick can send the
+/// source's poll and the export's request together (one call per sub-machine at most).
+#[test]
+fn one_tick_sends_the_sources_poll_and_the_exports_request_together() {
+    let mut v = serde_json::json!({
+        "cluster_fallback_config_export": true,
+        "cluster_fallback_config_storage": "s3://bucket-1/kong",
+        "gateway_version": "3.9.1",
+        "aws_access_key_id": "AKID",
+        "aws_secret_access_key": "SECRETKEY",
+        "aws_region": "us-east-1",
+        "storage_endpoint": "http://127.0.0.1:9000",
+        "config_source": "url",
+        "config_url": "http://127.0.0.1:8080/kong.json",
+        "config_poll_interval": 1,
+        "cluster_fallback_config_export_delay": 0
+    });
+    v["node_id"] = "node-a".into();
+    let cfg = Config::parse(v.to_string().as_bytes(), &|_| None).unwrap();
+    let mut e = Engine::new(cfg, 5);
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let first = e.tick(1000, &mut shared).dispatches;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].owner, Owner::Source);
+    let body = doc("A").into_bytes();
+    let fx = e.on_event(
+        Event::CallAnswered {
+            id: first[0].id,
+            response: HttpResponse {
+                status: 200,
+                headers: vec![],
+                body,
+            },
+        },
+        1100,
+        &mut shared,
+    );
+    assert!(
+        fx.iter().all(|f| !matches!(f, Effect::Log(Level::Warn, _))),
+        "{fx:?}"
+    );
+    let both = e.tick(2000, &mut shared).dispatches;
+    let owners: Vec<(Owner, String)> = both
+        .iter()
+        .map(|d| (d.owner, d.request.method.clone()))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            (Owner::Export, "HEAD".to_string()),
+            (Owner::Source, "GET".to_string())
+        ]
+    );
+    // While both are in flight, neither sub-machine sends another.
+    assert!(e.tick(3000, &mut shared).dispatches.is_empty());
+    // The source's answer frees the source only.
+    e.on_event(
+        Event::CallFailed {
+            id: both[1].id,
+            reason: "broken connection".into(),
+        },
+        3100,
+        &mut shared,
+    );
+    let next = e.tick(4000, &mut shared).dispatches;
+    assert_eq!(
+        next.iter().map(|d| d.owner).collect::<Vec<_>>(),
+        [Owner::Source]
     );
 }

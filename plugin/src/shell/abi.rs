@@ -4,6 +4,9 @@
 //! worker. Here every callback forwards to `super` and an unknown id is a no-op. HTTP and stream
 //! contexts exist for the host's sake only: every phase continues.
 
+// The exports are the module's interface to the host, not Rust API: `pub` by ABI convention.
+#![allow(unreachable_pub)]
+
 use super::{with_filter, Filter};
 
 /// `Action::Continue` of the ABI.

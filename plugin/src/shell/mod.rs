@@ -10,11 +10,11 @@ mod metrics;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::config::{Config, ConfigError};
 use crate::config_report::{inert_line, summary};
-use crate::engine::{CallId, Effect, Engine, Event, Level, Metric};
+use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
+use crate::http::HttpResponse;
 use crate::node_lock::SharedStore;
-use crate::object_store::HttpResponse;
+use crate::settings::{Config, ConfigError};
 use hostcalls::LogLevel;
 use metrics::Metrics;
 
@@ -254,7 +254,12 @@ impl Root {
         };
         let out = engine.tick(now, &mut HostShared);
         self.effects(out.effects);
-        let Some(d) = out.dispatch else { return };
+        for d in out.dispatches {
+            self.dispatch(d);
+        }
+    }
+
+    fn dispatch(&mut self, d: Dispatch) {
         let r = &d.request;
         let mut headers: Vec<(&str, &str)> = vec![
             (":method", r.method.as_str()),

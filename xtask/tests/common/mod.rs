@@ -2,7 +2,7 @@
 //! its own config parser, so that every check runs both.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use config_bridge::config::Config;
+use config_bridge::settings::Config;
 use serde_json::Value;
 use std::{
     collections::HashMap,

@@ -9,47 +9,21 @@
 //! the server) so corruption in transit is rejected.
 
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
+use super::sigv4::sign_v4;
+use super::timestamp::rfc3339_ms;
+use super::{
+    DeleteOutcome, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore,
+    Precondition, PutOutcome, RemoteMeta, StoreError,
 };
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
-use sha2::{Digest, Sha256};
-
-use crate::config::S3Settings;
+use crate::document::{hex, sha256_hex};
+use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::percent_encode;
-use crate::object_store::{
-    ExportMeta, HeadOutcome, HttpResponse, ObjectStore, OutboundRequest, Precondition, PutOutcome,
-    RemoteMeta, StoreError,
-};
-
-/// 9999-12-31T23:59:59.999Z: the last instant a SigV4 date (`YYYYMMDD`) can express.
-const MAX_SIGNABLE_MS: u64 = 253_402_300_799_999;
+use crate::settings::S3Settings;
 
 pub const META_UPLOADER: &str = "x-amz-meta-uploader";
 pub const META_APPLIED_AT: &str = "x-amz-meta-config-applied-at";
 pub const META_SHA256: &str = "x-amz-meta-config-sha256";
-
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&sha256(data))
-}
-
-pub fn hex(digest: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(64);
-    for &b in digest {
-        s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
-        s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
-    }
-    s
-}
 
 pub struct S3Store {
     settings: S3Settings,
@@ -107,17 +81,33 @@ impl S3Store {
         format!("{}/{}", addr.base_path, percent_encode(key, true))
     }
 
+    /// A signed request for one object.
     fn build(
         &self,
         method: &str,
         key: &str,
-        mut headers: Vec<(String, String)>,
+        headers: Vec<(String, String)>,
         body: Rc<Vec<u8>>,
         payload_hash: &str,
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
         let addr = self.address();
         let path = self.object_path(&addr, key);
+        self.signed(addr, method, path, headers, body, payload_hash, now_ms)
+    }
+
+    /// A signed request to `path` (with its query, if any: SigV4 signs it canonically).
+    #[allow(clippy::too_many_arguments)]
+    fn signed(
+        &self,
+        addr: Address,
+        method: &str,
+        path: String,
+        mut headers: Vec<(String, String)>,
+        body: Rc<Vec<u8>>,
+        payload_hash: &str,
+        now_ms: u64,
+    ) -> Result<OutboundRequest, String> {
         headers.push(("host".into(), addr.authority.clone()));
         let signed = sign_v4(
             method,
@@ -141,63 +131,111 @@ impl S3Store {
     }
 }
 
-/// Signs with SigV4 for service `s3`; returns the headers to add (`x-amz-date`,
-/// `x-amz-content-sha256`, `x-amz-security-token`, `authorization`). Every header in `headers`
-/// is signed, so it must be sent exactly as given.
-pub fn sign_v4(
-    method: &str,
-    url: &str,
-    headers: &[(String, String)],
-    payload_sha256_hex: &str,
-    s3: &S3Settings,
-    now_ms: u64,
-) -> Result<Vec<(String, String)>, String> {
-    let identity: Identity = Credentials::new(
-        s3.access_key_id.expose(),
-        s3.secret_access_key.expose(),
-        s3.session_token.as_ref().map(|t| t.expose().to_string()),
-        None,
-        "config-bridge",
-    )
-    .into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    // aws-sigv4 formats the time through `time::OffsetDateTime`, which panics past 9999-12-31.
-    if now_ms > MAX_SIGNABLE_MS {
-        return Err("cannot sign the request: the host clock is past year 9999".to_string());
-    }
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&s3.region)
-        .name("s3")
-        .time(SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms))
-        .settings(settings)
-        .build()
-        .map_err(|e| format!("cannot sign the request: {e}"))?
-        .into();
-    let request = SignableRequest::new(
-        method,
-        url,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Precomputed(payload_sha256_hex.to_string()),
-    )
-    .map_err(|_| "cannot sign the request: invalid URL or header".to_string())?;
-    // The error text of `sign` never contains the secret, but keep ours fixed anyway.
-    let (instructions, _signature) = sign(request, &params)
-        .map_err(|_| "cannot sign the request (invalid header or credentials)".to_string())?
-        .into_parts();
-    let (added, _params) = instructions.into_parts();
-    Ok(added
-        .into_iter()
-        .map(|h| (h.name().to_string(), h.value().to_string()))
-        .collect())
-}
-
 impl ObjectStore for S3Store {
     fn describe(&self, key: &str) -> String {
         format!("s3://{}/{}", self.bucket, key)
+    }
+
+    fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    fn conditional_writes(&self) -> bool {
+        self.settings.conditional_writes
+    }
+
+    fn get(
+        &self,
+        key: &str,
+        if_none_match: Option<&str>,
+        now_ms: u64,
+    ) -> Result<OutboundRequest, String> {
+        let headers = if_none_match
+            .map(|v| vec![("if-none-match".to_string(), v.to_string())])
+            .unwrap_or_default();
+        self.build("GET", key, headers, Rc::default(), &sha256_hex(b""), now_ms)
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        page: Option<&str>,
+        now_ms: u64,
+    ) -> Result<OutboundRequest, String> {
+        // ListObjectsV2; at most 1,000 keys a page (Kong lists one page of 1,000).
+        let addr = self.address();
+        let mut query = format!(
+            "list-type=2&max-keys=1000&prefix={}",
+            percent_encode(prefix, false)
+        );
+        if let Some(token) = page {
+            query = format!(
+                "continuation-token={}&{query}",
+                percent_encode(token, false)
+            );
+        }
+        let path = format!("{}/?{query}", addr.base_path);
+        self.signed(
+            addr,
+            "GET",
+            path,
+            Vec::new(),
+            Rc::default(),
+            &sha256_hex(b""),
+            now_ms,
+        )
+    }
+
+    fn delete(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        self.build(
+            "DELETE",
+            key,
+            Vec::new(),
+            Rc::default(),
+            &sha256_hex(b""),
+            now_ms,
+        )
+    }
+
+    fn parse_get(&self, resp: HttpResponse) -> GetOutcome {
+        match resp.status {
+            200..=299 => GetOutcome::Found {
+                meta: remote_meta(&resp),
+                body: resp.body,
+            },
+            304 => GetOutcome::NotModified,
+            404 => GetOutcome::Missing,
+            _ => GetOutcome::Failed(error_from(&resp)),
+        }
+    }
+
+    fn parse_list(&self, resp: &HttpResponse) -> ListOutcome {
+        if !(200..=299).contains(&resp.status) {
+            return ListOutcome::Failed(error_from(resp));
+        }
+        let xml = String::from_utf8_lossy(&resp.body);
+        let entries = xml_blocks(&xml, "Contents")
+            .into_iter()
+            .filter_map(|c| {
+                Some(ListEntry {
+                    key: xml_element(c, "Key")?,
+                    modified_ms: xml_element(c, "LastModified").and_then(|t| rfc3339_ms(&t)),
+                    size: xml_element(c, "Size")
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0),
+                })
+            })
+            .collect();
+        let truncated = xml_element(&xml, "IsTruncated").is_some_and(|v| v.trim() == "true");
+        let next = xml_element(&xml, "NextContinuationToken").filter(|_| truncated);
+        ListOutcome::Page { entries, next }
+    }
+
+    fn parse_delete(&self, resp: &HttpResponse) -> DeleteOutcome {
+        match resp.status {
+            200..=299 | 404 => DeleteOutcome::Deleted,
+            _ => DeleteOutcome::Failed(error_from(resp)),
+        }
     }
 
     fn put(
@@ -208,7 +246,7 @@ impl ObjectStore for S3Store {
         meta: &ExportMeta,
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
-        // The digest computed once per document (see `source::Document`).
+        // The digest computed once per document (see `document::Document`).
         let checksum = aws_smithy_types::base64::encode(meta.sha256);
         let mut headers: Vec<(String, String)> = vec![
             ("content-type".into(), "application/json".into()),
@@ -256,18 +294,43 @@ impl ObjectStore for S3Store {
 
     fn parse_head(&self, resp: &HttpResponse) -> HeadOutcome {
         match resp.status {
-            200..=299 => HeadOutcome::Found(RemoteMeta {
-                version: resp.header("etag").map(str::to_string),
-                uploader: resp.header(META_UPLOADER).map(str::to_string),
-                applied_at: resp
-                    .header(META_APPLIED_AT)
-                    .and_then(|v| v.trim().parse().ok()),
-                sha256_hex: resp.header(META_SHA256).map(str::to_string),
-            }),
+            200..=299 => HeadOutcome::Found(remote_meta(resp)),
             404 => HeadOutcome::Missing,
             _ => HeadOutcome::Failed(error_from(resp)),
         }
     }
+}
+
+/// The metadata every export writes, as HEAD and GET answers carry it.
+fn remote_meta(resp: &HttpResponse) -> RemoteMeta {
+    RemoteMeta {
+        version: resp.header("etag").map(str::to_string),
+        uploader: resp.header(META_UPLOADER).map(str::to_string),
+        applied_at: resp
+            .header(META_APPLIED_AT)
+            .and_then(|v| v.trim().parse().ok()),
+        sha256_hex: resp.header(META_SHA256).map(str::to_string),
+    }
+}
+
+/// The contents of every `<name>...</name>` element, in order (no nesting of the same name).
+fn xml_blocks<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let Some(after) = rest.get(start + open.len()..) else {
+            break;
+        };
+        let Some(len) = after.find(&close) else {
+            break;
+        };
+        if let Some(block) = after.get(..len) {
+            out.push(block);
+        }
+        rest = after.get(len + close.len()..).unwrap_or("");
+    }
+    out
 }
 
 /// An S3 error answer as (status, Code, Message). Only those two elements are read from the XML:
@@ -333,10 +396,12 @@ fn clean(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HeaderList, Secret};
+    use crate::document::sha256;
     use crate::http_url::HttpUrl;
+    use crate::settings::{HeaderList, Secret};
     use base64::Engine as _;
     use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
 
     const AK: &str = "AKIAIOSFODNN7EXAMPLE";
     const SK: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";

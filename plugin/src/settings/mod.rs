@@ -5,14 +5,32 @@
 //! in one line, and never quotes a value (values may be secrets, and serde_json's own messages echo
 //! them, so they are never forwarded).
 
+//!
+//! Modules by responsibility: `lookup` (a setting from the filter configuration, else its
+//! environment variable), `scanner` (the filter configuration's JSON split into members without
+//! decoding the payload), `source` (where the exported config comes from), `s3` (S3 credentials
+//! and PutObject parameters), `storage` (the storage URL and key layout). Document checks live in
+//! `crate::document`.
+
+mod lookup;
+pub mod s3;
+pub(crate) mod scanner;
+mod source;
+pub mod storage;
+
 use std::fmt;
 use std::rc::Rc;
 
-use serde::de::{Error as _, IgnoredAny};
 use serde_json::{Map, Value};
 
-use crate::http_url::{percent_encode, HttpUrl};
-use crate::storage::{validate_gateway_version, Backend, StorageUrl};
+use crate::http_url::HttpUrl;
+use lookup::{parse_bool, Lookup};
+use s3::{default_s3_upstream, parse_s3};
+pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
+use scanner::{check_json, first_byte, json_string, json_syntax_reason, object_members};
+use source::parse_source;
+use storage::{validate_gateway_version, Backend, StorageUrl};
+pub use storage::{StorageBackend, StorageSettings};
 
 /// A value that must never be logged; `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,45 +115,16 @@ pub enum SourceConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct S3Settings {
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
-    pub region: String,
-    /// `AWS_CONFIG_STORAGE_ENDPOINT`: an S3-compatible endpoint (always path-style).
-    pub endpoint: Option<HttpUrl>,
-    pub force_path_style: bool,
-    /// Send `If-Match` / `If-None-Match` (stores without conditional writes: turn off).
-    pub conditional_writes: bool,
-    /// `cluster_fallback_export_s3_config` mapped to (header name, value), in a stable order.
-    pub extra_headers: HeaderList,
-}
-
-/// Headers whose values may be secret (`SSECustomerKey`): `Debug` shows only the names.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct HeaderList(pub Vec<(String, String)>);
-
-impl fmt::Debug for HeaderList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(k, _)| k))
-            .finish()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub export: bool,
     pub import: bool,
-    pub storage: StorageUrl,
+    /// Where exports live and how to reach the store.
+    pub storage: StorageSettings,
     pub export_delay_ms: u64,
     pub source: SourceConfig,
     pub gateway_version: String,
     /// `None`: the shell derives a node-wide id (see `node_lock::node_id`).
     pub node_id: Option<String>,
-    pub s3: S3Settings,
-    /// `dispatch_http_call` upstream for storage (`host:port` on ngx, a cluster name on Envoy).
-    pub storage_upstream: String,
     pub tick_period_ms: u64,
     pub call_timeout_ms: u64,
     pub lease_ttl_ms: u64,
@@ -149,6 +138,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The S3 settings when the store is S3 (tests and diagnostics; the core goes through
+    /// `store::for_settings`).
+    pub fn s3(&self) -> Option<&S3Settings> {
+        match &self.storage.backend {
+            StorageBackend::S3(s3) => Some(s3),
+        }
+    }
+
     /// A shared-data key in the configured namespace.
     pub fn shared_key(&self, key: &str) -> String {
         match &self.shared_data_namespace {
@@ -190,172 +187,12 @@ pub const SETTINGS: &[&str] = &[
     "shared_data_namespace",
 ];
 
-/// Metadata keys config-bridge writes itself (see `s3`); an operator may not override them.
-pub const RESERVED_METADATA: &[&str] = &["uploader", "config-applied-at", "config-sha256"];
-
-/// One setting's raw value and where it came from (for error messages).
-struct Raw {
-    value: Value,
-    field: String,
-}
-
-struct Lookup<'a> {
-    /// Every setting except `config`, as (small) JSON values.
-    obj: &'a Map<String, Value>,
-    /// The `config` setting as a byte range of `text` (its raw JSON text); `null` included.
-    config: Option<(usize, usize)>,
-    /// The filter configuration text.
-    text: &'a [u8],
-    env: &'a dyn Fn(&str) -> Option<String>,
-}
-
 /// Where the `config` payload is: a byte range of the filter configuration text (an object given
 /// inline), or its own buffer (a JSON string holding the document, unescaped).
 enum PayloadLoc {
     None,
     Range(usize, usize),
     Owned(Vec<u8>),
-}
-
-impl Lookup<'_> {
-    /// The filter-config value first, then the first non-empty environment variable.
-    fn get(&self, key: &str, env_names: &[&str]) -> Option<Raw> {
-        if let Some(v) = self.obj.get(key) {
-            if !v.is_null() {
-                return Some(Raw {
-                    value: v.clone(),
-                    field: key.to_string(),
-                });
-            }
-        }
-        env_names.iter().find_map(|name| {
-            (self.env)(name)
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| Raw {
-                    value: Value::String(s),
-                    field: format!("{key} (from {name})"),
-                })
-        })
-    }
-
-    fn bool(&self, key: &str, env: &[&str], default: bool) -> Result<bool, ConfigError> {
-        match self.get(key, env) {
-            None => Ok(default),
-            Some(r) => parse_bool(&r.value)
-                .ok_or(())
-                .or_else(|_| err(r.field, "expected a boolean or \"on\"/\"off\"")),
-        }
-    }
-
-    fn string(&self, key: &str, env: &[&str]) -> Result<Option<(String, String)>, ConfigError> {
-        match self.get(key, env) {
-            None => Ok(None),
-            Some(Raw {
-                value: Value::String(s),
-                field,
-            }) => {
-                let s = s.trim().to_string();
-                if s.is_empty() {
-                    Ok(None)
-                } else {
-                    Ok(Some((s, field)))
-                }
-            }
-            Some(r) => err(r.field, "expected a string"),
-        }
-    }
-
-    /// A non-negative integer, also accepted as a numeric string (environment variables).
-    fn uint(
-        &self,
-        key: &str,
-        env: &[&str],
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<u64, ConfigError> {
-        let Some(r) = self.get(key, env) else {
-            return Ok(default);
-        };
-        let n = match &r.value {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.trim().parse::<u64>().ok(),
-            _ => None,
-        };
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            Some(_) => err(r.field, format!("must be between {min} and {max}")),
-            None => err(r.field, "expected a non-negative integer"),
-        }
-    }
-
-    /// Seconds (integer or decimal) converted to milliseconds.
-    fn seconds_ms(
-        &self,
-        key: &str,
-        env: &[&str],
-        default_s: u64,
-        max_s: u64,
-    ) -> Result<u64, ConfigError> {
-        let Some(r) = self.get(key, env) else {
-            return Ok(default_s * 1000);
-        };
-        let n = match &r.value {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        };
-        match n {
-            Some(n) if n.is_finite() && n >= 0.0 && n <= max_s as f64 => {
-                Ok((n * 1000.0).round() as u64)
-            }
-            Some(_) => err(
-                r.field,
-                format!("must be a number of seconds between 0 and {max_s}"),
-            ),
-            None => err(r.field, "expected a number of seconds"),
-        }
-    }
-
-    fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, ConfigError> {
-        Ok(self.string(key, env)?.map(|(s, _)| Secret(s)))
-    }
-}
-
-fn parse_bool(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "on" | "true" | "yes" | "1" => Some(true),
-            "off" | "false" | "no" | "0" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// A JSON object, or a JSON string holding one (Kong 3.4 passes the filter config as a string).
-fn object_or_json_string(v: Value) -> Option<Map<String, Value>> {
-    match v {
-        Value::Object(m) => Some(m),
-        Value::String(s) => match serde_json::from_str::<Value>(&s) {
-            Ok(Value::Object(m)) => Some(m),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// serde_json's syntax errors carry only a position; its type errors may quote values, so only the
-/// category and position are reported.
-fn json_syntax_reason(e: &serde_json::Error) -> String {
-    format!(
-        "not valid JSON ({:?} error at line {} column {})",
-        e.classify(),
-        e.line(),
-        e.column()
-    )
-    .to_ascii_lowercase()
 }
 
 impl Config {
@@ -515,12 +352,12 @@ impl Config {
                 field: "cluster_fallback_config_storage".into(),
                 reason: "is required when export or import is on".into(),
             })?;
-        let storage = StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
+        let location = StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
             strict: false,
             field: storage_field,
             reason: r,
         })?;
-        if storage.backend == Backend::Gcs {
+        if location.backend == Backend::Gcs {
             return err(
                 "cluster_fallback_config_storage",
                 "GCS storage is not implemented in this build yet (use s3://)",
@@ -594,9 +431,14 @@ impl Config {
         };
         let (source, loc) = parse_source(l, export)?;
         let s3 = parse_s3(l, export || import)?;
-        let storage_upstream = match l.string("storage_upstream", &[])? {
+        let upstream = match l.string("storage_upstream", &[])? {
             Some((u, _)) => u,
             None => default_s3_upstream(&s3),
+        };
+        let storage = StorageSettings {
+            location,
+            upstream,
+            backend: StorageBackend::S3(s3),
         };
 
         let cfg = Config {
@@ -607,8 +449,6 @@ impl Config {
             source,
             gateway_version,
             node_id,
-            s3,
-            storage_upstream,
             tick_period_ms,
             call_timeout_ms,
             lease_ttl_ms,
@@ -622,504 +462,8 @@ impl Config {
 
     /// The object key the export writes.
     pub fn config_key(&self) -> String {
-        self.storage.config_key(&self.gateway_version)
+        self.storage.location.config_key(&self.gateway_version)
     }
-}
-
-fn default_s3_upstream(s3: &S3Settings) -> String {
-    match &s3.endpoint {
-        Some(e) => e.upstream(),
-        None => format!("s3.{}.amazonaws.com:443", s3.region),
-    }
-}
-
-fn parse_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
-    let kind = l
-        .string("config_source", &[])?
-        .map(|(s, _)| s)
-        .unwrap_or_else(|| "filter".to_string());
-    match kind.as_str() {
-        "filter" => {
-            let empty = SourceConfig::Filter {
-                document: Rc::default(),
-            };
-            let (start, end) = match l.config {
-                Some((start, end)) if l.text.get(start..end) != Some(b"null") => (start, end),
-                _ if export => {
-                    return err(
-                        "config",
-                        "is required when config_source is \"filter\" and export is on",
-                    )
-                }
-                _ => return Ok((empty, PayloadLoc::None)),
-            };
-            let not_object = || {
-                ConfigError {
-                strict: false,
-                field: "config".into(),
-                reason: "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into(),
-            }
-            };
-            let raw = l.text.get(start..end).unwrap_or_default();
-            let loc = match first_byte(raw) {
-                Some(b'{') => {
-                    // Already validated as JSON with the whole filter configuration.
-                    check_format_version(raw).map_err(|r| ConfigError {
-                        strict: false,
-                        field: "config".into(),
-                        reason: r,
-                    })?;
-                    PayloadLoc::Range(start, end)
-                }
-                // Kong 3.4 style: the document as a JSON string, unescaped once.
-                Some(b'"') => {
-                    let doc = json_string(raw).map_err(|_| not_object())?;
-                    if first_byte(doc.as_bytes()) != Some(b'{') {
-                        return Err(not_object());
-                    }
-                    validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
-                        strict: false,
-                        field: "config".into(),
-                        reason: r,
-                    })?;
-                    PayloadLoc::Owned(doc.into_bytes())
-                }
-                _ => return Err(not_object()),
-            };
-            Ok((empty, loc))
-        }
-        "url" => {
-            let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
-                strict: false,
-                field: "config_url".into(),
-                reason: "is required when config_source is \"url\"".into(),
-            })?;
-            let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
-                field,
-                reason: r,
-                strict: false,
-            })?;
-            let upstream = l
-                .string("config_url_upstream", &[])?
-                .map(|(u, _)| u)
-                .unwrap_or_else(|| url.upstream());
-            let poll_interval_ms = l.seconds_ms("config_poll_interval", &[], 10, 86_400)?;
-            if poll_interval_ms < 100 {
-                return err("config_poll_interval", "must be at least 0.1 seconds");
-            }
-            if l.config.is_some() {
-                return err("config", "must not be set when config_source is \"url\"");
-            }
-            Ok((
-                SourceConfig::Url {
-                    url,
-                    upstream,
-                    poll_interval_ms,
-                },
-                PayloadLoc::None,
-            ))
-        }
-        "kong_admin" => err(
-            "config_source",
-            "\"kong_admin\" is not implemented in this build yet (use \"filter\" or \"url\")",
-        ),
-        _ => err("config_source", "must be \"filter\" or \"url\""),
-    }
-}
-
-/// A JSON string value, unescaped.
-fn json_string(text: &[u8]) -> Result<String, serde_json::Error> {
-    match serde_json::from_slice::<Value>(text)? {
-        Value::String(s) => Ok(s),
-        _ => Err(serde_json::Error::custom("not a JSON string")),
-    }
-}
-
-/// Checks that `text` is one valid JSON value, without building anything (`IgnoredAny`).
-fn check_json(text: &[u8]) -> Result<(), serde_json::Error> {
-    serde_json::from_slice::<IgnoredAny>(text).map(|_| ())
-}
-
-/// The first byte that is not JSON whitespace.
-fn first_byte(text: &[u8]) -> Option<u8> {
-    text.iter().copied().find(|b| !b.is_ascii_whitespace())
-}
-
-fn skip_ws(t: &[u8], mut i: usize) -> usize {
-    while t.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
-        i += 1;
-    }
-    i
-}
-
-/// `t[i]` opens a string: the index after its closing quote.
-fn skip_string(t: &[u8], mut i: usize) -> Option<usize> {
-    i += 1;
-    loop {
-        match *t.get(i)? {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-}
-
-/// The end of the value starting at `t[i]` (before a following `,`/`}` for scalars, so trailing
-/// whitespace may be included).
-fn skip_value(t: &[u8], mut i: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    loop {
-        match *t.get(i)? {
-            b'"' => {
-                i = skip_string(t, i)?;
-                if depth == 0 {
-                    return Some(i);
-                }
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                if depth <= 1 {
-                    return Some(if depth == 0 { i } else { i + 1 });
-                }
-                depth -= 1;
-            }
-            b',' if depth == 0 => return Some(i),
-            _ => {}
-        }
-        i += 1;
-    }
-}
-
-/// The members of a JSON object as (unescaped key, byte range of the raw value), in order; only
-/// the keys are decoded. `t` must already be valid JSON (`check_json`); `None`: not an object.
-fn object_members(t: &[u8]) -> Option<Vec<(String, usize, usize)>> {
-    let mut i = skip_ws(t, 0);
-    if t.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = skip_ws(t, i + 1);
-    let mut out = Vec::new();
-    if t.get(i) == Some(&b'}') {
-        return Some(out);
-    }
-    loop {
-        if t.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = skip_string(t, i)?;
-        let key = json_string(t.get(i..key_end)?).ok()?;
-        i = skip_ws(t, key_end);
-        if t.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = skip_ws(t, i + 1);
-        let mut end = skip_value(t, start)?;
-        i = skip_ws(t, end);
-        while end > start && t.get(end - 1).is_some_and(|b| b.is_ascii_whitespace()) {
-            end -= 1;
-        }
-        out.push((key, start, end));
-        match *t.get(i)? {
-            b',' => i = skip_ws(t, i + 1),
-            b'}' => return Some(out),
-            _ => return None,
-        }
-    }
-}
-
-/// The minimum a Kong declarative configuration has (the importer checks the same): a JSON object
-/// with a non-empty string `_format_version`. Checked on the JSON text without building a tree
-/// (`IgnoredAny`); only `_format_version` is decoded. The reason reads after "the document" /
-/// "the answer".
-pub fn validate_declarative_json(text: &[u8]) -> Result<(), String> {
-    if first_byte(text) != Some(b'{') {
-        return Err("is not a JSON object".to_string());
-    }
-    check_json(text).map_err(|e| format!("is {}", json_syntax_reason(&e)))?;
-    check_format_version(text)
-}
-
-/// `_format_version` of a valid JSON object text (the last occurrence wins, as in a map).
-fn check_format_version(text: &[u8]) -> Result<(), String> {
-    let members = object_members(text).ok_or_else(|| "is not a JSON object".to_string())?;
-    match members
-        .iter()
-        .rev()
-        .find(|(k, _, _)| k == "_format_version")
-    {
-        Some((_, start, end)) => {
-            match text.get(*start..*end).map(serde_json::from_slice::<Value>) {
-                Some(Ok(Value::String(s))) if !s.is_empty() => Ok(()),
-                _ => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
-            }
-        }
-        None => Err("is not a Kong declarative configuration (no _format_version)".to_string()),
-    }
-}
-
-fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, ConfigError> {
-    let access_key_id = l.secret("aws_access_key_id", &["AWS_ACCESS_KEY_ID"])?;
-    let secret_access_key = l.secret("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"])?;
-    let session_token = l.secret("aws_session_token", &["AWS_SESSION_TOKEN"])?;
-    let region = l.string("aws_region", &["AWS_REGION", "AWS_DEFAULT_REGION"])?;
-    let endpoint = match l.string("storage_endpoint", &["AWS_CONFIG_STORAGE_ENDPOINT"])? {
-        None => None,
-        Some((raw, field)) => Some(HttpUrl::parse(&raw).map_err(|r| ConfigError {
-            field,
-            reason: r,
-            strict: false,
-        })?),
-    };
-    let region = match region {
-        Some((r, field)) => {
-            if !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return err(field, "must contain only letters, digits and '-'");
-            }
-            r
-        }
-        None if required => {
-            return err(
-                "aws_region",
-                "S3 region is not configured (set aws_region or AWS_REGION)",
-            )
-        }
-        None => String::new(),
-    };
-    let (access_key_id, secret_access_key) = match (access_key_id, secret_access_key) {
-        (Some(a), Some(s)) => (a, s),
-        (None, _) if required => {
-            return err(
-                "aws_access_key_id",
-                "is not configured (set it or AWS_ACCESS_KEY_ID)",
-            )
-        }
-        (_, None) if required => {
-            return err(
-                "aws_secret_access_key",
-                "is not configured (set it or AWS_SECRET_ACCESS_KEY)",
-            )
-        }
-        (a, s) => (
-            a.unwrap_or(Secret(String::new())),
-            s.unwrap_or(Secret(String::new())),
-        ),
-    };
-    if !access_key_id.0.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return err("aws_access_key_id", "must contain only letters and digits");
-    }
-    let force_path_style = l.bool("s3_force_path_style", &[], false)?;
-    let conditional_writes = l.bool("s3_conditional_writes", &[], true)?;
-    let extra_headers = match l.get(
-        "cluster_fallback_export_s3_config",
-        &["KONG_CLUSTER_FALLBACK_EXPORT_S3_CONFIG"],
-    ) {
-        None => HeaderList::default(),
-        Some(raw) => {
-            let field = raw.field.clone();
-            let map = object_or_json_string(raw.value).ok_or_else(|| ConfigError {
-                strict: false,
-                field: field.clone(),
-                reason: "expected a JSON object (or a JSON string holding one)".into(),
-            })?;
-            HeaderList(s3_params_to_headers(
-                &map,
-                "cluster_fallback_export_s3_config",
-            )?)
-        }
-    };
-    Ok(S3Settings {
-        access_key_id,
-        secret_access_key,
-        session_token,
-        region,
-        endpoint,
-        force_path_style,
-        conditional_writes,
-        extra_headers,
-    })
-}
-
-/// PutObject parameters (as named in the AWS SDKs, which is what Kong's setting uses) → header.
-const S3_PARAMS: &[(&str, &str)] = &[
-    ("ACL", "x-amz-acl"),
-    (
-        "BucketKeyEnabled",
-        "x-amz-server-side-encryption-bucket-key-enabled",
-    ),
-    ("CacheControl", "cache-control"),
-    ("ContentDisposition", "content-disposition"),
-    ("ContentEncoding", "content-encoding"),
-    ("ContentLanguage", "content-language"),
-    ("ExpectedBucketOwner", "x-amz-expected-bucket-owner"),
-    ("Expires", "expires"),
-    ("GrantFullControl", "x-amz-grant-full-control"),
-    ("GrantRead", "x-amz-grant-read"),
-    ("GrantReadACP", "x-amz-grant-read-acp"),
-    ("GrantWriteACP", "x-amz-grant-write-acp"),
-    ("ObjectLockLegalHoldStatus", "x-amz-object-lock-legal-hold"),
-    ("ObjectLockMode", "x-amz-object-lock-mode"),
-    (
-        "ObjectLockRetainUntilDate",
-        "x-amz-object-lock-retain-until-date",
-    ),
-    ("RequestPayer", "x-amz-request-payer"),
-    (
-        "SSECustomerAlgorithm",
-        "x-amz-server-side-encryption-customer-algorithm",
-    ),
-    (
-        "SSECustomerKey",
-        "x-amz-server-side-encryption-customer-key",
-    ),
-    (
-        "SSECustomerKeyMD5",
-        "x-amz-server-side-encryption-customer-key-md5",
-    ),
-    (
-        "SSEKMSEncryptionContext",
-        "x-amz-server-side-encryption-context",
-    ),
-    ("SSEKMSKeyId", "x-amz-server-side-encryption-aws-kms-key-id"),
-    ("ServerSideEncryption", "x-amz-server-side-encryption"),
-    ("StorageClass", "x-amz-storage-class"),
-    ("Tagging", "x-amz-tagging"),
-    ("WebsiteRedirectLocation", "x-amz-website-redirect-location"),
-];
-
-/// Parameters config-bridge sets itself; allowing them would break signing or integrity checks.
-const S3_OWN_PARAMS: &[&str] = &[
-    "Body",
-    "Bucket",
-    "ChecksumAlgorithm",
-    "ChecksumCRC32",
-    "ChecksumCRC32C",
-    "ChecksumCRC64NVME",
-    "ChecksumSHA1",
-    "ChecksumSHA256",
-    "ContentLength",
-    "ContentMD5",
-    "ContentType",
-    "IfMatch",
-    "IfNoneMatch",
-    "Key",
-];
-
-/// Closed value sets, checked so that a typo fails at configure time rather than at every upload.
-fn allowed_values(param: &str) -> Option<&'static [&'static str]> {
-    Some(match param {
-        "ACL" => &[
-            "private",
-            "public-read",
-            "public-read-write",
-            "authenticated-read",
-            "aws-exec-read",
-            "bucket-owner-read",
-            "bucket-owner-full-control",
-        ],
-        "ServerSideEncryption" => &["AES256", "aws:kms", "aws:kms:dsse"],
-        "StorageClass" => &[
-            "STANDARD",
-            "REDUCED_REDUNDANCY",
-            "STANDARD_IA",
-            "ONEZONE_IA",
-            "INTELLIGENT_TIERING",
-            "GLACIER",
-            "DEEP_ARCHIVE",
-            "OUTPOSTS",
-            "GLACIER_IR",
-            "SNOW",
-            "EXPRESS_ONEZONE",
-        ],
-        "ObjectLockMode" => &["GOVERNANCE", "COMPLIANCE"],
-        "ObjectLockLegalHoldStatus" => &["ON", "OFF"],
-        "RequestPayer" => &["requester"],
-        _ => return None,
-    })
-}
-
-fn header_value_ok(v: &str) -> bool {
-    !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b))
-}
-
-pub fn s3_params_to_headers(
-    map: &Map<String, Value>,
-    setting: &str,
-) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut headers = Vec::new();
-    for (param, value) in map {
-        let field = format!("{setting}.{param}");
-        if S3_OWN_PARAMS.contains(&param.as_str()) {
-            return err(
-                field,
-                "is set by config-bridge itself and cannot be overridden",
-            );
-        }
-        if param == "Metadata" {
-            let Value::Object(meta) = value else {
-                return err(field, "expected an object of string values");
-            };
-            for (k, v) in meta {
-                let mfield = format!("{field}.{k}");
-                let key = k.to_ascii_lowercase();
-                if key.is_empty()
-                    || !key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return err(
-                        mfield,
-                        "metadata keys may only contain letters, digits, '-' and '_'",
-                    );
-                }
-                if RESERVED_METADATA.contains(&key.as_str()) {
-                    return err(mfield, "is written by config-bridge itself");
-                }
-                let Value::String(v) = v else {
-                    return err(mfield, "expected a string");
-                };
-                if !header_value_ok(v) {
-                    return err(mfield, "must be non-empty printable US-ASCII");
-                }
-                headers.push((format!("x-amz-meta-{key}"), v.clone()));
-            }
-            continue;
-        }
-        let Some((_, header)) = S3_PARAMS.iter().find(|(p, _)| p == param) else {
-            return err(field, "unknown S3 PutObject parameter");
-        };
-        let text = match (param.as_str(), value) {
-            ("Tagging", Value::Object(tags)) => {
-                let mut pairs = Vec::new();
-                for (k, v) in tags {
-                    let Value::String(v) = v else {
-                        return err(field, "tag values must be strings");
-                    };
-                    pairs.push(format!(
-                        "{}={}",
-                        percent_encode(k, false),
-                        percent_encode(v, false)
-                    ));
-                }
-                pairs.join("&")
-            }
-            ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
-            ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
-            (_, Value::String(s)) => s.clone(),
-            _ => return err(field, "expected a string"),
-        };
-        if !header_value_ok(&text) {
-            return err(field, "must be non-empty printable US-ASCII");
-        }
-        if let Some(allowed) = allowed_values(param) {
-            if !allowed.contains(&text.as_str()) {
-                return err(field, format!("must be one of {}", allowed.join(", ")));
-            }
-        }
-        headers.push((header.to_string(), text));
-    }
-    headers.sort();
-    Ok(headers)
 }
 
 #[cfg(test)]
@@ -1228,10 +572,10 @@ mod tests {
         assert!(c.export && !c.import);
         assert_eq!(c.config_key(), "kong/3.9.1/config.json");
         assert_eq!(c.export_delay_ms, 60_000);
-        assert_eq!(c.storage_upstream, "s3.eu-west-1.amazonaws.com:443");
-        assert_eq!(c.s3.region, "eu-west-1");
-        assert_eq!(c.s3.secret_access_key.expose(), SECRET);
-        assert!(c.s3.conditional_writes);
+        assert_eq!(c.storage.upstream, "s3.eu-west-1.amazonaws.com:443");
+        assert_eq!(c.s3().unwrap().region, "eu-west-1");
+        assert_eq!(c.s3().unwrap().secret_access_key.expose(), SECRET);
+        assert!(c.s3().unwrap().conditional_writes);
         assert_eq!(c.tick_period_ms, 1000);
         match &c.source {
             SourceConfig::Filter { document } => {
@@ -1300,14 +644,17 @@ mod tests {
         )
         .unwrap();
         assert!(c.export);
-        assert_eq!(c.storage.bucket, "b-1");
+        assert_eq!(c.storage.location.bucket, "b-1");
         assert_eq!(c.export_delay_ms, 5000);
-        assert_eq!(c.s3.region, "us-east-2");
-        assert_eq!(c.s3.session_token.as_ref().map(|s| s.expose()), Some("tok"));
-        assert_eq!(c.storage_upstream, "minio:9000");
+        assert_eq!(c.s3().unwrap().region, "us-east-2");
+        assert_eq!(
+            c.s3().unwrap().session_token.as_ref().map(|s| s.expose()),
+            Some("tok")
+        );
+        assert_eq!(c.storage.upstream, "minio:9000");
         assert_eq!(c.node_id.as_deref(), Some("node-a"));
         assert_eq!(
-            c.s3.extra_headers.0,
+            c.s3().unwrap().extra_headers.0,
             vec![("x-amz-storage-class".to_string(), "STANDARD_IA".to_string())]
         );
     }
@@ -1322,8 +669,8 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.s3.region, "eu-west-1");
-        assert_eq!(c.storage.bucket, "my-bucket");
+        assert_eq!(c.s3().unwrap().region, "eu-west-1");
+        assert_eq!(c.storage.location.bucket, "my-bucket");
     }
 
     #[test]
@@ -1572,7 +919,7 @@ mod tests {
             }),
         );
         let c = parse_with(&v, &[]).unwrap();
-        let h: HashMap<_, _> = c.s3.extra_headers.0.iter().cloned().collect();
+        let h: HashMap<_, _> = c.s3().unwrap().extra_headers.0.iter().cloned().collect();
         assert_eq!(h["x-amz-server-side-encryption"], "aws:kms");
         assert_eq!(h["x-amz-server-side-encryption-aws-kms-key-id"], "key-1");
         assert_eq!(h["x-amz-storage-class"], "STANDARD_IA");
@@ -1591,9 +938,9 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.storage_upstream, "s3.local:8443");
+        assert_eq!(c.storage.upstream, "s3.local:8443");
         let c = parse_with(&with("storage_upstream", "s3_cluster".into()), &[]).unwrap();
-        assert_eq!(c.storage_upstream, "s3_cluster");
+        assert_eq!(c.storage.upstream, "s3_cluster");
     }
 
     #[test]
@@ -1605,15 +952,15 @@ mod tests {
         for (name, text) in [
             (
                 "s3-own-config",
-                include_str!("../examples/s3-own-config.json"),
+                include_str!("../../examples/s3-own-config.json"),
             ),
             (
                 "minio-url-source",
-                include_str!("../examples/minio-url-source.json"),
+                include_str!("../../examples/minio-url-source.json"),
             ),
             (
                 "envoy-cluster-upstream",
-                include_str!("../examples/envoy-cluster-upstream.json"),
+                include_str!("../../examples/envoy-cluster-upstream.json"),
             ),
         ] {
             if let Err(e) = Config::parse(text.as_bytes(), &env) {
@@ -1624,14 +971,14 @@ mod tests {
 
     #[test]
     fn settings_md_documents_every_setting() {
-        let doc = include_str!("../SETTINGS.md");
+        let doc = include_str!("../../SETTINGS.md");
         for name in SETTINGS {
             assert!(
                 doc.contains(&format!("`{name}`")),
                 "{name} missing from SETTINGS.md"
             );
         }
-        for (param, _) in S3_PARAMS {
+        for (param, _) in s3::S3_PARAMS {
             assert!(doc.contains(param), "{param} missing from SETTINGS.md");
         }
     }

@@ -9,34 +9,10 @@
 
 use std::rc::Rc;
 
-use crate::config::{validate_declarative_json, SourceConfig};
+use crate::document::validate_declarative_json;
+use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::HttpUrl;
-use crate::object_store::{HttpResponse, OutboundRequest};
-use crate::s3::{hex, sha256};
-
-/// A configuration as the engine sees it. The body is shared (with the filter configuration and
-/// the upload request), never copied; it is hashed once, here, and the digest reused for the
-/// content hash, the checksum header and the signature's payload hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Document {
-    pub body: Rc<Vec<u8>>,
-    pub sha256: [u8; 32],
-    pub sha256_hex: String,
-    /// Host time (ms) when this worker first saw this content.
-    pub seen_at: u64,
-}
-
-impl Document {
-    pub fn new(body: Rc<Vec<u8>>, now: u64) -> Document {
-        let sha256 = sha256(&body);
-        Document {
-            sha256_hex: hex(&sha256),
-            sha256,
-            body,
-            seen_at: now,
-        }
-    }
-}
+use crate::settings::SourceConfig;
 
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -180,17 +156,6 @@ mod tests {
         assert_eq!(
             p.on_response(resp(500, None, "")),
             PollResult::Failed("HTTP 500".into())
-        );
-    }
-
-    #[test]
-    fn documents_hash_their_content() {
-        let a = Document::new(Rc::new(b"{}".to_vec()), 1);
-        let b = Document::new(Rc::new(b"{}".to_vec()), 2);
-        assert_eq!(a.sha256_hex, b.sha256_hex);
-        assert_eq!(
-            a.sha256_hex,
-            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
     }
 }

@@ -7,6 +7,22 @@ pub enum Backend {
     Gcs,
 }
 
+/// Where exports live (`location`), which `dispatch_http_call` upstream reaches the store
+/// (`host:port` on ngx, a cluster name on Envoy), and the backend's own settings. The core builds
+/// its store from this (`store::for_settings`) and never names a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub location: StorageUrl,
+    pub upstream: String,
+    pub backend: StorageBackend,
+}
+
+/// The backend's settings. GCS (its own issue) adds a variant next to S3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageBackend {
+    S3(super::S3Settings),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageUrl {
     pub backend: Backend,
@@ -93,9 +109,8 @@ fn validate_bucket(bucket: &str) -> Result<(), String> {
             "bucket name may only contain lowercase letters, digits, '-', '.' and '_'".to_string(),
         );
     }
-    let first = bucket.as_bytes()[0];
-    let last = bucket.as_bytes()[bucket.len() - 1];
-    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+    let edge_ok = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    if !edge_ok(bucket.as_bytes().first()) || !edge_ok(bucket.as_bytes().last()) {
         return Err("bucket name must start and end with a letter or digit".to_string());
     }
     Ok(())

@@ -1,0 +1,471 @@
+//! The sans-IO core of one root context: events and time in, requests and effects out. Knows
+//! nothing of proxy-wasm (docs/architecture.md).
+//!
+//! A small orchestrator (`Engine`) owns time, the call table (`calls`: which sub-machine owns
+//! each call in flight) and the node-wide lease (`node_lock`), and routes events to sub-machines
+//! that each own their state: `export` (debounce, upload, conflicts, retries), `source` (the
+//! filter's own config or a URL), `import` and `election` (their own issues). Each sub-machine
+//! has at most one call in flight; a tick may emit one request per sub-machine.
+//!
+//! Only `tick` can return requests (`TickOutput::dispatches`); `on_event` returns effects, a type
+//! with no way to express a dispatch. That is a host rule in the type system: ngx_wasm_module
+//! kills or crashes the worker when a root context dispatches from `on_configure`,
+//! `on_vm_start` or `on_http_call_response` (docs/host-behaviours.md), so follow-up requests
+//! (the PUT after a HEAD, retries) wait for the next tick.
+
+mod calls;
+mod effects;
+mod election;
+mod export;
+mod import;
+pub mod source;
+
+use std::rc::Rc;
+
+pub use calls::{CallId, Owner};
+pub use effects::{Effect, Effects, Level, Metric, MetricKind};
+
+use calls::CallTable;
+use election::Election;
+use export::{Cx, Export, Plan};
+use import::Import;
+use source::{PollResult, Source};
+
+use crate::document::Document;
+use crate::http::{HttpResponse, OutboundRequest};
+use crate::node_lock::{self, Lease, SharedStore};
+use crate::settings::{Config, SourceConfig};
+use crate::store::{self, ObjectStore};
+
+const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
+
+/// The export's context, borrowing the orchestrator's fields next to `self.export` (disjoint
+/// borrows: a method taking `&self` could not lend them while the export is mutated).
+macro_rules! export_cx {
+    ($engine:ident, $now:expr, $shared:expr, $fx:expr) => {
+        Cx {
+            now: $now,
+            shared: $shared,
+            fx: $fx,
+            store: $engine.store.as_ref(),
+            record_key: &$engine.record_key,
+            me: $engine.me,
+        }
+    };
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    pub id: CallId,
+    /// The sub-machine the call belongs to (at most one call per owner is in flight).
+    pub owner: Owner,
+    pub request: OutboundRequest,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct TickOutput {
+    pub dispatches: Vec<Dispatch>,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A configuration was applied (own-config source: every `on_configure`).
+    ConfigApplied(Rc<Vec<u8>>),
+    CallAnswered {
+        id: CallId,
+        response: HttpResponse,
+    },
+    /// The host reported a failure (no headers, `:dispatch_status`) or refused the dispatch.
+    CallFailed {
+        id: CallId,
+        reason: String,
+    },
+}
+
+pub struct Engine {
+    cfg: Config,
+    me: u64,
+    store: Box<dyn ObjectStore>,
+    calls: CallTable,
+    /// The node record in shared data: the lease and the export's node-wide state.
+    record_key: String,
+    holder: bool,
+    shared_data_broken: bool,
+    source: Source,
+    export: Export,
+    import: Import,
+    election: Election,
+}
+
+impl Engine {
+    /// `me`: a unique non-zero identity of this root context (worker random + time + context id).
+    pub fn new(cfg: Config, me: u64) -> Engine {
+        let me = me.max(1);
+        let store = store::for_settings(&cfg.storage);
+        let own_source = matches!(cfg.source, SourceConfig::Filter { .. });
+        let export = Export::new(&cfg, me, store.conditional_writes(), own_source);
+        let record_key = cfg.shared_key(&format!(
+            "config-bridge/v1/export/{}/{}",
+            cfg.storage.location.bucket,
+            export.key()
+        ));
+        Engine {
+            record_key,
+            source: Source::from_config(&cfg.source),
+            export,
+            store,
+            me,
+            calls: CallTable::default(),
+            holder: false,
+            shared_data_broken: false,
+            import: Import,
+            election: Election,
+            cfg,
+        }
+    }
+
+    /// A new filter configuration for the same root context: keeps the export's in-flight call
+    /// when the target object is unchanged (its answer is still ours to record).
+    pub fn reconfigure(&mut self, cfg: Config) {
+        let mut next = Engine::new(cfg, self.me);
+        next.calls.continue_ids(&self.calls);
+        let previous = std::mem::replace(self, next);
+        if previous.record_key == self.record_key {
+            // Same object: calls in flight stay in flight (one per owner, as before); an answer
+            // a replaced sub-machine no longer expects is ignored by it.
+            self.holder = previous.holder;
+            self.calls = previous.calls;
+            self.export.carry_over(previous.export);
+        }
+    }
+
+    /// The own-config document to apply after `new`/`reconfigure`, if that is the source.
+    pub fn own_config_document(&self) -> Option<Rc<Vec<u8>>> {
+        match &self.cfg.source {
+            SourceConfig::Filter { document } if !document.is_empty() => Some(Rc::clone(document)),
+            _ => None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn is_holder(&self) -> bool {
+        self.holder
+    }
+
+    pub fn on_event(
+        &mut self,
+        event: Event,
+        now: u64,
+        shared: &mut dyn SharedStore,
+    ) -> Vec<Effect> {
+        let mut fx = Effects::default();
+        match event {
+            Event::ConfigApplied(body) => {
+                let doc = Document::new(body, now);
+                self.export
+                    .offer(doc, &mut export_cx!(self, now, shared, &mut fx));
+            }
+            Event::CallAnswered { id, response } => match self.calls.take(id) {
+                Some(owner) => self.answered(owner, id, response, now, shared, &mut fx),
+                None => late(id, &mut fx),
+            },
+            Event::CallFailed { id, reason } => match self.calls.take(id) {
+                Some(owner) => self.failed(owner, id, &reason, now, shared, &mut fx),
+                None => late(id, &mut fx),
+            },
+        }
+        fx.0
+    }
+
+    pub fn tick(&mut self, now: u64, shared: &mut dyn SharedStore) -> TickOutput {
+        let mut fx = Effects::default();
+        let mut dispatches = Vec::new();
+        for (id, owner) in self.calls.expired(now) {
+            let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
+            self.failed(owner, id, &reason, now, shared, &mut fx);
+        }
+        // The store's prerequisite (a token) goes before any other request of the store.
+        if !self.store_ready(now, &mut dispatches) {
+            return TickOutput {
+                dispatches,
+                effects: fx.0,
+            };
+        }
+        if self.cfg.import {
+            let request = self.import.poll(now);
+            self.open(Owner::Import, request, now, &mut dispatches);
+        }
+        if self.cfg.export && self.node_identity(shared, &mut fx) {
+            if let Some(plan) = self.lease(now, shared, &mut fx) {
+                let request = self.election.poll(now);
+                self.open(Owner::Election, request, now, &mut dispatches);
+                self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
+                self.dispatch_source(now, &mut dispatches);
+            }
+        }
+        TickOutput {
+            dispatches,
+            effects: fx.0,
+        }
+    }
+
+    /// Whether the store can take requests; sends its prerequisite when it needs one.
+    fn store_ready(&mut self, now: u64, out: &mut Vec<Dispatch>) -> bool {
+        if self.calls.busy(Owner::Store) {
+            return false;
+        }
+        let request = self.store.prerequisite(now);
+        let needed = request.is_some();
+        self.open(Owner::Store, request, now, out);
+        !needed
+    }
+
+    /// Sends `request` (if any) as a call of `owner`, unless that owner has one in flight.
+    fn open(
+        &mut self,
+        owner: Owner,
+        request: Option<OutboundRequest>,
+        now: u64,
+        out: &mut Vec<Dispatch>,
+    ) {
+        let Some(request) = request else { return };
+        if self.calls.busy(owner) {
+            return;
+        }
+        let timeout_ms = self.cfg.call_timeout_ms;
+        let id = self.calls.open(owner, now.saturating_add(timeout_ms));
+        out.push(Dispatch {
+            id,
+            owner,
+            request,
+            timeout_ms,
+        });
+    }
+
+    /// The node id written as `uploader`: the setting, else one shared by the node's workers.
+    fn node_identity(&mut self, shared: &mut dyn SharedStore, fx: &mut Effects) -> bool {
+        if self.export.node_id().is_some() {
+            return true;
+        }
+        let key = self.cfg.shared_key(NODE_ID_KEY);
+        match node_lock::node_id(shared, &key, &format!("node-{:016x}", self.me)) {
+            Ok(id) => {
+                self.export.set_node_id(&id);
+                true
+            }
+            Err(e) => {
+                self.shared_data_error(&e, fx);
+                false
+            }
+        }
+    }
+
+    /// Takes or renews the node-wide lease; the holder gets the export's plan, decided inside
+    /// the same atomic record update.
+    fn lease(&mut self, now: u64, shared: &mut dyn SharedStore, fx: &mut Effects) -> Option<Plan> {
+        let deadline = now.saturating_add(self.cfg.call_timeout_ms);
+        let export = &self.export;
+        // A call of the export still in flight (possibly one a reconfiguration inherited).
+        let free = !self.calls.busy(Owner::Export);
+        let leader = self.election.is_leader();
+        let lease = node_lock::with_lease_if(
+            shared,
+            &self.record_key,
+            self.me,
+            now,
+            self.cfg.lease_ttl_ms,
+            |rec| export.eligible(rec),
+            |rec, _| {
+                if leader && free {
+                    export.plan(rec, now, deadline)
+                } else {
+                    Plan::Nothing
+                }
+            },
+        );
+        match lease {
+            Lease::Held(plan) => {
+                self.shared_data_broken = false;
+                if !self.holder {
+                    self.holder = true;
+                    fx.log(
+                        Level::Info,
+                        format!(
+                            "this worker now exports {}",
+                            self.store.describe(self.export.key())
+                        ),
+                    );
+                }
+                Some(plan)
+            }
+            Lease::Follower { .. } | Lease::Lost => {
+                self.shared_data_broken = false;
+                if self.holder {
+                    self.holder = false;
+                    fx.log(
+                        Level::Info,
+                        "the export moved to another root context of this node",
+                    );
+                }
+                None
+            }
+            Lease::Unavailable(e) => {
+                self.shared_data_error(&e, fx);
+                None
+            }
+        }
+    }
+
+    fn dispatch_export(
+        &mut self,
+        plan: Plan,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+        out: &mut Vec<Dispatch>,
+    ) {
+        let Some(outgoing) = self.export.request(plan, self.store.as_ref(), now) else {
+            return;
+        };
+        let timeout_ms = self.cfg.call_timeout_ms;
+        match outgoing.request.clone() {
+            Ok(request) => {
+                let id = self
+                    .calls
+                    .open(Owner::Export, now.saturating_add(timeout_ms));
+                self.export.sent(id, outgoing);
+                out.push(Dispatch {
+                    id,
+                    owner: Owner::Export,
+                    request,
+                    timeout_ms,
+                });
+            }
+            Err(e) => {
+                let mut cx = export_cx!(self, now, shared, fx);
+                self.export.not_sent(outgoing, &e, &mut cx);
+            }
+        }
+    }
+
+    /// The lease holder polls the source (URL) when it is due.
+    fn dispatch_source(&mut self, now: u64, out: &mut Vec<Dispatch>) {
+        if self.calls.busy(Owner::Source) {
+            return;
+        }
+        let Source::Url(poller) = &mut self.source else {
+            return;
+        };
+        if !poller.due(now) {
+            return;
+        }
+        let request = poller.request(now);
+        self.open(Owner::Source, Some(request), now, out);
+    }
+
+    fn answered(
+        &mut self,
+        owner: Owner,
+        id: CallId,
+        response: HttpResponse,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        match owner {
+            Owner::Export => {
+                let mut cx = export_cx!(self, now, shared, fx);
+                self.export.on_answer(id, response, &mut cx);
+            }
+            Owner::Source => {
+                let Source::Url(p) = &mut self.source else {
+                    return;
+                };
+                match p.on_response(response) {
+                    PollResult::Unchanged => {}
+                    PollResult::Fetched(body) => {
+                        let doc = Document::new(Rc::new(body), now);
+                        self.export
+                            .offer(doc, &mut export_cx!(self, now, shared, fx));
+                    }
+                    PollResult::Failed(reason) => {
+                        let line =
+                            format!("fetching the config from {} failed: {reason}", p.describe());
+                        fx.log(Level::Warn, line);
+                        fx.metric(Metric::SourceErrorsTotal, 1);
+                    }
+                }
+            }
+            Owner::Import => self.import.on_answer(id, response),
+            Owner::Election => self.election.on_answer(id, response),
+            Owner::Store => {
+                if let Err(e) = self.store.on_prerequisite(Ok(response), now) {
+                    fx.log(Level::Warn, e);
+                }
+            }
+        }
+    }
+
+    fn failed(
+        &mut self,
+        owner: Owner,
+        id: CallId,
+        reason: &str,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        match owner {
+            Owner::Export => {
+                let mut cx = export_cx!(self, now, shared, fx);
+                self.export.on_failure(id, reason, &mut cx);
+            }
+            Owner::Source => {
+                let what = match &self.source {
+                    Source::Url(p) => p.describe(),
+                    Source::Filter => String::new(),
+                };
+                fx.log(
+                    Level::Warn,
+                    format!("fetching the config from {what} failed: {reason}"),
+                );
+                fx.metric(Metric::SourceErrorsTotal, 1);
+            }
+            Owner::Import => self.import.on_failure(id, reason),
+            Owner::Election => self.election.on_failure(id, reason),
+            Owner::Store => {
+                if let Err(e) = self.store.on_prerequisite(Err(reason.to_string()), now) {
+                    fx.log(Level::Warn, e);
+                }
+            }
+        }
+    }
+
+    /// Logged once per outage, not on every tick.
+    fn shared_data_error(&mut self, e: &str, fx: &mut Effects) {
+        if !self.shared_data_broken {
+            self.shared_data_broken = true;
+            fx.log(
+                Level::Error,
+                format!(
+                    "shared data unavailable ({e}); exports paused (is an shm_kv zone configured?)"
+                ),
+            );
+        }
+    }
+}
+
+fn late(id: CallId, fx: &mut Effects) {
+    fx.log(
+        Level::Debug,
+        format!("ignoring a late or unknown answer (call {id})"),
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! One setting's value: the filter configuration first, then the first non-empty environment
+//! variable of its list (nginx and Kong hide most variables from workers, so both ways exist).
+
+use serde_json::{Map, Value};
+
+use super::{err, ConfigError, Secret};
+
+/// One setting's raw value and where it came from (for error messages).
+pub(crate) struct Raw {
+    pub(crate) value: Value,
+    pub(crate) field: String,
+}
+
+pub(crate) struct Lookup<'a> {
+    /// Every setting except `config`, as (small) JSON values.
+    pub(crate) obj: &'a Map<String, Value>,
+    /// The `config` setting as a byte range of `text` (its raw JSON text); `null` included.
+    pub(crate) config: Option<(usize, usize)>,
+    /// The filter configuration text.
+    pub(crate) text: &'a [u8],
+    pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Lookup<'_> {
+    /// The filter-config value first, then the first non-empty environment variable.
+    pub(crate) fn get(&self, key: &str, env_names: &[&str]) -> Option<Raw> {
+        if let Some(v) = self.obj.get(key) {
+            if !v.is_null() {
+                return Some(Raw {
+                    value: v.clone(),
+                    field: key.to_string(),
+                });
+            }
+        }
+        env_names.iter().find_map(|name| {
+            (self.env)(name)
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| Raw {
+                    value: Value::String(s),
+                    field: format!("{key} (from {name})"),
+                })
+        })
+    }
+
+    pub(crate) fn bool(&self, key: &str, env: &[&str], default: bool) -> Result<bool, ConfigError> {
+        match self.get(key, env) {
+            None => Ok(default),
+            Some(r) => parse_bool(&r.value)
+                .ok_or(())
+                .or_else(|_| err(r.field, "expected a boolean or \"on\"/\"off\"")),
+        }
+    }
+
+    pub(crate) fn string(
+        &self,
+        key: &str,
+        env: &[&str],
+    ) -> Result<Option<(String, String)>, ConfigError> {
+        match self.get(key, env) {
+            None => Ok(None),
+            Some(Raw {
+                value: Value::String(s),
+                field,
+            }) => {
+                let s = s.trim().to_string();
+                if s.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some((s, field)))
+                }
+            }
+            Some(r) => err(r.field, "expected a string"),
+        }
+    }
+
+    /// A non-negative integer, also accepted as a numeric string (environment variables).
+    pub(crate) fn uint(
+        &self,
+        key: &str,
+        env: &[&str],
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(r) = self.get(key, env) else {
+            return Ok(default);
+        };
+        let n = match &r.value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            Some(_) => err(r.field, format!("must be between {min} and {max}")),
+            None => err(r.field, "expected a non-negative integer"),
+        }
+    }
+
+    /// Seconds (integer or decimal) converted to milliseconds.
+    pub(crate) fn seconds_ms(
+        &self,
+        key: &str,
+        env: &[&str],
+        default_s: u64,
+        max_s: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(r) = self.get(key, env) else {
+            return Ok(default_s * 1000);
+        };
+        let n = match &r.value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if n.is_finite() && n >= 0.0 && n <= max_s as f64 => {
+                Ok((n * 1000.0).round() as u64)
+            }
+            Some(_) => err(
+                r.field,
+                format!("must be a number of seconds between 0 and {max_s}"),
+            ),
+            None => err(r.field, "expected a number of seconds"),
+        }
+    }
+
+    pub(crate) fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, ConfigError> {
+        Ok(self.string(key, env)?.map(|(s, _)| Secret(s)))
+    }
+}
+
+pub(crate) fn parse_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" => Some(true),
+            "off" | "false" | "no" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A JSON object, or a JSON string holding one (Kong 3.4 passes the filter config as a string).
+pub(crate) fn object_or_json_string(v: Value) -> Option<Map<String, Value>> {
+    match v {
+        Value::Object(m) => Some(m),
+        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        },
+        _ => None,
+    }
+}

@@ -1,0 +1,311 @@
+//! S3 settings: credentials, region, endpoint, and `cluster_fallback_export_s3_config` mapped to
+//! PutObject headers.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::lookup::{object_or_json_string, Lookup};
+use super::{err, ConfigError, Secret};
+use crate::http_url::{percent_encode, HttpUrl};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Settings {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    pub region: String,
+    /// `AWS_CONFIG_STORAGE_ENDPOINT`: an S3-compatible endpoint (always path-style).
+    pub endpoint: Option<HttpUrl>,
+    pub force_path_style: bool,
+    /// Send `If-Match` / `If-None-Match` (stores without conditional writes: turn off).
+    pub conditional_writes: bool,
+    /// `cluster_fallback_export_s3_config` mapped to (header name, value), in a stable order.
+    pub extra_headers: HeaderList,
+}
+
+/// Headers whose values may be secret (`SSECustomerKey`): `Debug` shows only the names.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeaderList(pub Vec<(String, String)>);
+
+impl fmt::Debug for HeaderList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+/// Metadata keys config-bridge writes itself; an operator may not override them.
+pub const RESERVED_METADATA: &[&str] = &["uploader", "config-applied-at", "config-sha256"];
+
+pub(crate) fn default_s3_upstream(s3: &S3Settings) -> String {
+    match &s3.endpoint {
+        Some(e) => e.upstream(),
+        None => format!("s3.{}.amazonaws.com:443", s3.region),
+    }
+}
+
+pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, ConfigError> {
+    let access_key_id = l.secret("aws_access_key_id", &["AWS_ACCESS_KEY_ID"])?;
+    let secret_access_key = l.secret("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"])?;
+    let session_token = l.secret("aws_session_token", &["AWS_SESSION_TOKEN"])?;
+    let region = l.string("aws_region", &["AWS_REGION", "AWS_DEFAULT_REGION"])?;
+    let endpoint = match l.string("storage_endpoint", &["AWS_CONFIG_STORAGE_ENDPOINT"])? {
+        None => None,
+        Some((raw, field)) => Some(HttpUrl::parse(&raw).map_err(|r| ConfigError {
+            field,
+            reason: r,
+            strict: false,
+        })?),
+    };
+    let region = match region {
+        Some((r, field)) => {
+            if !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return err(field, "must contain only letters, digits and '-'");
+            }
+            r
+        }
+        None if required => {
+            return err(
+                "aws_region",
+                "S3 region is not configured (set aws_region or AWS_REGION)",
+            )
+        }
+        None => String::new(),
+    };
+    let (access_key_id, secret_access_key) = match (access_key_id, secret_access_key) {
+        (Some(a), Some(s)) => (a, s),
+        (None, _) if required => {
+            return err(
+                "aws_access_key_id",
+                "is not configured (set it or AWS_ACCESS_KEY_ID)",
+            )
+        }
+        (_, None) if required => {
+            return err(
+                "aws_secret_access_key",
+                "is not configured (set it or AWS_SECRET_ACCESS_KEY)",
+            )
+        }
+        (a, s) => (
+            a.unwrap_or(Secret(String::new())),
+            s.unwrap_or(Secret(String::new())),
+        ),
+    };
+    if !access_key_id.0.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return err("aws_access_key_id", "must contain only letters and digits");
+    }
+    let force_path_style = l.bool("s3_force_path_style", &[], false)?;
+    let conditional_writes = l.bool("s3_conditional_writes", &[], true)?;
+    let extra_headers = match l.get(
+        "cluster_fallback_export_s3_config",
+        &["KONG_CLUSTER_FALLBACK_EXPORT_S3_CONFIG"],
+    ) {
+        None => HeaderList::default(),
+        Some(raw) => {
+            let field = raw.field.clone();
+            let map = object_or_json_string(raw.value).ok_or_else(|| ConfigError {
+                strict: false,
+                field: field.clone(),
+                reason: "expected a JSON object (or a JSON string holding one)".into(),
+            })?;
+            HeaderList(s3_params_to_headers(
+                &map,
+                "cluster_fallback_export_s3_config",
+            )?)
+        }
+    };
+    Ok(S3Settings {
+        access_key_id,
+        secret_access_key,
+        session_token,
+        region,
+        endpoint,
+        force_path_style,
+        conditional_writes,
+        extra_headers,
+    })
+}
+
+/// PutObject parameters (as named in the AWS SDKs, which is what Kong's setting uses) → header.
+pub(crate) const S3_PARAMS: &[(&str, &str)] = &[
+    ("ACL", "x-amz-acl"),
+    (
+        "BucketKeyEnabled",
+        "x-amz-server-side-encryption-bucket-key-enabled",
+    ),
+    ("CacheControl", "cache-control"),
+    ("ContentDisposition", "content-disposition"),
+    ("ContentEncoding", "content-encoding"),
+    ("ContentLanguage", "content-language"),
+    ("ExpectedBucketOwner", "x-amz-expected-bucket-owner"),
+    ("Expires", "expires"),
+    ("GrantFullControl", "x-amz-grant-full-control"),
+    ("GrantRead", "x-amz-grant-read"),
+    ("GrantReadACP", "x-amz-grant-read-acp"),
+    ("GrantWriteACP", "x-amz-grant-write-acp"),
+    ("ObjectLockLegalHoldStatus", "x-amz-object-lock-legal-hold"),
+    ("ObjectLockMode", "x-amz-object-lock-mode"),
+    (
+        "ObjectLockRetainUntilDate",
+        "x-amz-object-lock-retain-until-date",
+    ),
+    ("RequestPayer", "x-amz-request-payer"),
+    (
+        "SSECustomerAlgorithm",
+        "x-amz-server-side-encryption-customer-algorithm",
+    ),
+    (
+        "SSECustomerKey",
+        "x-amz-server-side-encryption-customer-key",
+    ),
+    (
+        "SSECustomerKeyMD5",
+        "x-amz-server-side-encryption-customer-key-md5",
+    ),
+    (
+        "SSEKMSEncryptionContext",
+        "x-amz-server-side-encryption-context",
+    ),
+    ("SSEKMSKeyId", "x-amz-server-side-encryption-aws-kms-key-id"),
+    ("ServerSideEncryption", "x-amz-server-side-encryption"),
+    ("StorageClass", "x-amz-storage-class"),
+    ("Tagging", "x-amz-tagging"),
+    ("WebsiteRedirectLocation", "x-amz-website-redirect-location"),
+];
+
+/// Parameters config-bridge sets itself; allowing them would break signing or integrity checks.
+const S3_OWN_PARAMS: &[&str] = &[
+    "Body",
+    "Bucket",
+    "ChecksumAlgorithm",
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumCRC64NVME",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+    "ContentLength",
+    "ContentMD5",
+    "ContentType",
+    "IfMatch",
+    "IfNoneMatch",
+    "Key",
+];
+
+/// Closed value sets, checked so that a typo fails at configure time rather than at every upload.
+pub(crate) fn allowed_values(param: &str) -> Option<&'static [&'static str]> {
+    Some(match param {
+        "ACL" => &[
+            "private",
+            "public-read",
+            "public-read-write",
+            "authenticated-read",
+            "aws-exec-read",
+            "bucket-owner-read",
+            "bucket-owner-full-control",
+        ],
+        "ServerSideEncryption" => &["AES256", "aws:kms", "aws:kms:dsse"],
+        "StorageClass" => &[
+            "STANDARD",
+            "REDUCED_REDUNDANCY",
+            "STANDARD_IA",
+            "ONEZONE_IA",
+            "INTELLIGENT_TIERING",
+            "GLACIER",
+            "DEEP_ARCHIVE",
+            "OUTPOSTS",
+            "GLACIER_IR",
+            "SNOW",
+            "EXPRESS_ONEZONE",
+        ],
+        "ObjectLockMode" => &["GOVERNANCE", "COMPLIANCE"],
+        "ObjectLockLegalHoldStatus" => &["ON", "OFF"],
+        "RequestPayer" => &["requester"],
+        _ => return None,
+    })
+}
+
+pub(crate) fn header_value_ok(v: &str) -> bool {
+    !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+pub fn s3_params_to_headers(
+    map: &Map<String, Value>,
+    setting: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut headers = Vec::new();
+    for (param, value) in map {
+        let field = format!("{setting}.{param}");
+        if S3_OWN_PARAMS.contains(&param.as_str()) {
+            return err(
+                field,
+                "is set by config-bridge itself and cannot be overridden",
+            );
+        }
+        if param == "Metadata" {
+            let Value::Object(meta) = value else {
+                return err(field, "expected an object of string values");
+            };
+            for (k, v) in meta {
+                let mfield = format!("{field}.{k}");
+                let key = k.to_ascii_lowercase();
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return err(
+                        mfield,
+                        "metadata keys may only contain letters, digits, '-' and '_'",
+                    );
+                }
+                if RESERVED_METADATA.contains(&key.as_str()) {
+                    return err(mfield, "is written by config-bridge itself");
+                }
+                let Value::String(v) = v else {
+                    return err(mfield, "expected a string");
+                };
+                if !header_value_ok(v) {
+                    return err(mfield, "must be non-empty printable US-ASCII");
+                }
+                headers.push((format!("x-amz-meta-{key}"), v.clone()));
+            }
+            continue;
+        }
+        let Some((_, header)) = S3_PARAMS.iter().find(|(p, _)| p == param) else {
+            return err(field, "unknown S3 PutObject parameter");
+        };
+        let text = match (param.as_str(), value) {
+            ("Tagging", Value::Object(tags)) => {
+                let mut pairs = Vec::new();
+                for (k, v) in tags {
+                    let Value::String(v) = v else {
+                        return err(field, "tag values must be strings");
+                    };
+                    pairs.push(format!(
+                        "{}={}",
+                        percent_encode(k, false),
+                        percent_encode(v, false)
+                    ));
+                }
+                pairs.join("&")
+            }
+            ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
+            ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
+            (_, Value::String(s)) => s.clone(),
+            _ => return err(field, "expected a string"),
+        };
+        if !header_value_ok(&text) {
+            return err(field, "must be non-empty printable US-ASCII");
+        }
+        if let Some(allowed) = allowed_values(param) {
+            if !allowed.contains(&text.as_str()) {
+                return err(field, format!("must be one of {}", allowed.join(", ")));
+            }
+        }
+        headers.push((header.to_string(), text));
+    }
+    headers.sort();
+    Ok(headers)
+}

@@ -1,0 +1,186 @@
+//! What the export needs from an object store, independent of S3 or GCS: build a conditional
+//! upload and a metadata read as plain HTTP requests, and classify their answers. `s3` implements
+//! it now; GCS (ifGenerationMatch, OAuth2) will implement the same trait.
+
+use std::fmt;
+use std::rc::Rc;
+
+use crate::http::{HttpResponse, OutboundRequest};
+use crate::settings::{StorageBackend, StorageSettings};
+
+pub mod s3;
+pub mod sigv4;
+pub mod timestamp;
+
+/// Conditional write: never overwrite something we have not seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Unconditional (the store does not support conditional writes).
+    None,
+    /// Create only (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`).
+    IfAbsent,
+    /// Replace only this version (S3 `If-Match: <etag>`, GCS `ifGenerationMatch=<generation>`).
+    IfMatch(String),
+}
+
+/// Metadata config-bridge writes with every export and reads back on a conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportMeta {
+    pub uploader: String,
+    /// Host time (ms since the epoch) at which this node first saw the config.
+    pub applied_at: u64,
+    pub sha256_hex: String,
+    /// The same digest as bytes (the checksum header and the signature reuse it).
+    pub sha256: [u8; 32],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError {
+    /// HTTP status, 0 when the call itself failed.
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl StoreError {
+    /// Throttling, server errors and transport failures are worth retrying; 4xx usually are not,
+    /// but the export retries anyway with backoff (credentials get rotated, buckets get created).
+    pub fn is_server_side(&self) -> bool {
+        self.status == 0 || self.status == 429 || self.status >= 500
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    Stored {
+        version: Option<String>,
+    },
+    /// The object changed since we last saw it (or exists, for `IfAbsent`).
+    PreconditionFailed,
+    Failed(StoreError),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteMeta {
+    pub version: Option<String>,
+    pub uploader: Option<String>,
+    pub applied_at: Option<u64>,
+    pub sha256_hex: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadOutcome {
+    Found(RemoteMeta),
+    Missing,
+    Failed(StoreError),
+}
+
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    pub key: String,
+    /// Milliseconds since the epoch (S3 `LastModified`, GCS `updated`); `None` if unreadable.
+    pub modified_ms: Option<u64>,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListOutcome {
+    /// One page; `next` continues the listing (S3 continuation token, GCS page token).
+    Page {
+        entries: Vec<ListEntry>,
+        next: Option<String>,
+    },
+    Failed(StoreError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GetOutcome {
+    Found {
+        body: Vec<u8>,
+        meta: RemoteMeta,
+    },
+    /// The version asked for with `If-None-Match` is still current.
+    NotModified,
+    Missing,
+    Failed(StoreError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Deleted, or already absent.
+    Deleted,
+    Failed(StoreError),
+}
+
+/// What the core needs from an object store, as plain HTTP requests to build and answers to
+/// classify: conditional put, get, head, list (prefix, paging) and delete. A store may need a
+/// prerequisite request first (GCS: an OAuth2 token) — the orchestrator sends it when
+/// `prerequisite` returns one and hands the answer back, before any other request of the store.
+pub trait ObjectStore {
+    /// `s3://bucket/key`, for log lines.
+    fn describe(&self, key: &str) -> String;
+    /// The `dispatch_http_call` upstream (`host:port` or a cluster name), for log lines.
+    fn upstream(&self) -> &str;
+    /// Whether writes carry preconditions (S3 `If-Match`/`If-None-Match`).
+    fn conditional_writes(&self) -> bool;
+    fn put(
+        &self,
+        key: &str,
+        body: &Rc<Vec<u8>>,
+        precondition: &Precondition,
+        meta: &ExportMeta,
+        now_ms: u64,
+    ) -> Result<OutboundRequest, String>;
+    fn head(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
+    /// A download; `if_none_match`: the version already held (answered "not modified").
+    fn get(
+        &self,
+        key: &str,
+        if_none_match: Option<&str>,
+        now_ms: u64,
+    ) -> Result<OutboundRequest, String>;
+    /// One page of keys under `prefix`; `page`: the `next` of the previous page.
+    fn list(
+        &self,
+        prefix: &str,
+        page: Option<&str>,
+        now_ms: u64,
+    ) -> Result<OutboundRequest, String>;
+    fn delete(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
+    fn parse_put(&self, resp: &HttpResponse) -> PutOutcome;
+    fn parse_head(&self, resp: &HttpResponse) -> HeadOutcome;
+    fn parse_get(&self, resp: HttpResponse) -> GetOutcome;
+    fn parse_list(&self, resp: &HttpResponse) -> ListOutcome;
+    fn parse_delete(&self, resp: &HttpResponse) -> DeleteOutcome;
+
+    /// A request to send before any other (a token), or `None` when the store is ready.
+    fn prerequisite(&mut self, _now_ms: u64) -> Option<OutboundRequest> {
+        None
+    }
+    /// The prerequisite's answer (`Err`: the call failed, with the host's reason).
+    fn on_prerequisite(
+        &mut self,
+        _answer: Result<HttpResponse, String>,
+        _now_ms: u64,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The store the settings describe.
+pub fn for_settings(settings: &StorageSettings) -> Box<dyn ObjectStore> {
+    match &settings.backend {
+        StorageBackend::S3(s3) => Box::new(s3::S3Store::new(
+            s3.clone(),
+            settings.location.bucket.clone(),
+            settings.upstream.clone(),
+        )),
+    }
+}

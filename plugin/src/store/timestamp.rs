@@ -1,0 +1,105 @@
+//! RFC 3339 / ISO 8601 UTC timestamps as stores write them (S3 `LastModified`
+//! `2026-12-01T08:25:36.000Z`, GCS `updated` `2026-12-01T08:25:36.123456Z`) to milliseconds since
+//! the epoch, without a date-time crate (one function is all the module needs).
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00)` → ms since the epoch; `None` for anything else.
+pub fn rfc3339_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u64> {
+        let part = s.get(from..from + len)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        return None;
+    }
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = s.get(19..)?;
+    let mut millis = 0u64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let ms_digits = frac.get(..digits.min(3))?;
+        millis = ms_digits.parse::<u64>().ok()? * 10u64.pow(3 - ms_digits.len() as u32);
+        rest = frac.get(digits..)?;
+    }
+    if !matches!(rest, "Z" | "z" | "+00:00" | "-00:00") {
+        return None;
+    }
+    let days = days_from_civil(year, month, day)?;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm); years
+/// before 1970 are not timestamps a store writes.
+fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
+    let y = if month <= 2 {
+        year.checked_sub(1)?
+    } else {
+        year
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).checked_sub(719_468)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_s3_and_gcs_write() {
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            rfc3339_ms("2026-12-01T08:25:36.000Z"),
+            Some(1_796_113_536_000)
+        );
+        assert_eq!(
+            rfc3339_ms("2026-12-01T08:25:36.123456Z"),
+            Some(1_796_113_536_123)
+        );
+        assert_eq!(
+            rfc3339_ms("2024-02-29T23:59:59.5Z"),
+            Some(1_709_251_199_500)
+        );
+        assert_eq!(
+            rfc3339_ms("2000-03-01T00:00:00+00:00"),
+            Some(951_868_800_000)
+        );
+        for bad in [
+            "",
+            "2026-12-01",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01T00:00:00",
+            "2026-12-01T00:00:00.Z",
+            "x026-12-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2026-12-01T00:00:00+02:00",
+        ] {
+            assert_eq!(rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+}
