@@ -23,6 +23,15 @@ pub fn summary(cfg: &Config) -> String {
             format!("the filter's config ({} bytes)", document.len())
         }
         SourceConfig::Url { url, .. } => format!("{url}"),
+        SourceConfig::KongAdmin(k) => format!(
+            "the Kong Admin API at {}{}",
+            k.url,
+            if k.auth.is_some() {
+                " with a token"
+            } else {
+                ""
+            }
+        ),
     };
     format!(
         "{} {scheme}://{}/{} (delay {} ms, source: {source}) via upstream {}{}",

@@ -23,6 +23,7 @@ pub mod config_report;
 pub mod debounce;
 pub mod document;
 pub mod engine;
+pub mod flat_form;
 pub mod header_map;
 pub mod http;
 pub mod http_url;

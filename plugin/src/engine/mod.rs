@@ -353,19 +353,13 @@ impl Engine {
         }
     }
 
-    /// The lease holder polls the source (URL) when it is due.
+    /// The lease holder polls the source when it is due (URL, Kong Admin API).
     fn dispatch_source(&mut self, now: u64, out: &mut Vec<Dispatch>) {
         if self.calls.busy(Owner::Source) {
             return;
         }
-        let Source::Url(poller) = &mut self.source else {
-            return;
-        };
-        if !poller.due(now) {
-            return;
-        }
-        let request = poller.request(now);
-        self.open(Owner::Source, Some(request), now, out);
+        let request = self.source.poll(now);
+        self.open(Owner::Source, request, now, out);
     }
 
     fn answered(
@@ -382,25 +376,23 @@ impl Engine {
                 let mut cx = export_cx!(self, now, shared, fx);
                 self.export.on_answer(id, response, &mut cx);
             }
-            Owner::Source => {
-                let Source::Url(p) = &mut self.source else {
-                    return;
-                };
-                match p.on_response(response) {
-                    PollResult::Unchanged => {}
-                    PollResult::Fetched(body) => {
-                        let doc = Document::new(Rc::new(body), now);
-                        self.export
-                            .offer(doc, &mut export_cx!(self, now, shared, fx));
-                    }
-                    PollResult::Failed(reason) => {
-                        let line =
-                            format!("fetching the config from {} failed: {reason}", p.describe());
-                        fx.log(Level::Warn, line);
-                        fx.metric(Metric::SourceErrorsTotal, 1);
-                    }
+            Owner::Source => match self.source.on_response(response, now) {
+                PollResult::Unchanged => {}
+                PollResult::Fetched(body) => {
+                    let doc = Document::new(Rc::new(body), now);
+                    self.export
+                        .offer(doc, &mut export_cx!(self, now, shared, fx));
                 }
-            }
+                PollResult::Note(line) => fx.log(Level::Info, line),
+                PollResult::Failed(reason) => {
+                    let line = format!(
+                        "fetching the config from {} failed: {reason}",
+                        self.source.describe()
+                    );
+                    fx.log(Level::Warn, line);
+                    fx.metric(Metric::SourceErrorsTotal, 1);
+                }
+            },
             Owner::Import => self.import.on_answer(id, response),
             Owner::Election => self.election.on_answer(id, response),
             Owner::Store => {
@@ -426,13 +418,13 @@ impl Engine {
                 self.export.on_failure(id, reason, &mut cx);
             }
             Owner::Source => {
-                let what = match &self.source {
-                    Source::Url(p) => p.describe(),
-                    Source::Filter => String::new(),
-                };
+                self.source.on_failure();
                 fx.log(
                     Level::Warn,
-                    format!("fetching the config from {what} failed: {reason}"),
+                    format!(
+                        "fetching the config from {} failed: {reason}",
+                        self.source.describe()
+                    ),
                 );
                 fx.metric(Metric::SourceErrorsTotal, 1);
             }

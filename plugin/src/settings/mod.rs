@@ -110,8 +110,8 @@ pub enum SourceConfig {
         upstream: String,
         poll_interval_ms: u64,
     },
-    // A Kong Admin API source (`GET /status` configuration_hash, then `GET /config`) is the next
-    // issue: it becomes a third variant here and in `source::Source`.
+    /// A Kong Admin API (`/status` probe, entity collections in Kong's flat form).
+    KongAdmin(crate::engine::source::kong_admin::KongAdminSettings),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,6 +168,11 @@ pub const SETTINGS: &[&str] = &[
     "config_url",
     "config_url_upstream",
     "config_poll_interval",
+    "kong_admin_url",
+    "kong_admin_upstream",
+    "kong_admin_token",
+    "kong_admin_token_header",
+    "kong_admin_dump_interval",
     "gateway_version",
     "node_id",
     "aws_access_key_id",
@@ -770,8 +775,9 @@ mod tests {
                 "cluster_fallback_export_s3_config.SSECustomerKey",
             ),
             (
+                // The Kong Admin API is the source: the filter's own `config` is a mistake.
                 with("config_source", serde_json::json!("kong_admin")),
-                "config_source",
+                "config",
             ),
             (
                 with("config_source", serde_json::json!("ftp")),

@@ -6,6 +6,7 @@ use super::lookup::Lookup;
 use super::scanner::{first_byte, json_string};
 use super::{err, ConfigError, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
+use crate::engine::source::kong_admin::KongAdminSettings;
 use crate::http_url::HttpUrl;
 
 pub(crate) fn parse_source(
@@ -97,10 +98,70 @@ pub(crate) fn parse_source(
                 PayloadLoc::None,
             ))
         }
-        "kong_admin" => err(
+        "kong_admin" => {
+            if l.config.is_some() {
+                return err(
+                    "config",
+                    "must not be set when config_source is \"kong_admin\"",
+                );
+            }
+            let settings = parse_kong_admin(l)?;
+            Ok((SourceConfig::KongAdmin(settings), PayloadLoc::None))
+        }
+        _ => err(
             "config_source",
-            "\"kong_admin\" is not implemented in this build yet (use \"filter\" or \"url\")",
+            "must be \"filter\", \"url\" or \"kong_admin\"",
         ),
-        _ => err("config_source", "must be \"filter\" or \"url\""),
     }
 }
+
+/// The Kong Admin API (source and importer): `kong_admin_url` (default the node's own
+/// `http://127.0.0.1:8001`), its upstream, an optional token header, poll intervals.
+pub(crate) fn parse_kong_admin(l: &Lookup<'_>) -> Result<KongAdminSettings, ConfigError> {
+    let (raw, field) = l
+        .string("kong_admin_url", &["CONFIG_BRIDGE_KONG_ADMIN_URL"])?
+        .unwrap_or_else(|| (DEFAULT_ADMIN_URL.to_string(), "kong_admin_url".to_string()));
+    let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
+        field,
+        reason: r,
+        strict: false,
+    })?;
+    let upstream = l
+        .string("kong_admin_upstream", &[])?
+        .map(|(u, _)| u)
+        .unwrap_or_else(|| url.upstream());
+    let header = l
+        .string("kong_admin_token_header", &[])?
+        .map(|(h, _)| h)
+        .unwrap_or_else(|| "Kong-Admin-Token".to_string());
+    if header.is_empty()
+        || !header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return err(
+            "kong_admin_token_header",
+            "must be an HTTP header name (letters, digits, '-', '_')",
+        );
+    }
+    let auth = l
+        .secret("kong_admin_token", &["KONG_ADMIN_TOKEN"])?
+        .map(|token| (header, token));
+    let poll_interval_ms = l.seconds_ms("config_poll_interval", &[], 10, 86_400)?;
+    if poll_interval_ms < 100 {
+        return err("config_poll_interval", "must be at least 0.1 seconds");
+    }
+    let dump_interval_ms = l.seconds_ms("kong_admin_dump_interval", &[], 60, 86_400)?;
+    if dump_interval_ms < 1000 {
+        return err("kong_admin_dump_interval", "must be at least 1 second");
+    }
+    Ok(KongAdminSettings {
+        url,
+        upstream,
+        auth,
+        poll_interval_ms,
+        dump_interval_ms,
+    })
+}
+
+const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8001";

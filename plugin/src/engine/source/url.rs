@@ -1,43 +1,12 @@
-//! Where the configuration to export comes from. Each source turns what it sees into "config
-//! applied" documents; the engine does not care which source produced them.
-//!
-//! * `Filter`: the `config` payload of the filter configuration; every `on_configure` applies it.
-//! * `Url`: an HTTP URL polled on ticks (by the export lease holder only), change detected by ETag
-//!   (`If-None-Match` → 304) or, without ETags, by the content hash.
-//! * Next issue: `KongAdmin`, probing `GET /status` (`configuration_hash`) and fetching
-//!   `GET /config` when it changes — a third variant with the same poll/answer shape as `Url`.
+//! A URL polled on ticks by the node's lease holder; change detected by ETag (`If-None-Match` →
+//! 304) or, without ETags, by the content hash (the export never uploads identical bytes twice).
 
 use std::rc::Rc;
 
+use super::PollResult;
 use crate::document::validate_declarative_json;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::HttpUrl;
-use crate::settings::SourceConfig;
-
-#[derive(Clone, Debug)]
-pub enum Source {
-    Filter,
-    Url(UrlPoller),
-}
-
-impl Source {
-    pub fn from_config(cfg: &SourceConfig) -> Source {
-        match cfg {
-            SourceConfig::Filter { .. } => Source::Filter,
-            SourceConfig::Url {
-                url,
-                upstream,
-                poll_interval_ms,
-            } => Source::Url(UrlPoller {
-                url: url.clone(),
-                upstream: upstream.clone(),
-                interval_ms: *poll_interval_ms,
-                etag: None,
-                next_poll_at: 0,
-            }),
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct UrlPoller {
@@ -48,14 +17,17 @@ pub struct UrlPoller {
     next_poll_at: u64,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum PollResult {
-    Unchanged,
-    Fetched(Vec<u8>),
-    Failed(String),
-}
-
 impl UrlPoller {
+    pub fn new(url: HttpUrl, upstream: String, interval_ms: u64) -> UrlPoller {
+        UrlPoller {
+            url,
+            upstream,
+            interval_ms,
+            etag: None,
+            next_poll_at: 0,
+        }
+    }
+
     pub fn due(&self, now: u64) -> bool {
         now >= self.next_poll_at
     }
@@ -102,13 +74,13 @@ mod tests {
     use super::*;
 
     fn poller() -> UrlPoller {
-        match Source::from_config(&SourceConfig::Url {
+        match super::super::Source::from_config(&crate::settings::SourceConfig::Url {
             url: HttpUrl::parse("http://127.0.0.1:8001/config?x=1").unwrap(),
             upstream: "127.0.0.1:8001".into(),
             poll_interval_ms: 5000,
         }) {
-            Source::Url(p) => p,
-            Source::Filter => unreachable!(),
+            super::super::Source::Url(p) => p,
+            _ => unreachable!(),
         }
     }
 

@@ -1,0 +1,428 @@
+//! Kong's flat declarative form, built from Admin API collection pages — what Kong Enterprise
+//! exports (`declarative.export_config()`, docs/kong.md): `_format_version: "3.0"`,
+//! `_transform: false` (credentials are already hashed: an import must not hash them again), one
+//! array per entity type in an order where every foreign key points backwards, foreign keys as
+//! the plain id string, no null fields, and disabled services left out with their routes, plugins
+//! and filter chains.
+//!
+//! The document is written as the pages arrive (one page of at most 1,000 entities per call
+//! answer), so no callback does work proportional to the whole configuration.
+
+use std::collections::BTreeSet;
+
+use crate::settings::scanner::{
+    check_json, first_byte, json_string, json_syntax_reason, object_members, skip_value, skip_ws,
+};
+
+/// One entity collection: its name in the flat form and its Admin API path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Collection {
+    pub name: &'static str,
+    /// `/services`; for targets, the path under each upstream (`/upstreams/{id}/targets`).
+    pub path: &'static str,
+    /// Listed once per upstream (`/upstreams/{id}/targets`): Kong 3.x has no global list.
+    pub per_upstream: bool,
+}
+
+const fn c(name: &'static str, path: &'static str) -> Collection {
+    Collection {
+        name,
+        path,
+        per_upstream: false,
+    }
+}
+
+/// Every core entity and every bundled plugin's credential entity Kong OSS 3.4–3.9 exports, in
+/// dependency order (key sets before keys, certificates before SNIs and services, services
+/// before routes, upstreams before targets, consumers before their credentials, everything a
+/// plugin or a filter chain can point at before them). A collection a Kong does not have (404:
+/// `filter_chains` before 3.4) is skipped; collections a newer Kong adds are not read.
+pub const COLLECTIONS: &[Collection] = &[
+    c("key_sets", "/key-sets"),
+    c("keys", "/keys"),
+    c("vaults", "/vaults"),
+    c("certificates", "/certificates"),
+    c("ca_certificates", "/ca_certificates"),
+    c("snis", "/snis"),
+    c("services", "/services"),
+    c("routes", "/routes"),
+    c("upstreams", "/upstreams"),
+    Collection {
+        name: "targets",
+        path: "/targets",
+        per_upstream: true,
+    },
+    c("consumers", "/consumers"),
+    c("plugins", "/plugins"),
+    c("filter_chains", "/filter-chains"),
+    c("acls", "/acls"),
+    c("basicauth_credentials", "/basic-auths"),
+    c("hmacauth_credentials", "/hmac-auths"),
+    c("jwt_secrets", "/jwts"),
+    c("keyauth_credentials", "/key-auths"),
+    c("oauth2_credentials", "/oauth2"),
+];
+
+/// The flat document being written.
+#[derive(Debug)]
+pub struct FlatBuilder {
+    out: Vec<u8>,
+    /// The collection whose array is open, and how many entities it has so far.
+    open: Option<(&'static str, usize)>,
+    entities: usize,
+    disabled_services: BTreeSet<String>,
+    routes_of_disabled: BTreeSet<String>,
+    upstreams: Vec<String>,
+}
+
+impl Default for FlatBuilder {
+    fn default() -> Self {
+        FlatBuilder::new()
+    }
+}
+
+impl FlatBuilder {
+    pub fn new() -> FlatBuilder {
+        FlatBuilder {
+            out: br#"{"_format_version":"3.0","_transform":false"#.to_vec(),
+            open: None,
+            entities: 0,
+            disabled_services: BTreeSet::new(),
+            routes_of_disabled: BTreeSet::new(),
+            upstreams: Vec::new(),
+        }
+    }
+
+    /// Entities written so far.
+    pub fn entity_count(&self) -> usize {
+        self.entities
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entities == 0
+    }
+
+    /// The ids of the upstreams seen (targets are listed per upstream).
+    pub fn upstream_ids(&self) -> &[String] {
+        &self.upstreams
+    }
+
+    /// Adds one page of `collection` as the Admin API returned it (`{"data": [...], "next":
+    /// ...}`); returns the path of the next page, if any. The page is rewritten as text (no tree
+    /// of its entities is built: smaller module, less memory, one pass).
+    pub fn add_page(
+        &mut self,
+        collection: &'static str,
+        page: &[u8],
+    ) -> Result<Option<String>, String> {
+        check_json(page).map_err(|e| format!("the page is {}", json_syntax_reason(&e)))?;
+        let members = object_members(page).ok_or("the page is not a JSON object")?;
+        let mut data = None;
+        let mut next = None;
+        for (key, start, end) in members {
+            let raw = page.get(start..end).unwrap_or_default();
+            match key.as_str() {
+                "data" => data = Some(raw),
+                "next" if first_byte(raw) == Some(b'"') => {
+                    next = json_string(raw).ok().filter(|n| !n.is_empty());
+                }
+                _ => {}
+            }
+        }
+        let data = data.ok_or("the page has no \"data\" array")?;
+        let elements = array_elements(data).ok_or("the page has no \"data\" array")?;
+        for (start, end) in elements {
+            let entity = data.get(start..end).unwrap_or_default();
+            let fields = object_members(entity)
+                .ok_or_else(|| format!("{collection}: an entity that is not a JSON object"))?;
+            if self.keep(collection, entity, &fields) {
+                self.write(collection, entity, &fields);
+            }
+        }
+        Ok(next)
+    }
+
+    /// The finished document.
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.open.is_some() {
+            self.out.push(b']');
+        }
+        self.out.push(b'}');
+        self.out
+    }
+
+    /// Kong's export rules: disabled services, and what hangs on them, are left out.
+    fn keep(&mut self, collection: &str, entity: &[u8], fields: &[(String, usize, usize)]) -> bool {
+        let raw = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _, _)| k == name)
+                .and_then(|(_, s, e)| entity.get(*s..*e))
+        };
+        let id = raw("id").and_then(|v| json_string(v).ok());
+        let fk = |name: &str| raw(name).and_then(foreign_key);
+        match collection {
+            "services" if raw("enabled") == Some(b"false") => {
+                self.disabled_services.extend(id);
+                return false;
+            }
+            "routes" if fk("service").is_some_and(|s| self.disabled_services.contains(&s)) => {
+                self.routes_of_disabled.extend(id);
+                return false;
+            }
+            "plugins" | "filter_chains"
+                if fk("service").is_some_and(|s| self.disabled_services.contains(&s))
+                    || fk("route").is_some_and(|r| self.routes_of_disabled.contains(&r)) =>
+            {
+                return false;
+            }
+            "upstreams" => self.upstreams.extend(id),
+            _ => {}
+        }
+        true
+    }
+
+    /// Writes the entity: foreign keys as the plain id (`{"id": "x"}` → `"x"`), null fields
+    /// dropped, every other value copied as it came.
+    fn write(
+        &mut self,
+        collection: &'static str,
+        entity: &[u8],
+        fields: &[(String, usize, usize)],
+    ) {
+        match &mut self.open {
+            Some((open, n)) if *open == collection => {
+                self.out.push(b',');
+                *n += 1;
+            }
+            other => {
+                if other.is_some() {
+                    self.out.push(b']');
+                }
+                self.out.extend_from_slice(b",\"");
+                self.out.extend_from_slice(collection.as_bytes());
+                self.out.extend_from_slice(b"\":[");
+                *other = Some((collection, 1));
+            }
+        }
+        self.out.push(b'{');
+        let mut first = true;
+        for (key, start, end) in fields {
+            let value = entity.get(*start..*end).unwrap_or_default();
+            if value == b"null" {
+                continue;
+            }
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            write_json_string(&mut self.out, key);
+            self.out.push(b':');
+            match foreign_key_raw(value) {
+                Some(id) => self.out.extend_from_slice(id),
+                None => self.out.extend_from_slice(value),
+            }
+        }
+        self.out.push(b'}');
+        self.entities += 1;
+    }
+}
+
+/// The raw id string of a foreign key value `{"id": "<uuid>"}` (a one-member object).
+fn foreign_key_raw(value: &[u8]) -> Option<&[u8]> {
+    if first_byte(value) != Some(b'{') {
+        return None;
+    }
+    let members = object_members(value)?;
+    match members.as_slice() {
+        [(key, start, end)] if key == "id" => {
+            let id = value.get(*start..*end)?;
+            (first_byte(id) == Some(b'"')).then_some(id)
+        }
+        _ => None,
+    }
+}
+
+/// The id a foreign key value points at.
+fn foreign_key(value: &[u8]) -> Option<String> {
+    foreign_key_raw(value).and_then(|id| json_string(id).ok())
+}
+
+/// The elements of a JSON array as byte ranges; `t` must be valid JSON. `None`: not an array.
+fn array_elements(t: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let mut i = skip_ws(t, 0);
+    if t.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_ws(t, i + 1);
+    let mut out = Vec::new();
+    if t.get(i) == Some(&b']') {
+        return Some(out);
+    }
+    loop {
+        let start = i;
+        let mut end = skip_value(t, start)?;
+        i = skip_ws(t, end);
+        while end > start && t.get(end - 1).is_some_and(|b| b.is_ascii_whitespace()) {
+            end -= 1;
+        }
+        out.push((start, end));
+        match *t.get(i)? {
+            b',' => i = skip_ws(t, i + 1),
+            b']' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// `s` as a JSON string (Kong's field names are plain ASCII; anything else is escaped).
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn page(data: Value) -> Vec<u8> {
+        json!({"data": data, "next": null}).to_string().into_bytes()
+    }
+
+    #[test]
+    fn builds_kongs_flat_form_with_plain_foreign_keys_and_no_disabled_services() {
+        let mut b = FlatBuilder::new();
+        b.add_page(
+            "services",
+            &page(json!([
+                {"id": "s1", "name": "on", "enabled": true, "client_certificate": null, "tags": null},
+                {"id": "s2", "name": "off", "enabled": false}
+            ])),
+        )
+        .unwrap();
+        b.add_page(
+            "routes",
+            &page(json!([
+                {"id": "r1", "service": {"id": "s1"}, "paths": ["/a"]},
+                {"id": "r2", "service": {"id": "s2"}, "paths": ["/b"]}
+            ])),
+        )
+        .unwrap();
+        b.add_page("upstreams", &page(json!([{"id": "u1", "name": "up"}])))
+            .unwrap();
+        b.add_page(
+            "plugins",
+            &page(json!([
+                {"id": "p1", "name": "cors", "service": {"id": "s1"}, "route": null},
+                {"id": "p2", "name": "cors", "service": {"id": "s2"}},
+                {"id": "p3", "name": "cors", "route": {"id": "r2"}},
+                {"id": "p4", "name": "cors", "config": {"origins": ["x"], "nested": {"id": "kept"}}}
+            ])),
+        )
+        .unwrap();
+        assert_eq!(b.upstream_ids(), ["u1"]);
+        assert_eq!(b.entity_count(), 5);
+        let doc: Value = serde_json::from_slice(&b.finish()).unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "_format_version": "3.0",
+                "_transform": false,
+                "services": [{"id": "s1", "name": "on", "enabled": true}],
+                "routes": [{"id": "r1", "service": "s1", "paths": ["/a"]}],
+                "upstreams": [{"id": "u1", "name": "up"}],
+                "plugins": [
+                    {"id": "p1", "name": "cors", "service": "s1"},
+                    // Only top-level fields are foreign keys; nested objects stay as they are.
+                    {"id": "p4", "name": "cors", "config": {"origins": ["x"], "nested": {"id": "kept"}}}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn pages_give_their_next_and_bad_pages_are_errors() {
+        let b = FlatBuilder::new();
+        assert!(b.is_empty());
+        assert_eq!(
+            b.finish(),
+            br#"{"_format_version":"3.0","_transform":false}"#
+        );
+        let mut b = FlatBuilder::new();
+        let next = b
+            .add_page(
+                "consumers",
+                br#"{ "data" : [ {"id":"a", "username":"x\"y"} ] , "next":"/consumers?offset=x","offset":"x"}"#,
+            )
+            .unwrap();
+        assert_eq!(next.as_deref(), Some("/consumers?offset=x"));
+        assert_eq!(
+            b.add_page("consumers", br#"{"data":[],"next":null}"#)
+                .unwrap(),
+            None
+        );
+        let doc: Value = serde_json::from_slice(&b.finish()).unwrap();
+        assert_eq!(doc["consumers"], json!([{"id": "a", "username": "x\"y"}]));
+        for bad in [
+            &b"[]"[..],
+            b"{\"next\":null}",
+            b"{\"data\":[1",
+            b"\xff",
+            b"{\"data\":[1]}",
+        ] {
+            assert!(
+                FlatBuilder::new().add_page("services", bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entities_round_trip_exactly_with_odd_keys_and_values() {
+        let entity = json!({"id": "k1", "key": "a\u{0}b\\c\"d", "tags": ["x", "y"], "ttl": 1.5, "weird key\n": {"id": 3}});
+        let mut b = FlatBuilder::new();
+        b.add_page("keyauth_credentials", &page(json!([entity.clone()])))
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&b.finish()).unwrap();
+        // `{"id": 3}` is no foreign key (ids are strings): kept as an object.
+        assert_eq!(doc["keyauth_credentials"][0], entity);
+    }
+
+    #[test]
+    fn collections_are_in_dependency_order() {
+        let at = |n: &str| COLLECTIONS.iter().position(|c| c.name == n).unwrap();
+        for (before, after) in [
+            ("key_sets", "keys"),
+            ("certificates", "snis"),
+            ("certificates", "services"),
+            ("services", "routes"),
+            ("upstreams", "targets"),
+            ("consumers", "plugins"),
+            ("routes", "plugins"),
+            ("services", "filter_chains"),
+            ("consumers", "keyauth_credentials"),
+            ("consumers", "acls"),
+        ] {
+            assert!(at(before) < at(after), "{before} before {after}");
+        }
+    }
+}
