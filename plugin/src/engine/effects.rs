@@ -25,10 +25,12 @@ pub enum Metric {
     LastExportTimestampSeconds,
     /// 1 while the filter configuration is invalid and the filter inert, else 0.
     ConfigInvalid,
+    ImportsTotal,
+    ImportFailuresTotal,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 9] = [
         Metric::ExportsTotal,
         Metric::ExportFailuresTotal,
         Metric::SourceErrorsTotal,
@@ -36,6 +38,8 @@ impl Metric {
         Metric::LastExportDurationMs,
         Metric::LastExportTimestampSeconds,
         Metric::ConfigInvalid,
+        Metric::ImportsTotal,
+        Metric::ImportFailuresTotal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,14 +51,18 @@ impl Metric {
             Metric::LastExportDurationMs => "config_bridge_last_export_duration_ms",
             Metric::LastExportTimestampSeconds => "config_bridge_last_export_timestamp_seconds",
             Metric::ConfigInvalid => "config_bridge_config_invalid",
+            Metric::ImportsTotal => "config_bridge_imports_total",
+            Metric::ImportFailuresTotal => "config_bridge_import_failures_total",
         }
     }
 
     pub fn kind(self) -> MetricKind {
         match self {
-            Metric::ExportsTotal | Metric::ExportFailuresTotal | Metric::SourceErrorsTotal => {
-                MetricKind::Counter
-            }
+            Metric::ExportsTotal
+            | Metric::ExportFailuresTotal
+            | Metric::SourceErrorsTotal
+            | Metric::ImportsTotal
+            | Metric::ImportFailuresTotal => MetricKind::Counter,
             _ => MetricKind::Gauge,
         }
     }

@@ -24,6 +24,7 @@ use std::rc::Rc;
 
 pub use calls::{CallId, Owner};
 pub use effects::{Effect, Effects, Level, Metric, MetricKind};
+pub use import::BOOTSTRAP_TAG;
 
 use calls::CallTable;
 use election::Election;
@@ -95,7 +96,8 @@ pub struct Engine {
     shared_data_broken: bool,
     source: Source,
     export: Export,
-    import: Import,
+    /// With `cluster_fallback_config_import` on.
+    import: Option<Import>,
     election: Election,
 }
 
@@ -111,7 +113,13 @@ impl Engine {
             cfg.storage.location.bucket,
             export.key()
         ));
+        let import = cfg.import_settings.clone().map(|s| {
+            let key = cfg.config_key();
+            let where_ = store.describe(&key);
+            Import::new(s, key, where_, me)
+        });
         Engine {
+            import,
             record_key,
             source: Source::from_config(&cfg.source),
             export,
@@ -120,7 +128,6 @@ impl Engine {
             calls: CallTable::default(),
             holder: false,
             shared_data_broken: false,
-            import: Import,
             election: Election,
             cfg,
         }
@@ -146,6 +153,14 @@ impl Engine {
         match &self.cfg.source {
             SourceConfig::Filter { document } if !document.is_empty() => Some(Rc::clone(document)),
             _ => None,
+        }
+    }
+
+    /// This filter's own configuration text, which an import puts in place of the exporting
+    /// filters it finds in the imported document (`import::rewrite_filter_chains`).
+    pub fn set_own_filter_config(&mut self, text: Option<Rc<Vec<u8>>>) {
+        if let Some(import) = self.import.as_mut() {
+            import.set_own_filter_config(text);
         }
     }
 
@@ -196,16 +211,16 @@ impl Engine {
                 effects: fx.0,
             };
         }
-        if self.cfg.import {
-            let request = self.import.poll(now);
-            self.open(Owner::Import, request, now, &mut dispatches);
-        }
-        if self.cfg.export && self.node_identity(shared, &mut fx) {
+        // Once per node: only the holder of the node-wide lease imports, elects and exports.
+        if (self.cfg.export || self.cfg.import) && self.node_identity(shared, &mut fx) {
             if let Some(plan) = self.lease(now, shared, &mut fx) {
-                let request = self.election.poll(now);
-                self.open(Owner::Election, request, now, &mut dispatches);
-                self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
-                self.dispatch_source(now, &mut dispatches);
+                self.dispatch_import(now, &mut fx, &mut dispatches);
+                if self.cfg.export {
+                    let request = self.election.poll(now);
+                    self.open(Owner::Election, request, now, &mut dispatches);
+                    self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
+                    self.dispatch_source(now, &mut dispatches);
+                }
             }
         }
         TickOutput {
@@ -353,6 +368,32 @@ impl Engine {
         }
     }
 
+    fn dispatch_import(&mut self, now: u64, fx: &mut Effects, out: &mut Vec<Dispatch>) {
+        if self.calls.busy(Owner::Import) {
+            return;
+        }
+        let Some(import) = self.import.as_mut() else {
+            return;
+        };
+        match import.poll(now, self.store.as_ref()) {
+            None => {}
+            Some(Ok(request)) => {
+                let timeout_ms = self.cfg.call_timeout_ms;
+                let id = self
+                    .calls
+                    .open(Owner::Import, now.saturating_add(timeout_ms));
+                import.sent(id);
+                out.push(Dispatch {
+                    id,
+                    owner: Owner::Import,
+                    request,
+                    timeout_ms,
+                });
+            }
+            Some(Err(e)) => fx.log(Level::Warn, format!("import: cannot build a request: {e}")),
+        }
+    }
+
     /// The lease holder polls the source when it is due (URL, Kong Admin API).
     fn dispatch_source(&mut self, now: u64, out: &mut Vec<Dispatch>) {
         if self.calls.busy(Owner::Source) {
@@ -393,7 +434,11 @@ impl Engine {
                     fx.metric(Metric::SourceErrorsTotal, 1);
                 }
             },
-            Owner::Import => self.import.on_answer(id, response),
+            Owner::Import => {
+                if let Some(import) = self.import.as_mut() {
+                    import.on_answer(id, response, now, self.store.as_ref(), fx);
+                }
+            }
             Owner::Election => self.election.on_answer(id, response),
             Owner::Store => {
                 if let Err(e) = self.store.on_prerequisite(Ok(response), now) {
@@ -428,7 +473,11 @@ impl Engine {
                 );
                 fx.metric(Metric::SourceErrorsTotal, 1);
             }
-            Owner::Import => self.import.on_failure(id, reason),
+            Owner::Import => {
+                if let Some(import) = self.import.as_mut() {
+                    import.on_failure(id, reason, now, self.store.as_ref(), fx);
+                }
+            }
             Owner::Election => self.election.on_failure(id, reason),
             Owner::Store => {
                 if let Err(e) = self.store.on_prerequisite(Err(reason.to_string()), now) {

@@ -67,6 +67,21 @@ impl FakeS3 {
                     resp(200, h, "")
                 }
             },
+            "GET" => match cur {
+                None => resp(404, vec![], "<Error><Code>NoSuchKey</Code></Error>"),
+                Some(o) if req.header("if-none-match") == Some(o.etag.as_str()) => {
+                    resp(304, vec![], "")
+                }
+                Some(o) => {
+                    let mut h = o.meta.clone();
+                    h.push(("etag".into(), o.etag.clone()));
+                    HttpResponse {
+                        status: 200,
+                        headers: h,
+                        body: o.body.clone(),
+                    }
+                }
+            },
             "PUT" => {
                 if !self.fail_next.is_empty() {
                     let s = self.fail_next.remove(0);
@@ -566,23 +581,239 @@ fn dispatch_failure_from_the_host_is_a_failed_export() {
     assert!(fx.iter().any(|f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("request to 127.0.0.1:9000 failed: broken connection"))), "{fx:?}");
 }
 
-#[test]
-fn import_only_configuration_never_dispatches() {
+fn import_config(extra: serde_json::Value) -> Config {
     let mut v: serde_json::Value = serde_json::json!({
         "cluster_fallback_config_import": "on",
         "cluster_fallback_config_storage": "s3://bucket-1/kong",
         "gateway_version": "3.9.1",
         "aws_access_key_id": "AKID",
         "aws_secret_access_key": "S",
-        "aws_region": "us-east-1"
+        "aws_region": "us-east-1",
+        "storage_endpoint": "http://127.0.0.1:9000",
+        "kong_admin_url": "http://127.0.0.1:8001",
+        "import_grace_period": 2,
+        "import_check_interval": 1,
+        "node_id": "n"
     });
-    v["node_id"] = "n".into();
-    let cfg = Config::parse(v.to_string().as_bytes(), &|_| None).unwrap();
-    let mut e = Engine::new(cfg, 3);
-    let mut shared = FakeStore::new(CasRules::Ngx);
-    for t in (0..10_000).step_by(1000) {
-        assert!(e.tick(t, &mut shared).dispatches.is_empty());
+    if let serde_json::Value::Object(m) = extra {
+        for (k, val) in m {
+            v[k] = val;
+        }
     }
+    Config::parse(v.to_string().as_bytes(), &|_| None).unwrap()
+}
+
+/// A fallback node's Admin API: `/status` with `hash`, `/services` with `services`, and
+/// `POST /config` answered with the scripted statuses (then 201), bodies recorded.
+struct FakeNode {
+    hash: String,
+    services: serde_json::Value,
+    post_statuses: Vec<u16>,
+    posted: Vec<(u16, Vec<u8>)>,
+}
+
+impl FakeNode {
+    fn handle(&mut self, req: &OutboundRequest) -> HttpResponse {
+        let json = |status: u16, v: serde_json::Value| HttpResponse {
+            status,
+            headers: vec![],
+            body: v.to_string().into_bytes(),
+        };
+        match (
+            req.method.as_str(),
+            req.path.split('?').next().unwrap_or(""),
+        ) {
+            ("GET", "/status") => json(200, serde_json::json!({"configuration_hash": self.hash})),
+            ("GET", "/services") => json(
+                200,
+                serde_json::json!({"data": self.services, "next": null}),
+            ),
+            ("POST", "/config") => {
+                let status = if self.post_statuses.is_empty() {
+                    201
+                } else {
+                    self.post_statuses.remove(0)
+                };
+                self.posted.push((status, req.body.to_vec()));
+                if status == 201 {
+                    self.hash = "1".repeat(32);
+                }
+                json(status, serde_json::json!({"message": "scripted"}))
+            }
+            _ => json(404, serde_json::json!({"message": "Not found"})),
+        }
+    }
+}
+
+/// Runs one engine, answering storage calls from `s3` and Admin API calls from `node`.
+fn run_import(
+    e: &mut Engine,
+    s3: &mut FakeS3,
+    node: &mut FakeNode,
+    until: u64,
+) -> Vec<(u64, OutboundRequest)> {
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let mut sent = Vec::new();
+    for now in (0..until).step_by(1000) {
+        for d in e.tick(now, &mut shared).dispatches {
+            let resp = if d.request.upstream == "127.0.0.1:8001" {
+                node.handle(&d.request)
+            } else {
+                s3.handle(&d.request, now)
+            };
+            sent.push((now, d.request.clone()));
+            e.on_event(
+                Event::CallAnswered {
+                    id: d.id,
+                    response: resp,
+                },
+                now + 100,
+                &mut shared,
+            );
+        }
+    }
+    sent
+}
+
+#[test]
+fn an_empty_node_imports_the_last_export_once_after_the_grace_period() {
+    let mut e = Engine::new(import_config(serde_json::json!({})), 3);
+    e.set_own_filter_config(Some(Rc::new(
+        br#"{"cluster_fallback_config_import":"on"}"#.to_vec(),
+    )));
+    let mut s3 = FakeS3::default();
+    let body = serde_json::json!({
+        "_format_version": "3.0",
+        "services": [{"id": "s1", "name": "a"}],
+        "filter_chains": [{"id": "f", "service": "s1", "filters": [{"name": "config_bridge", "config": {"cluster_fallback_config_export": "on"}}]}]
+    })
+    .to_string();
+    s3.objects.insert(
+        "/bucket-1/kong/3.9.1/config.json".into(),
+        Object {
+            body: body.clone().into_bytes(),
+            etag: "\"e1\"".into(),
+            meta: vec![],
+        },
+    );
+    let mut node = FakeNode {
+        hash: "0".repeat(32),
+        services: serde_json::json!([]),
+        post_statuses: vec![503, 429],
+        posted: vec![],
+    };
+    let sent = run_import(&mut e, &mut s3, &mut node, 120_000);
+    // 503 and 429 are retried; the third POST lands; nothing after it.
+    let statuses: Vec<u16> = node.posted.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [503, 429, 201]);
+    let last = sent.last().unwrap();
+    assert_eq!(
+        (last.1.method.as_str(), last.1.path.as_str()),
+        ("POST", "/config?flatten_errors=1")
+    );
+    // Nothing before the grace period; the storage GET is the object's key.
+    let first_get = sent
+        .iter()
+        .find(|(_, r)| r.upstream != "127.0.0.1:8001")
+        .unwrap();
+    assert!(first_get.0 >= 2000, "{}", first_get.0);
+    assert_eq!(first_get.1.path, "/bucket-1/kong/3.9.1/config.json");
+    // The exporting filter was replaced by this node's own configuration.
+    let posted: serde_json::Value = serde_json::from_slice(&node.posted[2].1).unwrap();
+    assert_eq!(
+        posted["filter_chains"][0]["filters"][0]["config"],
+        serde_json::json!({"cluster_fallback_config_import": "on"})
+    );
+    assert_eq!(
+        posted["services"],
+        serde_json::json!([{"id": "s1", "name": "a"}])
+    );
+}
+
+#[test]
+fn a_node_with_a_configuration_never_imports_and_a_bootstrap_one_does() {
+    for (services, imports) in [
+        (serde_json::json!([{"id": "x", "name": "real"}]), false),
+        (
+            serde_json::json!([{"id": "b", "tags": [BOOTSTRAP_TAG]}]),
+            true,
+        ),
+    ] {
+        let mut e = Engine::new(import_config(serde_json::json!({})), 3);
+        let mut s3 = FakeS3::default();
+        s3.objects.insert(
+            "/bucket-1/kong/3.9.1/config.json".into(),
+            Object {
+                body: br#"{"_format_version":"3.0"}"#.to_vec(),
+                etag: "\"e\"".into(),
+                meta: vec![],
+            },
+        );
+        let mut node = FakeNode {
+            hash: "f".repeat(32),
+            services,
+            post_statuses: vec![],
+            posted: vec![],
+        };
+        let sent = run_import(&mut e, &mut s3, &mut node, 60_000);
+        let touched_storage = sent.iter().any(|(_, r)| r.upstream != "127.0.0.1:8001");
+        assert_eq!(touched_storage, imports);
+        assert_eq!(node.posted.len(), usize::from(imports));
+        if !imports {
+            // Decided once: /status and /services, then nothing more.
+            assert_eq!(sent.len(), 2, "{sent:?}");
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_export_is_reported_and_never_applied() {
+    let mut e = Engine::new(import_config(serde_json::json!({})), 3);
+    let mut s3 = FakeS3::default();
+    let body = br#"{"_format_version":"3.0","services":[]}"#.to_vec();
+    s3.objects.insert(
+        "/bucket-1/kong/3.9.1/config.json".into(),
+        Object {
+            body: body[..20].to_vec(),
+            etag: "\"e\"".into(),
+            meta: vec![(
+                "x-amz-meta-config-sha256".into(),
+                crate::document::sha256_hex(&body),
+            )],
+        },
+    );
+    let mut node = FakeNode {
+        hash: "0".repeat(32),
+        services: serde_json::json!([]),
+        post_statuses: vec![],
+        posted: vec![],
+    };
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let mut errors = Vec::new();
+    for now in (0..60_000).step_by(1000) {
+        for d in e.tick(now, &mut shared).dispatches {
+            let resp = if d.request.upstream == "127.0.0.1:8001" {
+                node.handle(&d.request)
+            } else {
+                s3.handle(&d.request, now)
+            };
+            for f in e.on_event(
+                Event::CallAnswered {
+                    id: d.id,
+                    response: resp,
+                },
+                now,
+                &mut shared,
+            ) {
+                if let Effect::Log(Level::Error, m) = f {
+                    errors.push(m);
+                }
+            }
+        }
+    }
+    assert!(node.posted.is_empty());
+    assert_eq!(errors.len(), 1, "said once: {errors:?}");
+    assert!(errors[0].contains("is not applied"), "{}", errors[0]);
 }
 
 /// An nginx reload wipes shared data: the node forgets the object's ETag. It asks first (HEAD)

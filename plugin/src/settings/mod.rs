@@ -12,6 +12,7 @@
 //! and PutObject parameters), `storage` (the storage URL and key layout). Document checks live in
 //! `crate::document`.
 
+mod import;
 mod lookup;
 pub mod s3;
 pub(crate) mod scanner;
@@ -24,6 +25,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::http_url::HttpUrl;
+pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
 use s3::{default_s3_upstream, parse_s3};
 pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
@@ -122,6 +124,8 @@ pub struct Config {
     pub storage: StorageSettings,
     pub export_delay_ms: u64,
     pub source: SourceConfig,
+    /// With `cluster_fallback_config_import` on: how and when to import.
+    pub import_settings: Option<ImportSettings>,
     pub gateway_version: String,
     /// `None`: the shell derives a node-wide id (see `node_lock::node_id`).
     pub node_id: Option<String>,
@@ -173,6 +177,11 @@ pub const SETTINGS: &[&str] = &[
     "kong_admin_token",
     "kong_admin_token_header",
     "kong_admin_dump_interval",
+    "import_probe_url",
+    "import_probe_upstream",
+    "import_grace_period",
+    "import_check_interval",
+    "import_max_bytes",
     "gateway_version",
     "node_id",
     "aws_access_key_id",
@@ -435,6 +444,11 @@ impl Config {
             }
         };
         let (source, loc) = parse_source(l, export)?;
+        let import_settings = if import {
+            Some(import::parse_import(l)?)
+        } else {
+            None
+        };
         let s3 = parse_s3(l, export || import)?;
         let upstream = match l.string("storage_upstream", &[])? {
             Some((u, _)) => u,
@@ -452,6 +466,7 @@ impl Config {
             storage,
             export_delay_ms,
             source,
+            import_settings,
             gateway_version,
             node_id,
             tick_period_ms,

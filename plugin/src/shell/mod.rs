@@ -9,6 +9,7 @@ mod metrics;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::config_report::{inert_line, summary};
 use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
@@ -22,6 +23,8 @@ use metrics::Metrics;
 const INERT_REMINDER_MS: u64 = 300_000;
 /// Tick period while inert: only the reminder runs.
 const INERT_TICK_MS: u64 = 10_000;
+/// The largest filter configuration kept as text for an import (`Engine::set_own_filter_config`).
+const OWN_CONFIG_COPY_MAX: usize = 64 * 1024;
 
 thread_local! {
     static FILTER: RefCell<Filter> = RefCell::new(Filter::default());
@@ -179,14 +182,14 @@ impl Root {
                 return self.go_inert(error);
             }
         };
+        // An importer puts its own configuration in place of exporting filters it imports; an
+        // import-only configuration is small (an exporter's may carry a large payload: no copy).
+        let own_text = (bytes.len() <= OWN_CONFIG_COPY_MAX).then(|| Rc::new(bytes.clone()));
         // The buffer is consumed: an inline payload is cut out of it in place, the rest released.
         let cfg = match Config::parse_owned(bytes, &|name| std::env::var(name).ok()) {
             Ok(c) => c,
             Err(e) => return self.go_inert(e),
         };
-        if cfg.import && !cfg.export {
-            log(Level::Warn, "cluster_fallback_config_import is not implemented in this build yet; this filter instance only validates its configuration");
-        }
         if let Err(s) = hostcalls::set_tick_period_ms(cfg.tick_period_ms) {
             log(
                 Level::Error,
@@ -203,6 +206,7 @@ impl Root {
             }
             None => self.engine.insert(Engine::new(cfg, self.me)),
         };
+        engine.set_own_filter_config(own_text);
         if let Some(doc) = engine.own_config_document() {
             self.event(Event::ConfigApplied(doc));
         }
