@@ -80,6 +80,22 @@ pub fn hex(digest: &[u8; 32]) -> String {
     s
 }
 
+/// Standard base64 with padding (RFC 4648), for the `x-amz-checksum-sha256` header.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sextet = |n: u32| char::from(ALPHABET.get((n & 63) as usize).copied().unwrap_or(b'='));
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (b(0) << 16) | (b(1) << 8) | b(2);
+        out.push(sextet(n >> 18));
+        out.push(sextet(n >> 12));
+        out.push(if chunk.len() > 1 { sextet(n >> 6) } else { '=' });
+        out.push(if chunk.len() > 2 { sextet(n) } else { '=' });
+    }
+    out
+}
+
 /// The lowercase hex digit of a nibble (`n` < 16).
 fn hex_digit(n: u8) -> char {
     char::from_digit(u32::from(n), 16).unwrap_or('0')
@@ -88,6 +104,20 @@ fn hex_digit(n: u8) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_as_rfc_4648() {
+        for (input, want) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xff, 0xfe, 0xfd][..], "//79"),
+        ] {
+            assert_eq!(base64(input), want);
+        }
+    }
 
     #[test]
     fn documents_hash_their_content() {

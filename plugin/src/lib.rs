@@ -21,12 +21,14 @@
 pub mod backoff;
 pub mod config_report;
 pub mod debounce;
+pub mod digest;
 pub mod document;
 pub mod engine;
 pub mod flat_form;
 pub mod header_map;
 pub mod http;
 pub mod http_url;
+pub mod json_scan;
 pub mod node_lock;
 pub mod settings;
 

@@ -247,7 +247,7 @@ impl ObjectStore for S3Store {
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
         // The digest computed once per document (see `document::Document`).
-        let checksum = aws_smithy_types::base64::encode(meta.sha256);
+        let checksum = crate::document::base64(&meta.sha256);
         let mut headers: Vec<(String, String)> = vec![
             ("content-type".into(), "application/json".into()),
             ("content-length".into(), body.len().to_string()),
