@@ -551,9 +551,7 @@ impl Scanner {
         match role {
             StrRole::Value => {
                 self.end_value(self.pos);
-                if self.depth == 0 {
-                    return Ok(());
-                }
+                return self.scalar_done(text, limit);
             }
             StrRole::Key => self.state = State::Colon,
             StrRole::RecordedKey => {
@@ -573,10 +571,9 @@ impl Scanner {
                 self.state = State::Colon;
             }
         }
-        match (self.peek(text, limit), role) {
-            (Some(b), StrRole::Value) => self.after(text, limit, b),
-            (Some(b), _) => self.colon(text, limit, b),
-            (None, _) => Ok(()),
+        match self.peek(text, limit) {
+            Some(b) => self.colon(text, limit, b),
+            None => Ok(()),
         }
     }
 
@@ -667,18 +664,7 @@ impl Scanner {
             match self.state {
                 State::Str { role, esc } => self.string(text, limit, role, esc)?,
                 State::Num(n) => self.number(text, limit, n)?,
-                State::Lit { word, matched } => {
-                    if word.get(usize::from(matched)) != Some(&b) {
-                        return Err(self.error(ErrorKind::InvalidLiteral));
-                    }
-                    self.pos += 1;
-                    let matched = matched + 1;
-                    if usize::from(matched) == word.len() {
-                        self.end_value(self.pos);
-                    } else {
-                        self.state = State::Lit { word, matched };
-                    }
-                }
+                State::Lit { word, matched } => self.literal(text, limit, word, matched)?,
                 _ if is_ws(b) => self.pos += 1,
                 State::Value => self.begin_value(b)?,
                 State::ArrayFirst => match b {
@@ -698,6 +684,44 @@ impl Scanner {
             }
         }
         Ok(())
+    }
+
+    /// Reads the rest of `true`/`false`/`null` (`matched` bytes of `word` already read).
+    fn literal(
+        &mut self,
+        text: &[u8],
+        limit: usize,
+        word: &'static [u8],
+        matched: u8,
+    ) -> Result<(), ScanError> {
+        let mut matched = usize::from(matched);
+        while self.pos < limit && matched < word.len() {
+            if text.get(self.pos) != word.get(matched) {
+                return Err(self.error(ErrorKind::InvalidLiteral));
+            }
+            self.pos += 1;
+            matched += 1;
+        }
+        if matched < word.len() {
+            self.state = State::Lit {
+                word,
+                matched: u8::try_from(matched).unwrap_or(u8::MAX),
+            };
+            return Ok(());
+        }
+        self.end_value(self.pos);
+        self.scalar_done(text, limit)
+    }
+
+    /// After a scalar inside a container: what follows, if within reach.
+    fn scalar_done(&mut self, text: &[u8], limit: usize) -> Result<(), ScanError> {
+        if self.depth == 0 {
+            return Ok(());
+        }
+        match self.peek(text, limit) {
+            Some(b) => self.after(text, limit, b),
+            None => Ok(()),
+        }
     }
 
     /// Reads number bytes from `self.pos` up to `limit`; ends the number at the first byte that
@@ -720,7 +744,7 @@ impl Scanner {
                 (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Num::ExpDigits,
                 _ if n.complete() => {
                     self.end_value(self.pos);
-                    return Ok(());
+                    return self.scalar_done(text, limit);
                 }
                 _ => return Err(self.error(ErrorKind::InvalidNumber)),
             };
@@ -736,10 +760,10 @@ impl Scanner {
         &mut self,
         text: &[u8],
         limit: usize,
-        role: StrRole,
+        mut role: StrRole,
         mut esc: Esc,
     ) -> Result<(), ScanError> {
-        let record = role == StrRole::RecordedKey;
+        let mut record = role == StrRole::RecordedKey;
         while self.pos < limit {
             if esc == Esc::None {
                 let rest = text.get(self.pos..limit).unwrap_or_default();
@@ -758,7 +782,17 @@ impl Scanner {
             };
             esc = match esc {
                 Esc::None => match b {
-                    b'"' => return self.end_string(text, limit, role),
+                    b'"' => {
+                        self.end_string(text, limit, role)?;
+                        // Often the next string (key, then value) has already begun.
+                        match self.state {
+                            State::Str { role: r, esc: e } => {
+                                (role, esc, record) = (r, e, r == StrRole::RecordedKey);
+                                continue;
+                            }
+                            _ => return Ok(()),
+                        }
+                    }
                     b'\\' => Esc::Backslash,
                     0..=0x1f => return Err(self.error(ErrorKind::ControlCharacterInString)),
                     0xc2..=0xdf => Esc::Utf8 {

@@ -132,7 +132,11 @@ fn check(text: &[u8], budgets: &[usize], counts: &mut Counts) -> Result<Summary,
     let verdict = serde_verdict(text);
     counts.cases += 1;
     if whole.is_ok() {
-        assert!(ignored_ok, "accepted what IgnoredAny refuses: {}", show(text));
+        assert!(
+            ignored_ok,
+            "accepted what IgnoredAny refuses: {}",
+            show(text)
+        );
     } else if ignored_ok {
         counts.stricter_than_ignored_any += 1;
     }
@@ -217,7 +221,10 @@ fn check_object(text: &[u8], object: std::ops::Range<usize>, members: &[Member])
     }
     let close: &[u8] = if members.is_empty() { b"{}" } else { b"}" };
     assert!(
-        trim(&text[prev..object.end]).iter().filter(|b| !is_ws(**b)).eq(close),
+        trim(&text[prev..object.end])
+            .iter()
+            .filter(|b| !is_ws(**b))
+            .eq(close),
         "after the last member"
     );
     let mut keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
@@ -260,7 +267,10 @@ fn edge_cases() -> Vec<(Vec<u8>, bool)> {
     let mut add = |t: &[u8], ok: bool| cases.push((t.to_vec(), ok));
     // Escapes.
     add(br#""\" \\ \/ \b \f \n \r \t""#, true);
-    add(br#"{"\" \\ \/ \b \f \n \r \t \u0000 \u001F \u00e9 \uFFFF \uABcd":1}"#, true);
+    add(
+        br#"{"\" \\ \/ \b \f \n \r \t \u0000 \u001F \u00e9 \uFFFF \uABcd":1}"#,
+        true,
+    );
     add(br#""\a""#, false);
     add(br#""\'""#, false);
     add(br#""\U0041""#, false);
@@ -299,16 +309,50 @@ fn edge_cases() -> Vec<(Vec<u8>, bool)> {
     }
     // Numbers.
     for n in [
-        "0", "-0", "1", "-1", "10", "1e5", "1E5", "1e+5", "1e-5", "1.5", "-0.0", "0e0", "0.0e-0",
-        "123456789012345678901234567890", "1.7976931348623157e308", "5e-324", "1e-400",
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "10",
+        "1e5",
+        "1E5",
+        "1e+5",
+        "1e-5",
+        "1.5",
+        "-0.0",
+        "0e0",
+        "0.0e-0",
+        "123456789012345678901234567890",
+        "1.7976931348623157e308",
+        "5e-324",
+        "1e-400",
     ] {
         add(n.as_bytes(), true);
         add(format!("[{n}]").as_bytes(), true);
         add(format!("{{\"a\":{n} }}").as_bytes(), true);
     }
     for n in [
-        "01", "-01", "00", "1.", "-", "+1", ".5", "1e", "1e+", "1E-", "1.e5", "-.5", "0x10", "1_0",
-        "NaN", "Infinity", "-Infinity", "1.5.5", "1e5e5", "--1", "0-",
+        "01",
+        "-01",
+        "00",
+        "1.",
+        "-",
+        "+1",
+        ".5",
+        "1e",
+        "1e+",
+        "1E-",
+        "1.e5",
+        "-.5",
+        "0x10",
+        "1_0",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1.5.5",
+        "1e5e5",
+        "--1",
+        "0-",
     ] {
         add(n.as_bytes(), false);
         add(format!("[{n}]").as_bytes(), false);
@@ -377,7 +421,10 @@ fn edge_cases() -> Vec<(Vec<u8>, bool)> {
     add(b"\"\x7f\"", true);
     // UTF-8 inside strings.
     for (t, ok) in [
-        (&b"\"\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf \xef\xbf\xbf\""[..], true),
+        (
+            &b"\"\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf \xef\xbf\xbf\""[..],
+            true,
+        ),
         (b"\"\xc3\"", false),
         (b"\"\xc3", false),
         (b"\"\xe4\xb8\"", false),
@@ -492,9 +539,9 @@ impl Gen<'_> {
         for _ in 0..self.rng.below(12) {
             match self.rng.below(16) {
                 0 => {
-                    let e = *self.rng.pick(&[
-                        "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t",
-                    ]);
+                    let e = *self
+                        .rng
+                        .pick(&["\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t"]);
                     self.out.extend_from_slice(e.as_bytes());
                 }
                 1 => {
@@ -518,13 +565,28 @@ impl Gen<'_> {
                         .extend_from_slice(format!("\\u{hi:04x}\\u{lo:04X}").as_bytes());
                 }
                 3 => {
-                    let s = *self.rng.pick(&["é", "中", "😀", "\u{7f}", "\u{10ffff}", "ß"]);
+                    let s = *self
+                        .rng
+                        .pick(&["é", "中", "😀", "\u{7f}", "\u{10ffff}", "ß"]);
                     self.out.extend_from_slice(s.as_bytes());
                 }
                 _ => {
                     let s = *self.rng.pick(&[
-                        "kong", "a", " ", "0", "-", "{", "}", "[", "]", ":", ",", "abcdefghij",
-                        "/path", "true", "*",
+                        "kong",
+                        "a",
+                        " ",
+                        "0",
+                        "-",
+                        "{",
+                        "}",
+                        "[",
+                        "]",
+                        ":",
+                        ",",
+                        "abcdefghij",
+                        "/path",
+                        "true",
+                        "*",
                     ]);
                     self.out.extend_from_slice(s.as_bytes());
                 }
@@ -656,8 +718,11 @@ impl Gen<'_> {
             // Deep, around the limit.
             let n = MAX_DEPTH - 3 + self.rng.below(6);
             for _ in 0..n {
-                self.out
-                    .extend_from_slice(if self.rng.chance(50) { b"[" } else { b"{\"a\":" });
+                self.out.extend_from_slice(if self.rng.chance(50) {
+                    b"["
+                } else {
+                    b"{\"a\":"
+                });
             }
             let inner = self.out.clone();
             self.value(6);
@@ -698,7 +763,10 @@ fn generated_documents_agree_at_every_budget() {
             assert_eq!(e.kind, ErrorKind::DepthLimitExceeded, "{}", show(doc));
         }
     }
-    println!("generated: {} documents, {bytes} bytes, {counts:?}", docs.len());
+    println!(
+        "generated: {} documents, {bytes} bytes, {counts:?}",
+        docs.len()
+    );
     assert!(counts.valid > docs.len() * 9 / 10 && counts.invalid > 0);
     assert!(counts.members_checked > 10_000);
 }
