@@ -2,8 +2,8 @@
 //! exports (`declarative.export_config()`, docs/kong.md): `_format_version: "3.0"`,
 //! `_transform: false` (credentials are already hashed: an import must not hash them again), one
 //! array per entity type in an order where every foreign key points backwards, foreign keys as
-//! the plain id string, no null fields, and disabled services left out with their routes, plugins
-//! and filter chains.
+//! the plain id string, and disabled services left out with their routes, plugins and filter
+//! chains. Null fields are dropped (Kong's own export keeps them; both forms import the same).
 //!
 //! The document is written as the pages arrive (one page of at most 1,000 entities per call
 //! answer), so no callback does work proportional to the whole configuration.
@@ -61,6 +61,7 @@ pub const COLLECTIONS: &[Collection] = &[
     c("jwt_secrets", "/jwts"),
     c("keyauth_credentials", "/key-auths"),
     c("oauth2_credentials", "/oauth2"),
+    c("oauth2_tokens", "/oauth2_tokens"),
 ];
 
 /// The flat document being written.
