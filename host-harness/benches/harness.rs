@@ -48,30 +48,42 @@ fn main() {
         .expect("build the probe guest");
     let bytes = std::fs::read(&wasm).expect("read the probe .wasm");
     let mut rows: Vec<Row> = Vec::new();
+    let module = compile(&bytes, &mut rows);
+    worker_start(&module, &mut rows);
+    simulation_speed(&module, &mut rows);
+    call_round_trip(&module, &mut rows);
+    print_table(&rows);
+}
 
-    // ---- 1. compile ----------------------------------------------------------------------
+fn counter_config() -> String {
+    json!({"tick_ms": 1000, "shared_counter": true}).to_string()
+}
+
+/// 1. Module compile time.
+fn compile(bytes: &[u8], rows: &mut Vec<Row>) -> PluginModule {
     let mut compile = Vec::new();
     let mut module = None;
     for _ in 0..5 {
         let t = Instant::now();
-        let m = PluginModule::from_bytes(&bytes).expect("compile the probe");
+        let m = PluginModule::from_bytes(bytes).expect("compile the probe");
         compile.push(t.elapsed());
         module = Some(m);
     }
-    let module = module.expect("compiled");
     let (min, med, max) = stats(compile);
     rows.push(Row {
         what: format!("compile probe ({} KB)", bytes.len() / 1024),
         value: ms(med),
         detail: format!("median of 5; min {} max {}", ms(min), ms(max)),
     });
+    module.expect("compiled")
+}
 
-    // ---- 2. instantiate (worker start) ---------------------------------------------------
-    let config = json!({"tick_ms": 1000, "shared_counter": true}).to_string();
+/// 2. Instantiation of one worker (worker start).
+fn worker_start(module: &PluginModule, rows: &mut Vec<Row>) {
     let mut world = World::new(HostProfile::ngx_wasm_module());
     let t = Instant::now();
     let node = world
-        .add_node(NodeSpec::new("n1", &module).filter(config.clone()))
+        .add_node(NodeSpec::new("n1", module).filter(counter_config()))
         .expect("add node");
     let first = t.elapsed();
     let mut starts = Vec::new();
@@ -92,14 +104,16 @@ fn main() {
             ms(first)
         ),
     });
+}
 
-    // ---- 3. virtual time per wall second --------------------------------------------------
+/// 3. Virtual seconds simulated per wall second.
+fn simulation_speed(module: &PluginModule, rows: &mut Vec<Row>) {
     let mut world = World::new(HostProfile::ngx_wasm_module());
     let node = world
         .add_node(
-            NodeSpec::new("n1", &module)
+            NodeSpec::new("n1", module)
                 .workers(4)
-                .filter(config.clone()),
+                .filter(counter_config()),
         )
         .expect("add node");
     let virtual_span = Duration::from_secs(600);
@@ -124,18 +138,23 @@ fn main() {
             us(wall.div_f64(ticks))
         ),
     });
+}
 
-    // ---- 4. dispatched-call round trip -----------------------------------------------------
+/// Wall time per tick of a guest that only ticks (and logs).
+fn plain_tick(module: &PluginModule, n_ticks: u64) -> Duration {
+    let mut world = World::new(HostProfile::ngx_wasm_module());
+    world
+        .add_node(NodeSpec::new("n1", module).filter(json!({"tick_ms": 1000}).to_string()))
+        .expect("add node");
+    let t = Instant::now();
+    world.advance(Duration::from_secs(n_ticks));
+    t.elapsed().div_f64(n_ticks as f64)
+}
+
+/// 4. One dispatched-call round trip per tick, minus a plain tick.
+fn call_round_trip(module: &PluginModule, rows: &mut Vec<Row>) {
     let n_ticks: u64 = 5000;
-    let per_tick_plain = {
-        let mut world = World::new(HostProfile::ngx_wasm_module());
-        world
-            .add_node(NodeSpec::new("n1", &module).filter(json!({"tick_ms": 1000}).to_string()))
-            .expect("add node");
-        let t = Instant::now();
-        world.advance(Duration::from_secs(n_ticks));
-        t.elapsed().div_f64(n_ticks as f64)
-    };
+    let per_tick_plain = plain_tick(module, n_ticks);
     let answered = Arc::new(AtomicU64::new(0));
     let seen = answered.clone();
     let mut world = World::new(HostProfile::ngx_wasm_module());
@@ -149,7 +168,7 @@ fn main() {
     let dispatch_config =
         json!({"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "u", "authority": "a"});
     world
-        .add_node(NodeSpec::new("n1", &module).filter(dispatch_config.to_string()))
+        .add_node(NodeSpec::new("n1", module).filter(dispatch_config.to_string()))
         .expect("add node");
     let t = Instant::now();
     world.advance(Duration::from_secs(n_ticks));
@@ -172,8 +191,9 @@ fn main() {
         value: us(per_call.saturating_sub(per_tick_plain)),
         detail: format!("plain tick: {}", us(per_tick_plain)),
     });
+}
 
-    // ---- table -------------------------------------------------------------------------------
+fn print_table(rows: &[Row]) {
     let w0 = rows
         .iter()
         .map(|r| r.what.chars().count())
@@ -188,7 +208,7 @@ fn main() {
     println!("host-harness micro-benchmark (probe guest, ngx_wasm_module profile)");
     println!("{:<w0$}  {:>w1$}  detail", "measure", "value");
     println!("{}", "-".repeat(w0 + w1 + 40));
-    for r in &rows {
+    for r in rows {
         println!("{:<w0$}  {:>w1$}  {}", r.what, r.value, r.detail);
     }
 }

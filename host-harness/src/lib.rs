@@ -1,7 +1,8 @@
 //! A proxy-wasm host for tests and experiments: loads a real filter `.wasm` with wasmtime and runs
 //! it without a gateway — virtual clock, many workers and nodes, shared data, dispatched HTTP calls
 //! routed to in-process handlers (mock S3/GCS/Kong, closures) or real TCP endpoints, and the
-//! behaviour differences of Envoy and ngx_wasm_module (Kong).
+//! behaviour differences of Envoy and ngx_wasm_module (Kong), and a seeded `hostile` host that
+//! answers with unusual-but-legal statuses and unasked-for callbacks ([`hostile`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -14,9 +15,10 @@
 //! ```
 
 pub(crate) mod abi;
-pub use abi::{LocalResponse, StreamData};
+pub use abi::{HttpMessages, LocalResponse, StreamData};
 pub mod cli;
 pub mod clock;
+pub mod hostile;
 pub mod module;
 pub mod profile;
 pub mod record;
@@ -27,6 +29,7 @@ pub mod world;
 
 pub use harness_mocks as mocks;
 pub use harness_mocks::http;
+pub use hostile::{Hostility, Injection, InjectionRecord};
 pub use module::{AbiVersion, PluginModule};
 pub use profile::HostProfile;
 pub use record::{CallOutcome, CallRecord, LogLevel, LogLine, TrapRecord};

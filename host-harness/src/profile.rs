@@ -1,6 +1,8 @@
 //! What differs between real hosts (SPEC §6), as data. The ABI code asks the profile instead of
 //! hard-coding one host's behaviour.
 
+use crate::hostile::{Hostility, Injection};
+
 /// Behaviour switches of a simulated host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostProfile {
@@ -41,6 +43,8 @@ pub struct HostProfile {
     pub namespaced_shared_data: bool,
     /// Named `shm_kv` zones (`shm_kv kv 1m;`), besides the default one.
     pub named_shm_zones: Vec<String>,
+    /// Unusual-but-legal answers and unasked-for callbacks, seeded ([`HostProfile::hostile`]).
+    pub hostility: Option<Hostility>,
 }
 
 impl HostProfile {
@@ -62,6 +66,7 @@ impl HostProfile {
             configure_false_is_fatal: false,
             namespaced_shared_data: false,
             named_shm_zones: Vec::new(),
+            hostility: None,
         }
     }
 
@@ -83,6 +88,7 @@ impl HostProfile {
             configure_false_is_fatal: true,
             namespaced_shared_data: true,
             named_shm_zones: Vec::new(),
+            hostility: None,
         }
     }
 
@@ -93,6 +99,48 @@ impl HostProfile {
             callback_on_failure: false,
             ..HostProfile::ngx_wasm_module()
         }
+    }
+
+    /// A host that answers with unusual-but-legal statuses and delivers callbacks nobody asked
+    /// for (lost, duplicated, for unknown tokens and contexts), on top of
+    /// [`HostProfile::ngx_wasm_module`]: proves that a guest never traps whatever a host returns.
+    /// Seeded and recorded: see [`crate::hostile`], [`HostProfile::seed`],
+    /// [`HostProfile::hostile_rate`], [`World::injections`](crate::World::injections).
+    pub fn hostile() -> Self {
+        HostProfile {
+            name: "hostile",
+            hostility: Some(Hostility::default()),
+            ..HostProfile::ngx_wasm_module()
+        }
+    }
+
+    fn hostility_mut(&mut self) -> &mut Hostility {
+        self.hostility.get_or_insert_with(Hostility::default)
+    }
+
+    /// The seed of the hostility's RNG. Makes the profile hostile if it was not.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.hostility_mut().seed = seed;
+        self
+    }
+
+    /// The chance (0 to 1) that one decision point injects. Makes the profile hostile if it was not.
+    pub fn hostile_rate(mut self, probability: f64) -> Self {
+        let ppm = (probability.clamp(0.0, 1.0) * 1_000_000.0).round() as u32;
+        self.hostility_mut().rate_ppm = ppm;
+        self
+    }
+
+    /// Injects only these kinds. Makes the profile hostile if it was not.
+    pub fn hostile_only(mut self, kinds: &[Injection]) -> Self {
+        self.hostility_mut().kinds = kinds.to_vec();
+        self
+    }
+
+    /// Never injects these kinds. Makes the profile hostile if it was not.
+    pub fn hostile_without(mut self, kinds: &[Injection]) -> Self {
+        self.hostility_mut().kinds.retain(|k| !kinds.contains(k));
+        self
     }
 
     /// The `shm_kv` zones of an nginx `wasm{}` block: `"*"` is the default zone, any other name a
@@ -127,12 +175,13 @@ impl HostProfile {
         }
     }
 
-    /// A profile by name (`envoy`, `ngx_wasm_module`/`ngx`/`kong`, `kong_legacy`).
+    /// A profile by name (`envoy`, `ngx_wasm_module`/`ngx`/`kong`, `kong_legacy`, `hostile`).
     pub fn by_name(name: &str) -> Option<Self> {
         match name {
             "envoy" | "istio" => Some(HostProfile::envoy()),
             "ngx_wasm_module" | "ngx" | "kong" => Some(HostProfile::ngx_wasm_module()),
             "kong_legacy" => Some(HostProfile::kong_legacy()),
+            "hostile" => Some(HostProfile::hostile()),
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::hostile::InjectionRecord;
 use crate::http::{CallFailure, HttpRequest, HttpResponse};
 
 /// Where something happened.
@@ -112,11 +113,28 @@ pub struct Recorder {
     pub fatal_errors: Vec<TrapRecord>,
     /// Worker restarts after traps.
     pub recoveries: Vec<(Duration, Origin)>,
+    /// What a hostile profile injected ([`crate::hostile`]).
+    pub injections: Vec<InjectionRecord>,
     /// Also print every log line to stderr as it happens (CLI, debugging).
     pub echo: bool,
 }
 
 impl Recorder {
+    /// Records a log line, echoing it to stderr when `echo` is on (with its level: a guest's
+    /// line; without: the host's own `[host]` notes).
+    pub(crate) fn push_log(&mut self, line: LogLine, show_level: bool) {
+        if self.echo {
+            let level = if show_level {
+                format!(" {:?}", line.level)
+            } else {
+                String::new()
+            };
+            let at = line.at.as_secs_f64();
+            eprintln!("[{at:>9.3}s] {}{level} {}", line.origin, line.message);
+        }
+        self.logs.push(line);
+    }
+
     pub(crate) fn call_mut(&mut self, token: u32) -> Option<&mut CallRecord> {
         self.calls.iter_mut().rev().find(|c| c.token == token)
     }

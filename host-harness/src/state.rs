@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::clock::Clock;
+use crate::hostile::{Dice, Injection, InjectionRecord};
 use crate::http::SharedHandler;
 use crate::profile::HostProfile;
-use crate::record::{LogLevel, MetricKind, Recorder};
+use crate::record::{LogLevel, MetricKind, Origin, Recorder};
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (a failed test must not
 /// cascade into every other assertion).
@@ -23,18 +24,40 @@ pub(crate) struct WorldShared {
     pub next_token: AtomicU32,
     pub recorder: Mutex<Recorder>,
     pub log_level: RwLock<LogLevel>,
+    /// The RNG of a hostile profile.
+    dice: Option<Dice>,
 }
 
 impl WorldShared {
     pub fn new(clock: Clock, profile: HostProfile) -> Self {
         WorldShared {
             clock,
-            profile,
             routes: RwLock::new(HashMap::new()),
             next_token: AtomicU32::new(1),
             recorder: Mutex::new(Recorder::default()),
             log_level: RwLock::new(LogLevel::Trace),
+            dice: profile.hostility.as_ref().map(Dice::new),
+            profile,
         }
+    }
+
+    /// With a hostile profile, whether to inject `kind` at this decision point and which variant;
+    /// an injection is recorded with `detail` (what it hit). Always `None` for the other profiles.
+    pub fn inject(
+        &self,
+        origin: &Origin,
+        kind: Injection,
+        detail: impl FnOnce() -> String,
+    ) -> Option<&'static str> {
+        let variant = self.dice.as_ref()?.roll(kind)?;
+        lock(&self.recorder).injections.push(InjectionRecord {
+            at: self.clock.elapsed(),
+            origin: origin.clone(),
+            kind,
+            variant,
+            detail: detail(),
+        });
+        Some(variant)
     }
 
     /// Tokens are unique in the whole world, so a late answer can never reach the wrong call.

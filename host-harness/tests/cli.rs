@@ -15,6 +15,18 @@ fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_host-harness"))
 }
 
+/// `host-harness run` of the probe with `args`, its plugin configuration and one `--route`.
+fn run_probe(args: &[&str], config: &str, route: &str) -> std::process::Output {
+    cli()
+        .arg("run")
+        .args(args)
+        .args(["--config", config, "--route", route])
+        .arg("--wasm")
+        .arg(probe_wasm())
+        .output()
+        .unwrap()
+}
+
 /// A TCP server that answers every request and remembers what it saw.
 fn recording_server() -> (serve::ServerHandle, Arc<Mutex<Vec<HttpRequest>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -31,22 +43,12 @@ fn run_routes_dispatched_calls_to_a_real_tcp_server_in_virtual_time() {
     let (server, seen) = recording_server();
     let config = r#"{"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "api:80", "authority": "api.test", "path": "/ping"}"#;
     let started = Instant::now();
-    let out = cli()
-        .args([
-            "run",
-            "--workers",
-            "2",
-            "--seconds",
-            "3.5",
-            "--strict",
-            "--config",
-            config,
-        ])
-        .arg("--wasm")
-        .arg(probe_wasm())
-        .args(["--route", &format!("api:80={}", server.addr())])
-        .output()
-        .unwrap();
+    let route = format!("api:80={}", server.addr());
+    let out = run_probe(
+        &["--workers", "2", "--seconds", "3.5", "--strict"],
+        config,
+        &route,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -74,21 +76,11 @@ fn run_in_real_time_follows_the_wall_clock_and_strict_reports_failures() {
         r#"{"tick_ms": 200, "dispatch_in": ["tick"], "upstream": "down:80", "authority": "d"}"#;
     // Nothing listens on port 9 of loopback: every call fails, and --strict makes that an error.
     let started = Instant::now();
-    let out = cli()
-        .args([
-            "run",
-            "--realtime",
-            "--seconds",
-            "1",
-            "--strict",
-            "--config",
-            config,
-        ])
-        .arg("--wasm")
-        .arg(probe_wasm())
-        .args(["--route", "down:80=127.0.0.1:9"])
-        .output()
-        .unwrap();
+    let out = run_probe(
+        &["--realtime", "--seconds", "1", "--strict"],
+        config,
+        "down:80=127.0.0.1:9",
+    );
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -113,4 +105,37 @@ fn inspect_lists_imports_and_refuses_bad_modules() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("env::proxy_nope"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn run_with_the_hostile_profile_reports_injections_and_traps() {
+    let config =
+        r#"{"tick_ms": 1000, "dispatch_in": ["tick"], "upstream": "api:80", "authority": "a"}"#;
+    let (server, _seen) = recording_server();
+    let hostile = [
+        "--profile",
+        "hostile",
+        "--hostile-seed",
+        "3",
+        "--hostile-rate",
+        "0.3",
+    ];
+    let route = format!("api:80={}", server.addr());
+    let out = run_probe(
+        &[&hostile[..], &["--seconds", "20", "--workers", "2"]].concat(),
+        config,
+        &route,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let injections: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("--- ")?.strip_suffix(" injection(s)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no injection count: {stdout}"));
+    assert!(injections > 0, "{stdout}");
+    assert!(
+        !stdout.contains("--- 0 trap(s)"),
+        "the SDK probe traps: {stdout}"
+    );
 }

@@ -1,23 +1,15 @@
 //! The harness against a purpose-built proxy-wasm 0.2.5 guest (`tests/guests/probe`): every
 //! hostcall and callback, in both host profiles.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use host_harness::http::{CallContext, CallFailure, HttpRequest, HttpResponse, Reply};
 use host_harness::{CallOutcome, HostProfile, HttpExchange, NodeSpec, PluginModule, World};
 use serde_json::json;
 
-fn probe() -> PluginModule {
-    static MODULE: OnceLock<PluginModule> = OnceLock::new();
-    MODULE
-        .get_or_init(|| {
-            let path = host_harness::wasm_build::build("abi-probe", "abi_probe", "wasm-release")
-                .expect("build the probe guest");
-            PluginModule::load(path).expect("load the probe guest")
-        })
-        .clone()
-}
+mod common;
+use common::probe;
 
 fn echo_handler() -> Arc<dyn host_harness::http::Handler> {
     Arc::new(|req: &HttpRequest, ctx: &CallContext| Reply::Response {

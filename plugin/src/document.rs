@@ -24,6 +24,11 @@ pub struct Document {
 impl Document {
     pub fn new(body: Rc<Vec<u8>>, now: u64) -> Document {
         let sha256 = sha256(&body);
+        Document::with_digest(body, sha256, now)
+    }
+
+    /// A document whose digest was computed in slices (`digest::Digester`).
+    pub fn with_digest(body: Rc<Vec<u8>>, sha256: [u8; 32], now: u64) -> Document {
         Document {
             sha256_hex: hex(&sha256),
             sha256,

@@ -71,21 +71,54 @@ pub(crate) struct CallResponseData {
     pub trailers: Vec<(String, String)>,
 }
 
-/// Request/response data of one HTTP context.
-#[derive(Clone, Debug, Default)]
-pub struct StreamData {
+/// The request and response of one HTTP exchange: headers (with pseudo-headers), bodies,
+/// trailers. [`crate::HttpExchange`] (what a test sends) and [`StreamData`] (what the filter left)
+/// both hold one and dereference to it, so `exchange.request_headers` and
+/// `outcome.data.response_body` read as before.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpMessages {
+    /// Request headers including `:method`, `:path`, `:authority`, `:scheme`.
     pub request_headers: Vec<(String, String)>,
     pub request_body: Vec<u8>,
     pub request_trailers: Vec<(String, String)>,
+    /// Response headers including `:status`.
     pub response_headers: Vec<(String, String)>,
     pub response_body: Vec<u8>,
     pub response_trailers: Vec<(String, String)>,
+}
+
+/// Request/response data of one HTTP context.
+#[derive(Clone, Debug, Default)]
+pub struct StreamData {
+    pub messages: HttpMessages,
     pub local_response: Option<LocalResponse>,
     /// Set by `proxy_continue_stream` / `proxy_continue_request|response`.
     pub resumed_request: bool,
     pub resumed_response: bool,
     pub closed: bool,
 }
+
+/// `Deref`/`DerefMut` from a type with a `messages: HttpMessages` field to it, so the fields of
+/// [`HttpMessages`] read as the type's own.
+macro_rules! deref_to_messages {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = $crate::abi::HttpMessages;
+            fn deref(&self) -> &$crate::abi::HttpMessages {
+                &self.messages
+            }
+        }
+
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut $crate::abi::HttpMessages {
+                &mut self.messages
+            }
+        }
+    };
+}
+pub(crate) use deref_to_messages;
+
+deref_to_messages!(StreamData);
 
 /// A response the filter produced itself (`send_http_response`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,7 +190,16 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
 /// `(module, name)` of every function the harness provides.
 pub(crate) fn provided_imports(engine: &Engine) -> wasmtime::Result<Vec<(String, String)>> {
     let linker = linker(engine)?;
-    let host = Host {
+    let mut store = wasmtime::Store::new(engine, probe_host());
+    Ok(linker
+        .iter(&mut store)
+        .map(|(m, n, _)| (m.to_string(), n.to_string()))
+        .collect())
+}
+
+/// A host for listing a linker's definitions (no guest ever runs in it).
+pub(crate) fn probe_host() -> Host {
+    Host {
         wasi: wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
         world: Arc::new(WorldShared::new(
             crate::clock::Clock::virtual_default(),
@@ -177,10 +219,5 @@ pub(crate) fn provided_imports(engine: &Engine) -> wasmtime::Result<Vec<(String,
         outbox: Outbox::default(),
         fatal: None,
         fatal_trap: None,
-    };
-    let mut store = wasmtime::Store::new(engine, host);
-    Ok(linker
-        .iter(&mut store)
-        .map(|(m, n, _)| (m.to_string(), n.to_string()))
-        .collect())
+    }
 }

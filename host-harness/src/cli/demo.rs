@@ -20,7 +20,7 @@ pub struct DemoArgs {
     /// Use this .wasm instead of building the filter.
     #[arg(long)]
     pub wasm: Option<PathBuf>,
-    /// Host profile: ngx_wasm_module (Kong), kong_legacy, envoy.
+    /// Host profile: ngx_wasm_module (Kong), kong_legacy, envoy, hostile.
     #[arg(long, default_value = "ngx_wasm_module")]
     pub profile: String,
 }
@@ -98,18 +98,23 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     let faulty = Faulty::new(Arc::new(s3.clone()));
     let mut world = World::new(profile);
     world.route(UPSTREAM, Arc::new(faulty.clone()));
-    let mut out = Printer { shown: 0 };
+    timeline(&mut world, &module, &faulty)?;
+    report(&world, &s3, &faulty)
+}
 
+/// Config A at start, B, C, D within the debounce window, then E whose first PUT gets a 503.
+fn timeline(world: &mut World, module: &PluginModule, faulty: &Faulty) -> Result<()> {
+    let mut out = Printer { shown: 0 };
     println!("\n[t=0s] node starts with config A (export delay 10 s)");
     let node = world.add_node(
-        NodeSpec::new("dp1", &module)
+        NodeSpec::new("dp1", module)
             .workers(2)
             .filter(filter_config(&["A"]))
             .env("AWS_ACCESS_KEY_ID", "AKIADEMO")
             .env("AWS_SECRET_ACCESS_KEY", "demo-secret-key"),
     )?;
     world.advance(Duration::from_secs(3));
-    out.flush(&world);
+    out.flush(world);
     for (t, name, services) in [
         (3, "B", vec!["A", "B"]),
         (5, "C", vec!["A", "B", "C"]),
@@ -118,16 +123,20 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         println!("\n[t={t}s] config {name} applied (within the debounce window)");
         world.reconfigure(node, 0, filter_config(&services));
         world.advance(Duration::from_secs(2));
-        out.flush(&world);
+        out.flush(world);
     }
     world.advance(Duration::from_secs(21));
-    out.flush(&world);
+    out.flush(world);
     println!("\n[t=30s] config E applied; the next PUT gets 503 SlowDown");
     faulty.push(Fault::slow_down());
     world.reconfigure(node, 0, filter_config(&["A", "B", "C", "D", "E"]));
     world.advance(Duration::from_secs(30));
-    out.flush(&world);
+    out.flush(world);
+    Ok(())
+}
 
+/// What mock S3 saw and the object it holds; the exit status (0: 5 services, no trap).
+fn report(world: &World, s3: &MockS3, faulty: &Faulty) -> Result<i32> {
     println!("\nwhat mock S3 saw (faults injected in front of it marked):");
     let mut puts = 0;
     let mut answered = s3.requests().into_iter();

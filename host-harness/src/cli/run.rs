@@ -20,7 +20,7 @@ pub struct RunArgs {
     /// Plugin configuration: a JSON text, or @FILE.
     #[arg(long, default_value = "{}")]
     pub config: String,
-    /// Host profile: ngx_wasm_module (Kong), kong_legacy, envoy.
+    /// Host profile: ngx_wasm_module (Kong), kong_legacy, envoy, hostile (seeded odd answers).
     #[arg(long, default_value = "ngx_wasm_module")]
     pub profile: String,
     #[arg(long, default_value_t = 1)]
@@ -42,6 +42,12 @@ pub struct RunArgs {
     /// Exit with status 1 when a call failed or the filter trapped.
     #[arg(long)]
     pub strict: bool,
+    /// Seed of the hostile profile's injections (makes any profile hostile).
+    #[arg(long)]
+    pub hostile_seed: Option<u64>,
+    /// Chance (0 to 1) that a hostile decision point injects (makes any profile hostile).
+    #[arg(long)]
+    pub hostile_rate: Option<f64>,
 }
 
 fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
@@ -50,13 +56,24 @@ fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
         .ok_or_else(|| anyhow!("{what} must look like A=B, got {s:?}"))
 }
 
-pub fn run(args: RunArgs) -> Result<i32> {
-    let profile = HostProfile::by_name(&args.profile).ok_or_else(|| {
+fn profile(args: &RunArgs) -> Result<HostProfile> {
+    let mut profile = HostProfile::by_name(&args.profile).ok_or_else(|| {
         anyhow!(
-            "unknown profile {:?} (ngx_wasm_module, kong_legacy, envoy)",
+            "unknown profile {:?} (ngx_wasm_module, kong_legacy, envoy, hostile)",
             args.profile
         )
     })?;
+    if let Some(seed) = args.hostile_seed {
+        profile = profile.seed(seed);
+    }
+    if let Some(rate) = args.hostile_rate {
+        profile = profile.hostile_rate(rate);
+    }
+    Ok(profile)
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    let profile = profile(&args)?;
     let config = match args.config.strip_prefix('@') {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
         None => args.config.clone().into_bytes(),
@@ -94,6 +111,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
     } else {
         world.advance(duration);
     }
+    let failed = print_calls(&world);
+    let traps = world.traps().len() + world.fatal_errors().len();
+    if world.profile().hostility.is_some() {
+        println!("--- {} injection(s)", world.injections().len());
+    }
+    println!("--- {traps} trap(s), {failed} failed call(s)");
+    Ok(if args.strict && (traps > 0 || failed > 0) {
+        1
+    } else {
+        0
+    })
+}
+
+/// Prints every call and how it ended; returns how many failed.
+fn print_calls(world: &World) -> usize {
     let calls = world.calls();
     println!("--- {} call(s)", calls.len());
     let mut failed = 0;
@@ -116,11 +148,5 @@ pub fn run(args: RunArgs) -> Result<i32> {
             outcome
         );
     }
-    let traps = world.traps().len() + world.fatal_errors().len();
-    println!("--- {traps} trap(s), {failed} failed call(s)");
-    Ok(if args.strict && (traps > 0 || failed > 0) {
-        1
-    } else {
-        0
-    })
+    failed
 }

@@ -32,6 +32,7 @@ use export::{Cx, Export, Plan};
 use import::Import;
 use source::{PollResult, Source};
 
+use crate::digest::Digester;
 use crate::document::Document;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::node_lock::{self, Lease, SharedStore};
@@ -39,6 +40,9 @@ use crate::settings::{Config, SourceConfig};
 use crate::store::{self, ObjectStore};
 
 const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
+/// Bytes of a document hashed per tick: a larger one is hashed across ticks, so no callback does
+/// work proportional to a large configuration (docs/architecture.md).
+pub const DIGEST_SLICE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The export's context, borrowing the orchestrator's fields next to `self.export` (disjoint
 /// borrows: a method taking `&self` could not lend them while the export is mutated).
@@ -99,6 +103,8 @@ pub struct Engine {
     /// With `cluster_fallback_config_import` on.
     import: Option<Import>,
     election: Election,
+    /// A large document being hashed a slice per tick, and when it was seen.
+    digesting: Option<(Digester, u64)>,
 }
 
 impl Engine {
@@ -129,6 +135,7 @@ impl Engine {
             holder: false,
             shared_data_broken: false,
             election: Election,
+            digesting: None,
             cfg,
         }
     }
@@ -180,11 +187,7 @@ impl Engine {
     ) -> Vec<Effect> {
         let mut fx = Effects::default();
         match event {
-            Event::ConfigApplied(body) => {
-                let doc = Document::new(body, now);
-                self.export
-                    .offer(doc, &mut export_cx!(self, now, shared, &mut fx));
-            }
+            Event::ConfigApplied(body) => self.offer_body(body, now, shared, &mut fx),
             Event::CallAnswered { id, response } => match self.calls.take(id) {
                 Some(owner) => self.answered(owner, id, response, now, shared, &mut fx),
                 None => late(id, &mut fx),
@@ -200,6 +203,7 @@ impl Engine {
     pub fn tick(&mut self, now: u64, shared: &mut dyn SharedStore) -> TickOutput {
         let mut fx = Effects::default();
         let mut dispatches = Vec::new();
+        self.digest_slice(now, shared, &mut fx);
         for (id, owner) in self.calls.expired(now) {
             let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
             self.failed(owner, id, &reason, now, shared, &mut fx);
@@ -227,6 +231,39 @@ impl Engine {
             dispatches,
             effects: fx.0,
         }
+    }
+
+    /// A document for the export: hashed at once when small, else a slice per tick (the newest
+    /// document replaces one still being hashed).
+    fn offer_body(
+        &mut self,
+        body: Rc<Vec<u8>>,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        if body.len() <= DIGEST_SLICE_BYTES {
+            // Newer than any document still being hashed: that one is dropped.
+            self.digesting = None;
+            let doc = Document::new(body, now);
+            self.export
+                .offer(doc, &mut export_cx!(self, now, shared, fx));
+        } else {
+            self.digesting = Some((Digester::new(body), now));
+        }
+    }
+
+    fn digest_slice(&mut self, now: u64, shared: &mut dyn SharedStore, fx: &mut Effects) {
+        let Some((digester, seen_at)) = self.digesting.as_mut() else {
+            return;
+        };
+        let Some(sha256) = digester.step(DIGEST_SLICE_BYTES) else {
+            return;
+        };
+        let doc = Document::with_digest(Rc::clone(digester.body()), sha256, *seen_at);
+        self.digesting = None;
+        self.export
+            .offer(doc, &mut export_cx!(self, now, shared, fx));
     }
 
     /// Whether the store can take requests; sends its prerequisite when it needs one.
@@ -419,11 +456,7 @@ impl Engine {
             }
             Owner::Source => match self.source.on_response(response, now) {
                 PollResult::Unchanged => {}
-                PollResult::Fetched(body) => {
-                    let doc = Document::new(Rc::new(body), now);
-                    self.export
-                        .offer(doc, &mut export_cx!(self, now, shared, fx));
-                }
+                PollResult::Fetched(body) => self.offer_body(Rc::new(body), now, shared, fx),
                 PollResult::Note(line) => fx.log(Level::Info, line),
                 PollResult::Failed(reason) => {
                     let line = format!(

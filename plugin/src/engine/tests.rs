@@ -1016,3 +1016,53 @@ fn one_tick_sends_the_sources_poll_and_the_exports_request_together() {
         [Owner::Source]
     );
 }
+
+/// A document larger than a slice is hashed a slice per tick (no callback hashes it whole); it is
+/// exported once its digest is complete, with that digest; a newer document replaces it.
+#[test]
+fn a_large_document_is_hashed_across_ticks_then_exported() {
+    let big = format!(
+        r#"{{"_format_version":"3.0","services":[{{"name":"{}"}}]}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let cfg = config(
+        &doc("A"),
+        serde_json::json!({"cluster_fallback_config_export_delay": 0}),
+    );
+    let mut sim = Sim::new(CasRules::Ngx, 1, &cfg);
+    sim.apply_all(&big);
+    // 5 MiB at 2 MiB a tick: hashed by the third tick (3 s), then HEAD, then the PUT.
+    sim.run_until(2000);
+    assert!(
+        sim.dispatches.is_empty(),
+        "nothing before the digest is complete"
+    );
+    sim.run_until(20_000);
+    let puts = sim.s3.put_bodies();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].1.len(), big.len());
+    let put = sim
+        .dispatches
+        .iter()
+        .find(|(_, _, d)| d.request.method == "PUT")
+        .unwrap();
+    assert_eq!(
+        put.2.request.header("x-amz-content-sha256"),
+        Some(crate::document::sha256_hex(big.as_bytes()).as_str())
+    );
+
+    // A newer one arriving while a large one is being hashed wins.
+    let mut sim = Sim::new(CasRules::Ngx, 1, &cfg);
+    sim.apply_all(&big);
+    sim.run_until(1000);
+    sim.apply_all(&doc("B"));
+    sim.run_until(20_000);
+    assert_eq!(
+        sim.s3
+            .put_bodies()
+            .iter()
+            .map(|p| p.1.clone())
+            .collect::<Vec<_>>(),
+        [doc("B")]
+    );
+}

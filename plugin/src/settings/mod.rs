@@ -25,6 +25,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::http_url::HttpUrl;
+use crate::json_scan::{Summary, ValueKind};
 pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
 use s3::{default_s3_upstream, parse_s3};
@@ -139,6 +140,22 @@ pub struct Config {
     /// The `shm_kv` zone for shared data (`None`: the default zone `*`). ngx_wasm_module resolves a
     /// key `<zone>/<rest>` in the zone named `<zone>` (docs/host-behaviours.md).
     pub shared_data_namespace: Option<String>,
+}
+
+/// The `config` payload's `_format_version` from a scan's nested members (`None`: the payload
+/// is not an object, and `parse_source` judges it).
+fn scanned_format_version(summary: &Summary, text: &[u8]) -> Option<Result<(), String>> {
+    if summary.member("config")?.kind != ValueKind::Object {
+        return None;
+    }
+    let version = summary.nested_member("_format_version");
+    Some(match version {
+        None => Err("is not a Kong declarative configuration (no _format_version)".to_string()),
+        Some(m) => match text.get(m.value.clone()).map(json_string) {
+            Some(Ok(v)) if !v.is_empty() => Ok(()),
+            _ => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
+        },
+    })
 }
 
 impl Config {
@@ -261,7 +278,28 @@ impl Config {
             // Anything else: `parse_text` tells a syntax error from valid JSON that is no object.
             Some(_) => bytes,
         };
-        let (mut cfg, loc) = Config::parse_text(&text, env)?;
+        let (cfg, loc) = Config::parse_text(&text, env, None)?;
+        Config::with_payload(cfg, loc, text)
+    }
+
+    /// `parse_owned` for a filter configuration whose JSON object a resumable scan
+    /// (`json_scan::Scanner`, with `config` as its nested member) has already validated and split
+    /// in slices: nothing here walks the whole text again. `bytes` must be the scanned text.
+    pub fn parse_scanned(
+        bytes: Vec<u8>,
+        summary: &Summary,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (cfg, loc) = Config::parse_text(&bytes, env, Some(summary))?;
+        Config::with_payload(cfg, loc, bytes)
+    }
+
+    /// Cuts the inline `config` payload out of the configuration text, in place.
+    fn with_payload(
+        mut cfg: Config,
+        loc: PayloadLoc,
+        text: Vec<u8>,
+    ) -> Result<Config, ConfigError> {
         if let SourceConfig::Filter { document } = &mut cfg.source {
             let payload = match loc {
                 PayloadLoc::None => Vec::new(),
@@ -282,19 +320,36 @@ impl Config {
     fn parse_text(
         text: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
+        scanned: Option<&Summary>,
     ) -> Result<(Config, PayloadLoc), ConfigError> {
-        // Validated as JSON without a tree, then split into members (byte ranges): the `config`
-        // payload is located, never decoded; the other settings are small and become `Value`s.
-        check_json(text).map_err(|e| ConfigError {
-            strict: false,
-            field: "configuration".into(),
-            reason: json_syntax_reason(&e),
-        })?;
-        let members = object_members(text).ok_or_else(|| ConfigError {
+        let not_object = || ConfigError {
             strict: false,
             field: "configuration".into(),
             reason: "expected a JSON object or a JSON string holding one".into(),
-        })?;
+        };
+        // Validated as JSON without a tree, then split into members (byte ranges): the `config`
+        // payload is located, never decoded; the other settings are small and become `Value`s.
+        let (members, config_format_version) = match scanned {
+            Some(summary) => {
+                if summary.root != ValueKind::Object {
+                    return Err(not_object());
+                }
+                let members = summary
+                    .members
+                    .iter()
+                    .map(|m| (m.key.clone(), m.value.start, m.value.end))
+                    .collect::<Vec<_>>();
+                (members, scanned_format_version(summary, text))
+            }
+            None => {
+                check_json(text).map_err(|e| ConfigError {
+                    strict: false,
+                    field: "configuration".into(),
+                    reason: json_syntax_reason(&e),
+                })?;
+                (object_members(text).ok_or_else(not_object)?, None)
+            }
+        };
         let mut obj = Map::new();
         let mut config = None;
         // The first bad member is reported once `strict_config` (wherever it is) has been read.
@@ -323,6 +378,7 @@ impl Config {
             config,
             text,
             env,
+            config_format_version,
         };
         // Read first and leniently: it decides what happens to every other error.
         let strict = l
@@ -1080,6 +1136,57 @@ mod tests {
                 continue;
             }
             assert_eq!(field_of(v), "shared_data_namespace", "{bad:?}");
+        }
+    }
+
+    /// A scan done in slices (`json_scan`) gives the same configuration, or the same error field,
+    /// as the one-pass parse, for every shipped example and every invalid case.
+    #[test]
+    fn parsing_a_sliced_scan_agrees_with_the_one_pass_parse() {
+        use crate::json_scan::{Progress, Scanner};
+        let scan = |text: &[u8]| {
+            let mut scanner = Scanner::new(Some("config"));
+            loop {
+                match scanner.step(text, 7) {
+                    Progress::More => continue,
+                    Progress::Done(summary) => return Some(summary),
+                    Progress::Invalid(_) => return None,
+                }
+            }
+        };
+        let mut cases: Vec<serde_json::Value> = vec![
+            base(),
+            with_all(&[("config", serde_json::json!({"services": []}))]),
+            with_all(&[("config", serde_json::json!({"_format_version": ""}))]),
+            with_all(&[("config", serde_json::json!({"_format_version": 3}))]),
+            with_all(&[("config", serde_json::json!("{\"_format_version\":\"3.0\"}"))]),
+            with_all(&[("strict_config", true.into()), ("aws_region", 1.into())]),
+            with_all(&[("cluster_fallback_config_exprot", "on".into())]),
+        ];
+        cases.extend(
+            [
+                include_str!("../../examples/s3-own-config.json"),
+                include_str!("../../examples/minio-url-source.json"),
+                include_str!("../../examples/envoy-cluster-upstream.json"),
+            ]
+            .iter()
+            .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap()),
+        );
+        let env = env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "SK"),
+            ("AWS_REGION", "us-east-1"),
+        ]);
+        for case in cases {
+            let text = case.to_string().into_bytes();
+            let summary = scan(&text).expect("valid JSON");
+            let sliced = Config::parse_scanned(text.clone(), &summary, &env);
+            let whole = Config::parse_owned(text, &env);
+            match (sliced, whole) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{case}"),
+                (Err(a), Err(b)) => assert_eq!((a.field, a.strict), (b.field, b.strict), "{case}"),
+                (a, b) => panic!("{case}: sliced {a:?} vs whole {b:?}"),
+            }
         }
     }
 }

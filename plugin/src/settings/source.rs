@@ -43,7 +43,11 @@ pub(crate) fn parse_source(
             let loc = match first_byte(raw) {
                 Some(b'{') => {
                     // Already validated as JSON with the whole filter configuration.
-                    check_format_version(raw).map_err(|r| ConfigError {
+                    let checked = match &l.config_format_version {
+                        Some(scanned) => scanned.clone(),
+                        None => check_format_version(raw),
+                    };
+                    checked.map_err(|r| ConfigError {
                         strict: false,
                         field: "config".into(),
                         reason: r,

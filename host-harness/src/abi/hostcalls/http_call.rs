@@ -1,0 +1,146 @@
+//! Dispatched calls: `proxy_http_call`. The call goes to the outbox; the world sends it after the
+//! guest call returns, and answers through `proxy_on_http_call_response`.
+
+use std::time::Duration;
+
+use wasmtime::{bail, Linker, Result};
+
+use super::super::maps::deserialize;
+use super::super::memory::{read, read_string, write_u32};
+use super::super::status::{BAD_ARGUMENT, OK};
+use super::super::{Callback, Host, PendingCall};
+use super::{inject, C};
+use crate::hostile::{status_of, Injection};
+use crate::http::{CallFailure, HttpRequest};
+use crate::profile::HostProfile;
+
+/// Default for a dispatch with timeout 0.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
+    linker.func_wrap("env", "proxy_http_call", proxy_http_call)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn proxy_http_call(
+    mut c: C,
+    up: u32,
+    us: u32,
+    hp: u32,
+    hs: u32,
+    bp: u32,
+    bs: u32,
+    tp: u32,
+    ts: u32,
+    timeout_ms: u32,
+    token_out: u32,
+) -> Result<i32> {
+    let upstream = read_string(&mut c, up, us)?;
+    let header_bytes = read(&mut c, hp, hs)?;
+    let body = read(&mut c, bp, bs)?;
+    let trailer_bytes = read(&mut c, tp, ts)?;
+    punish_forbidden_dispatch(c.data_mut())?;
+    let world = c.data().world.clone();
+    let request = match request(&world.profile, &upstream, &header_bytes, &trailer_bytes) {
+        Ok(request) => HttpRequest { body, ..request },
+        Err(status) => return Ok(status),
+    };
+    let immediate_failure = match world.route(&upstream, request.scheme == "https") {
+        Some(_) => None,
+        // Envoy: an unknown cluster is refused synchronously.
+        None if !world.profile.upstream_is_host_port => return Ok(BAD_ARGUMENT),
+        None => Some(CallFailure::ResolverFailure),
+    };
+    // Hostile: the host refuses a valid call.
+    if let Some(v) = inject(c.data(), Injection::Dispatch, || upstream.clone()) {
+        return Ok(status_of(v).unwrap_or(OK));
+    }
+    let token = world.token();
+    write_u32(&mut c, token_out, token)?;
+    let context_id = c.data().effective_context;
+    c.data_mut().outbox.calls.push(PendingCall {
+        token,
+        context_id,
+        upstream,
+        request,
+        timeout: match timeout_ms {
+            0 => DEFAULT_CALL_TIMEOUT,
+            ms => Duration::from_millis(u64::from(ms)),
+        },
+        immediate_failure,
+    });
+    Ok(OK)
+}
+
+/// Where the profile's host traps (`on_vm_start`/`on_configure`: the worker dies) or crashes (a
+/// root `on_http_call_response`).
+fn punish_forbidden_dispatch(h: &mut Host) -> Result<()> {
+    let profile = &h.world.profile;
+    let callback = h.callback;
+    if profile.dispatch_traps_outside_callbacks
+        && matches!(callback, Callback::VmStart | Callback::Configure)
+    {
+        let msg = format!(
+            "dispatch_http_call from {} (the worker dies)",
+            callback.name()
+        );
+        h.fatal_trap = Some(msg.clone());
+        bail!(msg);
+    }
+    if profile.dispatch_in_root_call_response_crashes && callback == Callback::RootCallResponse {
+        let msg = "dispatch_http_call from a root on_http_call_response: host segfault".to_string();
+        h.fatal = Some(msg.clone());
+        bail!(msg);
+    }
+    Ok(())
+}
+
+/// The request a dispatch describes (without its body), or the status refusing it.
+fn request(
+    profile: &HostProfile,
+    upstream: &str,
+    header_bytes: &[u8],
+    trailer_bytes: &[u8],
+) -> std::result::Result<HttpRequest, i32> {
+    let (Some(headers), Some(_trailers)) = (deserialize(header_bytes), deserialize(trailer_bytes))
+    else {
+        return Err(BAD_ARGUMENT);
+    };
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(method), Some(path)) = (pseudo(":method"), pseudo(":path")) else {
+        return Err(BAD_ARGUMENT);
+    };
+    if method.is_empty() || !path.starts_with('/') {
+        return Err(BAD_ARGUMENT);
+    }
+    let scheme = pseudo(":scheme").unwrap_or_else(|| "http".to_string());
+    let authority = match pseudo(":authority") {
+        Some(a) if !a.is_empty() => a,
+        // Envoy requires :authority; ngx_wasm_module uses the upstream's host.
+        _ if !profile.upstream_is_host_port => return Err(BAD_ARGUMENT),
+        _ => upstream.to_string(),
+    };
+    if profile.upstream_is_host_port && (upstream.contains('/') || upstream.is_empty()) {
+        // A URL or an empty name is not `host[:port]`.
+        return Err(BAD_ARGUMENT);
+    }
+    let headers = headers
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    Ok(HttpRequest {
+        method,
+        path,
+        authority,
+        scheme,
+        headers,
+        body: Vec::new(),
+    })
+}

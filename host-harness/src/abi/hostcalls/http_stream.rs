@@ -1,0 +1,94 @@
+//! The HTTP stream of an HTTP context: `proxy_continue_stream`, `proxy_close_stream`, the ABI
+//! 0.2.0 names `proxy_continue_request`/`proxy_continue_response`, `proxy_send_local_response`,
+//! `proxy_clear_route_cache`.
+
+use wasmtime::{Linker, Result};
+
+use super::super::maps::deserialize;
+use super::super::memory::{read, read_string};
+use super::super::status::{BAD_ARGUMENT, OK};
+use super::super::{Host, LocalResponse};
+use super::C;
+
+pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut c: C, ty: u32| -> Result<i32> { Ok(resume(c.data_mut(), ty)) },
+    )?;
+    linker.func_wrap("env", "proxy_close_stream", proxy_close_stream)?;
+    // ABI 0.2.0 names.
+    linker.func_wrap("env", "proxy_continue_request", |mut c: C| -> Result<i32> {
+        Ok(resume(c.data_mut(), 0))
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_response",
+        |mut c: C| -> Result<i32> { Ok(resume(c.data_mut(), 1)) },
+    )?;
+    linker.func_wrap("env", "proxy_clear_route_cache", |_c: C| -> Result<i32> {
+        Ok(OK)
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        proxy_send_local_response,
+    )?;
+    Ok(())
+}
+
+fn resume(h: &mut Host, stream_type: u32) -> i32 {
+    let ctx = h.effective_context;
+    let Some(s) = h.streams.get_mut(&ctx) else {
+        return BAD_ARGUMENT;
+    };
+    match stream_type {
+        0 => s.resumed_request = true,
+        1 => s.resumed_response = true,
+        _ => return BAD_ARGUMENT,
+    }
+    OK
+}
+
+fn proxy_close_stream(mut c: C, _ty: u32) -> Result<i32> {
+    let ctx = c.data().effective_context;
+    match c.data_mut().streams.get_mut(&ctx) {
+        Some(s) => {
+            s.closed = true;
+            Ok(OK)
+        }
+        None => Ok(BAD_ARGUMENT),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn proxy_send_local_response(
+    mut c: C,
+    status: u32,
+    dp: u32,
+    ds: u32,
+    bp: u32,
+    bs: u32,
+    hp: u32,
+    hs: u32,
+    grpc_status: i32,
+) -> Result<i32> {
+    let details = read_string(&mut c, dp, ds)?;
+    let body = read(&mut c, bp, bs)?;
+    let Some(headers) = deserialize(&read(&mut c, hp, hs)?) else {
+        return Ok(BAD_ARGUMENT);
+    };
+    let h = c.data_mut();
+    let ctx = h.effective_context;
+    let Some(stream) = h.streams.get_mut(&ctx) else {
+        return Ok(BAD_ARGUMENT);
+    };
+    stream.local_response = Some(LocalResponse {
+        status,
+        details,
+        headers,
+        body,
+        grpc_status,
+    });
+    Ok(OK)
+}

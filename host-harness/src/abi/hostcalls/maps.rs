@@ -1,0 +1,169 @@
+//! Header maps: `proxy_{get,set}_header_map_pairs`, `proxy_{get,replace,remove,add}_header_map_value`
+//! on the request/response headers and trailers of an HTTP context and on a call's response.
+
+use wasmtime::{Linker, Result};
+
+use super::super::maps as wire;
+use super::super::memory::{read, read_string, return_bytes};
+use super::super::status::{BAD_ARGUMENT, NOT_FOUND, OK};
+use super::super::Host;
+use super::{inject, C};
+use crate::hostile::{status_of, Injection};
+
+type Pairs = Vec<(String, String)>;
+
+// Map types of the ABI.
+const MAP_REQUEST_HEADERS: u32 = 0;
+const MAP_REQUEST_TRAILERS: u32 = 1;
+const MAP_RESPONSE_HEADERS: u32 = 2;
+const MAP_RESPONSE_TRAILERS: u32 = 3;
+const MAP_CALL_RESPONSE_HEADERS: u32 = 6;
+const MAP_CALL_RESPONSE_TRAILERS: u32 = 7;
+
+pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
+    linker.func_wrap("env", "proxy_get_header_map_pairs", get_pairs)?;
+    linker.func_wrap("env", "proxy_set_header_map_pairs", set_pairs)?;
+    linker.func_wrap("env", "proxy_get_header_map_value", get_value)?;
+    linker.func_wrap("env", "proxy_replace_header_map_value", replace_value)?;
+    linker.func_wrap("env", "proxy_remove_header_map_value", remove_value)?;
+    linker.func_wrap("env", "proxy_add_header_map_value", add_value)?;
+    Ok(())
+}
+
+fn map_ref(h: &Host, map: u32) -> Option<&Pairs> {
+    match map {
+        MAP_CALL_RESPONSE_HEADERS => h.call_response.as_ref().map(|r| &r.headers),
+        MAP_CALL_RESPONSE_TRAILERS => h.call_response.as_ref().map(|r| &r.trailers),
+        _ => {
+            let m = &h.streams.get(&h.effective_context)?.messages;
+            match map {
+                MAP_REQUEST_HEADERS => Some(&m.request_headers),
+                MAP_REQUEST_TRAILERS => Some(&m.request_trailers),
+                MAP_RESPONSE_HEADERS => Some(&m.response_headers),
+                MAP_RESPONSE_TRAILERS => Some(&m.response_trailers),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn map_mut(h: &mut Host, map: u32) -> Option<&mut Pairs> {
+    match map {
+        MAP_CALL_RESPONSE_HEADERS => h.call_response.as_mut().map(|r| &mut r.headers),
+        MAP_CALL_RESPONSE_TRAILERS => h.call_response.as_mut().map(|r| &mut r.trailers),
+        _ => {
+            let ctx = h.effective_context;
+            let m = &mut h.streams.get_mut(&ctx)?.messages;
+            match map {
+                MAP_REQUEST_HEADERS => Some(&mut m.request_headers),
+                MAP_REQUEST_TRAILERS => Some(&mut m.request_trailers),
+                MAP_RESPONSE_HEADERS => Some(&mut m.response_headers),
+                MAP_RESPONSE_TRAILERS => Some(&mut m.response_trailers),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn get_pairs(mut c: C, map: u32, ptr_out: u32, size_out: u32) -> Result<i32> {
+    let pairs = match map_ref(c.data(), map) {
+        Some(m) => m.clone(),
+        None => return Ok(NOT_FOUND),
+    };
+    let mut bytes = wire::serialize(&pairs);
+    // Hostile: NotFound, or the same headers in an odd but valid encoding.
+    let n = pairs.len();
+    match inject(c.data(), Injection::HeaderMap, || {
+        format!("map {map}, {n} pairs")
+    }) {
+        None => {}
+        Some("no pairs") => bytes = None,
+        Some("zero count") => bytes = Some(0u32.to_le_bytes().to_vec()),
+        Some("duplicated pairs") => {
+            let upper = pairs
+                .iter()
+                .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()));
+            let doubled: Pairs = pairs.iter().cloned().chain(upper).collect();
+            bytes = wire::serialize(&doubled);
+        }
+        Some(v) => return Ok(status_of(v).unwrap_or(OK)),
+    }
+    return_bytes(&mut c, bytes.as_deref(), ptr_out, size_out)?;
+    Ok(OK)
+}
+
+fn set_pairs(mut c: C, map: u32, ptr: u32, size: u32) -> Result<i32> {
+    let bytes = read(&mut c, ptr, size)?;
+    let Some(pairs) = wire::deserialize(&bytes) else {
+        return Ok(BAD_ARGUMENT);
+    };
+    match map_mut(c.data_mut(), map) {
+        Some(m) => {
+            *m = pairs;
+            Ok(OK)
+        }
+        None => Ok(NOT_FOUND),
+    }
+}
+
+fn get_value(mut c: C, map: u32, kp: u32, ks: u32, ptr_out: u32, size_out: u32) -> Result<i32> {
+    let key = read_string(&mut c, kp, ks)?;
+    let value = match map_ref(c.data(), map) {
+        Some(m) => m
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+            .map(|(_, v)| v.clone()),
+        None => return Ok(NOT_FOUND),
+    };
+    match value {
+        Some(v) => {
+            return_bytes(&mut c, Some(v.as_bytes()), ptr_out, size_out)?;
+            Ok(OK)
+        }
+        None => Ok(NOT_FOUND),
+    }
+}
+
+fn replace_value(mut c: C, map: u32, kp: u32, ks: u32, vp: u32, vs: u32) -> Result<i32> {
+    let key = read_string(&mut c, kp, ks)?;
+    let value = read_string(&mut c, vp, vs)?;
+    let Some(m) = map_mut(c.data_mut(), map) else {
+        return Ok(NOT_FOUND);
+    };
+    match m.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
+        Some(i) => {
+            m[i].1 = value;
+            // Replace means one value: drop any further ones.
+            let mut seen = false;
+            m.retain(|(k, _)| {
+                if !k.eq_ignore_ascii_case(&key) {
+                    return true;
+                }
+                let keep = !seen;
+                seen = true;
+                keep
+            });
+        }
+        None => m.push((key.to_ascii_lowercase(), value)),
+    }
+    Ok(OK)
+}
+
+fn remove_value(mut c: C, map: u32, kp: u32, ks: u32) -> Result<i32> {
+    let key = read_string(&mut c, kp, ks)?;
+    let Some(m) = map_mut(c.data_mut(), map) else {
+        return Ok(NOT_FOUND);
+    };
+    m.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
+    Ok(OK)
+}
+
+fn add_value(mut c: C, map: u32, kp: u32, ks: u32, vp: u32, vs: u32) -> Result<i32> {
+    let key = read_string(&mut c, kp, ks)?;
+    let value = read_string(&mut c, vp, vs)?;
+    let Some(m) = map_mut(c.data_mut(), map) else {
+        return Ok(NOT_FOUND);
+    };
+    m.push((key.to_ascii_lowercase(), value));
+    Ok(OK)
+}

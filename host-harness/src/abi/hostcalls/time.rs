@@ -1,0 +1,53 @@
+//! Time: `proxy_get_current_time_nanoseconds`, `proxy_set_tick_period_milliseconds`.
+
+use wasmtime::{Linker, Result};
+
+use super::super::memory::write_u64;
+use super::super::status::{BAD_ARGUMENT, OK};
+use super::super::Host;
+use super::{inject, C};
+use crate::hostile::{status_of, Injection};
+
+/// A day, in nanoseconds: how far back the hostile clock jumps.
+const DAY_NANOS: u64 = 86_400 * 1_000_000_000;
+
+pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        proxy_get_current_time_nanoseconds,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        proxy_set_tick_period_milliseconds,
+    )?;
+    Ok(())
+}
+
+fn proxy_get_current_time_nanoseconds(mut c: C, out: u32) -> Result<i32> {
+    let mut now = c.data().world.clock.guest_wall_nanos();
+    // Hostile: an error status, or a time no sane clock gives.
+    match inject(c.data(), Injection::Time, || "get_current_time".into()) {
+        None => {}
+        Some("epoch") => now = 0,
+        Some("far future") => now = u64::MAX,
+        Some("a day behind") => now = now.saturating_sub(DAY_NANOS),
+        Some(v) => return Ok(status_of(v).unwrap_or(OK)),
+    }
+    write_u64(&mut c, out, now)?;
+    Ok(OK)
+}
+
+fn proxy_set_tick_period_milliseconds(mut c: C, period: u32) -> Result<i32> {
+    let ctx = c.data().effective_context;
+    if !c.data().is_root(ctx) {
+        return Ok(BAD_ARGUMENT);
+    }
+    // Hostile: the host refuses the timer; the old one (if any) keeps running.
+    if let Some(v) = inject(c.data(), Injection::TickPeriod, || format!("{period} ms")) {
+        return Ok(status_of(v).unwrap_or(OK));
+    }
+    c.data_mut().outbox.tick_periods.push((ctx, period));
+    Ok(OK)
+}

@@ -1,0 +1,205 @@
+//! Dispatched calls: routing them to handlers (or failing them as the profile's host does),
+//! their records, and delivering their answers to the context that made them.
+
+use std::time::Duration;
+
+use super::scheduler::{CallDone, CallResult, Event};
+use super::World;
+use crate::abi::{CallResponseData, Callback, PendingCall};
+use crate::http::{CallContext, CallFailure, Reply};
+use crate::record::{CallOutcome, CallRecord, Origin};
+use crate::state::lock;
+
+/// What `proxy_on_http_call_response` is told: headers, body size, trailers.
+pub(super) type Counts = [i32; 3];
+
+impl World {
+    /// Sends a call the guest dispatched and schedules its answer (or none: lost).
+    pub(super) fn send_call(&mut self, n: usize, w: usize, call: PendingCall, now: Duration) {
+        let generation = self.nodes[n].workers[w].generation;
+        let origin = self.origin(n, w);
+        let mut scheduled = when_answered(self.reply(&call, &origin), call.timeout);
+        if matches!(scheduled, Some((_, CallResult::Failed(_))))
+            && !self.shared.profile.callback_on_failure
+        {
+            scheduled = None;
+        }
+        if scheduled.is_some() && self.hostile_lost_callback(&origin, &call) {
+            scheduled = None;
+        }
+        lock(&self.shared.recorder).calls.push(CallRecord {
+            token: call.token,
+            origin,
+            context_id: call.context_id,
+            upstream: call.upstream.clone(),
+            timeout: call.timeout,
+            request: call.request,
+            sent_at: now,
+            answered_at: None,
+            outcome: if scheduled.is_some() {
+                CallOutcome::Pending
+            } else {
+                CallOutcome::Lost
+            },
+        });
+        if let Some((delay, result)) = scheduled {
+            let done = CallDone {
+                node: n,
+                worker: w,
+                generation,
+                token: call.token,
+                context: call.context_id,
+                result,
+                duplicate: false,
+            };
+            self.schedule(now + delay, Event::CallDone(done));
+        }
+    }
+
+    /// What the upstream's handler (or the host, for an unroutable call) replies.
+    fn reply(&self, call: &PendingCall, origin: &Origin) -> Reply {
+        let fail = |failure| Reply::Fail {
+            failure,
+            after: Duration::ZERO,
+        };
+        if let Some(failure) = call.immediate_failure {
+            return fail(failure);
+        }
+        let https = call.request.scheme == "https";
+        match self.shared.route(&call.upstream, https) {
+            Some(handler) => {
+                let ctx = CallContext::new(self.shared.clock.now(), &origin.node, &call.upstream);
+                handler.handle(&call.request, &ctx)
+            }
+            None => fail(CallFailure::ResolverFailure),
+        }
+    }
+
+    /// A call's answer is due: record it, then call the context back if it still exists.
+    pub(super) fn deliver_call(&mut self, done: CallDone) {
+        let (n, w) = (done.node, done.worker);
+        if !done.duplicate {
+            self.hostile_unknown_token(&done);
+        }
+        // Looked up (again): a hostile answer before this one may have trapped the worker.
+        let target = self.call_target(n, w, done.generation, done.context);
+        if !done.duplicate {
+            self.record_answer(done.token, &done.result, target.is_some());
+        }
+        let Some(is_root) = target else { return };
+        let (data, counts) = self.response_data(done.result.clone());
+        self.call_back(n, w, done.context, done.token, is_root, data, counts);
+        if !done.duplicate {
+            self.hostile_duplicate(done);
+        }
+    }
+
+    /// Whether the answer can reach its context: `Some(is_root)` when the worker (same
+    /// generation) and the context are alive.
+    pub(super) fn call_target(
+        &self,
+        n: usize,
+        w: usize,
+        generation: u64,
+        context: u32,
+    ) -> Option<bool> {
+        let wr = &self.nodes[n].workers[w];
+        if wr.dead.is_some() || wr.generation != generation {
+            return None;
+        }
+        let is_root = wr.roots.iter().any(|r| r.id == context);
+        let is_stream = wr
+            .store
+            .as_ref()
+            .is_some_and(|s| s.data().streams.contains_key(&context));
+        (is_root || is_stream).then_some(is_root)
+    }
+
+    fn record_answer(&self, token: u32, result: &CallResult, reachable: bool) {
+        let now = self.elapsed();
+        let mut rec = lock(&self.shared.recorder);
+        if let Some(c) = rec.call_mut(token) {
+            c.answered_at = Some(now);
+            c.outcome = match result {
+                _ if !reachable => CallOutcome::Orphaned,
+                CallResult::Response(r) => CallOutcome::Response(r.clone()),
+                CallResult::Failed(f) => CallOutcome::Failed(*f),
+            };
+        }
+    }
+
+    /// The data the guest reads while its callback runs, and what the callback is told. A failed
+    /// call has zero headers; ngx_wasm_module still lets the filter read `:dispatch_status`.
+    fn response_data(&self, result: CallResult) -> (CallResponseData, Counts) {
+        match result {
+            CallResult::Response(r) => {
+                let mut headers = vec![(":status".to_string(), r.status.to_string())];
+                headers.extend(r.headers);
+                let counts = [headers.len() as i32, r.body.len() as i32, 0];
+                let data = CallResponseData {
+                    headers,
+                    body: r.body,
+                    trailers: Vec::new(),
+                };
+                (data, counts)
+            }
+            CallResult::Failed(f) => {
+                let status = (
+                    ":dispatch_status".to_string(),
+                    f.dispatch_status().to_string(),
+                );
+                let data = CallResponseData {
+                    headers: match self.shared.profile.dispatch_status_header {
+                        true => vec![status],
+                        false => Vec::new(),
+                    },
+                    ..Default::default()
+                };
+                (data, [0, 0, 0])
+            }
+        }
+    }
+
+    /// `proxy_on_http_call_response` with `data` readable during the callback.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn call_back(
+        &mut self,
+        n: usize,
+        w: usize,
+        context: u32,
+        token: u32,
+        is_root: bool,
+        data: CallResponseData,
+        counts: Counts,
+    ) {
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            store.data_mut().call_response = Some(data);
+        }
+        let cb = if is_root {
+            Callback::RootCallResponse
+        } else {
+            Callback::Http
+        };
+        let [headers, body, trailers] = counts;
+        let args = [context as i32, token as i32, headers, body, trailers];
+        self.invoke(n, w, cb, context, "proxy_on_http_call_response", &args);
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            store.data_mut().call_response = None;
+        }
+    }
+}
+
+/// When an answer is due after sending and what it is (`None`: no callback, ever). The host's
+/// timeout wins over a slower answer or failure.
+fn when_answered(reply: Reply, timeout: Duration) -> Option<(Duration, CallResult)> {
+    let timed_out = (timeout, CallResult::Failed(CallFailure::Timeout));
+    match reply {
+        Reply::Response { response, latency } if latency < timeout => {
+            Some((latency, CallResult::Response(response)))
+        }
+        Reply::Response { .. } | Reply::Hang => Some(timed_out),
+        Reply::Fail { after, .. } if after >= timeout => Some(timed_out),
+        Reply::Fail { failure, after } => Some((after, CallResult::Failed(failure))),
+        Reply::NoCallback => None,
+    }
+}

@@ -1,0 +1,110 @@
+//! What a test asserts on: the recorder (logs, calls, traps, host crashes, recoveries,
+//! injections), metrics, shared data, nodes and workers, guest memory.
+
+use super::{NodeId, World};
+use crate::hostile::{Injection, InjectionRecord};
+use crate::record::{CallRecord, LogLine, MetricKind, Recorder, TrapRecord};
+use crate::state::{lock, SharedValue};
+
+impl World {
+    /// Runs `f` on the recorder.
+    pub fn with_recorder<R>(&self, f: impl FnOnce(&Recorder) -> R) -> R {
+        f(&lock(&self.shared.recorder))
+    }
+
+    /// Every guest log line so far.
+    pub fn logs(&self) -> Vec<LogLine> {
+        lock(&self.shared.recorder).logs.clone()
+    }
+
+    /// Log messages containing `needle`.
+    pub fn logs_containing(&self, needle: &str) -> Vec<LogLine> {
+        lock(&self.shared.recorder)
+            .logs
+            .iter()
+            .filter(|l| l.message.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Every dispatched call so far.
+    pub fn calls(&self) -> Vec<CallRecord> {
+        lock(&self.shared.recorder).calls.clone()
+    }
+
+    pub fn traps(&self) -> Vec<TrapRecord> {
+        lock(&self.shared.recorder).traps.clone()
+    }
+
+    pub fn fatal_errors(&self) -> Vec<TrapRecord> {
+        lock(&self.shared.recorder).fatal_errors.clone()
+    }
+
+    pub fn recoveries(&self) -> usize {
+        lock(&self.shared.recorder).recoveries.len()
+    }
+
+    /// Everything a hostile profile injected so far, in order ([`crate::hostile`]).
+    pub fn injections(&self) -> Vec<InjectionRecord> {
+        lock(&self.shared.recorder).injections.clone()
+    }
+
+    /// How many injections of one kind happened.
+    pub fn injected(&self, kind: Injection) -> usize {
+        lock(&self.shared.recorder)
+            .injections
+            .iter()
+            .filter(|i| i.kind == kind)
+            .count()
+    }
+
+    /// A metric's value on a node.
+    pub fn metric(&self, node: NodeId, name: &str) -> Option<i64> {
+        lock(&self.nodes[node.0].shared.metrics)
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+
+    /// Every metric of a node: (name, kind, value).
+    pub fn metrics(&self, node: NodeId) -> Vec<(String, MetricKind, i64)> {
+        lock(&self.nodes[node.0].shared.metrics)
+            .metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.kind, m.value))
+            .collect()
+    }
+
+    pub fn shared_data(&self, node: NodeId, key: &str) -> Option<SharedValue> {
+        lock(&self.nodes[node.0].shared.shared_data).get(key)
+    }
+
+    pub fn shared_data_keys(&self, node: NodeId) -> Vec<String> {
+        lock(&self.nodes[node.0].shared.shared_data).keys()
+    }
+
+    pub fn node_name(&self, node: NodeId) -> &str {
+        &self.nodes[node.0].spec.name
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn worker_count(&self, node: NodeId) -> usize {
+        self.nodes[node.0].workers.len()
+    }
+
+    /// Current size of a worker's linear memory (wasm memory never shrinks: this is its peak).
+    pub fn guest_memory_bytes(&mut self, node: NodeId, worker: usize) -> Option<usize> {
+        let wr = &mut self.nodes[node.0].workers[worker];
+        let (store, instance) = (wr.store.as_mut()?, wr.instance?);
+        let mem = instance.get_memory(&mut *store, "memory")?;
+        Some(mem.data_size(&*store))
+    }
+
+    pub fn is_realtime(&self) -> bool {
+        self.realtime
+    }
+}

@@ -1,0 +1,474 @@
+//! Workers' lives: instantiating a node's module, starting, killing, restarting and reloading
+//! workers, reconfiguring filters, calling guest exports with the profile's rules, trap recovery
+//! and refused configurations.
+
+use anyhow::{anyhow, Result};
+use rand::SeedableRng;
+use wasmtime::{Instance, Store, Val};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::{NodeId, NodeRuntime, NodeSpec, RootRuntime, WorkerRuntime, World};
+use crate::abi::{self, Callback, Host, Outbox};
+use crate::clock::{WasiMonotonic, WasiWall};
+use crate::record::{LogLevel, LogLine, TrapRecord};
+use crate::state::{lock, NodeShared};
+
+/// What calling a guest export came to.
+pub(super) enum Invoke {
+    Returned(Option<i32>),
+    /// Trapped, crashed, or the worker was not alive.
+    Failed,
+}
+
+/// A guest export that ran (or trapped), with what its hostcalls left behind.
+struct Called {
+    result: wasmtime::Result<Option<i32>>,
+    /// A host crash a hostcall caused.
+    fatal: Option<String>,
+    /// A trap that kills the worker for good.
+    fatal_trap: Option<String>,
+    outbox: Outbox,
+}
+
+impl World {
+    /// Adds a node and starts its workers (`on_vm_start`, `on_configure` on every root context).
+    pub fn add_node(&mut self, spec: NodeSpec) -> Result<NodeId> {
+        let linker = abi::linker(&spec.module.engine).map_err(|e| anyhow!("{e:?}"))?;
+        let pre = linker
+            .instantiate_pre(&spec.module.module)
+            .map_err(|e| anyhow!("linking the module: {e:?}"))?;
+        let shared = NodeShared::new(&spec.name);
+        {
+            let mut props = shared.properties.write().unwrap_or_else(|e| e.into_inner());
+            props.insert("plugin_root_id".into(), b"0".to_vec());
+            for (k, v) in &spec.properties {
+                props.insert(k.clone(), v.clone());
+            }
+        }
+        let workers = (0..spec.workers)
+            .map(|_| WorkerRuntime::not_started())
+            .collect();
+        self.nodes.push(NodeRuntime {
+            spec,
+            shared,
+            pre,
+            workers,
+        });
+        let n = self.nodes.len() - 1;
+        for w in 0..self.nodes[n].workers.len() {
+            self.start_worker(NodeId(n), w)?;
+        }
+        Ok(NodeId(n))
+    }
+
+    /// Starts (or restarts) a worker as a fresh process: new instance, `on_vm_start`,
+    /// `on_configure`. Fails only when the module cannot be instantiated.
+    pub fn start_worker(&mut self, node: NodeId, worker: usize) -> Result<()> {
+        self.instantiate(node.0, worker, true)
+    }
+
+    /// Kills a worker (as `kill -9` would). Its calls in flight are orphaned, its timers stop.
+    pub fn kill_worker(&mut self, node: NodeId, worker: usize) {
+        let w = &mut self.nodes[node.0].workers[worker];
+        w.die("killed".into());
+        w.generation += 1;
+        w.roots.clear();
+    }
+
+    /// Whether a worker is running.
+    pub fn worker_alive(&self, node: NodeId, worker: usize) -> bool {
+        self.nodes[node.0].workers[worker].dead.is_none()
+    }
+
+    /// Why a worker is not running.
+    pub fn worker_death(&self, node: NodeId, worker: usize) -> Option<String> {
+        self.nodes[node.0].workers[worker].dead.clone()
+    }
+
+    /// What `on_configure` returned for a filter on a worker (`None`: not run / worker dead).
+    pub fn configured(&self, node: NodeId, worker: usize, filter: usize) -> Option<bool> {
+        self.nodes[node.0].workers[worker]
+            .roots
+            .get(filter)
+            .and_then(|r| r.configured)
+    }
+
+    /// Gives a filter a new configuration and runs `on_configure` on every live worker, as Kong
+    /// does when a filter chain's config changes. Returns each worker's result.
+    pub fn reconfigure(
+        &mut self,
+        node: NodeId,
+        filter: usize,
+        plugin_config: impl Into<Vec<u8>>,
+    ) -> Vec<Option<bool>> {
+        let config = plugin_config.into();
+        self.nodes[node.0].spec.filters[filter].plugin_config = config.clone();
+        (0..self.nodes[node.0].workers.len())
+            .map(|w| self.reconfigure_worker(node.0, w, filter, &config))
+            .collect()
+    }
+
+    fn reconfigure_worker(
+        &mut self,
+        n: usize,
+        w: usize,
+        filter: usize,
+        config: &[u8],
+    ) -> Option<bool> {
+        if self.nodes[n].workers[w].dead.is_some() {
+            return None;
+        }
+        let root = filter as u32 + 1;
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            if let Some(c) = store.data_mut().root_configs.get_mut(&root) {
+                c.1 = config.to_vec();
+            }
+        }
+        let r = match self.invoke(
+            n,
+            w,
+            Callback::Configure,
+            root,
+            "proxy_on_configure",
+            &[root as i32, config.len() as i32],
+        ) {
+            Invoke::Returned(v) => Some(v.unwrap_or(0) != 0),
+            Invoke::Failed => None,
+        };
+        if let Some(rt) = self.nodes[n].workers[w]
+            .roots
+            .iter_mut()
+            .find(|r| r.id == root)
+        {
+            rt.configured = r;
+        }
+        if r == Some(false) {
+            self.host_note(
+                n,
+                w,
+                &format!("on_configure of filter {filter} returned false"),
+            );
+            self.configure_refused(n, w);
+        }
+        r
+    }
+
+    /// An nginx reload with a new configuration for one filter (`proxy_wasm` / Kong filter
+    /// chain): the new workers start with it, shared data wiped.
+    pub fn reload_node_with(
+        &mut self,
+        node: NodeId,
+        filter: usize,
+        plugin_config: impl Into<Vec<u8>>,
+    ) -> Result<()> {
+        self.nodes[node.0].spec.filters[filter].plugin_config = plugin_config.into();
+        self.reload_node(node)
+    }
+
+    /// Restarts every worker of a node and wipes its shared data and queues (an nginx reload).
+    pub fn reload_node(&mut self, node: NodeId) -> Result<()> {
+        lock(&self.nodes[node.0].shared.shared_data).clear();
+        lock(&self.nodes[node.0].shared.queues).queues.clear();
+        for w in 0..self.nodes[node.0].workers.len() {
+            self.kill_worker(node, w);
+            self.start_worker(node, w)?;
+        }
+        Ok(())
+    }
+
+    /// A new instance for a worker, then its root contexts' start. `fresh`: a new process
+    /// (`on_vm_start`, new timers); otherwise a recovery after a trap.
+    pub(super) fn instantiate(&mut self, n: usize, w: usize, fresh: bool) -> Result<()> {
+        let generation = self.nodes[n].workers[w].generation + 1;
+        let host = self.new_host(n, w, generation);
+        let mut store = Store::new(&self.nodes[n].spec.module.engine, host);
+        let instance = self.nodes[n]
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| anyhow!("instantiating the module: {e:#}"))?;
+        self.install(n, w, store, instance, generation, fresh);
+        self.start_roots(n, w, fresh);
+        Ok(())
+    }
+
+    /// The store data of a worker's new instance: WASI on the world's clock with seeded
+    /// randomness, and every filter's configuration.
+    fn new_host(&self, n: usize, w: usize, generation: u64) -> Host {
+        let spec = &self.nodes[n].spec;
+        let seed = spec
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add((n as u64) << 32 | (w as u64) << 16 | generation);
+        let wasi = WasiCtxBuilder::new()
+            .envs(&spec.env)
+            .wall_clock(WasiWall(self.shared.clock.clone()))
+            .monotonic_clock(WasiMonotonic(self.shared.clock.clone()))
+            .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x5555))
+            .insecure_random_seed(u128::from(seed))
+            .build_p1();
+        let root_configs = spec
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i as u32 + 1, (f.vm_config.clone(), f.plugin_config.clone())))
+            .collect();
+        Host {
+            wasi,
+            world: self.shared.clone(),
+            node: self.nodes[n].shared.clone(),
+            origin: self.origin(n, w),
+            generation,
+            callback: Callback::Initialize,
+            effective_context: 0,
+            root_configs,
+            streams: Default::default(),
+            call_response: None,
+            outbox: Outbox::default(),
+            fatal: None,
+            fatal_trap: None,
+        }
+    }
+
+    /// Makes a new instance the worker's, with one root runtime per filter. A recovered root
+    /// keeps its old timers; ngx then adds another.
+    fn install(
+        &mut self,
+        n: usize,
+        w: usize,
+        store: Store<Host>,
+        instance: Instance,
+        generation: u64,
+        fresh: bool,
+    ) {
+        let filters = self.nodes[n].spec.filters.len();
+        let wr = &mut self.nodes[n].workers[w];
+        let old_roots = std::mem::take(&mut wr.roots);
+        wr.store = Some(store);
+        wr.instance = Some(instance);
+        wr.generation = generation;
+        wr.dead = None;
+        wr.next_context = filters as u32 + 1;
+        wr.roots = (1..=filters as u32)
+            .map(|id| {
+                let old = old_roots.iter().find(|r| r.id == id).filter(|_| !fresh);
+                RootRuntime {
+                    id,
+                    configured: None,
+                    timers: old.map(|r| r.timers.clone()).unwrap_or_default(),
+                    add_timer_on_next_period: old.is_some(),
+                }
+            })
+            .collect();
+    }
+
+    /// `_initialize`, then each filter's root context; stops at the first failure.
+    fn start_roots(&mut self, n: usize, w: usize, fresh: bool) {
+        if let Invoke::Failed = self.invoke(n, w, Callback::Initialize, 0, "_initialize", &[]) {
+            return;
+        }
+        for i in 0..self.nodes[n].spec.filters.len() {
+            if !self.start_root(n, w, i, fresh) {
+                return;
+            }
+        }
+    }
+
+    /// `on_context_create`, `on_vm_start` (fresh workers; per root context or once, as the
+    /// profile says) and `on_configure` of filter `i`. Returns whether the worker lives on.
+    fn start_root(&mut self, n: usize, w: usize, i: usize, fresh: bool) -> bool {
+        let root = i as u32 + 1;
+        let (vm_len, config_len) = {
+            let f = &self.nodes[n].spec.filters[i];
+            (f.vm_config.len() as i32, f.plugin_config.len() as i32)
+        };
+        let create = [root as i32, 0];
+        let create = self.invoke(
+            n,
+            w,
+            Callback::ContextCreate,
+            root,
+            "proxy_on_context_create",
+            &create,
+        );
+        if let Invoke::Failed = create {
+            return false;
+        }
+        if fresh && (self.shared.profile.vm_start_per_root_context || i == 0) {
+            let args = [root as i32, vm_len];
+            match self.invoke(n, w, Callback::VmStart, root, "proxy_on_vm_start", &args) {
+                Invoke::Failed => return false,
+                Invoke::Returned(Some(0)) => self.host_note(n, w, "on_vm_start returned false"),
+                Invoke::Returned(_) => {}
+            }
+        }
+        let args = [root as i32, config_len];
+        let configured =
+            match self.invoke(n, w, Callback::Configure, root, "proxy_on_configure", &args) {
+                Invoke::Failed => return false,
+                Invoke::Returned(v) => v.unwrap_or(0) != 0,
+            };
+        if let Some(rt) = self.nodes[n].workers[w].roots.get_mut(i) {
+            rt.configured = Some(configured);
+        }
+        if !configured {
+            self.host_note(n, w, &format!("on_configure of filter {i} returned false"));
+            return !self.configure_refused(n, w);
+        }
+        true
+    }
+
+    /// `on_configure` returned false. Where the profile says so (ngx_wasm_module), the worker
+    /// exits for good, recorded as a fatal host error. Returns whether the worker died.
+    fn configure_refused(&mut self, n: usize, w: usize) -> bool {
+        if !self.shared.profile.configure_false_is_fatal {
+            return false;
+        }
+        let reason = "on_configure returned false: worker process exited with fatal code 2 and \
+                      cannot be respawned";
+        let record = TrapRecord {
+            at: self.elapsed(),
+            origin: self.origin(n, w),
+            callback: Callback::Configure.name().to_string(),
+            message: reason.to_string(),
+        };
+        lock(&self.shared.recorder).fatal_errors.push(record);
+        self.nodes[n].workers[w].die(reason.to_string());
+        true
+    }
+
+    /// A line from the host itself (not the guest) in the log, at Warn level, prefixed `[host]`.
+    fn host_note(&mut self, n: usize, w: usize, message: &str) {
+        let line = LogLine {
+            at: self.elapsed(),
+            origin: self.origin(n, w),
+            level: LogLevel::Warn,
+            message: format!("[host] {message}"),
+        };
+        lock(&self.shared.recorder).push_log(line, false);
+    }
+
+    /// Calls a guest export with the callback rules of the profile, then acts on the outbox; a
+    /// trap kills the worker (and the profile may recover it).
+    pub(super) fn invoke(
+        &mut self,
+        n: usize,
+        w: usize,
+        cb: Callback,
+        ctx: u32,
+        func: &str,
+        args: &[i32],
+    ) -> Invoke {
+        let wr = &mut self.nodes[n].workers[w];
+        let (None, Some(store), Some(instance)) = (&wr.dead, wr.store.as_mut(), wr.instance) else {
+            return Invoke::Failed;
+        };
+        store.data_mut().callback = cb;
+        store.data_mut().effective_context = ctx;
+        let Some(called) = call_export(store, instance, func, args) else {
+            // Optional exports (`_initialize`, callbacks an old SDK lacks) are skipped.
+            return Invoke::Returned(None);
+        };
+        match called.result {
+            Ok(value) => {
+                self.process_outbox(n, w, called.outbox);
+                Invoke::Returned(value)
+            }
+            Err(err) => {
+                self.trapped(n, w, cb, err, called.fatal, called.fatal_trap);
+                Invoke::Failed
+            }
+        }
+    }
+
+    /// A guest call trapped (or crashed the host): record it, kill the worker, and recover it
+    /// where the profile does (not after a host crash or a fatal trap, not during a recovery).
+    fn trapped(
+        &mut self,
+        n: usize,
+        w: usize,
+        cb: Callback,
+        err: wasmtime::Error,
+        fatal: Option<String>,
+        fatal_trap: Option<String>,
+    ) {
+        let record = TrapRecord {
+            at: self.elapsed(),
+            origin: self.origin(n, w),
+            callback: cb.name().to_string(),
+            message: format!("{err:?}"),
+        };
+        let recover = self.shared.profile.recover_after_trap
+            && fatal.is_none()
+            && fatal_trap.is_none()
+            && !self.nodes[n].workers[w].recovering
+            && cb != Callback::Initialize;
+        self.record_trap(record, fatal.is_some());
+        let reason = fatal
+            .or(fatal_trap)
+            .unwrap_or_else(|| format!("trapped in {}", cb.name()));
+        self.nodes[n].workers[w].die(reason);
+        if recover {
+            self.recover(n, w);
+        }
+    }
+
+    fn record_trap(&self, record: TrapRecord, host_crash: bool) {
+        let mut rec = lock(&self.shared.recorder);
+        if rec.echo {
+            eprintln!(
+                "[{:>9.3}s] {} TRAP in {}: {}",
+                record.at.as_secs_f64(),
+                record.origin,
+                record.callback,
+                record.message.lines().next().unwrap_or("")
+            );
+        }
+        if host_crash {
+            rec.fatal_errors.push(record);
+        } else {
+            rec.traps.push(record);
+        }
+    }
+
+    /// ngx_wasm_module after a trap: a new instance, `on_configure` again (no `on_vm_start`).
+    fn recover(&mut self, n: usize, w: usize) {
+        let origin = self.origin(n, w);
+        lock(&self.shared.recorder)
+            .recoveries
+            .push((self.elapsed(), origin));
+        self.nodes[n].workers[w].recovering = true;
+        let restarted = self.instantiate(n, w, false);
+        self.nodes[n].workers[w].recovering = false;
+        if let Err(e) = restarted {
+            self.nodes[n].workers[w].dead = Some(format!("recovery failed: {e:#}"));
+        }
+    }
+}
+
+/// Runs a guest export with i32 arguments (missing ones are 0); `None` when the module lacks it.
+fn call_export(
+    store: &mut Store<Host>,
+    instance: Instance,
+    func: &str,
+    args: &[i32],
+) -> Option<Called> {
+    let f = instance.get_func(&mut *store, func)?;
+    let ty = f.ty(&*store);
+    let params: Vec<Val> = ty
+        .params()
+        .enumerate()
+        .map(|(i, _)| Val::I32(args.get(i).copied().unwrap_or(0)))
+        .collect();
+    let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
+    let result = f
+        .call(&mut *store, &params, &mut results)
+        .map(|()| results.first().and_then(|v| v.i32()));
+    let host = store.data_mut();
+    Some(Called {
+        result,
+        fatal: host.fatal.take(),
+        fatal_trap: host.fatal_trap.take(),
+        outbox: std::mem::take(&mut host.outbox),
+    })
+}
