@@ -32,6 +32,6 @@ pub use harness_mocks::http;
 pub use hostile::{Hostility, Injection, InjectionRecord};
 pub use module::{AbiVersion, PluginModule};
 pub use profile::HostProfile;
-pub use record::{CallOutcome, CallRecord, LogLevel, LogLine, TrapRecord};
+pub use record::{CallOutcome, CallRecord, CallbackTimes, LogLevel, LogLine, TrapRecord};
 pub use state::SharedValue;
 pub use world::{Action, FilterSpec, HttpExchange, HttpOutcome, NodeId, NodeSpec, World};

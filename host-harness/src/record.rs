@@ -117,6 +117,19 @@ pub struct Recorder {
     pub injections: Vec<InjectionRecord>,
     /// Also print every log line to stderr as it happens (CLI, debugging).
     pub echo: bool,
+    /// Wall time of guest callbacks, by callback name.
+    pub callback_times: std::collections::BTreeMap<String, CallbackTimes>,
+}
+
+/// How long a kind of guest callback took (wall time, on this machine): `guest` excludes the
+/// host's bulk copies (buffers handed in, dispatched requests copied out), reported as `copy`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallbackTimes {
+    pub count: u64,
+    pub total_guest: std::time::Duration,
+    pub longest_guest: std::time::Duration,
+    pub total_copy: std::time::Duration,
+    pub longest_copy: std::time::Duration,
 }
 
 impl Recorder {

@@ -26,6 +26,9 @@ pub(crate) struct WorldShared {
     pub log_level: RwLock<LogLevel>,
     /// The RNG of a hostile profile.
     dice: Option<Dice>,
+    /// Nanoseconds spent in hostcalls that copy bulk data into or out of the guest (buffers, the
+    /// dispatched request) during the current guest call: reported apart from guest time.
+    pub copy_nanos: std::sync::atomic::AtomicU64,
 }
 
 impl WorldShared {
@@ -37,8 +40,16 @@ impl WorldShared {
             recorder: Mutex::new(Recorder::default()),
             log_level: RwLock::new(LogLevel::Trace),
             dice: profile.hostility.as_ref().map(Dice::new),
+            copy_nanos: std::sync::atomic::AtomicU64::new(0),
             profile,
         }
+    }
+
+    /// Adds time spent copying bulk data between host and guest (see `copy_nanos`).
+    pub fn add_copy_time(&self, d: std::time::Duration) {
+        let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.copy_nanos
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// With a hostile profile, whether to inject `kind` at this decision point and which variant;

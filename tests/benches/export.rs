@@ -93,10 +93,16 @@ fn native_sign(body: &[u8]) -> usize {
 }
 
 fn native_time(body: &[u8]) -> Duration {
+    median_of_7(|| {
+        std::hint::black_box(native_sign(std::hint::black_box(body)));
+    })
+}
+
+fn median_of_7(mut f: impl FnMut()) -> Duration {
     let mut samples: Vec<Duration> = (0..7)
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(native_sign(std::hint::black_box(body)));
+            f();
             t.elapsed()
         })
         .collect();
@@ -130,6 +136,14 @@ struct Measured {
     warm_configure: Duration,
     memory: Option<usize>,
     native: Duration,
+    /// Native validation of the same filter configuration (json_scan, the filter's own scanner).
+    native_scan: Duration,
+    /// Guest callbacks during the warm export: (longest callback, its guest time), the longest
+    /// host copy inside one callback, and the totals.
+    longest: (String, Duration),
+    longest_copy: Duration,
+    guest_total: Duration,
+    copy_total: Duration,
     stored_ok: bool,
 }
 
@@ -169,6 +183,12 @@ fn run_size(size_mb: usize) -> Measured {
     let cfg_b = config_for(&doc_b);
     drop(doc_a);
     let native = native_time(&payload_b);
+    let native_scan = median_of_7(|| {
+        std::hint::black_box(
+            config_bridge::json_scan::Scanner::new(Some("config"))
+                .step(std::hint::black_box(&cfg_b), usize::MAX),
+        );
+    });
     let limit = Duration::from_secs(600);
 
     // Cold: node start with the config.
@@ -193,6 +213,7 @@ fn run_size(size_mb: usize) -> Measured {
     let mut warm_configure = Duration::ZERO;
     let warm = match &node {
         Ok(node) if cold.is_ok() => {
+            world.reset_callback_times();
             let t0 = Instant::now();
             let results = world.reconfigure(*node, 0, cfg_b.clone());
             warm_configure = t0.elapsed();
@@ -210,6 +231,19 @@ fn run_size(size_mb: usize) -> Measured {
         _ => Err("skipped (cold run failed)".into()),
     };
     world.advance(Duration::from_millis(50));
+    let times = world.callback_times();
+    let longest = times
+        .iter()
+        .map(|(name, t)| (name.clone(), t.longest_guest))
+        .max_by_key(|(_, d)| *d)
+        .unwrap_or_default();
+    let longest_copy = times
+        .values()
+        .map(|t| t.longest_copy)
+        .max()
+        .unwrap_or_default();
+    let guest_total = times.values().map(|t| t.total_guest).sum();
+    let copy_total = times.values().map(|t| t.total_copy).sum();
     let memory = node
         .as_ref()
         .ok()
@@ -234,6 +268,11 @@ fn run_size(size_mb: usize) -> Measured {
         warm_configure,
         memory,
         native,
+        native_scan,
+        longest,
+        longest_copy,
+        guest_total,
+        copy_total,
         stored_ok,
     }
 }
@@ -325,5 +364,33 @@ fn main() {
     }
     println!(
         "ratio = warm→PUT / native (SHA-256 + aws-sigv4 sign of the same payload, median of 7)"
+    );
+    println!();
+    println!("guest callbacks during the warm export (wall time, the host's bulk copies apart):");
+    println!(
+        "{:>5} {:>26} {:>13} {:>12} {:>12} {:>14} {:>9}",
+        "size",
+        "longest callback (guest)",
+        "longest copy",
+        "guest total",
+        "copy total",
+        "native total",
+        "ratio"
+    );
+    for r in &rows {
+        let native_total = r.native + r.native_scan;
+        println!(
+            "{:>4}M {:>26} {:>13} {:>12} {:>12} {:>14} {:>8.1}x",
+            r.size_mb,
+            format!("{} {}", r.longest.0, fmt_ms(r.longest.1)),
+            fmt_ms(r.longest_copy),
+            fmt_ms(r.guest_total),
+            fmt_ms(r.copy_total),
+            fmt_ms(native_total),
+            (r.guest_total + r.copy_total).as_secs_f64() / native_total.as_secs_f64().max(1e-9)
+        );
+    }
+    println!(
+        "native total = json_scan validation of the filter config + SHA-256 + SigV4 signing (breakdown: scan, hash+sign columns above)"
     );
 }

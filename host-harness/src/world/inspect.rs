@@ -32,6 +32,18 @@ impl World {
         lock(&self.shared.recorder).calls.clone()
     }
 
+    /// Wall time of the guest callbacks run so far, by callback name (`on_configure`, ...).
+    pub fn callback_times(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::record::CallbackTimes> {
+        lock(&self.shared.recorder).callback_times.clone()
+    }
+
+    /// Forgets the callback times recorded so far (to measure one phase of a scenario).
+    pub fn reset_callback_times(&self) {
+        lock(&self.shared.recorder).callback_times.clear();
+    }
+
     pub fn traps(&self) -> Vec<TrapRecord> {
         lock(&self.shared.recorder).traps.clone()
     }

@@ -365,7 +365,24 @@ impl World {
         };
         store.data_mut().callback = cb;
         store.data_mut().effective_context = ctx;
-        let Some(called) = call_export(store, instance, func, args) else {
+        let copy = &self.shared.copy_nanos;
+        copy.store(0, std::sync::atomic::Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let called = call_export(store, instance, func, args);
+        let wall = started.elapsed();
+        let copied =
+            std::time::Duration::from_nanos(copy.load(std::sync::atomic::Ordering::Relaxed));
+        if called.is_some() {
+            let mut rec = lock(&self.shared.recorder);
+            let t = rec.callback_times.entry(cb.name().to_string()).or_default();
+            let guest = wall.saturating_sub(copied);
+            t.count += 1;
+            t.total_guest += guest;
+            t.longest_guest = t.longest_guest.max(guest);
+            t.total_copy += copied;
+            t.longest_copy = t.longest_copy.max(copied);
+        }
+        let Some(called) = called else {
             // Optional exports (`_initialize`, callbacks an old SDK lacks) are skipped.
             return Invoke::Returned(None);
         };

@@ -527,7 +527,7 @@ impl Engine {
             fx.log(
                 Level::Error,
                 format!(
-                    "shared data unavailable ({e}); exports paused (is an shm_kv zone configured?)"
+                    "shared data unavailable ({e}); paused until it works again (the filter needs an shm_kv zone)"
                 ),
             );
         }

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use crate::config_report::{inert_line, summary};
 use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
 use crate::http::HttpResponse;
+use crate::json_scan::{Progress, Scanner};
 use crate::node_lock::SharedStore;
 use crate::settings::{Config, ConfigError};
 use hostcalls::LogLevel;
@@ -113,6 +114,23 @@ impl SharedStore for HostShared {
     }
 }
 
+/// Configurations up to this size are validated and parsed in `on_configure` itself.
+const SCAN_SYNC_MAX: usize = 1024 * 1024;
+/// Bytes of a larger configuration validated per tick, and the tick period meanwhile.
+const SCAN_SLICE_BYTES: usize = 2 * 1024 * 1024;
+const SCAN_TICK_MS: u64 = 10;
+
+/// A large filter configuration and its resumable validation.
+struct PendingConfig {
+    bytes: Vec<u8>,
+    scanner: Scanner,
+}
+
+/// The worker's environment (what nginx/Kong pass through `env` / `nginx_main_env`).
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// An invalid configuration: the filter does nothing but remind.
 struct Inert {
     error: ConfigError,
@@ -124,6 +142,8 @@ struct Root {
     me: u64,
     engine: Option<Engine>,
     inert: Option<Inert>,
+    /// A large configuration being validated a slice per tick.
+    pending: Option<PendingConfig>,
     /// Host call token → engine call id (no hashing: no `RandomState`, whose seeding may panic).
     calls: BTreeMap<u32, CallId>,
     metrics: Metrics,
@@ -146,6 +166,7 @@ impl Root {
             me: seed.max(1),
             engine: None,
             inert: None,
+            pending: None,
             calls: BTreeMap::new(),
             metrics: Metrics::default(),
         }
@@ -182,14 +203,73 @@ impl Root {
                 return self.go_inert(error);
             }
         };
+        // A large configuration (it embeds the document to export) is validated a slice per tick:
+        // no callback walks tens of MB (docs/architecture.md). Until then the previous
+        // configuration, if any, keeps working. A JSON string (Kong 3.4) is parsed at once.
+        if bytes.len() > SCAN_SYNC_MAX && bytes.first() == Some(&b'{') {
+            log(
+                Level::Info,
+                &format!(
+                    "configuration of {} bytes: validating it across ticks",
+                    bytes.len()
+                ),
+            );
+            self.pending = Some(PendingConfig {
+                bytes,
+                scanner: Scanner::new(Some("config")),
+            });
+            if let Err(s) = hostcalls::set_tick_period_ms(SCAN_TICK_MS) {
+                log(
+                    Level::Warn,
+                    &format!("cannot set the tick period (status {})", s.0),
+                );
+            }
+            return true;
+        }
         // An importer puts its own configuration in place of exporting filters it imports; an
         // import-only configuration is small (an exporter's may carry a large payload: no copy).
         let own_text = (bytes.len() <= OWN_CONFIG_COPY_MAX).then(|| Rc::new(bytes.clone()));
         // The buffer is consumed: an inline payload is cut out of it in place, the rest released.
-        let cfg = match Config::parse_owned(bytes, &|name| std::env::var(name).ok()) {
-            Ok(c) => c,
-            Err(e) => return self.go_inert(e),
+        match Config::parse_owned(bytes, &env) {
+            Ok(cfg) => self.apply(cfg, own_text),
+            Err(e) => self.go_inert(e),
+        }
+    }
+
+    /// The next slice of a large configuration's validation; parses it when complete.
+    fn scan_slice(&mut self) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
         };
+        match pending.scanner.step(&pending.bytes, SCAN_SLICE_BYTES) {
+            Progress::More => {}
+            Progress::Invalid(e) => {
+                self.pending = None;
+                let error = ConfigError {
+                    field: "configuration".into(),
+                    reason: format!("not valid JSON ({e})"),
+                    strict: false,
+                };
+                self.go_inert(error);
+            }
+            Progress::Done(scanned) => {
+                let Some(pending) = self.pending.take() else {
+                    return;
+                };
+                match Config::parse_scanned(pending.bytes, &scanned, &env) {
+                    Ok(cfg) => {
+                        self.apply(cfg, None);
+                    }
+                    Err(e) => {
+                        self.go_inert(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A valid configuration: (re)configures the engine and hands it its own document.
+    fn apply(&mut self, cfg: Config, own_text: Option<Rc<Vec<u8>>>) -> bool {
         if let Err(s) = hostcalls::set_tick_period_ms(cfg.tick_period_ms) {
             log(
                 Level::Error,
@@ -246,6 +326,9 @@ impl Root {
             log(Level::Warn, "host time unavailable; tick skipped");
             return;
         };
+        if self.pending.is_some() {
+            self.scan_slice();
+        }
         if let Some(inert) = self.inert.as_mut() {
             if now.saturating_sub(inert.last_reminder_ms) >= INERT_REMINDER_MS {
                 inert.last_reminder_ms = now;

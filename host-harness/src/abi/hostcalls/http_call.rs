@@ -18,7 +18,17 @@ use crate::profile::HostProfile;
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
-    linker.func_wrap("env", "proxy_http_call", proxy_http_call)?;
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |c: C, up, us, hp, hs, bp, bs, tp, ts, timeout_ms, token_out| {
+            let world = c.data().world.clone();
+            let t = std::time::Instant::now();
+            let r = proxy_http_call(c, up, us, hp, hs, bp, bs, tp, ts, timeout_ms, token_out);
+            world.add_copy_time(t.elapsed());
+            r
+        },
+    )?;
     Ok(())
 }
 
