@@ -205,8 +205,9 @@ enum Esc {
     PairBackslash { high: u16 },
     /// After a high surrogate and `\`: `u` must follow.
     PairU { high: u16 },
-    /// Inside a multi-byte UTF-8 sequence: `need` continuation bytes left, the next in `lo..=hi`.
-    Utf8 { need: u8, lo: u8, hi: u8 },
+    /// Inside a multi-byte UTF-8 sequence of `size` bytes: `need` continuation bytes left, the
+    /// next in `lo..=hi`.
+    Utf8 { need: u8, lo: u8, hi: u8, size: u8 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,8 +273,8 @@ pub struct Scanner {
     at_chosen: bool,
     /// The chosen member's object is open (it is the container at depth 2).
     in_chosen: bool,
-    /// The recorded key being decoded.
-    key: Vec<u8>,
+    /// The recorded key being decoded (a step at a time, never re-read as a whole).
+    key: String,
     outcome: Outcome,
 }
 
@@ -337,7 +338,7 @@ impl Scanner {
             nested: None,
             at_chosen: false,
             in_chosen: false,
-            key: Vec::new(),
+            key: String::new(),
             outcome: Outcome::Running,
         }
     }
@@ -423,7 +424,11 @@ impl Scanner {
 
     /// Whether the innermost open container is an object.
     fn in_object(&self) -> bool {
-        self.depth > 0 && (self.objects >> (self.depth - 1)) & 1 == 1
+        let below = self
+            .depth
+            .checked_sub(1)
+            .and_then(|d| u32::try_from(d).ok());
+        below.is_some_and(|d| self.objects.checked_shr(d).unwrap_or(0) & 1 == 1)
     }
 
     /// The member list a value or key at the current depth belongs to, if it is recorded.
@@ -555,8 +560,7 @@ impl Scanner {
             }
             StrRole::Key => self.state = State::Colon,
             StrRole::RecordedKey => {
-                let key = String::from_utf8(std::mem::take(&mut self.key))
-                    .map_err(|_| self.error(ErrorKind::InvalidUtf8))?;
+                let key = std::mem::take(&mut self.key);
                 if self.depth == 1 {
                     self.at_chosen = self.nested_name.as_deref() == Some(key.as_str());
                 }
@@ -579,9 +583,7 @@ impl Scanner {
 
     fn push_key_char(&mut self, c: u32) -> Result<(), ScanError> {
         let c = char::from_u32(c).ok_or(self.error(ErrorKind::LoneSurrogate))?;
-        let mut buf = [0u8; 4];
-        self.key
-            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        self.key.push(c);
         Ok(())
     }
 
@@ -769,8 +771,9 @@ impl Scanner {
                 let rest = text.get(self.pos..limit).unwrap_or_default();
                 let run = plain_run(rest);
                 if record {
-                    self.key
-                        .extend_from_slice(rest.get(..run).unwrap_or_default());
+                    // Printable ASCII: one char per byte.
+                    let plain = rest.get(..run).unwrap_or_default();
+                    self.key.extend(plain.iter().map(|&b| char::from(b)));
                 }
                 self.pos += run;
                 if self.pos >= limit {
@@ -795,46 +798,34 @@ impl Scanner {
                     }
                     b'\\' => Esc::Backslash,
                     0..=0x1f => return Err(self.error(ErrorKind::ControlCharacterInString)),
-                    0xc2..=0xdf => Esc::Utf8 {
-                        need: 1,
-                        lo: 0x80,
-                        hi: 0xbf,
-                    },
-                    0xe0 => Esc::Utf8 {
-                        need: 2,
-                        lo: 0xa0,
-                        hi: 0xbf,
-                    },
-                    0xed => Esc::Utf8 {
-                        need: 2,
-                        lo: 0x80,
-                        hi: 0x9f,
-                    },
-                    0xe1..=0xef => Esc::Utf8 {
-                        need: 2,
-                        lo: 0x80,
-                        hi: 0xbf,
-                    },
-                    0xf0 => Esc::Utf8 {
-                        need: 3,
-                        lo: 0x90,
-                        hi: 0xbf,
-                    },
-                    0xf1..=0xf3 => Esc::Utf8 {
-                        need: 3,
-                        lo: 0x80,
-                        hi: 0xbf,
-                    },
-                    0xf4 => Esc::Utf8 {
-                        need: 3,
-                        lo: 0x80,
-                        hi: 0x8f,
-                    },
-                    // 0x80..=0xc1 and 0xf5..: never a valid first byte. (Plain bytes were
-                    // consumed above.)
-                    _ => return Err(self.error(ErrorKind::InvalidUtf8)),
+                    0x80.. => {
+                        let (need, lo, hi) = match b {
+                            0xc2..=0xdf => (1, 0x80, 0xbf),
+                            0xe0 => (2, 0xa0, 0xbf),
+                            0xed => (2, 0x80, 0x9f),
+                            0xe1..=0xef => (2, 0x80, 0xbf),
+                            0xf0 => (3, 0x90, 0xbf),
+                            0xf1..=0xf3 => (3, 0x80, 0xbf),
+                            0xf4 => (3, 0x80, 0x8f),
+                            // 0x80..=0xc1 and 0xf5..: never a valid first byte.
+                            _ => return Err(self.error(ErrorKind::InvalidUtf8)),
+                        };
+                        Esc::Utf8 {
+                            need,
+                            lo,
+                            hi,
+                            size: need + 1,
+                        }
+                    }
+                    // Plain bytes are consumed above, a run at a time; one here is still plain.
+                    _ => {
+                        if record {
+                            self.key.push(char::from(b));
+                        }
+                        Esc::None
+                    }
                 },
-                Esc::Utf8 { need, lo, hi } => {
+                Esc::Utf8 { need, lo, hi, size } => {
                     if !(lo..=hi).contains(&b) {
                         return Err(self.error(ErrorKind::InvalidUtf8));
                     }
@@ -843,8 +834,19 @@ impl Scanner {
                             need: need - 1,
                             lo: 0x80,
                             hi: 0xbf,
+                            size,
                         }
                     } else {
+                        if record {
+                            // The whole (now validated) sequence, perhaps begun in an earlier
+                            // step: the buffer is the same.
+                            let start = (self.pos + 1).saturating_sub(usize::from(size));
+                            let c = text
+                                .get(start..=self.pos)
+                                .and_then(|seq| std::str::from_utf8(seq).ok())
+                                .ok_or(self.error(ErrorKind::InvalidUtf8))?;
+                            self.key.push_str(c);
+                        }
                         Esc::None
                     }
                 }
@@ -867,7 +869,7 @@ impl Scanner {
                         }
                     } else {
                         if record {
-                            self.key.push(decoded);
+                            self.key.push(char::from(decoded));
                         }
                         Esc::None
                     }
@@ -921,10 +923,6 @@ impl Scanner {
                     }
                 }
             };
-            if record && b >= 0x80 {
-                // A byte of a (validated) multi-byte sequence: escapes and their digits are ASCII.
-                self.key.push(b);
-            }
             self.pos += 1;
         }
         self.state = State::Str { role, esc };
