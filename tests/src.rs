@@ -1,3 +1,4 @@
+#![warn(unreachable_pub)]
 //! Shared helpers for the end-to-end tests: the real `config-bridge` .wasm in the host harness,
 //! talking to the mock S3.
 //!

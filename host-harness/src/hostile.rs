@@ -161,7 +161,7 @@ pub(crate) struct Dice {
 }
 
 impl Dice {
-    pub fn new(hostility: &Hostility) -> Self {
+    pub(crate) fn new(hostility: &Hostility) -> Self {
         Dice {
             hostility: hostility.clone(),
             rng: Mutex::new(StdRng::seed_from_u64(hostility.seed)),
@@ -169,7 +169,7 @@ impl Dice {
     }
 
     /// Whether to inject `kind` at this decision point, and which variant.
-    pub fn roll(&self, kind: Injection) -> Option<&'static str> {
+    pub(crate) fn roll(&self, kind: Injection) -> Option<&'static str> {
         if !self.hostility.kinds.contains(&kind) {
             return None;
         }

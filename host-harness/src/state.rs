@@ -32,7 +32,7 @@ pub(crate) struct WorldShared {
 }
 
 impl WorldShared {
-    pub fn new(clock: Clock, profile: HostProfile) -> Self {
+    pub(crate) fn new(clock: Clock, profile: HostProfile) -> Self {
         WorldShared {
             clock,
             routes: RwLock::new(HashMap::new()),
@@ -46,7 +46,7 @@ impl WorldShared {
     }
 
     /// Adds time spent copying bulk data between host and guest (see `copy_nanos`).
-    pub fn add_copy_time(&self, d: std::time::Duration) {
+    pub(crate) fn add_copy_time(&self, d: std::time::Duration) {
         let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.copy_nanos
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
@@ -54,7 +54,7 @@ impl WorldShared {
 
     /// With a hostile profile, whether to inject `kind` at this decision point and which variant;
     /// an injection is recorded with `detail` (what it hit). Always `None` for the other profiles.
-    pub fn inject(
+    pub(crate) fn inject(
         &self,
         origin: &Origin,
         kind: Injection,
@@ -72,12 +72,12 @@ impl WorldShared {
     }
 
     /// Tokens are unique in the whole world, so a late answer can never reach the wrong call.
-    pub fn token(&self) -> u32 {
+    pub(crate) fn token(&self) -> u32 {
         self.next_token.fetch_add(1, Ordering::SeqCst)
     }
 
     /// The handler for an upstream: exact name first, then `host` ≡ `host:80`/`host:443`.
-    pub fn route(&self, upstream: &str, https: bool) -> Option<SharedHandler> {
+    pub(crate) fn route(&self, upstream: &str, https: bool) -> Option<SharedHandler> {
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = routes.get(upstream) {
             return Some(h.clone());
@@ -112,11 +112,17 @@ pub(crate) struct SharedData {
 }
 
 impl SharedData {
-    pub fn get(&self, key: &str) -> Option<SharedValue> {
+    pub(crate) fn get(&self, key: &str) -> Option<SharedValue> {
         self.values.get(key).cloned()
     }
 
-    pub fn set(&mut self, key: &str, value: Vec<u8>, cas: u32, strict_cas: bool) -> SetResult {
+    pub(crate) fn set(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        cas: u32,
+        strict_cas: bool,
+    ) -> SetResult {
         let current = self.values.get(key).map(|v| v.cas);
         let allowed = match (current, cas, strict_cas) {
             // Envoy: cas 0 means "no check".
@@ -144,13 +150,13 @@ impl SharedData {
         SetResult::Ok
     }
 
-    pub fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.values.keys().cloned().collect();
         keys.sort();
         keys
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.values.clear();
     }
 }
@@ -171,14 +177,14 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
-    pub fn find(&self, vm_id: &str, name: &str) -> Option<u32> {
+    pub(crate) fn find(&self, vm_id: &str, name: &str) -> Option<u32> {
         self.queues
             .iter()
             .position(|q| q.vm_id == vm_id && q.name == name)
             .map(|i| i as u32 + 1)
     }
 
-    pub fn get_mut(&mut self, id: u32) -> Option<&mut Queue> {
+    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Queue> {
         (id as usize)
             .checked_sub(1)
             .and_then(|i| self.queues.get_mut(i))
@@ -197,7 +203,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub fn define(&mut self, kind: MetricKind, name: &str) -> u32 {
+    pub(crate) fn define(&mut self, kind: MetricKind, name: &str) -> u32 {
         if let Some(i) = self
             .metrics
             .iter()
@@ -213,7 +219,7 @@ impl Metrics {
         self.metrics.len() as u32
     }
 
-    pub fn get_mut(&mut self, id: u32) -> Option<&mut Metric> {
+    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Metric> {
         (id as usize)
             .checked_sub(1)
             .and_then(|i| self.metrics.get_mut(i))
@@ -231,7 +237,7 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
-    pub fn new(name: &str) -> Arc<Self> {
+    pub(crate) fn new(name: &str) -> Arc<Self> {
         Arc::new(NodeShared {
             name: name.to_string(),
             shared_data: Mutex::new(SharedData::default()),

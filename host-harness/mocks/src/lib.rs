@@ -1,3 +1,4 @@
+#![warn(unreachable_pub)]
 //! Endpoints for the simulated world and for real clients: mock S3, GCS and Kong Admin API, fault
 //! injection, and a TCP server that puts any handler on a port.
 

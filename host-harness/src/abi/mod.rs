@@ -23,14 +23,14 @@ use crate::state::{NodeShared, WorldShared};
 /// proxy-wasm status codes.
 #[allow(dead_code)]
 pub(crate) mod status {
-    pub const OK: i32 = 0;
-    pub const NOT_FOUND: i32 = 1;
-    pub const BAD_ARGUMENT: i32 = 2;
-    pub const SERIALIZATION_FAILURE: i32 = 3;
-    pub const EMPTY: i32 = 7;
-    pub const CAS_MISMATCH: i32 = 8;
-    pub const INTERNAL_FAILURE: i32 = 10;
-    pub const UNIMPLEMENTED: i32 = 12;
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const NOT_FOUND: i32 = 1;
+    pub(crate) const BAD_ARGUMENT: i32 = 2;
+    pub(crate) const SERIALIZATION_FAILURE: i32 = 3;
+    pub(crate) const EMPTY: i32 = 7;
+    pub(crate) const CAS_MISMATCH: i32 = 8;
+    pub(crate) const INTERNAL_FAILURE: i32 = 10;
+    pub(crate) const UNIMPLEMENTED: i32 = 12;
 }
 
 /// Which guest callback is running: the profile's rules depend on it.
@@ -49,7 +49,7 @@ pub(crate) enum Callback {
 }
 
 impl Callback {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Callback::Initialize => "_initialize",
             Callback::ContextCreate => "on_context_create",
@@ -174,7 +174,7 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub fn is_root(&self, context_id: u32) -> bool {
+    pub(crate) fn is_root(&self, context_id: u32) -> bool {
         self.root_configs.contains_key(&context_id)
     }
 }
