@@ -598,3 +598,84 @@ fn moto_conditional_writes() {
         "{summary:?}"
     );
 }
+
+/// The export read back by the import over real TCP: a fallback node in the same world, with the
+/// node's Admin API a mock, imports what the exporter wrote to the real server (moto: with its
+/// read-only user, `s3:GetObject` + `s3:ListBucket` only).
+fn import_reads_the_export_back(srv: Server, test: &str, read_only: Option<(String, String)>) {
+    let exported = doc(77);
+    let mut e = start_export(
+        &srv,
+        test,
+        &exported,
+        &srv.secret_key.clone(),
+        Keys::FilterConfig,
+    );
+    until_exported(&mut e, 1);
+    let admin = host_harness::mocks::kong::MockKongAdmin::dbless(GATEWAY_VERSION);
+    e.world
+        .route("kong-admin.test:8001", Arc::new(admin.clone()));
+    let (ak, sk) = read_only.unwrap_or((srv.access_key.clone(), srv.secret_key.clone()));
+    let cfg = json!({
+        "cluster_fallback_config_import": "on",
+        "cluster_fallback_config_storage": format!("s3://{}/{}", srv.bucket, e.prefix),
+        "gateway_version": GATEWAY_VERSION,
+        "node_id": "fallback-node",
+        "aws_region": REGION,
+        "aws_access_key_id": ak,
+        "aws_secret_access_key": sk,
+        "storage_endpoint": srv.endpoint,
+        "storage_upstream": srv.host_port,
+        "kong_admin_url": "http://kong-admin.test:8001",
+        "import_grace_period": 0,
+        "import_check_interval": 0.1,
+        "tick_period_ms": 100,
+        "call_timeout_ms": 10_000,
+    });
+    e.world
+        .add_node(NodeSpec::new("fallback", &plugin_module()).filter(cfg.to_string()))
+        .expect("start the fallback node");
+    let ok = e
+        .world
+        .advance_until(Duration::from_secs(30), Duration::from_millis(100), |w| {
+            !w.logs_containing("fallback config applied").is_empty()
+        });
+    assert!(
+        ok,
+        "{}: no import; logs: {:#?}",
+        srv.name,
+        messages(&e.world, "[config-bridge]")
+    );
+    let held = admin.config().expect("the node holds a configuration");
+    assert_eq!(
+        held["services"][0]["name"], exported["services"][0]["name"],
+        "{held}"
+    );
+    assert_eq!(admin.applied_count(), 1);
+    assert!(e.world.traps().is_empty());
+    assert_no_secret_in_logs(&e.world, &[&srv.secret_key, &sk]);
+}
+
+#[test]
+fn s3s_fs_export_is_imported_by_a_fallback_node() {
+    let Some(srv) = s3s("s3s_fs_import") else {
+        return;
+    };
+    import_reads_the_export_back(srv, "s3s-import", None);
+}
+
+#[test]
+fn moto_export_is_imported_with_read_only_credentials() {
+    let Some(srv) = moto("moto_import") else {
+        return;
+    };
+    let ro = match (
+        std::env::var("MOTO_RO_ACCESS_KEY"),
+        std::env::var("MOTO_RO_SECRET_KEY"),
+    ) {
+        (Ok(a), Ok(s)) if !a.is_empty() => Some((a, s)),
+        _ if std::env::var_os("CI").is_some() => panic!("MOTO_RO_ACCESS_KEY is not set and CI is"),
+        _ => None,
+    };
+    import_reads_the_export_back(srv, "moto-import", ro);
+}
