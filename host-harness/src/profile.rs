@@ -37,6 +37,9 @@ pub struct HostProfile {
     /// `on_configure` returning false kills the worker for good (ngx_wasm_module: "exited with
     /// fatal code 2 and cannot be respawned"); otherwise the host only refuses the filter.
     pub configure_false_is_fatal: bool,
+    /// A root context may set its tick period once; a second `set_tick_period` traps
+    /// (ngx_wasm_module: "tick_period already set").
+    pub tick_period_once: bool,
     /// Shared-data keys `<zone>/<rest>` resolve in the `shm_kv` zone of that name when one is
     /// declared (ngx_wasm_module namespaces), else in the default zone `*`
     /// ([`HostProfile::shared_data_zone`]); no zone to resolve to traps.
@@ -64,6 +67,7 @@ impl HostProfile {
             vm_start_per_root_context: false,
             metrics: true,
             configure_false_is_fatal: false,
+            tick_period_once: false,
             namespaced_shared_data: false,
             named_shm_zones: Vec::new(),
             hostility: None,
@@ -86,6 +90,7 @@ impl HostProfile {
             vm_start_per_root_context: true,
             metrics: true,
             configure_false_is_fatal: true,
+            tick_period_once: true,
             namespaced_shared_data: true,
             named_shm_zones: Vec::new(),
             hostility: None,
@@ -110,6 +115,9 @@ impl HostProfile {
         HostProfile {
             name: "hostile",
             hostility: Some(Hostility::default()),
+            // Hostility is about statuses and callbacks; guests written for it may set their tick
+            // period again (the ngx rule is tested with the ngx profile).
+            tick_period_once: false,
             ..HostProfile::ngx_wasm_module()
         }
     }

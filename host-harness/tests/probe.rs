@@ -643,3 +643,24 @@ fn ngx_resolves_shared_data_keys_by_namespace_to_named_zones() {
         traps[0].message
     );
 }
+
+#[test]
+fn a_second_set_tick_period_traps_on_ngx_but_not_on_envoy() {
+    // The probe sets its tick period in on_configure; a reconfigure sets it again.
+    let mut world = World::new(HostProfile::ngx_wasm_module());
+    world.expect_traps();
+    let n = node(&mut world, 1, json!({"tick_ms": 1000}));
+    world.reconfigure(n, 0, json!({"tick_ms": 500}).to_string());
+    let traps = world.traps();
+    assert_eq!(traps.len(), 1, "{traps:?}");
+    assert!(
+        traps[0].message.contains("tick_period already set"),
+        "{}",
+        traps[0].message
+    );
+
+    let mut world = World::new(HostProfile::envoy());
+    let n = node(&mut world, 1, json!({"tick_ms": 1000}));
+    world.reconfigure(n, 0, json!({"tick_ms": 500}).to_string());
+    assert!(world.traps().is_empty());
+}

@@ -33,6 +33,19 @@ pub fn summary(cfg: &Config) -> String {
             }
         ),
     };
+    if !cfg.export {
+        let admin = cfg
+            .import_settings
+            .as_ref()
+            .map(|i| format!(" into the Admin API at {}", i.admin.url))
+            .unwrap_or_default();
+        return format!(
+            "import {scheme}://{}/{}{admin} via upstream {}",
+            cfg.storage.location.bucket,
+            cfg.config_key(),
+            cfg.storage.upstream
+        );
+    }
     format!(
         "{} {scheme}://{}/{} (delay {} ms, source: {source}) via upstream {}{}",
         jobs.join("+"),

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeSet;
 
+use serde_json::Value;
+
 use crate::settings::scanner::{
     check_json, first_byte, json_string, json_syntax_reason, object_members, skip_value, skip_ws,
 };
@@ -182,6 +184,8 @@ impl FlatBuilder {
             {
                 return false;
             }
+            // Kong's export leaves disabled plugins out too.
+            "plugins" if raw("enabled") == Some(b"false") => return false,
             "upstreams" => self.upstreams.extend(id),
             _ => {}
         }
@@ -211,11 +215,17 @@ impl FlatBuilder {
                 *other = Some((collection, 1));
             }
         }
+        if collection == "filter_chains" {
+            self.write_filter_chain(entity);
+            return;
+        }
         self.out.push(b'{');
         let mut first = true;
         for (key, start, end) in fields {
             let value = entity.get(*start..*end).unwrap_or_default();
-            if value == b"null" {
+            // The Admin API lists a certificate's SNI names on it; the SNIs are their own
+            // collection, and `POST /config` refuses them declared twice.
+            if value == b"null" || (collection == "certificates" && key == "snis") {
                 continue;
             }
             if !first {
@@ -231,6 +241,79 @@ impl FlatBuilder {
         }
         self.out.push(b'}');
         self.entities += 1;
+    }
+}
+
+impl FlatBuilder {
+    /// A filter chain, with the secrets of any config-bridge filter in it removed: the backup is
+    /// read by importers with read-only credentials, and an importer puts its own configuration
+    /// there anyway (`engine::import`).
+    fn write_filter_chain(&mut self, entity: &[u8]) {
+        let Ok(Value::Object(mut chain)) = serde_json::from_slice::<Value>(entity) else {
+            // Not expected (the page was validated): keep the document well-formed anyway.
+            self.out.extend_from_slice(entity);
+            self.entities += 1;
+            return;
+        };
+        chain.retain(|_, v| !v.is_null());
+        for (_, v) in chain.iter_mut() {
+            if let Value::Object(o) = v {
+                if o.len() == 1 {
+                    if let Some(id @ Value::String(_)) = o.get("id") {
+                        *v = id.clone();
+                    }
+                }
+            }
+        }
+        if let Some(Value::Array(filters)) = chain.get_mut("filters") {
+            for filter in filters.iter_mut() {
+                redact_filter(filter);
+            }
+        }
+        match serde_json::to_vec(&Value::Object(chain)) {
+            Ok(bytes) => self.out.extend_from_slice(&bytes),
+            Err(_) => self.out.extend_from_slice(entity),
+        }
+        self.entities += 1;
+    }
+}
+
+/// Settings of config-bridge that are secrets (never exported).
+const SECRET_SETTINGS: &[&str] = &[
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "kong_admin_token",
+];
+
+/// Removes config-bridge's secret settings from one filter of a chain (object or Kong 3.4 string
+/// configuration).
+fn redact_filter(filter: &mut Value) {
+    let Some(config) = filter.get_mut("config") else {
+        return;
+    };
+    let redact = |c: &mut Value| -> bool {
+        let Value::Object(o) = c else { return false };
+        let ours = o.contains_key("cluster_fallback_config_storage")
+            || o.contains_key("cluster_fallback_config_export");
+        if ours {
+            for k in SECRET_SETTINGS {
+                o.remove(*k);
+            }
+        }
+        ours
+    };
+    match config {
+        Value::String(text) => {
+            if let Ok(mut parsed) = serde_json::from_str::<Value>(text) {
+                if redact(&mut parsed) {
+                    *text = parsed.to_string();
+                }
+            }
+        }
+        other => {
+            redact(other);
+        }
     }
 }
 
@@ -406,6 +489,51 @@ mod tests {
         let doc: Value = serde_json::from_slice(&b.finish()).unwrap();
         // `{"id": 3}` is no foreign key (ids are strings): kept as an object.
         assert_eq!(doc["keyauth_credentials"][0], entity);
+    }
+
+    #[test]
+    fn certificates_lose_their_sni_list_disabled_plugins_and_exporter_secrets_are_dropped() {
+        let mut b = FlatBuilder::new();
+        b.add_page(
+            "certificates",
+            &page(json!([{"id": "c1", "cert": "PEM", "snis": ["a.example"]}])),
+        )
+        .unwrap();
+        b.add_page(
+            "plugins",
+            &page(json!([{"id": "p1", "name": "cors", "enabled": false}, {"id": "p2", "name": "cors", "enabled": true}])),
+        )
+        .unwrap();
+        b.add_page(
+            "filter_chains",
+            &page(json!([{"id": "f1", "service": {"id": "s1"}, "route": null, "filters": [
+                {"name": "config_bridge", "config": {"cluster_fallback_config_export": "on", "aws_secret_access_key": "SECRET-1", "aws_region": "r"}},
+                {"name": "config_bridge", "config": "{\"cluster_fallback_config_storage\":\"s3://b/p\",\"kong_admin_token\":\"SECRET-2\"}"},
+                {"name": "other", "config": {"aws_secret_access_key": "not ours"}}
+            ]}])),
+        )
+        .unwrap();
+        let text = String::from_utf8(b.finish()).unwrap();
+        assert!(
+            !text.contains("SECRET-1") && !text.contains("SECRET-2"),
+            "{text}"
+        );
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["certificates"], json!([{"id": "c1", "cert": "PEM"}]));
+        assert_eq!(
+            doc["plugins"],
+            json!([{"id": "p2", "name": "cors", "enabled": true}])
+        );
+        assert_eq!(doc["filter_chains"][0]["service"], json!("s1"));
+        assert!(doc["filter_chains"][0].get("route").is_none());
+        assert_eq!(
+            doc["filter_chains"][0]["filters"][0]["config"],
+            json!({"cluster_fallback_config_export": "on", "aws_region": "r"})
+        );
+        assert_eq!(
+            doc["filter_chains"][0]["filters"][2]["config"],
+            json!({"aws_secret_access_key": "not ours"})
+        );
     }
 
     #[test]

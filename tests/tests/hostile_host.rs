@@ -12,13 +12,13 @@ use host_harness::{HostProfile, HttpExchange};
 fn no_trap_under_a_hostile_host_and_the_export_lands_when_it_calms_down() {
     let mut every_kind = std::collections::BTreeSet::new();
     for seed in [1u64, 7, 42, 1234, 99_991] {
-        let profile = HostProfile::hostile().seed(seed).hostile_rate(0.05);
+        let profile = HostProfile::hostile().seed(seed).hostile_rate(0.08);
         let s3 = mock_s3();
         let mut world = world_with_storage(&profile, s3.clone());
         let mut cfg = filter_config(&profile, &declarative(seed as u32));
         cfg["cluster_fallback_config_export_delay"] = serde_json::json!(5);
         let node = start_node(&mut world, 2, &cfg);
-        for round in 0..6u32 {
+        for round in 0..12u32 {
             world.advance(secs(100));
             apply_doc(&mut world, node, &declarative(seed as u32 * 10 + round));
             for i in 0..20 {
@@ -49,7 +49,6 @@ fn no_trap_under_a_hostile_host_and_the_export_lands_when_it_calms_down() {
     for kind in [
         Injection::Log,
         Injection::Time,
-        Injection::TickPeriod,
         Injection::Buffer,
         Injection::HeaderMap,
         Injection::SharedDataGet,
@@ -84,4 +83,28 @@ fn after_a_hostile_spell_the_newest_config_is_exported() {
     world.advance(secs(600));
     assert!(world.traps().is_empty(), "{:?}", world.traps().first());
     assert_exported(&s3, &declarative(2));
+}
+
+/// The host refusing the tick period (ngx_wasm_module allows it to be set once per root context,
+/// so the filter sets it once): no trap, and a later configuration tries again.
+#[test]
+fn a_refused_tick_period_is_tried_again_by_the_next_configuration() {
+    let profile = HostProfile::hostile()
+        .seed(5)
+        .hostile_rate(0.5)
+        .hostile_only(&[Injection::TickPeriod]);
+    let s3 = mock_s3();
+    let mut world = world_with_storage(&profile, s3.clone());
+    let node = start_exporter(&mut world, 1, &declarative(1));
+    for n in 2..12 {
+        world.advance(secs(70));
+        apply_doc(&mut world, node, &declarative(n));
+    }
+    world.advance(secs(70));
+    assert!(world.injected(Injection::TickPeriod) > 0);
+    assert!(world.traps().is_empty(), "{:?}", world.traps().first());
+    assert!(
+        !puts(&s3).is_empty(),
+        "never exported: the tick period was never set"
+    );
 }

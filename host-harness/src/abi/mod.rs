@@ -171,6 +171,8 @@ pub(crate) struct Host {
     pub fatal: Option<String>,
     /// A trap that kills the worker for good (no recovery).
     pub fatal_trap: Option<String>,
+    /// Root contexts of this instance that have set their tick period (ngx: only once).
+    pub tick_set: std::collections::HashSet<u32>,
 }
 
 impl Host {
@@ -219,5 +221,6 @@ pub(crate) fn probe_host() -> Host {
         outbox: Outbox::default(),
         fatal: None,
         fatal_trap: None,
+        tick_set: Default::default(),
     }
 }

@@ -1,22 +1,35 @@
 //! `host-harness demo`: the README's main job. The real config-bridge `.wasm` runs in a simulated
 //! Kong node (ngx_wasm_module profile, 2 workers) and exports to an in-process mock S3 that verifies
 //! every SigV4 signature: configs A, B, C, D applied within the debounce window (only A and D are
-//! uploaded), then E hit by a 503 SlowDown and retried.
+//! uploaded), then E hit by a 503 SlowDown and retried. `demo fallback`: import on a fallback
+//! node ([`fallback`]).
+
+pub mod fallback;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use crate::mocks::faults::{Fault, Faulty};
 use crate::mocks::s3::{MockS3, S3Credential};
 use crate::{HostProfile, NodeSpec, PluginModule, World};
 
+/// Which demo to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// A CP exports, goes down; an empty fallback node imports the export.
+    Fallback,
+}
+
 #[derive(Args, Debug)]
 pub struct DemoArgs {
+    /// Without one: debounced exports to mock S3. `fallback`: import on a fallback node.
+    #[arg(value_enum)]
+    pub scenario: Option<Scenario>,
     /// Use this .wasm instead of building the filter.
     #[arg(long)]
     pub wasm: Option<PathBuf>,
@@ -84,6 +97,9 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         }
     };
     let module = PluginModule::load(&wasm)?;
+    if args.scenario == Some(Scenario::Fallback) {
+        return fallback::run(&wasm, &module, profile);
+    }
     println!(
         "config-bridge demo: {} ({} KB) on a simulated {} node, 2 workers, mock S3 with SigV4 checks",
         wasm.display(),

@@ -24,7 +24,8 @@ pub enum Command {
     /// Serve a mock (S3, GCS, Kong Admin API) on a TCP port for real clients.
     #[command(subcommand)]
     Serve(serve::ServeCommand),
-    /// The config-bridge demo: debounced exports to mock S3, with a failure retried.
+    /// The config-bridge demos: debounced exports to mock S3 with a failure retried; `demo
+    /// fallback`: import on a fallback node whose CP is down.
     Demo(demo::DemoArgs),
     /// Compile a module and check that the harness provides every import it needs.
     Inspect {

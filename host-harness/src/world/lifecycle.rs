@@ -227,6 +227,7 @@ impl World {
             outbox: Outbox::default(),
             fatal: None,
             fatal_trap: None,
+            tick_set: Default::default(),
         }
     }
 

@@ -76,17 +76,20 @@ pub(super) struct Import {
     rng: Rng,
     failures: u32,
     done: bool,
-    /// "Waiting" lines said once per reason, not every cycle.
-    said: Option<&'static str>,
+    /// "Waiting" lines said once per reason (until the import happens), not every cycle.
+    said: std::collections::BTreeSet<&'static str>,
 }
 
 impl Import {
-    pub(super) fn new(settings: ImportSettings, key: String, where_: String, me: u64) -> Import {
+    pub(super) fn new(
+        settings: ImportSettings,
+        key: String,
+        where_: String,
+        me: u64,
+        backoff: Backoff,
+    ) -> Import {
         Import {
-            backoff: Backoff {
-                base_ms: 1000,
-                max_ms: 60_000,
-            },
+            backoff,
             rng: Rng::new(me ^ 0x1a2b_3c4d),
             settings,
             key,
@@ -101,7 +104,7 @@ impl Import {
             refused: None,
             failures: 0,
             done: false,
-            said: None,
+            said: std::collections::BTreeSet::new(),
         }
     }
 
@@ -216,6 +219,13 @@ impl Import {
             .then(|| status_hash(&resp.body))
             .flatten();
         match hash.as_deref() {
+            None if matches!(resp.status, 401 | 403) => {
+                let line = format!(
+                    "the node's /status answered HTTP {} (RBAC: set kong_admin_token, or a token with access)",
+                    resp.status
+                );
+                self.retry(&line, now, fx);
+            }
             None => {
                 let line = format!("the node's /status answered HTTP {} without a configuration_hash (import needs a DB-less node's Admin API)", resp.status);
                 self.retry(&line, now, fx);
@@ -270,8 +280,7 @@ impl Import {
         let since = *self.probe_failing_since.get_or_insert(now);
         if now.saturating_sub(since) >= self.settings.grace_ms {
             self.next = Step::Fetch;
-            if self.said != Some("probe") {
-                self.said = Some("probe");
+            if self.said.insert("probe") {
                 fx.log(
                     Level::Warn,
                     format!("the source of truth is unreachable ({reason}) for {} s; importing the last export", self.settings.grace_ms / 1000),
@@ -432,8 +441,7 @@ impl Import {
         self.failures = 0;
         self.next = Step::Status;
         self.next_at = now.saturating_add(self.settings.check_interval_ms);
-        if self.said != Some(why) {
-            self.said = Some(why);
+        if self.said.insert(why) {
             fx.log(Level::Info, format!("import: {why}"));
         }
     }

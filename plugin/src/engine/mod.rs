@@ -97,6 +97,8 @@ pub struct Engine {
     /// The node record in shared data: the lease and the export's node-wide state.
     record_key: String,
     holder: bool,
+    /// "this worker now exports" was said (exporters only).
+    holder_said: bool,
     shared_data_broken: bool,
     source: Source,
     export: Export,
@@ -122,7 +124,11 @@ impl Engine {
         let import = cfg.import_settings.clone().map(|s| {
             let key = cfg.config_key();
             let where_ = store.describe(&key);
-            Import::new(s, key, where_, me)
+            let backoff = crate::backoff::Backoff {
+                base_ms: cfg.retry_base_ms,
+                max_ms: cfg.retry_max_ms,
+            };
+            Import::new(s, key, where_, me, backoff)
         });
         Engine {
             import,
@@ -133,6 +139,7 @@ impl Engine {
             me,
             calls: CallTable::default(),
             holder: false,
+            holder_said: false,
             shared_data_broken: false,
             election: Election,
             digesting: None,
@@ -150,6 +157,7 @@ impl Engine {
             // Same object: calls in flight stay in flight (one per owner, as before); an answer
             // a replaced sub-machine no longer expects is ignored by it.
             self.holder = previous.holder;
+            self.holder_said = previous.holder_said;
             self.calls = previous.calls;
             self.export.carry_over(previous.export);
         }
@@ -177,6 +185,12 @@ impl Engine {
 
     pub fn is_holder(&self) -> bool {
         self.holder
+    }
+
+    /// Work that proceeds a slice or a request per tick is under way (a Kong Admin API dump, a
+    /// large document being hashed): the shell may tick faster until it is done.
+    pub fn busy(&self) -> bool {
+        self.digesting.is_some() || (self.holder && self.source.busy())
     }
 
     pub fn on_event(
@@ -345,6 +359,9 @@ impl Engine {
                 self.shared_data_broken = false;
                 if !self.holder {
                     self.holder = true;
+                }
+                if !self.holder_said && self.cfg.export {
+                    self.holder_said = true;
                     fx.log(
                         Level::Info,
                         format!(
@@ -359,6 +376,9 @@ impl Engine {
                 self.shared_data_broken = false;
                 if self.holder {
                     self.holder = false;
+                }
+                if self.holder_said {
+                    self.holder_said = false;
                     fx.log(
                         Level::Info,
                         "the export moved to another root context of this node",
@@ -496,7 +516,7 @@ impl Engine {
                 self.export.on_failure(id, reason, &mut cx);
             }
             Owner::Source => {
-                self.source.on_failure();
+                self.source.on_failure(now);
                 fx.log(
                     Level::Warn,
                     format!(

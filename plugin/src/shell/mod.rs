@@ -22,8 +22,6 @@ use metrics::Metrics;
 
 /// How often an inert filter (invalid configuration) repeats its error line.
 const INERT_REMINDER_MS: u64 = 300_000;
-/// Tick period while inert: only the reminder runs.
-const INERT_TICK_MS: u64 = 10_000;
 /// The largest filter configuration kept as text for an import (`Engine::set_own_filter_config`).
 const OWN_CONFIG_COPY_MAX: usize = 64 * 1024;
 
@@ -118,7 +116,9 @@ impl SharedStore for HostShared {
 const SCAN_SYNC_MAX: usize = 1024 * 1024;
 /// Bytes of a larger configuration validated per tick, and the tick period meanwhile.
 const SCAN_SLICE_BYTES: usize = 2 * 1024 * 1024;
-const SCAN_TICK_MS: u64 = 10;
+/// The host's tick period, set once per root context: the engine's own `tick_period_ms` and the
+/// stepwise work (scan, dump, sliced hash) are paced from it.
+const HOST_TICK_MS: u64 = 50;
 
 /// A large filter configuration and its resumable validation.
 struct PendingConfig {
@@ -144,6 +144,10 @@ struct Root {
     inert: Option<Inert>,
     /// A large configuration being validated a slice per tick.
     pending: Option<PendingConfig>,
+    /// The host's tick period is set (it can be set only once: `ensure_ticks`).
+    tick_set: bool,
+    /// When the engine last ticked (it ticks every `tick_period_ms`, or every host tick when busy).
+    last_engine_tick: u64,
     /// Host call token → engine call id (no hashing: no `RandomState`, whose seeding may panic).
     calls: BTreeMap<u32, CallId>,
     metrics: Metrics,
@@ -167,6 +171,8 @@ impl Root {
             engine: None,
             inert: None,
             pending: None,
+            tick_set: false,
+            last_engine_tick: 0,
             calls: BTreeMap::new(),
             metrics: Metrics::default(),
         }
@@ -218,12 +224,7 @@ impl Root {
                 bytes,
                 scanner: Scanner::new(Some("config")),
             });
-            if let Err(s) = hostcalls::set_tick_period_ms(SCAN_TICK_MS) {
-                log(
-                    Level::Warn,
-                    &format!("cannot set the tick period (status {})", s.0),
-                );
-            }
+            self.ensure_ticks();
             return true;
         }
         // An importer puts its own configuration in place of exporting filters it imports; an
@@ -270,12 +271,7 @@ impl Root {
 
     /// A valid configuration: (re)configures the engine and hands it its own document.
     fn apply(&mut self, cfg: Config, own_text: Option<Rc<Vec<u8>>>) -> bool {
-        if let Err(s) = hostcalls::set_tick_period_ms(cfg.tick_period_ms) {
-            log(
-                Level::Error,
-                &format!("cannot set the tick period (status {})", s.0),
-            );
-        }
+        self.ensure_ticks();
         self.inert = None;
         self.metrics.apply(Metric::ConfigInvalid, 0);
         let summary = summary(&cfg);
@@ -308,12 +304,7 @@ impl Root {
         if error.strict {
             return false;
         }
-        if let Err(s) = hostcalls::set_tick_period_ms(INERT_TICK_MS) {
-            log(
-                Level::Warn,
-                &format!("cannot set the tick period (status {})", s.0),
-            );
-        }
+        self.ensure_ticks();
         self.inert = Some(Inert {
             error,
             last_reminder_ms: hostcalls::now_ms().unwrap_or(0),
@@ -339,10 +330,42 @@ impl Root {
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
+        // The host ticks every HOST_TICK_MS; the engine every `tick_period_ms`, or at every host
+        // tick while it has stepwise work (a dump, a sliced hash).
+        // A clock that went back (or a bogus reading earlier) must not stop the engine for good.
+        let due = now < self.last_engine_tick
+            || now
+                >= self
+                    .last_engine_tick
+                    .saturating_add(engine.config().tick_period_ms);
+        if !due && !engine.busy() {
+            return;
+        }
+        self.last_engine_tick = now;
         let out = engine.tick(now, &mut HostShared);
         self.effects(out.effects);
         for d in out.dispatches {
             self.dispatch(d);
+        }
+    }
+
+    /// Sets the host's tick period, once per root context: ngx_wasm_module traps on a second
+    /// `set_tick_period` ("tick_period already set": docs/host-behaviours.md), and Kong re-runs
+    /// `on_configure` when a filter chain's configuration changes.
+    fn ensure_ticks(&mut self) {
+        if self.tick_set {
+            return;
+        }
+        // The engine's first tick comes one `tick_period_ms` after the first configuration, as it
+        // would with a host timer of that period.
+        self.last_engine_tick = hostcalls::now_ms().unwrap_or(0);
+        match hostcalls::set_tick_period_ms(HOST_TICK_MS) {
+            Ok(()) => self.tick_set = true,
+            // Refused: no timer was set, so the next configuration may try again.
+            Err(s) => log(
+                Level::Error,
+                &format!("cannot set the tick period (status {})", s.0),
+            ),
         }
     }
 

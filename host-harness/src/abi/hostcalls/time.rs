@@ -44,10 +44,17 @@ fn proxy_set_tick_period_milliseconds(mut c: C, period: u32) -> Result<i32> {
     if !c.data().is_root(ctx) {
         return Ok(BAD_ARGUMENT);
     }
-    // Hostile: the host refuses the timer; the old one (if any) keeps running.
+    // ngx_wasm_module: a root context sets its tick period once; a second call traps.
+    if c.data().world.profile.tick_period_once && c.data().tick_set.contains(&ctx) {
+        wasmtime::bail!(
+            "tick_period already set (ngx_wasm_module traps on a second set_tick_period)"
+        );
+    }
+    // Hostile: the host refuses the timer (nothing is set); the old one (if any) keeps running.
     if let Some(v) = inject(c.data(), Injection::TickPeriod, || format!("{period} ms")) {
         return Ok(status_of(v).unwrap_or(OK));
     }
+    c.data_mut().tick_set.insert(ctx);
     c.data_mut().outbox.tick_periods.push((ctx, period));
     Ok(OK)
 }

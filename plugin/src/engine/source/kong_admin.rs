@@ -28,6 +28,8 @@ const EMPTY_HASH: &str = "00000000000000000000000000000000";
 /// Redoing a dump that keeps changing: give up after this many passes (and retry next poll).
 const MAX_PASSES: u32 = 5;
 const PAGE_SIZE: u32 = 1000;
+/// The longest wait between polls after failures.
+const MAX_BACKOFF_MS: u64 = 300_000;
 
 /// Settings of the source (see `settings::SourceConfig::KongAdmin`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +86,8 @@ pub struct KongAdmin {
     passes: u32,
     /// "No configuration yet" said once, not on every poll.
     empty_reported: bool,
+    /// Failed polls in a row (they back off).
+    failures: u32,
 }
 
 impl KongAdmin {
@@ -97,11 +101,17 @@ impl KongAdmin {
             emitted_dump: None,
             passes: 0,
             empty_reported: false,
+            failures: 0,
         }
     }
 
     pub fn describe(&self) -> String {
         format!("the Kong Admin API at {}", self.settings.url)
+    }
+
+    /// A dump is in progress: one page per tick, so the shell ticks faster meanwhile.
+    pub fn busy(&self) -> bool {
+        matches!(self.state, State::Dumping(_) | State::Verifying { .. })
     }
 
     /// The next request, if one is due (called on ticks by the lease holder when no source call
@@ -128,18 +138,42 @@ impl KongAdmin {
     }
 
     /// A request of this source failed at the transport level: the poll or dump is abandoned.
-    pub fn on_failure(&mut self) {
+    pub fn on_failure(&mut self, now: u64) {
         self.state = State::Idle;
+        self.back_off(now);
     }
 
     pub fn on_response(&mut self, resp: HttpResponse, now: u64) -> PollResult {
         let state = std::mem::replace(&mut self.state, State::Idle);
-        match state {
+        let result = match state {
             State::Idle => PollResult::Unchanged,
             State::Probing => self.probed(&resp, now),
             State::Dumping(dump) => self.page(dump, resp),
             State::Verifying { hash, document, .. } => self.verified(&resp, hash, document),
+        };
+        match &result {
+            PollResult::Failed(_) => self.back_off(now),
+            PollResult::Fetched(_) => self.failures = 0,
+            _ if matches!(self.state, State::Idle) => self.failures = 0,
+            _ => {}
         }
+        result
+    }
+
+    /// After a failure the next poll waits longer (doubling up to 5 minutes): an Admin API that is
+    /// down or refuses the token is not asked, nor logged about, every poll interval.
+    fn back_off(&mut self, now: u64) {
+        self.failures = self.failures.saturating_add(1);
+        let factor = 1u64 << self.failures.min(16);
+        let delay = self
+            .settings
+            .poll_interval_ms
+            .saturating_mul(factor / 2)
+            .clamp(
+                self.settings.poll_interval_ms,
+                MAX_BACKOFF_MS.max(self.settings.poll_interval_ms),
+            );
+        self.next_poll_at = now.saturating_add(delay);
     }
 
     fn probed(&mut self, resp: &HttpResponse, now: u64) -> PollResult {

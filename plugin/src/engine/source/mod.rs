@@ -71,10 +71,15 @@ impl Source {
     }
 
     /// The source's call failed at the transport level (or timed out).
-    pub fn on_failure(&mut self) {
+    pub fn on_failure(&mut self, now: u64) {
         if let Source::KongAdmin(k) = self {
-            k.on_failure();
+            k.on_failure(now);
         }
+    }
+
+    /// Work in progress that goes a request per tick (a Kong Admin API dump).
+    pub fn busy(&self) -> bool {
+        matches!(self, Source::KongAdmin(k) if k.busy())
     }
 
     pub fn describe(&self) -> String {

@@ -1,0 +1,336 @@
+//! `drill`: the disaster-recovery rehearsal. Downloads the last export, validates it as an import
+//! would, reports its age, size, uploader and version, and compares its entities (ids per entity
+//! type) with a live Kong Admin API read by the filter's own `kong_admin` source (`/status`, the
+//! collections page by page into Kong's flat form). Exits non-zero with one line on a stale,
+//! invalid or different backup.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use config_bridge::document::sha256_hex;
+use config_bridge::engine::source::kong_admin::{KongAdmin, KongAdminSettings};
+use config_bridge::engine::source::PollResult;
+use config_bridge::settings::SourceConfig;
+use serde_json::{json, Map, Value};
+
+use super::{deadline, http, progress, version_of_key};
+use crate::args::DrillArgs;
+use crate::http::Http;
+use crate::outcome::{Exit, Outcome, Res};
+use crate::settings::Settings;
+use crate::storage::{check_object, Storage};
+use crate::time::{age, now_ms, rfc3339};
+
+/// Ids listed per entity type in a difference, at most.
+const SHOWN_IDS: usize = 5;
+
+pub fn run(args: &DrillArgs) -> Res<Outcome> {
+    let common = &args.common;
+    let deadline = deadline(common)?;
+    let progress = progress(common);
+    let mut settings = Settings::load(common)?.reading();
+    if let Some(url) = &args.compare_admin {
+        settings.set("config_source", "kong_admin");
+        settings.set("kong_admin_url", url.as_str());
+    }
+    let cfg = settings.parse(None)?;
+    if let Some(max) = args.max_age {
+        if !max.is_finite() || max < 0.0 {
+            return Err(Outcome::new(
+                Exit::Usage,
+                "--max-age must be a number of seconds",
+            ));
+        }
+    }
+    let http = http(&cfg, common)?;
+    let storage = Storage::new(&cfg, &http, progress, deadline);
+    let key = cfg.config_key();
+    let where_ = storage.describe(&key);
+    let object = storage.get(&key, "there is no backup to restore")?;
+
+    let size = object.body.len();
+    let sha = sha256_hex(&object.body);
+    let verified = object.meta.sha256_hex.as_ref().map(|m| *m == sha);
+    let uploader = object
+        .meta
+        .uploader
+        .clone()
+        .unwrap_or_else(|| "unknown".into());
+    let mut report = Outcome::ok("")
+        .line(format!("object    {where_}"))
+        .line(format!(
+            "size      {size} bytes, sha256 {sha} ({})",
+            match verified {
+                Some(true) => "matches its config-sha256 metadata",
+                Some(false) => "DOES NOT match its config-sha256 metadata",
+                None => "no config-sha256 metadata",
+            }
+        ))
+        .field("object", where_.as_str())
+        .field("bytes", size)
+        .field("sha256", sha.as_str())
+        .field("sha256_verified", verified)
+        .field("uploader", uploader.as_str())
+        .field("gateway_version", version_of_key(&key));
+    let mut problems: Vec<(Exit, String)> = Vec::new();
+    let now = now_ms();
+    match object.applied_at() {
+        Some((t, from)) => {
+            let age_ms = now.saturating_sub(t);
+            report = report
+                .line(format!(
+                    "age       {} (since {}, from {from})",
+                    age(age_ms),
+                    rfc3339(t)
+                ))
+                .field("age_seconds", age_ms / 1000)
+                .field("age_from", from)
+                .field("applied_at", rfc3339(t));
+            if let Some(max) = args.max_age {
+                if age_ms as f64 > max * 1000.0 {
+                    problems.push((
+                        Exit::Stale,
+                        format!(
+                            "stale: the export is {} old (--max-age {max} s)",
+                            age(age_ms)
+                        ),
+                    ));
+                }
+            }
+        }
+        None => {
+            report =
+                report.line("age       unknown (no config-applied-at metadata, no Last-Modified)");
+            if args.max_age.is_some() {
+                problems.push((Exit::Stale, "stale: the export's age is unknown".into()));
+            }
+        }
+    }
+    report = report.line(format!("uploader  {uploader}"));
+
+    if let Err(why) = check_object(&object, args.max_bytes) {
+        let line = format!("invalid: {why}");
+        return Ok(finish(report, vec![(Exit::Invalid, line)]));
+    }
+    // Valid JSON now (the core's check): the tree is only for the report and the comparison.
+    let doc: Value = serde_json::from_slice(&object.body).unwrap_or(Value::Null);
+    let format_version = doc
+        .get("_format_version")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let backup = entity_ids(&doc);
+    report = report
+        .line(format!(
+            "version   gateway {}, _format_version {format_version}",
+            version_of_key(&key)
+        ))
+        .line(format!("entities  {}", counts_line(&backup)))
+        .field("format_version", format_version)
+        .field("entities", counts_json(&backup));
+
+    if let SourceConfig::KongAdmin(admin) = &cfg.source {
+        let url = admin.url.to_string();
+        let live = read_admin(admin.clone(), &http, deadline)?;
+        let live_ids = live
+            .as_deref()
+            .map(|doc| entity_ids(&serde_json::from_slice(doc).unwrap_or(Value::Null)))
+            .unwrap_or_default();
+        let diff = compare(&backup, &live_ids);
+        if diff.is_empty() {
+            report = report.line(format!(
+                "compare   {url}: the same {} entities in {} types",
+                backup.values().map(BTreeSet::len).sum::<usize>(),
+                backup.values().filter(|ids| !ids.is_empty()).count()
+            ));
+        } else {
+            let note = if live.is_some() {
+                ""
+            } else {
+                " (the node has no configuration)"
+            };
+            report = report.line(format!("compare   {url}: differs{note}"));
+            for (kind, (missing, extra)) in &diff {
+                report = report.line(format!(
+                    "          {kind}: {} not in the backup{}, {} only in the backup{}",
+                    missing.len(),
+                    sample(missing),
+                    extra.len(),
+                    sample(extra)
+                ));
+            }
+            let summary = diff
+                .iter()
+                .map(|(kind, (missing, extra))| {
+                    format!("{kind} -{} +{}", missing.len(), extra.len())
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            problems.push((
+                Exit::Different,
+                format!(
+                    "different: the backup differs from {url} (live -missing +extra: {summary})"
+                ),
+            ));
+        }
+        let differences: Map<String, Value> = diff
+            .iter()
+            .map(|(kind, (missing, extra))| {
+                (
+                    kind.clone(),
+                    json!({"not_in_backup": missing, "only_in_backup": extra}),
+                )
+            })
+            .collect();
+        report = report.field(
+            "compare",
+            json!({"admin_url": url, "live_has_configuration": live.is_some(),
+                   "same": diff.is_empty(), "differences": differences}),
+        );
+    }
+    Ok(finish(report, problems))
+}
+
+/// The report with its verdict: passed, or the first problem's exit code and every reason.
+fn finish(report: Outcome, problems: Vec<(Exit, String)>) -> Outcome {
+    let reasons: Vec<&str> = problems.iter().map(|(_, r)| r.as_str()).collect();
+    let mut report = report.field("problems", reasons.clone());
+    match problems.first() {
+        None => {
+            report.message = "drill passed: the backup can be restored".into();
+        }
+        Some((exit, _)) => {
+            report.exit = *exit;
+            report.message = format!("drill FAILED: {}", reasons.join("; "));
+        }
+    }
+    report
+}
+
+/// The live configuration, read by the filter's `kong_admin` source (`None`: the node has none).
+fn read_admin(settings: KongAdminSettings, http: &Http, deadline: Instant) -> Res<Option<Vec<u8>>> {
+    let url = settings.url.to_string();
+    let fail = |why: String| Outcome::new(Exit::Source, format!("reading {url}: {why}"));
+    let mut admin = KongAdmin::new(settings);
+    loop {
+        match admin.poll(now_ms()) {
+            Some(request) => {
+                let resp = http.send(&request).map_err(&fail)?;
+                match admin.on_response(resp, now_ms()) {
+                    PollResult::Fetched(doc) => return Ok(Some(doc)),
+                    PollResult::Failed(why) => return Err(fail(why)),
+                    PollResult::Note(note)
+                        if note.contains("no configuration") || note.contains("no entities") =>
+                    {
+                        return Ok(None)
+                    }
+                    PollResult::Note(_) | PollResult::Unchanged => {}
+                }
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+        if Instant::now() >= deadline {
+            return Err(fail("no consistent configuration before --timeout".into()));
+        }
+    }
+}
+
+/// Entity ids per entity type (the arrays of a declarative configuration; `_` keys and
+/// `workspaces`, which the flat form read from an Admin API does not carry, left out). An
+/// entity without an id gets a placeholder that matches nothing.
+fn entity_ids(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let Some(obj) = doc.as_object() else {
+        return BTreeMap::new();
+    };
+    obj.iter()
+        .filter(|(k, _)| !k.starts_with('_') && k.as_str() != "workspaces")
+        .filter_map(|(k, v)| Some((k, v.as_array()?)))
+        .map(|(kind, list)| {
+            let ids = list
+                .iter()
+                .enumerate()
+                .map(|(i, e)| match e.get("id").and_then(Value::as_str) {
+                    Some(id) => id.to_string(),
+                    None => format!("(no id: entry {i})"),
+                })
+                .collect();
+            (kind.clone(), ids)
+        })
+        .collect()
+}
+
+type Diff = BTreeMap<String, (Vec<String>, Vec<String>)>;
+
+/// Per entity type: ids live but not in the backup, ids in the backup but not live.
+fn compare(
+    backup: &BTreeMap<String, BTreeSet<String>>,
+    live: &BTreeMap<String, BTreeSet<String>>,
+) -> Diff {
+    let empty = BTreeSet::new();
+    let kinds: BTreeSet<&String> = backup.keys().chain(live.keys()).collect();
+    kinds
+        .into_iter()
+        .filter_map(|kind| {
+            let b = backup.get(kind).unwrap_or(&empty);
+            let l = live.get(kind).unwrap_or(&empty);
+            let missing: Vec<String> = l.difference(b).cloned().collect();
+            let extra: Vec<String> = b.difference(l).cloned().collect();
+            (!missing.is_empty() || !extra.is_empty()).then(|| (kind.clone(), (missing, extra)))
+        })
+        .collect()
+}
+
+fn sample(ids: &[String]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = ids.iter().take(SHOWN_IDS).map(String::as_str).collect();
+    let more = if ids.len() > SHOWN_IDS { ", ..." } else { "" };
+    format!(" ({}{more})", shown.join(", "))
+}
+
+fn counts_line(ids: &BTreeMap<String, BTreeSet<String>>) -> String {
+    let parts: Vec<String> = ids
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k} {}", v.len()))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn counts_json(ids: &BTreeMap<String, BTreeSet<String>>) -> Value {
+    Value::Object(
+        ids.iter()
+            .map(|(k, v)| (k.clone(), json!(v.len())))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entities_are_compared_by_id_per_type() {
+        let backup = entity_ids(&json!({
+            "_format_version": "3.0", "workspaces": [{"id": "w"}],
+            "services": [{"id": "s1"}, {"id": "s2"}], "routes": [{"name": "no-id"}], "plugins": []
+        }));
+        assert_eq!(counts_line(&backup), "routes 1, services 2");
+        let live = entity_ids(&json!({"services": [{"id": "s1"}, {"id": "s3"}], "consumers": []}));
+        let diff = compare(&backup, &live);
+        assert_eq!(
+            diff.get("services"),
+            Some(&(vec!["s3".to_string()], vec!["s2".to_string()]))
+        );
+        assert_eq!(diff.get("routes").map(|d| d.1.len()), Some(1));
+        assert!(!diff.contains_key("plugins") && !diff.contains_key("consumers"));
+        assert!(compare(&live, &live).is_empty());
+        assert_eq!(sample(&[]), "");
+        let many: Vec<String> = (0..7).map(|i| i.to_string()).collect();
+        assert_eq!(sample(&many), " (0, 1, 2, 3, 4, ...)");
+    }
+}

@@ -1,0 +1,323 @@
+//! `status`: what the storage holds under the prefix — the gateway versions, the export of each
+//! (age, size, uploader, sha256, from its listing entry and a HEAD), and the leader-election
+//! registrations of each version, read with Kong's rules: S3 key
+//! `<prefix>/<version>/election/<register_time>-<node_id>`, fresh while
+//! `now <= last_modified + interval + 5 s`, leader the fresh candidate with the smallest register
+//! time (ties: the smaller node id).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use config_bridge::store::ListEntry;
+use serde_json::{json, Value};
+
+use super::{deadline, http, progress};
+use crate::args::StatusArgs;
+use crate::outcome::{Exit, Outcome, Res};
+use crate::settings::Settings;
+use crate::storage::Storage;
+use crate::time::{age, now_ms, rfc3339};
+
+/// Kong's grace after the interval before a registration counts as stale.
+const ELECTION_GRACE_MS: u64 = 5_000;
+
+/// One registration under `election/`.
+#[derive(Clone, Debug, PartialEq)]
+struct Candidate {
+    register_time: f64,
+    /// As written in the key (Kong prints up to 3 decimals).
+    register_text: String,
+    node_id: String,
+    refreshed_ms: Option<u64>,
+    fresh: bool,
+}
+
+#[derive(Default)]
+struct Version {
+    export: Option<ListEntry>,
+    candidates: Vec<Candidate>,
+}
+
+pub fn run(args: &StatusArgs) -> Res<Outcome> {
+    let common = &args.common;
+    let deadline = deadline(common)?;
+    let progress = progress(common);
+    let mut settings = Settings::load(common)?.reading();
+    // Every version is listed: the core wants a gateway version for its key template only.
+    if std::env::var_os("CONFIG_BRIDGE_GATEWAY_VERSION").is_none() {
+        settings.set_default("gateway_version", "-");
+    }
+    let cfg = settings.parse(None)?;
+    let http = http(&cfg, common)?;
+    let storage = Storage::new(&cfg, &http, progress, deadline);
+    let location = &cfg.storage.location;
+    let prefix = if location.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", location.prefix)
+    };
+    let root = format!("s3://{}/{prefix}", location.bucket);
+    let now = now_ms();
+    let interval_ms = args.election_interval.saturating_mul(1000);
+
+    let mut versions: BTreeMap<String, Version> = BTreeMap::new();
+    let mut other = 0usize;
+    for entry in storage.list(&prefix)? {
+        let rest = entry
+            .key
+            .get(prefix.len()..)
+            .unwrap_or_default()
+            .to_string();
+        match rest.split_once('/') {
+            Some((version, "config.json")) => {
+                versions.entry(version.to_string()).or_default().export = Some(entry);
+            }
+            Some((version, name)) if name.starts_with("election/") => {
+                let name = name.trim_start_matches("election/");
+                match parse_registration(name) {
+                    Some((register_time, node_id)) => {
+                        let fresh = entry
+                            .modified_ms
+                            .is_some_and(|t| now <= t + interval_ms + ELECTION_GRACE_MS);
+                        versions
+                            .entry(version.to_string())
+                            .or_default()
+                            .candidates
+                            .push(Candidate {
+                                register_time,
+                                register_text: name
+                                    .split_once('-')
+                                    .map(|(t, _)| t.to_string())
+                                    .unwrap_or_default(),
+                                node_id,
+                                refreshed_ms: entry.modified_ms,
+                                fresh,
+                            });
+                    }
+                    None => other += 1,
+                }
+            }
+            _ => other += 1,
+        }
+    }
+    if versions.is_empty() {
+        return Ok(Outcome::new(
+            Exit::Nothing,
+            format!("nothing under {root} (no exports, no election registrations)"),
+        )
+        .field("storage", root)
+        .field("versions", json!([])));
+    }
+
+    let mut order: Vec<&String> = versions.keys().collect();
+    order.sort_by(|a, b| version_order(b, a));
+    let mut report = Outcome::ok(format!(
+        "{} gateway version(s) under {root}{}",
+        versions.len(),
+        if other > 0 {
+            format!(", {other} other object(s)")
+        } else {
+            String::new()
+        }
+    ))
+    .line(root.as_str());
+    let mut out = Vec::new();
+    for name in order {
+        let v = &versions[name];
+        let mut item = json!({"version": name});
+        match &v.export {
+            Some(entry) => {
+                let meta = storage.head(&entry.key)?;
+                let applied = meta.as_ref().and_then(|m| m.applied_at);
+                let since = applied.or(entry.modified_ms);
+                let uploader = meta
+                    .as_ref()
+                    .and_then(|m| m.uploader.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                let sha = meta.as_ref().and_then(|m| m.sha256_hex.clone());
+                report = report.line(format!(
+                    "  {name}: {} bytes, {}, uploaded by {uploader}, sha256 {}",
+                    entry.size,
+                    since
+                        .map(|t| format!("{} old", age(now.saturating_sub(t))))
+                        .unwrap_or_else(|| "age unknown".into()),
+                    sha.as_deref()
+                        .map(|s| s.get(..12).unwrap_or(s))
+                        .unwrap_or("-")
+                ));
+                item["export"] = json!({
+                    "object": storage.describe(&entry.key),
+                    "bytes": entry.size,
+                    "last_modified": entry.modified_ms.map(rfc3339),
+                    "applied_at": applied.map(rfc3339),
+                    "age_seconds": since.map(|t| now.saturating_sub(t) / 1000),
+                    "uploader": meta.as_ref().and_then(|m| m.uploader.clone()),
+                    "sha256": sha,
+                    "etag": meta.and_then(|m| m.version),
+                });
+            }
+            None => {
+                report = report.line(format!("  {name}: no export"));
+                item["export"] = Value::Null;
+            }
+        }
+        if !v.candidates.is_empty() {
+            let leader = leader(&v.candidates);
+            report = report.line(format!(
+                "    election (interval {} s): {} candidate(s), leader {}",
+                args.election_interval,
+                v.candidates.len(),
+                leader
+                    .map(|c| c.node_id.as_str())
+                    .unwrap_or("none (no fresh candidate)")
+            ));
+            let mut sorted: Vec<&Candidate> = v.candidates.iter().collect();
+            sorted.sort_by(|a, b| by_seniority(a, b));
+            for c in &sorted {
+                report = report.line(format!(
+                    "      {:<14} {:<24} {}{}",
+                    c.register_text,
+                    c.node_id,
+                    match (c.fresh, c.refreshed_ms) {
+                        (true, Some(t)) =>
+                            format!("fresh (refreshed {} ago)", age(now.saturating_sub(t))),
+                        (false, Some(t)) =>
+                            format!("stale (refreshed {} ago)", age(now.saturating_sub(t))),
+                        _ => "stale (no LastModified)".to_string(),
+                    },
+                    if leader == Some(*c) {
+                        "  <- leader"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            item["election"] = json!({
+                "interval_seconds": args.election_interval,
+                "leader": leader.map(|c| c.node_id.clone()),
+                "candidates": sorted.iter().map(|c| json!({
+                    "node_id": c.node_id,
+                    "register_time": c.register_text,
+                    "refreshed": c.refreshed_ms.map(rfc3339),
+                    "fresh": c.fresh,
+                })).collect::<Vec<_>>(),
+            });
+        }
+        out.push(item);
+    }
+    Ok(report
+        .field("storage", root)
+        .field("versions", Value::Array(out))
+        .field("other_objects", other))
+}
+
+/// Kong's `^(\d+\.?\d*)-(.+)$`: register time in seconds, node id.
+fn parse_registration(name: &str) -> Option<(f64, String)> {
+    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut end = digits;
+    if name.as_bytes().get(end) == Some(&b'.') {
+        end += 1;
+        end += name
+            .get(end..)?
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+    }
+    let node = name.get(end..)?.strip_prefix('-')?;
+    if node.is_empty() {
+        return None;
+    }
+    Some((name.get(..end)?.parse().ok()?, node.to_string()))
+}
+
+/// Smallest register time first, ties by the smaller node id.
+fn by_seniority(a: &Candidate, b: &Candidate) -> Ordering {
+    a.register_time
+        .total_cmp(&b.register_time)
+        .then_with(|| a.node_id.cmp(&b.node_id))
+}
+
+fn leader(candidates: &[Candidate]) -> Option<&Candidate> {
+    candidates
+        .iter()
+        .filter(|c| c.fresh)
+        .min_by(|a, b| by_seniority(a, b))
+}
+
+/// `3.10.0` after `3.9.1`: numeric where both parts are numbers.
+fn version_order(a: &str, b: &str) -> Ordering {
+    let mut x = a.split(['.', '-']);
+    let mut y = b.split(['.', '-']);
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(p), Some(q)) => {
+                let o = match (p.parse::<u64>(), q.parse::<u64>()) {
+                    (Ok(m), Ok(n)) => m.cmp(&n),
+                    _ => p.cmp(q),
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(t: f64, id: &str, fresh: bool) -> Candidate {
+        Candidate {
+            register_time: t,
+            register_text: t.to_string(),
+            node_id: id.into(),
+            refreshed_ms: Some(0),
+            fresh,
+        }
+    }
+
+    #[test]
+    fn registrations_parse_as_kong_writes_them() {
+        assert_eq!(
+            parse_registration("1733012345.123-node-a"),
+            Some((1_733_012_345.123, "node-a".into()))
+        );
+        assert_eq!(
+            parse_registration("1733012345-dp-1.example"),
+            Some((1_733_012_345.0, "dp-1.example".into()))
+        );
+        assert_eq!(
+            parse_registration("1733012345.-x"),
+            Some((1_733_012_345.0, "x".into()))
+        );
+        for bad in ["node-a", "-x", "123", "123-", "12.3.4-x", ""] {
+            assert_eq!(parse_registration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_leader_is_the_oldest_fresh_candidate_ties_by_node_id() {
+        let cs = [
+            cand(10.0, "b", true),
+            cand(10.0, "a", true),
+            cand(5.0, "old-but-stale", false),
+            cand(20.0, "young", true),
+        ];
+        assert_eq!(leader(&cs).map(|c| c.node_id.as_str()), Some("a"));
+        assert_eq!(leader(&cs[2..3]), None);
+    }
+
+    #[test]
+    fn versions_sort_numerically() {
+        let mut v = vec!["3.9.1", "3.10.0", "3.4.2.0", "dev"];
+        v.sort_by(|a, b| version_order(a, b));
+        assert_eq!(v, ["3.4.2.0", "3.9.1", "3.10.0", "dev"]);
+    }
+}

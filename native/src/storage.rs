@@ -1,0 +1,211 @@
+//! Direct storage requests for the commands that only read (import to a file, drill, status):
+//! the core's store builds and signs each request and classifies each answer; this sends them
+//! and retries transport failures and error answers with the core's backoff until the deadline.
+
+use std::time::{Duration, Instant};
+
+use config_bridge::backoff::{Backoff, Rng};
+use config_bridge::document::{sha256_hex, validate_declarative_json};
+use config_bridge::http::{HttpResponse, OutboundRequest};
+use config_bridge::settings::Config;
+use config_bridge::store::{
+    self, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore, RemoteMeta, StoreError,
+};
+
+use crate::http::Http;
+use crate::outcome::{Exit, Outcome, Progress, Res};
+use crate::time::{http_date_ms, now_ms};
+
+/// A listing stops after this many pages (1,000 keys each).
+const MAX_LIST_PAGES: usize = 100;
+
+pub struct Storage<'a> {
+    pub store: Box<dyn ObjectStore>,
+    http: &'a Http,
+    progress: Progress,
+    deadline: Instant,
+}
+
+/// A downloaded object.
+pub struct Object {
+    pub body: Vec<u8>,
+    pub meta: RemoteMeta,
+    /// `Last-Modified`, ms since the epoch.
+    pub last_modified: Option<u64>,
+}
+
+impl Object {
+    /// When the config was first seen by its exporter (`x-amz-meta-config-applied-at`), else
+    /// when the object was written; and which of the two it is.
+    pub fn applied_at(&self) -> Option<(u64, &'static str)> {
+        match (self.meta.applied_at, self.last_modified) {
+            (Some(t), _) => Some((t, "x-amz-meta-config-applied-at")),
+            (None, Some(t)) => Some((t, "Last-Modified")),
+            (None, None) => None,
+        }
+    }
+}
+
+impl<'a> Storage<'a> {
+    pub fn new(cfg: &Config, http: &'a Http, progress: Progress, deadline: Instant) -> Storage<'a> {
+        Storage {
+            store: store::for_settings(&cfg.storage),
+            http,
+            progress,
+            deadline,
+        }
+    }
+
+    /// `s3://bucket/key`.
+    pub fn describe(&self, key: &str) -> String {
+        self.store.describe(key)
+    }
+
+    /// The export at `key`; exit 11 when there is none (`missing`: what that means here).
+    pub fn get(&self, key: &str, missing: &str) -> Res<Object> {
+        let found = self.exchange(&|now| self.store.get(key, None, now), &|resp| {
+            let last_modified = resp.header("last-modified").and_then(http_date_ms);
+            match self.store.parse_get(resp) {
+                GetOutcome::Found { body, meta } => Ok(Some(Object {
+                    body,
+                    meta,
+                    last_modified,
+                })),
+                GetOutcome::Missing => Ok(None),
+                GetOutcome::NotModified => Err(unexpected(304)),
+                GetOutcome::Failed(e) => Err(e),
+            }
+        })?;
+        found.ok_or_else(|| {
+            let where_ = self.describe(key);
+            Outcome::new(Exit::Nothing, format!("{where_} does not exist: {missing}"))
+                .field("object", where_)
+        })
+    }
+
+    /// The object's metadata, or `None` when it does not exist.
+    pub fn head(&self, key: &str) -> Res<Option<RemoteMeta>> {
+        self.exchange(
+            &|now| self.store.head(key, now),
+            &|resp| match self.store.parse_head(&resp) {
+                HeadOutcome::Found(meta) => Ok(Some(meta)),
+                HeadOutcome::Missing => Ok(None),
+                HeadOutcome::Failed(e) => Err(e),
+            },
+        )
+    }
+
+    /// Every key under `prefix`, page by page (at most `MAX_LIST_PAGES`).
+    pub fn list(&self, prefix: &str) -> Res<Vec<ListEntry>> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let (entries, next) = self.exchange(
+                &|now| self.store.list(prefix, token.as_deref(), now),
+                &|resp| match self.store.parse_list(&resp) {
+                    ListOutcome::Page { entries, next } => Ok((entries, next)),
+                    ListOutcome::Failed(e) => Err(e),
+                },
+            )?;
+            all.extend(entries);
+            match next {
+                Some(n) => token = Some(n),
+                None => return Ok(all),
+            }
+        }
+        self.progress
+            .warn(&format!("the listing was cut after {MAX_LIST_PAGES} pages"));
+        Ok(all)
+    }
+
+    /// One request, retried with backoff while the store fails or does not answer.
+    fn exchange<T>(
+        &self,
+        build: &dyn Fn(u64) -> Result<OutboundRequest, String>,
+        parse: &dyn Fn(HttpResponse) -> Result<T, StoreError>,
+    ) -> Res<T> {
+        let mut retry = Retry::new(self.deadline);
+        loop {
+            let request = build(now_ms()).map_err(|e| {
+                Outcome::new(Exit::Usage, format!("cannot build a storage request: {e}"))
+            })?;
+            let why = match self.http.send(&request) {
+                Ok(resp) => match parse(resp) {
+                    Ok(t) => return Ok(t),
+                    Err(e) => format!("{e} (from {})", request.authority),
+                },
+                Err(e) => e,
+            };
+            if !retry.pause(&why, self.progress) {
+                return Err(Outcome::new(
+                    Exit::Storage,
+                    format!("the storage did not answer usefully: {why}"),
+                ));
+            }
+        }
+    }
+}
+
+fn unexpected(status: u16) -> StoreError {
+    StoreError {
+        status,
+        code: "Unexpected".into(),
+        message: "unexpected answer".into(),
+    }
+}
+
+/// Capped exponential backoff with jitter (the core's) until a deadline.
+pub struct Retry {
+    deadline: Instant,
+    backoff: Backoff,
+    rng: Rng,
+    attempt: u32,
+}
+
+impl Retry {
+    pub fn new(deadline: Instant) -> Retry {
+        Retry {
+            deadline,
+            backoff: Backoff {
+                base_ms: 500,
+                max_ms: 10_000,
+            },
+            rng: Rng::new(now_ms() ^ u64::from(std::process::id())),
+            attempt: 0,
+        }
+    }
+
+    /// Waits before the next attempt (never past the deadline); false when the deadline has
+    /// passed and there is no next attempt.
+    pub fn pause(&mut self, why: &str, progress: Progress) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        self.attempt += 1;
+        let delay = Duration::from_millis(self.backoff.delay(self.attempt, &mut self.rng))
+            .min(self.deadline - now);
+        progress.warn(&format!("{why}; retrying in {} ms", delay.as_millis()));
+        std::thread::sleep(delay);
+        true
+    }
+}
+
+/// The checks the filter's import makes before applying an object: a size limit, a Kong
+/// declarative configuration (JSON object with `_format_version`, the core's check), and its
+/// `config-sha256` metadata when present (a corrupt or truncated object is not applied).
+pub fn check_object(object: &Object, max_bytes: u64) -> Result<(), String> {
+    let size = object.body.len() as u64;
+    if size > max_bytes {
+        return Err(format!(
+            "{size} bytes is more than --max-bytes ({max_bytes})"
+        ));
+    }
+    validate_declarative_json(&object.body).map_err(|reason| format!("the object {reason}"))?;
+    match &object.meta.sha256_hex {
+        Some(expected) if *expected != sha256_hex(&object.body) => Err(
+            "its content does not match its config-sha256 metadata (corrupt or truncated)".into(),
+        ),
+        _ => Ok(()),
+    }
+}
