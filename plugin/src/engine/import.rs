@@ -31,7 +31,7 @@ use crate::backoff::{Backoff, Rng};
 use crate::document::{sha256_hex, validate_declarative_json};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::HttpUrl;
-use crate::settings::scanner::{check_json, json_string, object_members};
+use crate::settings::scanner::object_members;
 use crate::settings::ImportSettings;
 use crate::store::{GetOutcome, ObjectStore, RemoteMeta};
 
@@ -471,15 +471,9 @@ fn plain_get(url: &HttpUrl, upstream: &str, headers: Vec<(String, String)>) -> O
     }
 }
 
-/// `configuration_hash` of a `/status` answer.
+/// `configuration_hash` of a `/status` answer (the Kong Admin source reads it the same way).
 fn status_hash(body: &[u8]) -> Option<String> {
-    check_json(body).ok()?;
-    let members = object_members(body)?;
-    let (_, s, e) = members
-        .iter()
-        .rev()
-        .find(|(k, _, _)| k == "configuration_hash")?;
-    json_string(body.get(*s..*e)?).ok()
+    super::source::kong_admin::status_hash(body).ok().flatten()
 }
 
 /// A `/services` page holding exactly one service, tagged as the bootstrap's.

@@ -375,7 +375,7 @@ impl KongAdmin {
 }
 
 /// `configuration_hash` of a `/status` answer (`None`: a database-backed node has none).
-fn status_hash(body: &[u8]) -> Result<Option<String>, String> {
+pub(crate) fn status_hash(body: &[u8]) -> Result<Option<String>, String> {
     check_json(body).map_err(|_| "/status did not answer JSON".to_string())?;
     let members = object_members(body).ok_or("/status did not answer a JSON object")?;
     Ok(members
