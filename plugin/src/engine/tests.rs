@@ -554,8 +554,8 @@ fn an_older_foreign_object_is_replaced_with_if_match() {
     assert_eq!(sim.s3.put_bodies(), vec![(102_000, doc("A"))]);
 }
 
-#[test]
-fn dispatch_failure_from_the_host_is_a_failed_export() {
+/// The effects of the host failing the engine's first request with `reason`.
+fn first_request_fails(reason: &str) -> Vec<Effect> {
     let cfg = config(&doc("A"), serde_json::json!({}));
     let mut e = Engine::new(cfg, 9);
     let mut shared = FakeStore::new(CasRules::Ngx);
@@ -569,15 +569,20 @@ fn dispatch_failure_from_the_host_is_a_failed_export() {
         .dispatches
         .into_iter()
         .next()
-        .unwrap();
-    let fx = e.on_event(
+        .expect("a request");
+    e.on_event(
         Event::CallFailed {
             id: d.id,
-            reason: "broken connection".into(),
+            reason: reason.into(),
         },
-        1000,
+        1500,
         &mut shared,
-    );
+    )
+}
+
+#[test]
+fn dispatch_failure_from_the_host_is_a_failed_export() {
+    let fx = first_request_fails("broken connection");
     assert!(fx.iter().any(|f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("request to 127.0.0.1:9000 failed: broken connection"))), "{fx:?}");
 }
 
@@ -907,28 +912,7 @@ fn a_head_answer_that_matches_the_current_document_settles_it() {
 /// Failure lines say where the call went (host:port), never credentials.
 #[test]
 fn failure_lines_name_the_endpoint() {
-    let cfg = config(&doc("A"), serde_json::json!({}));
-    let mut e = Engine::new(cfg, 11);
-    let mut shared = FakeStore::new(CasRules::Ngx);
-    e.on_event(
-        Event::ConfigApplied(Rc::new(doc("A").into_bytes())),
-        0,
-        &mut shared,
-    );
-    let d = e
-        .tick(1000, &mut shared)
-        .dispatches
-        .into_iter()
-        .next()
-        .expect("a request");
-    let fx = e.on_event(
-        Event::CallFailed {
-            id: d.id,
-            reason: "timeout".into(),
-        },
-        1500,
-        &mut shared,
-    );
+    let fx = first_request_fails("timeout");
     let line = fx
         .iter()
         .find_map(|f| match f {
