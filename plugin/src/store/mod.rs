@@ -8,6 +8,7 @@ use std::rc::Rc;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::settings::{StorageBackend, StorageSettings};
 
+pub mod election_objects;
 pub mod s3;
 pub mod sigv4;
 pub mod timestamp;
@@ -87,6 +88,8 @@ pub struct ListEntry {
     pub key: String,
     /// Milliseconds since the epoch (S3 `LastModified`, GCS `updated`); `None` if unreadable.
     pub modified_ms: Option<u64>,
+    /// Creation time, ms since the epoch (GCS `timeCreated`; S3 has none).
+    pub created_ms: Option<u64>,
     pub size: u64,
 }
 
@@ -154,6 +157,18 @@ pub trait ObjectStore {
         now_ms: u64,
     ) -> Result<OutboundRequest, String>;
     fn delete(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
+    /// An empty registration object (Kong's election objects: empty `text/plain`, no metadata);
+    /// answered through `parse_put`.
+    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
+    /// The full key of this node's registration under `election_prefix` (ends with `/`).
+    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String;
+    /// A listed object under `election_prefix` as a candidate, as Kong parses it; `Err` names
+    /// what is malformed (the election logs it and skips the object).
+    fn election_candidate(
+        &self,
+        election_prefix: &str,
+        entry: &ListEntry,
+    ) -> Result<election_objects::ElectionCandidate, String>;
     fn parse_put(&self, resp: &HttpResponse) -> PutOutcome;
     fn parse_head(&self, resp: &HttpResponse) -> HeadOutcome;
     fn parse_get(&self, resp: HttpResponse) -> GetOutcome;

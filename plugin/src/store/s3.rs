@@ -10,6 +10,7 @@
 
 use std::rc::Rc;
 
+use super::election_objects::{self, ElectionCandidate};
 use super::sigv4::sign_v4;
 use super::timestamp::rfc3339_ms;
 use super::{
@@ -220,6 +221,7 @@ impl ObjectStore for S3Store {
                 Some(ListEntry {
                     key: xml_element(c, "Key")?,
                     modified_ms: xml_element(c, "LastModified").and_then(|t| rfc3339_ms(&t)),
+                    created_ms: None,
                     size: xml_element(c, "Size")
                         .and_then(|n| n.trim().parse().ok())
                         .unwrap_or(0),
@@ -266,6 +268,43 @@ impl ObjectStore for S3Store {
         }
         let payload_hash = hex(&meta.sha256);
         self.build("PUT", key, headers, Rc::clone(body), &payload_hash, now_ms)
+    }
+
+    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        let headers = vec![
+            ("content-type".into(), "text/plain".into()),
+            ("content-length".into(), "0".into()),
+        ];
+        let empty = sha256_hex(b"");
+        self.build("PUT", key, headers, Rc::default(), &empty, now_ms)
+    }
+
+    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String {
+        format!(
+            "{election_prefix}{}",
+            election_objects::s3_name(node_id, register_time_ms)
+        )
+    }
+
+    fn election_candidate(
+        &self,
+        election_prefix: &str,
+        entry: &ListEntry,
+    ) -> Result<ElectionCandidate, String> {
+        let name = entry
+            .key
+            .strip_prefix(election_prefix)
+            .unwrap_or(&entry.key);
+        let (register_time_ms, node_id) = election_objects::parse_s3_name(name)
+            .ok_or_else(|| format!("not `<register_time>-<node_id>`: {name:?}"))?;
+        let refreshed_ms = entry
+            .modified_ms
+            .ok_or_else(|| format!("no LastModified for {name:?}"))?;
+        Ok(ElectionCandidate {
+            node_id: node_id.to_string(),
+            register_time_ms,
+            refreshed_ms,
+        })
     }
 
     fn head(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
