@@ -469,6 +469,14 @@ impl Engine {
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
+        // A store that authenticates with a token (GCS) fetches a new one on the next tick; the
+        // call itself fails and is retried by its owner. Import's Kong Admin calls share the
+        // owner: a 401 there costs at most one extra token request.
+        if response.status == 401
+            && matches!(owner, Owner::Export | Owner::Import | Owner::Election)
+        {
+            self.store.on_unauthorized(now);
+        }
         match owner {
             Owner::Export => {
                 let mut cx = export_cx!(self, now, shared, fx);

@@ -179,6 +179,9 @@ pub trait ObjectStore {
     fn prerequisite(&mut self, _now_ms: u64) -> Option<OutboundRequest> {
         None
     }
+    /// A request of this store was answered 401: drop cached credentials (a token) so the next
+    /// `prerequisite` fetches new ones.
+    fn on_unauthorized(&mut self, _now_ms: u64) {}
     /// The prerequisite's answer (`Err`: the call failed, with the host's reason).
     fn on_prerequisite(
         &mut self,
