@@ -137,6 +137,7 @@ fn filter_config(srv: &Server, prefix: &str, doc: &Value, secret: &str, keys: Ke
         "cluster_fallback_export_s3_config": s3_config,
         "gateway_version": GATEWAY_VERSION,
         "node_id": NODE_ID,
+        "election": false,
         "aws_region": REGION,
         "storage_endpoint": srv.endpoint,
         "storage_upstream": srv.host_port,

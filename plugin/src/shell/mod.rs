@@ -63,6 +63,14 @@ impl Filter {
             .or_insert_with(|| Root::new(context_id, created));
     }
 
+    /// `on_done`: a root context going away withdraws its election registration (graceful
+    /// hand-over, docs/election.md); HTTP contexts have nothing to finish.
+    fn done(&mut self, context_id: u32) {
+        if let Some(root) = self.roots.get_mut(&context_id) {
+            root.stop();
+        }
+    }
+
     fn root_deleted(&mut self, context_id: u32) {
         self.roots.remove(&context_id);
     }
@@ -116,8 +124,8 @@ impl SharedStore for HostShared {
 const SCAN_SYNC_MAX: usize = 1024 * 1024;
 /// Bytes of a larger configuration validated per tick, and the tick period meanwhile.
 const SCAN_SLICE_BYTES: usize = 2 * 1024 * 1024;
-/// The host's tick period, set once per root context: the engine's own `tick_period_ms` and the
-/// stepwise work (scan, dump, sliced hash) are paced from it.
+/// The host's tick period (unless `host_tick_ms` says otherwise), set once per root context: the
+/// engine's own `tick_period_ms` and the stepwise work (scan, dump, sliced hash) are paced from it.
 const HOST_TICK_MS: u64 = 50;
 
 /// A large filter configuration and its resumable validation.
@@ -224,7 +232,7 @@ impl Root {
                 bytes,
                 scanner: Scanner::new(Some("config")),
             });
-            self.ensure_ticks();
+            self.ensure_ticks(HOST_TICK_MS);
             return true;
         }
         // An importer puts its own configuration in place of exporting filters it imports; an
@@ -271,7 +279,7 @@ impl Root {
 
     /// A valid configuration: (re)configures the engine and hands it its own document.
     fn apply(&mut self, cfg: Config, own_text: Option<Rc<Vec<u8>>>) -> bool {
-        self.ensure_ticks();
+        self.ensure_ticks(cfg.host_tick_ms);
         self.inert = None;
         self.metrics.apply(Metric::ConfigInvalid, 0);
         let summary = summary(&cfg);
@@ -304,7 +312,7 @@ impl Root {
         if error.strict {
             return false;
         }
-        self.ensure_ticks();
+        self.ensure_ticks(HOST_TICK_MS);
         self.inert = Some(Inert {
             error,
             last_reminder_ms: hostcalls::now_ms().unwrap_or(0),
@@ -349,17 +357,26 @@ impl Root {
         }
     }
 
+    fn stop(&mut self) {
+        let (Some(engine), Ok(now)) = (self.engine.as_mut(), hostcalls::now_ms()) else {
+            return;
+        };
+        for d in engine.stop(now) {
+            self.dispatch(d);
+        }
+    }
+
     /// Sets the host's tick period, once per root context: ngx_wasm_module traps on a second
     /// `set_tick_period` ("tick_period already set": docs/host-behaviours.md), and Kong re-runs
     /// `on_configure` when a filter chain's configuration changes.
-    fn ensure_ticks(&mut self) {
+    fn ensure_ticks(&mut self, period_ms: u64) {
         if self.tick_set {
             return;
         }
         // The engine's first tick comes one `tick_period_ms` after the first configuration, as it
         // would with a host timer of that period.
         self.last_engine_tick = hostcalls::now_ms().unwrap_or(0);
-        match hostcalls::set_tick_period_ms(HOST_TICK_MS) {
+        match hostcalls::set_tick_period_ms(period_ms) {
             Ok(()) => self.tick_set = true,
             // Refused: no timer was set, so the next configuration may try again.
             Err(s) => log(
