@@ -41,6 +41,9 @@ const FIRST_ROUND_SPREAD_MS: u64 = 5_000;
 /// together register within the 0–5 s spread, so by then each one sees all the others (else the
 /// first to register would lead alone until its next round).
 pub(crate) const SETTLE_MS: u64 = FIRST_ROUND_SPREAD_MS + 1_000;
+/// A node coming back (its registration went stale, so another may lead now) waits a round
+/// period and this much more, so the other has listed it and stepped down first.
+const REJOIN_MARGIN_MS: u64 = 5_000;
 const SKEW_WARN_MS: i64 = 2_000;
 /// Measured skews below this are the `Date` header's resolution, not skew.
 const SKEW_NOISE_MS: i64 = 1_500;
@@ -61,6 +64,17 @@ enum Phase {
     Resigning,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    /// The node's first registration: peers started with it register within the spread.
+    Start,
+    /// Another worker of the node led or registered, and the node's registration is still fresh:
+    /// nobody else can lead meanwhile.
+    Takeover,
+    /// The node's registration went stale: another node may lead until its next round.
+    Rejoin,
+}
+
 #[derive(Debug)]
 pub(super) struct Election {
     settings: ElectionSettings,
@@ -74,9 +88,12 @@ pub(super) struct Election {
     phase: Phase,
     next_round_at: u64,
     round_started: u64,
-    /// Local time of the last successful registration, and of this election's first one.
+    /// Local time of the last successful registration.
     registered_at: Option<u64>,
-    first_registered_at: Option<u64>,
+    /// How this node (re-)enters the race, decided when it registers; and from when it may
+    /// lead, set by the first registration of that entry.
+    entry: Entry,
+    eligible_from: Option<u64>,
     /// This round's candidates with the keys they were listed under.
     candidates: Vec<(String, ElectionCandidate)>,
     /// The first round's random delay, and when this election first wanted to register.
@@ -113,7 +130,8 @@ impl Election {
             register_time_ms: None,
             registered_key: None,
             registered_at: None,
-            first_registered_at: None,
+            entry: Entry::Start,
+            eligible_from: None,
             candidates: Vec::new(),
             leading: false,
             leader_until: 0,
@@ -205,6 +223,8 @@ impl Election {
             // No successful round for too long (the store unreachable, a partition): the others
             // no longer count this node, so it must not export either.
             self.leading = false;
+            self.entry = Entry::Rejoin;
+            self.eligible_from = None;
             fx.log(
                 Level::Warn,
                 "election: this node no longer leads the export (its registration could not be refreshed)",
@@ -216,8 +236,20 @@ impl Election {
         }
         if self.register_time_ms.is_none() {
             match self.load_register_time(shared) {
-                // The node registered before (another worker held the lease): no delay.
-                Ok(Some(t)) => self.register_time_ms = Some(t),
+                // The node registered before (another worker held the lease): no delay; it
+                // rejoins unless its registration is still fresh.
+                Ok(Some((t, refreshed))) => {
+                    self.register_time_ms = Some(t);
+                    let fresh_until = refreshed
+                        .saturating_add(self.settings.interval_ms)
+                        .saturating_add(FRESHNESS_GRACE_MS)
+                        .saturating_sub(LEADER_MARGIN_MS);
+                    self.entry = if now < fresh_until {
+                        Entry::Takeover
+                    } else {
+                        Entry::Rejoin
+                    };
+                }
                 Ok(None) => {
                     let first = *self.first_poll.get_or_insert(now);
                     if now < first.saturating_add(self.spread_ms) {
@@ -273,6 +305,7 @@ impl Election {
         now: u64,
         node_id: &str,
         store: &dyn ObjectStore,
+        shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
         self.measure_skew(&response, now, fx);
@@ -281,7 +314,15 @@ impl Election {
             Phase::Registering => match store.parse_put(&response) {
                 PutOutcome::Stored { .. } => {
                     self.registered_at = Some(now);
-                    self.first_registered_at.get_or_insert(now);
+                    self.note_refresh(shared, now);
+                    if self.eligible_from.is_none() {
+                        let wait = match self.entry {
+                            Entry::Start => SETTLE_MS,
+                            Entry::Takeover => 0,
+                            Entry::Rejoin => self.round_period().saturating_add(REJOIN_MARGIN_MS),
+                        };
+                        self.eligible_from = Some(now.saturating_add(wait));
+                    }
                     self.candidates.clear();
                     self.phase = Phase::Listing { next: None };
                 }
@@ -410,10 +451,7 @@ impl Election {
             );
             fx.metric(Metric::ElectionLeaderChangesTotal, 1);
         }
-        let settle_until = self
-            .first_registered_at
-            .unwrap_or(now)
-            .saturating_add(SETTLE_MS);
+        let settle_until = self.eligible_from.unwrap_or(u64::MAX);
         let first_in_line = leader_id.as_deref() == Some(node_id);
         let leading = first_in_line && now >= settle_until;
         if leading != self.leading {
@@ -435,10 +473,10 @@ impl Election {
             .saturating_add(window)
             .saturating_sub(LEADER_MARGIN_MS);
 
-        self.next_round_at = self.round_started.saturating_add(interval);
+        self.next_round_at = self.round_started.saturating_add(self.round_period());
         if first_in_line && !leading {
-            // Confirm once the peers started at the same time have registered.
-            self.next_round_at = settle_until;
+            // Confirm once the others have had their round (see `Entry`).
+            self.next_round_at = settle_until.max(now.saturating_add(1_000));
         }
         if let Some(l) = leader.as_ref().filter(|l| l.node_id != node_id) {
             // Look again just after the leader would go stale, in local time.
@@ -501,28 +539,58 @@ impl Election {
         self.skew_warned = over;
     }
 
-    fn load_register_time(&self, shared: &mut dyn SharedStore) -> Result<Option<u64>, String> {
+    /// Candidates re-register every three quarters of the interval: Kong re-registers every
+    /// interval and drops a candidate silent for interval + 5 s, which leaves no room for a
+    /// retry; a quarter interval does (and Kong nodes still see us fresh).
+    fn round_period(&self) -> u64 {
+        (self.settings.interval_ms / 4 * 3).max(1_000)
+    }
+
+    /// The node's register time and last refresh from shared data (`<register> <refreshed>`).
+    fn load_register_time(
+        &self,
+        shared: &mut dyn SharedStore,
+    ) -> Result<Option<(u64, u64)>, String> {
         let (value, _) = shared.get(&self.register_key)?;
         Ok(value
             .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|s| s.trim().parse().ok()))
+            .and_then(|s| parse_record(&s)))
+    }
+
+    /// Records a successful refresh for a worker that takes over the lease (best effort: without
+    /// it, that worker rejoins, which is slower, not wrong).
+    fn note_refresh(&self, shared: &mut dyn SharedStore, now: u64) {
+        let Some(t) = self.register_time_ms else {
+            return;
+        };
+        if let Ok((_, cas)) = shared.get(&self.register_key) {
+            let _ = shared.set(&self.register_key, format!("{t} {now}").as_bytes(), cas);
+        }
     }
 
     /// The first worker to register writes the node's register time; a racing worker's wins.
     fn store_register_time(&self, shared: &mut dyn SharedStore, now: u64) -> Result<u64, String> {
         let (existing, cas) = shared.get(&self.register_key)?;
-        if let Some(t) = existing
+        if let Some((t, _)) = existing
             .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|s| s.trim().parse().ok())
+            .and_then(|s| parse_record(&s))
         {
             return Ok(t);
         }
-        if shared.set(&self.register_key, now.to_string().as_bytes(), cas)? {
+        if shared.set(&self.register_key, format!("{now} 0").as_bytes(), cas)? {
             return Ok(now);
         }
         self.load_register_time(shared)?
+            .map(|(t, _)| t)
             .ok_or_else(|| "register time vanished".to_string())
     }
+}
+
+fn parse_record(s: &str) -> Option<(u64, u64)> {
+    let mut parts = s.split_whitespace();
+    let t = parts.next()?.parse().ok()?;
+    let refreshed = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+    Some((t, refreshed))
 }
 
 /// Registrations of nodes silent this long are deleted by the leader: long enough that a node

@@ -570,7 +570,7 @@ impl Engine {
             Owner::Election => {
                 let node_id = self.export.node_id().unwrap_or_default();
                 self.election
-                    .on_answer(response, now, node_id, self.store.as_ref(), fx);
+                    .on_answer(response, now, node_id, self.store.as_ref(), shared, fx);
             }
             Owner::Store => {
                 if let Err(e) = self.store.on_prerequisite(Ok(response), now) {

@@ -149,6 +149,9 @@ struct Root {
     context_id: u32,
     me: u64,
     engine: Option<Engine>,
+    /// The engine of a configuration that turned invalid: withdraws its election registration at
+    /// the next tick (ngx_wasm_module refuses calls from `on_configure`), then goes.
+    retiring: Option<Engine>,
     inert: Option<Inert>,
     /// A large configuration being validated a slice per tick.
     pending: Option<PendingConfig>,
@@ -177,6 +180,7 @@ impl Root {
             context_id,
             me: seed.max(1),
             engine: None,
+            retiring: None,
             inert: None,
             pending: None,
             tick_set: false,
@@ -306,7 +310,8 @@ impl Root {
     /// (ngx_wasm_module kills the worker for good on false: docs/host-behaviours.md).
     fn go_inert(&mut self, error: ConfigError) -> bool {
         log(Level::Error, &inert_line(&error, false));
-        self.engine = None;
+        // An inert filter is no candidate: a leader withdraws its registration (next tick).
+        self.retiring = self.engine.take();
         self.calls.clear();
         self.metrics.apply(Metric::ConfigInvalid, 1);
         if error.strict {
@@ -327,6 +332,11 @@ impl Root {
         };
         if self.pending.is_some() {
             self.scan_slice();
+        }
+        if let Some(mut retiring) = self.retiring.take() {
+            for d in retiring.stop(now) {
+                self.dispatch(d);
+            }
         }
         if let Some(inert) = self.inert.as_mut() {
             if now.saturating_sub(inert.last_reminder_ms) >= INERT_REMINDER_MS {
