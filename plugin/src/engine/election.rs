@@ -170,19 +170,20 @@ impl Election {
     }
 
     /// Carries the state of the previous engine's election (same prefix, same settings).
+    /// Kong re-configures the filter on every config change: the round schedule goes on.
     pub(super) fn carry_over(&mut self, previous: Election) {
-        let phase = std::mem::replace(&mut self.phase, Phase::Idle);
+        let interrupted = !matches!(previous.phase, Phase::Idle);
         *self = Election {
             settings: self.settings.clone(),
             prefix: std::mem::take(&mut self.prefix),
             register_key: std::mem::take(&mut self.register_key),
-            phase,
+            phase: Phase::Idle,
             ..previous
         };
-        // A call of the previous machine may still be in flight: its answer is ignored, the
-        // next round starts at once.
-        self.phase = Phase::Idle;
-        self.next_round_at = 0;
+        if interrupted {
+            // A round's answer is ignored (the phase is reset): that round starts again.
+            self.next_round_at = 0;
+        }
     }
 
     /// A round is under way with its next request due (the shell may tick faster).
