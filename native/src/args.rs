@@ -205,6 +205,11 @@ pub struct DrillArgs {
     /// Compare the export's entity ids, per entity type, with this live Kong Admin API
     #[arg(long, value_name = "URL")]
     pub compare_admin: Option<String>,
+    /// Apply the export to this scratch DB-less Kong Admin API (POST /config?flatten_errors=1):
+    /// proves Kong loads it (exit 12 with Kong's errors when it refuses). Never a live node: it
+    /// replaces that node's whole configuration
+    #[arg(long, value_name = "URL")]
+    pub apply_to: Option<String>,
     /// Fail (exit 20) when the export is older than this (from x-amz-meta-config-applied-at,
     /// else Last-Modified)
     #[arg(long, value_name = "SECS")]

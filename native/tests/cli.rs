@@ -684,3 +684,40 @@ fn secrets_are_never_printed_even_verbose_and_failing() {
     );
     cli_with(&format!("status --settings {broken}"), &[]).expect(2);
 }
+
+/// `drill --apply-to`: the backup loads in a scratch DB-less node (the mock checks Kong's schema
+/// and the RBAC token); a node that refuses it fails the drill with Kong's errors in one line.
+#[test]
+fn drill_applies_the_backup_to_a_scratch_admin_api() {
+    let s3 = S3::start();
+    s3.put_direct(KEY, doc(true).as_bytes(), SystemTime::now());
+    let (scratch, scratch_srv) = start_kong();
+    let run = s3.cli(&format!(
+        "drill --version {VERSION} --apply-to {}",
+        scratch_srv.url()
+    ));
+    run.expect(0);
+    assert!(run.stdout.contains("apply     "), "{run:#?}");
+    assert!(run.stdout.contains(": loaded (HTTP"), "{run:#?}");
+    let applied = scratch.config().expect("the scratch node holds the backup");
+    let backup: Value = serde_json::from_str(&doc(true)).unwrap();
+    assert_eq!(applied["services"], backup["services"]);
+
+    let refusing = answering(
+        400,
+        r#"{"code":14,"name":"invalid declarative configuration","message":"declarative config is invalid: {}","flattened_errors":[{"entity_type":"service","entity_name":"svc-a","errors":[{"type":"field","field":"host","message":"required field missing"}]}]}"#,
+    );
+    let run = s3.cli(&format!(
+        "drill --version {VERSION} --apply-to {} --json",
+        refusing.url()
+    ));
+    let out = run.expect(12).json();
+    let problems = out["problems"].to_string();
+    assert!(problems.contains("refused the backup"), "{out}");
+    assert!(problems.contains("required field missing"), "{out}");
+    s3.cli(&format!(
+        "drill --version {VERSION} --apply-to {}",
+        closed_port_url()
+    ))
+    .expect(14);
+}

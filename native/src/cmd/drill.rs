@@ -10,6 +10,7 @@ use std::time::Instant;
 use config_bridge::document::sha256_hex;
 use config_bridge::engine::source::kong_admin::{KongAdmin, KongAdminSettings};
 use config_bridge::engine::source::PollResult;
+use config_bridge::engine::{config_post_request, flattened_errors};
 use config_bridge::settings::SourceConfig;
 use serde_json::{json, Map, Value};
 
@@ -187,7 +188,59 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
                    "same": diff.is_empty(), "differences": differences}),
         );
     }
+    if let Some(url) = &args.apply_to {
+        let (line, problem) = apply_to(common, url, &object.body, &http)?;
+        report = report.line(line.clone()).field("apply", line);
+        problems.extend(problem);
+    }
     Ok(finish(report, problems))
+}
+
+/// `--apply-to`: the backup posted as is to a scratch node, as a restore would load it.
+fn apply_to(
+    common: &crate::args::Common,
+    url: &str,
+    body: &[u8],
+    http: &Http,
+) -> Res<(String, Option<(Exit, String)>)> {
+    // The Admin API's settings (URL, token) as the filter parses them.
+    let mut settings = Settings::load(common)?.reading();
+    settings.set("config_source", "kong_admin");
+    settings.set("kong_admin_url", url);
+    let SourceConfig::KongAdmin(admin) = settings.parse(None)?.source else {
+        return Err(Outcome::new(
+            Exit::Usage,
+            "--apply-to needs an Admin API URL",
+        ));
+    };
+    let request = config_post_request(&admin, body.to_vec());
+    Ok(match http.send(&request) {
+        Ok(resp) if (200..=299).contains(&resp.status) => (
+            format!("apply     {url}: loaded (HTTP {})", resp.status),
+            None,
+        ),
+        Ok(resp) if resp.status == 400 => (
+            format!("apply     {url}: refused"),
+            Some((
+                Exit::Invalid,
+                format!(
+                    "invalid: {url} refused the backup: {}",
+                    flattened_errors(&resp.body)
+                ),
+            )),
+        ),
+        Ok(resp) => (
+            format!("apply     {url}: HTTP {}", resp.status),
+            Some((
+                Exit::Source,
+                format!("{url} answered POST /config with HTTP {}", resp.status),
+            )),
+        ),
+        Err(e) => (
+            format!("apply     {url}: unreachable"),
+            Some((Exit::Source, format!("{url}: {e}"))),
+        ),
+    })
 }
 
 /// The report with its verdict: passed, or the first problem's exit code and every reason.

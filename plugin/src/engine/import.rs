@@ -26,6 +26,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::effects::{Effects, Level, Metric};
+use super::source::kong_admin::KongAdminSettings;
 use super::CallId;
 use crate::backoff::{Backoff, Rng};
 use crate::document::{sha256_hex, validate_declarative_json};
@@ -361,12 +362,7 @@ impl Import {
             &pending.body,
             self.own_filter_config.as_deref().map(Vec::as_slice),
         );
-        let mut req = self.admin_get("/config?flatten_errors=1");
-        req.method = "POST".into();
-        req.headers
-            .push(("content-type".into(), "application/json".into()));
-        req.body = Rc::new(body);
-        Some(req)
+        Some(config_post_request(&self.settings.admin, body))
     }
 
     fn posted(&mut self, resp: &HttpResponse, now: u64, fx: &mut Effects) {
@@ -447,16 +443,31 @@ impl Import {
     }
 
     fn admin_get(&self, path: &str) -> OutboundRequest {
-        let a = &self.settings.admin;
-        let mut headers = Vec::new();
-        if let Some((name, token)) = &a.auth {
-            headers.push((name.to_ascii_lowercase(), token.expose().to_string()));
-        }
-        let base = a.url.path().trim_end_matches('/');
-        let mut req = plain_get(&a.url, &a.upstream, headers);
-        req.path = format!("{base}{path}");
-        req
+        admin_get(&self.settings.admin, path)
     }
+}
+
+/// A GET of `path` under the Admin API's base URL, with its token.
+fn admin_get(a: &KongAdminSettings, path: &str) -> OutboundRequest {
+    let mut headers = Vec::new();
+    if let Some((name, token)) = &a.auth {
+        headers.push((name.to_ascii_lowercase(), token.expose().to_string()));
+    }
+    let base = a.url.path().trim_end_matches('/');
+    let mut req = plain_get(&a.url, &a.upstream, headers);
+    req.path = format!("{base}{path}");
+    req
+}
+
+/// `POST /config?flatten_errors=1` of `body` to a DB-less node's Admin API: what an import sends
+/// (and the native tool's `drill --apply-to`). 201 applied; 400 refused (`flattened_errors`).
+pub fn config_post_request(a: &KongAdminSettings, body: Vec<u8>) -> OutboundRequest {
+    let mut req = admin_get(a, "/config?flatten_errors=1");
+    req.method = "POST".into();
+    req.headers
+        .push(("content-type".into(), "application/json".into()));
+    req.body = Rc::new(body);
+    req
 }
 
 fn plain_get(url: &HttpUrl, upstream: &str, headers: Vec<(String, String)>) -> OutboundRequest {
@@ -492,7 +503,7 @@ fn only_bootstrap(page: &[u8]) -> bool {
 
 /// Kong's flattened errors as one line: the message, then entity type, name or id and messages
 /// of each error — never the entities' contents (they may hold credentials).
-fn flattened_errors(body: &[u8]) -> String {
+pub fn flattened_errors(body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return "no readable error body".into();
     };

@@ -24,7 +24,7 @@ use std::rc::Rc;
 
 pub use calls::{CallId, Owner};
 pub use effects::{Effect, Effects, Level, Metric, MetricKind};
-pub use import::BOOTSTRAP_TAG;
+pub use import::{config_post_request, flattened_errors, BOOTSTRAP_TAG};
 
 use calls::CallTable;
 use election::Election;
