@@ -73,12 +73,13 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
         Some((json, field)) => {
             // The reason names what is wrong, never a value (the key is a secret).
             let key = ServiceAccountKey::parse(&json).or_else(|r| err(&field, r))?;
-            let token_uri = match l.string("gcs_token_uri", &[])? {
-                Some((raw, f)) => HttpUrl::parse(&raw).or_else(|r| err(f, r))?,
+            let (token_uri, aud) = match l.string("gcs_token_uri", &[])? {
+                Some((raw, f)) => (HttpUrl::parse(&raw).or_else(|r| err(f, r))?, raw),
                 None => {
                     let raw = key.token_uri.as_deref().unwrap_or(GOOGLE_TOKEN_URI);
-                    HttpUrl::parse(raw)
-                        .or_else(|r| err(&field, format!("has an unusable token_uri: {r}")))?
+                    let url = HttpUrl::parse(raw)
+                        .or_else(|r| err(&field, format!("has an unusable token_uri: {r}")))?;
+                    (url, raw.trim().to_string())
                 }
             };
             let upstream = match l.string("gcs_token_upstream", &[])? {
@@ -88,6 +89,7 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
             TokenProvider::ServiceAccount {
                 key,
                 token_uri,
+                aud,
                 upstream,
             }
         }

@@ -154,10 +154,12 @@ impl ServiceAccountKey {
 /// How tokens are obtained.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenProvider {
-    /// JWT grant at `token_uri` (also the JWT's `aud`), reached through `upstream`.
+    /// JWT grant at `token_uri`, reached through `upstream`; `aud`: the token URI exactly as
+    /// written (Google compares the string).
     ServiceAccount {
         key: ServiceAccountKey,
         token_uri: HttpUrl,
+        aud: String,
         upstream: String,
     },
     /// The metadata server at `url` (its base), reached through `upstream`.
@@ -267,16 +269,16 @@ impl TokenCache {
             TokenProvider::ServiceAccount {
                 key,
                 token_uri,
+                aud,
                 upstream,
             } => {
-                let assertion =
-                    match key.assertion(self.scope, &token_uri.to_string(), now_ms / 1000) {
-                        Ok(a) => a,
-                        Err(e) => {
-                            self.failed(e, now_ms);
-                            return None;
-                        }
-                    };
+                let assertion = match key.assertion(self.scope, aud, now_ms / 1000) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.failed(e, now_ms);
+                        return None;
+                    }
+                };
                 let body = format!(
                     "grant_type={}&assertion={assertion}",
                     percent_encode(JWT_BEARER_GRANT, false)
@@ -495,5 +497,43 @@ mod tests {
         assert_eq!(base64_decode("Zm9v\nYmFy").unwrap(), b"foobar");
         assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
         assert_eq!(base64_decode("Zm9v*"), None);
+    }
+
+    /// The assertion verified by an independent RS256 implementation (the mock's, RustCrypto
+    /// `rsa`), with its `kid`, `iss`, `aud`, scope and lifetime checks.
+    #[test]
+    fn assertions_verify_against_the_keys_public_half() {
+        use harness_mocks::gcs::token::TokenAuthority;
+        let generated =
+            harness_mocks::gcs::ServiceAccountKey::generate("a@p.iam.gserviceaccount.com");
+        let file = generated.to_json(GOOGLE_TOKEN_URI).to_string();
+        let key = ServiceAccountKey::parse(&file).unwrap();
+        assert_eq!(
+            key.private_key_id.as_deref(),
+            Some(generated.private_key_id.as_str())
+        );
+        assert!(
+            !format!("{key:?}").contains("PRIVATE"),
+            "Debug hides the key"
+        );
+        let mut authority = TokenAuthority::default();
+        authority.register_key(
+            &generated.client_email,
+            &generated.private_key_id,
+            generated.public_key(),
+        );
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let jwt = key
+            .assertion(SCOPE_READ_ONLY, GOOGLE_TOKEN_URI, 1_700_000_000)
+            .unwrap();
+        let (email, scopes) = authority
+            .verify_assertion(&jwt, &[GOOGLE_TOKEN_URI.to_string()], now)
+            .unwrap();
+        assert_eq!(email, "a@p.iam.gserviceaccount.com");
+        assert_eq!(scopes, [SCOPE_READ_ONLY]);
+        // Another audience is refused: `aud` is part of what is signed.
+        assert!(authority
+            .verify_assertion(&jwt, &["https://elsewhere/token".to_string()], now)
+            .is_err());
     }
 }
