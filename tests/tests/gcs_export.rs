@@ -582,3 +582,61 @@ fn jwt_signing_time_in_wasm_and_native() {
     assert!(wasm > native, "the wasm tick includes the signature");
     assert!(until_exported(&mut g, &declarative(1), secs(30)));
 }
+
+/// Short-lived tokens (2 minutes): each is renewed at half its lifetime, so exports spread over
+/// ten minutes never meet an expired token (no 401) and the token requests stay one per renewal.
+#[test]
+fn short_lived_tokens_are_renewed_before_they_expire() {
+    for profile in two_profiles() {
+        let mut g = gcs_world(&profile);
+        g.mock.set_token_lifetime(Duration::from_secs(120));
+        let cfg = gcs_config(&profile, &declarative(1), Some(&g.key_json));
+        let node = start_node(&mut g.world, 1, &cfg);
+        assert!(until_exported(&mut g, &declarative(1), secs(30)));
+        for n in 2..=6 {
+            advance_to(&mut g.world, secs(u64::from(n) * 100));
+            let cfg = gcs_config(&profile, &declarative(n), Some(&g.key_json));
+            g.world.reconfigure(node, 0, cfg.to_string());
+            assert!(
+                until_exported(&mut g, &declarative(n), secs(90)),
+                "{}: export {n}",
+                profile.name
+            );
+        }
+        let bad: Vec<String> = g
+            .mock
+            .requests()
+            .iter()
+            .filter(|c| c.status == 401 || c.status >= 500)
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    c.request.method,
+                    c.request.path_only(),
+                    c.status
+                )
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{}: no expired token used: {bad:?}",
+            profile.name
+        );
+        let tokens = token_calls(&g.mock);
+        let span = tokens
+            .last()
+            .unwrap()
+            .at
+            .duration_since(tokens[0].at)
+            .unwrap();
+        // One every 60 s (half of 120 s), on tick boundaries.
+        assert!(
+            tokens.len() as u64 <= span.as_secs() / 60 + 2,
+            "{}: {} tokens over {span:?}",
+            profile.name,
+            tokens.len()
+        );
+        assert!(tokens.len() >= 8, "{}: {}", profile.name, tokens.len());
+        assert_no_gcs_secrets(&g);
+    }
+}
