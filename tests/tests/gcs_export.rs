@@ -2,174 +2,17 @@
 //! service-account JWT against the key's public half, issues expiring tokens and checks them and
 //! their scope on every JSON API request. ngx_wasm_module and Envoy profiles.
 
-use std::sync::{Arc, OnceLock};
+mod gcs_support;
+
 use std::time::{Duration, Instant};
 
-use config_bridge_tests::kong_setup::{route_host, two_profiles, upstream_for};
+use config_bridge_tests::kong_setup::{two_profiles, upstream_for};
 use config_bridge_tests::*;
-use host_harness::mocks::faults::{Fault, Faulty};
-use host_harness::mocks::gcs::{MockGcs, RecordedCall, ServiceAccountKey, SCOPE_READ_WRITE};
-use host_harness::{HostProfile, World};
-use serde_json::{json, Value};
-
-const STORAGE_HOST: &str = "storage.gcs.test:4443";
-const OAUTH_HOST: &str = "oauth2.gcs.test:4444";
-const METADATA_HOST: &str = "metadata.google.internal:80";
-const EMAIL: &str = "exporter@kong-dr.iam.gserviceaccount.com";
-
-/// One 2048-bit key per test binary (generation is slow).
-fn key() -> &'static ServiceAccountKey {
-    static KEY: OnceLock<ServiceAccountKey> = OnceLock::new();
-    KEY.get_or_init(|| ServiceAccountKey::generate(EMAIL))
-}
-
-struct Gcs {
-    world: World,
-    mock: MockGcs,
-    /// In front of the token endpoint.
-    oauth: Faulty,
-    /// The JSON key file the filter gets.
-    key_json: Value,
-}
-
-fn gcs_world(profile: &HostProfile) -> Gcs {
-    let mock = MockGcs::new()
-        .with_base_url(&format!("http://{OAUTH_HOST}"))
-        .with_bucket(BUCKET);
-    let key_json = mock.register_key(key());
-    let mut world = World::new(profile.clone());
-    route_host(&mut world, STORAGE_HOST, mock.clone());
-    let oauth = Faulty::new(Arc::new(mock.clone()));
-    route_host(&mut world, OAUTH_HOST, oauth.clone());
-    route_host(&mut world, METADATA_HOST, mock.clone());
-    Gcs {
-        world,
-        mock,
-        oauth,
-        key_json,
-    }
-}
-
-/// [`filter_config`] turned to `gs://`: the key as a filter field (None: the metadata server).
-fn gcs_config(profile: &HostProfile, doc: &Value, key_json: Option<&Value>) -> Value {
-    let mut cfg = filter_config(profile, doc);
-    let o = cfg.as_object_mut().unwrap();
-    for k in [
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_region",
-        "storage_endpoint",
-    ] {
-        o.remove(k);
-    }
-    cfg["cluster_fallback_config_storage"] = json!(format!("gs://{BUCKET}/{PREFIX}"));
-    cfg["gcs_endpoint"] = json!(format!("http://{STORAGE_HOST}"));
-    cfg["storage_upstream"] = json!(upstream_for(profile, STORAGE_HOST));
-    match key_json {
-        Some(k) => {
-            cfg["gcp_service_account"] = json!(k.to_string());
-            if !profile.upstream_is_host_port {
-                cfg["gcs_token_upstream"] = json!(upstream_for(profile, OAUTH_HOST));
-            }
-        }
-        None => {
-            if !profile.upstream_is_host_port {
-                cfg["gcs_metadata_upstream"] = json!(upstream_for(profile, METADATA_HOST));
-            }
-        }
-    }
-    cfg
-}
-
-fn token_calls(mock: &MockGcs) -> Vec<RecordedCall> {
-    mock.requests()
-        .into_iter()
-        .filter(|c| c.request.path_only() == "/token" || c.request.path.contains("/token?"))
-        .collect()
-}
-
-fn uploads(mock: &MockGcs) -> Vec<RecordedCall> {
-    mock.requests()
-        .into_iter()
-        .filter(|c| c.request.path.starts_with("/upload/storage/v1/b/"))
-        .collect()
-}
-
-/// Every secret of the flow: the private key (PEM body lines), the JWTs and tokens sent.
-fn secrets(mock: &MockGcs, key_json: &Value) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    if let Some(pem) = key_json["private_key"].as_str() {
-        out.extend(
-            pem.lines()
-                .filter(|l| !l.starts_with("-----") && l.len() > 20)
-                .map(str::to_string),
-        );
-    }
-    for c in mock.requests() {
-        let body = String::from_utf8_lossy(&c.request.body).to_string();
-        if let Some(a) = body.split("assertion=").nth(1) {
-            out.extend(a.split('.').map(str::to_string));
-        }
-        if let Some(t) = c
-            .request
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
-        {
-            out.push(t.to_string());
-        }
-    }
-    out
-}
-
-fn assert_no_gcs_secrets(g: &Gcs) {
-    let s = secrets(&g.mock, &g.key_json);
-    assert!(!s.is_empty());
-    let refs: Vec<&str> = s.iter().map(String::as_str).collect();
-    assert_no_secrets(&g.world, &refs);
-}
-
-fn decode_segment(s: &str) -> Value {
-    use std::collections::HashMap;
-    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let map: HashMap<char, u32> = alphabet.chars().zip(0..).collect();
-    let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in s.chars() {
-        acc = (acc << 6) | map[&c];
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    serde_json::from_slice(&out).unwrap()
-}
-
-/// The (header, claims) of the JWT in a token request.
-fn jwt_of(call: &RecordedCall) -> (Value, Value) {
-    let body = String::from_utf8_lossy(&call.request.body).to_string();
-    let assertion = body
-        .split('&')
-        .find_map(|p| p.strip_prefix("assertion="))
-        .unwrap();
-    let mut parts = assertion.split('.');
-    (
-        decode_segment(parts.next().unwrap()),
-        decode_segment(parts.next().unwrap()),
-    )
-}
-
-fn exported(mock: &MockGcs) -> Option<host_harness::mocks::gcs::StoredObject> {
-    mock.object(BUCKET, CONFIG_KEY)
-}
-
-fn until_exported(g: &mut Gcs, doc: &Value, limit: Duration) -> bool {
-    let want = payload_bytes(doc);
-    let mock = g.mock.clone();
-    g.world.advance_until(limit, secs(1), |_| {
-        exported(&mock).is_some_and(|o| o.data == want)
-    })
-}
+use gcs_support::*;
+use host_harness::mocks::faults::Fault;
+use host_harness::mocks::gcs::SCOPE_READ_WRITE;
+use host_harness::HostProfile;
+use serde_json::json;
 
 /// The export reaches GCS through the JWT grant: the JWT is RS256 with the key's `kid`, `iss`,
 /// `aud` = token_uri, the read-write scope and a one-hour lifetime; the upload carries the
@@ -245,14 +88,7 @@ fn one_token_serves_many_exports_and_is_renewed_before_it_expires() {
         let node = start_node(&mut g.world, 1, &cfg);
         assert!(until_exported(&mut g, &declarative(1), secs(30)));
         for n in 2..=5 {
-            advance_to(&mut g.world, secs(u64::from(n) * 120));
-            let cfg = gcs_config(&profile, &declarative(n), Some(&g.key_json));
-            g.world.reconfigure(node, 0, cfg.to_string());
-            assert!(
-                until_exported(&mut g, &declarative(n), secs(90)),
-                "{}: export {n}",
-                profile.name
-            );
+            export_next(&mut g, &profile, node, n, secs(u64::from(n) * 120));
         }
         assert_eq!(uploads(&g.mock).len(), 5);
         assert_eq!(token_calls(&g.mock).len(), 1, "{}", profile.name);
@@ -301,14 +137,7 @@ fn a_401_drops_the_token_and_the_retry_uses_a_new_one() {
         let node = start_node(&mut g.world, 1, &cfg);
         assert!(until_exported(&mut g, &declarative(1), secs(30)));
         g.mock.revoke_tokens();
-        advance_to(&mut g.world, secs(120));
-        let cfg = gcs_config(&profile, &declarative(2), Some(&g.key_json));
-        g.world.reconfigure(node, 0, cfg.to_string());
-        assert!(
-            until_exported(&mut g, &declarative(2), secs(120)),
-            "{}",
-            profile.name
-        );
+        export_next(&mut g, &profile, node, 2, secs(120));
         let ups = uploads(&g.mock);
         let statuses: Vec<u16> = ups.iter().map(|c| c.status).collect();
         assert_eq!(statuses, [200, 401, 200], "{}", profile.name);
@@ -594,14 +423,7 @@ fn short_lived_tokens_are_renewed_before_they_expire() {
         let node = start_node(&mut g.world, 1, &cfg);
         assert!(until_exported(&mut g, &declarative(1), secs(30)));
         for n in 2..=6 {
-            advance_to(&mut g.world, secs(u64::from(n) * 100));
-            let cfg = gcs_config(&profile, &declarative(n), Some(&g.key_json));
-            g.world.reconfigure(node, 0, cfg.to_string());
-            assert!(
-                until_exported(&mut g, &declarative(n), secs(90)),
-                "{}: export {n}",
-                profile.name
-            );
+            export_next(&mut g, &profile, node, n, secs(u64::from(n) * 100));
         }
         let bad: Vec<String> = g
             .mock

@@ -2,53 +2,25 @@
 //! GCS; an empty fallback node whose source of truth is down downloads it (`alt=media`) with a
 //! read-only token and `POST`s it to its Admin API. ngx_wasm_module and Envoy, 2 workers each.
 
-use std::sync::OnceLock;
+mod gcs_support;
 
 use config_bridge_tests::kong_setup::*;
 use config_bridge_tests::*;
-use host_harness::mocks::gcs::{MockGcs, ServiceAccountKey, SCOPE_READ_ONLY};
+use gcs_support::*;
+use host_harness::mocks::gcs::SCOPE_READ_ONLY;
 use host_harness::mocks::kong::MockKongAdmin;
-use host_harness::{HostProfile, World};
 use serde_json::{json, Value};
-
-const STORAGE_HOST: &str = "storage.gcs.test:4443";
-const OAUTH_HOST: &str = "oauth2.gcs.test:4444";
-
-fn key() -> &'static ServiceAccountKey {
-    static KEY: OnceLock<ServiceAccountKey> = OnceLock::new();
-    KEY.get_or_init(|| ServiceAccountKey::generate("dr@kong-dr.iam.gserviceaccount.com"))
-}
-
-/// `cfg` turned to `gs://` on the mock (the key comes from the environment).
-fn on_gcs(profile: &HostProfile, mut cfg: Value) -> Value {
-    let o = cfg.as_object_mut().unwrap();
-    for k in [
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_region",
-        "storage_endpoint",
-    ] {
-        o.remove(k);
-    }
-    cfg["cluster_fallback_config_storage"] = json!(format!("gs://{BUCKET}/{PREFIX}"));
-    cfg["gcs_endpoint"] = json!(format!("http://{STORAGE_HOST}"));
-    cfg["storage_upstream"] = json!(upstream_for(profile, STORAGE_HOST));
-    if !profile.upstream_is_host_port {
-        cfg["gcs_token_upstream"] = json!(upstream_for(profile, OAUTH_HOST));
-    }
-    cfg
-}
 
 #[test]
 fn an_empty_node_imports_the_export_from_gcs_with_a_read_only_token() {
     for profile in two_profiles() {
-        let mock = MockGcs::new()
-            .with_base_url(&format!("http://{OAUTH_HOST}"))
-            .with_bucket(BUCKET);
-        let key_json = mock.register_key(key()).to_string();
-        let mut world = World::new(profile.clone());
-        route_host(&mut world, STORAGE_HOST, mock.clone());
-        route_host(&mut world, OAUTH_HOST, mock.clone());
+        let Gcs {
+            mut world,
+            mock,
+            key_json,
+            ..
+        } = gcs_world(&profile);
+        let key_json = key_json.to_string();
         let probe = Probe::default();
         probe.set(ProbeMode::Refused);
         route_host(&mut world, PROBE, probe.clone());
@@ -57,7 +29,7 @@ fn an_empty_node_imports_the_export_from_gcs_with_a_read_only_token() {
 
         // The exporter ("cp") exports a Kong configuration given as its own `config`.
         let doc = kong_config(1);
-        let mut cp_cfg = on_gcs(&profile, filter_config(&profile, &doc));
+        let mut cp_cfg = to_gcs(&profile, filter_config(&profile, &doc), KeyVia::Env);
         cp_cfg["node_id"] = json!("cp-exporter");
         let cp = add_node(
             &mut world,
@@ -75,7 +47,7 @@ fn an_empty_node_imports_the_export_from_gcs_with_a_read_only_token() {
         }
 
         // The fallback node: empty, CP unreachable, import-only.
-        let fb_cfg = on_gcs(&profile, importer_config(&profile));
+        let fb_cfg = to_gcs(&profile, importer_config(&profile), KeyVia::Env);
         add_node(
             &mut world,
             "fallback",
@@ -125,8 +97,7 @@ fn an_empty_node_imports_the_export_from_gcs_with_a_read_only_token() {
                 .and_then(|a| a.split('.').nth(1))
                 .unwrap()
                 .to_string();
-            let text = String::from_utf8(config_bridge_b64url_decode(&claims)).unwrap();
-            let v: Value = serde_json::from_str(&text).unwrap();
+            let v: Value = decode_segment(&claims);
             assert_eq!(v["scope"], SCOPE_READ_ONLY);
         }
         let downloads: Vec<_> = world
@@ -152,19 +123,4 @@ fn an_empty_node_imports_the_export_from_gcs_with_a_read_only_token() {
         secrets.push(&pem);
         assert_no_secrets(&world, &secrets);
     }
-}
-
-fn config_bridge_b64url_decode(s: &str) -> Vec<u8> {
-    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in s.chars() {
-        acc = (acc << 6) | alphabet.find(c).unwrap() as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
