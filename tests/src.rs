@@ -103,7 +103,8 @@ pub fn declarative(n: u32) -> Value {
 }
 
 /// A complete, valid filter configuration exporting `doc` to the mock S3, for `profile`
-/// (explicit `storage_upstream`, tick 1 s, export delay 60 s). Change fields with
+/// (explicit `storage_upstream`, tick 1 s, export delay 60 s, election off: these tests are about
+/// one node's export; the election's own tests turn it on). Change fields with
 /// `cfg["field"] = json!(..)` or remove them with `cfg.as_object_mut().unwrap().remove(..)`.
 pub fn filter_config(profile: &HostProfile, doc: &Value) -> Value {
     json!({
@@ -112,6 +113,7 @@ pub fn filter_config(profile: &HostProfile, doc: &Value) -> Value {
         "cluster_fallback_config_export_delay": 60,
         "gateway_version": GATEWAY_VERSION,
         "node_id": "node-a",
+        "election": false,
         "aws_access_key_id": ACCESS_KEY,
         "aws_secret_access_key": SECRET_KEY,
         "aws_region": REGION,

@@ -21,6 +21,7 @@ const COMMAND_KEYS: &[&str] = &[
     "config_source",
     "config_url",
     "config_url_upstream",
+    "election",
 ];
 
 pub struct Settings {

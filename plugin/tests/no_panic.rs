@@ -1004,8 +1004,12 @@ fn engine_configs() -> Vec<Config> {
     let mut out = Vec::new();
     let mut a = full_filter_config();
     fast(&mut a);
+    // Uploads from the first tick (the retarget test needs them); b and c elect.
+    a["election"] = json!(false);
     out.push(parsed(&a));
     let mut b = a.clone();
+    b["election"] = json!(true);
+    b["cluster_fallback_election_interval"] = json!(1);
     b["s3_conditional_writes"] = json!(false);
     b["cluster_fallback_config_export_delay"] = json!(0.05);
     b.as_object_mut().unwrap().remove("node_id");
@@ -1013,6 +1017,7 @@ fn engine_configs() -> Vec<Config> {
     let mut c = full_url_config();
     fast(&mut c);
     c["config_poll_interval"] = json!(0.1);
+    c["cluster_fallback_election_interval"] = json!(1.5);
     out.push(parsed(&c));
     let mut d = a.clone();
     d["gateway_version"] = json!("3.10.0");

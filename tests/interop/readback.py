@@ -6,6 +6,12 @@ Called by tests/tests/interop_s3.rs after the filter (in the host harness) expor
     READBACK_ACCESS_KEY=.. READBACK_SECRET_KEY=.. python3 tests/interop/readback.py \
         --endpoint http://127.0.0.1:PORT --bucket B --key K [--expect FILE]
 
+With `--list PREFIX` instead of `--key`, it lists the keys under PREFIX (every page) and prints
+`{"ok": true, "objects": [{"key", "size", "last_modified", "content_type"}...]}` (the election's
+registrations, as Kong Enterprise lists them). `--client-filter` lists the whole bucket and
+filters by PREFIX locally (moto 5.2 miscomputes the signature of a list whose prefix holds a '/').
+A list error prints `{"ok": false, "error_code": ...}`.
+
 The keys come from the environment, never from argv (argv shows up in `ps`). Output fields:
 `ok`, `length`, `sha256`, `bytes_equal` (with --expect), `metadata` (x-amz-meta-* without the
 prefix), `server_side_encryption`, `storage_class`, `content_type`, `etag`; on a client error
@@ -22,7 +28,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--bucket", required=True)
-    ap.add_argument("--key", required=True)
+    ap.add_argument("--key")
+    ap.add_argument("--list", dest="list_prefix")
+    ap.add_argument("--client-filter", action="store_true")
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--expect", help="file holding the bytes the object must have")
     args = ap.parse_args()
@@ -44,6 +52,28 @@ def main() -> int:
         aws_secret_access_key=secret_key,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
+    if args.list_prefix is not None:
+        objects = []
+        server_prefix = "" if args.client_filter else args.list_prefix
+        try:
+            pages = list(s3.get_paginator("list_objects_v2").paginate(
+                Bucket=args.bucket, Prefix=server_prefix))
+        except ClientError as e:
+            print(json.dumps({"ok": False, "error_code": e.response.get("Error", {}).get("Code")}))
+            return 0
+        for page in pages:
+            for o in page.get("Contents", []):
+                if not o["Key"].startswith(args.list_prefix):
+                    continue
+                head = s3.head_object(Bucket=args.bucket, Key=o["Key"])
+                objects.append({"key": o["Key"], "size": o["Size"],
+                                "last_modified": o["LastModified"].timestamp(),
+                                "content_type": head.get("ContentType")})
+        print(json.dumps({"ok": True, "objects": objects}))
+        return 0
+    if not args.key:
+        print("readback.py: --key or --list is required", file=sys.stderr)
+        return 2
     try:
         obj = s3.get_object(Bucket=args.bucket, Key=args.key)
     except ClientError as e:

@@ -156,7 +156,7 @@ pub fn module_path() -> PathBuf {
 
 /// A filter configuration for the engine tests: exports `doc` to `endpoint` (`http://127.0.0.1:PORT`,
 /// path-style, the upstream is derived as `host:port`) with fast timings (tick 200 ms, export delay
-/// 1 s, call timeout 2 s, lease 1 s, retries 200 ms..1 s). Change fields with `cfg["f"] = json!(..)`.
+/// 1 s, call timeout 2 s, lease 1 s, retries 200 ms..1 s, election off: one node's export). Change fields with `cfg["f"] = json!(..)`.
 pub fn engine_filter_config(endpoint: &str, doc: &Value) -> Value {
     json!({
         "cluster_fallback_config_export": "on",
@@ -164,6 +164,7 @@ pub fn engine_filter_config(endpoint: &str, doc: &Value) -> Value {
         "cluster_fallback_config_export_delay": 1,
         "gateway_version": GATEWAY_VERSION,
         "node_id": ENGINE_NODE_ID,
+        "election": false,
         "aws_access_key_id": ACCESS_KEY,
         "aws_secret_access_key": SECRET_KEY,
         "aws_region": REGION,

@@ -137,6 +137,7 @@ fn filter_config(srv: &Server, prefix: &str, doc: &Value, secret: &str, keys: Ke
         "cluster_fallback_export_s3_config": s3_config,
         "gateway_version": GATEWAY_VERSION,
         "node_id": NODE_ID,
+        "election": false,
         "aws_region": REGION,
         "storage_endpoint": srv.endpoint,
         "storage_upstream": srv.host_port,
@@ -678,4 +679,182 @@ fn moto_export_is_imported_with_read_only_credentials() {
         _ => None,
     };
     import_reads_the_export_back(srv, "moto-import", ro);
+}
+
+// ---- the election's objects on real servers --------------------------------------------------------
+
+/// boto3's listing under `prefix` (see `tests/interop/readback.py --list`); `client_filter`: list
+/// the bucket and filter locally.
+fn boto3_list(srv: &Server, prefix: &str, client_filter: bool) -> Value {
+    let mut cmd = Command::new("python3");
+    cmd.arg(readback_script())
+        .args([
+            "--endpoint",
+            &srv.endpoint,
+            "--bucket",
+            &srv.bucket,
+            "--list",
+            prefix,
+        ])
+        .env("READBACK_ACCESS_KEY", &srv.access_key)
+        .env("READBACK_SECRET_KEY", &srv.secret_key);
+    if client_filter {
+        cmd.arg("--client-filter");
+    }
+    let out = cmd
+        .output()
+        .expect("run python3 tests/interop/readback.py --list");
+    assert!(
+        out.status.success(),
+        "readback.py --list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("readback.py output {stdout:?}: {e}"))
+}
+
+/// Two nodes of two workers electing over `srv` (2 s interval), for `run`; returns the world and
+/// the election prefix.
+fn start_electors(srv: &Server, test: &str, d: &Value) -> (World, String, String) {
+    let prefix = fresh_prefix(test);
+    let mut world = World::new_realtime(HostProfile::ngx_wasm_module());
+    let upstream = TcpUpstream::new(&srv.host_port)
+        .expect("tokio runtime for the TCP upstream")
+        .with_timeout(Duration::from_secs(10));
+    world.route(&srv.host_port, Arc::new(upstream));
+    for id in ["node-1", "node-2"] {
+        let mut cfg = filter_config(srv, &prefix, d, &srv.secret_key.clone(), Keys::FilterConfig);
+        cfg["node_id"] = json!(id);
+        cfg["election"] = json!(true);
+        cfg["cluster_fallback_election_interval"] = json!(2);
+        world
+            .add_node(
+                NodeSpec::new(id, &plugin_module())
+                    .workers(2)
+                    .filter(cfg.to_string()),
+            )
+            .expect("start the node");
+    }
+    let election_prefix = format!("{prefix}/{GATEWAY_VERSION}/election/");
+    (world, prefix, election_prefix)
+}
+
+/// The registrations boto3 lists are Kong Enterprise's: `<seconds, up to 3 decimals>-<node id>`,
+/// empty, `text/plain`, refreshed recently.
+fn assert_kongs_registrations(srv: &Server, listed: &Value, election_prefix: &str) {
+    assert_eq!(listed["ok"], json!(true), "{listed}");
+    let objects = listed["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 2, "{}: {listed}", srv.name);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for o in objects {
+        let key = o["key"].as_str().unwrap();
+        let name = key.strip_prefix(election_prefix).unwrap();
+        // Kong's pattern `^(\d+\.?\d*)-(.+)$`, with Lua's formatting of ngx.now().
+        let (time, node) = name.split_once('-').unwrap();
+        let secs: f64 = time.parse().unwrap_or_else(|_| panic!("{name}"));
+        assert!(
+            time.split('.')
+                .nth(1)
+                .is_none_or(|f| f.len() <= 3 && !f.ends_with('0')),
+            "{name}"
+        );
+        assert!(
+            (now - secs).abs() < 60.0,
+            "{name}: register time {secs} vs now {now}"
+        );
+        assert!(node == "node-1" || node == "node-2", "{name}");
+        assert_eq!(o["size"], json!(0), "{o}");
+        assert_eq!(o["content_type"], json!("text/plain"), "{o}");
+        let modified = o["last_modified"].as_f64().unwrap();
+        assert!(
+            now - modified < 10.0,
+            "{name} refreshed {} s ago",
+            now - modified
+        );
+    }
+}
+
+fn log_messages_of(world: &World, node: &str, needle: &str) -> Vec<String> {
+    world
+        .logs_containing(needle)
+        .into_iter()
+        .filter(|l| l.origin.node == node)
+        .map(|l| l.message)
+        .collect()
+}
+
+/// s3s-fs: the nodes elect one leader, which alone uploads; boto3 lists both registrations.
+#[test]
+fn s3s_fs_two_nodes_elect_one_uploader_with_kongs_registrations_listed_by_boto3() {
+    let Some(srv) = s3s("election") else { return };
+    let d = doc(1);
+    let (mut world, prefix, election_prefix) = start_electors(&srv, "election", &d);
+    let ok = world.advance_until(Duration::from_secs(30), Duration::from_millis(100), |w| {
+        !w.logs_containing("exported config to").is_empty()
+    });
+    assert!(
+        ok,
+        "nobody exported: {:#?}",
+        messages(&world, "[config-bridge]")
+    );
+    // A few more rounds: refreshes, no second upload.
+    world.advance(Duration::from_secs(4));
+    let exports = world.logs_containing("exported config to");
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    assert_kongs_registrations(
+        &srv,
+        &boto3_list(&srv, &election_prefix, false),
+        &election_prefix,
+    );
+    let rb = boto3_readback(&srv, &config_key(&prefix), &canonical_json(&d));
+    assert_eq!(rb["bytes_equal"], json!(true), "{rb}");
+    let uploader = rb["metadata"]["uploader"].as_str().unwrap().to_string();
+    assert!(
+        !log_messages_of(&world, &uploader, "election: this node now leads").is_empty(),
+        "the uploader {uploader} is the leader"
+    );
+    assert!(world.traps().is_empty());
+    assert_no_secret_in_logs(&world, &[&srv.secret_key]);
+}
+
+/// moto: the registrations are Kong's too, but moto 5.2 rejects the signature of any
+/// ListObjectsV2 whose prefix holds a '/' — boto3's as well as ours (the election prefix always
+/// holds one), so on moto nobody can lead: the nodes say why and never upload.
+#[test]
+fn moto_registrations_are_kongs_and_its_list_bug_stops_the_election_as_it_stops_boto3() {
+    let Some(srv) = moto("election") else { return };
+    let d = doc(1);
+    let (mut world, prefix, election_prefix) = start_electors(&srv, "election", &d);
+    let ok = world.advance_until(Duration::from_secs(30), Duration::from_millis(100), |w| {
+        w.logs_containing("listing candidates failed").len() >= 2
+    });
+    assert!(ok, "{:#?}", messages(&world, "[config-bridge]"));
+    world.advance(Duration::from_secs(3));
+    assert_kongs_registrations(
+        &srv,
+        &boto3_list(&srv, &election_prefix, true),
+        &election_prefix,
+    );
+    let theirs = boto3_list(&srv, &election_prefix, false);
+    assert_eq!(
+        theirs["error_code"],
+        json!("SignatureDoesNotMatch"),
+        "{theirs}"
+    );
+    let ours = messages(&world, "listing candidates failed");
+    assert!(
+        ours.iter().all(|l| l.contains("SignatureDoesNotMatch")),
+        "{ours:?}"
+    );
+    assert!(world.logs_containing("exported config to").is_empty());
+    assert_eq!(
+        boto3_readback(&srv, &config_key(&prefix), b"")["ok"],
+        json!(false)
+    );
+    assert!(world.traps().is_empty());
+    assert_no_secret_in_logs(&world, &[&srv.secret_key]);
 }

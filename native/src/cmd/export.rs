@@ -31,6 +31,9 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
     let mut settings = Settings::load(common)?;
     settings.set("cluster_fallback_config_export", true);
     settings.set("cluster_fallback_config_export_delay", 0);
+    // An operator's one-shot export does not stand for election: it exports now (the conditional
+    // write still never replaces a newer config).
+    settings.set("election", false);
     // A failing source or store is asked again soon; the run ends at --timeout anyway.
     settings.set_default("config_poll_interval", 1);
     settings.set_default("retry_base_ms", 500);

@@ -27,10 +27,18 @@ pub enum Metric {
     ConfigInvalid,
     ImportsTotal,
     ImportFailuresTotal,
+    /// 1 while this node leads the export, else 0.
+    ElectionLeader,
+    ElectionLeaderChangesTotal,
+    ElectionFailuresTotal,
+    /// Fresh candidates in the last round.
+    ElectionCandidates,
+    /// |store clock − node clock| in ms, as the store's `Date` header shows it.
+    ElectionClockSkewMs,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 14] = [
         Metric::ExportsTotal,
         Metric::ExportFailuresTotal,
         Metric::SourceErrorsTotal,
@@ -40,6 +48,11 @@ impl Metric {
         Metric::ConfigInvalid,
         Metric::ImportsTotal,
         Metric::ImportFailuresTotal,
+        Metric::ElectionLeader,
+        Metric::ElectionLeaderChangesTotal,
+        Metric::ElectionFailuresTotal,
+        Metric::ElectionCandidates,
+        Metric::ElectionClockSkewMs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +66,11 @@ impl Metric {
             Metric::ConfigInvalid => "config_bridge_config_invalid",
             Metric::ImportsTotal => "config_bridge_imports_total",
             Metric::ImportFailuresTotal => "config_bridge_import_failures_total",
+            Metric::ElectionLeader => "config_bridge_election_leader",
+            Metric::ElectionLeaderChangesTotal => "config_bridge_election_leader_changes_total",
+            Metric::ElectionFailuresTotal => "config_bridge_election_failures_total",
+            Metric::ElectionCandidates => "config_bridge_election_candidates",
+            Metric::ElectionClockSkewMs => "config_bridge_election_clock_skew_ms",
         }
     }
 
@@ -62,7 +80,9 @@ impl Metric {
             | Metric::ExportFailuresTotal
             | Metric::SourceErrorsTotal
             | Metric::ImportsTotal
-            | Metric::ImportFailuresTotal => MetricKind::Counter,
+            | Metric::ImportFailuresTotal
+            | Metric::ElectionLeaderChangesTotal
+            | Metric::ElectionFailuresTotal => MetricKind::Counter,
             _ => MetricKind::Gauge,
         }
     }

@@ -130,6 +130,12 @@ impl Engine {
             };
             Import::new(s, key, where_, me, backoff)
         });
+        let election_prefix = cfg.storage.location.election_prefix(&cfg.gateway_version);
+        let register_key = cfg.shared_key(&format!(
+            "config-bridge/v1/election/{}/{election_prefix}",
+            cfg.storage.location.bucket
+        ));
+        let election = Election::new(cfg.election.clone(), election_prefix, register_key, me);
         Engine {
             import,
             record_key,
@@ -141,7 +147,7 @@ impl Engine {
             holder: false,
             holder_said: false,
             shared_data_broken: false,
-            election: Election,
+            election,
             digesting: None,
             cfg,
         }
@@ -161,6 +167,31 @@ impl Engine {
             self.calls = previous.calls;
             self.export.carry_over(previous.export);
         }
+        let same_election = previous.election.enabled()
+            && self.election.enabled()
+            && self.cfg.export
+            && previous.cfg.storage.location == self.cfg.storage.location
+            && previous.cfg.gateway_version == self.cfg.gateway_version
+            && previous.cfg.node_id == self.cfg.node_id;
+        if same_election {
+            self.election.carry_over(previous.election);
+        } else if let Some(key) = previous.election.registration() {
+            // No longer a candidate under that key: withdraw it (graceful hand-over).
+            self.election.resign_later(key.to_string());
+        }
+    }
+
+    /// The filter is going away (`on_done`): the leader's registration is withdrawn so another
+    /// node leads at its next round (docs/election.md). Fire and forget.
+    pub fn stop(&mut self, now: u64) -> Vec<Dispatch> {
+        let mut out = Vec::new();
+        if let Some(key) = self.election.resign() {
+            if let Ok(request) = self.store.delete(&key, now) {
+                // Even with a round in flight: its answer is ignored, the withdrawal matters.
+                self.push_call(Owner::Election, request, now, &mut out);
+            }
+        }
+        out
     }
 
     /// The own-config document to apply after `new`/`reconfigure`, if that is the source.
@@ -190,7 +221,7 @@ impl Engine {
     /// Work that proceeds a slice or a request per tick is under way (a Kong Admin API dump, a
     /// large document being hashed): the shell may tick faster until it is done.
     pub fn busy(&self) -> bool {
-        self.digesting.is_some() || (self.holder && self.source.busy())
+        self.digesting.is_some() || (self.holder && (self.source.busy() || self.election.busy()))
     }
 
     pub fn on_event(
@@ -229,13 +260,15 @@ impl Engine {
                 effects: fx.0,
             };
         }
+        if self.holder {
+            self.dispatch_resign(now, &mut dispatches);
+        }
         // Once per node: only the holder of the node-wide lease imports, elects and exports.
         if (self.cfg.export || self.cfg.import) && self.node_identity(shared, &mut fx) {
             if let Some(plan) = self.lease(now, shared, &mut fx) {
                 self.dispatch_import(now, &mut fx, &mut dispatches);
                 if self.cfg.export {
-                    let request = self.election.poll(now);
-                    self.open(Owner::Election, request, now, &mut dispatches);
+                    self.dispatch_election(now, shared, &mut fx, &mut dispatches);
                     self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
                     self.dispatch_source(now, &mut dispatches);
                 }
@@ -303,6 +336,17 @@ impl Engine {
         if self.calls.busy(owner) {
             return;
         }
+        self.push_call(owner, request, now, out);
+    }
+
+    /// Registers a call of `owner` and queues its dispatch; its id.
+    fn push_call(
+        &mut self,
+        owner: Owner,
+        request: OutboundRequest,
+        now: u64,
+        out: &mut Vec<Dispatch>,
+    ) -> CallId {
         let timeout_ms = self.cfg.call_timeout_ms;
         let id = self.calls.open(owner, now.saturating_add(timeout_ms));
         out.push(Dispatch {
@@ -311,6 +355,7 @@ impl Engine {
             request,
             timeout_ms,
         });
+        id
     }
 
     /// The node id written as `uploader`: the setting, else one shared by the node's workers.
@@ -338,7 +383,7 @@ impl Engine {
         let export = &self.export;
         // A call of the export still in flight (possibly one a reconfiguration inherited).
         let free = !self.calls.busy(Owner::Export);
-        let leader = self.election.is_leader();
+        let leader = self.election.is_leader(now);
         let lease = node_lock::with_lease_if(
             shared,
             &self.record_key,
@@ -404,19 +449,10 @@ impl Engine {
         let Some(outgoing) = self.export.request(plan, self.store.as_ref(), now) else {
             return;
         };
-        let timeout_ms = self.cfg.call_timeout_ms;
         match outgoing.request.clone() {
             Ok(request) => {
-                let id = self
-                    .calls
-                    .open(Owner::Export, now.saturating_add(timeout_ms));
+                let id = self.push_call(Owner::Export, request, now, out);
                 self.export.sent(id, outgoing);
-                out.push(Dispatch {
-                    id,
-                    owner: Owner::Export,
-                    request,
-                    timeout_ms,
-                });
             }
             Err(e) => {
                 let mut cx = export_cx!(self, now, shared, fx);
@@ -435,19 +471,50 @@ impl Engine {
         match import.poll(now, self.store.as_ref()) {
             None => {}
             Some(Ok(request)) => {
-                let timeout_ms = self.cfg.call_timeout_ms;
-                let id = self
-                    .calls
-                    .open(Owner::Import, now.saturating_add(timeout_ms));
-                import.sent(id);
-                out.push(Dispatch {
-                    id,
-                    owner: Owner::Import,
-                    request,
-                    timeout_ms,
-                });
+                let id = self.push_call(Owner::Import, request, now, out);
+                if let Some(import) = self.import.as_mut() {
+                    import.sent(id);
+                }
             }
             Some(Err(e)) => fx.log(Level::Warn, format!("import: cannot build a request: {e}")),
+        }
+    }
+
+    /// The lease holder's election round: the next request of a round under way, else a new
+    /// round when one is due.
+    fn dispatch_election(
+        &mut self,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+        out: &mut Vec<Dispatch>,
+    ) {
+        if self.calls.busy(Owner::Election) {
+            return;
+        }
+        let node_id = self.export.node_id().unwrap_or_default().to_string();
+        let store = self.store.as_ref();
+        let request = match self.election.follow_up(now, store) {
+            Some(r) => Some(r),
+            None => self.election.poll(now, &node_id, store, shared, fx),
+        };
+        match request {
+            Some(Ok(request)) => self.open(Owner::Election, Some(request), now, out),
+            Some(Err(e)) => {
+                self.election
+                    .on_failure(&format!("cannot build the request: {e}"), now, fx)
+            }
+            None => {}
+        }
+    }
+
+    /// Withdraws a registration a previous configuration left, whatever this one does.
+    fn dispatch_resign(&mut self, now: u64, out: &mut Vec<Dispatch>) {
+        if self.calls.busy(Owner::Election) {
+            return;
+        }
+        if let Some(request) = self.election.pending_resign(now, self.store.as_ref()) {
+            self.open(Owner::Election, Some(request), now, out);
         }
     }
 
@@ -500,7 +567,11 @@ impl Engine {
                     import.on_answer(id, response, now, self.store.as_ref(), fx);
                 }
             }
-            Owner::Election => self.election.on_answer(id, response),
+            Owner::Election => {
+                let node_id = self.export.node_id().unwrap_or_default();
+                self.election
+                    .on_answer(response, now, node_id, self.store.as_ref(), shared, fx);
+            }
             Owner::Store => {
                 if let Err(e) = self.store.on_prerequisite(Ok(response), now) {
                     fx.log(Level::Warn, e);
@@ -539,7 +610,7 @@ impl Engine {
                     import.on_failure(id, reason, now, self.store.as_ref(), fx);
                 }
             }
-            Owner::Election => self.election.on_failure(id, reason),
+            Owner::Election => self.election.on_failure(reason, now, fx),
             Owner::Store => {
                 if let Err(e) = self.store.on_prerequisite(Err(reason.to_string()), now) {
                     fx.log(Level::Warn, e);

@@ -17,6 +17,8 @@ fn config(doc: &str, extra: serde_json::Value) -> Config {
         "aws_region": "us-east-1",
         "storage_endpoint": "http://127.0.0.1:9000",
         "node_id": "node-a",
+        // One node per simulation: the election has its own tests (election_tests.rs).
+        "election": false,
         "config": serde_json::from_str::<serde_json::Value>(doc).unwrap(),
     });
     if let serde_json::Value::Object(m) = extra {
@@ -948,6 +950,7 @@ fn one_tick_sends_the_sources_poll_and_the_exports_request_together() {
         "cluster_fallback_config_export_delay": 0
     });
     v["node_id"] = "node-a".into();
+    v["election"] = false.into();
     let cfg = Config::parse(v.to_string().as_bytes(), &|_| None).unwrap();
     let mut e = Engine::new(cfg, 5);
     let mut shared = FakeStore::new(CasRules::Ngx);

@@ -12,6 +12,7 @@
 //! and PutObject parameters), `storage` (the storage URL and key layout). Document checks live in
 //! `crate::document`.
 
+mod election;
 pub mod gcs;
 mod import;
 mod lookup;
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::http_url::HttpUrl;
 use crate::json_scan::{Summary, ValueKind};
+pub use election::ElectionSettings;
 pub use gcs::GcsSettings;
 pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
@@ -133,6 +135,9 @@ pub struct Config {
     /// `None`: the shell derives a node-wide id (see `node_lock::node_id`).
     pub node_id: Option<String>,
     pub tick_period_ms: u64,
+    /// The host's tick period (set once per root context; the engine runs every
+    /// `tick_period_ms`, and at every host tick while it has stepwise work).
+    pub host_tick_ms: u64,
     pub call_timeout_ms: u64,
     pub lease_ttl_ms: u64,
     pub retry_base_ms: u64,
@@ -142,6 +147,8 @@ pub struct Config {
     /// The `shm_kv` zone for shared data (`None`: the default zone `*`). ngx_wasm_module resolves a
     /// key `<zone>/<rest>` in the zone named `<zone>` (docs/host-behaviours.md).
     pub shared_data_namespace: Option<String>,
+    /// Which of several exporting nodes uploads (docs/election.md).
+    pub election: ElectionSettings,
 }
 
 /// The `config` payload's `_format_version` from a scan's nested members (`None`: the payload
@@ -204,6 +211,8 @@ pub const SETTINGS: &[&str] = &[
     "import_max_bytes",
     "gateway_version",
     "node_id",
+    "election",
+    "cluster_fallback_election_interval",
     "aws_access_key_id",
     "aws_secret_access_key",
     "aws_session_token",
@@ -219,6 +228,7 @@ pub const SETTINGS: &[&str] = &[
     "gcs_metadata_url",
     "gcs_metadata_upstream",
     "tick_period_ms",
+    "host_tick_ms",
     "call_timeout_ms",
     "lease_ttl_ms",
     "retry_base_ms",
@@ -469,6 +479,10 @@ impl Config {
         };
 
         let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
+        let host_tick_ms = l.uint("host_tick_ms", &[], tick_period_ms.min(50), 10, 600_000)?;
+        if host_tick_ms > tick_period_ms {
+            return err("host_tick_ms", "must not be larger than tick_period_ms");
+        }
         let call_timeout_ms = l.uint("call_timeout_ms", &[], 10_000, 100, 600_000)?;
         let lease_ttl_ms = l.uint("lease_ttl_ms", &[], 15_000, 1, 3_600_000)?;
         if lease_ttl_ms < 2 * tick_period_ms {
@@ -507,6 +521,7 @@ impl Config {
         } else {
             None
         };
+        let election = election::parse_election(l)?;
         let (backend, default_upstream) = match location.backend {
             Backend::S3 => {
                 let s3 = parse_s3(l, export || import)?;
@@ -539,12 +554,14 @@ impl Config {
             gateway_version,
             node_id,
             tick_period_ms,
+            host_tick_ms,
             call_timeout_ms,
             lease_ttl_ms,
             retry_base_ms,
             retry_max_ms,
             strict_config,
             shared_data_namespace,
+            election,
         };
         Ok((cfg, loc))
     }

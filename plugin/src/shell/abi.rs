@@ -75,7 +75,9 @@ pub extern "C" fn proxy_on_http_call_response(
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_done(_context_id: u32) -> u32 {
+pub extern "C" fn proxy_on_done(context_id: u32) -> u32 {
+    with_filter(|f| f.done(context_id));
+    // Done at once: the withdrawal is fire and forget.
     1
 }
 

@@ -63,6 +63,14 @@ impl Filter {
             .or_insert_with(|| Root::new(context_id, created));
     }
 
+    /// `on_done`: a root context going away withdraws its election registration (graceful
+    /// hand-over, docs/election.md); HTTP contexts have nothing to finish.
+    fn done(&mut self, context_id: u32) {
+        if let Some(root) = self.roots.get_mut(&context_id) {
+            root.stop();
+        }
+    }
+
     fn root_deleted(&mut self, context_id: u32) {
         self.roots.remove(&context_id);
     }
@@ -116,8 +124,8 @@ impl SharedStore for HostShared {
 const SCAN_SYNC_MAX: usize = 1024 * 1024;
 /// Bytes of a larger configuration validated per tick, and the tick period meanwhile.
 const SCAN_SLICE_BYTES: usize = 2 * 1024 * 1024;
-/// The host's tick period, set once per root context: the engine's own `tick_period_ms` and the
-/// stepwise work (scan, dump, sliced hash) are paced from it.
+/// The host's tick period (unless `host_tick_ms` says otherwise), set once per root context: the
+/// engine's own `tick_period_ms` and the stepwise work (scan, dump, sliced hash) are paced from it.
 const HOST_TICK_MS: u64 = 50;
 
 /// A large filter configuration and its resumable validation.
@@ -141,6 +149,9 @@ struct Root {
     context_id: u32,
     me: u64,
     engine: Option<Engine>,
+    /// The engine of a configuration that turned invalid: withdraws its election registration at
+    /// the next tick (ngx_wasm_module refuses calls from `on_configure`), then goes.
+    retiring: Option<Engine>,
     inert: Option<Inert>,
     /// A large configuration being validated a slice per tick.
     pending: Option<PendingConfig>,
@@ -169,6 +180,7 @@ impl Root {
             context_id,
             me: seed.max(1),
             engine: None,
+            retiring: None,
             inert: None,
             pending: None,
             tick_set: false,
@@ -224,7 +236,7 @@ impl Root {
                 bytes,
                 scanner: Scanner::new(Some("config")),
             });
-            self.ensure_ticks();
+            self.ensure_ticks(HOST_TICK_MS);
             return true;
         }
         // An importer puts its own configuration in place of exporting filters it imports; an
@@ -271,7 +283,7 @@ impl Root {
 
     /// A valid configuration: (re)configures the engine and hands it its own document.
     fn apply(&mut self, cfg: Config, own_text: Option<Rc<Vec<u8>>>) -> bool {
-        self.ensure_ticks();
+        self.ensure_ticks(cfg.host_tick_ms);
         self.inert = None;
         self.metrics.apply(Metric::ConfigInvalid, 0);
         let summary = summary(&cfg);
@@ -298,13 +310,14 @@ impl Root {
     /// (ngx_wasm_module kills the worker for good on false: docs/host-behaviours.md).
     fn go_inert(&mut self, error: ConfigError) -> bool {
         log(Level::Error, &inert_line(&error, false));
-        self.engine = None;
+        // An inert filter is no candidate: a leader withdraws its registration (next tick).
+        self.retiring = self.engine.take();
         self.calls.clear();
         self.metrics.apply(Metric::ConfigInvalid, 1);
         if error.strict {
             return false;
         }
-        self.ensure_ticks();
+        self.ensure_ticks(HOST_TICK_MS);
         self.inert = Some(Inert {
             error,
             last_reminder_ms: hostcalls::now_ms().unwrap_or(0),
@@ -319,6 +332,11 @@ impl Root {
         };
         if self.pending.is_some() {
             self.scan_slice();
+        }
+        if let Some(mut retiring) = self.retiring.take() {
+            for d in retiring.stop(now) {
+                self.dispatch(d);
+            }
         }
         if let Some(inert) = self.inert.as_mut() {
             if now.saturating_sub(inert.last_reminder_ms) >= INERT_REMINDER_MS {
@@ -349,17 +367,26 @@ impl Root {
         }
     }
 
+    fn stop(&mut self) {
+        let (Some(engine), Ok(now)) = (self.engine.as_mut(), hostcalls::now_ms()) else {
+            return;
+        };
+        for d in engine.stop(now) {
+            self.dispatch(d);
+        }
+    }
+
     /// Sets the host's tick period, once per root context: ngx_wasm_module traps on a second
     /// `set_tick_period` ("tick_period already set": docs/host-behaviours.md), and Kong re-runs
     /// `on_configure` when a filter chain's configuration changes.
-    fn ensure_ticks(&mut self) {
+    fn ensure_ticks(&mut self, period_ms: u64) {
         if self.tick_set {
             return;
         }
         // The engine's first tick comes one `tick_period_ms` after the first configuration, as it
         // would with a host timer of that period.
         self.last_engine_tick = hostcalls::now_ms().unwrap_or(0);
-        match hostcalls::set_tick_period_ms(HOST_TICK_MS) {
+        match hostcalls::set_tick_period_ms(period_ms) {
             Ok(()) => self.tick_set = true,
             // Refused: no timer was set, so the next configuration may try again.
             Err(s) => log(

@@ -175,7 +175,14 @@ impl ObjectStore for S3Store {
                 percent_encode(token, false)
             );
         }
-        let path = format!("{}/?{query}", addr.base_path);
+        // `/bucket?...` path-style, `/?...` virtual-hosted: what AWS SDKs send. moto rejects the
+        // signature of `/bucket/?...` (it canonicalises the path without the slash).
+        let base = if addr.base_path.is_empty() {
+            "/"
+        } else {
+            addr.base_path.as_str()
+        };
+        let path = format!("{base}?{query}");
         self.signed(
             addr,
             "GET",

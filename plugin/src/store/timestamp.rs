@@ -50,6 +50,25 @@ pub fn rfc3339_ms(s: &str) -> Option<u64> {
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the `Date` header every store sends) → ms
+/// since the epoch; the obsolete RFC 850 and asctime forms are not sent by stores.
+pub fn http_date_ms(s: &str) -> Option<u64> {
+    let mut parts = s.trim().split(' ');
+    let _weekday = parts.next()?.strip_suffix(',')?;
+    let day: u64 = parts.next().filter(|d| d.len() == 2)?.parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
+    let year: u64 = parts.next().filter(|y| y.len() == 4)?.parse().ok()?;
+    let time = parts.next()?;
+    if parts.next()? != "GMT" || parts.next().is_some() {
+        return None;
+    }
+    rfc3339_ms(&format!("{year:04}-{month:02}-{day:02}T{time}Z"))
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm); years
 /// before 1970 are not timestamps a store writes.
 fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
@@ -69,6 +88,28 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_date_header() {
+        assert_eq!(
+            http_date_ms("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777_000)
+        );
+        assert_eq!(
+            http_date_ms("Tue, 01 Dec 2026 08:25:36 GMT"),
+            Some(1_796_113_536_000)
+        );
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(http_date_ms(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn parses_what_s3_and_gcs_write() {

@@ -1,0 +1,614 @@
+//! The leader election with the real .wasm: several backup nodes (each with several workers)
+//! share one mock S3; exactly one uploads; failover, hand-over, Kong Enterprise's registrations,
+//! store failures (docs/election.md).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use config_bridge_tests::*;
+use host_harness::mocks::faults::{Fault, Faulty};
+use host_harness::mocks::s3::MockS3;
+use host_harness::{HostProfile, NodeId, NodeSpec, World};
+use serde_json::{json, Value};
+
+const INTERVAL_S: u64 = 10;
+const ELECTION_PREFIX: &str = "dp/cluster-a/3.9.1/election/";
+const LEADER_GAUGE: &str = "config_bridge_election_leader";
+
+fn profiles() -> [HostProfile; 2] {
+    [HostProfile::ngx_wasm_module(), HostProfile::envoy()]
+}
+
+fn elector_config(profile: &HostProfile, doc: &Value, node_id: &str) -> Value {
+    let mut cfg = filter_config(profile, doc);
+    cfg["election"] = json!(true);
+    cfg["cluster_fallback_election_interval"] = json!(INTERVAL_S);
+    cfg["cluster_fallback_config_export_delay"] = json!(5);
+    cfg["node_id"] = json!(node_id);
+    cfg
+}
+
+struct Fleet {
+    world: World,
+    s3: MockS3,
+    nodes: Vec<(NodeId, String)>,
+}
+
+impl Fleet {
+    fn start(
+        profile: &HostProfile,
+        handler: impl host_harness::http::Handler + 'static,
+        s3: MockS3,
+        n: usize,
+        workers: usize,
+        doc: &Value,
+    ) -> Fleet {
+        let mut world = world_with_storage(profile, handler);
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let id = format!("node-{i}");
+            let cfg = elector_config(profile, doc, &id);
+            let node = world
+                .add_node(
+                    NodeSpec::new(&format!("n{i}"), &plugin_module())
+                        .workers(workers)
+                        .seed(i as u64)
+                        .filter(cfg.to_string()),
+                )
+                .unwrap();
+            nodes.push((node, id));
+        }
+        Fleet { world, s3, nodes }
+    }
+
+    fn apply(&mut self, doc: &Value) {
+        for (node, id) in self.nodes.clone() {
+            let cfg = elector_config(self.world.profile(), doc, &id);
+            self.world.reconfigure(node, 0, cfg.to_string());
+        }
+    }
+
+    /// Successful uploads of the config object: (uploader's harness node, time).
+    fn config_uploads(&self) -> Vec<(String, SystemTime)> {
+        self.s3
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT" && r.key == CONFIG_KEY && r.status == 200)
+            .map(|r| (r.node, r.time))
+            .collect()
+    }
+
+    fn leaders(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(node, _)| self.world.metric(*node, LEADER_GAUGE) == Some(1))
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    fn stored_uploader(&self) -> Option<String> {
+        let obj = self.s3.object(BUCKET, CONFIG_KEY)?;
+        obj.metadata
+            .iter()
+            .find(|(k, _)| k == "uploader")
+            .map(|(_, v)| v.clone())
+    }
+
+    fn registrations(&self) -> Vec<String> {
+        self.s3
+            .list_keys(BUCKET)
+            .into_iter()
+            .filter(|k| k.starts_with(ELECTION_PREFIX))
+            .collect()
+    }
+
+    fn last_refresh(&self, harness_node: &str) -> SystemTime {
+        self.s3
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.method == "PUT"
+                    && r.key.starts_with(ELECTION_PREFIX)
+                    && r.node == harness_node
+                    && r.status == 200
+            })
+            .map(|r| r.time)
+            .max()
+            .expect("the node registered")
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.world.clock().guest_wall_nanos())
+    }
+
+    /// Steps a second at a time until `cond` holds; the virtual time it first held.
+    fn until(&mut self, limit: Duration, cond: impl Fn(&Fleet) -> bool) -> Option<SystemTime> {
+        let end = self.world.elapsed() + limit;
+        while self.world.elapsed() < end {
+            self.world.advance(secs(1));
+            if cond(self) {
+                return Some(self.now());
+            }
+        }
+        None
+    }
+}
+
+fn harness_name(fleet: &Fleet, node_id: &str) -> String {
+    let i = fleet
+        .nodes
+        .iter()
+        .position(|(_, id)| id == node_id)
+        .unwrap();
+    format!("n{}", i + 1)
+}
+
+#[test]
+fn three_nodes_of_two_workers_upload_once_per_change_with_kongs_object_names() {
+    for profile in profiles() {
+        let s3 = mock_s3();
+        let mut f = Fleet::start(&profile, s3.clone(), s3.clone(), 3, 2, &declarative(1));
+        advance_to(&mut f.world, secs(30));
+        let ups = f.config_uploads();
+        assert_eq!(ups.len(), 1, "{}: {ups:?}", profile.name);
+        let leaders = f.leaders();
+        assert_eq!(leaders.len(), 1, "{}: {leaders:?}", profile.name);
+        assert_eq!(f.stored_uploader().as_ref(), leaders.first());
+        // One registration per node, named as Kong names them, and nothing else there.
+        let regs = f.registrations();
+        assert_eq!(regs.len(), 3, "{regs:?}");
+        for r in &regs {
+            let name = r.strip_prefix(ELECTION_PREFIX).unwrap();
+            let (time, node) = name.split_once('-').unwrap();
+            // Lua's number formatting: seconds, up to three decimals, no trailing zeros.
+            assert!(time.parse::<f64>().is_ok(), "{name}");
+            assert!(!(time.contains('.') && time.ends_with('0')), "{name}");
+            assert!(node.starts_with("node-"), "{name}");
+            let obj = s3.object(BUCKET, r).unwrap();
+            assert!(obj.body.is_empty());
+            assert_eq!(obj.header("content-type"), Some("text/plain"));
+        }
+        // Two more changes: one upload each, by the same leader.
+        for (n, at) in [(2, 40), (3, 80)] {
+            f.apply(&declarative(n));
+            advance_to(&mut f.world, secs(at + 25));
+            assert_exported(&s3, &declarative(n));
+        }
+        let ups = f.config_uploads();
+        assert_eq!(ups.len(), 3, "{}: {ups:?}", profile.name);
+        assert!(ups.iter().all(|(n, _)| *n == ups[0].0), "{ups:?}");
+        assert!(f.world.traps().is_empty());
+        assert_no_secrets(&f.world, &[]);
+    }
+}
+
+#[test]
+fn a_killed_leader_is_replaced_within_interval_plus_five_seconds() {
+    for profile in profiles() {
+        let s3 = mock_s3();
+        let mut f = Fleet::start(&profile, s3.clone(), s3.clone(), 3, 2, &declarative(1));
+        advance_to(&mut f.world, secs(30));
+        let leader = f.leaders().pop().unwrap();
+        let leader_node = harness_name(&f, &leader);
+        let idx = f.nodes.iter().position(|(_, id)| *id == leader).unwrap();
+        let (node, _) = f.nodes.remove(idx);
+        for w in 0..2 {
+            f.world.kill_worker(node, w);
+        }
+        let last_refresh = f.last_refresh(&leader_node);
+        f.apply(&declarative(2));
+        let took_over = f
+            .until(secs(3 * INTERVAL_S), |f| f.leaders().len() == 1)
+            .unwrap_or_else(|| panic!("{}: nobody took over", profile.name));
+        let bound = last_refresh + secs(INTERVAL_S + 5);
+        // Kong's bound plus what the harness adds: the follower looks 1 s after the deadline,
+        // its tick (1 s) and a round trip.
+        let slack = secs(3);
+        assert!(
+            took_over <= bound + slack,
+            "{}: took over {:?} after the leader's last refresh",
+            profile.name,
+            took_over.duration_since(last_refresh).unwrap()
+        );
+        // The successor uploads the pending change.
+        f.world.advance(secs(10));
+        assert_exported(&s3, &declarative(2));
+        let uploader = f.stored_uploader().unwrap();
+        assert_ne!(uploader, leader);
+        assert_eq!(f.leaders(), [uploader]);
+    }
+}
+
+#[test]
+fn a_leader_reconfigured_off_withdraws_and_a_successor_leads_within_one_interval() {
+    for profile in profiles() {
+        let s3 = mock_s3();
+        let mut f = Fleet::start(&profile, s3.clone(), s3.clone(), 2, 2, &declarative(1));
+        advance_to(&mut f.world, secs(30));
+        let leader = f.leaders().pop().unwrap();
+        let idx = f.nodes.iter().position(|(_, id)| *id == leader).unwrap();
+        let (node, _) = f.nodes.remove(idx);
+        // Export and import both off: the filter goes inert (an invalid configuration).
+        let mut off = elector_config(&profile, &declarative(1), &leader);
+        off["cluster_fallback_config_export"] = json!("off");
+        off["cluster_fallback_config_import"] = json!("off");
+        f.world.reconfigure(node, 0, off.to_string());
+        let stopped = f.now();
+        // Its registration is withdrawn at its next tick.
+        f.world.advance(secs(2));
+        assert!(
+            f.registrations()
+                .iter()
+                .all(|k| !k.ends_with(&format!("-{leader}"))),
+            "{:?}",
+            f.registrations()
+        );
+        let took_over = f
+            .until(secs(2 * INTERVAL_S), |f| {
+                f.leaders().len() == 1 && !f.leaders().contains(&leader)
+            })
+            .unwrap_or_else(|| panic!("{}: nobody took over", profile.name));
+        assert!(
+            took_over <= stopped + secs(INTERVAL_S + 2),
+            "{}: hand-over took {:?}",
+            profile.name,
+            took_over.duration_since(stopped).unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_kong_enterprise_registration_counts_and_leads_while_it_is_older_and_fresh() {
+    let profile = HostProfile::ngx_wasm_module();
+    let s3 = mock_s3();
+    let mut world = world_with_storage(&profile, s3.clone());
+    let now =
+        |w: &World| SystemTime::UNIX_EPOCH + Duration::from_nanos(w.clock().guest_wall_nanos());
+    // What a Kong Enterprise DP writes: `<ngx.now()>-<node uuid>`, empty.
+    let t0 = now(&world)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let kong_key = format!(
+        "{ELECTION_PREFIX}{}.25-6f1c3a9e-8d2b-4e57-9a0c-3b7d5e1f2a4c",
+        t0 - 3600
+    );
+    s3.put_object_direct(BUCKET, &kong_key, b"", now(&world));
+    let cfg = elector_config(&profile, &declarative(1), "node-1");
+    let node = world
+        .add_node(
+            NodeSpec::new("n1", &plugin_module())
+                .workers(2)
+                .filter(cfg.to_string()),
+        )
+        .unwrap();
+    // Kong's node refreshes its registration every interval for a minute: it leads, we wait.
+    for _ in 0..6 {
+        world.advance(secs(INTERVAL_S));
+        s3.put_object_direct(BUCKET, &kong_key, b"", now(&world));
+        assert_eq!(world.metric(node, LEADER_GAUGE).unwrap_or(0), 0);
+    }
+    assert!(
+        s3.object(BUCKET, CONFIG_KEY).is_none(),
+        "a follower must not upload"
+    );
+    let logs = log_messages(
+        &world,
+        "election: leader is 6f1c3a9e-8d2b-4e57-9a0c-3b7d5e1f2a4c",
+    );
+    assert!(!logs.is_empty());
+    // Kong's node goes away: node-1 leads within interval + 5 s (+ a tick and the check margin).
+    let last = world.elapsed();
+    let mut at = None;
+    while world.elapsed() < last + secs(3 * INTERVAL_S) {
+        world.advance(secs(1));
+        if world.metric(node, LEADER_GAUGE) == Some(1) {
+            at = Some(world.elapsed());
+            break;
+        }
+    }
+    let at = at.expect("node-1 took over");
+    assert!(at <= last + secs(INTERVAL_S + 5 + 3), "{:?}", at - last);
+    advance_to(&mut world, at + secs(10));
+    assert_exported(&s3, &declarative(1));
+}
+
+#[test]
+fn list_and_register_failures_leave_leadership_unchanged() {
+    for profile in profiles() {
+        let s3 = mock_s3();
+        let faulty = Faulty::new(Arc::new(s3.clone()));
+        let mut f = Fleet::start(&profile, faulty.shared(), s3.clone(), 2, 2, &declarative(1));
+        advance_to(&mut f.world, secs(30));
+        let leader = f.leaders();
+        assert_eq!(leader.len(), 1);
+        // The next election requests fail: registrations and listings, both nodes' (retried
+        // within the leader's validity, which outlasts them).
+        faulty.push_matching_n(
+            |r, _| r.path.contains("/election/") || r.path.contains("list-type=2"),
+            Fault::internal_error(),
+            4,
+        );
+        f.apply(&declarative(2));
+        let mut at = 30;
+        while faulty.injected().len() < 4 {
+            at += 1;
+            assert!(at < 60, "{}: the faults were not hit", profile.name);
+            advance_to(&mut f.world, secs(at));
+            assert_eq!(f.leaders(), leader, "{} at {at} s", profile.name);
+        }
+        advance_to(&mut f.world, secs(at + 10));
+        assert_eq!(f.leaders(), leader, "{}", profile.name);
+        let failures: i64 = f
+            .nodes
+            .iter()
+            .map(|(n, _)| {
+                f.world
+                    .metric(*n, "config_bridge_election_failures_total")
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert!(failures > 0, "{}: the faults were hit", profile.name);
+        assert!(!log_messages(&f.world, "leadership unchanged").is_empty());
+        // The change is exported by the same leader meanwhile.
+        assert_exported(&s3, &declarative(2));
+        assert_eq!(f.stored_uploader().as_ref(), leader.first());
+        advance_to(&mut f.world, secs(at + 40));
+        assert_eq!(f.leaders(), leader);
+    }
+}
+
+/// A small seeded generator (the test prints its seed; `CHAOS_SEED` replays one).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn chaos_config(profile: &HostProfile, version: u32, node_id: &str) -> Value {
+    let mut cfg = filter_config(profile, &declarative(version));
+    cfg["election"] = json!(true);
+    cfg["node_id"] = json!(node_id);
+    cfg["cluster_fallback_election_interval"] = json!(CHAOS_INTERVAL_S);
+    cfg["cluster_fallback_config_export_delay"] = json!(CHAOS_DELAY_S);
+    // Coarse ticks keep 10,000 virtual minutes fast; the protocol's timings scale with them.
+    cfg["tick_period_ms"] = json!(CHAOS_TICK_S * 1000);
+    cfg["host_tick_ms"] = json!(CHAOS_TICK_S * 1000);
+    cfg["call_timeout_ms"] = json!(5_000);
+    cfg["lease_ttl_ms"] = json!(3 * CHAOS_TICK_S * 1000);
+    cfg["retry_base_ms"] = json!(5_000);
+    cfg["retry_max_ms"] = json!(CHAOS_RETRY_MAX_S * 1000);
+    cfg
+}
+
+const CHAOS_INTERVAL_S: u64 = 60;
+const CHAOS_TICK_S: u64 = 10;
+const CHAOS_DELAY_S: u64 = 30;
+const CHAOS_RETRY_MAX_S: u64 = 60;
+
+/// The version `declarative(n)` carries, read back from stored bytes.
+fn version_of(body: &[u8]) -> Option<u32> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let name = v["services"][0]["name"].as_str()?;
+    name.strip_prefix("svc-")?.parse().ok()
+}
+
+/// 3 nodes × 2 workers under random store faults (5xx, timeouts, lost answers), worker kills,
+/// node partitions and restarts, with a config change every few minutes. Invariants, checked
+/// every virtual minute: the stored config is one that was applied and never older than one
+/// stored before; at most one leader outside a hand-over window after a disruption; zero traps.
+/// After the faults stop, the newest config lands within delay + interval (+ retry backoff).
+#[test]
+fn chaos_three_nodes_ten_thousand_virtual_minutes() {
+    let minutes: u64 = std::env::var("CHAOS_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(10_000);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0xC0FF_EE00_2026_1201);
+    let profile = HostProfile::ngx_wasm_module();
+    let result = std::panic::catch_unwind(|| run_chaos(&profile, seed, minutes));
+    if let Err(e) = result {
+        eprintln!("chaos failed with CHAOS_SEED={seed} CHAOS_MINUTES={minutes}");
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
+    let started = std::time::Instant::now();
+    let mut rng = Rng(seed | 1);
+    let s3 = mock_s3();
+    let faulty = Faulty::new(Arc::new(s3.clone()));
+    faulty.seed(seed);
+    let mut world = world_with_storage(profile, faulty.shared());
+    let names = ["n1", "n2", "n3"];
+    let mut version = 1u32;
+    let mut nodes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let cfg = chaos_config(profile, version, &format!("node-{}", i + 1));
+        let node = world
+            .add_node(
+                NodeSpec::new(name, &plugin_module())
+                    .workers(2)
+                    .seed(seed.wrapping_add(i as u64))
+                    .filter(cfg.to_string()),
+            )
+            .unwrap();
+        nodes.push(node);
+    }
+    let fault_rules = [
+        faulty.random(0.03, Fault::internal_error()),
+        faulty.random(0.01, Fault::timeout(secs(2))),
+        faulty.random(0.01, Fault::reset()),
+    ];
+    let quiet_from = minutes * 9 / 10;
+    // Kong's interval + 5 s, our settle round, the follower's margin, a lease move and two ticks.
+    let window = secs(CHAOS_INTERVAL_S + 5 + 6 + 1 + 3 * CHAOS_TICK_S + 2 * CHAOS_TICK_S);
+    let mut last_disruption = Duration::ZERO;
+    let mut partitioned: Vec<(usize, u64)> = Vec::new(); // (node, heal at minute)
+    let mut dead: Vec<(usize, usize, u64)> = Vec::new(); // (node, worker, restart at minute)
+    let mut max_stored = 0u32;
+    let mut stored_versions = 0usize;
+    let mut leader_minutes = [0u64; 3];
+    for minute in 1..=minutes {
+        let faults_on = minute < quiet_from;
+        if minute == quiet_from {
+            for r in fault_rules {
+                faulty.remove(r);
+            }
+            for (n, _) in partitioned.drain(..) {
+                faulty.heal(names[n]);
+            }
+            for (n, w, _) in dead.drain(..) {
+                world.start_worker(nodes[n], w).unwrap();
+            }
+            last_disruption = world.elapsed();
+        }
+        if faults_on {
+            // Heal and restart what is due.
+            partitioned.retain(|&(n, at)| {
+                if at <= minute {
+                    faulty.heal(names[n]);
+                    false
+                } else {
+                    true
+                }
+            });
+            let mut restart = Vec::new();
+            dead.retain(|&(n, w, at)| {
+                if at <= minute {
+                    restart.push((n, w));
+                    false
+                } else {
+                    true
+                }
+            });
+            for (n, w) in restart {
+                world.start_worker(nodes[n], w).unwrap();
+                last_disruption = world.elapsed();
+            }
+            if rng.chance(0.004) {
+                let n = rng.below(3) as usize;
+                if !partitioned.iter().any(|p| p.0 == n) {
+                    faulty.partition(names[n]);
+                    partitioned.push((n, minute + 1 + rng.below(10)));
+                    last_disruption = world.elapsed();
+                }
+            }
+            if rng.chance(0.01) {
+                let (n, w) = (rng.below(3) as usize, rng.below(2) as usize);
+                if world.worker_alive(nodes[n], w) {
+                    world.kill_worker(nodes[n], w);
+                    dead.push((n, w, minute + 1 + rng.below(5)));
+                    last_disruption = world.elapsed();
+                }
+            }
+            if rng.chance(0.002) {
+                let n = rng.below(3) as usize;
+                if !dead.iter().any(|d| d.0 == n) {
+                    let cfg = chaos_config(profile, version, &format!("node-{}", n + 1));
+                    world
+                        .reload_node_with(nodes[n], 0, cfg.to_string())
+                        .unwrap();
+                    last_disruption = world.elapsed();
+                }
+            }
+        }
+        if (faults_on && rng.chance(0.25)) || minute == quiet_from + 1 {
+            version += 1;
+            for (i, node) in nodes.iter().enumerate() {
+                let cfg = chaos_config(profile, version, &format!("node-{}", i + 1));
+                world.reconfigure(*node, 0, cfg.to_string());
+            }
+        }
+        world.advance(secs(60));
+
+        // Invariants.
+        if let Some(obj) = s3.object(BUCKET, CONFIG_KEY) {
+            let v = version_of(&obj.body)
+                .unwrap_or_else(|| panic!("minute {minute}: stored bytes are no applied config"));
+            assert_eq!(obj.body, payload_bytes(&declarative(v)), "minute {minute}");
+            assert!(v <= version, "minute {minute}: v{v} was never applied");
+            assert!(
+                v >= max_stored,
+                "minute {minute}: v{v} replaced the newer v{max_stored}"
+            );
+            if v > max_stored {
+                stored_versions += 1;
+            }
+            max_stored = v;
+        }
+        let leaders: Vec<usize> = (0..3)
+            .filter(|&i| world.metric(nodes[i], LEADER_GAUGE) == Some(1))
+            .collect();
+        for &l in &leaders {
+            leader_minutes[l] += 1;
+        }
+        if leaders.len() > 1 && world.elapsed() > last_disruption + window {
+            for l in world.logs() {
+                if l.message.contains("election")
+                    || l.message.contains("exports")
+                    || l.message.contains("moved")
+                {
+                    eprintln!("{:?} {} {}", l.at, l.origin, l.message);
+                }
+            }
+        }
+        if leaders.len() > 1 {
+            assert!(
+                world.elapsed() <= last_disruption + window,
+                "minute {minute}: leaders {leaders:?}, last disruption at {:?}",
+                last_disruption
+            );
+        }
+    }
+    // After the faults stopped, the last change landed within delay + interval (+ backoff).
+    let bound = CHAOS_DELAY_S + CHAOS_INTERVAL_S + CHAOS_RETRY_MAX_S;
+    assert!(
+        minutes - quiet_from > bound / 60 + 2,
+        "the quiet phase is long enough"
+    );
+    let last_put = s3
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "PUT" && r.key == CONFIG_KEY && r.status == 200)
+        .expect("uploads happened");
+    assert_eq!(
+        max_stored, version,
+        "the newest config landed after the faults stopped"
+    );
+    let quiet_change = last_disruption + secs(60);
+    let landed = last_put
+        .time
+        .duration_since(
+            SystemTime::UNIX_EPOCH + Duration::from_nanos(world.clock().guest_wall_nanos())
+                - world.elapsed(),
+        )
+        .unwrap();
+    assert!(
+        landed <= quiet_change + secs(bound),
+        "the last change landed {:?} after it was made",
+        landed.saturating_sub(quiet_change)
+    );
+    assert!(world.traps().is_empty(), "{:?}", world.traps());
+    let injected = faulty.injected().len();
+    assert!(injected > 100, "faults were injected ({injected})");
+    eprintln!(
+        "chaos: seed {seed}, {minutes} virtual minutes, {version} configs, {stored_versions} stored versions, {injected} faults, leader minutes {leader_minutes:?}, {:?}",
+        started.elapsed()
+    );
+}
