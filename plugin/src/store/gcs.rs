@@ -3,6 +3,7 @@
 //! (0 = must not exist), object resource reads, `alt=media` downloads, listings with `prefix` and
 //! `pageToken`, deletes. A version is an object generation.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
@@ -23,12 +24,19 @@ use crate::settings::GcsSettings;
 pub const META_UPLOADER: &str = "uploader";
 pub const META_APPLIED_AT: &str = "config-applied-at";
 pub const META_SHA256: &str = "config-sha256";
+/// On an election registration: the node's first registration (ms since the epoch). Every
+/// upload moves `timeCreated` (a new generation), so the refreshes would reset the register
+/// time without it (docs/gcs.md, "Election objects").
+pub const META_REGISTER_TIME: &str = "register-time";
 
 pub struct GcsStore {
     endpoint: HttpUrl,
     bucket: String,
     upstream: String,
     tokens: TokenCache,
+    /// Registration key → first registration time, as `election_key` was told (the election
+    /// asks for the key right before `put_marker`).
+    register_times: RefCell<Vec<(String, u64)>>,
 }
 
 impl GcsStore {
@@ -38,6 +46,7 @@ impl GcsStore {
             bucket,
             upstream,
             tokens: TokenCache::new(settings.tokens, settings.scope),
+            register_times: RefCell::new(Vec::new()),
         }
     }
 
@@ -232,13 +241,30 @@ impl ObjectStore for GcsStore {
     }
 
     fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        // Kong's GCS election objects: empty `text/plain`, no metadata. Every upload makes a new
-        // generation, which moves `timeCreated` as well as `updated` (docs/gcs.md, election).
-        self.upload(key, "text/plain", None, &[], &Precondition::None, now_ms)
+        // Kong's GCS election objects: empty `text/plain`; ours also carry the first
+        // registration time, which the uploads' new generations would otherwise lose.
+        let metadata = self
+            .register_times
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, t)| json!({ META_REGISTER_TIME: t.to_string() }));
+        self.upload(
+            key,
+            "text/plain",
+            metadata,
+            &[],
+            &Precondition::None,
+            now_ms,
+        )
     }
 
-    fn election_key(&self, election_prefix: &str, node_id: &str, _register_time_ms: u64) -> String {
-        format!("{election_prefix}{node_id}")
+    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String {
+        let key = format!("{election_prefix}{node_id}");
+        let mut times = self.register_times.borrow_mut();
+        times.retain(|(k, _)| *k != key);
+        times.push((key.clone(), register_time_ms));
+        key
     }
 
     fn election_candidate(
@@ -340,10 +366,18 @@ impl ObjectStore for GcsStore {
                                 .get("updated")
                                 .and_then(Value::as_str)
                                 .and_then(rfc3339_ms),
+                            // A registration's own first-registration time, else the
+                            // object's (Kong's registrations carry no metadata).
                             created_ms: o
-                                .get("timeCreated")
+                                .get("metadata")
+                                .and_then(|m| m.get(META_REGISTER_TIME))
                                 .and_then(Value::as_str)
-                                .and_then(rfc3339_ms),
+                                .and_then(|t| t.trim().parse().ok())
+                                .or_else(|| {
+                                    o.get("timeCreated")
+                                        .and_then(Value::as_str)
+                                        .and_then(rfc3339_ms)
+                                }),
                             size: text_or_number(o.get("size"))
                                 .and_then(|s| s.parse().ok())
                                 .unwrap_or(0),
@@ -567,6 +601,28 @@ mod tests {
         assert_eq!(c.node_id, "n1");
         assert_eq!(c.refreshed_ms - c.register_time_ms, 600_500);
         assert_eq!(s.election_key("e/", "n1", 5), "e/n1");
+        // The register time travels in the registration's metadata and wins over timeCreated.
+        let mut s2 = store();
+        s2.on_prerequisite(
+            Ok(resp(200, &[], r#"{"access_token":"t","expires_in":3599}"#)),
+            0,
+        )
+        .unwrap();
+        let key = s2.election_key("e/", "n2", 1_733_012_345_120);
+        let marker = String::from_utf8_lossy(&s2.put_marker(&key, 0).unwrap().body).to_string();
+        assert!(
+            marker.contains(r#""metadata":{"register-time":"1733012345120"}"#),
+            "{marker}"
+        );
+        let page = s.parse_list(&resp(
+            200,
+            &[],
+            r#"{"items":[{"name":"e/n2","timeCreated":"2024-12-01T00:00:00Z","updated":"2024-12-01T00:00:00Z","metadata":{"register-time":"1733012345120"}}]}"#,
+        ));
+        let ListOutcome::Page { entries, .. } = page else {
+            panic!()
+        };
+        assert_eq!(entries[0].created_ms, Some(1_733_012_345_120));
         let h = s.parse_head(&resp(
             200,
             &[],
