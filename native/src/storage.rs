@@ -2,6 +2,7 @@
 //! the core's store builds and signs each request and classifies each answer; this sends them
 //! and retries transport failures and error answers with the core's backoff until the deadline.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use config_bridge::backoff::{Backoff, Rng};
@@ -20,7 +21,8 @@ use crate::time::{http_date_ms, now_ms};
 const MAX_LIST_PAGES: usize = 100;
 
 pub struct Storage<'a> {
-    pub store: Box<dyn ObjectStore>,
+    /// Mutable for its prerequisite (a GCS token), sent before any request: see `ready`.
+    pub store: RefCell<Box<dyn ObjectStore>>,
     http: &'a Http,
     progress: Progress,
     deadline: Instant,
@@ -49,7 +51,7 @@ impl Object {
 impl<'a> Storage<'a> {
     pub fn new(cfg: &Config, http: &'a Http, progress: Progress, deadline: Instant) -> Storage<'a> {
         Storage {
-            store: store::for_settings(&cfg.storage),
+            store: RefCell::new(store::for_settings(&cfg.storage)),
             http,
             progress,
             deadline,
@@ -58,14 +60,14 @@ impl<'a> Storage<'a> {
 
     /// `s3://bucket/key`.
     pub fn describe(&self, key: &str) -> String {
-        self.store.describe(key)
+        self.store.borrow().describe(key)
     }
 
     /// The export at `key`; exit 11 when there is none (`missing`: what that means here).
     pub fn get(&self, key: &str, missing: &str) -> Res<Object> {
-        let found = self.exchange(&|now| self.store.get(key, None, now), &|resp| {
+        let found = self.exchange(&|now| self.store.borrow().get(key, None, now), &|resp| {
             let last_modified = resp.header("last-modified").and_then(http_date_ms);
-            match self.store.parse_get(resp) {
+            match self.store.borrow().parse_get(resp) {
                 GetOutcome::Found { body, meta } => Ok(Some(Object {
                     body,
                     meta,
@@ -86,8 +88,8 @@ impl<'a> Storage<'a> {
     /// The object's metadata, or `None` when it does not exist.
     pub fn head(&self, key: &str) -> Res<Option<RemoteMeta>> {
         self.exchange(
-            &|now| self.store.head(key, now),
-            &|resp| match self.store.parse_head(&resp) {
+            &|now| self.store.borrow().head(key, now),
+            &|resp| match self.store.borrow().parse_head(&resp) {
                 HeadOutcome::Found(meta) => Ok(Some(meta)),
                 HeadOutcome::Missing => Ok(None),
                 HeadOutcome::Failed(e) => Err(e),
@@ -101,8 +103,8 @@ impl<'a> Storage<'a> {
         let mut token: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
             let (entries, next) = self.exchange(
-                &|now| self.store.list(prefix, token.as_deref(), now),
-                &|resp| match self.store.parse_list(&resp) {
+                &|now| self.store.borrow().list(prefix, token.as_deref(), now),
+                &|resp| match self.store.borrow().parse_list(&resp) {
                     ListOutcome::Page { entries, next } => Ok((entries, next)),
                     ListOutcome::Failed(e) => Err(e),
                 },
@@ -126,15 +128,26 @@ impl<'a> Storage<'a> {
     ) -> Res<T> {
         let mut retry = Retry::new(self.deadline);
         loop {
-            let request = build(now_ms()).map_err(|e| {
-                Outcome::new(Exit::Usage, format!("cannot build a storage request: {e}"))
-            })?;
-            let why = match self.http.send(&request) {
-                Ok(resp) => match parse(resp) {
-                    Ok(t) => return Ok(t),
-                    Err(e) => format!("{e} (from {})", request.authority),
-                },
-                Err(e) => e,
+            let why = match self.ready() {
+                Err(why) => why,
+                Ok(()) => {
+                    let request = build(now_ms()).map_err(|e| {
+                        Outcome::new(Exit::Usage, format!("cannot build a storage request: {e}"))
+                    })?;
+                    match self.http.send(&request) {
+                        Ok(resp) => {
+                            if resp.status == 401 {
+                                // A token the store no longer accepts: a new one next attempt.
+                                self.store.borrow_mut().on_unauthorized(now_ms());
+                            }
+                            match parse(resp) {
+                                Ok(t) => return Ok(t),
+                                Err(e) => format!("{e} (from {})", request.authority),
+                            }
+                        }
+                        Err(e) => e,
+                    }
+                }
             };
             if !retry.pause(&why, self.progress) {
                 return Err(Outcome::new(
@@ -143,6 +156,23 @@ impl<'a> Storage<'a> {
                 ));
             }
         }
+    }
+}
+
+impl Storage<'_> {
+    /// Sends the store's prerequisite (a GCS access token) when it needs one, as the filter's
+    /// engine does before any other request of the store. A failure is retried by the caller's
+    /// backoff, not the store's own (`on_unauthorized` clears it).
+    fn ready(&self) -> Result<(), String> {
+        let request = self.store.borrow_mut().prerequisite(now_ms());
+        let Some(request) = request else {
+            return Ok(());
+        };
+        let answer = self.http.send(&request);
+        let mut store = self.store.borrow_mut();
+        store.on_prerequisite(answer, now_ms()).inspect_err(|_| {
+            store.on_unauthorized(now_ms());
+        })
     }
 }
 

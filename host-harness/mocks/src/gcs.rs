@@ -666,6 +666,11 @@ impl MockGcs {
                 .with_header("etag", &obj.etag());
         }
         let headers = |r: HttpResponse| {
+            // Custom metadata comes along as `x-goog-meta-*`, as GCS and fake-gcs-server send it.
+            let r = obj
+                .metadata
+                .iter()
+                .fold(r, |r, (k, v)| r.with_header(&format!("x-goog-meta-{k}"), v));
             r.with_header("content-type", &obj.content_type)
                 .with_header("x-goog-generation", &obj.generation.to_string())
                 .with_header("x-goog-metageneration", &obj.metageneration.to_string())

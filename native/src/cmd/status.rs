@@ -1,13 +1,15 @@
 //! `status`: what the storage holds under the prefix — the gateway versions, the export of each
 //! (age, size, uploader, sha256, from its listing entry and a HEAD), and the leader-election
-//! registrations of each version, read with Kong's rules: S3 key
-//! `<prefix>/<version>/election/<register_time>-<node_id>`, fresh while
-//! `now <= last_modified + interval + 5 s`, leader the fresh candidate with the smallest register
+//! registrations of each version, read with Kong's rules through the store
+//! (`ObjectStore::election_candidate`: S3 key `<prefix>/<version>/election/<register_time>-<node_id>`
+//! and LastModified; GCS object `<node_id>` with `timeCreated` and `updated`), fresh while
+//! `now <= refreshed + interval + 5 s`, leader the fresh candidate with the smallest register
 //! time (ties: the smaller node id).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use config_bridge::store::election_objects::lua_seconds;
 use config_bridge::store::ListEntry;
 use serde_json::{json, Value};
 
@@ -24,11 +26,10 @@ const ELECTION_GRACE_MS: u64 = 5_000;
 /// One registration under `election/`.
 #[derive(Clone, Debug, PartialEq)]
 struct Candidate {
-    register_time: f64,
-    /// As written in the key (Kong prints up to 3 decimals).
-    register_text: String,
+    /// The first registration, ms since the epoch.
+    register_time_ms: u64,
     node_id: String,
-    refreshed_ms: Option<u64>,
+    refreshed_ms: u64,
     fresh: bool,
 }
 
@@ -56,7 +57,7 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
     } else {
         format!("{}/", location.prefix)
     };
-    let root = format!("s3://{}/{prefix}", location.bucket);
+    let root = storage.describe(&prefix);
     let now = now_ms();
     let interval_ms = args.election_interval.saturating_mul(1000);
 
@@ -73,28 +74,29 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
                 versions.entry(version.to_string()).or_default().export = Some(entry);
             }
             Some((version, name)) if name.starts_with("election/") => {
-                let name = name.trim_start_matches("election/");
-                match parse_registration(name) {
-                    Some((register_time, node_id)) => {
-                        let fresh = entry
-                            .modified_ms
-                            .is_some_and(|t| now <= t + interval_ms + ELECTION_GRACE_MS);
+                let election_prefix = format!("{prefix}{version}/election/");
+                match storage
+                    .store
+                    .borrow()
+                    .election_candidate(&election_prefix, &entry)
+                {
+                    Ok(c) => {
+                        let fresh = now <= c.refreshed_ms + interval_ms + ELECTION_GRACE_MS;
                         versions
                             .entry(version.to_string())
                             .or_default()
                             .candidates
                             .push(Candidate {
-                                register_time,
-                                register_text: name
-                                    .split_once('-')
-                                    .map(|(t, _)| t.to_string())
-                                    .unwrap_or_default(),
-                                node_id,
-                                refreshed_ms: entry.modified_ms,
+                                register_time_ms: c.register_time_ms,
+                                node_id: c.node_id,
+                                refreshed_ms: c.refreshed_ms,
                                 fresh,
                             });
                     }
-                    None => other += 1,
+                    Err(why) => {
+                        progress.debug(&format!("not an election registration: {why}"));
+                        other += 1
+                    }
                 }
             }
             _ => other += 1,
@@ -174,16 +176,15 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
             let mut sorted: Vec<&Candidate> = v.candidates.iter().collect();
             sorted.sort_by(|a, b| by_seniority(a, b));
             for c in &sorted {
+                let ago = age(now.saturating_sub(c.refreshed_ms));
                 report = report.line(format!(
                     "      {:<14} {:<24} {}{}",
-                    c.register_text,
+                    lua_seconds(c.register_time_ms),
                     c.node_id,
-                    match (c.fresh, c.refreshed_ms) {
-                        (true, Some(t)) =>
-                            format!("fresh (refreshed {} ago)", age(now.saturating_sub(t))),
-                        (false, Some(t)) =>
-                            format!("stale (refreshed {} ago)", age(now.saturating_sub(t))),
-                        _ => "stale (no LastModified)".to_string(),
+                    if c.fresh {
+                        format!("fresh (refreshed {ago} ago)")
+                    } else {
+                        format!("stale (refreshed {ago} ago)")
                     },
                     if leader == Some(*c) {
                         "  <- leader"
@@ -197,8 +198,8 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
                 "leader": leader.map(|c| c.node_id.clone()),
                 "candidates": sorted.iter().map(|c| json!({
                     "node_id": c.node_id,
-                    "register_time": c.register_text,
-                    "refreshed": c.refreshed_ms.map(rfc3339),
+                    "register_time": lua_seconds(c.register_time_ms),
+                    "refreshed": rfc3339(c.refreshed_ms),
                     "fresh": c.fresh,
                 })).collect::<Vec<_>>(),
             });
@@ -211,32 +212,10 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
         .field("other_objects", other))
 }
 
-/// Kong's `^(\d+\.?\d*)-(.+)$`: register time in seconds, node id.
-fn parse_registration(name: &str) -> Option<(f64, String)> {
-    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
-    }
-    let mut end = digits;
-    if name.as_bytes().get(end) == Some(&b'.') {
-        end += 1;
-        end += name
-            .get(end..)?
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .count();
-    }
-    let node = name.get(end..)?.strip_prefix('-')?;
-    if node.is_empty() {
-        return None;
-    }
-    Some((name.get(..end)?.parse().ok()?, node.to_string()))
-}
-
 /// Smallest register time first, ties by the smaller node id.
 fn by_seniority(a: &Candidate, b: &Candidate) -> Ordering {
-    a.register_time
-        .total_cmp(&b.register_time)
+    a.register_time_ms
+        .cmp(&b.register_time_ms)
         .then_with(|| a.node_id.cmp(&b.node_id))
 }
 
@@ -273,42 +252,22 @@ fn version_order(a: &str, b: &str) -> Ordering {
 mod tests {
     use super::*;
 
-    fn cand(t: f64, id: &str, fresh: bool) -> Candidate {
+    fn cand(t: u64, id: &str, fresh: bool) -> Candidate {
         Candidate {
-            register_time: t,
-            register_text: t.to_string(),
+            register_time_ms: t,
             node_id: id.into(),
-            refreshed_ms: Some(0),
+            refreshed_ms: 0,
             fresh,
-        }
-    }
-
-    #[test]
-    fn registrations_parse_as_kong_writes_them() {
-        assert_eq!(
-            parse_registration("1733012345.123-node-a"),
-            Some((1_733_012_345.123, "node-a".into()))
-        );
-        assert_eq!(
-            parse_registration("1733012345-dp-1.example"),
-            Some((1_733_012_345.0, "dp-1.example".into()))
-        );
-        assert_eq!(
-            parse_registration("1733012345.-x"),
-            Some((1_733_012_345.0, "x".into()))
-        );
-        for bad in ["node-a", "-x", "123", "123-", "12.3.4-x", ""] {
-            assert_eq!(parse_registration(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn the_leader_is_the_oldest_fresh_candidate_ties_by_node_id() {
         let cs = [
-            cand(10.0, "b", true),
-            cand(10.0, "a", true),
-            cand(5.0, "old-but-stale", false),
-            cand(20.0, "young", true),
+            cand(10_000, "b", true),
+            cand(10_000, "a", true),
+            cand(5_000, "old-but-stale", false),
+            cand(20_000, "young", true),
         ];
         assert_eq!(leader(&cs).map(|c| c.node_id.as_str()), Some("a"));
         assert_eq!(leader(&cs[2..3]), None);

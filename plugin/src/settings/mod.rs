@@ -13,6 +13,7 @@
 //! `crate::document`.
 
 mod election;
+pub mod gcs;
 mod import;
 mod lookup;
 pub mod s3;
@@ -28,6 +29,7 @@ use serde_json::{Map, Value};
 use crate::http_url::HttpUrl;
 use crate::json_scan::{Summary, ValueKind};
 pub use election::ElectionSettings;
+pub use gcs::GcsSettings;
 pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
 use s3::{default_s3_upstream, parse_s3};
@@ -171,6 +173,7 @@ impl Config {
     pub fn s3(&self) -> Option<&S3Settings> {
         match &self.storage.backend {
             StorageBackend::S3(s3) => Some(s3),
+            StorageBackend::Gcs(_) => None,
         }
     }
 
@@ -218,6 +221,12 @@ pub const SETTINGS: &[&str] = &[
     "storage_upstream",
     "s3_force_path_style",
     "s3_conditional_writes",
+    "gcp_service_account",
+    "gcs_endpoint",
+    "gcs_token_uri",
+    "gcs_token_upstream",
+    "gcs_metadata_url",
+    "gcs_metadata_upstream",
     "tick_period_ms",
     "host_tick_ms",
     "call_timeout_ms",
@@ -437,13 +446,6 @@ impl Config {
             field: storage_field,
             reason: r,
         })?;
-        if location.backend == Backend::Gcs {
-            return err(
-                "cluster_fallback_config_storage",
-                "GCS storage is not implemented in this build yet (use s3://)",
-            );
-        }
-
         let export_delay_ms = l.seconds_ms(
             "cluster_fallback_config_export_delay",
             &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY"],
@@ -520,15 +522,26 @@ impl Config {
             None
         };
         let election = election::parse_election(l)?;
-        let s3 = parse_s3(l, export || import)?;
+        let (backend, default_upstream) = match location.backend {
+            Backend::S3 => {
+                let s3 = parse_s3(l, export || import)?;
+                let u = default_s3_upstream(&s3);
+                (StorageBackend::S3(s3), u)
+            }
+            Backend::Gcs => {
+                let g = gcs::parse_gcs(l, export)?;
+                let u = g.default_upstream();
+                (StorageBackend::Gcs(g), u)
+            }
+        };
         let upstream = match l.string("storage_upstream", &[])? {
             Some((u, _)) => u,
-            None => default_s3_upstream(&s3),
+            None => default_upstream,
         };
         let storage = StorageSettings {
             location,
             upstream,
-            backend: StorageBackend::S3(s3),
+            backend,
         };
 
         let cfg = Config {
@@ -790,13 +803,6 @@ mod tests {
             ),
             (
                 with("cluster_fallback_config_storage", serde_json::json!(12)),
-                "cluster_fallback_config_storage",
-            ),
-            (
-                with(
-                    "cluster_fallback_config_storage",
-                    serde_json::json!("gcs://bucket/p"),
-                ),
                 "cluster_fallback_config_storage",
             ),
             (

@@ -17,10 +17,11 @@ pub struct StorageSettings {
     pub backend: StorageBackend,
 }
 
-/// The backend's settings. GCS (its own issue) adds a variant next to S3.
+/// The backend's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageBackend {
     S3(super::S3Settings),
+    Gcs(super::GcsSettings),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,6 +9,8 @@ use crate::http::{HttpResponse, OutboundRequest};
 use crate::settings::{StorageBackend, StorageSettings};
 
 pub mod election_objects;
+pub mod gcs;
+pub mod gcs_auth;
 pub mod s3;
 pub mod sigv4;
 pub mod timestamp;
@@ -197,6 +199,11 @@ pub fn for_settings(settings: &StorageSettings) -> Box<dyn ObjectStore> {
     match &settings.backend {
         StorageBackend::S3(s3) => Box::new(s3::S3Store::new(
             s3.clone(),
+            settings.location.bucket.clone(),
+            settings.upstream.clone(),
+        )),
+        StorageBackend::Gcs(gcs) => Box::new(gcs::GcsStore::new(
+            gcs.clone(),
             settings.location.bucket.clone(),
             settings.upstream.clone(),
         )),

@@ -426,8 +426,8 @@ fn xml_element(xml: &str, name: &str) -> Option<String> {
     )
 }
 
-/// One log-safe line: no control characters, bounded length.
-fn clean(s: &str, max: usize) -> String {
+/// One log-safe line: no control characters, bounded length (GCS errors use it too).
+pub(crate) fn clean(s: &str, max: usize) -> String {
     let one_line: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

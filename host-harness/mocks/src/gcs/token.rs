@@ -65,6 +65,14 @@ impl ServiceAccountKey {
         self.private_key.to_public_key()
     }
 
+    /// The public half as a SubjectPublicKeyInfo PEM (what `POST /_mock/service-accounts` takes).
+    pub fn public_key_pem(&self) -> String {
+        use rsa::pkcs8::EncodePublicKey;
+        self.public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("PEM encoding of an RSA public key cannot fail")
+    }
+
     /// The JSON key file, with `token_uri` pointing where the token requests should go.
     pub fn to_json(&self, token_uri: &str) -> Value {
         let pem = self

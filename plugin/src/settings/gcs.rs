@@ -1,0 +1,202 @@
+//! GCS settings (docs/gcs.md): the service-account key (`gcp_service_account` /
+//! `GCP_SERVICE_ACCOUNT`) or, without one, the metadata server; endpoint overrides for emulators
+//! and the `dispatch_http_call` upstream of each endpoint.
+
+use serde_json::Value;
+
+use super::lookup::Lookup;
+use super::{err, ConfigError};
+use crate::http_url::HttpUrl;
+use crate::store::gcs_auth::{
+    ServiceAccountKey, TokenProvider, GOOGLE_TOKEN_URI, METADATA_URL, SCOPE_READ_ONLY,
+    SCOPE_READ_WRITE,
+};
+
+pub const GOOGLE_STORAGE_URL: &str = "https://storage.googleapis.com";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcsSettings {
+    /// The JSON API's base URL (`gcs_endpoint`).
+    pub endpoint: HttpUrl,
+    pub tokens: TokenProvider,
+    /// `devstorage.read_write` for exporters, `read_only` for import-only nodes.
+    pub scope: &'static str,
+}
+
+impl GcsSettings {
+    /// The storage API's default upstream (`host:port` of the endpoint).
+    pub fn default_upstream(&self) -> String {
+        self.endpoint.upstream()
+    }
+}
+
+fn url(l: &Lookup<'_>, key: &str, env: &[&str], default: &str) -> Result<HttpUrl, ConfigError> {
+    match l.string(key, env)? {
+        None => HttpUrl::parse(default).or_else(|r| err(key, r)),
+        // GCE_METADATA_HOST and STORAGE_EMULATOR_HOST are often a bare `host:port`.
+        Some((raw, field)) if !raw.contains("://") => {
+            HttpUrl::parse(&format!("http://{raw}")).or_else(|r| err(field, r))
+        }
+        Some((raw, field)) => HttpUrl::parse(&raw).or_else(|r| err(field, r)),
+    }
+}
+
+pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, ConfigError> {
+    // Google's client libraries point at an emulator with STORAGE_EMULATOR_HOST.
+    let endpoint = url(
+        l,
+        "gcs_endpoint",
+        &["STORAGE_EMULATOR_HOST"],
+        GOOGLE_STORAGE_URL,
+    )?;
+    let scope = if export {
+        SCOPE_READ_WRITE
+    } else {
+        SCOPE_READ_ONLY
+    };
+    // The key file's text, or (Kong 3.5+ hands JSON over as JSON) the key as an object.
+    let key = match l.get("gcp_service_account", &["GCP_SERVICE_ACCOUNT"]) {
+        None => None,
+        Some(r) => match r.value {
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some((s, r.field)),
+            v @ Value::Object(_) => Some((v.to_string(), r.field)),
+            _ => {
+                return err(
+                    r.field,
+                    "expected the JSON key file (a string or an object)",
+                )
+            }
+        },
+    };
+    let tokens = match key {
+        Some((json, field)) => {
+            // The reason names what is wrong, never a value (the key is a secret).
+            let key = ServiceAccountKey::parse(&json).or_else(|r| err(&field, r))?;
+            let (token_uri, aud) = match l.string("gcs_token_uri", &[])? {
+                Some((raw, f)) => (HttpUrl::parse(&raw).or_else(|r| err(f, r))?, raw),
+                None => {
+                    let raw = key.token_uri.as_deref().unwrap_or(GOOGLE_TOKEN_URI);
+                    let url = HttpUrl::parse(raw)
+                        .or_else(|r| err(&field, format!("has an unusable token_uri: {r}")))?;
+                    (url, raw.trim().to_string())
+                }
+            };
+            let upstream = match l.string("gcs_token_upstream", &[])? {
+                Some((u, _)) => u,
+                None => token_uri.upstream(),
+            };
+            TokenProvider::ServiceAccount {
+                key,
+                token_uri,
+                aud,
+                upstream,
+            }
+        }
+        None => {
+            // Workload identity: the metadata server of the machine or the GKE node.
+            let url = url(l, "gcs_metadata_url", &["GCE_METADATA_HOST"], METADATA_URL)?;
+            if url.path_and_query.contains('?') {
+                return err("gcs_metadata_url", "must not have a query string");
+            }
+            let upstream = match l.string("gcs_metadata_upstream", &[])? {
+                Some((u, _)) => u,
+                None => url.upstream(),
+            };
+            TokenProvider::Metadata { url, upstream }
+        }
+    };
+    if endpoint.path_and_query.contains('?') {
+        return err("gcs_endpoint", "must not have a query string");
+    }
+    Ok(GcsSettings {
+        endpoint,
+        tokens,
+        scope,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::settings::{Config, StorageBackend};
+    use crate::store::gcs_auth::TokenProvider;
+    use serde_json::json;
+
+    fn parse(
+        v: serde_json::Value,
+        env: &[(&str, &str)],
+    ) -> Result<Config, crate::settings::ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(v.to_string().as_bytes(), &move |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn base(storage: &str) -> serde_json::Value {
+        json!({
+            "cluster_fallback_config_import": "on",
+            "cluster_fallback_config_storage": storage,
+            "gateway_version": "3.9.1",
+        })
+    }
+
+    #[test]
+    fn gcs_without_a_key_uses_the_metadata_server_and_read_only_for_importers() {
+        for storage in ["gcs://b-1/p", "gs://b-1/p"] {
+            let c = parse(base(storage), &[("GCE_METADATA_HOST", "127.0.0.1:8080")]).unwrap();
+            assert_eq!(c.storage.upstream, "storage.googleapis.com:443");
+            let StorageBackend::Gcs(g) = &c.storage.backend else {
+                panic!("not GCS")
+            };
+            assert_eq!(g.scope, crate::store::gcs_auth::SCOPE_READ_ONLY);
+            match &g.tokens {
+                TokenProvider::Metadata { url, upstream } => {
+                    assert_eq!(url.to_string(), "http://127.0.0.1:8080/");
+                    assert_eq!(upstream, "127.0.0.1:8080");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn key_errors_name_the_field_and_never_quote_the_key() {
+        let mut v = base("gcs://b-1/p");
+        v["gcp_service_account"] = json!("{\"private_key\": \"SECRET-PEM-TEXT\"");
+        let e = parse(v.clone(), &[]).unwrap_err();
+        assert_eq!(e.field, "gcp_service_account");
+        assert!(!e.to_string().contains("SECRET-PEM-TEXT"), "{e}");
+        v["gcp_service_account"] = json!({"client_email": "a@b", "private_key": "SECRET-PEM-TEXT"});
+        let e = parse(v.clone(), &[]).unwrap_err();
+        assert_eq!(e.field, "gcp_service_account");
+        assert!(
+            e.reason.contains("private_key is not a PEM private key"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("SECRET-PEM-TEXT"), "{e}");
+        v.as_object_mut().unwrap().remove("gcp_service_account");
+        let e = parse(v, &[("GCP_SERVICE_ACCOUNT", "SECRET-PEM-TEXT")]).unwrap_err();
+        assert_eq!(e.field, "gcp_service_account (from GCP_SERVICE_ACCOUNT)");
+        assert!(!e.to_string().contains("SECRET-PEM-TEXT"), "{e}");
+    }
+
+    #[test]
+    fn endpoint_override_and_emulator_variable() {
+        let mut v = base("gcs://b-1/p");
+        v["gcs_endpoint"] = json!("http://127.0.0.1:4443");
+        let c = parse(v, &[]).unwrap();
+        assert_eq!(c.storage.upstream, "127.0.0.1:4443");
+        let c = parse(
+            base("gs://b-1/p"),
+            &[("STORAGE_EMULATOR_HOST", "localhost:9023")],
+        )
+        .unwrap();
+        assert_eq!(c.storage.upstream, "localhost:9023");
+        let mut v = base("gs://b-1/p");
+        v["gcs_endpoint"] = json!("ftp://x");
+        assert_eq!(parse(v, &[]).unwrap_err().field, "gcs_endpoint");
+    }
+}

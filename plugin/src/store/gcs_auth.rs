@@ -1,0 +1,539 @@
+//! OAuth2 access tokens for GCS (docs/gcs.md): a service-account key signs an RS256 JWT that the
+//! key's `token_uri` exchanges for a token, or, without a key, the metadata server hands one out
+//! (workload identity). The token is cached until shortly before it expires and dropped on a 401.
+//!
+//! Nothing here ever formats the key, the JWT or the token into a message: errors name the
+//! endpoint, the HTTP status and Google's `error` / `error_description` only.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use ring::rand::SystemRandom;
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use serde_json::{json, Value};
+
+use crate::http::{HttpResponse, OutboundRequest};
+use crate::http_url::{percent_encode, HttpUrl};
+use crate::settings::Secret;
+
+pub const SCOPE_READ_WRITE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
+pub const SCOPE_READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub const METADATA_URL: &str = "http://metadata.google.internal";
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+/// Google accepts assertions that live at most one hour.
+const ASSERTION_LIFETIME_S: u64 = 3600;
+/// A token is renewed this long before it expires (capped at half its lifetime), so a request
+/// never leaves with a token that dies on the way.
+const REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
+/// After a failed token request the next one waits 1 s, doubling up to 60 s.
+const RETRY_BASE_MS: u64 = 1000;
+const RETRY_MAX_MS: u64 = 60_000;
+
+/// An RSA private key ready to sign (parsed once, at configuration time). Compared by its DER
+/// bytes; `Debug` never shows them.
+#[derive(Clone)]
+pub struct RsaSigner {
+    der: Secret,
+    pair: Rc<RsaKeyPair>,
+}
+
+impl PartialEq for RsaSigner {
+    fn eq(&self, other: &Self) -> bool {
+        self.der == other.der
+    }
+}
+impl Eq for RsaSigner {}
+
+impl fmt::Debug for RsaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RsaSigner(***)")
+    }
+}
+
+impl RsaSigner {
+    /// A PEM private key: PKCS#8 (`BEGIN PRIVATE KEY`, what Google issues) or PKCS#1 (`BEGIN RSA
+    /// PRIVATE KEY`). The error never quotes the key.
+    pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
+        let (label, der) = pem_decode(pem).ok_or("is not a PEM private key")?;
+        let pair = match label.as_str() {
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
+            "EC PRIVATE KEY" => return Err("is not an RSA key (RS256 needs one)".into()),
+            _ => return Err("is not a PEM private key (PKCS#8 or PKCS#1)".into()),
+        }
+        .map_err(|e| match e.to_string().as_str() {
+            "WrongAlgorithm" => "is not an RSA key (RS256 needs one)".to_string(),
+            "TooSmall" | "TooLarge" => {
+                "is an RSA key of an unsupported size (2048 to 8192 bits)".to_string()
+            }
+            _ => "is not a valid RSA private key".to_string(),
+        })?;
+        let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(RsaSigner {
+            der: Secret::new(hex),
+            pair: Rc::new(pair),
+        })
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let mut sig = vec![0u8; self.pair.public().modulus_len()];
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig)
+            .map_err(|_| "RSA signing failed (no randomness from the host?)".to_string())?;
+        Ok(sig)
+    }
+}
+
+/// The parts of a service-account JSON key the token flow needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccountKey {
+    pub client_email: String,
+    /// The JWT's `kid`.
+    pub private_key_id: Option<String>,
+    /// The key's `token_uri` (Google's when absent).
+    pub token_uri: Option<String>,
+    pub signer: RsaSigner,
+}
+
+impl ServiceAccountKey {
+    /// The JSON key file as `gcloud iam service-accounts keys create` writes it. The error says
+    /// what is wrong without quoting any of it.
+    pub fn parse(json: &str) -> Result<ServiceAccountKey, String> {
+        let v: Value = serde_json::from_str(json.trim())
+            .map_err(|_| "is not a JSON service-account key".to_string())?;
+        let Value::Object(m) = v else {
+            return Err("is not a JSON service-account key (expected an object)".into());
+        };
+        let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        if let Some(t) = text("type") {
+            if t != "service_account" {
+                return Err("has type other than \"service_account\"".into());
+            }
+        }
+        let client_email = text("client_email")
+            .filter(|e| !e.is_empty())
+            .ok_or("has no client_email")?;
+        let pem = text("private_key").ok_or("has no private_key")?;
+        let signer = RsaSigner::from_pem(&pem).map_err(|e| format!("private_key {e}"))?;
+        let token_uri = text("token_uri").filter(|u| !u.is_empty());
+        Ok(ServiceAccountKey {
+            client_email,
+            private_key_id: text("private_key_id").filter(|k| !k.is_empty()),
+            token_uri,
+            signer,
+        })
+    }
+
+    /// The signed grant assertion: RS256, `kid`, `iss`, `scope`, `aud`, one hour from `now_s`.
+    pub fn assertion(&self, scope: &str, aud: &str, now_s: u64) -> Result<String, String> {
+        let header = match &self.private_key_id {
+            Some(kid) => json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+            None => json!({"alg": "RS256", "typ": "JWT"}),
+        };
+        let claims = json!({
+            "iss": self.client_email,
+            "scope": scope,
+            "aud": aud,
+            "iat": now_s,
+            "exp": now_s + ASSERTION_LIFETIME_S,
+        });
+        let input = format!(
+            "{}.{}",
+            base64url(header.to_string().as_bytes()),
+            base64url(claims.to_string().as_bytes())
+        );
+        let sig = self.signer.sign(input.as_bytes())?;
+        Ok(format!("{input}.{}", base64url(&sig)))
+    }
+}
+
+/// How tokens are obtained.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenProvider {
+    /// JWT grant at `token_uri`, reached through `upstream`; `aud`: the token URI exactly as
+    /// written (Google compares the string).
+    ServiceAccount {
+        key: ServiceAccountKey,
+        token_uri: HttpUrl,
+        aud: String,
+        upstream: String,
+    },
+    /// The metadata server at `url` (its base), reached through `upstream`.
+    Metadata { url: HttpUrl, upstream: String },
+}
+
+impl TokenProvider {
+    pub fn describe(&self) -> String {
+        match self {
+            TokenProvider::ServiceAccount { token_uri, key, .. } => {
+                format!("{token_uri} (for {})", key.client_email)
+            }
+            TokenProvider::Metadata { url, .. } => {
+                format!("the metadata server {}://{}", url.scheme, url.authority())
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Token {
+    value: Secret,
+    /// Renew from then on.
+    refresh_at: u64,
+    /// Unusable from then on.
+    expires_at: u64,
+}
+
+thread_local! {
+    /// Tokens by (provider, scope), shared by every root context of this Wasm instance (one per
+    /// worker): a reconfiguration builds a new store, and must not cost a new token (docs/gcs.md).
+    static TOKENS: RefCell<Vec<(String, Token)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The cached token and the state of its renewal.
+pub struct TokenCache {
+    provider: TokenProvider,
+    scope: &'static str,
+    /// This cache's entry in `TOKENS`.
+    id: String,
+    failures: u32,
+    next_attempt_at: u64,
+    last_error: Option<String>,
+    /// Token requests sent so far and the time the last JWT signature took (diagnostics).
+    pub requests: u64,
+}
+
+impl TokenCache {
+    pub fn new(provider: TokenProvider, scope: &'static str) -> TokenCache {
+        let id = format!("{} {scope}", provider.describe());
+        TokenCache {
+            provider,
+            scope,
+            id,
+            failures: 0,
+            next_attempt_at: 0,
+            last_error: None,
+            requests: 0,
+        }
+    }
+
+    pub fn provider(&self) -> &TokenProvider {
+        &self.provider
+    }
+
+    fn token(&self) -> Option<Token> {
+        TOKENS.with(|t| {
+            t.borrow()
+                .iter()
+                .find(|(id, _)| *id == self.id)
+                .map(|(_, tok)| tok.clone())
+        })
+    }
+
+    fn set_token(&self, token: Option<Token>) {
+        TOKENS.with(|t| {
+            let mut t = t.borrow_mut();
+            t.retain(|(id, _)| *id != self.id);
+            if let Some(token) = token {
+                t.push((self.id.clone(), token));
+            }
+        });
+    }
+
+    /// The `authorization` value, or why there is none yet.
+    pub fn bearer(&self, now_ms: u64) -> Result<String, String> {
+        match &self.token() {
+            Some(t) if now_ms < t.expires_at => Ok(format!("Bearer {}", t.value.expose())),
+            _ => Err(match &self.last_error {
+                Some(e) => format!(
+                    "no GCS access token ({e}; next attempt in {} ms)",
+                    self.next_attempt_at.saturating_sub(now_ms)
+                ),
+                None => "no GCS access token yet".to_string(),
+            }),
+        }
+    }
+
+    /// The token request, when a token is missing or due for renewal and no failed attempt is
+    /// backing off. Signing the JWT (one RSA-2048 signature) happens here, on a tick.
+    pub fn request(&mut self, now_ms: u64) -> Option<OutboundRequest> {
+        let due = self.token().is_none_or(|t| now_ms >= t.refresh_at);
+        if !due || now_ms < self.next_attempt_at {
+            return None;
+        }
+        let request = match &self.provider {
+            TokenProvider::ServiceAccount {
+                key,
+                token_uri,
+                aud,
+                upstream,
+            } => {
+                let assertion = match key.assertion(self.scope, aud, now_ms / 1000) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.failed(e, now_ms);
+                        return None;
+                    }
+                };
+                let body = format!(
+                    "grant_type={}&assertion={assertion}",
+                    percent_encode(JWT_BEARER_GRANT, false)
+                );
+                OutboundRequest {
+                    upstream: upstream.clone(),
+                    method: "POST".into(),
+                    path: token_uri.path_and_query.clone(),
+                    authority: token_uri.authority(),
+                    scheme: token_uri.scheme.clone(),
+                    headers: vec![
+                        (
+                            "content-type".into(),
+                            "application/x-www-form-urlencoded".into(),
+                        ),
+                        ("content-length".into(), body.len().to_string()),
+                        ("accept".into(), "application/json".into()),
+                    ],
+                    body: Rc::new(body.into_bytes()),
+                }
+            }
+            TokenProvider::Metadata { url, upstream } => {
+                let base = url.path().trim_end_matches('/');
+                OutboundRequest {
+                    upstream: upstream.clone(),
+                    method: "GET".into(),
+                    path: format!(
+                        "{base}{METADATA_TOKEN_PATH}?scopes={}",
+                        percent_encode(self.scope, false)
+                    ),
+                    authority: url.authority(),
+                    scheme: url.scheme.clone(),
+                    headers: vec![("metadata-flavor".into(), "Google".into())],
+                    body: Rc::default(),
+                }
+            }
+        };
+        self.requests += 1;
+        Some(request)
+    }
+
+    /// A 401 from the store: the token is no good, get a new one now.
+    pub fn invalidate(&mut self) {
+        self.set_token(None);
+        self.next_attempt_at = 0;
+    }
+
+    /// The token endpoint's answer.
+    pub fn answered(
+        &mut self,
+        answer: Result<HttpResponse, String>,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let resp = match answer {
+            Ok(r) => r,
+            Err(reason) => {
+                let e = format!(
+                    "the GCS token request to {} failed: {reason}",
+                    self.provider.describe()
+                );
+                return Err(self.failed(e, now_ms));
+            }
+        };
+        if !(200..=299).contains(&resp.status) {
+            let e = format!(
+                "the GCS token request to {} was refused: {}",
+                self.provider.describe(),
+                token_error(&resp)
+            );
+            return Err(self.failed(e, now_ms));
+        }
+        let parsed = serde_json::from_slice::<Value>(&resp.body).ok();
+        let token = parsed
+            .as_ref()
+            .and_then(|v| v.get("access_token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
+        let Some(token) = token else {
+            let e = format!(
+                "the GCS token endpoint {} answered without a usable access_token",
+                self.provider.describe()
+            );
+            return Err(self.failed(e, now_ms));
+        };
+        // Google issues 3599 s; a missing or absurd value gets a conservative five minutes.
+        let lifetime_ms = parsed
+            .as_ref()
+            .and_then(|v| v.get("expires_in"))
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
+            .filter(|&s| s > 0)
+            .unwrap_or(300)
+            .min(86_400)
+            * 1000;
+        self.set_token(Some(Token {
+            value: Secret::new(token),
+            refresh_at: now_ms + lifetime_ms - REFRESH_MARGIN_MS.min(lifetime_ms / 2),
+            expires_at: now_ms + lifetime_ms,
+        }));
+        self.failures = 0;
+        self.next_attempt_at = 0;
+        self.last_error = None;
+        Ok(())
+    }
+
+    /// Records a failed attempt and schedules the next one; returns the log line.
+    fn failed(&mut self, e: String, now_ms: u64) -> String {
+        let delay = RETRY_BASE_MS
+            .saturating_mul(1u64 << self.failures.min(16))
+            .min(RETRY_MAX_MS);
+        self.failures = self.failures.saturating_add(1);
+        self.next_attempt_at = now_ms.saturating_add(delay);
+        self.last_error = Some(e.clone());
+        format!("{e}; retrying in {} s", delay / 1000)
+    }
+}
+
+/// Google's token-endpoint error (`{"error","error_description"}`), or the storage API's JSON
+/// error shape, or the status alone. Never the body as a whole (it could echo the request).
+fn token_error(resp: &HttpResponse) -> String {
+    let v = serde_json::from_slice::<Value>(&resp.body).unwrap_or(Value::Null);
+    let error = v.get("error");
+    let (code, description) = match error {
+        Some(Value::String(code)) => (
+            code.clone(),
+            v.get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ),
+        Some(Value::Object(o)) => (
+            o.get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            o.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    let mut line = format!("HTTP {}", resp.status);
+    for part in [code, description] {
+        let part = super::s3::clean(&part, 200);
+        if !part.is_empty() {
+            line.push(' ');
+            line.push_str(&part);
+        }
+    }
+    line
+}
+
+/// Base64url without padding (RFC 7515's JWS encoding): the standard alphabet's two symbols
+/// swapped and the padding dropped.
+pub fn base64url(data: &[u8]) -> String {
+    crate::document::base64(data)
+        .chars()
+        .filter_map(|c| match c {
+            '+' => Some('-'),
+            '/' => Some('_'),
+            '=' => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// The first PEM block: (label, DER bytes).
+fn pem_decode(pem: &str) -> Option<(String, Vec<u8>)> {
+    let begin = pem.find("-----BEGIN ")?;
+    let rest = pem.get(begin + 11..)?;
+    let label_end = rest.find("-----")?;
+    let label = rest.get(..label_end)?.to_string();
+    let body = rest.get(label_end + 5..)?;
+    let end = body.find("-----END ")?;
+    let b64 = body.get(..end)?;
+    Some((label, base64_decode(b64)?))
+}
+
+/// Standard base64 (padding optional, whitespace ignored).
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_matches_rfc4648_vectors() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"foob"), "Zm9vYg");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64_decode("Zm9v\nYmFy").unwrap(), b"foobar");
+        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(base64_decode("Zm9v*"), None);
+    }
+
+    /// The assertion verified by an independent RS256 implementation (the mock's, RustCrypto
+    /// `rsa`), with its `kid`, `iss`, `aud`, scope and lifetime checks.
+    #[test]
+    fn assertions_verify_against_the_keys_public_half() {
+        use harness_mocks::gcs::token::TokenAuthority;
+        let generated =
+            harness_mocks::gcs::ServiceAccountKey::generate("a@p.iam.gserviceaccount.com");
+        let file = generated.to_json(GOOGLE_TOKEN_URI).to_string();
+        let key = ServiceAccountKey::parse(&file).unwrap();
+        assert_eq!(
+            key.private_key_id.as_deref(),
+            Some(generated.private_key_id.as_str())
+        );
+        assert!(
+            !format!("{key:?}").contains("PRIVATE"),
+            "Debug hides the key"
+        );
+        let mut authority = TokenAuthority::default();
+        authority.register_key(
+            &generated.client_email,
+            &generated.private_key_id,
+            generated.public_key(),
+        );
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let jwt = key
+            .assertion(SCOPE_READ_ONLY, GOOGLE_TOKEN_URI, 1_700_000_000)
+            .unwrap();
+        let (email, scopes) = authority
+            .verify_assertion(&jwt, &[GOOGLE_TOKEN_URI.to_string()], now)
+            .unwrap();
+        assert_eq!(email, "a@p.iam.gserviceaccount.com");
+        assert_eq!(scopes, [SCOPE_READ_ONLY]);
+        // Another audience is refused: `aud` is part of what is signed.
+        assert!(authority
+            .verify_assertion(&jwt, &["https://elsewhere/token".to_string()], now)
+            .is_err());
+    }
+}
