@@ -253,23 +253,23 @@ impl Engine {
             let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
             self.failed(owner, id, &reason, now, shared, &mut fx);
         }
-        // The store's prerequisite (a token) goes before any other request of the store.
-        if !self.store_ready(now, &mut dispatches) {
-            return TickOutput {
-                dispatches,
-                effects: fx.0,
-            };
-        }
         if self.holder {
             self.dispatch_resign(now, &mut dispatches);
         }
         // Once per node: only the holder of the node-wide lease imports, elects and exports.
         if (self.cfg.export || self.cfg.import) && self.node_identity(shared, &mut fx) {
-            if let Some(plan) = self.lease(now, shared, &mut fx) {
-                self.dispatch_import(now, &mut fx, &mut dispatches);
+            // The store's prerequisite (a token) goes before any other request of the store, and
+            // only the lease holder needs one (a new holder gets it on its next tick).
+            let ready = self.store_ready(now, self.holder, &mut dispatches);
+            if let Some(plan) = self.lease(now, shared, ready, &mut fx) {
+                if ready {
+                    self.dispatch_import(now, &mut fx, &mut dispatches);
+                }
                 if self.cfg.export {
-                    self.dispatch_election(now, shared, &mut fx, &mut dispatches);
-                    self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
+                    if ready {
+                        self.dispatch_election(now, shared, &mut fx, &mut dispatches);
+                        self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
+                    }
                     self.dispatch_source(now, &mut dispatches);
                 }
             }
@@ -314,14 +314,18 @@ impl Engine {
     }
 
     /// Whether the store can take requests; sends its prerequisite when it needs one.
-    fn store_ready(&mut self, now: u64, out: &mut Vec<Dispatch>) -> bool {
+    /// `may_fetch`: this worker may send the prerequisite (the lease holder).
+    fn store_ready(&mut self, now: u64, may_fetch: bool, out: &mut Vec<Dispatch>) -> bool {
         if self.calls.busy(Owner::Store) {
             return false;
         }
-        let request = self.store.prerequisite(now);
-        let needed = request.is_some();
-        self.open(Owner::Store, request, now, out);
-        !needed
+        if may_fetch {
+            if let Some(request) = self.store.prerequisite(now) {
+                self.open(Owner::Store, Some(request), now, out);
+                return false;
+            }
+        }
+        self.store.ready(now)
     }
 
     /// Sends `request` (if any) as a call of `owner`, unless that owner has one in flight.
@@ -378,7 +382,14 @@ impl Engine {
 
     /// Takes or renews the node-wide lease; the holder gets the export's plan, decided inside
     /// the same atomic record update.
-    fn lease(&mut self, now: u64, shared: &mut dyn SharedStore, fx: &mut Effects) -> Option<Plan> {
+    /// `store_ready`: the export may plan a request this tick.
+    fn lease(
+        &mut self,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        store_ready: bool,
+        fx: &mut Effects,
+    ) -> Option<Plan> {
         let deadline = now.saturating_add(self.cfg.call_timeout_ms);
         let export = &self.export;
         // A call of the export still in flight (possibly one a reconfiguration inherited).
@@ -392,7 +403,7 @@ impl Engine {
             self.cfg.lease_ttl_ms,
             |rec| export.eligible(rec),
             |rec, _| {
-                if leader && free {
+                if leader && free && store_ready {
                     export.plan(rec, now, deadline)
                 } else {
                     Plan::Nothing

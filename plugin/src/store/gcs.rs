@@ -405,6 +405,10 @@ impl ObjectStore for GcsStore {
         self.tokens.request(now_ms)
     }
 
+    fn ready(&self, now_ms: u64) -> bool {
+        self.tokens.bearer(now_ms).is_ok()
+    }
+
     fn on_unauthorized(&mut self, _now_ms: u64) {
         self.tokens.invalidate();
     }

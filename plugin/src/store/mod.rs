@@ -181,6 +181,11 @@ pub trait ObjectStore {
     fn prerequisite(&mut self, _now_ms: u64) -> Option<OutboundRequest> {
         None
     }
+    /// Whether requests can be built now (GCS: a valid token); `false` while a failed token
+    /// request backs off, so callers wait instead of failing to build requests.
+    fn ready(&self, _now_ms: u64) -> bool {
+        true
+    }
     /// A request of this store was answered 401: drop cached credentials (a token) so the next
     /// `prerequisite` fetches new ones.
     fn on_unauthorized(&mut self, _now_ms: u64) {}
