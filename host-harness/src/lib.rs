@@ -32,7 +32,10 @@ pub use harness_mocks as mocks;
 pub use harness_mocks::http;
 pub use hostile::{Hostility, Injection, InjectionRecord};
 pub use module::{AbiVersion, PluginModule};
-pub use profile::HostProfile;
+pub use profile::{HostProfile, HttpModel};
 pub use record::{CallOutcome, CallRecord, CallbackTimes, LogLevel, LogLine, TrapRecord};
 pub use state::SharedValue;
-pub use world::{Action, FilterSpec, HttpExchange, HttpOutcome, NodeId, NodeSpec, World};
+pub use world::{
+    Action, CallbackCall, ExchangeId, FilterSpec, HttpExchange, HttpOutcome, NodeId, NodeSpec,
+    World,
+};

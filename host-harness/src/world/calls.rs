@@ -84,7 +84,8 @@ impl World {
         // Looked up (again): a hostile answer before this one may have trapped the worker.
         let target = self.call_target(n, w, done.generation, done.context);
         if !done.duplicate {
-            self.record_answer(done.token, &done.result, target.is_some());
+            let origin = self.origin(n, w);
+            self.record_answer(&origin, done.token, &done.result, target.is_some());
         }
         let Some(is_root) = target else { return };
         let (data, counts) = self.response_data(done.result.clone());
@@ -111,14 +112,14 @@ impl World {
         let is_stream = wr
             .store
             .as_ref()
-            .is_some_and(|s| s.data().streams.contains_key(&context));
+            .is_some_and(|s| s.data().is_stream(context));
         (is_root || is_stream).then_some(is_root)
     }
 
-    fn record_answer(&self, token: u32, result: &CallResult, reachable: bool) {
+    fn record_answer(&self, origin: &Origin, token: u32, result: &CallResult, reachable: bool) {
         let now = self.elapsed();
         let mut rec = lock(&self.shared.recorder);
-        if let Some(c) = rec.call_mut(token) {
+        if let Some(c) = rec.call_mut(origin, token) {
             c.answered_at = Some(now);
             c.outcome = match result {
                 _ if !reachable => CallOutcome::Orphaned,
@@ -134,8 +135,18 @@ impl World {
         match result {
             CallResult::Response(r) => {
                 let mut headers = vec![(":status".to_string(), r.status.to_string())];
+                // ngx_wasm_module adds `:dispatch_status: ok` to an answered call and counts
+                // only the upstream's headers (`ngx_http_proxy_wasm_on_dispatch_response`).
+                let ngx = self.shared.profile.dispatch_status_header;
+                if ngx {
+                    headers.push((":dispatch_status".to_string(), "ok".to_string()));
+                }
                 headers.extend(r.headers);
-                let counts = [headers.len() as i32, r.body.len() as i32, 0];
+                let count = match ngx {
+                    true => headers.iter().filter(|(k, _)| !k.starts_with(':')).count(),
+                    false => headers.len(),
+                };
+                let counts = [count as i32, r.body.len() as i32, 0];
                 let data = CallResponseData {
                     headers,
                     body: r.body,
@@ -178,7 +189,7 @@ impl World {
         let cb = if is_root {
             Callback::RootCallResponse
         } else {
-            Callback::Http
+            Callback::HttpCallResponse
         };
         let [headers, body, trailers] = counts;
         let args = [context as i32, token as i32, headers, body, trailers];

@@ -34,7 +34,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
 
 fn buffer(h: &Host, ty: u32) -> Option<&[u8]> {
     let ctx = h.effective_context;
-    let stream = || h.streams.get(&ctx).map(|s| &s.messages);
+    let stream = || h.stream().map(|s| &s.messages);
     match ty {
         BUF_REQUEST_BODY => stream().map(|m| m.request_body.as_slice()),
         BUF_RESPONSE_BODY => stream().map(|m| m.response_body.as_slice()),
@@ -90,8 +90,7 @@ fn proxy_set_buffer_bytes(
 ) -> Result<i32> {
     let data = read(&mut c, ptr, len)?;
     let h = c.data_mut();
-    let ctx = h.effective_context;
-    let Some(stream) = h.streams.get_mut(&ctx) else {
+    let Some(stream) = h.stream_mut() else {
         return Ok(NOT_FOUND);
     };
     let body = match ty {

@@ -6,10 +6,13 @@ use wasmtime::{FuncType, Linker, Result, Val, ValType};
 use super::super::memory::{read_string, return_bytes, write_u32};
 use super::super::status::{BAD_ARGUMENT, INTERNAL_FAILURE, NOT_FOUND, OK};
 use super::super::Host;
-use super::C;
+use super::{nyi, C};
 
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
-    linker.func_wrap("env", "proxy_done", |_c: C| -> Result<i32> { Ok(OK) })?;
+    linker.func_wrap("env", "proxy_done", |c: C| -> Result<i32> {
+        nyi(c.data(), "proxy_done")?;
+        Ok(OK)
+    })?;
     linker.func_wrap(
         "env",
         "proxy_set_effective_context",
@@ -19,7 +22,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
         "env",
         "proxy_call_foreign_function",
         |mut c: C, np: u32, ns: u32, _ap: u32, _as: u32, _rp: u32, _rs: u32| -> Result<i32> {
-            let _name = read_string(&mut c, np, ns)?;
+            let name = read_string(&mut c, np, ns)?;
+            // ngx_wasm_module knows only `resolve_lua` (with Lua) and traps on any other name;
+            // Envoy answers NotFound for an unregistered one.
+            if c.data().world.profile.strict_hostcalls {
+                return Err(wasmtime::format_err!(
+                    "host trap (internal error): unknown foreign function \"{name}\""
+                ));
+            }
             Ok(NOT_FOUND)
         },
     )?;
@@ -28,7 +38,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
 
 fn proxy_set_effective_context(mut c: C, ctx: u32) -> Result<i32> {
     let h = c.data_mut();
-    if h.is_root(ctx) || h.streams.contains_key(&ctx) {
+    if h.is_root(ctx) || h.is_stream(ctx) {
         h.effective_context = ctx;
         Ok(OK)
     } else {
@@ -52,7 +62,8 @@ fn add_grpc(linker: &mut Linker<Host>) -> Result<()> {
             std::iter::repeat_n(ValType::I32, params),
             [ValType::I32],
         );
-        linker.func_new("env", name, ty, move |_c, _params, results| {
+        linker.func_new("env", name, ty, move |c, _params, results| {
+            nyi(c.data(), name)?;
             results[0] = Val::I32(status);
             Ok(())
         })?;
@@ -61,6 +72,7 @@ fn add_grpc(linker: &mut Linker<Host>) -> Result<()> {
         "env",
         "proxy_get_status",
         |mut c: C, code_out: u32, ptr_out: u32, size_out: u32| -> Result<i32> {
+            nyi(c.data(), "proxy_get_status")?;
             write_u32(&mut c, code_out, 0)?;
             return_bytes(&mut c, None, ptr_out, size_out)?;
             Ok(OK)
