@@ -352,3 +352,454 @@ fn a_paused_request_body_waits_for_a_resume_and_times_out_as_stuck() {
         .callback_names(out.context_id)
         .ends_with(&["on_log", "on_done", "on_delete"]));
 }
+
+// ---- 5. Per-request properties -------------------------------------------------------------
+
+fn props(paths: &[&[&str]]) -> Value {
+    json!(paths
+        .iter()
+        .map(|p| p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .collect::<Vec<_>>())
+}
+
+#[test]
+fn ngx_properties_come_from_the_request_and_plugin_name_is_everywhere() {
+    let config = json!({"tick_ms": 1000, "properties": props(&[
+        &["plugin_name"], &["request", "path"], &["request", "query"], &["request", "method"],
+        &["request", "headers", "x-a"], &["source", "port"]])});
+    let (mut w, n) = world(ngx(), config);
+    let ex = HttpExchange::request("POST", "/p?a=1", b"b".to_vec()).header("X-A", "hdr");
+    w.http(n, 0, 0, ex);
+    let at_headers = with(&w, "property at=request_headers");
+    assert_eq!(
+        at_headers,
+        [
+            "property at=request_headers plugin_name=\"h\"",
+            "property at=request_headers request/path=\"/p?a=1\"",
+            "property at=request_headers request/query=\"a=1\"",
+            "property at=request_headers request/method=\"POST\"",
+            "property at=request_headers request/headers/x-a=\"hdr\"",
+            "property at=request_headers source/port=\"40000\"",
+        ]
+    );
+    for phase in [
+        "request_body",
+        "response_headers",
+        "response_body",
+        "log",
+        "done",
+    ] {
+        let line = format!("property at={phase} plugin_name=\"h\"");
+        assert_eq!(with(&w, &line).len(), 1, "{phase}");
+    }
+    w.advance(Duration::from_millis(1000));
+    assert_eq!(with(&w, "property at=tick plugin_name=\"h\"").len(), 1);
+    // No request in a tick: request properties are not found.
+    assert_eq!(with(&w, "property at=tick request/path=none").len(), 1);
+}
+
+#[test]
+fn property_writes_stay_in_their_request() {
+    // ngx_wasm_module sets only host properties (`wasmx.*`) and nginx variables.
+    for (profile, path) in [(ngx(), ["wasmx", "k"]), (envoy(), ["my", "k"])] {
+        let name = profile.name;
+        let config = json!({"set_property": [path, "v"], "properties": [path]});
+        let (mut w, n) = world(profile, config);
+        w.http(n, 0, 0, HttpExchange::get("/1"));
+        let seen = with(&w, "property at=request_headers");
+        assert_eq!(
+            seen,
+            [format!(
+                "property at=request_headers {}=none",
+                path.join("/")
+            )]
+        );
+        let after = with(&w, "property at=response_headers");
+        assert_eq!(
+            after,
+            [format!(
+                "property at=response_headers {}=\"v\"",
+                path.join("/")
+            )],
+            "{name}"
+        );
+        // A second request on the same worker does not see the first one's write.
+        let mut w2 = w;
+        let _ = &mut w2;
+        let count_before = with(&w2, "=\"v\"").len();
+        let config = json!({});
+        let _ = config;
+        w2.http(n, 0, 0, HttpExchange::get("/2"));
+        let first_of_second = with(&w2, "property at=request_headers").get(1).cloned();
+        assert_eq!(
+            first_of_second,
+            Some(format!(
+                "property at=request_headers {}=none",
+                path.join("/")
+            )),
+            "{name}"
+        );
+        assert!(with(&w2, "=\"v\"").len() > count_before);
+    }
+}
+
+#[test]
+fn ngx_setting_an_unknown_property_is_not_found() {
+    let (mut w, n) = world(ngx(), json!({"set_property": [["my", "k"], "v"]}));
+    w.expect_traps();
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    // The SDK panics on NotFound: the request answers 500.
+    assert_eq!(out.status(), 500);
+    let trap = &w.traps()[0];
+    assert!(
+        trap.panic.as_deref().unwrap_or("").contains("panicked at"),
+        "{trap:?}"
+    );
+}
+
+#[test]
+fn property_paths_are_nul_separated_segments_that_may_contain_dots() {
+    let mut w = World::new(envoy());
+    let config = json!({"properties": props(&[&["metadata", "envoy.filters.http.lua", "k"]])});
+    let n = w
+        .add_node(
+            NodeSpec::new("n1", &guest())
+                .filter(config.to_string())
+                .property_path(&["metadata", "envoy.filters.http.lua", "k"], "lua"),
+        )
+        .unwrap();
+    w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(
+        with(&w, "property at=request_headers"),
+        ["property at=request_headers metadata/envoy.filters.http.lua/k=\"lua\""]
+    );
+}
+
+// ---- 6. Several exchanges in flight on one worker -----------------------------------------
+
+#[test]
+fn two_requests_paused_together_on_one_worker_each_resume_on_their_own_answer() {
+    for profile in [ngx(), envoy()] {
+        let name = profile.name;
+        let mut w = World::new(profile);
+        let up = if name == "envoy" { "up" } else { "up:80" };
+        w.route(up, echo());
+        let n = w
+            .add_node(
+                NodeSpec::new("n1", &guest())
+                    .filter(json!({"dispatch": true, "upstream": up}).to_string()),
+            )
+            .unwrap();
+        let a = w.start_http(n, 0, 0, HttpExchange::get("/a"));
+        let b = w.start_http(n, 0, 0, HttpExchange::get("/b"));
+        assert!(!w.http_finished(a) && !w.http_finished(b), "{name}");
+        assert!(with(&w, "call_response").is_empty());
+        let out_b = w.finish_http(b);
+        let out_a = w.http_outcome(a).unwrap();
+        assert!(w.http_finished(a), "{name}: answered at the same time");
+        assert_ne!(out_a.context_id, out_b.context_id);
+        for out in [&out_a, &out_b] {
+            assert_eq!(out.status(), 200, "{name}");
+            assert!(!out.stuck && !out.failed, "{name}");
+        }
+        assert_eq!(w.elapsed(), Duration::from_millis(20), "{name}");
+        assert_eq!(
+            with(&w, "call_response ctx").len(),
+            2,
+            "{name}: {:?}",
+            lines(&w)
+        );
+    }
+}
+
+// ---- 7. ngx_wasm_module's hostcall rules ----------------------------------------------------
+
+/// Runs one request calling `calls` from on_request_headers under ngx; returns the outcome.
+fn ngx_calls(calls: &[&str]) -> (World, host_harness::HttpOutcome) {
+    let (mut w, n) = world(ngx(), json!({"calls": calls}));
+    w.expect_traps();
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    (w, out)
+}
+
+#[test]
+fn ngx_a_bad_log_level_fails_the_call_and_the_host_says_so() {
+    let (w, out) = ngx_calls(&["log_bad_level"]);
+    assert_eq!(
+        with(&w, "call log_bad_level"),
+        ["call log_bad_level -> BadArgument"]
+    );
+    assert_eq!(
+        w.logs_containing("NYI - proxy_log bad log_level: 42").len(),
+        1
+    );
+    assert_eq!(out.status(), 200);
+    let (w, _) = {
+        let (mut w, n) = world(envoy(), json!({"calls": ["log_bad_level"]}));
+        let out = w.http(n, 0, 0, HttpExchange::get("/"));
+        (w, out)
+    };
+    assert_eq!(with(&w, "call log_bad_level"), ["call log_bad_level -> Ok"]);
+}
+
+#[test]
+fn ngx_traps_where_the_engine_traps() {
+    for (call, kind) in [
+        (
+            "tick",
+            "host trap (bad usage): can only set tick_period in root context",
+        ),
+        ("dispatch_empty_host", "dispatch failed: no host"),
+        (
+            "grpc",
+            "host trap (function not yet implemented): proxy_grpc_call",
+        ),
+        (
+            "get_status",
+            "host trap (function not yet implemented): proxy_get_status",
+        ),
+        (
+            "foreign",
+            "host trap (internal error): unknown foreign function \"nope\"",
+        ),
+    ] {
+        let (w, out) = ngx_calls(&[call]);
+        let traps = w.traps();
+        assert_eq!(traps.len(), 1, "{call}: {traps:?}");
+        assert_eq!(traps[0].kind, kind, "{call}");
+        assert_eq!(traps[0].callback, "on_request_headers", "{call}");
+        assert_eq!(out.status(), 500, "{call}");
+        assert!(out.failed);
+    }
+    // Envoy answers instead of trapping.
+    for call in ["tick", "grpc", "get_status", "foreign"] {
+        let (mut w, n) = world(envoy(), json!({"calls": [call]}));
+        let out = w.http(n, 0, 0, HttpExchange::get("/"));
+        assert!(w.traps().is_empty(), "{call}");
+        assert_eq!(out.status(), 200);
+    }
+}
+
+#[test]
+fn ngx_local_response_status_range_and_too_late_from_on_log() {
+    let (mut w, n) = world(
+        ngx(),
+        json!({"local_in": "request_headers", "local_status": 1000}),
+    );
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(
+        with(&w, "local_response status"),
+        ["local_response status=BadArgument"]
+    );
+    assert_eq!(out.status(), 200);
+
+    let (mut w, n) = world(ngx(), json!({"local_in": "log", "local_status": 403}));
+    w.expect_traps();
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(out.status(), 200, "the response was sent already");
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (bad usage): response already sent"
+    );
+    assert_eq!(w.traps()[0].callback, "on_log");
+}
+
+#[test]
+fn ngx_a_panic_in_an_http_call_response_still_answers_the_request() {
+    let mut w = World::new(ngx());
+    w.expect_traps();
+    w.route("up:80", echo());
+    let n = w
+        .add_node(NodeSpec::new("n1", &guest()).filter(
+            json!({"dispatch": true, "upstream": "up:80", "on_call_response": "panic"}).to_string(),
+        ))
+        .unwrap();
+    let out = w.http(n, 0, 0, HttpExchange::get("/").respond(200, &[], b"up"));
+    assert_eq!(out.status(), 200, "{out:?}");
+    assert_eq!(out.data.response_body, b"up");
+    assert_eq!(
+        w.traps().len(),
+        1,
+        "one trap, no second one on a dead context"
+    );
+    assert_eq!(w.traps()[0].callback, "on_http_call_response");
+    // No callback reached the dead context after the trap.
+    let ctx = out.context_id;
+    assert!(with(&w, &format!("log ctx={ctx}")).is_empty());
+    // The worker was recovered and serves the next request.
+    assert_eq!(w.recoveries(), 1);
+    let next = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(next.status(), 200);
+}
+
+#[test]
+fn no_queue_notification_reaches_a_finished_http_context() {
+    let (mut w, n) = world(ngx(), json!({"queue": "q", "tick_ms": 1000}));
+    w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(with(&w, "register_queue"), ["register_queue -> Ok(1)"]);
+    w.advance(Duration::from_millis(2500));
+    assert_eq!(with(&w, "enqueue result=Ok").len(), 2);
+    assert!(w.traps().is_empty());
+}
+
+#[test]
+fn ngx_header_names_keep_their_case_are_escaped_and_maps_are_cut_at_100() {
+    let config = json!({"set_response_headers": [["Hello", "World"], ["Escape-Colon:", "x"]],
+        "many_headers": 120});
+    let (mut w, n) = world(ngx(), config.clone());
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    let h = &out.data.response_headers;
+    assert!(h.contains(&("Hello".into(), "World".into())), "{h:?}");
+    assert!(h.contains(&("Escape-Colon%3A".into(), "x".into())), "{h:?}");
+    assert_eq!(with(&w, "pairs="), ["pairs=100"]);
+    assert_eq!(
+        w.logs_containing("marshalled map truncated to 100 elements")
+            .len(),
+        1
+    );
+
+    let (mut w, n) = world(envoy(), config);
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert!(out
+        .data
+        .response_headers
+        .contains(&("hello".into(), "World".into())));
+    // Four pseudo-headers and 120 added ones: Envoy does not cut.
+    assert_eq!(with(&w, "pairs="), ["pairs=124"]);
+}
+
+#[test]
+fn ngx_dispatches_keep_header_case_close_the_connection_and_say_ok() {
+    let mut w = World::new(ngx());
+    w.route("up:80", echo());
+    let n = w
+        .add_node(
+            NodeSpec::new("n1", &guest())
+                .filter(json!({"dispatch": true, "upstream": "up:80"}).to_string()),
+        )
+        .unwrap();
+    w.http(n, 0, 0, HttpExchange::get("/"));
+    let req = &w.calls()[0].request;
+    assert!(
+        req.headers.contains(&("X-Mixed-Case".into(), "1".into())),
+        "{req:?}"
+    );
+    assert!(
+        req.headers.contains(&("Connection".into(), "close".into())),
+        "{req:?}"
+    );
+    let answer = &with(&w, "call_response ctx")[0];
+    assert!(
+        answer.contains("headers=1 body=6 status=200 dispatch_status=ok"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn ngx_a_local_response_from_a_call_response_keeps_headers_added_before() {
+    let mut w = World::new(ngx());
+    w.route("up:80", echo());
+    let config = json!({"dispatch": true, "upstream": "up:80", "on_call_response": "local",
+        "early_response_header": true, "local_status": 401, "local_body": "no"});
+    let n = w
+        .add_node(NodeSpec::new("n1", &guest()).filter(config.to_string()))
+        .unwrap();
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(out.status(), 401);
+    assert_eq!(header(&out.data.response_headers, "x-early"), Some("1"));
+    assert_eq!(out.data.response_body, b"no\n");
+}
+
+// ---- 8. Trap reports -----------------------------------------------------------------------
+
+#[test]
+fn a_trap_report_names_the_callback_the_kind_the_panic_and_the_frames() {
+    let (mut w, n) = world(ngx(), json!({"panic_in": "request_headers"}));
+    w.expect_traps();
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(out.status(), 500);
+    let t = &w.traps()[0];
+    assert_eq!(t.callback, "on_request_headers");
+    assert_eq!(t.kind, "unreachable");
+    assert!(
+        t.panic
+            .as_deref()
+            .unwrap_or("")
+            .contains("h panic in request_headers"),
+        "{t:?}"
+    );
+    assert!(!t.frames.is_empty());
+    assert!(
+        t.frames
+            .iter()
+            .any(|f| f.contains("on_http_request_headers")),
+        "{:?}",
+        t.frames
+    );
+    let summary = t.summary();
+    assert!(
+        summary.starts_with("on_request_headers: unreachable -- "),
+        "{summary}"
+    );
+    assert!(summary.contains("h panic in request_headers"), "{summary}");
+}
+
+// ---- 9. Filter chains, nodes without a filter ----------------------------------------------
+
+fn chain(profile: HostProfile, first: Value, second: Value) -> (World, NodeId) {
+    let mut w = World::new(profile);
+    let n = w
+        .add_node(
+            NodeSpec::new("n1", &guest())
+                .named_filter("a", first.to_string())
+                .named_filter("b", second.to_string()),
+        )
+        .unwrap();
+    (w, n)
+}
+
+#[test]
+fn ngx_a_local_response_from_the_first_filter_passes_through_the_others() {
+    let first = json!({"local_in": "request_headers", "local_status": 403, "local_body": "x",
+        "pause": ["request_headers"]});
+    let (mut w, n) = chain(ngx(), first, json!({}));
+    let out = w.http_chain(n, 0, &[0, 1], HttpExchange::get("/"));
+    let [a, b] = [out.context_ids[0], out.context_ids[1]];
+    assert_eq!(out.status(), 403);
+    // Filter b never sees the request, but sees the local response, after filter a.
+    assert!(with(&w, &format!("request_headers ctx={b}")).is_empty());
+    let order: Vec<String> = with(&w, "response_headers ctx")
+        .into_iter()
+        .map(|l| l.split(' ').nth(1).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(order, [format!("ctx={a}"), format!("ctx={b}")]);
+    assert_eq!(out.callback_names(b).last(), Some(&"on_delete"));
+}
+
+#[test]
+fn envoy_runs_response_phases_in_reverse_chain_order() {
+    let (mut w, n) = chain(envoy(), json!({}), json!({}));
+    let out = w.http_chain(n, 0, &[0, 1], HttpExchange::get("/"));
+    let [a, b] = [out.context_ids[0], out.context_ids[1]];
+    let ctx_of = |needle: &str| -> Vec<String> {
+        with(&w, needle)
+            .into_iter()
+            .map(|l| l.split(' ').nth(1).unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ctx_of("request_headers ctx"),
+        [format!("ctx={a}"), format!("ctx={b}")]
+    );
+    assert_eq!(
+        ctx_of("response_headers ctx"),
+        [format!("ctx={b}"), format!("ctx={a}")]
+    );
+}
+
+#[test]
+fn a_node_without_a_filter_is_refused_with_a_reason() {
+    let mut w = World::new(ngx());
+    let err = w.add_node(NodeSpec::new("empty", &guest())).unwrap_err();
+    assert!(err.to_string().contains("no filter"), "{err}");
+}

@@ -185,6 +185,8 @@ pub struct StreamData {
     pub source: (String, u16),
     /// The filter name (`plugin_name`) of each context of the chain.
     pub filter_names: HashMap<u32, String>,
+    /// The root context of each context of the chain.
+    pub roots: HashMap<u32, u32>,
 }
 
 /// `Deref`/`DerefMut` from a type with a `messages: HttpMessages` field to it, so the fields of

@@ -118,6 +118,8 @@ pub(super) struct ExchangeRun {
     waiting: Option<bool>,
     /// Bumped at each pause: a timeout for an older pause is ignored.
     pause_seq: u64,
+    /// The current pause's timeout is scheduled.
+    timeout_set: bool,
     /// Body chunks of the direction being run (request first, then response).
     chunks: Vec<Vec<u8>>,
     /// Per filter: the body it has buffered (Pause on a body), and whether ngx buffers to eof.
@@ -250,6 +252,7 @@ impl World {
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
             stream.filter_names.insert(ctxs[i], name);
+            stream.roots.insert(ctxs[i], self.root_id(n, *f));
         }
         let request_chunks = body_chunks(&exchange.request_body, &exchange.request_chunks);
         let chunks = match model {
@@ -281,6 +284,7 @@ impl World {
             },
             waiting: None,
             pause_seq: 0,
+            timeout_set: false,
             chunks,
             buffers: vec![Vec::new(); filters.len()],
             buffering_to_eof: vec![false; filters.len()],
@@ -338,6 +342,7 @@ impl World {
         if run.waiting.is_some() && run.pause_seq == seq && run.step != Step::Finished {
             run.outcome.stuck = true;
             run.waiting = None;
+            run.timeout_set = false;
             run.step = Step::Close;
             self.drive_run(id, &mut run);
         }
@@ -356,9 +361,18 @@ impl World {
             }
             if let Some(request) = run.waiting {
                 if !self.take_resume(run, request) {
+                    // Paused: wait for a resume (an event will drive us again) or the timeout.
+                    if !run.timeout_set {
+                        run.timeout_set = true;
+                        run.pause_seq += 1;
+                        let due = self.elapsed() + run.input.max_pause;
+                        let seq = run.pause_seq;
+                        self.schedule(due, Event::ExchangeTimeout { id: id.0, seq });
+                    }
                     return;
                 }
                 run.waiting = None;
+                run.timeout_set = false;
                 self.after_resume(run);
                 continue;
             }
@@ -366,14 +380,9 @@ impl World {
                 self.send_local_response(run);
                 continue;
             }
-            if !self.step(run) {
-                // Paused: wait for a resume or the timeout.
-                run.pause_seq += 1;
-                let due = self.elapsed() + run.input.max_pause;
-                let seq = run.pause_seq;
-                self.schedule(due, Event::ExchangeTimeout { id: id.0, seq });
-                return;
-            }
+            // A step that pauses sets `waiting`: the filter may have resumed (or sent a local
+            // response) in the very callback, which the loop sees at once.
+            self.step(run);
         }
     }
 
@@ -482,7 +491,7 @@ impl World {
                     request,
                     pos: pos + 1,
                 };
-                action == Action::Continue
+                self.continue_or_wait(run, action, request)
             }
             Step::Body {
                 request,
@@ -508,7 +517,7 @@ impl World {
                     request,
                     pos: pos + 1,
                 };
-                action == Action::Continue
+                self.continue_or_wait(run, action, request)
             }
             Step::Upstream => {
                 self.install_upstream_response(run);
@@ -524,6 +533,16 @@ impl World {
             }
             Step::Finished => true,
         }
+    }
+
+    /// After a headers or trailers callback: go on, or wait for the filter to resume the
+    /// direction (returns false).
+    fn continue_or_wait(&self, run: &mut ExchangeRun, action: Action, request: bool) -> bool {
+        if action == Action::Continue {
+            return true;
+        }
+        run.waiting = Some(request);
+        false
     }
 
     /// The arguments of a headers callback: the count (ngx_wasm_module leaves pseudo-headers

@@ -33,6 +33,13 @@ struct Called {
 impl World {
     /// Adds a node and starts its workers (`on_vm_start`, `on_configure` on every root context).
     pub fn add_node(&mut self, spec: NodeSpec) -> Result<NodeId> {
+        // A node without a filter would run nothing at all, silently.
+        if spec.filters.is_empty() {
+            return Err(anyhow!(
+                "node `{}` has no filter: add one with NodeSpec::filter (or named_filter)",
+                spec.name
+            ));
+        }
         let linker = abi::linker(&spec.module.engine).map_err(|e| anyhow!("{e:?}"))?;
         let pre = linker
             .instantiate_pre(&spec.module.module)
@@ -456,7 +463,11 @@ impl World {
             .iter()
             .rev()
             .find(|l| l.origin == origin && l.message.contains("panicked at"))
-            .map(|l| l.message.lines().next().unwrap_or_default().to_string());
+            // The SDK's hook logs `panicked at <file:line>:\n<message>`: one line.
+            .map(|l| {
+                let lines: Vec<&str> = l.message.lines().map(str::trim).collect();
+                lines.join(" ")
+            });
         let record = TrapRecord {
             at: self.elapsed(),
             origin,
@@ -533,14 +544,30 @@ fn top_frames(err: &wasmtime::Error, max: usize) -> Vec<String> {
     let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
         return Vec::new();
     };
-    bt.frames()
+    let names: Vec<String> = bt
+        .frames()
         .iter()
-        .take(max)
         .map(|f| match f.func_name() {
-            Some(name) => name.to_string(),
+            Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
             None => format!("func[{}]", f.func_index()),
         })
-        .collect()
+        .collect();
+    // Skip the panic machinery (std/core panicking, abort) above the guest's own frames.
+    let machinery = |n: &str| {
+        [
+            "std::",
+            "core::",
+            "__rustc::",
+            "alloc::",
+            "abort",
+            "rust_",
+            "__rust",
+        ]
+        .iter()
+        .any(|p| n.starts_with(p))
+    };
+    let start = names.iter().position(|n| !machinery(n)).unwrap_or(0);
+    names.into_iter().skip(start).take(max).collect()
 }
 
 /// Runs a guest export with i32 arguments (missing ones are 0); `None` when the module lacks it.

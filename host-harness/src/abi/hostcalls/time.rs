@@ -40,10 +40,16 @@ fn proxy_get_current_time_nanoseconds(mut c: C, out: u32) -> Result<i32> {
 }
 
 fn proxy_set_tick_period_milliseconds(mut c: C, period: u32) -> Result<i32> {
-    let ctx = c.data().effective_context;
+    let mut ctx = c.data().effective_context;
+    // Envoy (proxy-wasm-cpp-host) sets the period of the calling context's root context.
+    let strict = c.data().world.profile.strict_hostcalls;
+    if !strict && c.data().callback.is_http() {
+        let root = c.data().stream().and_then(|s| s.roots.get(&ctx).copied());
+        ctx = root.unwrap_or(ctx);
+    }
     if !c.data().is_root(ctx) {
         // ngx_wasm_module traps (`ngx_proxy_wasm_hfuncs_set_tick_period`); Envoy refuses.
-        if c.data().world.profile.strict_hostcalls && c.data().callback.is_http() {
+        if strict && c.data().callback.is_http() {
             return Err(bad_usage("can only set tick_period in root context"));
         }
         return Ok(BAD_ARGUMENT);
