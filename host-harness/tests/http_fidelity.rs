@@ -424,22 +424,16 @@ fn property_writes_stay_in_their_request() {
             "{name}"
         );
         // A second request on the same worker does not see the first one's write.
-        let mut w2 = w;
-        let _ = &mut w2;
-        let count_before = with(&w2, "=\"v\"").len();
-        let config = json!({});
-        let _ = config;
-        w2.http(n, 0, 0, HttpExchange::get("/2"));
-        let first_of_second = with(&w2, "property at=request_headers").get(1).cloned();
+        w.http(n, 0, 0, HttpExchange::get("/2"));
+        let second = with(&w, "property at=request_headers");
         assert_eq!(
-            first_of_second,
-            Some(format!(
+            second.get(1),
+            Some(&format!(
                 "property at=request_headers {}=none",
                 path.join("/")
             )),
             "{name}"
         );
-        assert!(with(&w2, "=\"v\"").len() > count_before);
     }
 }
 
