@@ -19,6 +19,7 @@ pub(crate) mod abi;
 pub use abi::{HttpMessages, LocalResponse, StreamData};
 pub mod cli;
 pub mod clock;
+pub mod grpc;
 pub mod hostile;
 pub mod module;
 pub mod profile;

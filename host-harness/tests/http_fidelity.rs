@@ -738,6 +738,53 @@ fn a_trap_report_names_the_callback_the_kind_the_panic_and_the_frames() {
     assert!(summary.contains("h panic in request_headers"), "{summary}");
 }
 
+// ---- 9. gRPC unary calls (Envoy) ----------------------------------------------------------
+
+#[test]
+fn envoy_answers_grpc_unary_calls_from_a_handler_ngx_traps() {
+    use host_harness::grpc::{GrpcReply, GrpcRequest};
+    for (reply, expected) in [
+        (
+            GrpcReply::Message {
+                message: b"pong".to_vec(),
+                latency: Duration::from_millis(5),
+            },
+            "status=0 message=pong ",
+        ),
+        (
+            GrpcReply::Status {
+                code: 14,
+                message: "unavailable".into(),
+                after: Duration::from_millis(5),
+            },
+            "status=14 message= Ok((14, Some(\"unavailable\")))",
+        ),
+    ] {
+        let (mut w, n) = world(envoy(), json!({"grpc_call": true}));
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let keep = seen.clone();
+        w.route_grpc(
+            "grpc-up",
+            Arc::new(move |req: &GrpcRequest| {
+                *keep.lock().unwrap() = Some(req.clone());
+                reply.clone()
+            }),
+        );
+        let out = w.http(n, 0, 0, HttpExchange::get("/"));
+        assert_eq!(out.status(), 200);
+        let req = seen.lock().unwrap().clone().unwrap();
+        assert_eq!((req.service.as_str(), req.method.as_str()), ("svc.S", "M"));
+        assert_eq!(req.message, b"req");
+        let got = with(&w, "grpc_response ctx");
+        assert_eq!(got.len(), 1, "{:?}", lines(&w));
+        assert!(got[0].ends_with(expected), "{got:?}");
+    }
+    let (mut w, n) = world(ngx(), json!({"grpc_call": true}));
+    w.expect_traps();
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(out.status(), 500);
+}
+
 // ---- 9. Filter chains, nodes without a filter ----------------------------------------------
 
 fn chain(profile: HostProfile, first: Value, second: Value) -> (World, NodeId) {

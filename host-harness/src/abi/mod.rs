@@ -56,6 +56,8 @@ pub(crate) enum Callback {
     HttpCallResponse,
     /// `on_queue_ready` delivered to an HTTP context that registered a queue.
     HttpQueueReady,
+    /// `on_grpc_receive` / `on_grpc_close` (of a root or an HTTP context).
+    Grpc,
     Log,
     Done,
     Delete,
@@ -80,6 +82,7 @@ impl Callback {
             Callback::ResponseTrailers => "on_response_trailers",
             Callback::HttpCallResponse => "on_http_call_response",
             Callback::HttpQueueReady => "on_queue_ready",
+            Callback::Grpc => "on_grpc_receive/close",
             Callback::Log => "on_log",
             Callback::Done => "on_done",
             Callback::Delete => "on_delete",
@@ -97,6 +100,7 @@ impl Callback {
                 | Callback::Tick
                 | Callback::QueueReady
                 | Callback::RootCallResponse
+                | Callback::Grpc
         )
     }
 }
@@ -241,6 +245,8 @@ pub(crate) struct Outbox {
     pub tick_periods: Vec<(u32, u32)>,
     /// queue ids that received an item
     pub enqueued: Vec<u32>,
+    /// gRPC unary calls accepted (Envoy profile): (token, context, request)
+    pub grpc_calls: Vec<(u32, u32, crate::grpc::GrpcRequest)>,
 }
 
 /// The data of one worker's wasmtime `Store`.
@@ -264,6 +270,9 @@ pub(crate) struct Host {
     /// 0); `None`: world-wide tokens from 1.
     pub worker_tokens: Option<Arc<std::sync::atomic::AtomicU32>>,
     pub call_response: Option<CallResponseData>,
+    /// While `on_grpc_receive` runs: the message; while `on_grpc_close` runs: the status.
+    pub grpc_message: Option<Vec<u8>>,
+    pub grpc_status: Option<(u32, String)>,
     pub outbox: Outbox,
     /// A host crash the last hostcall caused (the guest is unwound with a trap).
     pub fatal: Option<String>,
@@ -344,6 +353,8 @@ pub(crate) fn probe_host() -> Host {
         root_names: HashMap::new(),
         worker_tokens: None,
         call_response: None,
+        grpc_message: None,
+        grpc_status: None,
         outbox: Outbox::default(),
         fatal: None,
         fatal_trap: None,

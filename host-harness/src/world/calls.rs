@@ -214,3 +214,86 @@ fn when_answered(reply: Reply, timeout: Duration) -> Option<(Duration, CallResul
         Reply::NoCallback => None,
     }
 }
+
+impl World {
+    /// Routes a gRPC cluster to a handler of unary calls (Envoy profile: [`crate::grpc`]).
+    pub fn route_grpc(&mut self, cluster: &str, handler: crate::grpc::GrpcHandler) -> &mut Self {
+        self.shared
+            .grpc_routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cluster.to_string(), handler);
+        self
+    }
+
+    /// Asks the cluster's handler and schedules its answer.
+    pub(super) fn send_grpc(
+        &mut self,
+        n: usize,
+        w: usize,
+        token: u32,
+        context: u32,
+        request: crate::grpc::GrpcRequest,
+        now: Duration,
+    ) {
+        let handler = self
+            .shared
+            .grpc_routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&request.cluster)
+            .cloned();
+        let Some(handler) = handler else { return };
+        let reply = handler(&request);
+        let delay = match &reply {
+            crate::grpc::GrpcReply::Message { latency, .. } => *latency,
+            crate::grpc::GrpcReply::Status { after, .. } => *after,
+        };
+        let generation = self.nodes[n].workers[w].generation;
+        let event = Event::GrpcDone {
+            node: n,
+            worker: w,
+            generation,
+            token,
+            context,
+            reply,
+        };
+        self.schedule(now + delay, event);
+    }
+
+    /// `proxy_on_grpc_receive` (a message) or `proxy_on_grpc_close` (a status), as Envoy's
+    /// `GrpcCallClientHandler::onSuccess` / `onFailure` do for a unary call.
+    pub(super) fn deliver_grpc(
+        &mut self,
+        n: usize,
+        w: usize,
+        generation: u64,
+        token: u32,
+        context: u32,
+        reply: crate::grpc::GrpcReply,
+    ) {
+        if self.call_target(n, w, generation, context).is_none() {
+            return;
+        }
+        let Some(store) = self.nodes[n].workers[w].store.as_mut() else {
+            return;
+        };
+        let (func, last) = match reply {
+            crate::grpc::GrpcReply::Message { message, .. } => {
+                let size = message.len() as i32;
+                store.data_mut().grpc_message = Some(message);
+                ("proxy_on_grpc_receive", size)
+            }
+            crate::grpc::GrpcReply::Status { code, message, .. } => {
+                store.data_mut().grpc_status = Some((code, message));
+                ("proxy_on_grpc_close", code as i32)
+            }
+        };
+        let args = [context as i32, token as i32, last];
+        self.invoke(n, w, Callback::Grpc, context, func, &args);
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            store.data_mut().grpc_message = None;
+            store.data_mut().grpc_status = None;
+        }
+    }
+}

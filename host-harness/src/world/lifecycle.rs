@@ -255,6 +255,8 @@ impl World {
             root_names,
             worker_tokens,
             call_response: None,
+            grpc_message: None,
+            grpc_status: None,
             outbox: Outbox::default(),
             fatal: None,
             fatal_trap: None,

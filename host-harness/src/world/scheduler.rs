@@ -50,6 +50,15 @@ pub(super) enum Event {
         id: usize,
         seq: u64,
     },
+    /// A gRPC unary call's answer (Envoy profile).
+    GrpcDone {
+        node: usize,
+        worker: usize,
+        generation: u64,
+        token: u32,
+        context: u32,
+        reply: crate::grpc::GrpcReply,
+    },
 }
 
 pub(super) struct Scheduled {
@@ -202,6 +211,14 @@ impl World {
                 );
             }
             Event::ExchangeTimeout { id, seq } => self.exchange_timeout(super::ExchangeId(id), seq),
+            Event::GrpcDone {
+                node,
+                worker,
+                generation,
+                token,
+                context,
+                reply,
+            } => self.deliver_grpc(node, worker, generation, token, context, reply),
         }
     }
 
@@ -246,6 +263,9 @@ impl World {
         }
         for call in outbox.calls {
             self.send_call(n, w, call, now);
+        }
+        for (token, context, request) in outbox.grpc_calls {
+            self.send_grpc(n, w, token, context, request, now);
         }
         for queue in outbox.enqueued {
             let owner = lock(&self.nodes[n].shared.queues)

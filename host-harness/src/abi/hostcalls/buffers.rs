@@ -13,6 +13,7 @@ use crate::hostile::{status_of, Injection};
 const BUF_REQUEST_BODY: u32 = 0;
 const BUF_RESPONSE_BODY: u32 = 1;
 const BUF_CALL_RESPONSE_BODY: u32 = 4;
+const BUF_GRPC_RECEIVE: u32 = 5;
 const BUF_VM_CONFIGURATION: u32 = 6;
 const BUF_PLUGIN_CONFIGURATION: u32 = 7;
 
@@ -39,6 +40,7 @@ fn buffer(h: &Host, ty: u32) -> Option<&[u8]> {
         BUF_REQUEST_BODY => stream().map(|m| m.request_body.as_slice()),
         BUF_RESPONSE_BODY => stream().map(|m| m.response_body.as_slice()),
         BUF_CALL_RESPONSE_BODY => h.call_response.as_ref().map(|r| r.body.as_slice()),
+        BUF_GRPC_RECEIVE => h.grpc_message.as_deref(),
         BUF_VM_CONFIGURATION => h.root_configs.get(&ctx).map(|(vm, _)| vm.as_slice()),
         BUF_PLUGIN_CONFIGURATION => h.root_configs.get(&ctx).map(|(_, p)| p.as_slice()),
         _ => None,

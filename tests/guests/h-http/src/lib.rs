@@ -48,6 +48,9 @@ struct Settings {
     tick_ms: u64,
     /// Register this queue from on_request_headers; the root enqueues on tick.
     queue: String,
+    /// Make a gRPC unary call to cluster `grpc-up` from on_request_headers, pause until it
+    /// answers.
+    grpc_call: bool,
     /// Replace the response body with this in on_response_body (at end of stream).
     rewrite_response_body: Option<String>,
 }
@@ -252,6 +255,25 @@ impl Http {
 }
 
 impl Context for Http {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        let message = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let detail = match status {
+            0 => String::new(),
+            _ => format!("{:?}", hostcalls::get_grpc_status()),
+        };
+        self.enter(
+            "grpc_response",
+            format!(
+                "token={token} status={status} message={} {detail}",
+                String::from_utf8_lossy(&message)
+            ),
+        );
+        self.resume_http_request();
+    }
+
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _t: usize) {
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
@@ -307,6 +329,20 @@ impl HttpContext for Http {
             log(format!("h register_queue -> {r:?}"));
         }
         self.try_calls();
+        if self.s.grpc_call {
+            let r = hostcalls::dispatch_grpc_call(
+                "grpc-up",
+                "svc.S",
+                "M",
+                vec![("k", b"v")],
+                Some(b"req"),
+                Duration::from_secs(1),
+            );
+            log(format!("h grpc_call -> {r:?}"));
+            if r.is_ok() {
+                return Action::Pause;
+            }
+        }
         if self.s.dispatch {
             let r = hostcalls::dispatch_http_call(
                 &self.s.upstream,
