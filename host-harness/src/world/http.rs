@@ -157,7 +157,12 @@ impl World {
         exchange: HttpExchange,
     ) -> HttpOutcome {
         let id = self.start_http_chain(node, worker, filters, exchange);
-        self.finish_http(id)
+        let outcome = self.finish_http(id);
+        // Nobody can ask for it again: keep the world's memory flat over many requests.
+        if let Some(slot) = self.exchanges.get_mut(id.0) {
+            *slot = None;
+        }
+        outcome
     }
 
     /// Starts an exchange and runs it until it finishes or a filter pauses it; the world's
@@ -183,6 +188,7 @@ impl World {
         let id = ExchangeId(self.exchanges.len());
         let run = self.open_exchange(node.0, worker, filters, exchange);
         self.exchanges.push(Some(run));
+        self.active_exchanges.push(id.0);
         self.drive(id);
         id
     }
@@ -326,12 +332,15 @@ impl World {
 
     /// Drives every exchange waiting for a resume (after each delivered event).
     pub(super) fn poll_exchanges(&mut self) {
-        for i in 0..self.exchanges.len() {
-            let waiting = matches!(&self.exchanges[i], Some(run) if run.step != Step::Finished);
-            if waiting {
-                self.drive(ExchangeId(i));
-            }
+        if self.active_exchanges.is_empty() {
+            return;
         }
+        for i in self.active_exchanges.clone() {
+            self.drive(ExchangeId(i));
+        }
+        let exchanges = &self.exchanges;
+        self.active_exchanges
+            .retain(|i| matches!(exchanges.get(*i), Some(Some(run)) if run.step != Step::Finished));
     }
 
     /// A pause lasted `max_pause`: the exchange is stuck; it is closed as the host would.

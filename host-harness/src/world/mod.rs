@@ -104,6 +104,8 @@ pub struct World {
     events: BinaryHeap<Reverse<Scheduled>>,
     /// HTTP exchanges, in flight or finished.
     exchanges: Vec<Option<http::ExchangeRun>>,
+    /// Exchanges not finished yet (driven after each event).
+    active_exchanges: Vec<usize>,
     seq: u64,
     next_timer: u64,
     allow_traps: bool,
@@ -131,6 +133,7 @@ impl World {
             nodes: Vec::new(),
             events: BinaryHeap::new(),
             exchanges: Vec::new(),
+            active_exchanges: Vec::new(),
             seq: 0,
             next_timer: 1,
             allow_traps: false,
