@@ -60,5 +60,5 @@ pub use record::{CallOutcome, CallRecord, CallbackTimes, LogLevel, LogLine, Trap
 pub use state::SharedValue;
 pub use world::{
     Action, CallbackCall, ExchangeId, FilterSpec, HttpExchange, HttpOutcome, NodeId, NodeSpec,
-    World,
+    TcpExchange, TcpOutcome, World,
 };

@@ -844,3 +844,37 @@ fn a_node_without_a_filter_is_refused_with_a_reason() {
     let err = w.add_node(NodeSpec::new("empty", &guest())).unwrap_err();
     assert!(err.to_string().contains("no filter"), "{err}");
 }
+
+// ---- L4 stream contexts (Envoy) ------------------------------------------------------------
+
+#[test]
+fn envoy_runs_a_tcp_connection_through_a_stream_context_ngx_refuses() {
+    let config =
+        json!({"stream": true, "buffer": ["downstream_data"], "rewrite_downstream": "HELLO"});
+    let (mut w, n) = world(envoy(), config.clone());
+    let ex = host_harness::TcpExchange {
+        downstream: vec![b"he".to_vec(), b"llo".to_vec()],
+        upstream: vec![b"world".to_vec()],
+    };
+    let out = w.tcp(n, 0, 0, ex.clone()).unwrap();
+    let ctx = out.context_id;
+    assert!(!out.failed);
+    assert_eq!(out.to_upstream, b"HELLO");
+    assert_eq!(out.to_downstream, b"world");
+    assert_eq!(
+        lines(&w)[1..],
+        [
+            format!("create_stream ctx={ctx} root=1"),
+            format!("new_connection ctx={ctx}"),
+            format!("downstream_data ctx={ctx} size=2 eos=false data=he"),
+            format!("downstream_data ctx={ctx} size=5 eos=true data=hello"),
+            format!("upstream_data ctx={ctx} size=5 eos=true data=world"),
+            format!("downstream_close ctx={ctx} peer=Remote"),
+            format!("upstream_close ctx={ctx} peer=Local"),
+            format!("stream_log ctx={ctx}"),
+        ]
+    );
+    let (mut w, n) = world(ngx(), config);
+    let err = w.tcp(n, 0, 0, ex).unwrap_err();
+    assert!(err.to_string().contains("HTTP only"), "{err}");
+}

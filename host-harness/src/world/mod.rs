@@ -8,6 +8,7 @@
 //!   reconfiguring, calling guest exports, trap recovery, refused configurations.
 //! * `calls`: dispatched calls routed to handlers, their records, failures per profile, answers.
 //! * `http`: HTTP exchanges through a filter chain ([`HttpOutcome`]).
+//! * `tcp`: L4 connections through a stream context (Envoy) ([`TcpOutcome`]).
 //! * `hostile`: the callbacks a hostile profile adds (lost, unknown tokens and contexts, twice).
 //! * `inspect`: logs, calls, traps, metrics, shared data, injections.
 
@@ -18,6 +19,7 @@ mod inspect;
 mod lifecycle;
 mod scheduler;
 pub mod spec;
+mod tcp;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,6 +31,7 @@ use wasmtime::{Instance, InstancePre, Store};
 pub use self::http::{Action, CallbackCall, ExchangeId, HttpOutcome};
 use self::scheduler::Scheduled;
 pub use self::spec::{FilterSpec, HttpExchange, NodeSpec};
+pub use self::tcp::{TcpExchange, TcpOutcome};
 use crate::abi::Host;
 use crate::clock::Clock;
 use crate::http::SharedHandler;
