@@ -672,8 +672,21 @@ fn ngx_dispatches_keep_header_case_close_the_connection_and_say_ok() {
                 .filter(json!({"dispatch": true, "upstream": "up:80"}).to_string()),
         )
         .unwrap();
-    w.http(n, 0, 0, HttpExchange::get("/"));
+    w.record_callbacks(true);
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
     let req = &w.calls()[0].request;
+    // The call response is told the filter's (root context's) id, as ngx_wasm_module does.
+    let root = w
+        .guest_calls()
+        .into_iter()
+        .find(|c| c.func == "proxy_on_http_call_response")
+        .map(|c| c.args);
+    assert_ne!(
+        root.as_ref().map(|a| a[0] as u32),
+        Some(out.context_id),
+        "{root:?}"
+    );
+    assert!(root.is_some_and(|a| a[0] as u32 >= 0x1000_0000 && a[1] == 0 && a[2] == 1));
     assert!(
         req.headers.contains(&("X-Mixed-Case".into(), "1".into())),
         "{req:?}"

@@ -192,7 +192,22 @@ impl World {
             Callback::HttpCallResponse
         };
         let [headers, body, trailers] = counts;
-        let args = [context as i32, token as i32, headers, body, trailers];
+        // ngx_wasm_module passes the filter's (root context's) id, not the HTTP context's
+        // (`ngx_http_proxy_wasm_on_dispatch_response`: `filter->id`); the SDK finds the context
+        // by token.
+        let mut first = context;
+        if !is_root && self.shared.profile.http == crate::profile::HttpModel::Ngx {
+            if let Some(store) = self.nodes[n].workers[w].store.as_ref() {
+                let host = store.data();
+                let root = host
+                    .stream_of
+                    .get(&context)
+                    .and_then(|key| host.streams.get(key))
+                    .and_then(|s| s.roots.get(&context).copied());
+                first = root.unwrap_or(context);
+            }
+        }
+        let args = [first as i32, token as i32, headers, body, trailers];
         self.invoke(n, w, cb, context, "proxy_on_http_call_response", &args);
         if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
             store.data_mut().call_response = None;

@@ -418,8 +418,18 @@ impl World {
         let wall = started.elapsed();
         let copied =
             std::time::Duration::from_nanos(copy.load(std::sync::atomic::Ordering::Relaxed));
-        if called.is_some() {
+        if let Some(called) = called.as_ref() {
+            let origin = self.origin(n, w);
             let mut rec = lock(&self.shared.recorder);
+            if let Some(calls) = rec.callbacks.as_mut() {
+                calls.push(crate::record::GuestCall {
+                    at: self.shared.clock.elapsed(),
+                    origin,
+                    func: func.to_string(),
+                    args: args.to_vec(),
+                    result: called.result.as_ref().ok().copied().flatten(),
+                });
+            }
             let t = rec.callback_times.entry(cb.name().to_string()).or_default();
             let guest = wall.saturating_sub(copied);
             t.count += 1;
