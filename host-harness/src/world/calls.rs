@@ -142,6 +142,24 @@ impl World {
                     headers.push((":dispatch_status".to_string(), "ok".to_string()));
                 }
                 headers.extend(r.headers);
+                if ngx {
+                    // ngx_wasm_module reads an HTTP/1.1 answer to its `Connection: close`
+                    // request: the server's framing, connection and date headers are in the map
+                    // (an in-process handler has none of its own).
+                    let has = |h: &[(String, String)], n: &str| {
+                        h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n))
+                    };
+                    if !has(&headers, "connection") {
+                        headers.push(("connection".into(), "close".into()));
+                    }
+                    if !has(&headers, "content-length") && !has(&headers, "transfer-encoding") {
+                        headers.push(("content-length".into(), r.body.len().to_string()));
+                    }
+                    if !has(&headers, "date") {
+                        let now = self.shared.clock.now();
+                        headers.push(("date".into(), httpdate::fmt_http_date(now)));
+                    }
+                }
                 let count = match ngx {
                     true => headers.iter().filter(|(k, _)| !k.starts_with(':')).count(),
                     false => headers.len(),

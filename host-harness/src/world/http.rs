@@ -395,6 +395,16 @@ impl World {
         }
     }
 
+    /// Whether nginx sends the response without a body (`r->header_only`).
+    fn header_only(&self, run: &ExchangeRun) -> bool {
+        self.stream_data(run).is_some_and(|s| {
+            let status = s.response_headers.iter().find(|(k, _)| k == ":status");
+            let method = s.request_headers.iter().find(|(k, _)| k == ":method");
+            matches!(status, Some((_, v)) if v == "204" || v == "304")
+                || matches!(method, Some((_, m)) if m == "HEAD")
+        })
+    }
+
     fn trailer_count(&self, run: &ExchangeRun, request: bool) -> usize {
         self.stream_data(run)
             .map(|s| s.trailers(request).len())
@@ -586,6 +596,8 @@ impl World {
             // (`ngx_http_proxy_wasm_on_request_body_handler`), but every response body gets a
             // callback, an empty one `(0, eof)` (`ngx_http_proxy_wasm_on_response_body`).
             HttpModel::Ngx if request && !has_body => self.after_body(run, request),
+            // nginx sends a 204 or 304 (or an answer to HEAD) header-only: no body filter.
+            HttpModel::Ngx if !request && self.header_only(run) => self.after_body(run, request),
             HttpModel::Ngx => {
                 if run.chunks.is_empty() {
                     run.chunks.push(Vec::new());
@@ -922,12 +934,27 @@ impl World {
     /// upstream's response); no callback reaches the dead contexts.
     fn exchange_trapped(&mut self, run: &mut ExchangeRun, in_request_phase: bool) {
         run.outcome.failed = true;
-        let mut data = run.snapshot.clone();
+        let mut data = self
+            .orphaned_streams
+            .remove(&(run.n, run.w, run.key))
+            .unwrap_or_else(|| run.snapshot.clone());
         let waiting_request = run.waiting == Some(true);
         let answer_upstream = self.shared.profile.http == HttpModel::Ngx
             && !in_request_phase
             && (waiting_request || matches!(run.step, Step::Headers { request: true, .. }));
-        if answer_upstream {
+        let stashed = data
+            .local_response
+            .clone()
+            .filter(|_| !data.local_response_sent && !data.entered_response_headers);
+        if let (HttpModel::Ngx, Some(local)) = (self.shared.profile.http, stashed) {
+            // ngx_wasm_module flushes a stashed local response even when the filter trapped
+            // after stashing it (a second send_local_response traps "already stashed").
+            let (mut headers, body) = local_response_message(&local, Vec::new(), true);
+            add_shim_headers(&mut headers, self.shared.clock.now());
+            data.response_headers = headers;
+            data.response_body = body;
+            data.local_response_sent = true;
+        } else if answer_upstream {
             data.response_headers = run.input.response_headers.clone();
             data.response_body = run.input.response_body.clone();
             data.response_trailers = run.input.response_trailers.clone();
@@ -1062,7 +1089,9 @@ fn body_chunks(body: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
 
 /// The headers nginx adds to every response after the filters, which ngx_wasm_module already
 /// shows them ("shim headers", `ngx_http_wasm_count_shim_headers`): `Connection`, `Server`,
-/// `Date` (the virtual clock's).
+/// `Date` (the virtual clock's). The map comes in nginx's order: `:status`, its known headers
+/// (`Content-Type`, `Content-Length`, `Connection`), the others in order, `Server`, `Date`
+/// (seen in the engine: docs/host-behaviours.md).
 fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemTime) {
     for (name, value) in [
         ("Connection", "keep-alive".to_string()),
@@ -1073,6 +1102,17 @@ fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemT
             headers.push((name.to_string(), value));
         }
     }
+    let rank = |k: &str| match k.to_ascii_lowercase().as_str() {
+        k if k.starts_with(':') => 0,
+        "content-type" => 1,
+        "content-length" => 2,
+        "connection" => 3,
+        "server" => 5,
+        "date" => 6,
+        _ => 4,
+    };
+    // A stable sort keeps the upstream's order among the others.
+    headers.sort_by_key(|(k, _)| rank(k));
 }
 
 /// Sets a header (case-insensitive name), replacing every value it had.

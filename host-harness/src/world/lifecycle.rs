@@ -495,6 +495,11 @@ impl World {
             && !self.nodes[n].workers[w].recovering
             && cb != Callback::Initialize;
         self.record_trap(record, fatal.is_some());
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            for (key, data) in std::mem::take(&mut store.data_mut().streams) {
+                self.orphaned_streams.insert((n, w, key), data);
+            }
+        }
         let reason = fatal
             .or(fatal_trap)
             .unwrap_or_else(|| format!("trapped in {}", cb.name()));

@@ -109,6 +109,9 @@ pub struct World {
     exchanges: Vec<Option<http::ExchangeRun>>,
     /// Exchanges not finished yet (driven after each event).
     active_exchanges: Vec<usize>,
+    /// The streams of an instance that trapped, as it left them, by (node, worker, key): what the
+    /// host still does with them (a stashed local response) comes from here.
+    orphaned_streams: std::collections::HashMap<(usize, usize, u32), crate::abi::StreamData>,
     seq: u64,
     next_timer: u64,
     allow_traps: bool,
@@ -137,6 +140,7 @@ impl World {
             events: BinaryHeap::new(),
             exchanges: Vec::new(),
             active_exchanges: Vec::new(),
+            orphaned_streams: Default::default(),
             seq: 0,
             next_timer: 1,
             allow_traps: false,

@@ -58,6 +58,12 @@ fn proxy_get_buffer_bytes(
     ptr_out: u32,
     size_out: u32,
 ) -> Result<i32> {
+    // ngx_wasm_module ignores `start` for the request and response bodies (seen in the engine:
+    // start 2, max 3 gives the first 3 bytes).
+    let start = match ty {
+        BUF_REQUEST_BODY | BUF_RESPONSE_BODY if c.data().world.profile.strict_hostcalls => 0,
+        _ => start,
+    };
     let mut slice = match buffer(c.data(), ty) {
         None => return Ok(NOT_FOUND),
         Some(b) => {

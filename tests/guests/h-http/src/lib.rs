@@ -48,6 +48,10 @@ struct Settings {
     tick_ms: u64,
     /// Register this queue from on_request_headers; the root enqueues on tick.
     queue: String,
+    /// Send the local response twice from on_request_headers.
+    local_twice: bool,
+    /// Read the response body at (start, max) in on_response_body and log it.
+    partial_read: Option<(usize, usize)>,
     /// The root creates L4 stream contexts instead of HTTP ones.
     stream: bool,
     /// Replace the downstream data with this (at its end).
@@ -273,6 +277,9 @@ impl Http {
         }
         if self.s.local_in == name {
             local_response(&self.s);
+            if self.s.local_twice {
+                local_response(&self.s);
+            }
         }
     }
 
@@ -473,6 +480,10 @@ impl HttpContext for Http {
                 String::from_utf8_lossy(&body)
             ),
         );
+        if let Some((start, max)) = self.s.partial_read {
+            let part = self.get_http_response_body(start, max).unwrap_or_default();
+            log(format!("h partial={}", String::from_utf8_lossy(&part)));
+        }
         if eos {
             if let Some(b) = &self.s.rewrite_response_body {
                 self.set_http_response_body(0, size, b.as_bytes());
