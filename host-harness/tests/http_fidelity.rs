@@ -123,14 +123,19 @@ fn ngx_a_local_response_from_response_headers_replaces_status_and_body_only() {
     let config = json!({"local_in": "response_headers", "local_status": 502,
         "local_body": "bad", "local_headers": [["x-ignored", "1"]]});
     let (mut w, n) = world(ngx(), config);
-    let out = w.http(
-        n,
-        0,
-        0,
-        HttpExchange::get("/").respond(200, &[], b"upstream"),
-    );
+    let ex = HttpExchange::get("/").respond(200, &[("Content-Length", "8")], b"upstream");
+    let out = w.http(n, 0, 0, ex);
     assert_eq!(out.status(), 502);
     assert_eq!(out.data.response_body, b"bad\n");
+    // End of stream is "the chunk is Content-Length long": not any more (the engine's client
+    // then waits for the rest).
+    let ctx = out.context_id;
+    assert_eq!(
+        with(&w, "response_body ctx"),
+        [format!(
+            "response_body ctx={ctx} size=4 eos=false body=bad\n"
+        )]
+    );
     assert_eq!(header(&out.data.response_headers, "x-ignored"), None);
     assert_eq!(
         with(&w, "local_response status"),
@@ -726,6 +731,12 @@ fn a_trap_report_names_the_callback_the_kind_the_panic_and_the_frames() {
     w.expect_traps();
     let out = w.http(n, 0, 0, HttpExchange::get("/"));
     assert_eq!(out.status(), 500);
+    // nginx's own 500 page.
+    assert_eq!(
+        header(&out.data.response_headers, "Content-Type"),
+        Some("text/html")
+    );
+    assert_eq!(out.data.response_body.len(), 177);
     let t = &w.traps()[0];
     assert_eq!(t.callback, "on_request_headers");
     assert_eq!(t.kind, "unreachable");
@@ -968,4 +979,21 @@ fn ngx_a_second_local_response_traps_but_the_first_is_sent() {
     );
     assert_eq!(out.status(), 401);
     assert_eq!(out.data.response_body, b"one\n");
+}
+
+#[test]
+fn ngx_a_refused_address_is_a_broken_connection_an_unknown_name_a_resolver_failure() {
+    for (upstream, status) in [
+        ("127.0.0.1:1", "broken connection"),
+        ("nowhere:80", "resolver failure"),
+    ] {
+        let (mut w, n) = world(ngx(), json!({"dispatch": true, "upstream": upstream}));
+        let out = w.http(n, 0, 0, HttpExchange::get("/"));
+        assert_eq!(out.status(), 200);
+        let answer = with(&w, "call_response ctx");
+        assert!(
+            answer[0].ends_with(&format!("dispatch_status={status}")),
+            "{answer:?}"
+        );
+    }
 }

@@ -647,7 +647,28 @@ impl World {
         let order = self.order(run, request);
         let last = chunk + 1 >= run.chunks.len();
         let trailers = self.trailer_count(run, request) > 0;
-        let eos = last && (model == HttpModel::Ngx || !trailers);
+        let mut eos = last && (model == HttpModel::Ngx || !trailers);
+        if model == HttpModel::Ngx && !request {
+            // ngx_wasm_module: with a Content-Length, end of stream is "this chunk is that long"
+            // (`ngx_http_proxy_wasm_on_response_body`), e.g. false after a local response from
+            // on_response_headers changed the body.
+            let length = self.stream_data(run).and_then(|s| {
+                s.response_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            });
+            if let Some(length) = length.filter(|l| *l > 0) {
+                let pending = run.buffers.get(order.get(pos).copied().unwrap_or(0));
+                let size = pending.map_or(0, Vec::len)
+                    + if pos == 0 {
+                        run.chunks.get(chunk).map_or(0, Vec::len)
+                    } else {
+                        run.carry.len()
+                    };
+                eos = size == length;
+            }
+        }
         if pos == 0 {
             run.carry = run.chunks.get(chunk).cloned().unwrap_or_default();
         }
@@ -961,6 +982,16 @@ impl World {
         } else if !data.entered_response_headers {
             data.response_headers = vec![(":status".into(), "500".into())];
             data.response_body.clear();
+            if self.shared.profile.http == HttpModel::Ngx {
+                // nginx's own error page.
+                let body = NGINX_500.as_bytes().to_vec();
+                data.response_headers
+                    .push(("Content-Type".into(), "text/html".into()));
+                data.response_headers
+                    .push(("Content-Length".into(), body.len().to_string()));
+                add_shim_headers(&mut data.response_headers, self.shared.clock.now());
+                data.response_body = body;
+            }
         }
         run.snapshot = data;
         run.waiting = None;
@@ -1047,6 +1078,11 @@ impl World {
             .is_some_and(|s| s.data().is_stream(ctx))
     }
 }
+
+/// nginx's 500 page (`ngx_http_error_500_page` and its tail), as the engine answers a trap.
+const NGINX_500: &str = "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n\
+<body>\r\n<center><h1>500 Internal Server Error</h1></center>\r\n\
+<hr><center>nginx/1.27.4</center>\r\n</body>\r\n</html>\r\n";
 
 /// The guest export of an HTTP context's callback.
 fn func_of(cb: Callback) -> &'static str {

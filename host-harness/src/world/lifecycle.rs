@@ -489,6 +489,14 @@ impl World {
             panic,
             message: format!("{err:?}"),
         };
+        // ngx_wasm_module: a trap in on_configure is an on_configure failure, fatal to the
+        // worker like `false` ("on_configure failure", no retry).
+        let fatal_trap = match (cb, self.shared.profile.configure_false_is_fatal) {
+            (Callback::Configure, true) => {
+                fatal_trap.or_else(|| Some("trap in on_configure: on_configure failure".into()))
+            }
+            _ => fatal_trap,
+        };
         let recover = self.shared.profile.recover_after_trap
             && fatal.is_none()
             && fatal_trap.is_none()
