@@ -997,3 +997,19 @@ fn ngx_a_refused_address_is_a_broken_connection_an_unknown_name_a_resolver_failu
         );
     }
 }
+
+#[test]
+fn ngx_frames_a_response_without_a_length_as_chunked() {
+    let (mut w, n) = world(ngx(), json!({}));
+    let out = w.http(n, 0, 0, HttpExchange::get("/").respond(200, &[], b"x"));
+    assert_eq!(
+        header(&out.data.response_headers, "Transfer-Encoding"),
+        Some("chunked")
+    );
+    let ex = HttpExchange::get("/").respond(200, &[("Content-Length", "1")], b"x");
+    let out = w.http(n, 0, 0, ex);
+    assert_eq!(
+        header(&out.data.response_headers, "Transfer-Encoding"),
+        None
+    );
+}
