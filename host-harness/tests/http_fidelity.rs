@@ -1013,3 +1013,19 @@ fn ngx_frames_a_response_without_a_length_as_chunked() {
         None
     );
 }
+
+#[test]
+fn ngx_strict_imports_refuse_a_module_importing_the_sdks_get_log_level() {
+    // The probe guest imports proxy_get_log_level; h-http does not.
+    let probe = common::probe();
+    let mut w = World::new(ngx().strict_imports());
+    let err = w
+        .add_node(NodeSpec::new("p", &probe).filter("{}"))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("env::proxy_get_log_level"),
+        "{err}"
+    );
+    let n = w.add_node(NodeSpec::new("h", &guest()).filter("{}"));
+    assert!(n.is_ok());
+}
