@@ -737,6 +737,10 @@ fn a_trap_report_names_the_callback_the_kind_the_panic_and_the_frames() {
         Some("text/html")
     );
     assert_eq!(out.data.response_body.len(), 177);
+    assert_eq!(
+        header(&out.data.response_headers, "Connection"),
+        Some("close")
+    );
     let t = &w.traps()[0];
     assert_eq!(t.callback, "on_request_headers");
     assert_eq!(t.kind, "unreachable");

@@ -1005,6 +1005,9 @@ impl World {
                     .push(("Content-Type".into(), "text/html".into()));
                 data.response_headers
                     .push(("Content-Length".into(), body.len().to_string()));
+                // nginx closes the connection after an internal error.
+                data.response_headers
+                    .push(("Connection".into(), "close".into()));
                 add_shim_headers(&mut data.response_headers, self.shared.clock.now());
                 data.response_body = body;
             }
