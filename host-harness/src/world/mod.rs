@@ -8,6 +8,7 @@
 //!   reconfiguring, calling guest exports, trap recovery, refused configurations.
 //! * `calls`: dispatched calls routed to handlers, their records, failures per profile, answers.
 //! * `http`: HTTP exchanges through a filter chain ([`HttpOutcome`]).
+//! * `tcp`: L4 connections through a stream context (Envoy) ([`TcpOutcome`]).
 //! * `hostile`: the callbacks a hostile profile adds (lost, unknown tokens and contexts, twice).
 //! * `inspect`: logs, calls, traps, metrics, shared data, injections.
 
@@ -18,6 +19,7 @@ mod inspect;
 mod lifecycle;
 mod scheduler;
 pub mod spec;
+mod tcp;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,9 +28,10 @@ use std::time::{Duration, SystemTime};
 
 use wasmtime::{Instance, InstancePre, Store};
 
-pub use self::http::{Action, HttpOutcome};
+pub use self::http::{Action, CallbackCall, ExchangeId, HttpOutcome};
 use self::scheduler::Scheduled;
 pub use self::spec::{FilterSpec, HttpExchange, NodeSpec};
+pub use self::tcp::{TcpExchange, TcpOutcome};
 use crate::abi::Host;
 use crate::clock::Clock;
 use crate::http::SharedHandler;
@@ -61,6 +64,8 @@ struct WorkerRuntime {
     generation: u64,
     roots: Vec<RootRuntime>,
     next_context: u32,
+    /// ngx_wasm_module's per-process call tokens (from 0), kept across trap recoveries.
+    tokens: Arc<std::sync::atomic::AtomicU32>,
     dead: Option<String>,
     recovering: bool,
 }
@@ -73,6 +78,7 @@ impl WorkerRuntime {
             generation: 0,
             roots: Vec::new(),
             next_context: 0,
+            tokens: Default::default(),
             dead: Some("not started".into()),
             recovering: false,
         }
@@ -99,6 +105,13 @@ pub struct World {
     shared: Arc<WorldShared>,
     nodes: Vec<NodeRuntime>,
     events: BinaryHeap<Reverse<Scheduled>>,
+    /// HTTP exchanges, in flight or finished.
+    exchanges: Vec<Option<http::ExchangeRun>>,
+    /// Exchanges not finished yet (driven after each event).
+    active_exchanges: Vec<usize>,
+    /// The streams of an instance that trapped, as it left them, by (node, worker, key): what the
+    /// host still does with them (a stashed local response) comes from here.
+    orphaned_streams: std::collections::HashMap<(usize, usize, u32), crate::abi::StreamData>,
     seq: u64,
     next_timer: u64,
     allow_traps: bool,
@@ -125,6 +138,9 @@ impl World {
             shared: Arc::new(WorldShared::new(clock, profile)),
             nodes: Vec::new(),
             events: BinaryHeap::new(),
+            exchanges: Vec::new(),
+            active_exchanges: Vec::new(),
+            orphaned_streams: Default::default(),
             seq: 0,
             next_timer: 1,
             allow_traps: false,
@@ -176,12 +192,42 @@ impl World {
         self
     }
 
+    /// The root context id of filter `i` of node `n`. Envoy counts contexts from 1; in
+    /// ngx_wasm_module a root context's id is its filter's id, a crc32 of its name and
+    /// configuration (`get_filter_id`), and HTTP contexts count from 1 per worker: the harness
+    /// derives a large id from the name and position (stable across reconfigurations).
+    pub(crate) fn root_id(&self, n: usize, i: usize) -> u32 {
+        match self.shared.profile.http {
+            crate::profile::HttpModel::Envoy => i as u32 + 1,
+            crate::profile::HttpModel::Ngx => {
+                let name = self.nodes[n]
+                    .spec
+                    .filters
+                    .get(i)
+                    .map(|f| f.name.as_str())
+                    .unwrap_or("");
+                filter_id(name, i)
+            }
+        }
+    }
+
     fn origin(&self, n: usize, w: usize) -> Origin {
         Origin {
             node: self.nodes[n].spec.name.clone(),
             worker: w,
         }
     }
+}
+
+/// A stable id in `0x1000_0000..0x7000_0000` (clear of HTTP context ids and of the hostile
+/// profile's bogus ids) from a filter's name and position: FNV-1a.
+fn filter_id(name: &str, i: usize) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes().chain((i as u32).to_le_bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    0x1000_0000 + h % 0x6000_0000
 }
 
 impl Drop for World {
@@ -197,15 +243,7 @@ impl Drop for World {
             .traps
             .iter()
             .chain(rec.fatal_errors.iter())
-            .map(|t| {
-                format!(
-                    "{} at {:?} in {}: {}",
-                    t.origin,
-                    t.at,
-                    t.callback,
-                    t.message.lines().next().unwrap_or("")
-                )
-            })
+            .map(|t| format!("{} at {:?} in {}", t.origin, t.at, t.summary()))
             .collect();
         drop(rec);
         panic!(
