@@ -14,11 +14,34 @@
 //! world.advance(Duration::from_secs(60));
 //! assert!(world.traps().is_empty());
 //! ```
+//!
+//! An HTTP filter: requests through it as the profile's host runs them (response phases on a local
+//! response, body chunks and buffering, callback order, several requests in flight):
+//!
+//! ```no_run
+//! use host_harness::{HostProfile, HttpExchange, NodeSpec, PluginModule, World};
+//! let module = PluginModule::load("my_filter.wasm").unwrap();
+//! let mut world = World::new(HostProfile::ngx_wasm_module());
+//! let node = world.add_node(NodeSpec::new("gw", &module).named_filter("auth", "{}")).unwrap();
+//! let request = HttpExchange::request("POST", "/login", Vec::new())
+//!     .header("Authorization", "Bearer x")
+//!     .request_body_chunks(&[b"user=", b"me"])
+//!     .respond(200, &[("content-type", "text/plain")], b"welcome");
+//! let out = world.http(node, 0, 0, request);
+//! println!("{} {:?}", out.status(), out.data.response_headers);
+//! for call in &out.callbacks {
+//!     println!("{}({:?}) -> {:?}", call.name, call.args, call.result);
+//! }
+//! if let Some(trap) = world.traps().first() {
+//!     println!("{}", trap.summary()); // callback, kind, the guest's panic, frames
+//! }
+//! ```
 
 pub(crate) mod abi;
 pub use abi::{HttpMessages, LocalResponse, StreamData};
 pub mod cli;
 pub mod clock;
+pub mod grpc;
 pub mod hostile;
 pub mod module;
 pub mod profile;
@@ -32,7 +55,10 @@ pub use harness_mocks as mocks;
 pub use harness_mocks::http;
 pub use hostile::{Hostility, Injection, InjectionRecord};
 pub use module::{AbiVersion, PluginModule};
-pub use profile::HostProfile;
+pub use profile::{HostProfile, HttpModel};
 pub use record::{CallOutcome, CallRecord, CallbackTimes, LogLevel, LogLine, TrapRecord};
 pub use state::SharedValue;
-pub use world::{Action, FilterSpec, HttpExchange, HttpOutcome, NodeId, NodeSpec, World};
+pub use world::{
+    Action, CallbackCall, ExchangeId, FilterSpec, HttpExchange, HttpOutcome, NodeId, NodeSpec,
+    World,
+};

@@ -48,6 +48,31 @@ pub struct HostProfile {
     pub named_shm_zones: Vec<String>,
     /// Unusual-but-legal answers and unasked-for callbacks, seeded ([`HostProfile::hostile`]).
     pub hostility: Option<Hostility>,
+    /// How HTTP exchanges run through filters: end-of-stream flags, header counts, body
+    /// buffering, local responses, callback order, context ids (docs/host-behaviours.md).
+    pub http: HttpModel,
+    /// ngx_wasm_module's argument checks in hostcalls: a bad log level fails, a local response
+    /// out of 100-999 is refused and after the response started traps, an unknown property
+    /// cannot be set, `set_tick_period` from an HTTP context and a dispatch without a host trap,
+    /// header names keep their case, invalid characters are percent-encoded, maps are cut at 100.
+    pub strict_hostcalls: bool,
+    /// Hostcalls the host declares but does not implement: calling one traps
+    /// ("host trap (function not yet implemented)").
+    pub nyi_hostcalls: Vec<&'static str>,
+}
+
+/// The HTTP behaviour of a host (docs/host-behaviours.md, "HTTP exchanges").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpModel {
+    /// Envoy: headers carry end_of_stream, a body-less message has no body callback, body
+    /// `Pause` buffers and calls again with each chunk, response phases run in reverse chain
+    /// order, `on_log` before `on_done`; contexts and tokens count from 1 world-wide.
+    Envoy,
+    /// ngx_wasm_module: headers come with eof false, every body gets a callback (an empty one
+    /// `(0, eof)`), the request body comes whole, response body `Pause` buffers to the end, no
+    /// trailer callbacks, a local response gets a trailing LF and Content-Length/-Type, `on_done`
+    /// before `on_log`, HTTP contexts count from 1 per worker and call tokens from 0.
+    Ngx,
 }
 
 impl HostProfile {
@@ -71,6 +96,9 @@ impl HostProfile {
             namespaced_shared_data: false,
             named_shm_zones: Vec::new(),
             hostility: None,
+            http: HttpModel::Envoy,
+            strict_hostcalls: false,
+            nyi_hostcalls: Vec::new(),
         }
     }
 
@@ -94,7 +122,31 @@ impl HostProfile {
             namespaced_shared_data: true,
             named_shm_zones: Vec::new(),
             hostility: None,
+            http: HttpModel::Ngx,
+            strict_hostcalls: true,
+            // ngx_wasm_module's hostcall table maps these to `ngx_proxy_wasm_hfuncs_nop` (NYI).
+            // Not `proxy_get_log_level`: it is NYI too, but declared with two parameters, so a
+            // module that imports the SDK's one fails to load at all (not emulated:
+            // docs/host-behaviours.md).
+            nyi_hostcalls: vec![
+                "proxy_done",
+                "proxy_close_stream",
+                "proxy_continue_response",
+                "proxy_get_status",
+                "proxy_grpc_call",
+                "proxy_grpc_stream",
+                "proxy_grpc_send",
+                "proxy_grpc_cancel",
+                "proxy_grpc_close",
+            ],
         }
+    }
+
+    /// This profile, with a hostcall the host leaves unimplemented answered after all (to run a
+    /// guest that calls it where the difference does not matter to the test).
+    pub fn implementing(mut self, hostcall: &str) -> Self {
+        self.nyi_hostcalls.retain(|h| *h != hostcall);
+        self
     }
 
     /// Kong before 3.9: as [`HostProfile::ngx_wasm_module`], but failed calls may never call back.

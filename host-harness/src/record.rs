@@ -7,7 +7,7 @@ use crate::hostile::InjectionRecord;
 use crate::http::{CallFailure, HttpRequest, HttpResponse};
 
 /// Where something happened.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Origin {
     pub node: String,
     pub worker: usize,
@@ -79,13 +79,36 @@ pub struct CallRecord {
     pub outcome: CallOutcome,
 }
 
-/// What kind of callback was running when a trap happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A trap or host crash: which callback was running, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TrapRecord {
     pub at: Duration,
     pub origin: Origin,
+    /// The callback that was running (`on_request_headers`, `on_tick`, ...).
     pub callback: String,
+    /// Everything wasmtime or the host said (with the wasm backtrace).
     pub message: String,
+    /// The trap's kind (`unreachable`, `out of bounds memory access`, ...), or the host's reason
+    /// for a trap it raised (`host trap (bad usage): ...`).
+    pub kind: String,
+    /// The guest's last `panicked at ...` log line during the callback (Rust SDK panic hook).
+    pub panic: Option<String>,
+    /// The top frames of the wasm backtrace, symbolised (innermost first).
+    pub frames: Vec<String>,
+}
+
+impl TrapRecord {
+    /// One line: callback, kind, the guest's panic message and the top frames.
+    pub fn summary(&self) -> String {
+        let mut out = format!("{}: {}", self.callback, self.kind);
+        if let Some(p) = &self.panic {
+            out.push_str(&format!(" -- {p}"));
+        }
+        if !self.frames.is_empty() {
+            out.push_str(&format!(" [at {}]", self.frames.join(" <- ")));
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,7 +171,11 @@ impl Recorder {
         self.logs.push(line);
     }
 
-    pub(crate) fn call_mut(&mut self, token: u32) -> Option<&mut CallRecord> {
-        self.calls.iter_mut().rev().find(|c| c.token == token)
+    /// The last call with this token from this worker (ngx_wasm_module's tokens are per worker).
+    pub(crate) fn call_mut(&mut self, origin: &Origin, token: u32) -> Option<&mut CallRecord> {
+        self.calls
+            .iter_mut()
+            .rev()
+            .find(|c| c.token == token && &c.origin == origin)
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct WorldShared {
     pub clock: Clock,
     pub profile: HostProfile,
     pub routes: RwLock<HashMap<String, SharedHandler>>,
+    /// gRPC clusters (Envoy profile), by name.
+    pub grpc_routes: RwLock<HashMap<String, crate::grpc::GrpcHandler>>,
     pub next_token: AtomicU32,
     pub recorder: Mutex<Recorder>,
     pub log_level: RwLock<LogLevel>,
@@ -36,6 +38,7 @@ impl WorldShared {
         WorldShared {
             clock,
             routes: RwLock::new(HashMap::new()),
+            grpc_routes: RwLock::new(HashMap::new()),
             next_token: AtomicU32::new(1),
             recorder: Mutex::new(Recorder::default()),
             log_level: RwLock::new(LogLevel::Trace),

@@ -59,14 +59,14 @@ pub(crate) fn deserialize(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-/// A property path as text, segments joined by `.` (`request.path`).
-pub(crate) fn property_path(bytes: &[u8]) -> String {
+/// A property path's segments as the ABI passes them, NUL-separated (`request\0path`); a
+/// segment may contain dots (`envoy.filters.http.lua`).
+pub(crate) fn property_segments(bytes: &[u8]) -> Vec<String> {
     bytes
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect::<Vec<_>>()
-        .join(".")
+        .collect()
 }
 
 #[cfg(test)]
@@ -97,8 +97,12 @@ mod tests {
     }
 
     #[test]
-    fn property_paths_join_segments() {
-        assert_eq!(property_path(b"request\0path"), "request.path");
-        assert_eq!(property_path(b"plugin_name"), "plugin_name");
+    fn property_paths_are_nul_separated_segments() {
+        assert_eq!(property_segments(b"request\0path"), ["request", "path"]);
+        assert_eq!(property_segments(b"plugin_name"), ["plugin_name"]);
+        assert_eq!(
+            property_segments(b"metadata\0envoy.filters.http.lua\0k"),
+            ["metadata", "envoy.filters.http.lua", "k"]
+        );
     }
 }

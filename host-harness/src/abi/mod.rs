@@ -44,8 +44,23 @@ pub(crate) enum Callback {
     QueueReady,
     /// `on_http_call_response` of a root context.
     RootCallResponse,
-    /// Any callback of an HTTP context (headers, bodies, its call responses, log, done).
-    Http,
+    /// An HTTP context's own callbacks, one variant each (trap reports name them).
+    HttpCreate,
+    RequestHeaders,
+    RequestBody,
+    RequestTrailers,
+    ResponseHeaders,
+    ResponseBody,
+    ResponseTrailers,
+    /// `on_http_call_response` of an HTTP context.
+    HttpCallResponse,
+    /// `on_queue_ready` delivered to an HTTP context that registered a queue.
+    HttpQueueReady,
+    /// `on_grpc_receive` / `on_grpc_close` (of a root or an HTTP context).
+    Grpc,
+    Log,
+    Done,
+    Delete,
 }
 
 impl Callback {
@@ -58,8 +73,35 @@ impl Callback {
             Callback::Tick => "on_tick",
             Callback::QueueReady => "on_queue_ready",
             Callback::RootCallResponse => "on_http_call_response",
-            Callback::Http => "http context callback",
+            Callback::HttpCreate => "on_context_create",
+            Callback::RequestHeaders => "on_request_headers",
+            Callback::RequestBody => "on_request_body",
+            Callback::RequestTrailers => "on_request_trailers",
+            Callback::ResponseHeaders => "on_response_headers",
+            Callback::ResponseBody => "on_response_body",
+            Callback::ResponseTrailers => "on_response_trailers",
+            Callback::HttpCallResponse => "on_http_call_response",
+            Callback::HttpQueueReady => "on_queue_ready",
+            Callback::Grpc => "on_grpc_receive/close",
+            Callback::Log => "on_log",
+            Callback::Done => "on_done",
+            Callback::Delete => "on_delete",
         }
+    }
+
+    /// A callback of an HTTP context.
+    pub(crate) fn is_http(self) -> bool {
+        !matches!(
+            self,
+            Callback::Initialize
+                | Callback::ContextCreate
+                | Callback::VmStart
+                | Callback::Configure
+                | Callback::Tick
+                | Callback::QueueReady
+                | Callback::RootCallResponse
+                | Callback::Grpc
+        )
     }
 }
 
@@ -87,15 +129,68 @@ pub struct HttpMessages {
     pub response_trailers: Vec<(String, String)>,
 }
 
-/// Request/response data of one HTTP context.
+impl HttpMessages {
+    /// The headers of a direction (true: the request's).
+    pub(crate) fn headers(&self, request: bool) -> &Vec<(String, String)> {
+        if request {
+            &self.request_headers
+        } else {
+            &self.response_headers
+        }
+    }
+
+    pub(crate) fn trailers(&self, request: bool) -> &Vec<(String, String)> {
+        if request {
+            &self.request_trailers
+        } else {
+            &self.response_trailers
+        }
+    }
+
+    pub(crate) fn body(&self, request: bool) -> &Vec<u8> {
+        if request {
+            &self.request_body
+        } else {
+            &self.response_body
+        }
+    }
+
+    pub(crate) fn body_mut(&mut self, request: bool) -> &mut Vec<u8> {
+        if request {
+            &mut self.request_body
+        } else {
+            &mut self.response_body
+        }
+    }
+}
+
+/// Request/response data of one HTTP exchange, shared by the HTTP contexts of its filter chain.
 #[derive(Clone, Debug, Default)]
 pub struct StreamData {
+    /// Headers, trailers, and the body buffer the running body callback sees (the exchange's
+    /// record holds whole bodies: see [`crate::HttpOutcome`]).
     pub messages: HttpMessages,
     pub local_response: Option<LocalResponse>,
     /// Set by `proxy_continue_stream` / `proxy_continue_request|response`.
     pub resumed_request: bool,
     pub resumed_response: bool,
     pub closed: bool,
+    /// Properties the filter set from this exchange's contexts: they stay in this request
+    /// (docs/host-behaviours.md, "Per-request properties").
+    pub properties: HashMap<String, Vec<u8>>,
+    /// The local response has been turned into the response (it went through the response
+    /// phases or is about to).
+    pub local_response_sent: bool,
+    /// Where the exchange is: ngx_wasm_module refuses a local response once the response has
+    /// entered its header filter (`entered_header_filter`), except from `on_response_headers`.
+    pub entered_response_headers: bool,
+    pub entered_response_body: bool,
+    /// The downstream address, for `source.*` properties.
+    pub source: (String, u16),
+    /// The filter name (`plugin_name`) of each context of the chain.
+    pub filter_names: HashMap<u32, String>,
+    /// The root context of each context of the chain.
+    pub roots: HashMap<u32, u32>,
 }
 
 /// `Deref`/`DerefMut` from a type with a `messages: HttpMessages` field to it, so the fields of
@@ -150,6 +245,8 @@ pub(crate) struct Outbox {
     pub tick_periods: Vec<(u32, u32)>,
     /// queue ids that received an item
     pub enqueued: Vec<u32>,
+    /// gRPC unary calls accepted (Envoy profile): (token, context, request)
+    pub grpc_calls: Vec<(u32, u32, crate::grpc::GrpcRequest)>,
 }
 
 /// The data of one worker's wasmtime `Store`.
@@ -164,8 +261,18 @@ pub(crate) struct Host {
     pub effective_context: u32,
     /// (vm configuration, plugin configuration) by root context id.
     pub root_configs: HashMap<u32, (Vec<u8>, Vec<u8>)>,
+    /// Exchanges in flight, by key; `stream_of` maps each HTTP context to its exchange.
     pub streams: HashMap<u32, StreamData>,
+    pub stream_of: HashMap<u32, u32>,
+    /// The filter name of each root context (`plugin_name`).
+    pub root_names: HashMap<u32, String>,
+    /// The next `proxy_http_call` token of this worker (ngx_wasm_module counts per process from
+    /// 0); `None`: world-wide tokens from 1.
+    pub worker_tokens: Option<Arc<std::sync::atomic::AtomicU32>>,
     pub call_response: Option<CallResponseData>,
+    /// While `on_grpc_receive` runs: the message; while `on_grpc_close` runs: the status.
+    pub grpc_message: Option<Vec<u8>>,
+    pub grpc_status: Option<(u32, String)>,
     pub outbox: Outbox,
     /// A host crash the last hostcall caused (the guest is unwound with a trap).
     pub fatal: Option<String>,
@@ -178,6 +285,31 @@ pub(crate) struct Host {
 impl Host {
     pub(crate) fn is_root(&self, context_id: u32) -> bool {
         self.root_configs.contains_key(&context_id)
+    }
+
+    /// The exchange of the effective context (an HTTP context).
+    pub(crate) fn stream(&self) -> Option<&StreamData> {
+        let key = self.stream_of.get(&self.effective_context)?;
+        self.streams.get(key)
+    }
+
+    pub(crate) fn stream_mut(&mut self) -> Option<&mut StreamData> {
+        let key = self.stream_of.get(&self.effective_context)?;
+        self.streams.get_mut(key)
+    }
+
+    /// Whether `ctx` is a live HTTP context.
+    pub(crate) fn is_stream(&self, ctx: u32) -> bool {
+        self.stream_of.contains_key(&ctx)
+    }
+
+    /// The `plugin_name` of the effective context.
+    pub(crate) fn plugin_name(&self) -> Option<String> {
+        let ctx = self.effective_context;
+        if let Some(name) = self.root_names.get(&ctx) {
+            return Some(name.clone());
+        }
+        self.stream()?.filter_names.get(&ctx).cloned()
     }
 }
 
@@ -217,7 +349,12 @@ pub(crate) fn probe_host() -> Host {
         effective_context: 0,
         root_configs: HashMap::new(),
         streams: HashMap::new(),
+        stream_of: HashMap::new(),
+        root_names: HashMap::new(),
+        worker_tokens: None,
         call_response: None,
+        grpc_message: None,
+        grpc_status: None,
         outbox: Outbox::default(),
         fatal: None,
         fatal_trap: None,

@@ -84,7 +84,8 @@ impl World {
         // Looked up (again): a hostile answer before this one may have trapped the worker.
         let target = self.call_target(n, w, done.generation, done.context);
         if !done.duplicate {
-            self.record_answer(done.token, &done.result, target.is_some());
+            let origin = self.origin(n, w);
+            self.record_answer(&origin, done.token, &done.result, target.is_some());
         }
         let Some(is_root) = target else { return };
         let (data, counts) = self.response_data(done.result.clone());
@@ -111,14 +112,14 @@ impl World {
         let is_stream = wr
             .store
             .as_ref()
-            .is_some_and(|s| s.data().streams.contains_key(&context));
+            .is_some_and(|s| s.data().is_stream(context));
         (is_root || is_stream).then_some(is_root)
     }
 
-    fn record_answer(&self, token: u32, result: &CallResult, reachable: bool) {
+    fn record_answer(&self, origin: &Origin, token: u32, result: &CallResult, reachable: bool) {
         let now = self.elapsed();
         let mut rec = lock(&self.shared.recorder);
-        if let Some(c) = rec.call_mut(token) {
+        if let Some(c) = rec.call_mut(origin, token) {
             c.answered_at = Some(now);
             c.outcome = match result {
                 _ if !reachable => CallOutcome::Orphaned,
@@ -134,8 +135,18 @@ impl World {
         match result {
             CallResult::Response(r) => {
                 let mut headers = vec![(":status".to_string(), r.status.to_string())];
+                // ngx_wasm_module adds `:dispatch_status: ok` to an answered call and counts
+                // only the upstream's headers (`ngx_http_proxy_wasm_on_dispatch_response`).
+                let ngx = self.shared.profile.dispatch_status_header;
+                if ngx {
+                    headers.push((":dispatch_status".to_string(), "ok".to_string()));
+                }
                 headers.extend(r.headers);
-                let counts = [headers.len() as i32, r.body.len() as i32, 0];
+                let count = match ngx {
+                    true => headers.iter().filter(|(k, _)| !k.starts_with(':')).count(),
+                    false => headers.len(),
+                };
+                let counts = [count as i32, r.body.len() as i32, 0];
                 let data = CallResponseData {
                     headers,
                     body: r.body,
@@ -178,7 +189,7 @@ impl World {
         let cb = if is_root {
             Callback::RootCallResponse
         } else {
-            Callback::Http
+            Callback::HttpCallResponse
         };
         let [headers, body, trailers] = counts;
         let args = [context as i32, token as i32, headers, body, trailers];
@@ -201,5 +212,88 @@ fn when_answered(reply: Reply, timeout: Duration) -> Option<(Duration, CallResul
         Reply::Fail { after, .. } if after >= timeout => Some(timed_out),
         Reply::Fail { failure, after } => Some((after, CallResult::Failed(failure))),
         Reply::NoCallback => None,
+    }
+}
+
+impl World {
+    /// Routes a gRPC cluster to a handler of unary calls (Envoy profile: [`crate::grpc`]).
+    pub fn route_grpc(&mut self, cluster: &str, handler: crate::grpc::GrpcHandler) -> &mut Self {
+        self.shared
+            .grpc_routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cluster.to_string(), handler);
+        self
+    }
+
+    /// Asks the cluster's handler and schedules its answer.
+    pub(super) fn send_grpc(
+        &mut self,
+        n: usize,
+        w: usize,
+        token: u32,
+        context: u32,
+        request: crate::grpc::GrpcRequest,
+        now: Duration,
+    ) {
+        let handler = self
+            .shared
+            .grpc_routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&request.cluster)
+            .cloned();
+        let Some(handler) = handler else { return };
+        let reply = handler(&request);
+        let delay = match &reply {
+            crate::grpc::GrpcReply::Message { latency, .. } => *latency,
+            crate::grpc::GrpcReply::Status { after, .. } => *after,
+        };
+        let generation = self.nodes[n].workers[w].generation;
+        let event = Event::GrpcDone {
+            node: n,
+            worker: w,
+            generation,
+            token,
+            context,
+            reply,
+        };
+        self.schedule(now + delay, event);
+    }
+
+    /// `proxy_on_grpc_receive` (a message) or `proxy_on_grpc_close` (a status), as Envoy's
+    /// `GrpcCallClientHandler::onSuccess` / `onFailure` do for a unary call.
+    pub(super) fn deliver_grpc(
+        &mut self,
+        n: usize,
+        w: usize,
+        generation: u64,
+        token: u32,
+        context: u32,
+        reply: crate::grpc::GrpcReply,
+    ) {
+        if self.call_target(n, w, generation, context).is_none() {
+            return;
+        }
+        let Some(store) = self.nodes[n].workers[w].store.as_mut() else {
+            return;
+        };
+        let (func, last) = match reply {
+            crate::grpc::GrpcReply::Message { message, .. } => {
+                let size = message.len() as i32;
+                store.data_mut().grpc_message = Some(message);
+                ("proxy_on_grpc_receive", size)
+            }
+            crate::grpc::GrpcReply::Status { code, message, .. } => {
+                store.data_mut().grpc_status = Some((code, message));
+                ("proxy_on_grpc_close", code as i32)
+            }
+        };
+        let args = [context as i32, token as i32, last];
+        self.invoke(n, w, Callback::Grpc, context, func, &args);
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            store.data_mut().grpc_message = None;
+            store.data_mut().grpc_status = None;
+        }
     }
 }

@@ -33,6 +33,13 @@ struct Called {
 impl World {
     /// Adds a node and starts its workers (`on_vm_start`, `on_configure` on every root context).
     pub fn add_node(&mut self, spec: NodeSpec) -> Result<NodeId> {
+        // A node without a filter would run nothing at all, silently.
+        if spec.filters.is_empty() {
+            return Err(anyhow!(
+                "node `{}` has no filter: add one with NodeSpec::filter (or named_filter)",
+                spec.name
+            ));
+        }
         let linker = abi::linker(&spec.module.engine).map_err(|e| anyhow!("{e:?}"))?;
         let pre = linker
             .instantiate_pre(&spec.module.module)
@@ -41,8 +48,14 @@ impl World {
         {
             let mut props = shared.properties.write().unwrap_or_else(|e| e.into_inner());
             props.insert("plugin_root_id".into(), b"0".to_vec());
+            // Keys are NUL-joined segments; a dotted path splits at its dots.
             for (k, v) in &spec.properties {
-                props.insert(k.clone(), v.clone());
+                let key = if k.contains('\0') {
+                    k.clone()
+                } else {
+                    k.replace('.', "\0")
+                };
+                props.insert(key, v.clone());
             }
         }
         let workers = (0..spec.workers)
@@ -118,7 +131,7 @@ impl World {
         if self.nodes[n].workers[w].dead.is_some() {
             return None;
         }
-        let root = filter as u32 + 1;
+        let root = self.root_id(n, filter);
         if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
             if let Some(c) = store.data_mut().root_configs.get_mut(&root) {
                 c.1 = config.to_vec();
@@ -180,6 +193,10 @@ impl World {
     /// (`on_vm_start`, new timers); otherwise a recovery after a trap.
     pub(super) fn instantiate(&mut self, n: usize, w: usize, fresh: bool) -> Result<()> {
         let generation = self.nodes[n].workers[w].generation + 1;
+        if fresh {
+            // A new process: ngx_wasm_module's static counters start again.
+            self.nodes[n].workers[w].tokens = Default::default();
+        }
         let host = self.new_host(n, w, generation);
         let mut store = Store::new(&self.nodes[n].spec.module.engine, host);
         let instance = self.nodes[n]
@@ -211,8 +228,19 @@ impl World {
             .filters
             .iter()
             .enumerate()
-            .map(|(i, f)| (i as u32 + 1, (f.vm_config.clone(), f.plugin_config.clone())))
+            .map(|(i, f)| {
+                let id = self.root_id(n, i);
+                (id, (f.vm_config.clone(), f.plugin_config.clone()))
+            })
             .collect();
+        let root_names = spec
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (self.root_id(n, i), f.name.clone()))
+            .collect();
+        let worker_tokens = (self.shared.profile.http == crate::profile::HttpModel::Ngx)
+            .then(|| self.nodes[n].workers[w].tokens.clone());
         Host {
             wasi,
             world: self.shared.clone(),
@@ -223,7 +251,12 @@ impl World {
             effective_context: 0,
             root_configs,
             streams: Default::default(),
+            stream_of: Default::default(),
+            root_names,
+            worker_tokens,
             call_response: None,
+            grpc_message: None,
+            grpc_status: None,
             outbox: Outbox::default(),
             fatal: None,
             fatal_trap: None,
@@ -243,14 +276,23 @@ impl World {
         fresh: bool,
     ) {
         let filters = self.nodes[n].spec.filters.len();
+        let ids: Vec<u32> = (0..filters).map(|i| self.root_id(n, i)).collect();
+        let ngx = self.shared.profile.http == crate::profile::HttpModel::Ngx;
         let wr = &mut self.nodes[n].workers[w];
         let old_roots = std::mem::take(&mut wr.roots);
         wr.store = Some(store);
         wr.instance = Some(instance);
         wr.generation = generation;
         wr.dead = None;
-        wr.next_context = filters as u32 + 1;
-        wr.roots = (1..=filters as u32)
+        // Envoy: one context counter, roots first. ngx_wasm_module: HTTP contexts count from 1
+        // per process (`next_id`), also after a trap recovery.
+        wr.next_context = match (ngx, fresh) {
+            (true, true) => 1,
+            (true, false) => wr.next_context.max(1),
+            (false, _) => filters as u32 + 1,
+        };
+        wr.roots = ids
+            .into_iter()
             .map(|id| {
                 let old = old_roots.iter().find(|r| r.id == id).filter(|_| !fresh);
                 RootRuntime {
@@ -278,7 +320,7 @@ impl World {
     /// `on_context_create`, `on_vm_start` (fresh workers; per root context or once, as the
     /// profile says) and `on_configure` of filter `i`. Returns whether the worker lives on.
     fn start_root(&mut self, n: usize, w: usize, i: usize, fresh: bool) -> bool {
-        let root = i as u32 + 1;
+        let root = self.root_id(n, i);
         let (vm_len, config_len) = {
             let f = &self.nodes[n].spec.filters[i];
             (f.vm_config.len() as i32, f.plugin_config.len() as i32)
@@ -332,6 +374,8 @@ impl World {
             origin: self.origin(n, w),
             callback: Callback::Configure.name().to_string(),
             message: reason.to_string(),
+            kind: "worker exit".to_string(),
+            ..Default::default()
         };
         lock(&self.shared.recorder).fatal_errors.push(record);
         self.nodes[n].workers[w].die(reason.to_string());
@@ -366,6 +410,7 @@ impl World {
         };
         store.data_mut().callback = cb;
         store.data_mut().effective_context = ctx;
+        let logs_before = lock(&self.shared.recorder).logs.len();
         let copy = &self.shared.copy_nanos;
         copy.store(0, std::sync::atomic::Ordering::Relaxed);
         let started = std::time::Instant::now();
@@ -393,7 +438,7 @@ impl World {
                 Invoke::Returned(value)
             }
             Err(err) => {
-                self.trapped(n, w, cb, err, called.fatal, called.fatal_trap);
+                self.trapped(n, w, cb, err, called.fatal, called.fatal_trap, logs_before);
                 Invoke::Failed
             }
         }
@@ -401,6 +446,7 @@ impl World {
 
     /// A guest call trapped (or crashed the host): record it, kill the worker, and recover it
     /// where the profile does (not after a host crash or a fatal trap, not during a recovery).
+    #[allow(clippy::too_many_arguments)]
     fn trapped(
         &mut self,
         n: usize,
@@ -409,11 +455,28 @@ impl World {
         err: wasmtime::Error,
         fatal: Option<String>,
         fatal_trap: Option<String>,
+        logs_before: usize,
     ) {
+        let origin = self.origin(n, w);
+        let panic = lock(&self.shared.recorder)
+            .logs
+            .get(logs_before..)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|l| l.origin == origin && l.message.contains("panicked at"))
+            // The SDK's hook logs `panicked at <file:line>:\n<message>`: one line.
+            .map(|l| {
+                let lines: Vec<&str> = l.message.lines().map(str::trim).collect();
+                lines.join(" ")
+            });
         let record = TrapRecord {
             at: self.elapsed(),
-            origin: self.origin(n, w),
+            origin,
             callback: cb.name().to_string(),
+            kind: trap_kind(&err),
+            frames: top_frames(&err, 5),
+            panic,
             message: format!("{err:?}"),
         };
         let recover = self.shared.profile.recover_after_trap
@@ -435,11 +498,10 @@ impl World {
         let mut rec = lock(&self.shared.recorder);
         if rec.echo {
             eprintln!(
-                "[{:>9.3}s] {} TRAP in {}: {}",
+                "[{:>9.3}s] {} TRAP in {}",
                 record.at.as_secs_f64(),
                 record.origin,
-                record.callback,
-                record.message.lines().next().unwrap_or("")
+                record.summary()
             );
         }
         if host_crash {
@@ -462,6 +524,52 @@ impl World {
             self.nodes[n].workers[w].dead = Some(format!("recovery failed: {e:#}"));
         }
     }
+}
+
+/// A trap's kind: wasmtime's trap code (`unreachable`, ...) or the host's message.
+fn trap_kind(err: &wasmtime::Error) -> String {
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        let text = trap.to_string();
+        // "wasm `unreachable` instruction executed" -> "unreachable"
+        return match (text.find('`'), text.rfind('`')) {
+            (Some(a), Some(b)) if b > a => text[a + 1..b].to_string(),
+            _ => text,
+        };
+    }
+    // A trap a hostcall raised: its message comes first (the backtrace is context).
+    let root = err.root_cause().to_string();
+    root.lines().next().unwrap_or_default().to_string()
+}
+
+/// The innermost `max` frames of the wasm backtrace, by symbol name (or function index).
+fn top_frames(err: &wasmtime::Error, max: usize) -> Vec<String> {
+    let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return Vec::new();
+    };
+    let names: Vec<String> = bt
+        .frames()
+        .iter()
+        .map(|f| match f.func_name() {
+            Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
+            None => format!("func[{}]", f.func_index()),
+        })
+        .collect();
+    // Skip the panic machinery (std/core panicking, abort) above the guest's own frames.
+    let machinery = |n: &str| {
+        [
+            "std::",
+            "core::",
+            "__rustc::",
+            "alloc::",
+            "abort",
+            "rust_",
+            "__rust",
+        ]
+        .iter()
+        .any(|p| n.starts_with(p))
+    };
+    let start = names.iter().position(|n| !machinery(n)).unwrap_or(0);
+    names.into_iter().skip(start).take(max).collect()
 }
 
 /// Runs a guest export with i32 arguments (missing ones are 0); `None` when the module lacks it.

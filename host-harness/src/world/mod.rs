@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use wasmtime::{Instance, InstancePre, Store};
 
-pub use self::http::{Action, HttpOutcome};
+pub use self::http::{Action, CallbackCall, ExchangeId, HttpOutcome};
 use self::scheduler::Scheduled;
 pub use self::spec::{FilterSpec, HttpExchange, NodeSpec};
 use crate::abi::Host;
@@ -61,6 +61,8 @@ struct WorkerRuntime {
     generation: u64,
     roots: Vec<RootRuntime>,
     next_context: u32,
+    /// ngx_wasm_module's per-process call tokens (from 0), kept across trap recoveries.
+    tokens: Arc<std::sync::atomic::AtomicU32>,
     dead: Option<String>,
     recovering: bool,
 }
@@ -73,6 +75,7 @@ impl WorkerRuntime {
             generation: 0,
             roots: Vec::new(),
             next_context: 0,
+            tokens: Default::default(),
             dead: Some("not started".into()),
             recovering: false,
         }
@@ -99,6 +102,10 @@ pub struct World {
     shared: Arc<WorldShared>,
     nodes: Vec<NodeRuntime>,
     events: BinaryHeap<Reverse<Scheduled>>,
+    /// HTTP exchanges, in flight or finished.
+    exchanges: Vec<Option<http::ExchangeRun>>,
+    /// Exchanges not finished yet (driven after each event).
+    active_exchanges: Vec<usize>,
     seq: u64,
     next_timer: u64,
     allow_traps: bool,
@@ -125,6 +132,8 @@ impl World {
             shared: Arc::new(WorldShared::new(clock, profile)),
             nodes: Vec::new(),
             events: BinaryHeap::new(),
+            exchanges: Vec::new(),
+            active_exchanges: Vec::new(),
             seq: 0,
             next_timer: 1,
             allow_traps: false,
@@ -176,12 +185,42 @@ impl World {
         self
     }
 
+    /// The root context id of filter `i` of node `n`. Envoy counts contexts from 1; in
+    /// ngx_wasm_module a root context's id is its filter's id, a crc32 of its name and
+    /// configuration (`get_filter_id`), and HTTP contexts count from 1 per worker: the harness
+    /// derives a large id from the name and position (stable across reconfigurations).
+    pub(crate) fn root_id(&self, n: usize, i: usize) -> u32 {
+        match self.shared.profile.http {
+            crate::profile::HttpModel::Envoy => i as u32 + 1,
+            crate::profile::HttpModel::Ngx => {
+                let name = self.nodes[n]
+                    .spec
+                    .filters
+                    .get(i)
+                    .map(|f| f.name.as_str())
+                    .unwrap_or("");
+                filter_id(name, i)
+            }
+        }
+    }
+
     fn origin(&self, n: usize, w: usize) -> Origin {
         Origin {
             node: self.nodes[n].spec.name.clone(),
             worker: w,
         }
     }
+}
+
+/// A stable id in `0x1000_0000..0x7000_0000` (clear of HTTP context ids and of the hostile
+/// profile's bogus ids) from a filter's name and position: FNV-1a.
+fn filter_id(name: &str, i: usize) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes().chain((i as u32).to_le_bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    0x1000_0000 + h % 0x6000_0000
 }
 
 impl Drop for World {
@@ -197,15 +236,7 @@ impl Drop for World {
             .traps
             .iter()
             .chain(rec.fatal_errors.iter())
-            .map(|t| {
-                format!(
-                    "{} at {:?} in {}: {}",
-                    t.origin,
-                    t.at,
-                    t.callback,
-                    t.message.lines().next().unwrap_or("")
-                )
-            })
+            .map(|t| format!("{} at {:?} in {}", t.origin, t.at, t.summary()))
             .collect();
         drop(rec);
         panic!(

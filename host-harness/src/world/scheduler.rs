@@ -45,6 +45,20 @@ pub(super) enum Event {
         context: u32,
         queue: u32,
     },
+    /// A paused exchange's `max_pause` is over (ignored if it resumed since: `seq`).
+    ExchangeTimeout {
+        id: usize,
+        seq: u64,
+    },
+    /// A gRPC unary call's answer (Envoy profile).
+    GrpcDone {
+        node: usize,
+        worker: usize,
+        generation: u64,
+        token: u32,
+        context: u32,
+        reply: crate::grpc::GrpcReply,
+    },
 }
 
 pub(super) struct Scheduled {
@@ -130,8 +144,20 @@ impl World {
             };
             self.shared.clock.set_elapsed(next.due);
             self.deliver(next.event);
+            // What the event did may resume paused exchanges.
+            self.poll_exchanges();
         }
         self.shared.clock.set_elapsed(deadline);
+    }
+
+    /// When the next event is due.
+    pub(super) fn next_event_due(&self) -> Option<Duration> {
+        self.events.peek().map(|Reverse(s)| s.due)
+    }
+
+    /// Delivers events up to `deadline` (see `run_until`).
+    pub(super) fn run_to(&mut self, deadline: Duration) {
+        self.run_until(deadline);
     }
 
     pub(super) fn schedule(&mut self, due: Duration, event: Event) {
@@ -159,17 +185,40 @@ impl World {
                 context,
                 queue,
             } => {
-                if self.nodes[node].workers[worker].generation == generation {
-                    self.invoke(
-                        node,
-                        worker,
-                        Callback::QueueReady,
-                        context,
-                        "proxy_on_queue_ready",
-                        &[context as i32, queue as i32],
-                    );
+                if self.nodes[node].workers[worker].generation != generation {
+                    return;
                 }
+                // Only to a context that still exists: a finished HTTP context gets nothing
+                // (ngx_wasm_module; the Rust SDK would panic on an unknown context).
+                let is_root = self.nodes[node].workers[worker]
+                    .roots
+                    .iter()
+                    .any(|r| r.id == context);
+                let cb = if is_root {
+                    Callback::QueueReady
+                } else if self.live_http_context(node, worker, context) {
+                    Callback::HttpQueueReady
+                } else {
+                    return;
+                };
+                self.invoke(
+                    node,
+                    worker,
+                    cb,
+                    context,
+                    "proxy_on_queue_ready",
+                    &[context as i32, queue as i32],
+                );
             }
+            Event::ExchangeTimeout { id, seq } => self.exchange_timeout(super::ExchangeId(id), seq),
+            Event::GrpcDone {
+                node,
+                worker,
+                generation,
+                token,
+                context,
+                reply,
+            } => self.deliver_grpc(node, worker, generation, token, context, reply),
         }
     }
 
@@ -214,6 +263,9 @@ impl World {
         }
         for call in outbox.calls {
             self.send_call(n, w, call, now);
+        }
+        for (token, context, request) in outbox.grpc_calls {
+            self.send_grpc(n, w, token, context, request, now);
         }
         for queue in outbox.enqueued {
             let owner = lock(&self.nodes[n].shared.queues)

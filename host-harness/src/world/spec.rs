@@ -11,6 +11,8 @@ use crate::module::PluginModule;
 pub struct FilterSpec {
     pub plugin_config: Vec<u8>,
     pub vm_config: Vec<u8>,
+    /// The filter's name (`plugin_name`; nginx `proxy_wasm <name>`, Kong's filter name).
+    pub name: String,
 }
 
 impl FilterSpec {
@@ -18,7 +20,13 @@ impl FilterSpec {
         FilterSpec {
             plugin_config: plugin_config.into(),
             vm_config: Vec::new(),
+            name: "filter".to_string(),
         }
+    }
+
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
     }
 }
 
@@ -31,7 +39,8 @@ pub struct NodeSpec {
     pub filters: Vec<FilterSpec>,
     /// Environment variables the workers see through WASI.
     pub env: Vec<(String, String)>,
-    /// Properties readable from HTTP contexts (dotted paths).
+    /// Node-wide properties (dotted paths, or NUL-joined segments from
+    /// [`NodeSpec::property_path`]).
     pub properties: Vec<(String, Vec<u8>)>,
     /// Seed of the WASI random generators (per worker it is mixed with the worker index).
     pub seed: u64,
@@ -61,6 +70,13 @@ impl NodeSpec {
         self
     }
 
+    /// Adds a filter instance with a name (`plugin_name`) and a plugin configuration.
+    pub fn named_filter(mut self, name: &str, plugin_config: impl Into<Vec<u8>>) -> Self {
+        self.filters
+            .push(FilterSpec::new(plugin_config).named(name));
+        self
+    }
+
     pub fn filter_spec(mut self, spec: FilterSpec) -> Self {
         self.filters.push(spec);
         self
@@ -71,8 +87,16 @@ impl NodeSpec {
         self
     }
 
+    /// A node-wide property by dotted path (`a.b` is the segments `a`, `b`).
     pub fn property(mut self, path: &str, value: impl Into<Vec<u8>>) -> Self {
         self.properties.push((path.to_string(), value.into()));
+        self
+    }
+
+    /// A node-wide property by segments, for segments that contain dots
+    /// (`["metadata", "envoy.filters.http.lua"]`).
+    pub fn property_path(mut self, segments: &[&str], value: impl Into<Vec<u8>>) -> Self {
+        self.properties.push((segments.join("\0"), value.into()));
         self
     }
 
@@ -89,6 +113,13 @@ pub struct HttpExchange {
     pub messages: HttpMessages,
     /// How long (virtual time) a paused phase may wait for the filter to resume it.
     pub max_pause: Duration,
+    /// Sizes of the request body's chunks as they arrive (empty: one chunk). The last size
+    /// may be left out: the rest is one more chunk.
+    pub request_chunks: Vec<usize>,
+    /// Sizes of the response body's chunks.
+    pub response_chunks: Vec<usize>,
+    /// The downstream address (`source.address`, `source.port`).
+    pub source: (String, u16),
 }
 
 impl HttpExchange {
@@ -105,7 +136,49 @@ impl HttpExchange {
                 ..Default::default()
             },
             max_pause: Duration::from_secs(60),
+            request_chunks: Vec::new(),
+            response_chunks: Vec::new(),
+            source: ("127.0.0.1".into(), 40000),
         }
+    }
+
+    /// A request with a method, path and body (`:authority` `example.test`).
+    pub fn request(method: &str, path: &str, body: impl Into<Vec<u8>>) -> Self {
+        let mut ex = HttpExchange::get(path);
+        ex.request_headers[0].1 = method.to_string();
+        ex.request_body = body.into();
+        ex
+    }
+
+    /// Adds a request header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.request_headers
+            .push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The request body arrives in chunks of these bytes.
+    pub fn request_body_chunks(mut self, chunks: &[&[u8]]) -> Self {
+        self.request_body = chunks.concat();
+        self.request_chunks = chunks.iter().map(|c| c.len()).collect();
+        self
+    }
+
+    /// The upstream answers with this status, headers and body.
+    pub fn respond(mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Self {
+        self.response_headers = vec![(":status".into(), status.to_string())];
+        self.response_headers
+            .extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.response_body = body.to_vec();
+        self.response_chunks.clear();
+        self
+    }
+
+    /// The upstream's body arrives in chunks of these bytes.
+    pub fn response_body_chunks(mut self, chunks: &[&[u8]]) -> Self {
+        self.response_body = chunks.concat();
+        self.response_chunks = chunks.iter().map(|c| c.len()).collect();
+        self
     }
 }
 

@@ -4,15 +4,27 @@ use std::sync::OnceLock;
 
 use host_harness::PluginModule;
 
-/// The probe guest (`tests/guests/probe`), built for wasm32-wasip1 and compiled once per test
-/// binary.
+/// A guest under `tests/guests/`, built for wasm32-wasip1 once per test binary.
+fn guest(cell: &OnceLock<PluginModule>, package: &str, lib: &str, profile: &str) -> PluginModule {
+    cell.get_or_init(|| {
+        let path = host_harness::wasm_build::build(package, lib, profile)
+            .unwrap_or_else(|e| panic!("build the {package} guest: {e:#}"));
+        PluginModule::load(path).unwrap_or_else(|e| panic!("load the {package} guest: {e:#}"))
+    })
+    .clone()
+}
+
+/// The probe guest (`tests/guests/probe`).
+#[allow(dead_code)] // each test binary uses its own guests
 pub fn probe() -> PluginModule {
     static MODULE: OnceLock<PluginModule> = OnceLock::new();
-    MODULE
-        .get_or_init(|| {
-            let path = host_harness::wasm_build::build("abi-probe", "abi_probe", "wasm-release")
-                .expect("build the probe guest");
-            PluginModule::load(path).expect("load the probe guest")
-        })
-        .clone()
+    guest(&MODULE, "abi-probe", "abi_probe", "wasm-release")
+}
+
+/// The HTTP fidelity guest (`tests/guests/h-http`), built with symbols (release, not stripped)
+/// so trap reports can name its frames.
+#[allow(dead_code)]
+pub fn h_http() -> PluginModule {
+    static MODULE: OnceLock<PluginModule> = OnceLock::new();
+    guest(&MODULE, "h-http", "h_http", "release")
 }

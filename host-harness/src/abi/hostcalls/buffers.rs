@@ -13,6 +13,7 @@ use crate::hostile::{status_of, Injection};
 const BUF_REQUEST_BODY: u32 = 0;
 const BUF_RESPONSE_BODY: u32 = 1;
 const BUF_CALL_RESPONSE_BODY: u32 = 4;
+const BUF_GRPC_RECEIVE: u32 = 5;
 const BUF_VM_CONFIGURATION: u32 = 6;
 const BUF_PLUGIN_CONFIGURATION: u32 = 7;
 
@@ -34,11 +35,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
 
 fn buffer(h: &Host, ty: u32) -> Option<&[u8]> {
     let ctx = h.effective_context;
-    let stream = || h.streams.get(&ctx).map(|s| &s.messages);
+    let stream = || h.stream().map(|s| &s.messages);
     match ty {
         BUF_REQUEST_BODY => stream().map(|m| m.request_body.as_slice()),
         BUF_RESPONSE_BODY => stream().map(|m| m.response_body.as_slice()),
         BUF_CALL_RESPONSE_BODY => h.call_response.as_ref().map(|r| r.body.as_slice()),
+        BUF_GRPC_RECEIVE => h.grpc_message.as_deref(),
         BUF_VM_CONFIGURATION => h.root_configs.get(&ctx).map(|(vm, _)| vm.as_slice()),
         BUF_PLUGIN_CONFIGURATION => h.root_configs.get(&ctx).map(|(_, p)| p.as_slice()),
         _ => None,
@@ -90,8 +92,7 @@ fn proxy_set_buffer_bytes(
 ) -> Result<i32> {
     let data = read(&mut c, ptr, len)?;
     let h = c.data_mut();
-    let ctx = h.effective_context;
-    let Some(stream) = h.streams.get_mut(&ctx) else {
+    let Some(stream) = h.stream_mut() else {
         return Ok(NOT_FOUND);
     };
     let body = match ty {

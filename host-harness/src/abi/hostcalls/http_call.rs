@@ -52,6 +52,9 @@ fn proxy_http_call(
     let trailer_bytes = read(&mut c, tp, ts)?;
     punish_forbidden_dispatch(c.data_mut())?;
     let world = c.data().world.clone();
+    if world.profile.strict_hostcalls {
+        check_ngx_dispatch(c.data(), &upstream, &header_bytes)?;
+    }
     let request = match request(&world.profile, &upstream, &header_bytes, &trailer_bytes) {
         Ok(request) => HttpRequest { body, ..request },
         Err(status) => return Ok(status),
@@ -66,7 +69,12 @@ fn proxy_http_call(
     if let Some(v) = inject(c.data(), Injection::Dispatch, || upstream.clone()) {
         return Ok(status_of(v).unwrap_or(OK));
     }
-    let token = world.token();
+    // ngx_wasm_module counts tokens per process from 0 (`callout_ids++`); the harness's other
+    // profiles make them unique in the world.
+    let token = match &c.data().worker_tokens {
+        Some(t) => t.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        None => world.token(),
+    };
     write_u32(&mut c, token_out, token)?;
     let context_id = c.data().effective_context;
     c.data_mut().outbox.calls.push(PendingCall {
@@ -106,6 +114,39 @@ fn punish_forbidden_dispatch(h: &mut Host) -> Result<()> {
     Ok(())
 }
 
+/// ngx_wasm_module's checks of a dispatch, each a trap (`ngx_proxy_wasm_hfuncs_dispatch_http_call`,
+/// `ngx_http_proxy_wasm_dispatch`): only from `on_request_headers`, `on_request_body`,
+/// `on_tick` and call responses; a host, `:method` and `:path` are required.
+fn check_ngx_dispatch(h: &Host, upstream: &str, header_bytes: &[u8]) -> Result<()> {
+    let allowed = matches!(
+        h.callback,
+        Callback::RequestHeaders
+            | Callback::RequestBody
+            | Callback::Tick
+            | Callback::HttpCallResponse
+            | Callback::RootCallResponse
+            // on_vm_start/on_configure are punished as the worker's death before this.
+            | Callback::VmStart
+            | Callback::Configure
+    );
+    if !allowed {
+        bail!(
+            "host trap (bad usage): can only send HTTP dispatch during \"on_request_headers\", \
+             \"on_request_body\", \"on_tick\", \"on_dispatch_response\", \"on_foreign_function\""
+        );
+    }
+    if upstream.is_empty() {
+        bail!("dispatch failed: no host");
+    }
+    let headers = deserialize(header_bytes).unwrap_or_default();
+    for (name, what) in [(":method", "no :method"), (":path", "no :path")] {
+        if !headers.iter().any(|(k, v)| k == name && !v.is_empty()) {
+            bail!("dispatch failed: {what}");
+        }
+    }
+    Ok(())
+}
+
 /// The request a dispatch describes (without its body), or the status refusing it.
 fn request(
     profile: &HostProfile,
@@ -140,11 +181,20 @@ fn request(
         // A URL or an empty name is not `host[:port]`.
         return Err(BAD_ARGUMENT);
     }
-    let headers = headers
+    // ngx_wasm_module writes an HTTP/1.1 request itself: header names keep their case and it
+    // adds `Connection: close` (`ngx_http_proxy_wasm_dispatch_request`); Envoy's are lowercase.
+    let mut headers: Vec<(String, String)> = headers
         .into_iter()
         .filter(|(k, _)| !k.starts_with(':'))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .map(|(k, v)| match profile.strict_hostcalls {
+            true => (k, v),
+            false => (k.to_ascii_lowercase(), v),
+        })
         .collect();
+    if profile.strict_hostcalls {
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case("connection"));
+        headers.push(("Connection".to_string(), "close".to_string()));
+    }
     Ok(HttpRequest {
         method,
         path,

@@ -7,8 +7,8 @@ use wasmtime::{Linker, Result};
 use super::super::maps::deserialize;
 use super::super::memory::{read, read_string};
 use super::super::status::{BAD_ARGUMENT, OK};
-use super::super::{Host, LocalResponse};
-use super::C;
+use super::super::{Callback, Host, LocalResponse};
+use super::{bad_usage, nyi, C};
 
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
     linker.func_wrap(
@@ -24,7 +24,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
     linker.func_wrap(
         "env",
         "proxy_continue_response",
-        |mut c: C| -> Result<i32> { Ok(resume(c.data_mut(), 1)) },
+        |mut c: C| -> Result<i32> {
+            nyi(c.data(), "proxy_continue_response")?;
+            Ok(resume(c.data_mut(), 1))
+        },
     )?;
     linker.func_wrap("env", "proxy_clear_route_cache", |_c: C| -> Result<i32> {
         Ok(OK)
@@ -38,8 +41,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
 }
 
 fn resume(h: &mut Host, stream_type: u32) -> i32 {
-    let ctx = h.effective_context;
-    let Some(s) = h.streams.get_mut(&ctx) else {
+    let Some(s) = h.stream_mut() else {
         return BAD_ARGUMENT;
     };
     match stream_type {
@@ -51,8 +53,8 @@ fn resume(h: &mut Host, stream_type: u32) -> i32 {
 }
 
 fn proxy_close_stream(mut c: C, _ty: u32) -> Result<i32> {
-    let ctx = c.data().effective_context;
-    match c.data_mut().streams.get_mut(&ctx) {
+    nyi(c.data(), "proxy_close_stream")?;
+    match c.data_mut().stream_mut() {
         Some(s) => {
             s.closed = true;
             Ok(OK)
@@ -79,10 +81,31 @@ fn proxy_send_local_response(
         return Ok(BAD_ARGUMENT);
     };
     let h = c.data_mut();
-    let ctx = h.effective_context;
-    let Some(stream) = h.streams.get_mut(&ctx) else {
+    let strict = h.world.profile.strict_hostcalls;
+    let callback = h.callback;
+    let Some(stream) = h.stream_mut() else {
         return Ok(BAD_ARGUMENT);
     };
+    if strict {
+        // ngx_wasm_module (`ngx_http_wasm_stash_local_response`): once the response has entered
+        // the header filter it traps, except from on_response_headers, where the status and body
+        // replace the response's; a second local response before the first went out traps; a
+        // status outside 100-999 is refused.
+        let in_response_headers = callback == Callback::ResponseHeaders;
+        let late = matches!(callback, Callback::Log | Callback::Done | Callback::Delete)
+            || stream.entered_response_body
+            || (stream.entered_response_headers && !in_response_headers);
+        if late {
+            return Err(bad_usage("response already sent"));
+        }
+        if stream.local_response.is_some() && !stream.local_response_sent {
+            return Err(bad_usage("local response already stashed"));
+        }
+        if !(100..=999).contains(&status) {
+            return Ok(BAD_ARGUMENT);
+        }
+    }
+    stream.local_response_sent = false;
     stream.local_response = Some(LocalResponse {
         status,
         details,

@@ -3,9 +3,9 @@
 use wasmtime::{Linker, Result};
 
 use super::super::memory::{read_string, write_u32};
-use super::super::status::OK;
+use super::super::status::{BAD_ARGUMENT, OK};
 use super::super::Host;
-use super::{inject, C};
+use super::{inject, nyi, C};
 use crate::hostile::{status_of, Injection};
 use crate::record::{LogLevel, LogLine};
 use crate::state::lock;
@@ -23,7 +23,22 @@ fn proxy_log(mut c: C, level: i32, ptr: u32, size: u32) -> Result<i32> {
     if let Some(v) = inject(h, Injection::Log, || format!("dropped: {message}")) {
         return Ok(status_of(v).unwrap_or(OK));
     }
-    let level = LogLevel::from_abi(level).unwrap_or(LogLevel::Info);
+    let level = match LogLevel::from_abi(level) {
+        Some(level) => level,
+        // ngx_wasm_module logs "NYI - proxy_log bad log_level" and answers BadArgument (the SDK
+        // then panics); Envoy logs the line anyway.
+        None if h.world.profile.strict_hostcalls => {
+            let line = LogLine {
+                at: h.world.clock.elapsed(),
+                origin: h.origin.clone(),
+                level: LogLevel::Error,
+                message: format!("[host] NYI - proxy_log bad log_level: {level}"),
+            };
+            lock(&h.world.recorder).push_log(line, false);
+            return Ok(BAD_ARGUMENT);
+        }
+        None => LogLevel::Info,
+    };
     let line = LogLine {
         at: h.world.clock.elapsed(),
         origin: h.origin.clone(),
@@ -36,6 +51,7 @@ fn proxy_log(mut c: C, level: i32, ptr: u32, size: u32) -> Result<i32> {
 }
 
 fn proxy_get_log_level(mut c: C, out: u32) -> Result<i32> {
+    nyi(c.data(), "proxy_get_log_level")?;
     let level = *c
         .data()
         .world

@@ -9,6 +9,8 @@ use super::super::status::{BAD_ARGUMENT, NOT_FOUND, OK};
 use super::super::Host;
 use super::{inject, C};
 use crate::hostile::{status_of, Injection};
+use crate::record::{LogLevel, LogLine};
+use crate::state::lock;
 
 type Pairs = Vec<(String, String)>;
 
@@ -35,7 +37,7 @@ fn map_ref(h: &Host, map: u32) -> Option<&Pairs> {
         MAP_CALL_RESPONSE_HEADERS => h.call_response.as_ref().map(|r| &r.headers),
         MAP_CALL_RESPONSE_TRAILERS => h.call_response.as_ref().map(|r| &r.trailers),
         _ => {
-            let m = &h.streams.get(&h.effective_context)?.messages;
+            let m = &h.stream()?.messages;
             match map {
                 MAP_REQUEST_HEADERS => Some(&m.request_headers),
                 MAP_REQUEST_TRAILERS => Some(&m.request_trailers),
@@ -52,8 +54,7 @@ fn map_mut(h: &mut Host, map: u32) -> Option<&mut Pairs> {
         MAP_CALL_RESPONSE_HEADERS => h.call_response.as_mut().map(|r| &mut r.headers),
         MAP_CALL_RESPONSE_TRAILERS => h.call_response.as_mut().map(|r| &mut r.trailers),
         _ => {
-            let ctx = h.effective_context;
-            let m = &mut h.streams.get_mut(&ctx)?.messages;
+            let m = &mut h.stream_mut()?.messages;
             match map {
                 MAP_REQUEST_HEADERS => Some(&mut m.request_headers),
                 MAP_REQUEST_TRAILERS => Some(&mut m.request_trailers),
@@ -65,11 +66,25 @@ fn map_mut(h: &mut Host, map: u32) -> Option<&mut Pairs> {
     }
 }
 
+/// ngx_wasm_module hands at most this many pairs (`NGX_HTTP_WASM_MAX_REQ_HEADERS`).
+const NGX_MAX_PAIRS: usize = 100;
+
 fn get_pairs(mut c: C, map: u32, ptr_out: u32, size_out: u32) -> Result<i32> {
-    let pairs = match map_ref(c.data(), map) {
+    let mut pairs = match map_ref(c.data(), map) {
         Some(m) => m.clone(),
         None => return Ok(NOT_FOUND),
     };
+    if c.data().world.profile.strict_hostcalls && pairs.len() > NGX_MAX_PAIRS {
+        pairs.truncate(NGX_MAX_PAIRS);
+        let h = c.data();
+        let line = LogLine {
+            at: h.world.clock.elapsed(),
+            origin: h.origin.clone(),
+            level: LogLevel::Warn,
+            message: format!("[host] marshalled map truncated to {NGX_MAX_PAIRS} elements"),
+        };
+        lock(&h.world.recorder).push_log(line, false);
+    }
     let mut bytes = wire::serialize(&pairs);
     // Hostile: NotFound, or the same headers in an odd but valid encoding.
     let n = pairs.len();
@@ -97,6 +112,11 @@ fn set_pairs(mut c: C, map: u32, ptr: u32, size: u32) -> Result<i32> {
     let Some(pairs) = wire::deserialize(&bytes) else {
         return Ok(BAD_ARGUMENT);
     };
+    let strict = c.data().world.profile.strict_hostcalls;
+    let pairs = pairs
+        .into_iter()
+        .map(|(k, v)| (header_name(&k, strict), header_value(&v, strict)))
+        .collect();
     match map_mut(c.data_mut(), map) {
         Some(m) => {
             *m = pairs;
@@ -125,8 +145,9 @@ fn get_value(mut c: C, map: u32, kp: u32, ks: u32, ptr_out: u32, size_out: u32) 
 }
 
 fn replace_value(mut c: C, map: u32, kp: u32, ks: u32, vp: u32, vs: u32) -> Result<i32> {
-    let key = read_string(&mut c, kp, ks)?;
-    let value = read_string(&mut c, vp, vs)?;
+    let strict = c.data().world.profile.strict_hostcalls;
+    let key = header_name(&read_string(&mut c, kp, ks)?, strict);
+    let value = header_value(&read_string(&mut c, vp, vs)?, strict);
     let Some(m) = map_mut(c.data_mut(), map) else {
         return Ok(NOT_FOUND);
     };
@@ -144,7 +165,7 @@ fn replace_value(mut c: C, map: u32, kp: u32, ks: u32, vp: u32, vs: u32) -> Resu
                 keep
             });
         }
-        None => m.push((key.to_ascii_lowercase(), value)),
+        None => m.push((key, value)),
     }
     Ok(OK)
 }
@@ -159,11 +180,51 @@ fn remove_value(mut c: C, map: u32, kp: u32, ks: u32) -> Result<i32> {
 }
 
 fn add_value(mut c: C, map: u32, kp: u32, ks: u32, vp: u32, vs: u32) -> Result<i32> {
-    let key = read_string(&mut c, kp, ks)?;
-    let value = read_string(&mut c, vp, vs)?;
+    let strict = c.data().world.profile.strict_hostcalls;
+    let key = header_name(&read_string(&mut c, kp, ks)?, strict);
+    let value = header_value(&read_string(&mut c, vp, vs)?, strict);
     let Some(m) = map_mut(c.data_mut(), map) else {
         return Ok(NOT_FOUND);
     };
-    m.push((key.to_ascii_lowercase(), value));
+    m.push((key, value));
     Ok(OK)
+}
+
+/// A header name as the host stores it: Envoy lowercases; ngx_wasm_module keeps the case and
+/// percent-encodes what is not allowed in a name (`ngx_http_wasm_escape`, header_name table:
+/// controls, space, `"(),/:;<=>?@[\]{}`, DEL and non-ASCII). Pseudo-headers keep their colon.
+fn header_name(name: &str, ngx: bool) -> String {
+    if !ngx {
+        return name.to_ascii_lowercase();
+    }
+    let (prefix, rest) = match name.strip_prefix(':') {
+        Some(rest) => (":", rest),
+        None => ("", name),
+    };
+    let escaped = percent_encode(rest, |b| {
+        !(0x21..0x7f).contains(&b) || b"\"(),/:;<=>?@[\\]{}".contains(&b)
+    });
+    format!("{prefix}{escaped}")
+}
+
+/// A header value as ngx_wasm_module stores it: control characters but tab, and DEL, are
+/// percent-encoded (header_value table).
+fn header_value(value: &str, ngx: bool) -> String {
+    if !ngx {
+        return value.to_string();
+    }
+    percent_encode(value, |b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+fn percent_encode(s: &str, escape: impl Fn(u8) -> bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if escape(b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    // Bytes >= 0x80 are escaped, so `out` is ASCII.
+    out
 }

@@ -40,6 +40,20 @@ pub(super) fn add(linker: &mut Linker<Host>) -> Result<()> {
     Ok(())
 }
 
+/// Traps when the profile's host leaves `hostcall` unimplemented (ngx_wasm_module's NYI
+/// hostcalls trap with this message: docs/host-behaviours.md, "Unimplemented hostcalls").
+fn nyi(h: &Host, hostcall: &str) -> Result<()> {
+    if h.world.profile.nyi_hostcalls.contains(&hostcall) {
+        wasmtime::bail!("host trap (function not yet implemented): {hostcall}");
+    }
+    Ok(())
+}
+
+/// Traps with ngx_wasm_module's message for a hostcall used where it is not allowed.
+fn bad_usage(message: &str) -> wasmtime::Error {
+    wasmtime::format_err!("host trap (bad usage): {message}")
+}
+
 /// Whether a hostile profile answers this hostcall with a variant of `kind` (recorded with
 /// `detail`); `None` means "answer normally".
 fn inject(h: &Host, kind: Injection, detail: impl FnOnce() -> String) -> Option<&'static str> {

@@ -1,13 +1,17 @@
-//! Properties: `proxy_get_property`, `proxy_set_property`, with ngx_wasm_module's root-context
-//! rules.
+//! Properties: `proxy_get_property`, `proxy_set_property`. A path is the ABI's NUL-separated
+//! segments (a segment may contain dots: `metadata` / `envoy.filters.http.lua`). In an HTTP
+//! context, properties are the request's own: what the filter set from this request, then what
+//! the host derives from it (`request.*`, `response.*`, `source.*`, `plugin_name`), then the
+//! node's; writes stay in the request (docs/host-behaviours.md, "Per-request properties").
 
 use wasmtime::{bail, Linker, Result};
 
-use super::super::maps::property_path;
+use super::super::maps::property_segments;
 use super::super::memory::{read, return_bytes};
 use super::super::status::{NOT_FOUND, OK};
-use super::super::{Callback, Host};
+use super::super::{Callback, Host, StreamData};
 use super::C;
+use crate::profile::HttpModel;
 
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
     linker.func_wrap("env", "proxy_get_property", proxy_get_property)?;
@@ -17,20 +21,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
 
 /// Whether a root context's callback is running (where ngx_wasm_module has no properties).
 fn in_root_callback(h: &Host) -> bool {
-    h.is_root(h.effective_context)
-        && matches!(
-            h.callback,
-            Callback::VmStart
-                | Callback::Configure
-                | Callback::Tick
-                | Callback::RootCallResponse
-                | Callback::QueueReady
-                | Callback::ContextCreate
-        )
+    h.is_root(h.effective_context) && !h.callback.is_http()
 }
 
-/// A property in a root context of ngx_wasm_module: only `plugin_root_id` ("0"); `plugin_name` in
-/// `on_vm_start`/`on_configure` crashes the worker.
+/// A property in a root context of ngx_wasm_module: `plugin_root_id` ("0") and, in `on_tick`
+/// and call responses, `plugin_name`; `plugin_name` in `on_vm_start`/`on_configure` crashes the
+/// worker.
 fn root_property(h: &mut Host, path: &str) -> Result<Option<Vec<u8>>> {
     match path {
         "plugin_name" if matches!(h.callback, Callback::VmStart | Callback::Configure) => {
@@ -40,24 +36,103 @@ fn root_property(h: &mut Host, path: &str) -> Result<Option<Vec<u8>>> {
             ));
             bail!("host crash (segfault) reading plugin_name in a root context");
         }
+        "plugin_name" => Ok(h.plugin_name().map(String::into_bytes)),
         "plugin_root_id" => Ok(Some(b"0".to_vec())),
         _ => Ok(None),
     }
 }
 
+/// The node-wide key of a path: segments joined by NUL.
+pub(crate) fn key_of(segments: &[String]) -> String {
+    segments.join("\0")
+}
+
+/// A property the host derives from the exchange, by dotted name.
+fn derived(h: &Host, s: &StreamData, path: &[String]) -> Option<Vec<u8>> {
+    let ngx = h.world.profile.http == HttpModel::Ngx;
+    let header = |map: &[(String, String)], name: &str| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone().into_bytes())
+    };
+    let req = &s.messages.request_headers;
+    let pseudo = |name: &str| header(req, name);
+    let number = |n: i64| {
+        if ngx {
+            n.to_string().into_bytes()
+        } else {
+            // Envoy serialises integers as 8 little-endian bytes.
+            n.to_le_bytes().to_vec()
+        }
+    };
+    let first = path.first()?.as_str();
+    if path.len() == 3 && path[1] == "headers" {
+        let map = match first {
+            "request" => req,
+            "response" => &s.messages.response_headers,
+            _ => return None,
+        };
+        return header(map, &path[2]);
+    }
+    let name = path.join(".");
+    let full_path = pseudo(":path").unwrap_or_default();
+    let (url_path, query) = match full_path.iter().position(|b| *b == b'?') {
+        Some(i) => (full_path[..i].to_vec(), full_path[i + 1..].to_vec()),
+        None => (full_path.clone(), Vec::new()),
+    };
+    Some(match name.as_str() {
+        "request.path" => full_path,
+        "request.url_path" => url_path,
+        "request.query" => query,
+        "request.method" => pseudo(":method")?,
+        "request.scheme" => pseudo(":scheme")?,
+        // ngx_wasm_module maps request.host to `$hostname` (the machine), Envoy to :authority.
+        "request.host" if ngx => b"localhost".to_vec(),
+        "request.host" => pseudo(":authority")?,
+        "request.protocol" => b"HTTP/1.1".to_vec(),
+        "request.useragent" => header(req, "user-agent")?,
+        "request.referer" => header(req, "referer")?,
+        "request.id" => header(req, "x-request-id")?,
+        "response.code" => {
+            let status = header(&s.messages.response_headers, ":status")?;
+            let code: i64 = String::from_utf8_lossy(&status).parse().ok()?;
+            number(code)
+        }
+        "source.address" if ngx => s.source.0.clone().into_bytes(),
+        "source.address" => format!("{}:{}", s.source.0, s.source.1).into_bytes(),
+        "source.port" => number(i64::from(s.source.1)),
+        "plugin_root_id" => b"0".to_vec(),
+        "plugin_name" => h.plugin_name()?.into_bytes(),
+        _ => return None,
+    })
+}
+
 fn proxy_get_property(mut c: C, pp: u32, ps: u32, ptr_out: u32, size_out: u32) -> Result<i32> {
-    let path = property_path(&read(&mut c, pp, ps)?);
+    let segments = property_segments(&read(&mut c, pp, ps)?);
+    let key = key_of(&segments);
     let value = {
         let h = c.data_mut();
         if h.world.profile.no_root_properties && in_root_callback(h) {
-            root_property(h, &path)?
+            root_property(h, &segments.join("."))?
         } else {
-            h.node
-                .properties
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&path)
-                .cloned()
+            let per_request = h.stream().and_then(|s| {
+                s.properties
+                    .get(&key)
+                    .cloned()
+                    .or_else(|| derived(h, s, &segments))
+            });
+            let root_name = match segments.as_slice() {
+                [p] if p == "plugin_name" => h.plugin_name().map(String::into_bytes),
+                _ => None,
+            };
+            per_request.or(root_name).or_else(|| {
+                h.node
+                    .properties
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    .cloned()
+            })
         }
     };
     match value {
@@ -69,17 +144,35 @@ fn proxy_get_property(mut c: C, pp: u32, ps: u32, ptr_out: u32, size_out: u32) -
     }
 }
 
+/// ngx_wasm_module sets only host properties (`wasmx.*`) and nginx variables (`ngx.*`); any
+/// other path is NotFound (`ngx_proxy_wasm_properties_set`). Envoy stores any path.
+fn settable(h: &Host, segments: &[String]) -> bool {
+    if !h.world.profile.strict_hostcalls {
+        return true;
+    }
+    matches!(segments.first().map(String::as_str), Some("wasmx" | "ngx"))
+}
+
 fn proxy_set_property(mut c: C, pp: u32, ps: u32, vp: u32, vs: u32) -> Result<i32> {
-    let path = property_path(&read(&mut c, pp, ps)?);
+    let segments = property_segments(&read(&mut c, pp, ps)?);
     let value = read(&mut c, vp, vs)?;
-    let h = c.data();
+    let h = c.data_mut();
     if h.world.profile.no_root_properties && h.is_root(h.effective_context) {
         return Ok(NOT_FOUND);
+    }
+    if !settable(h, &segments) {
+        return Ok(NOT_FOUND);
+    }
+    let key = key_of(&segments);
+    // From an HTTP context: this request's own; from a root context: the node's.
+    if let Some(s) = h.stream_mut() {
+        s.properties.insert(key, value);
+        return Ok(OK);
     }
     h.node
         .properties
         .write()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(path, value);
+        .insert(key, value);
     Ok(OK)
 }

@@ -5,7 +5,7 @@ use wasmtime::{Linker, Result};
 use super::super::memory::write_u64;
 use super::super::status::{BAD_ARGUMENT, OK};
 use super::super::Host;
-use super::{inject, C};
+use super::{bad_usage, inject, C};
 use crate::hostile::{status_of, Injection};
 
 /// A day, in nanoseconds: how far back the hostile clock jumps.
@@ -40,12 +40,22 @@ fn proxy_get_current_time_nanoseconds(mut c: C, out: u32) -> Result<i32> {
 }
 
 fn proxy_set_tick_period_milliseconds(mut c: C, period: u32) -> Result<i32> {
-    let ctx = c.data().effective_context;
+    let mut ctx = c.data().effective_context;
+    // Envoy (proxy-wasm-cpp-host) sets the period of the calling context's root context.
+    let strict = c.data().world.profile.strict_hostcalls;
+    if !strict && c.data().callback.is_http() {
+        let root = c.data().stream().and_then(|s| s.roots.get(&ctx).copied());
+        ctx = root.unwrap_or(ctx);
+    }
     if !c.data().is_root(ctx) {
+        // ngx_wasm_module traps (`ngx_proxy_wasm_hfuncs_set_tick_period`); Envoy refuses.
+        if strict && c.data().callback.is_http() {
+            return Err(bad_usage("can only set tick_period in root context"));
+        }
         return Ok(BAD_ARGUMENT);
     }
     // ngx_wasm_module: a root context sets its tick period once; a second call traps.
-    if c.data().world.profile.tick_period_once && c.data().tick_set.contains(&ctx) {
+    if c.data().world.profile.tick_period_once && period != 0 && c.data().tick_set.contains(&ctx) {
         wasmtime::bail!(
             "tick_period already set (ngx_wasm_module traps on a second set_tick_period)"
         );
