@@ -804,7 +804,28 @@ impl Drop for EngineBatch {
     }
 }
 
-/// One HTTP/1.0 request; the answer's header names keep their case.
+/// Response headers as compared: pseudo-headers dropped, `Date` values replaced, sorted by name
+/// (the order a client sees is nginx's serialisation of its header structures; the order the
+/// filter sees is compared in the traces' header dumps — docs/differential.md).
+fn client_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .map(|(k, v)| {
+            let v = if k.eq_ignore_ascii_case("date") {
+                "<date>".to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    v.sort_by_key(|(k, _)| k.to_ascii_lowercase());
+    v
+}
+
+/// One HTTP/1.1 request (the connection is dropped after the answer); the answer's header
+/// names keep their case. Bodies: `Content-Length` or chunked.
 pub fn raw_request(
     addr: SocketAddr,
     req: &Request,
@@ -813,7 +834,7 @@ pub fn raw_request(
 ) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
-    let mut head = format!("{} {path} HTTP/1.0\r\nHost: {HOST}\r\n", req.method);
+    let mut head = format!("{} {path} HTTP/1.1\r\nHost: {HOST}\r\n", req.method);
     for (k, v) in &req.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -824,11 +845,23 @@ pub fn raw_request(
     s.write_all(head.as_bytes())?;
     s.write_all(&req.body)?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no answer"))?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(r) = parse_response(&raw) {
+            return Ok(r);
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return parse_response(&raw)
+                .ok_or_else(|| std::io::Error::other("connection closed before a full answer"));
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A complete response in `raw`, or `None` while more bytes are needed.
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let text = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = text.lines();
     let status = lines
@@ -836,22 +869,48 @@ pub fn raw_request(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .map(|(k, v)| {
-            let v = if k.eq_ignore_ascii_case("date") {
-                "<date>".into()
-            } else {
-                v
-            };
-            (k, v)
-        })
         .collect();
-    Ok(Response {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let rest = &raw[split + 4..];
+    let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        let mut at = 0;
+        loop {
+            let line_end = rest[at..].windows(2).position(|w| w == b"\r\n")? + at;
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&rest[at..line_end])
+                    .split(';')
+                    .next()?
+                    .trim(),
+                16,
+            )
+            .ok()?;
+            at = line_end + 2;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(rest.get(at..at + size)?);
+            at += size + 2;
+        }
+        body
+    } else {
+        let len: usize = find("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        rest.get(..len)?.to_vec()
+    };
+    Some(Response {
         status,
-        headers,
-        body: raw[split + 4..].to_vec(),
+        headers: client_headers(&headers),
+        body,
     })
 }
 
@@ -882,7 +941,8 @@ pub fn exchange_for(req: &Request, path: &str, port: u16) -> HttpExchange {
 
 /// Runs a case in a fresh harness world (`ngx_wasm_module` profile).
 pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
-    let mut world = World::new(HostProfile::ngx_wasm_module());
+    // The engine's nginx.conf declares `shm_kv ns` next to `shm_kv *` (see `render`).
+    let mut world = World::new(HostProfile::ngx_wasm_module().with_shm_zones(&["ns"]));
     world.expect_traps();
     world.route(call, Arc::new(call_handler));
     let mut spec = NodeSpec::new("n1", &guest_module());
@@ -902,39 +962,26 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
     }
     if let Some(req) = &case.request {
         let path = format!("/{}{}", case.name, req.path);
-        // The harness runs one filter per exchange; a chain needs the chain API (issue 17).
-        let outcome = world.http(node, 0, 0, exchange_for(req, &path, engine_port));
+        let chain: Vec<usize> = (0..case.filters.len()).collect();
+        let outcome = world.http_chain(node, 0, &chain, exchange_for(req, &path, engine_port));
         world.advance(Duration::from_secs(1));
+        // The response as the client gets it: after a local response the exchange's response
+        // is the local one, as it went through the response phases.
+        let m = &outcome.data.messages;
         out.response = if outcome.failed || outcome.stuck {
             None
-        } else if let Some(lr) = outcome.local_response() {
-            Some(Response {
-                status: lr.status as u16,
-                headers: lr.headers.clone(),
-                body: lr.body.clone(),
-            })
         } else {
-            let h = &outcome.data.messages.response_headers;
+            let status = m
+                .response_headers
+                .iter()
+                .find(|(k, _)| k == ":status")
+                .and_then(|(_, v)| v.parse().ok())
+                .or_else(|| outcome.local_response().map(|l| l.status as u16))
+                .unwrap_or(0);
             Some(Response {
-                status: h
-                    .iter()
-                    .find(|(k, _)| k == ":status")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0),
-                headers: h
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with(':'))
-                    .cloned()
-                    .map(|(k, v)| {
-                        let v = if k.eq_ignore_ascii_case("date") {
-                            "<date>".into()
-                        } else {
-                            v
-                        };
-                        (k, v)
-                    })
-                    .collect(),
-                body: outcome.data.messages.response_body.clone(),
+                status,
+                headers: client_headers(&m.response_headers),
+                body: m.response_body.clone(),
             })
         };
     }
@@ -945,6 +992,13 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
         .collect();
     out.trace = trace_of(&attribute(&lines), &case.name);
     out.traps = world.traps().len() + world.fatal_errors().len();
+    for t in world.traps().iter().chain(world.fatal_errors().iter()) {
+        out.host_lines.push(format!(
+            "trap in {}: {}",
+            t.callback,
+            t.message.lines().next().unwrap_or("")
+        ));
+    }
     out
 }
 

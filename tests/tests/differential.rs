@@ -124,7 +124,7 @@ fn cases() -> Vec<Case> {
         // ---- local responses ----
         Case::new("local_403", on("request_headers", json!([["local", "403", "denied", "X-Hello:1"]]))).request(get("/")),
         Case::new("local_204_empty", on("request_headers", json!([["local", "204", ""]]))).request(get("/")),
-        Case::new("local_status_1000", on("request_headers", json!([["local", "1000", "x"]]))).request(get("/")),
+        Case::new("local_status_1000", on("request_headers", json!([["local", "1000", "x"]]))).request(get("/")).alone(),
         Case::new("local_from_response_headers", on("response_headers", json!([["local", "500", "late"]])))
             .request(get("/")),
         Case::new("local_twice", on("request_headers", json!([["local", "401", "one"], ["local", "402", "two"]])))
@@ -151,7 +151,7 @@ fn cases() -> Vec<Case> {
             "prop_set_unknown",
             on("request_headers", json!([["set_prop", "my_prop", "v"], ["prop", "my_prop"]])),
         )
-        .request(get("/")),
+        .request(get("/")).alone(),
         // ---- dispatch ----
         Case::new(
             "dispatch_ok",
