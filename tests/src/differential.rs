@@ -737,8 +737,15 @@ fn observed_from_log(entries: &[LogEntry]) -> BTreeMap<String, Observed> {
                 _ => cut_context(msg),
             };
             lines.push((e.level.clone(), msg.to_string()));
-        } else if e.text.contains("wasm trap") {
-            extra.push((lines.len(), true, first_line(&e.text)));
+        } else if e.text.contains("error while executing") || e.text.contains("wasm trap") {
+            // One entry per trap (a guest panic or a host trap), its cause on the last line.
+            let cause = e
+                .text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            extra.push((lines.len(), true, format!("trap: {}", cause.trim())));
         } else if e.text.contains("[wasm]") || e.text.contains("[proxy-wasm]") {
             if !e.text.contains("successfully loaded")
                 && !e.text.contains("loading \"g\"")
@@ -764,9 +771,8 @@ fn observed_from_log(entries: &[LogEntry]) -> BTreeMap<String, Observed> {
         let o = out.entry(case).or_default();
         if trap {
             o.traps += 1;
-        } else {
-            o.host_lines.push(text);
         }
+        o.host_lines.push(text);
     }
     out
 }
@@ -942,7 +948,7 @@ pub fn exchange_for(req: &Request, path: &str, port: u16) -> HttpExchange {
 /// Runs a case in a fresh harness world (`ngx_wasm_module` profile).
 pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
     // The engine's nginx.conf declares `shm_kv ns` next to `shm_kv *` (see `render`).
-    let mut world = World::new(HostProfile::ngx_wasm_module().with_shm_zones(&["ns"]));
+    let mut world = World::new(HostProfile::ngx_wasm_module().with_shm_zones(&["*", "ns"]));
     world.expect_traps();
     world.route(call, Arc::new(call_handler));
     let mut spec = NodeSpec::new("n1", &guest_module());
@@ -985,18 +991,29 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
             })
         };
     }
-    let lines: Vec<(String, String)> = world
-        .logs()
-        .into_iter()
-        .map(|l| (level_name(l.level).to_string(), l.message))
-        .collect();
+    // The engine's error_log is at `info`: lines below it never reach its log. Lines the
+    // profile writes for the host itself (`[host] ...`) are the engine's own lines, not the filter's.
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for l in world.logs() {
+        let level = level_name(l.level);
+        if let Some(host) = l.message.strip_prefix("[host] ") {
+            out.host_lines.push(host.to_string());
+        } else if level != "debug" {
+            lines.push((level.to_string(), l.message));
+        }
+    }
     out.trace = trace_of(&attribute(&lines), &case.name);
     out.traps = world.traps().len() + world.fatal_errors().len();
     for t in world.traps().iter().chain(world.fatal_errors().iter()) {
         out.host_lines.push(format!(
             "trap in {}: {}",
             t.callback,
-            t.message.lines().next().unwrap_or("")
+            t.message
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
         ));
     }
     out

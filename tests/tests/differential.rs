@@ -118,7 +118,11 @@ fn cases() -> Vec<Case> {
         Case::new("resp_body_partial", on("response_body", json!([["body", "response", "2", "3"]]))).request(get("/")),
         Case::new(
             "resp_body_replace",
-            on("response_body", json!([["set_body", "response", "0", "100", "replaced\n"]])),
+            script(&[
+                // The upstream's Content-Length no longer holds for the new body.
+                ("response_headers", json!([["remove_header", "response", "Content-Length"]])),
+                ("response_body", json!([["set_body", "response", "0", "100", "replaced\n"]])),
+            ]),
         )
         .request(get("/")),
         // ---- local responses ----
@@ -128,7 +132,8 @@ fn cases() -> Vec<Case> {
         Case::new("local_from_response_headers", on("response_headers", json!([["local", "500", "late"]])))
             .request(get("/")),
         Case::new("local_twice", on("request_headers", json!([["local", "401", "one"], ["local", "402", "two"]])))
-            .request(get("/")),
+            .request(get("/"))
+            .alone(),
         Case::new("local_from_log", on("log", json!([["local", "403", "too late"]]))).request(get("/")).alone(),
         // ---- properties ----
         Case::new(
@@ -235,7 +240,8 @@ fn cases() -> Vec<Case> {
             "queue_unknown",
             on("request_headers", json!([["queue_dequeue", "nope"], ["queue_enqueue", "nope", "x"]])),
         )
-        .request(get("/")),
+        .request(get("/"))
+            .alone(),
         Case::new("queue_no_zone", on("request_headers", json!([["queue_register", "q_nozone"]])))
             .request(get("/"))
             .alone(),

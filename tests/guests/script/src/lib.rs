@@ -116,7 +116,13 @@ fn pairs(v: &[(String, String)]) -> String {
 fn header_args(a: &[String], from: usize) -> Vec<(&str, &str)> {
     a.iter()
         .skip(from)
-        .filter_map(|h| h.split_once(':'))
+        // A pseudo-header's own ':' is part of its name (`:path:/x`).
+        .filter_map(|h| {
+            let from = usize::from(h.starts_with(':'));
+            h[from..]
+                .find(':')
+                .map(|i| (&h[..from + i], &h[from + i + 1..]))
+        })
         .collect()
 }
 
