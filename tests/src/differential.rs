@@ -379,7 +379,7 @@ fn dg_case(message: &str) -> Option<(&str, &str)> {
 /// runs before the script is read) goes to the case whose root id it names; other filter lines
 /// (a `log` action, a panic message) to the case of the line before them. Chained filters
 /// (`<case>.2`) belong to their case, in log order.
-fn attribute(lines: &[(String, String)]) -> Vec<(String, String)> {
+fn attribute(lines: &[(String, String)]) -> Vec<(String, String, String)> {
     let mut root_case: BTreeMap<String, String> = BTreeMap::new();
     for (_, m) in lines {
         if let Some((case, who)) = dg_case(m) {
@@ -405,18 +405,28 @@ fn attribute(lines: &[(String, String)]) -> Vec<(String, String)> {
                 }
                 None => format!("{level} {m}"),
             };
-            (base_case(&current).to_string(), shown)
+            (base_case(&current).to_string(), current.clone(), shown)
         })
         .collect()
 }
 
-/// The normalised trace of `case` among attributed lines.
-fn trace_of(attributed: &[(String, String)], case: &str) -> Vec<String> {
+/// The normalised trace of `case` among attributed lines. The engine starts the root contexts
+/// of a chain in no particular order: lines before the first HTTP context are ordered by filter
+/// (stable), which keeps each root's own order (docs/differential.md).
+fn trace_of(attributed: &[(String, String, String)], case: &str) -> Vec<String> {
+    let mine: Vec<&(String, String, String)> =
+        attributed.iter().filter(|(c, _, _)| c == case).collect();
+    let first_http = mine
+        .iter()
+        .position(|(_, _, l)| l.contains("http#"))
+        .unwrap_or(mine.len());
+    let (mut start, rest) = (mine[..first_http].to_vec(), &mine[first_http..]);
+    start.sort_by(|a, b| a.1.cmp(&b.1));
     normalise_trace(
-        attributed
+        start
             .iter()
-            .filter(|(c, _)| c == case)
-            .map(|(_, l)| l.clone())
+            .chain(rest.iter())
+            .map(|(_, _, l)| l.clone())
             .collect(),
     )
 }
@@ -758,7 +768,7 @@ fn observed_from_log(entries: &[LogEntry]) -> BTreeMap<String, Observed> {
     }
     let attributed = attribute(&lines);
     let mut out: BTreeMap<String, Observed> = BTreeMap::new();
-    let cases: std::collections::BTreeSet<&String> = attributed.iter().map(|(c, _)| c).collect();
+    let cases: std::collections::BTreeSet<&String> = attributed.iter().map(|(c, _, _)| c).collect();
     for case in cases {
         out.entry(case.clone()).or_default().trace = trace_of(&attributed, case);
     }
@@ -766,7 +776,7 @@ fn observed_from_log(entries: &[LogEntry]) -> BTreeMap<String, Observed> {
         let case = idx
             .checked_sub(1)
             .and_then(|i| attributed.get(i))
-            .map(|(c, _)| c.clone())
+            .map(|(c, _, _)| c.clone())
             .unwrap_or_default();
         let o = out.entry(case).or_default();
         if trap {
@@ -953,7 +963,8 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
     world.route(call, Arc::new(call_handler));
     let mut spec = NodeSpec::new("n1", &guest_module());
     for cfg in case.configs(call) {
-        spec = spec.filter(cfg);
+        // nginx.conf loads the guest as module `g`: the filter's name (`plugin_name`).
+        spec = spec.named_filter("g", cfg);
     }
     let mut out = Observed::default();
     let node = match world.add_node(spec) {

@@ -286,7 +286,108 @@ fn known(name: &str) -> Option<&'static str> {
     KNOWN.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
 }
 
-const KNOWN: &[(&str, &str)] = &[];
+const KNOWN: &[(&str, &str)] = &[
+    (
+        "req_set_headers",
+        "set_map on request headers: the engine keeps :scheme/:authority the map leaves out (n=5); harness replaces all (n=3)",
+    ),
+    (
+        "resp_headers_dump",
+        "order of response headers the filter sees: engine puts Content-Type, Content-Length, Connection first, then the upstream's others, then Server, Date; harness keeps the upstream's order",
+    ),
+    (
+        "resp_body_partial",
+        "get_buffer(response body, start=2, max=3): engine ignores start (\"ups\"); harness honours it (\"str\")",
+    ),
+    (
+        "resp_body_replace",
+        "after removing Content-Length and replacing the body, the engine answers chunked (Transfer-Encoding: chunked); the harness adds no framing header",
+    ),
+    (
+        "local_204_empty",
+        "local response with an empty body: the engine calls no on_response_body; harness calls it with size 0",
+    ),
+    (
+        "local_status_1000",
+        "local status 1000: engine's SDK call fails, the guest panics, the client gets nginx's 500; harness: no response (failed exchange) and an immediate on_configure re-run",
+    ),
+    (
+        "local_from_response_headers",
+        "local response from on_response_headers: engine then calls on_response_body eos=false and the client gets no complete answer; harness eos=true and a 500",
+    ),
+    (
+        "local_twice",
+        "second local response traps in both, but the engine still sends the first (401 \"one\") through the response phases; harness: no response",
+    ),
+    (
+        "local_from_log",
+        "local response from on_log: engine traps after the 200 was sent (client has it); harness: no response",
+    ),
+    (
+        "prop_plugin_name_configure",
+        "plugin_name in on_configure: the engine's worker crashes (SIGSEGV loop); harness: a trap (deliberate, docs/differential.md)",
+    ),
+    (
+        "prop_set_unknown",
+        "set_property of an unknown property: engine NotFound, the SDK panics, the client gets nginx's 500; harness: no response and an immediate on_configure re-run",
+    ),
+    (
+        "dispatch_ok",
+        "on_http_call_response header count: engine 4 (hyper's x-call, connection, content-length, date), harness 1",
+    ),
+    (
+        "dispatch_500",
+        "on_http_call_response header count for a 500: engine 3, harness 0",
+    ),
+    (
+        "dispatch_refused",
+        "connection refused on 127.0.0.1:1: engine :dispatch_status \"broken connection\"; harness \"resolver failure\"",
+    ),
+    (
+        "dispatch_then_local",
+        "on_http_call_response header count: engine 4, harness 1",
+    ),
+    (
+        "dispatch_from_tick",
+        "root on_http_call_response header count: engine 4, harness 1",
+    ),
+    (
+        "dispatch_empty_host",
+        "dispatch with an empty host traps in both; engine answers nginx's 500; harness: no response and an on_configure re-run",
+    ),
+    (
+        "queue_unknown",
+        "enqueue/dequeue on an unknown queue id: engine traps (could not find queue); harness returns a status",
+    ),
+    (
+        "queue_no_zone",
+        "register_shared_queue without an nginx shm_queue zone: engine traps; harness Ok",
+    ),
+    (
+        "queue_resolve",
+        "resolve_shared_queue: engine traps (function not yet implemented); harness answers",
+    ),
+    (
+        "tick_set_twice",
+        "second set_tick_period in on_configure: engine traps once and the worker is fatal; harness re-runs on_configure and traps twice",
+    ),
+    (
+        "tick_from_http",
+        "set_tick_period from an HTTP context traps in both; engine answers nginx's 500; harness: no response and an on_configure re-run",
+    ),
+    (
+        "trap_request_headers",
+        "a panic in on_request_headers: engine answers nginx's 500 and re-creates the instance lazily (next request); harness: no response and re-runs on_configure at once",
+    ),
+    (
+        "trap_response_body",
+        "a panic in on_response_body: the engine had sent 200 (client gets it); harness: no response and an on_configure re-run",
+    ),
+    (
+        "foreign_unknown",
+        "unknown foreign function traps in both; engine answers nginx's 500; harness: no response and an on_configure re-run",
+    ),
+];
 
 #[test]
 fn differential_suite() {
