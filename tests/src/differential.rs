@@ -89,32 +89,16 @@ impl Request {
         self
     }
 
-    /// `METHOD /path -H k:v -d body` (the CLI's syntax): whitespace-separated, `-H` and `-d` take
-    /// the next word; a body given with `-d` makes the default method POST.
+    /// `[METHOD] /path [-H NAME:VALUE]... [-d BODY]`: the CLI's `--request` syntax (its parser).
     pub fn parse(spec: &str) -> Result<Request, String> {
-        let mut words = spec.split_whitespace();
-        let mut req = Request::get("/");
-        let mut method = None;
-        let mut path = None;
-        while let Some(w) = words.next() {
-            match w {
-                "-H" => {
-                    let h = words.next().ok_or("-H needs a header")?;
-                    let (k, v) = h
-                        .split_once(':')
-                        .ok_or(format!("header {h:?} has no ':'"))?;
-                    req.headers.push((k.trim().into(), v.trim().into()));
-                }
-                "-d" => req.body = words.next().ok_or("-d needs a body")?.as_bytes().to_vec(),
-                w if w.starts_with('/') && path.is_none() => path = Some(w.to_string()),
-                w if method.is_none() && path.is_none() => method = Some(w.to_ascii_uppercase()),
-                other => return Err(format!("unexpected {other:?} in {spec:?}")),
-            }
-        }
-        req.path = path.ok_or(format!("no /path in {spec:?}"))?;
-        req.method =
-            method.unwrap_or_else(|| if req.body.is_empty() { "GET" } else { "POST" }.to_string());
-        Ok(req)
+        let r =
+            host_harness::cli::request::RequestSpec::parse(spec).map_err(|e| format!("{e:#}"))?;
+        Ok(Request {
+            method: r.method,
+            path: r.path,
+            headers: r.headers,
+            body: r.body,
+        })
     }
 }
 
@@ -756,14 +740,13 @@ fn observed_from_log(entries: &[LogEntry]) -> BTreeMap<String, Observed> {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
             extra.push((lines.len(), true, format!("trap: {}", cause.trim())));
-        } else if e.text.contains("[wasm]") || e.text.contains("[proxy-wasm]") {
-            if !e.text.contains("successfully loaded")
-                && !e.text.contains("loading \"g\"")
-                && !e.text.contains("using wasmtime")
-                && !e.text.contains("wasm VM")
-            {
-                extra.push((lines.len(), false, first_line(&e.text)));
-            }
+        } else if (e.text.contains("[wasm]") || e.text.contains("[proxy-wasm]"))
+            // The module's loading lines at start are no case's.
+            && !["successfully loaded", "loading \"g\"", "using wasmtime", "wasm VM"]
+                .iter()
+                .any(|n| e.text.contains(n))
+        {
+            extra.push((lines.len(), false, first_line(&e.text)));
         }
     }
     let attributed = attribute(&lines);
