@@ -56,9 +56,11 @@ pub use harness_mocks::http;
 pub use hostile::{Hostility, Injection, InjectionRecord};
 pub use module::{AbiVersion, PluginModule};
 pub use profile::{HostProfile, HttpModel};
-pub use record::{CallOutcome, CallRecord, CallbackTimes, LogLevel, LogLine, TrapRecord};
+pub use record::{
+    CallOutcome, CallRecord, CallbackTimes, GuestCall, LogLevel, LogLine, TrapRecord,
+};
 pub use state::SharedValue;
 pub use world::{
     Action, CallbackCall, ExchangeId, FilterSpec, HttpExchange, HttpOutcome, NodeId, NodeSpec,
-    World,
+    TcpExchange, TcpOutcome, World,
 };

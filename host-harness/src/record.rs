@@ -142,6 +142,21 @@ pub struct Recorder {
     pub echo: bool,
     /// Wall time of guest callbacks, by callback name.
     pub callback_times: std::collections::BTreeMap<String, CallbackTimes>,
+    /// Every guest callback with its arguments, when switched on
+    /// ([`crate::World::record_callbacks`]).
+    pub callbacks: Option<Vec<GuestCall>>,
+}
+
+/// One guest export called by the host: where, which, with what, and what it returned
+/// (`None`: trapped or returns nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestCall {
+    pub at: Duration,
+    pub origin: Origin,
+    /// The export (`proxy_on_request_headers`, `proxy_on_http_call_response`, ...).
+    pub func: String,
+    pub args: Vec<i32>,
+    pub result: Option<i32>,
 }
 
 /// How long a kind of guest callback took (wall time, on this machine): `guest` excludes the

@@ -123,14 +123,19 @@ fn ngx_a_local_response_from_response_headers_replaces_status_and_body_only() {
     let config = json!({"local_in": "response_headers", "local_status": 502,
         "local_body": "bad", "local_headers": [["x-ignored", "1"]]});
     let (mut w, n) = world(ngx(), config);
-    let out = w.http(
-        n,
-        0,
-        0,
-        HttpExchange::get("/").respond(200, &[], b"upstream"),
-    );
+    let ex = HttpExchange::get("/").respond(200, &[("Content-Length", "8")], b"upstream");
+    let out = w.http(n, 0, 0, ex);
     assert_eq!(out.status(), 502);
     assert_eq!(out.data.response_body, b"bad\n");
+    // End of stream is "the chunk is Content-Length long": not any more (the engine's client
+    // then waits for the rest).
+    let ctx = out.context_id;
+    assert_eq!(
+        with(&w, "response_body ctx"),
+        [format!(
+            "response_body ctx={ctx} size=4 eos=false body=bad\n"
+        )]
+    );
     assert_eq!(header(&out.data.response_headers, "x-ignored"), None);
     assert_eq!(
         with(&w, "local_response status"),
@@ -672,8 +677,22 @@ fn ngx_dispatches_keep_header_case_close_the_connection_and_say_ok() {
                 .filter(json!({"dispatch": true, "upstream": "up:80"}).to_string()),
         )
         .unwrap();
-    w.http(n, 0, 0, HttpExchange::get("/"));
+    w.record_callbacks(true);
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
     let req = &w.calls()[0].request;
+    // The call response is told the filter's (root context's) id, as ngx_wasm_module does.
+    let root = w
+        .guest_calls()
+        .into_iter()
+        .find(|c| c.func == "proxy_on_http_call_response")
+        .map(|c| c.args);
+    assert_ne!(
+        root.as_ref().map(|a| a[0] as u32),
+        Some(out.context_id),
+        "{root:?}"
+    );
+    // x-echo and what an HTTP/1.1 server adds: connection, content-length, date.
+    assert!(root.is_some_and(|a| a[0] as u32 >= 0x1000_0000 && a[1] == 0 && a[2] == 4));
     assert!(
         req.headers.contains(&("X-Mixed-Case".into(), "1".into())),
         "{req:?}"
@@ -684,7 +703,7 @@ fn ngx_dispatches_keep_header_case_close_the_connection_and_say_ok() {
     );
     let answer = &with(&w, "call_response ctx")[0];
     assert!(
-        answer.contains("headers=1 body=6 status=200 dispatch_status=ok"),
+        answer.contains("headers=4 body=6 status=200 dispatch_status=ok"),
         "{answer}"
     );
 }
@@ -712,6 +731,12 @@ fn a_trap_report_names_the_callback_the_kind_the_panic_and_the_frames() {
     w.expect_traps();
     let out = w.http(n, 0, 0, HttpExchange::get("/"));
     assert_eq!(out.status(), 500);
+    // nginx's own 500 page.
+    assert_eq!(
+        header(&out.data.response_headers, "Content-Type"),
+        Some("text/html")
+    );
+    assert_eq!(out.data.response_body.len(), 177);
     let t = &w.traps()[0];
     assert_eq!(t.callback, "on_request_headers");
     assert_eq!(t.kind, "unreachable");
@@ -843,4 +868,132 @@ fn a_node_without_a_filter_is_refused_with_a_reason() {
     let mut w = World::new(ngx());
     let err = w.add_node(NodeSpec::new("empty", &guest())).unwrap_err();
     assert!(err.to_string().contains("no filter"), "{err}");
+}
+
+// ---- L4 stream contexts (Envoy) ------------------------------------------------------------
+
+#[test]
+fn envoy_runs_a_tcp_connection_through_a_stream_context_ngx_refuses() {
+    let config =
+        json!({"stream": true, "buffer": ["downstream_data"], "rewrite_downstream": "HELLO"});
+    let (mut w, n) = world(envoy(), config.clone());
+    let ex = host_harness::TcpExchange {
+        downstream: vec![b"he".to_vec(), b"llo".to_vec()],
+        upstream: vec![b"world".to_vec()],
+    };
+    let out = w.tcp(n, 0, 0, ex.clone()).unwrap();
+    let ctx = out.context_id;
+    assert!(!out.failed);
+    assert_eq!(out.to_upstream, b"HELLO");
+    assert_eq!(out.to_downstream, b"world");
+    assert_eq!(
+        lines(&w)[1..],
+        [
+            format!("create_stream ctx={ctx} root=1"),
+            format!("new_connection ctx={ctx}"),
+            format!("downstream_data ctx={ctx} size=2 eos=false data=he"),
+            format!("downstream_data ctx={ctx} size=5 eos=true data=hello"),
+            format!("upstream_data ctx={ctx} size=5 eos=true data=world"),
+            format!("downstream_close ctx={ctx} peer=Remote"),
+            format!("upstream_close ctx={ctx} peer=Local"),
+            format!("stream_log ctx={ctx}"),
+        ]
+    );
+    let (mut w, n) = world(ngx(), config);
+    let err = w.tcp(n, 0, 0, ex).unwrap_err();
+    assert!(err.to_string().contains("HTTP only"), "{err}");
+}
+
+// ---- Differences the differential runner found (/work/team/diff-findings.md) ---------------
+
+#[test]
+fn ngx_orders_response_headers_as_nginx_does() {
+    let (mut w, n) = world(ngx(), json!({}));
+    let ex = HttpExchange::get("/").respond(
+        200,
+        &[
+            ("Content-Type", "text/plain"),
+            ("X-Up", "1"),
+            ("Content-Length", "2"),
+        ],
+        b"ok",
+    );
+    let out = w.http(n, 0, 0, ex);
+    let names: Vec<&str> = out
+        .data
+        .response_headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ":status",
+            "Content-Type",
+            "Content-Length",
+            "Connection",
+            "X-Up",
+            "Server",
+            "Date"
+        ]
+    );
+}
+
+#[test]
+fn ngx_reads_a_body_from_its_start_whatever_start_says() {
+    let config = json!({"partial_read": [2, 3]});
+    for (profile, expected) in [(ngx(), "partial=ups"), (envoy(), "partial=str")] {
+        let (mut w, n) = world(profile, config.clone());
+        w.http(
+            n,
+            0,
+            0,
+            HttpExchange::get("/").respond(200, &[], b"upstream body"),
+        );
+        assert_eq!(with(&w, "partial="), [expected]);
+    }
+}
+
+#[test]
+fn ngx_a_204_local_response_has_no_body_callback() {
+    let config =
+        json!({"local_in": "request_headers", "local_status": 204, "pause": ["request_headers"]});
+    let (mut w, n) = world(ngx(), config);
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(out.status(), 204);
+    let names = out.callback_names(out.context_id);
+    assert!(!names.contains(&"on_response_body"), "{names:?}");
+    assert!(names.contains(&"on_response_headers"), "{names:?}");
+}
+
+#[test]
+fn ngx_a_second_local_response_traps_but_the_first_is_sent() {
+    let config = json!({"local_in": "request_headers", "local_status": 401, "local_body": "one",
+        "local_twice": true, "pause": ["request_headers"]});
+    let (mut w, n) = world(ngx(), config);
+    w.expect_traps();
+    let out = w.http(n, 0, 0, HttpExchange::get("/"));
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (bad usage): local response already stashed"
+    );
+    assert_eq!(out.status(), 401);
+    assert_eq!(out.data.response_body, b"one\n");
+}
+
+#[test]
+fn ngx_a_refused_address_is_a_broken_connection_an_unknown_name_a_resolver_failure() {
+    for (upstream, status) in [
+        ("127.0.0.1:1", "broken connection"),
+        ("nowhere:80", "resolver failure"),
+    ] {
+        let (mut w, n) = world(ngx(), json!({"dispatch": true, "upstream": upstream}));
+        let out = w.http(n, 0, 0, HttpExchange::get("/"));
+        assert_eq!(out.status(), 200);
+        let answer = with(&w, "call_response ctx");
+        assert!(
+            answer[0].ends_with(&format!("dispatch_status={status}")),
+            "{answer:?}"
+        );
+    }
 }

@@ -179,7 +179,7 @@ fn calls_are_answered_after_the_dispatching_callback_returns_with_unique_tokens(
         // ngx_wasm_module adds `:dispatch_status: ok` and counts only the upstream's headers.
         let expected = match profile.name {
             "envoy" => "headers=2 status=200 dispatch_status= body=GET /probe from n1",
-            _ => "headers=1 status=200 dispatch_status=ok body=GET /probe from n1",
+            _ => "headers=4 status=200 dispatch_status=ok body=GET /probe from n1",
         };
         assert!(answers[0].contains(expected), "{answers:?}");
         let calls = world.calls();

@@ -58,6 +58,12 @@ pub(crate) enum Callback {
     HttpQueueReady,
     /// `on_grpc_receive` / `on_grpc_close` (of a root or an HTTP context).
     Grpc,
+    /// An L4 stream context's callbacks (Envoy network filters).
+    NewConnection,
+    DownstreamData,
+    UpstreamData,
+    DownstreamClose,
+    UpstreamClose,
     Log,
     Done,
     Delete,
@@ -83,13 +89,18 @@ impl Callback {
             Callback::HttpCallResponse => "on_http_call_response",
             Callback::HttpQueueReady => "on_queue_ready",
             Callback::Grpc => "on_grpc_receive/close",
+            Callback::NewConnection => "on_new_connection",
+            Callback::DownstreamData => "on_downstream_data",
+            Callback::UpstreamData => "on_upstream_data",
+            Callback::DownstreamClose => "on_downstream_connection_close",
+            Callback::UpstreamClose => "on_upstream_connection_close",
             Callback::Log => "on_log",
             Callback::Done => "on_done",
             Callback::Delete => "on_delete",
         }
     }
 
-    /// A callback of an HTTP context.
+    /// A callback of an HTTP (or L4 stream) context.
     pub(crate) fn is_http(self) -> bool {
         !matches!(
             self,

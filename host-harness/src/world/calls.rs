@@ -142,6 +142,24 @@ impl World {
                     headers.push((":dispatch_status".to_string(), "ok".to_string()));
                 }
                 headers.extend(r.headers);
+                if ngx {
+                    // ngx_wasm_module reads an HTTP/1.1 answer to its `Connection: close`
+                    // request: the server's framing, connection and date headers are in the map
+                    // (an in-process handler has none of its own).
+                    let has = |h: &[(String, String)], n: &str| {
+                        h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n))
+                    };
+                    if !has(&headers, "connection") {
+                        headers.push(("connection".into(), "close".into()));
+                    }
+                    if !has(&headers, "content-length") && !has(&headers, "transfer-encoding") {
+                        headers.push(("content-length".into(), r.body.len().to_string()));
+                    }
+                    if !has(&headers, "date") {
+                        let now = self.shared.clock.now();
+                        headers.push(("date".into(), httpdate::fmt_http_date(now)));
+                    }
+                }
                 let count = match ngx {
                     true => headers.iter().filter(|(k, _)| !k.starts_with(':')).count(),
                     false => headers.len(),
@@ -192,7 +210,22 @@ impl World {
             Callback::HttpCallResponse
         };
         let [headers, body, trailers] = counts;
-        let args = [context as i32, token as i32, headers, body, trailers];
+        // ngx_wasm_module passes the filter's (root context's) id, not the HTTP context's
+        // (`ngx_http_proxy_wasm_on_dispatch_response`: `filter->id`); the SDK finds the context
+        // by token.
+        let mut first = context;
+        if !is_root && self.shared.profile.http == crate::profile::HttpModel::Ngx {
+            if let Some(store) = self.nodes[n].workers[w].store.as_ref() {
+                let host = store.data();
+                let root = host
+                    .stream_of
+                    .get(&context)
+                    .and_then(|key| host.streams.get(key))
+                    .and_then(|s| s.roots.get(&context).copied());
+                first = root.unwrap_or(context);
+            }
+        }
+        let args = [first as i32, token as i32, headers, body, trailers];
         self.invoke(n, w, cb, context, "proxy_on_http_call_response", &args);
         if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
             store.data_mut().call_response = None;

@@ -395,6 +395,16 @@ impl World {
         }
     }
 
+    /// Whether nginx sends the response without a body (`r->header_only`).
+    fn header_only(&self, run: &ExchangeRun) -> bool {
+        self.stream_data(run).is_some_and(|s| {
+            let status = s.response_headers.iter().find(|(k, _)| k == ":status");
+            let method = s.request_headers.iter().find(|(k, _)| k == ":method");
+            matches!(status, Some((_, v)) if v == "204" || v == "304")
+                || matches!(method, Some((_, m)) if m == "HEAD")
+        })
+    }
+
     fn trailer_count(&self, run: &ExchangeRun, request: bool) -> usize {
         self.stream_data(run)
             .map(|s| s.trailers(request).len())
@@ -586,6 +596,8 @@ impl World {
             // (`ngx_http_proxy_wasm_on_request_body_handler`), but every response body gets a
             // callback, an empty one `(0, eof)` (`ngx_http_proxy_wasm_on_response_body`).
             HttpModel::Ngx if request && !has_body => self.after_body(run, request),
+            // nginx sends a 204 or 304 (or an answer to HEAD) header-only: no body filter.
+            HttpModel::Ngx if !request && self.header_only(run) => self.after_body(run, request),
             HttpModel::Ngx => {
                 if run.chunks.is_empty() {
                     run.chunks.push(Vec::new());
@@ -635,7 +647,28 @@ impl World {
         let order = self.order(run, request);
         let last = chunk + 1 >= run.chunks.len();
         let trailers = self.trailer_count(run, request) > 0;
-        let eos = last && (model == HttpModel::Ngx || !trailers);
+        let mut eos = last && (model == HttpModel::Ngx || !trailers);
+        if model == HttpModel::Ngx && !request {
+            // ngx_wasm_module: with a Content-Length, end of stream is "this chunk is that long"
+            // (`ngx_http_proxy_wasm_on_response_body`), e.g. false after a local response from
+            // on_response_headers changed the body.
+            let length = self.stream_data(run).and_then(|s| {
+                s.response_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            });
+            if let Some(length) = length.filter(|l| *l > 0) {
+                let pending = run.buffers.get(order.get(pos).copied().unwrap_or(0));
+                let size = pending.map_or(0, Vec::len)
+                    + if pos == 0 {
+                        run.chunks.get(chunk).map_or(0, Vec::len)
+                    } else {
+                        run.carry.len()
+                    };
+                eos = size == length;
+            }
+        }
         if pos == 0 {
             run.carry = run.chunks.get(chunk).cloned().unwrap_or_default();
         }
@@ -922,18 +955,43 @@ impl World {
     /// upstream's response); no callback reaches the dead contexts.
     fn exchange_trapped(&mut self, run: &mut ExchangeRun, in_request_phase: bool) {
         run.outcome.failed = true;
-        let mut data = run.snapshot.clone();
+        let mut data = self
+            .orphaned_streams
+            .remove(&(run.n, run.w, run.key))
+            .unwrap_or_else(|| run.snapshot.clone());
         let waiting_request = run.waiting == Some(true);
         let answer_upstream = self.shared.profile.http == HttpModel::Ngx
             && !in_request_phase
             && (waiting_request || matches!(run.step, Step::Headers { request: true, .. }));
-        if answer_upstream {
+        let stashed = data
+            .local_response
+            .clone()
+            .filter(|_| !data.local_response_sent && !data.entered_response_headers);
+        if let (HttpModel::Ngx, Some(local)) = (self.shared.profile.http, stashed) {
+            // ngx_wasm_module flushes a stashed local response even when the filter trapped
+            // after stashing it (a second send_local_response traps "already stashed").
+            let (mut headers, body) = local_response_message(&local, Vec::new(), true);
+            add_shim_headers(&mut headers, self.shared.clock.now());
+            data.response_headers = headers;
+            data.response_body = body;
+            data.local_response_sent = true;
+        } else if answer_upstream {
             data.response_headers = run.input.response_headers.clone();
             data.response_body = run.input.response_body.clone();
             data.response_trailers = run.input.response_trailers.clone();
         } else if !data.entered_response_headers {
             data.response_headers = vec![(":status".into(), "500".into())];
             data.response_body.clear();
+            if self.shared.profile.http == HttpModel::Ngx {
+                // nginx's own error page.
+                let body = NGINX_500.as_bytes().to_vec();
+                data.response_headers
+                    .push(("Content-Type".into(), "text/html".into()));
+                data.response_headers
+                    .push(("Content-Length".into(), body.len().to_string()));
+                add_shim_headers(&mut data.response_headers, self.shared.clock.now());
+                data.response_body = body;
+            }
         }
         run.snapshot = data;
         run.waiting = None;
@@ -1021,6 +1079,11 @@ impl World {
     }
 }
 
+/// nginx's 500 page (`ngx_http_error_500_page` and its tail), as the engine answers a trap.
+const NGINX_500: &str = "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n\
+<body>\r\n<center><h1>500 Internal Server Error</h1></center>\r\n\
+<hr><center>nginx/1.27.4</center>\r\n</body>\r\n</html>\r\n";
+
 /// The guest export of an HTTP context's callback.
 fn func_of(cb: Callback) -> &'static str {
     match cb {
@@ -1062,7 +1125,9 @@ fn body_chunks(body: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
 
 /// The headers nginx adds to every response after the filters, which ngx_wasm_module already
 /// shows them ("shim headers", `ngx_http_wasm_count_shim_headers`): `Connection`, `Server`,
-/// `Date` (the virtual clock's).
+/// `Date` (the virtual clock's). The map comes in nginx's order: `:status`, its known headers
+/// (`Content-Type`, `Content-Length`, `Connection`), the others in order, `Server`, `Date`
+/// (seen in the engine: docs/host-behaviours.md).
 fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemTime) {
     for (name, value) in [
         ("Connection", "keep-alive".to_string()),
@@ -1073,6 +1138,17 @@ fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemT
             headers.push((name.to_string(), value));
         }
     }
+    let rank = |k: &str| match k.to_ascii_lowercase().as_str() {
+        k if k.starts_with(':') => 0,
+        "content-type" => 1,
+        "content-length" => 2,
+        "connection" => 3,
+        "server" => 5,
+        "date" => 6,
+        _ => 4,
+    };
+    // A stable sort keeps the upstream's order among the others.
+    headers.sort_by_key(|(k, _)| rank(k));
 }
 
 /// Sets a header (case-insensitive name), replacing every value it had.

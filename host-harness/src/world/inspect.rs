@@ -39,6 +39,20 @@ impl World {
         lock(&self.shared.recorder).callback_times.clone()
     }
 
+    /// Records every guest callback with its arguments from now on (or stops and forgets).
+    pub fn record_callbacks(&mut self, on: bool) -> &mut Self {
+        lock(&self.shared.recorder).callbacks = on.then(Vec::new);
+        self
+    }
+
+    /// Every guest callback recorded since [`World::record_callbacks`], in order.
+    pub fn guest_calls(&self) -> Vec<crate::record::GuestCall> {
+        lock(&self.shared.recorder)
+            .callbacks
+            .clone()
+            .unwrap_or_default()
+    }
+
     /// Forgets the callback times recorded so far (to measure one phase of a scenario).
     pub fn reset_callback_times(&self) {
         lock(&self.shared.recorder).callback_times.clear();

@@ -418,8 +418,18 @@ impl World {
         let wall = started.elapsed();
         let copied =
             std::time::Duration::from_nanos(copy.load(std::sync::atomic::Ordering::Relaxed));
-        if called.is_some() {
+        if let Some(called) = called.as_ref() {
+            let origin = self.origin(n, w);
             let mut rec = lock(&self.shared.recorder);
+            if let Some(calls) = rec.callbacks.as_mut() {
+                calls.push(crate::record::GuestCall {
+                    at: self.shared.clock.elapsed(),
+                    origin,
+                    func: func.to_string(),
+                    args: args.to_vec(),
+                    result: called.result.as_ref().ok().copied().flatten(),
+                });
+            }
             let t = rec.callback_times.entry(cb.name().to_string()).or_default();
             let guest = wall.saturating_sub(copied);
             t.count += 1;
@@ -479,12 +489,25 @@ impl World {
             panic,
             message: format!("{err:?}"),
         };
+        // ngx_wasm_module: a trap in on_configure is an on_configure failure, fatal to the
+        // worker like `false` ("on_configure failure", no retry).
+        let fatal_trap = match (cb, self.shared.profile.configure_false_is_fatal) {
+            (Callback::Configure, true) => {
+                fatal_trap.or_else(|| Some("trap in on_configure: on_configure failure".into()))
+            }
+            _ => fatal_trap,
+        };
         let recover = self.shared.profile.recover_after_trap
             && fatal.is_none()
             && fatal_trap.is_none()
             && !self.nodes[n].workers[w].recovering
             && cb != Callback::Initialize;
         self.record_trap(record, fatal.is_some());
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            for (key, data) in std::mem::take(&mut store.data_mut().streams) {
+                self.orphaned_streams.insert((n, w, key), data);
+            }
+        }
         let reason = fatal
             .or(fatal_trap)
             .unwrap_or_else(|| format!("trapped in {}", cb.name()));

@@ -8,6 +8,7 @@
 //!   reconfiguring, calling guest exports, trap recovery, refused configurations.
 //! * `calls`: dispatched calls routed to handlers, their records, failures per profile, answers.
 //! * `http`: HTTP exchanges through a filter chain ([`HttpOutcome`]).
+//! * `tcp`: L4 connections through a stream context (Envoy) ([`TcpOutcome`]).
 //! * `hostile`: the callbacks a hostile profile adds (lost, unknown tokens and contexts, twice).
 //! * `inspect`: logs, calls, traps, metrics, shared data, injections.
 
@@ -18,6 +19,7 @@ mod inspect;
 mod lifecycle;
 mod scheduler;
 pub mod spec;
+mod tcp;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,6 +31,7 @@ use wasmtime::{Instance, InstancePre, Store};
 pub use self::http::{Action, CallbackCall, ExchangeId, HttpOutcome};
 use self::scheduler::Scheduled;
 pub use self::spec::{FilterSpec, HttpExchange, NodeSpec};
+pub use self::tcp::{TcpExchange, TcpOutcome};
 use crate::abi::Host;
 use crate::clock::Clock;
 use crate::http::SharedHandler;
@@ -106,6 +109,9 @@ pub struct World {
     exchanges: Vec<Option<http::ExchangeRun>>,
     /// Exchanges not finished yet (driven after each event).
     active_exchanges: Vec<usize>,
+    /// The streams of an instance that trapped, as it left them, by (node, worker, key): what the
+    /// host still does with them (a stashed local response) comes from here.
+    orphaned_streams: std::collections::HashMap<(usize, usize, u32), crate::abi::StreamData>,
     seq: u64,
     next_timer: u64,
     allow_traps: bool,
@@ -134,6 +140,7 @@ impl World {
             events: BinaryHeap::new(),
             exchanges: Vec::new(),
             active_exchanges: Vec::new(),
+            orphaned_streams: Default::default(),
             seq: 0,
             next_timer: 1,
             allow_traps: false,

@@ -12,6 +12,9 @@ use crate::hostile::{status_of, Injection};
 // Buffer types of the ABI.
 const BUF_REQUEST_BODY: u32 = 0;
 const BUF_RESPONSE_BODY: u32 = 1;
+// L4 stream contexts keep downstream data as the request body and upstream data as the response's.
+const BUF_DOWNSTREAM_DATA: u32 = 2;
+const BUF_UPSTREAM_DATA: u32 = 3;
 const BUF_CALL_RESPONSE_BODY: u32 = 4;
 const BUF_GRPC_RECEIVE: u32 = 5;
 const BUF_VM_CONFIGURATION: u32 = 6;
@@ -37,8 +40,8 @@ fn buffer(h: &Host, ty: u32) -> Option<&[u8]> {
     let ctx = h.effective_context;
     let stream = || h.stream().map(|s| &s.messages);
     match ty {
-        BUF_REQUEST_BODY => stream().map(|m| m.request_body.as_slice()),
-        BUF_RESPONSE_BODY => stream().map(|m| m.response_body.as_slice()),
+        BUF_REQUEST_BODY | BUF_DOWNSTREAM_DATA => stream().map(|m| m.request_body.as_slice()),
+        BUF_RESPONSE_BODY | BUF_UPSTREAM_DATA => stream().map(|m| m.response_body.as_slice()),
         BUF_CALL_RESPONSE_BODY => h.call_response.as_ref().map(|r| r.body.as_slice()),
         BUF_GRPC_RECEIVE => h.grpc_message.as_deref(),
         BUF_VM_CONFIGURATION => h.root_configs.get(&ctx).map(|(vm, _)| vm.as_slice()),
@@ -55,6 +58,12 @@ fn proxy_get_buffer_bytes(
     ptr_out: u32,
     size_out: u32,
 ) -> Result<i32> {
+    // ngx_wasm_module ignores `start` for the request and response bodies (seen in the engine:
+    // start 2, max 3 gives the first 3 bytes).
+    let start = match ty {
+        BUF_REQUEST_BODY | BUF_RESPONSE_BODY if c.data().world.profile.strict_hostcalls => 0,
+        _ => start,
+    };
     let mut slice = match buffer(c.data(), ty) {
         None => return Ok(NOT_FOUND),
         Some(b) => {
@@ -96,8 +105,8 @@ fn proxy_set_buffer_bytes(
         return Ok(NOT_FOUND);
     };
     let body = match ty {
-        BUF_REQUEST_BODY => &mut stream.messages.request_body,
-        BUF_RESPONSE_BODY => &mut stream.messages.response_body,
+        BUF_REQUEST_BODY | BUF_DOWNSTREAM_DATA => &mut stream.messages.request_body,
+        BUF_RESPONSE_BODY | BUF_UPSTREAM_DATA => &mut stream.messages.response_body,
         _ => return Ok(BAD_ARGUMENT),
     };
     // Envoy's rule: (0, len) replaces the whole buffer, (len, 0) appends, (0, 0) prepends.

@@ -63,6 +63,8 @@ fn proxy_http_call(
         Some(_) => None,
         // Envoy: an unknown cluster is refused synchronously.
         None if !world.profile.upstream_is_host_port => return Ok(BAD_ARGUMENT),
+        // An address nobody listens on is refused; a name nobody resolves is a resolver failure.
+        None if is_ip_literal(&upstream) => Some(CallFailure::BrokenConnection),
         None => Some(CallFailure::ResolverFailure),
     };
     // Hostile: the host refuses a valid call.
@@ -203,4 +205,14 @@ fn request(
         headers,
         body: Vec::new(),
     })
+}
+
+/// Whether `host[:port]` names an IP address (`127.0.0.1:1`, `[::1]:80`).
+fn is_ip_literal(upstream: &str) -> bool {
+    let host = match upstream.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h,
+        _ => upstream,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>().is_ok()
 }

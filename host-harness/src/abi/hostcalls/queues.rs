@@ -6,7 +6,7 @@ use wasmtime::{Linker, Result};
 use super::super::memory::{read, read_string, return_bytes, write_u32};
 use super::super::status::{EMPTY, NOT_FOUND, OK};
 use super::super::Host;
-use super::C;
+use super::{bad_usage, C};
 use crate::state::{lock, Queue};
 
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
@@ -65,11 +65,22 @@ fn resolve(mut c: C, vp: u32, vs: u32, np: u32, ns: u32, out: u32) -> Result<i32
     }
 }
 
+/// An unknown queue id: ngx_wasm_module traps "could not find queue", Envoy answers NotFound.
+fn unknown_queue(c: &C) -> Result<i32> {
+    if c.data().world.profile.strict_hostcalls {
+        return Err(bad_usage("could not find queue"));
+    }
+    Ok(NOT_FOUND)
+}
+
 fn dequeue(mut c: C, id: u32, ptr_out: u32, size_out: u32) -> Result<i32> {
     let item = {
         let mut queues = lock(&c.data().node.queues);
         match queues.get_mut(id) {
-            None => return Ok(NOT_FOUND),
+            None => {
+                drop(queues);
+                return unknown_queue(&c);
+            }
             Some(q) => q.items.pop_front(),
         }
     };
@@ -87,7 +98,10 @@ fn enqueue(mut c: C, id: u32, vp: u32, vs: u32) -> Result<i32> {
     {
         let mut queues = lock(&c.data().node.queues);
         match queues.get_mut(id) {
-            None => return Ok(NOT_FOUND),
+            None => {
+                drop(queues);
+                return unknown_queue(&c);
+            }
             Some(q) => q.items.push_back(value),
         }
     }

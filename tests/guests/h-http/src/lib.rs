@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Status};
 use serde::Deserialize;
 
@@ -48,6 +48,14 @@ struct Settings {
     tick_ms: u64,
     /// Register this queue from on_request_headers; the root enqueues on tick.
     queue: String,
+    /// Send the local response twice from on_request_headers.
+    local_twice: bool,
+    /// Read the response body at (start, max) in on_response_body and log it.
+    partial_read: Option<(usize, usize)>,
+    /// The root creates L4 stream contexts instead of HTTP ones.
+    stream: bool,
+    /// Replace the downstream data with this (at its end).
+    rewrite_downstream: Option<String>,
     /// Make a gRPC unary call to cluster `grpc-up` from on_request_headers, pause until it
     /// answers.
     grpc_call: bool,
@@ -181,8 +189,75 @@ impl RootContext for Root {
         }))
     }
 
+    fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
+        log(format!("h create_stream ctx={context_id} root={}", self.id));
+        Some(Box::new(L4 {
+            id: context_id,
+            s: self.settings.clone(),
+        }))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(if self.settings.stream {
+            ContextType::StreamContext
+        } else {
+            ContextType::HttpContext
+        })
+    }
+}
+
+/// An L4 stream context: logs its callbacks.
+struct L4 {
+    id: u32,
+    s: Settings,
+}
+
+impl Context for L4 {}
+
+impl StreamContext for L4 {
+    fn on_new_connection(&mut self) -> Action {
+        log(format!("h new_connection ctx={}", self.id));
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, size: usize, eos: bool) -> Action {
+        let data = self.get_downstream_data(0, size).unwrap_or_default();
+        log(format!(
+            "h downstream_data ctx={} size={size} eos={eos} data={}",
+            self.id,
+            String::from_utf8_lossy(&data)
+        ));
+        if eos {
+            if let Some(r) = &self.s.rewrite_downstream {
+                self.set_downstream_data(0, size, r.as_bytes());
+            }
+        }
+        if self.s.buffer.iter().any(|b| b == "downstream_data") && !eos {
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn on_downstream_close(&mut self, peer: proxy_wasm::types::PeerType) {
+        log(format!("h downstream_close ctx={} peer={peer:?}", self.id));
+    }
+
+    fn on_upstream_data(&mut self, size: usize, eos: bool) -> Action {
+        let data = self.get_upstream_data(0, size).unwrap_or_default();
+        log(format!(
+            "h upstream_data ctx={} size={size} eos={eos} data={}",
+            self.id,
+            String::from_utf8_lossy(&data)
+        ));
+        Action::Continue
+    }
+
+    fn on_upstream_close(&mut self, peer: proxy_wasm::types::PeerType) {
+        log(format!("h upstream_close ctx={} peer={peer:?}", self.id));
+    }
+
+    fn on_log(&mut self) {
+        log(format!("h stream_log ctx={}", self.id));
     }
 }
 
@@ -202,6 +277,9 @@ impl Http {
         }
         if self.s.local_in == name {
             local_response(&self.s);
+            if self.s.local_twice {
+                local_response(&self.s);
+            }
         }
     }
 
@@ -402,6 +480,10 @@ impl HttpContext for Http {
                 String::from_utf8_lossy(&body)
             ),
         );
+        if let Some((start, max)) = self.s.partial_read {
+            let part = self.get_http_response_body(start, max).unwrap_or_default();
+            log(format!("h partial={}", String::from_utf8_lossy(&part)));
+        }
         if eos {
             if let Some(b) = &self.s.rewrite_response_body {
                 self.set_http_response_body(0, size, b.as_bytes());

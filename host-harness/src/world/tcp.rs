@@ -1,0 +1,201 @@
+//! L4 stream contexts (Envoy network filters): a TCP connection through a filter —
+//! `on_new_connection`, `on_downstream_data` / `on_upstream_data` per chunk (a `Pause` keeps the
+//! data buffered and the next chunk is added), the two connection closes, then `on_log`,
+//! `on_done`, `on_delete`. ngx_wasm_module 0.6 runs proxy-wasm filters in HTTP only: the
+//! ngx_wasm_module profiles refuse a connection (docs/host-behaviours.md, "L4 stream contexts").
+
+use anyhow::{anyhow, Result};
+
+use super::http::{Action, CallbackCall};
+use super::lifecycle::Invoke;
+use super::{NodeId, World};
+use crate::abi::{Callback, StreamData};
+use crate::profile::HttpModel;
+
+/// A TCP connection: what the client sends and what the upstream answers, in chunks.
+#[derive(Clone, Debug, Default)]
+pub struct TcpExchange {
+    pub downstream: Vec<Vec<u8>>,
+    pub upstream: Vec<Vec<u8>>,
+}
+
+/// What happened to a connection.
+#[derive(Clone, Debug, Default)]
+pub struct TcpOutcome {
+    pub context_id: u32,
+    /// Bytes that reached the upstream, and the client.
+    pub to_upstream: Vec<u8>,
+    pub to_downstream: Vec<u8>,
+    pub callbacks: Vec<CallbackCall>,
+    /// The worker trapped or died during the connection.
+    pub failed: bool,
+}
+
+/// Peer types of the close callbacks (proxy-wasm `PeerType`).
+const PEER_REMOTE: i32 = 2;
+const PEER_LOCAL: i32 = 1;
+
+impl World {
+    /// Runs a TCP connection through filter `filter` (whose root context declares stream
+    /// contexts). Envoy profile only.
+    pub fn tcp(
+        &mut self,
+        node: NodeId,
+        worker: usize,
+        filter: usize,
+        exchange: TcpExchange,
+    ) -> Result<TcpOutcome> {
+        if self.shared.profile.http == HttpModel::Ngx {
+            return Err(anyhow!(
+                "{}: ngx_wasm_module runs proxy-wasm filters in HTTP only (no L4 stream contexts)",
+                self.shared.profile.name
+            ));
+        }
+        let (n, w) = (node.0, worker);
+        let root = self.root_id(n, filter);
+        let wr = &mut self.nodes[n].workers[w];
+        let ctx = wr.next_context;
+        wr.next_context += 1;
+        let Some(store) = wr.store.as_mut().filter(|_| wr.dead.is_none()) else {
+            return Ok(TcpOutcome {
+                failed: true,
+                ..Default::default()
+            });
+        };
+        let host = store.data_mut();
+        host.stream_of.insert(ctx, ctx);
+        host.streams.insert(ctx, StreamData::default());
+        let mut out = TcpOutcome {
+            context_id: ctx,
+            ..Default::default()
+        };
+        let mut ok = self
+            .l4_call(&mut out, n, w, Callback::HttpCreate, &[root as i32])
+            .is_some()
+            && self
+                .l4_call(&mut out, n, w, Callback::NewConnection, &[])
+                .is_some();
+        for (downstream, chunks) in [(true, &exchange.downstream), (false, &exchange.upstream)] {
+            if !ok {
+                break;
+            }
+            ok = self.l4_direction(&mut out, n, w, downstream, chunks);
+        }
+        if ok {
+            for (cb, peer) in [
+                (Callback::DownstreamClose, PEER_REMOTE),
+                (Callback::UpstreamClose, PEER_LOCAL),
+                (Callback::Log, 0),
+                (Callback::Done, 0),
+                (Callback::Delete, 0),
+            ] {
+                let args: &[i32] = if peer == 0 { &[] } else { &[peer] };
+                if self.l4_call(&mut out, n, w, cb, args).is_none() {
+                    break;
+                }
+            }
+        }
+        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
+            let host = store.data_mut();
+            host.stream_of.remove(&ctx);
+            host.streams.remove(&ctx);
+        }
+        Ok(out)
+    }
+
+    /// The chunks of one direction; returns false when the context trapped.
+    fn l4_direction(
+        &mut self,
+        out: &mut TcpOutcome,
+        n: usize,
+        w: usize,
+        downstream: bool,
+        chunks: &[Vec<u8>],
+    ) -> bool {
+        let cb = if downstream {
+            Callback::DownstreamData
+        } else {
+            Callback::UpstreamData
+        };
+        let mut buffered = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let eos = i + 1 == chunks.len();
+            buffered.extend_from_slice(chunk);
+            let ctx = out.context_id;
+            if let Some(s) = self.l4_stream(n, w, ctx) {
+                *s.body_mut(downstream) = buffered.clone();
+            }
+            let args = [buffered.len() as i32, eos as i32];
+            let Some(action) = self.l4_call(out, n, w, cb, &args) else {
+                return false;
+            };
+            // The filter may have rewritten the data.
+            buffered = self
+                .l4_stream(n, w, ctx)
+                .map(|s| s.body(downstream).clone())
+                .unwrap_or_default();
+            if action == Action::Continue {
+                let sent = std::mem::take(&mut buffered);
+                let to = if downstream {
+                    &mut out.to_upstream
+                } else {
+                    &mut out.to_downstream
+                };
+                to.extend_from_slice(&sent);
+            }
+        }
+        true
+    }
+
+    fn l4_stream(&mut self, n: usize, w: usize, ctx: u32) -> Option<&mut StreamData> {
+        self.nodes[n].workers[w]
+            .store
+            .as_mut()?
+            .data_mut()
+            .streams
+            .get_mut(&ctx)
+    }
+
+    /// Calls an L4 context's callback and records it; `None` if it trapped.
+    fn l4_call(
+        &mut self,
+        out: &mut TcpOutcome,
+        n: usize,
+        w: usize,
+        cb: Callback,
+        args: &[i32],
+    ) -> Option<Action> {
+        let ctx = out.context_id;
+        let func = match cb {
+            Callback::HttpCreate => "proxy_on_context_create",
+            Callback::NewConnection => "proxy_on_new_connection",
+            Callback::DownstreamData => "proxy_on_downstream_data",
+            Callback::UpstreamData => "proxy_on_upstream_data",
+            Callback::DownstreamClose => "proxy_on_downstream_connection_close",
+            Callback::UpstreamClose => "proxy_on_upstream_connection_close",
+            Callback::Log => "proxy_on_log",
+            Callback::Done => "proxy_on_done",
+            _ => "proxy_on_delete",
+        };
+        let mut all = vec![ctx as i32];
+        all.extend_from_slice(args);
+        let result = match self.invoke(n, w, cb, ctx, func, &all) {
+            Invoke::Returned(v) => Some(v),
+            Invoke::Failed => None,
+        };
+        out.callbacks.push(CallbackCall {
+            context: ctx,
+            name: func.trim_start_matches("proxy_"),
+            args: args.to_vec(),
+            result: result.flatten(),
+        });
+        match result {
+            None => {
+                out.failed = true;
+                None
+            }
+            Some(v) if v.unwrap_or(0) == 0 => Some(Action::Continue),
+            Some(_) => Some(Action::Pause),
+        }
+    }
+}
