@@ -304,11 +304,11 @@ fn renumber(line: &str, prefix: &str, tag: &str, seen: &mut BTreeMap<String, usi
     out
 }
 
-/// `Date: <anything> GMT` values, which are the host's clock.
+/// `Date: <anything> GMT` values (any case of the name), which are the host's clock.
 fn strip_dates(line: &str) -> String {
     let mut out = String::new();
     let mut rest = line;
-    while let Some(i) = rest.find("Date: ") {
+    while let Some(i) = rest.find("Date: ").or_else(|| rest.find("date: ")) {
         out.push_str(&rest[..i + 6]);
         rest = &rest[i + 6..];
         match rest.find(" GMT") {
@@ -968,7 +968,9 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
         // The response as the client gets it: after a local response the exchange's response
         // is the local one, as it went through the response phases.
         let m = &outcome.data.messages;
-        out.response = if outcome.failed || outcome.stuck {
+        // A failed exchange (a trap) still has the response the host sent, if it sent one.
+        let answered = m.response_headers.iter().any(|(k, _)| k == ":status");
+        out.response = if outcome.stuck || (outcome.failed && !answered) {
             None
         } else {
             let status = m
@@ -1072,8 +1074,8 @@ mod tests {
     fn ids_are_numbered_by_first_appearance() {
         let mut ids = Ids::default();
         assert_eq!(
-            ids.normalise("root#77|on_tick create root=77 http#9 token=4 Date: Tue, 01 Dec 2026 11:24:29 GMT, X"),
-            "root#R1|on_tick create root=R1 http#H1 token=T1 Date: <date>, X"
+            ids.normalise("root#77|on_tick create root=77 http#9 token=4 Date: Tue, 01 Dec 2026 11:24:29 GMT, date: Thu, 01 Jan 2026 00:00:00 GMT"),
+            "root#R1|on_tick create root=R1 http#H1 token=T1 Date: <date>, date: <date>"
         );
         assert_eq!(
             ids.normalise("root#5 token=4 token=0"),
