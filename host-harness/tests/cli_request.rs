@@ -52,6 +52,8 @@ fn requests_run_end_to_end_and_print_each_exchange() {
         "=== request 1 at 0.000s: GET /a?q=1",
         "=== request 2 at 5.000s: POST /b",
         "phases: request_headers=Continue",
+        "callback on_request_headers#",
+        "callback on_done#",
         "response_headers=Continue",
         "X-Added: yes",
         "X-B: 2",

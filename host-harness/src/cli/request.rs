@@ -202,6 +202,15 @@ pub fn describe(n: usize, at: Duration, req: &RequestSpec, outcome: &HttpOutcome
         .map(|(phase, action)| format!("{phase}={action:?}"))
         .collect();
     let _ = writeln!(out, "  phases: {}", phases.join(" "));
+    // Every guest callback of the exchange with its arguments (count or size, end of stream).
+    for c in &outcome.callbacks {
+        let result = c.result.map(|r| format!(" -> {r}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  callback {}#{}{:?}{result}",
+            c.name, c.context, c.args
+        );
+    }
     if outcome.failed {
         let _ = writeln!(
             out,
@@ -223,21 +232,23 @@ pub fn describe(n: usize, at: Duration, req: &RequestSpec, outcome: &HttpOutcome
     if !m.request_body.is_empty() {
         let _ = writeln!(out, "  request body: {}", show_body(&m.request_body));
     }
-    match outcome.local_response() {
-        Some(lr) => {
-            let _ = writeln!(out, "  local response {} {:?}", lr.status, lr.details);
-            show_headers(&mut out, "headers", &lr.headers);
-            let _ = writeln!(out, "  body: {}", show_body(&lr.body));
-        }
-        None => {
-            show_headers(
-                &mut out,
-                "response headers (as the filter left them)",
-                &m.response_headers,
-            );
-            let _ = writeln!(out, "  response body: {}", show_body(&m.response_body));
-        }
+    // After a local response the exchange's response is the local one, as it went through the
+    // response phases (the host's own headers added).
+    if let Some(lr) = outcome.local_response() {
+        let _ = writeln!(
+            out,
+            "  local response {} {:?} sent by the filter with {} header(s)",
+            lr.status,
+            lr.details,
+            lr.headers.len()
+        );
     }
+    show_headers(
+        &mut out,
+        "response headers (as the client gets them)",
+        &m.response_headers,
+    );
+    let _ = writeln!(out, "  response body: {}", show_body(&m.response_body));
     out
 }
 
