@@ -59,6 +59,10 @@ pub struct HostProfile {
     /// Hostcalls the host declares but does not implement: calling one traps
     /// ("host trap (function not yet implemented)").
     pub nyi_hostcalls: Vec<&'static str>,
+    /// Imports the host declares with another signature than the SDKs: a module importing one
+    /// does not load (ngx_wasm_module 0.6: `proxy_get_log_level`). Off by default (the probe
+    /// guest imports it); [`HostProfile::strict_imports`] turns it on.
+    pub mismatched_imports: Vec<&'static str>,
 }
 
 /// The HTTP behaviour of a host (docs/host-behaviours.md, "HTTP exchanges").
@@ -99,6 +103,7 @@ impl HostProfile {
             http: HttpModel::Envoy,
             strict_hostcalls: false,
             nyi_hostcalls: Vec::new(),
+            mismatched_imports: Vec::new(),
         }
     }
 
@@ -139,7 +144,17 @@ impl HostProfile {
                 "proxy_grpc_cancel",
                 "proxy_grpc_close",
             ],
+            mismatched_imports: Vec::new(),
         }
+    }
+
+    /// ngx_wasm_module's import signatures: a module importing `proxy_get_log_level` (declared
+    /// there with two parameters, one in the SDKs) fails to load, as in the engine.
+    pub fn strict_imports(mut self) -> Self {
+        if self.http == HttpModel::Ngx {
+            self.mismatched_imports = vec!["proxy_get_log_level"];
+        }
+        self
     }
 
     /// This profile, with a hostcall the host leaves unimplemented answered after all (to run a

@@ -737,6 +737,10 @@ fn a_trap_report_names_the_callback_the_kind_the_panic_and_the_frames() {
         Some("text/html")
     );
     assert_eq!(out.data.response_body.len(), 177);
+    assert_eq!(
+        header(&out.data.response_headers, "Connection"),
+        Some("close")
+    );
     let t = &w.traps()[0];
     assert_eq!(t.callback, "on_request_headers");
     assert_eq!(t.kind, "unreachable");
@@ -996,4 +1000,36 @@ fn ngx_a_refused_address_is_a_broken_connection_an_unknown_name_a_resolver_failu
             "{answer:?}"
         );
     }
+}
+
+#[test]
+fn ngx_frames_a_response_without_a_length_as_chunked() {
+    let (mut w, n) = world(ngx(), json!({}));
+    let out = w.http(n, 0, 0, HttpExchange::get("/").respond(200, &[], b"x"));
+    assert_eq!(
+        header(&out.data.response_headers, "Transfer-Encoding"),
+        Some("chunked")
+    );
+    let ex = HttpExchange::get("/").respond(200, &[("Content-Length", "1")], b"x");
+    let out = w.http(n, 0, 0, ex);
+    assert_eq!(
+        header(&out.data.response_headers, "Transfer-Encoding"),
+        None
+    );
+}
+
+#[test]
+fn ngx_strict_imports_refuse_a_module_importing_the_sdks_get_log_level() {
+    // The probe guest imports proxy_get_log_level; h-http does not.
+    let probe = common::probe();
+    let mut w = World::new(ngx().strict_imports());
+    let err = w
+        .add_node(NodeSpec::new("p", &probe).filter("{}"))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("env::proxy_get_log_level"),
+        "{err}"
+    );
+    let n = w.add_node(NodeSpec::new("h", &guest()).filter("{}"));
+    assert!(n.is_ok());
 }

@@ -945,7 +945,23 @@ impl World {
             }
             host.streams.remove(&run.key)
         });
-        run.outcome.data = data.unwrap_or_else(|| run.snapshot.clone());
+        let mut data = data.unwrap_or_else(|| run.snapshot.clone());
+        if self.shared.profile.http == HttpModel::Ngx {
+            // nginx frames a response whose length the filters removed as chunked.
+            let h = &data.messages.response_headers;
+            let has = |n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+            let status = h
+                .iter()
+                .find(|(k, _)| k == ":status")
+                .map(|(_, v)| v.as_str());
+            let bodyless = matches!(status, Some("204" | "304") | None);
+            if !bodyless && !has("content-length") && !has("transfer-encoding") {
+                data.messages
+                    .response_headers
+                    .push(("Transfer-Encoding".into(), "chunked".into()));
+            }
+        }
+        run.outcome.data = data;
         run.step = Step::Finished;
     }
 
@@ -989,6 +1005,9 @@ impl World {
                     .push(("Content-Type".into(), "text/html".into()));
                 data.response_headers
                     .push(("Content-Length".into(), body.len().to_string()));
+                // nginx closes the connection after an internal error.
+                data.response_headers
+                    .push(("Connection".into(), "close".into()));
                 add_shim_headers(&mut data.response_headers, self.shared.clock.now());
                 data.response_body = body;
             }

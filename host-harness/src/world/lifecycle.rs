@@ -40,6 +40,16 @@ impl World {
                 spec.name
             ));
         }
+        for name in &self.shared.profile.mismatched_imports {
+            let import = format!("env::{name}");
+            if spec.module.imports().contains(&import) {
+                return Err(anyhow!(
+                    "failed instantiating the module: incompatible import type for `{import}` \
+                     ({} declares it with another signature)",
+                    self.shared.profile.name
+                ));
+            }
+        }
         let linker = abi::linker(&spec.module.engine).map_err(|e| anyhow!("{e:?}"))?;
         let pre = linker
             .instantiate_pre(&spec.module.module)

@@ -119,11 +119,26 @@ fn set_pairs(mut c: C, map: u32, ptr: u32, size: u32) -> Result<i32> {
         .collect();
     match map_mut(c.data_mut(), map) {
         Some(m) => {
-            *m = pairs;
+            *m = if strict && map == MAP_REQUEST_HEADERS {
+                keep_pseudo_headers(m, pairs)
+            } else {
+                pairs
+            };
             Ok(OK)
         }
         None => Ok(NOT_FOUND),
     }
+}
+
+/// ngx_wasm_module replaces a request's headers but keeps the pseudo-headers the new map leaves
+/// out (seen in the engine): the given pseudo-headers, the other old ones, then the rest.
+fn keep_pseudo_headers(old: &Pairs, new: Pairs) -> Pairs {
+    let (given, rest): (Pairs, Pairs) = new.into_iter().partition(|(k, _)| k.starts_with(':'));
+    let kept = old
+        .iter()
+        .filter(|(k, _)| k.starts_with(':') && !given.iter().any(|(g, _)| g == k))
+        .cloned();
+    given.iter().cloned().chain(kept).chain(rest).collect()
 }
 
 fn get_value(mut c: C, map: u32, kp: u32, ks: u32, ptr_out: u32, size_out: u32) -> Result<i32> {
@@ -227,4 +242,46 @@ fn percent_encode(s: &str, escape: impl Fn(u8) -> bool) -> String {
     }
     // Bytes >= 0x80 are escaped, so `out` is ASCII.
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Pairs {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn ngx_keeps_the_pseudo_headers_a_new_request_map_leaves_out() {
+        let old = pairs(&[
+            (":method", "POST"),
+            (":path", "/"),
+            (":scheme", "http"),
+            (":authority", "a"),
+            ("x", "1"),
+        ]);
+        let new = pairs(&[(":path", "/replaced"), (":method", "GET"), ("A", "1")]);
+        assert_eq!(
+            keep_pseudo_headers(&old, new),
+            pairs(&[
+                (":path", "/replaced"),
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", "a"),
+                ("A", "1"),
+            ])
+        );
+    }
+
+    #[test]
+    fn ngx_escapes_header_names_and_values_envoy_lowercases() {
+        assert_eq!(header_name("Escape-Colon:", true), "Escape-Colon%3A");
+        assert_eq!(header_name(":path", true), ":path");
+        assert_eq!(header_name("Hello", true), "Hello");
+        assert_eq!(header_name("Hello", false), "hello");
+        assert_eq!(header_value("a\tb\x01", true), "a\tb%01");
+    }
 }
