@@ -288,16 +288,8 @@ fn known(name: &str) -> Option<&'static str> {
 
 const KNOWN: &[(&str, &str)] = &[
     (
-        "req_set_headers",
-        "set_map on request headers: the engine keeps :scheme/:authority the map leaves out (n=5); harness replaces all (n=3)",
-    ),
-    (
-        "resp_body_replace",
-        "after removing Content-Length and replacing the body, the engine answers chunked (Transfer-Encoding: chunked); the harness adds no framing header",
-    ),
-    (
         "local_status_1000",
-        "local status 1000: the SDK panics in both; after the trap the engine's 500 page says Connection: close (harness keep-alive), and the engine re-creates the instance at the next request while the harness re-runs on_configure at once",
+        "local status 1000: the SDK panics in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
     ),
     (
         "local_from_response_headers",
@@ -317,15 +309,15 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "prop_set_unknown",
-        "set_property of an unknown property: NotFound, the SDK panics in both; after the trap the engine's 500 page says Connection: close (harness keep-alive), and the engine re-creates the instance at the next request while the harness re-runs on_configure at once",
+        "set_property of an unknown property: NotFound, the SDK panics in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
     ),
     (
         "dispatch_empty_host",
-        "dispatch with an empty host traps in both; after the trap the engine's 500 page says Connection: close (harness keep-alive), and the engine re-creates the instance at the next request while the harness re-runs on_configure at once",
+        "dispatch with an empty host traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
     ),
     (
         "queue_unknown",
-        "unknown queue id traps in both; after the trap the engine's 500 page says Connection: close (harness keep-alive), and the engine re-creates the instance at the next request while the harness re-runs on_configure at once",
+        "unknown queue id traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
     ),
     (
         "queue_no_zone",
@@ -337,11 +329,11 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "tick_from_http",
-        "set_tick_period from an HTTP context traps in both; after the trap the engine's 500 page says Connection: close (harness keep-alive), and the engine re-creates the instance at the next request while the harness re-runs on_configure at once",
+        "set_tick_period from an HTTP context traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
     ),
     (
         "trap_request_headers",
-        "a panic in on_request_headers: after the trap the engine's 500 page says Connection: close (harness keep-alive), and the engine re-creates the instance at the next request while the harness re-runs on_configure at once",
+        "a panic in on_request_headers: the harness re-runs on_configure right after the trap, the engine only at the next request",
     ),
     (
         "trap_response_body",
@@ -349,7 +341,7 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "foreign_unknown",
-        "unknown foreign function traps in both; after the trap the engine's 500 page says Connection: close (harness keep-alive), and the engine re-creates the instance at the next request while the harness re-runs on_configure at once",
+        "unknown foreign function traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
     ),
 ];
 
