@@ -6,6 +6,8 @@
 //! [`route_storage`], [`storage_upstream`], [`declarative`], [`payload_bytes`], [`canonical_json`],
 //! [`assert_no_secrets`], [`puts`], [`storage_calls`], and the constants below.
 
+#[path = "src/differential.rs"]
+pub mod differential;
 #[path = "src/kong_setup.rs"]
 pub mod kong_setup;
 #[path = "native_sigv4.rs"]

@@ -1,6 +1,7 @@
 //! The `host-harness` command: a thin layer over the library.
 
 pub mod demo;
+pub mod request;
 pub mod run;
 pub mod serve;
 

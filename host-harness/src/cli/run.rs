@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
+use super::request::{describe, RequestSpec, ResponseSpec};
 use crate::record::CallOutcome;
 use crate::tcp_upstream::TcpUpstream;
 use crate::{HostProfile, NodeSpec, PluginModule, World};
@@ -48,6 +49,14 @@ pub struct RunArgs {
     /// Chance (0 to 1) that a hostile decision point injects (makes any profile hostile).
     #[arg(long)]
     pub hostile_rate: Option<f64>,
+    /// Send an HTTP request through the filter (node 1, worker 1), repeatable, in order:
+    /// `[@SECONDS] [METHOD] /path [-H NAME:VALUE]... [-d BODY]`. `@SECONDS` sends it at that
+    /// virtual time; each exchange is printed (phases, actions, headers, body, local response).
+    #[arg(long = "request", value_name = "REQUEST")]
+    pub requests: Vec<String>,
+    /// What the upstream answers each request: `STATUS [-H NAME:VALUE]... [-d BODY]`.
+    #[arg(long, default_value = "200")]
+    pub response: String,
 }
 
 fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
@@ -81,6 +90,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if !(args.seconds >= 0.0 && args.seconds.is_finite()) {
         bail!("--seconds must be a non-negative number");
     }
+    let requests: Vec<RequestSpec> = args
+        .requests
+        .iter()
+        .map(|r| RequestSpec::parse(r))
+        .collect::<Result<_>>()?;
+    let response = ResponseSpec::parse(&args.response)?;
     let module = PluginModule::load(&args.wasm)?;
     let mut world = if args.realtime {
         World::new_realtime(profile)
@@ -105,6 +120,29 @@ pub fn run(args: RunArgs) -> Result<i32> {
         spec.env = env.clone();
         world.add_node(spec)?;
     }
+    let mut bad_exchanges = 0;
+    let mut first = None;
+    for (i, req) in requests.iter().enumerate() {
+        if let Some(at) = req.at {
+            let now = world.elapsed();
+            if at > now {
+                world.advance(at - now);
+            }
+        }
+        let at = world.elapsed();
+        let node = *first.get_or_insert(crate::NodeId(0));
+        let outcome = world.http(node, 0, 0, req.exchange(&response));
+        if outcome.failed || outcome.stuck {
+            bad_exchanges += 1;
+        }
+        print!("{}", describe(i + 1, at, req, &outcome));
+    }
+    if !requests.is_empty() {
+        println!(
+            "--- {} request(s), {bad_exchanges} failed or stuck",
+            requests.len()
+        );
+    }
     let duration = Duration::from_secs_f64(args.seconds);
     if args.realtime {
         world.run_realtime(duration);
@@ -117,11 +155,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
         println!("--- {} injection(s)", world.injections().len());
     }
     println!("--- {traps} trap(s), {failed} failed call(s)");
-    Ok(if args.strict && (traps > 0 || failed > 0) {
-        1
-    } else {
-        0
-    })
+    Ok(
+        if args.strict && (traps > 0 || failed > 0 || bad_exchanges > 0) {
+            1
+        } else {
+            0
+        },
+    )
 }
 
 /// Prints every call and how it ended; returns how many failed.
