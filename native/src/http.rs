@@ -12,13 +12,19 @@ use std::time::Duration;
 use config_bridge::http::{HttpResponse, OutboundRequest};
 use config_bridge::http_url::HttpUrl;
 use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
-use ureq::Agent;
+use ureq::{Agent, SendBody};
+
+use crate::outcome::Progress;
+use crate::transfer::{Counting, Meter};
+use std::io::Read;
 
 /// The largest answer read (`import_max_bytes` allows at most 1 GiB).
 const MAX_BODY: u64 = 1 << 30;
 
 pub struct Http {
     agent: Agent,
+    /// The progress line of long transfers (`transfer`).
+    meter: Option<Meter>,
     /// `scheme://authority` of a probe and the agent that asks it without verifying TLS.
     unverified: Option<(String, Agent)>,
 }
@@ -31,7 +37,14 @@ impl Http {
         Http {
             agent: agent(timeout, tls.build()),
             unverified: None,
+            meter: None,
         }
+    }
+
+    /// Long downloads and uploads report their progress on stderr.
+    pub fn with_progress(mut self, progress: Progress) -> Http {
+        self.meter = Some(Meter::new(progress));
+        self
     }
 
     /// Requests to `url`'s origin skip certificate verification. Only for the CP probe, which
@@ -60,8 +73,23 @@ impl Http {
                 builder = builder.header(name.as_str(), value.as_str());
             }
         }
+        let upload = self.meter.and_then(|m| {
+            m.start(
+                format!("uploading to {}", req.authority),
+                req.body.len() as u64,
+            )
+        });
         let sent = if req.body.is_empty() && !matches!(req.method.as_str(), "PUT" | "POST") {
             builder.body(()).map(|r| agent.run(r))
+        } else if let Some(report) = upload {
+            // The length is known (the core sets content-length): no chunked encoding.
+            let mut reader = Counting {
+                inner: req.body.as_slice(),
+                report,
+            };
+            builder
+                .body(SendBody::from_reader(&mut reader))
+                .map(|r| agent.run(r))
         } else {
             builder.body(req.body.as_slice()).map(|r| agent.run(r))
         };
@@ -75,14 +103,34 @@ impl Http {
             .iter()
             .map(|(k, v)| (k.to_string(), lossy(v)))
             .collect();
+        let reading = |e: &dyn std::fmt::Display| {
+            format!("{} {}: reading the answer: {e}", req.method, req.authority)
+        };
+        let length = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let download = match (self.meter, length) {
+            (Some(m), Some(n)) => m.start(format!("downloading from {}", req.authority), n),
+            _ => None,
+        };
         let body = if req.method == "HEAD" {
             Vec::new()
+        } else if let Some(report) = download {
+            let mut reader = Counting {
+                inner: resp.body_mut().with_config().limit(MAX_BODY).reader(),
+                report,
+            };
+            let mut body = Vec::new();
+            reader.read_to_end(&mut body).map_err(|e| reading(&e))?;
+            body
         } else {
             resp.body_mut()
                 .with_config()
                 .limit(MAX_BODY)
                 .read_to_vec()
-                .map_err(|e| format!("{} {}: reading the answer: {e}", req.method, req.authority))?
+                .map_err(|e| reading(&e))?
         };
         Ok(HttpResponse {
             status,

@@ -12,6 +12,7 @@ mod settings;
 mod shared;
 mod storage;
 mod time;
+mod transfer;
 
 use std::process::ExitCode;
 

@@ -721,3 +721,47 @@ fn drill_applies_the_backup_to_a_scratch_admin_api() {
     ))
     .expect(14);
 }
+
+/// Long transfers report their progress with `-v` (stderr is no terminal here): a line per
+/// quarter, with the host and byte counts only.
+#[test]
+fn long_uploads_and_downloads_show_a_progress_line() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let services: Vec<Value> = (0..20_000)
+        .map(|i| json!({"name": format!("svc-{i:05}"), "url": format!("http://upstream-{i}.internal:8080/some/path")}))
+        .collect();
+    let text =
+        serde_json::to_string(&json!({"_format_version": "3.0", "services": services})).unwrap();
+    assert!(text.len() > 1 << 20);
+    let file = write(dir.path(), "big.json", &text);
+    let up = s3.cli(&format!("export --version {VERSION} --from-file {file} -v"));
+    up.expect(0);
+    let lines: Vec<&str> = up
+        .stderr
+        .lines()
+        .filter(|l| l.contains("uploading to"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{up:#?}");
+    assert!(lines[3].ends_with("(100%)"), "{lines:?}");
+    let out = dir.path().join("kong.json");
+    let down = s3.cli(&format!(
+        "import --version {VERSION} --out {} -v",
+        out.display()
+    ));
+    down.expect(0);
+    assert!(
+        down.stderr
+            .lines()
+            .any(|l| l.contains("downloading from") && l.ends_with("(100%)")),
+        "{down:#?}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), text.as_bytes());
+    // Without -v (and no terminal): quiet.
+    let quiet = s3.cli(&format!(
+        "import --version {VERSION} --out {}",
+        out.display()
+    ));
+    quiet.expect(0);
+    assert!(!quiet.stderr.contains("downloading from"), "{quiet:#?}");
+}

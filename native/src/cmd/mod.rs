@@ -49,7 +49,7 @@ pub fn http(cfg: &Config, common: &Common) -> Res<Http> {
             Some(load_roots(&pem).map_err(|e| Outcome::new(Exit::Usage, format!("{what} {e}")))?)
         }
     };
-    Ok(Http::new(call_timeout(cfg, common), roots))
+    Ok(Http::new(call_timeout(cfg, common), roots).with_progress(progress(common)))
 }
 
 /// `3.9.1` from `<prefix>/3.9.1/config.json`.
