@@ -31,6 +31,7 @@ fn nginx_exports_to_the_mock_gcs_through_the_jwt_grant() {
         "cluster_fallback_config_export_delay": 1,
         "gateway_version": GATEWAY_VERSION,
         "node_id": "engine-gcs",
+        "election": false,
         "gcs_endpoint": server.url(),
         "tick_period_ms": 200,
         "call_timeout_ms": 2000,

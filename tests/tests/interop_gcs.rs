@@ -169,6 +169,8 @@ fn exports_to_fake_gcs_server_and_google_cloud_storage_reads_it_back() {
             "cluster_fallback_config_export_delay": 1,
             "gateway_version": GATEWAY_VERSION,
             "node_id": NODE_ID,
+            // One node's export (the election has its own GCS test: gcs_election.rs).
+            "election": false,
             "gcs_endpoint": fake,
             "gcp_service_account": key_json.to_string(),
             "tick_period_ms": 100,
