@@ -30,6 +30,11 @@ pub struct HostProfile {
     /// After a trap the host recreates the root context (`on_configure` again, no `on_vm_start`)
     /// and adds another tick timer; otherwise the worker stays dead.
     pub recover_after_trap: bool,
+    /// The recovery waits until something needs the instance: the next request through the
+    /// filter or the next tick of a root context (ngx_wasm_module: `ngx_proxy_wasm_run_step`
+    /// re-creates a trapped instance through `ngx_proxy_wasm_create_context`). Otherwise it
+    /// runs right after the trap.
+    pub lazy_recovery: bool,
     /// `on_vm_start` runs for every root context (ngx) rather than once per VM (Envoy).
     pub vm_start_per_root_context: bool,
     /// The metrics ABI answers Ok. When false, `proxy_define_metric` returns InternalFailure.
@@ -93,6 +98,7 @@ impl HostProfile {
             no_root_properties: false,
             shared_data_zone: true,
             recover_after_trap: false,
+            lazy_recovery: false,
             vm_start_per_root_context: false,
             metrics: true,
             configure_false_is_fatal: false,
@@ -120,6 +126,7 @@ impl HostProfile {
             no_root_properties: true,
             shared_data_zone: true,
             recover_after_trap: true,
+            lazy_recovery: true,
             vm_start_per_root_context: true,
             metrics: true,
             configure_false_is_fatal: true,

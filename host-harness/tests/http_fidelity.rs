@@ -625,10 +625,11 @@ fn ngx_a_panic_in_an_http_call_response_still_answers_the_request() {
     // No callback reached the dead context after the trap.
     let ctx = out.context_id;
     assert!(with(&w, &format!("log ctx={ctx}")).is_empty());
-    // The worker was recovered and serves the next request.
-    assert_eq!(w.recoveries(), 1);
+    // The instance is re-created when the next request needs it, and serves it.
+    assert_eq!(w.recoveries(), 0);
     let next = w.http(n, 0, 0, HttpExchange::get("/"));
     assert_eq!(next.status(), 200);
+    assert_eq!(w.recoveries(), 1);
 }
 
 #[test]
@@ -1032,4 +1033,30 @@ fn ngx_strict_imports_refuse_a_module_importing_the_sdks_get_log_level() {
     );
     let n = w.add_node(NodeSpec::new("h", &guest()).filter("{}"));
     assert!(n.is_ok());
+}
+
+#[test]
+fn ngx_recreates_a_trapped_instance_only_when_the_next_request_needs_it() {
+    let (mut w, n) = world(ngx(), json!({"panic_in": "request_headers"}));
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    // Nothing re-creates the instance while no request (or tick) needs it.
+    w.advance(Duration::from_secs(10));
+    assert_eq!(w.recoveries(), 0);
+    assert_eq!(with(&w, "configure").len(), 1);
+    assert!(w.worker_alive(n, 0));
+    assert_eq!(w.worker_death(n, 0), None);
+    // The next request: a new instance, its root context configured again (no on_vm_start),
+    // then the request's own context.
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    assert_eq!(w.recoveries(), 1);
+    let order: Vec<String> = lines(&w)
+        .into_iter()
+        .filter(|l| l.starts_with("configure") || l.starts_with("create ctx"))
+        .collect();
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert!(order[0].starts_with("configure"), "{order:?}");
+    assert!(order[1].starts_with("create ctx=1"), "{order:?}");
+    assert!(order[2].starts_with("configure"), "{order:?}");
+    assert!(order[3].starts_with("create ctx=2"), "{order:?}");
 }

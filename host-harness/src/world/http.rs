@@ -186,6 +186,7 @@ impl World {
         exchange: HttpExchange,
     ) -> ExchangeId {
         let id = ExchangeId(self.exchanges.len());
+        self.wake(node.0, worker);
         let run = self.open_exchange(node.0, worker, filters, exchange);
         self.exchanges.push(Some(run));
         self.active_exchanges.push(id.0);
