@@ -634,7 +634,9 @@ fn ngx_a_panic_in_an_http_call_response_still_answers_the_request() {
 
 #[test]
 fn no_queue_notification_reaches_a_finished_http_context() {
-    let (mut w, n) = world(ngx(), json!({"queue": "q", "tick_ms": 1000}));
+    // The guest's tick resolves the queue, which ngx_wasm_module leaves unimplemented.
+    let profile = ngx().implementing("proxy_resolve_shared_queue");
+    let (mut w, n) = world(profile, json!({"queue": "q", "tick_ms": 1000}));
     w.http(n, 0, 0, HttpExchange::get("/"));
     assert_eq!(with(&w, "register_queue"), ["register_queue -> Ok(1)"]);
     w.advance(Duration::from_millis(2500));
@@ -1059,4 +1061,48 @@ fn ngx_recreates_a_trapped_instance_only_when_the_next_request_needs_it() {
     assert!(order[1].starts_with("create ctx=1"), "{order:?}");
     assert!(order[2].starts_with("configure"), "{order:?}");
     assert!(order[3].starts_with("create ctx=2"), "{order:?}");
+}
+
+#[test]
+fn ngx_queues_need_an_shm_queue_zone_and_resolving_one_traps() {
+    let config = json!({"queue": "q", "tick_ms": 1000});
+    // A declared `shm_queue q` zone: registering works, resolving is not implemented.
+    let (mut w, n) = world(ngx().with_shm_queues(&["q"]), config.clone());
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 200);
+    assert_eq!(with(&w, "register_queue"), ["register_queue -> Ok(1)"]);
+    w.advance(Duration::from_millis(1000));
+    assert_eq!(w.traps().len(), 1);
+    assert_eq!(w.traps()[0].callback, "on_tick");
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (function not yet implemented): proxy_resolve_shared_queue"
+    );
+
+    // No zone of that name: the request's registration traps (500).
+    let (mut w, n) = world(ngx().with_shm_queues(&["other"]), config.clone());
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (bad usage): could not find queue"
+    );
+    assert!(with(&w, "register_queue").is_empty());
+
+    // An shm_kv zone's name is not a queue.
+    let profile = ngx().with_shm_zones(&["*", "q"]).with_shm_queues(&[]);
+    let (mut w, n) = world(profile, config.clone());
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (bad usage): attempt to use a key/value shm store as a queue"
+    );
+
+    // Envoy: any name registers, resolving finds it.
+    let (mut w, n) = world(envoy(), config);
+    w.http(n, 0, 0, HttpExchange::get("/"));
+    w.advance(Duration::from_millis(1000));
+    assert_eq!(with(&w, "enqueue result=Ok").len(), 1);
+    assert!(w.traps().is_empty());
 }
