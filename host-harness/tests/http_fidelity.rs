@@ -986,6 +986,30 @@ fn ngx_a_second_local_response_traps_but_the_first_is_sent() {
     );
     assert_eq!(out.status(), 401);
     assert_eq!(out.data.response_body, b"one\n");
+    // It goes through the response phases on a new instance (the root context configured
+    // again, the HTTP context created again under its id), then the context ends as usual.
+    assert_eq!(w.recoveries(), 1);
+    assert_eq!(with(&w, "configure").len(), 2);
+    let names = out.callback_names(out.context_id);
+    let after_trap: Vec<&str> = names
+        .iter()
+        .skip_while(|n| **n != "on_request_headers")
+        .skip(1)
+        .copied()
+        .collect();
+    assert_eq!(
+        after_trap,
+        [
+            "on_context_create",
+            "on_response_headers",
+            "on_response_body",
+            "on_done",
+            "on_log",
+            "on_delete"
+        ],
+        "{names:?}"
+    );
+    assert_eq!(w.traps().len(), 1);
 }
 
 #[test]
