@@ -141,6 +141,16 @@ fn ngx_a_local_response_from_response_headers_replaces_status_and_body_only() {
         with(&w, "local_response status"),
         ["local_response status=Ok"]
     );
+    // The upstream's Content-Length stays: 4 of its 8 bytes come, the client waits for the rest.
+    assert_eq!(
+        header(&out.data.response_headers, "Content-Length"),
+        Some("8")
+    );
+    assert!(out.incomplete, "{out:?}");
+    // A response whose body matches its length is complete.
+    let ex = HttpExchange::get("/").respond(200, &[("Content-Length", "8")], b"upstream");
+    let (mut w, n) = world(ngx(), json!({}));
+    assert!(!w.http(n, 0, 0, ex).incomplete);
 }
 
 // ---- 2. Callback order ---------------------------------------------------------------------

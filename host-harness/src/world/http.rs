@@ -30,6 +30,10 @@ pub struct HttpOutcome {
     pub callbacks: Vec<CallbackCall>,
     /// A phase stayed paused past `max_pause`.
     pub stuck: bool,
+    /// ngx_wasm_module: the body sent is shorter than the response's `Content-Length` (a filter
+    /// replaced it, e.g. a local response from `on_response_headers`): nginx does not update the
+    /// length, so the client never gets a complete answer and waits for the rest.
+    pub incomplete: bool,
     /// The worker trapped or died during the exchange.
     pub failed: bool,
 }
@@ -961,6 +965,20 @@ impl World {
                     .response_headers
                     .push(("Transfer-Encoding".into(), "chunked".into()));
             }
+            let head = data
+                .messages
+                .request_headers
+                .iter()
+                .any(|(k, v)| k == ":method" && v == "HEAD");
+            let promised = data
+                .messages
+                .response_headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+            run.outcome.incomplete = !bodyless
+                && !head
+                && promised.is_some_and(|len| data.messages.response_body.len() < len);
         }
         run.outcome.data = data;
         run.step = Step::Finished;
