@@ -30,6 +30,11 @@ pub struct HostProfile {
     /// After a trap the host recreates the root context (`on_configure` again, no `on_vm_start`)
     /// and adds another tick timer; otherwise the worker stays dead.
     pub recover_after_trap: bool,
+    /// The recovery waits until something needs the instance: the next request through the
+    /// filter or the next tick of a root context (ngx_wasm_module: `ngx_proxy_wasm_run_step`
+    /// re-creates a trapped instance through `ngx_proxy_wasm_create_context`). Otherwise it
+    /// runs right after the trap.
+    pub lazy_recovery: bool,
     /// `on_vm_start` runs for every root context (ngx) rather than once per VM (Envoy).
     pub vm_start_per_root_context: bool,
     /// The metrics ABI answers Ok. When false, `proxy_define_metric` returns InternalFailure.
@@ -46,6 +51,10 @@ pub struct HostProfile {
     pub namespaced_shared_data: bool,
     /// Named `shm_kv` zones (`shm_kv kv 1m;`), besides the default one.
     pub named_shm_zones: Vec<String>,
+    /// The `shm_queue` zones of an nginx `wasm{}` block ([`HostProfile::with_shm_queues`]):
+    /// registering a queue by another name traps (ngx_wasm_module). `None`: queues are not
+    /// tied to zones and any name registers.
+    pub shm_queues: Option<Vec<String>>,
     /// Unusual-but-legal answers and unasked-for callbacks, seeded ([`HostProfile::hostile`]).
     pub hostility: Option<Hostility>,
     /// How HTTP exchanges run through filters: end-of-stream flags, header counts, body
@@ -93,12 +102,14 @@ impl HostProfile {
             no_root_properties: false,
             shared_data_zone: true,
             recover_after_trap: false,
+            lazy_recovery: false,
             vm_start_per_root_context: false,
             metrics: true,
             configure_false_is_fatal: false,
             tick_period_once: false,
             namespaced_shared_data: false,
             named_shm_zones: Vec::new(),
+            shm_queues: None,
             hostility: None,
             http: HttpModel::Envoy,
             strict_hostcalls: false,
@@ -120,12 +131,14 @@ impl HostProfile {
             no_root_properties: true,
             shared_data_zone: true,
             recover_after_trap: true,
+            lazy_recovery: true,
             vm_start_per_root_context: true,
             metrics: true,
             configure_false_is_fatal: true,
             tick_period_once: true,
             namespaced_shared_data: true,
             named_shm_zones: Vec::new(),
+            shm_queues: None,
             hostility: None,
             http: HttpModel::Ngx,
             strict_hostcalls: true,
@@ -143,6 +156,7 @@ impl HostProfile {
                 "proxy_grpc_send",
                 "proxy_grpc_cancel",
                 "proxy_grpc_close",
+                "proxy_resolve_shared_queue",
             ],
             mismatched_imports: Vec::new(),
         }
@@ -228,6 +242,31 @@ impl HostProfile {
             .map(|z| z.to_string())
             .collect();
         self
+    }
+
+    /// The `shm_queue` zones of an nginx `wasm{}` block (`shm_queue q 1m;`): a queue registers
+    /// only under one of these names. An empty list means no `shm_queue` at all.
+    pub fn with_shm_queues(mut self, zones: &[&str]) -> Self {
+        self.shm_queues = Some(zones.iter().map(|z| z.to_string()).collect());
+        self
+    }
+
+    /// Whether a queue may be registered under `name`, or the host's trap message
+    /// (ngx_wasm_module's `ngx_proxy_wasm_hfuncs_register_shared_queue`: the name must be an
+    /// `shm_queue` zone's, and a `shm_kv` zone's name is refused).
+    pub fn queue_zone(&self, name: &str) -> Result<(), &'static str> {
+        let Some(queues) = &self.shm_queues else {
+            return Ok(());
+        };
+        if queues.iter().any(|q| q == name) {
+            Ok(())
+        } else if self.named_shm_zones.iter().any(|z| z == name)
+            || (self.shared_data_zone && name == "*")
+        {
+            Err("attempt to use a key/value shm store as a queue")
+        } else {
+            Err("could not find queue")
+        }
     }
 
     /// The zone a shared-data key resolves to, or why the host traps (no zone at all).

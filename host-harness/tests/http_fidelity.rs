@@ -141,6 +141,16 @@ fn ngx_a_local_response_from_response_headers_replaces_status_and_body_only() {
         with(&w, "local_response status"),
         ["local_response status=Ok"]
     );
+    // The upstream's Content-Length stays: 4 of its 8 bytes come, the client waits for the rest.
+    assert_eq!(
+        header(&out.data.response_headers, "Content-Length"),
+        Some("8")
+    );
+    assert!(out.incomplete, "{out:?}");
+    // A response whose body matches its length is complete.
+    let ex = HttpExchange::get("/").respond(200, &[("Content-Length", "8")], b"upstream");
+    let (mut w, n) = world(ngx(), json!({}));
+    assert!(!w.http(n, 0, 0, ex).incomplete);
 }
 
 // ---- 2. Callback order ---------------------------------------------------------------------
@@ -625,15 +635,18 @@ fn ngx_a_panic_in_an_http_call_response_still_answers_the_request() {
     // No callback reached the dead context after the trap.
     let ctx = out.context_id;
     assert!(with(&w, &format!("log ctx={ctx}")).is_empty());
-    // The worker was recovered and serves the next request.
-    assert_eq!(w.recoveries(), 1);
+    // The instance is re-created when the next request needs it, and serves it.
+    assert_eq!(w.recoveries(), 0);
     let next = w.http(n, 0, 0, HttpExchange::get("/"));
     assert_eq!(next.status(), 200);
+    assert_eq!(w.recoveries(), 1);
 }
 
 #[test]
 fn no_queue_notification_reaches_a_finished_http_context() {
-    let (mut w, n) = world(ngx(), json!({"queue": "q", "tick_ms": 1000}));
+    // The guest's tick resolves the queue, which ngx_wasm_module leaves unimplemented.
+    let profile = ngx().implementing("proxy_resolve_shared_queue");
+    let (mut w, n) = world(profile, json!({"queue": "q", "tick_ms": 1000}));
     w.http(n, 0, 0, HttpExchange::get("/"));
     assert_eq!(with(&w, "register_queue"), ["register_queue -> Ok(1)"]);
     w.advance(Duration::from_millis(2500));
@@ -983,6 +996,30 @@ fn ngx_a_second_local_response_traps_but_the_first_is_sent() {
     );
     assert_eq!(out.status(), 401);
     assert_eq!(out.data.response_body, b"one\n");
+    // It goes through the response phases on a new instance (the root context configured
+    // again, the HTTP context created again under its id), then the context ends as usual.
+    assert_eq!(w.recoveries(), 1);
+    assert_eq!(with(&w, "configure").len(), 2);
+    let names = out.callback_names(out.context_id);
+    let after_trap: Vec<&str> = names
+        .iter()
+        .skip_while(|n| **n != "on_request_headers")
+        .skip(1)
+        .copied()
+        .collect();
+    assert_eq!(
+        after_trap,
+        [
+            "on_context_create",
+            "on_response_headers",
+            "on_response_body",
+            "on_done",
+            "on_log",
+            "on_delete"
+        ],
+        "{names:?}"
+    );
+    assert_eq!(w.traps().len(), 1);
 }
 
 #[test]
@@ -1032,4 +1069,74 @@ fn ngx_strict_imports_refuse_a_module_importing_the_sdks_get_log_level() {
     );
     let n = w.add_node(NodeSpec::new("h", &guest()).filter("{}"));
     assert!(n.is_ok());
+}
+
+#[test]
+fn ngx_recreates_a_trapped_instance_only_when_the_next_request_needs_it() {
+    let (mut w, n) = world(ngx(), json!({"panic_in": "request_headers"}));
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    // Nothing re-creates the instance while no request (or tick) needs it.
+    w.advance(Duration::from_secs(10));
+    assert_eq!(w.recoveries(), 0);
+    assert_eq!(with(&w, "configure").len(), 1);
+    assert!(w.worker_alive(n, 0));
+    assert_eq!(w.worker_death(n, 0), None);
+    // The next request: a new instance, its root context configured again (no on_vm_start),
+    // then the request's own context.
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    assert_eq!(w.recoveries(), 1);
+    let order: Vec<String> = lines(&w)
+        .into_iter()
+        .filter(|l| l.starts_with("configure") || l.starts_with("create ctx"))
+        .collect();
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert!(order[0].starts_with("configure"), "{order:?}");
+    assert!(order[1].starts_with("create ctx=1"), "{order:?}");
+    assert!(order[2].starts_with("configure"), "{order:?}");
+    assert!(order[3].starts_with("create ctx=2"), "{order:?}");
+}
+
+#[test]
+fn ngx_queues_need_an_shm_queue_zone_and_resolving_one_traps() {
+    let config = json!({"queue": "q", "tick_ms": 1000});
+    // A declared `shm_queue q` zone: registering works, resolving is not implemented.
+    let (mut w, n) = world(ngx().with_shm_queues(&["q"]), config.clone());
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 200);
+    assert_eq!(with(&w, "register_queue"), ["register_queue -> Ok(1)"]);
+    w.advance(Duration::from_millis(1000));
+    assert_eq!(w.traps().len(), 1);
+    assert_eq!(w.traps()[0].callback, "on_tick");
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (function not yet implemented): proxy_resolve_shared_queue"
+    );
+
+    // No zone of that name: the request's registration traps (500).
+    let (mut w, n) = world(ngx().with_shm_queues(&["other"]), config.clone());
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (bad usage): could not find queue"
+    );
+    assert!(with(&w, "register_queue").is_empty());
+
+    // An shm_kv zone's name is not a queue.
+    let profile = ngx().with_shm_zones(&["*", "q"]).with_shm_queues(&[]);
+    let (mut w, n) = world(profile, config.clone());
+    w.expect_traps();
+    assert_eq!(w.http(n, 0, 0, HttpExchange::get("/")).status(), 500);
+    assert_eq!(
+        w.traps()[0].kind,
+        "host trap (bad usage): attempt to use a key/value shm store as a queue"
+    );
+
+    // Envoy: any name registers, resolving finds it.
+    let (mut w, n) = world(envoy(), config);
+    w.http(n, 0, 0, HttpExchange::get("/"));
+    w.advance(Duration::from_millis(1000));
+    assert_eq!(with(&w, "enqueue result=Ok").len(), 1);
+    assert!(w.traps().is_empty());
 }

@@ -30,6 +30,10 @@ pub struct HttpOutcome {
     pub callbacks: Vec<CallbackCall>,
     /// A phase stayed paused past `max_pause`.
     pub stuck: bool,
+    /// ngx_wasm_module: the body sent is shorter than the response's `Content-Length` (a filter
+    /// replaced it, e.g. a local response from `on_response_headers`): nginx does not update the
+    /// length, so the client never gets a complete answer and waits for the rest.
+    pub incomplete: bool,
     /// The worker trapped or died during the exchange.
     pub failed: bool,
 }
@@ -186,6 +190,7 @@ impl World {
         exchange: HttpExchange,
     ) -> ExchangeId {
         let id = ExchangeId(self.exchanges.len());
+        self.wake(node.0, worker);
         let run = self.open_exchange(node.0, worker, filters, exchange);
         self.exchanges.push(Some(run));
         self.active_exchanges.push(id.0);
@@ -960,6 +965,20 @@ impl World {
                     .response_headers
                     .push(("Transfer-Encoding".into(), "chunked".into()));
             }
+            let head = data
+                .messages
+                .request_headers
+                .iter()
+                .any(|(k, v)| k == ":method" && v == "HEAD");
+            let promised = data
+                .messages
+                .response_headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+            run.outcome.incomplete = !bodyless
+                && !head
+                && promised.is_some_and(|len| data.messages.response_body.len() < len);
         }
         run.outcome.data = data;
         run.step = Step::Finished;
@@ -975,6 +994,9 @@ impl World {
             .orphaned_streams
             .remove(&(run.n, run.w, run.key))
             .unwrap_or_else(|| run.snapshot.clone());
+        if in_request_phase && self.reopen_for_stashed_response(run, &data) {
+            return;
+        }
         let waiting_request = run.waiting == Some(true);
         let answer_upstream = self.shared.profile.http == HttpModel::Ngx
             && !in_request_phase
@@ -1016,6 +1038,49 @@ impl World {
         run.waiting = None;
         // Forget the stream if the instance still holds it (Envoy: the worker is dead).
         self.finish_exchange(run);
+    }
+
+    /// ngx_wasm_module: a request phase trapped after a local response was stashed (a second
+    /// `send_local_response` traps "local response already stashed"). The next step needs the
+    /// instance, so `ngx_proxy_wasm_run_step` re-creates it (`ngx_proxy_wasm_create_context`:
+    /// root context configured, the HTTP context created again under its id), and the stashed
+    /// response goes through the response phases there, as the engine showed (docs/host-behaviours.md,
+    /// "Hostcall rules of ngx_wasm_module"). Returns whether the exchange goes on.
+    fn reopen_for_stashed_response(&mut self, run: &mut ExchangeRun, data: &StreamData) -> bool {
+        let profile = &self.shared.profile;
+        let stashed = data.local_response.is_some()
+            && !data.local_response_sent
+            && !data.entered_response_headers;
+        if profile.http != HttpModel::Ngx || !profile.lazy_recovery || !stashed {
+            return false;
+        }
+        self.wake(run.n, run.w);
+        let wr = &mut self.nodes[run.n].workers[run.w];
+        if wr.dead.is_some() {
+            return false;
+        }
+        let Some(store) = wr.store.as_mut() else {
+            return false;
+        };
+        let host = store.data_mut();
+        for c in &run.ctxs {
+            host.stream_of.insert(*c, run.key);
+        }
+        host.streams.insert(run.key, data.clone());
+        run.generation = wr.generation;
+        run.snapshot = data.clone();
+        run.waiting = None;
+        for pos in 0..run.filters.len() {
+            let root = self.root_id(run.n, run.filters[pos]);
+            if self
+                .phase_call(run, Callback::HttpCreate, pos, &[root as i32])
+                .is_none()
+            {
+                // Trapped again: the exchange ends as any trapped one.
+                return false;
+            }
+        }
+        true
     }
 
     /// Calls a phase callback of the context at chain position `p`, records it, and returns

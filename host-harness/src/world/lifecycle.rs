@@ -99,13 +99,17 @@ impl World {
     }
 
     /// Whether a worker is running.
+    /// A worker whose instance trapped and waits for its lazy recovery is running (the nginx
+    /// process lives on).
     pub fn worker_alive(&self, node: NodeId, worker: usize) -> bool {
-        self.nodes[node.0].workers[worker].dead.is_none()
+        let wr = &self.nodes[node.0].workers[worker];
+        wr.dead.is_none() || wr.pending_recovery
     }
 
     /// Why a worker is not running.
     pub fn worker_death(&self, node: NodeId, worker: usize) -> Option<String> {
-        self.nodes[node.0].workers[worker].dead.clone()
+        let wr = &self.nodes[node.0].workers[worker];
+        wr.dead.clone().filter(|_| !wr.pending_recovery)
     }
 
     /// What `on_configure` returned for a filter on a worker (`None`: not run / worker dead).
@@ -522,7 +526,19 @@ impl World {
             .or(fatal_trap)
             .unwrap_or_else(|| format!("trapped in {}", cb.name()));
         self.nodes[n].workers[w].die(reason);
-        if recover {
+        if recover && self.shared.profile.lazy_recovery {
+            self.nodes[n].workers[w].pending_recovery = true;
+        } else if recover {
+            self.recover(n, w);
+        }
+    }
+
+    /// A request or a tick needs the worker's instance: a trapped one waiting for its lazy
+    /// recovery is re-created now (docs/host-behaviours.md, "Trap recovery adds a timer").
+    pub(super) fn wake(&mut self, n: usize, w: usize) {
+        let wr = &mut self.nodes[n].workers[w];
+        if wr.pending_recovery && !wr.recovering {
+            wr.pending_recovery = false;
             self.recover(n, w);
         }
     }

@@ -68,6 +68,9 @@ struct WorkerRuntime {
     tokens: Arc<std::sync::atomic::AtomicU32>,
     dead: Option<String>,
     recovering: bool,
+    /// Trapped, to be recovered when a request or a tick needs the instance
+    /// ([`HostProfile::lazy_recovery`](crate::HostProfile::lazy_recovery)).
+    pending_recovery: bool,
 }
 
 impl WorkerRuntime {
@@ -81,6 +84,7 @@ impl WorkerRuntime {
             tokens: Default::default(),
             dead: Some("not started".into()),
             recovering: false,
+            pending_recovery: false,
         }
     }
 
@@ -89,6 +93,7 @@ impl WorkerRuntime {
         self.store = None;
         self.instance = None;
         self.dead = Some(reason);
+        self.pending_recovery = false;
     }
 }
 

@@ -230,6 +230,7 @@ impl World {
             .and_then(|r| r.timers.iter().find(|t| t.id == timer))
             .map(|t| t.period);
         let Some(period) = period else { return };
+        self.wake(node, worker);
         if self.nodes[node].workers[worker].dead.is_some() {
             return;
         }

@@ -6,7 +6,7 @@ use wasmtime::{Linker, Result};
 use super::super::memory::{read, read_string, return_bytes, write_u32};
 use super::super::status::{EMPTY, NOT_FOUND, OK};
 use super::super::Host;
-use super::{bad_usage, C};
+use super::{bad_usage, nyi, C};
 use crate::state::{lock, Queue};
 
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
@@ -19,6 +19,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
 
 fn register(mut c: C, np: u32, ns: u32, out: u32) -> Result<i32> {
     let name = read_string(&mut c, np, ns)?;
+    c.data()
+        .world
+        .profile
+        .queue_zone(&name)
+        .map_err(bad_usage)?;
     let (worker, ctx, generation) = {
         let h = c.data();
         (h.origin.worker, h.effective_context, h.generation)
@@ -53,6 +58,8 @@ fn register(mut c: C, np: u32, ns: u32, out: u32) -> Result<i32> {
 }
 
 fn resolve(mut c: C, vp: u32, vs: u32, np: u32, ns: u32, out: u32) -> Result<i32> {
+    // ngx_wasm_module maps it to `ngx_proxy_wasm_hfuncs_nop` (NYI).
+    nyi(c.data(), "proxy_resolve_shared_queue")?;
     let vm_id = read_string(&mut c, vp, vs)?;
     let name = read_string(&mut c, np, ns)?;
     let found = lock(&c.data().node.queues).find(&vm_id, &name);
