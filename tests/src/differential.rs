@@ -941,7 +941,12 @@ pub fn exchange_for(req: &Request, path: &str, port: u16) -> HttpExchange {
 /// Runs a case in a fresh harness world (`ngx_wasm_module` profile).
 pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
     // The engine's nginx.conf declares `shm_kv ns` next to `shm_kv *` (see `render`).
-    let mut world = World::new(HostProfile::ngx_wasm_module().with_shm_zones(&["*", "ns"]));
+    let mut world = World::new(
+        // The zones the runner's nginx.conf declares.
+        HostProfile::ngx_wasm_module()
+            .with_shm_zones(&["*", "ns"])
+            .with_shm_queues(&["q_rt"]),
+    );
     world.expect_traps();
     world.route(call, Arc::new(call_handler));
     let mut spec = NodeSpec::new("n1", &guest_module());
@@ -970,7 +975,8 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
         let m = &outcome.data.messages;
         // A failed exchange (a trap) still has the response the host sent, if it sent one.
         let answered = m.response_headers.iter().any(|(k, _)| k == ":status");
-        out.response = if outcome.stuck || (outcome.failed && !answered) {
+        // `incomplete`: nginx sent a Content-Length the body did not fill; the client waits.
+        out.response = if outcome.stuck || outcome.incomplete || (outcome.failed && !answered) {
             None
         } else {
             let status = m

@@ -286,64 +286,10 @@ fn known(name: &str) -> Option<&'static str> {
     KNOWN.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
 }
 
-const KNOWN: &[(&str, &str)] = &[
-    (
-        "local_status_1000",
-        "local status 1000: the SDK panics in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
-    ),
-    (
-        "local_from_response_headers",
-        "local response from on_response_headers: engine then calls on_response_body eos=false and the client gets no complete answer; harness eos=true and a 500",
-    ),
-    (
-        "local_twice",
-        "the second local response traps in both; the engine still sends the first (401 \"one\") through the response phases on a new instance; the harness stops the exchange",
-    ),
-    (
-        "local_from_log",
-        "local response from on_log traps in both (the client has its 200); the harness re-runs on_configure at once (engine: at the next request)",
-    ),
-    (
-        "prop_plugin_name_configure",
-        "plugin_name in on_configure: the engine's worker crashes (SIGSEGV loop); harness: a trap (deliberate, docs/differential.md)",
-    ),
-    (
-        "prop_set_unknown",
-        "set_property of an unknown property: NotFound, the SDK panics in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
-    ),
-    (
-        "dispatch_empty_host",
-        "dispatch with an empty host traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
-    ),
-    (
-        "queue_unknown",
-        "unknown queue id traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
-    ),
-    (
-        "queue_no_zone",
-        "register_shared_queue without an nginx `shm_queue` zone: the engine traps; the harness has no shm_queue zones and answers Ok",
-    ),
-    (
-        "queue_resolve",
-        "resolve_shared_queue: the engine traps (function not yet implemented); the harness answers",
-    ),
-    (
-        "tick_from_http",
-        "set_tick_period from an HTTP context traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
-    ),
-    (
-        "trap_request_headers",
-        "a panic in on_request_headers: the harness re-runs on_configure right after the trap, the engine only at the next request",
-    ),
-    (
-        "trap_response_body",
-        "a panic in on_response_body after the engine sent the 200: the harness re-runs on_configure at once (engine: at the next request)",
-    ),
-    (
-        "foreign_unknown",
-        "unknown foreign function traps in both; the harness re-runs on_configure right after the trap, the engine only at the next request",
-    ),
-];
+const KNOWN: &[(&str, &str)] = &[(
+    "prop_plugin_name_configure",
+    "plugin_name in on_configure: the engine's worker crashes (SIGSEGV loop); harness: a trap (deliberate, docs/differential.md)",
+)];
 
 #[test]
 fn differential_suite() {
