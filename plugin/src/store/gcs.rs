@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 
 use super::election_objects::ElectionCandidate;
 use super::gcs_auth::TokenCache;
-use super::s3::clean;
 use super::timestamp::rfc3339_ms;
 use super::{
     DeleteOutcome, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore,
@@ -471,11 +470,7 @@ pub fn error_from(resp: &HttpResponse) -> StoreError {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| "no error message in the response".to_string());
-    StoreError {
-        status: resp.status,
-        code: clean(&reason, 64),
-        message: clean(&message, 300),
-    }
+    StoreError::from_answer(resp.status, &reason, &message)
 }
 
 fn status_reason(status: u16) -> &'static str {

@@ -422,7 +422,7 @@ fn token_error(resp: &HttpResponse) -> String {
     };
     let mut line = format!("HTTP {}", resp.status);
     for part in [code, description] {
-        let part = super::s3::clean(&part, 200);
+        let part = super::log_safe(&part, 200);
         if !part.is_empty() {
             line.push(' ');
             line.push_str(&part);

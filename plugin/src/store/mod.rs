@@ -46,6 +46,16 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    /// A store's error answer as a log line will show it: code and message log-safe and bounded
+    /// (the answer is the server's text).
+    pub fn from_answer(status: u16, code: &str, message: &str) -> StoreError {
+        StoreError {
+            status,
+            code: log_safe(code, 64),
+            message: log_safe(message, 300),
+        }
+    }
+
     /// Throttling, server errors and transport failures are worth retrying; 4xx usually are not,
     /// but the export retries anyway with backoff (credentials get rotated, buckets get created).
     pub fn is_server_side(&self) -> bool {
@@ -196,6 +206,19 @@ pub trait ObjectStore {
         _now_ms: u64,
     ) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// One log-safe line: no control characters, at most `max` characters.
+pub(crate) fn log_safe(s: &str, max: usize) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let trimmed = one_line.trim();
+    match trimmed.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", trimmed.get(..i).unwrap_or(trimmed)),
+        None => trimmed.to_string(),
     }
 }
 

@@ -387,11 +387,7 @@ pub fn error_from(resp: &HttpResponse) -> StoreError {
         xml_element(&body, "Code").unwrap_or_else(|| status_code_name(resp.status).to_string());
     let message = xml_element(&body, "Message")
         .unwrap_or_else(|| "no error message in the response".to_string());
-    StoreError {
-        status: resp.status,
-        code: clean(&code, 64),
-        message: clean(&message, 300),
-    }
+    StoreError::from_answer(resp.status, &code, &message)
 }
 
 fn status_code_name(status: u16) -> &'static str {
@@ -424,19 +420,6 @@ fn xml_element(xml: &str, name: &str) -> Option<String> {
             .replace("&apos;", "'")
             .replace("&amp;", "&"),
     )
-}
-
-/// One log-safe line: no control characters, bounded length (GCS errors use it too).
-pub(crate) fn clean(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let trimmed = one_line.trim();
-    match trimmed.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &trimmed[..i]),
-        None => trimmed.to_string(),
-    }
 }
 
 #[cfg(test)]
