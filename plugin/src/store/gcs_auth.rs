@@ -9,8 +9,12 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use ring::rand::SystemRandom;
-use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::PrivateKey;
+use sha2::Sha256;
 use serde_json::{json, Value};
 
 use crate::http::{HttpResponse, OutboundRequest};
@@ -37,7 +41,7 @@ const RETRY_MAX_MS: u64 = 60_000;
 #[derive(Clone)]
 pub struct RsaSigner {
     der: Secret,
-    pair: Rc<RsaKeyPair>,
+    key: Rc<SigningKey<Sha256>>,
 }
 
 impl PartialEq for RsaSigner {
@@ -58,34 +62,44 @@ impl RsaSigner {
     /// PRIVATE KEY`). The error never quotes the key.
     pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
         let (label, der) = pem_decode(pem).ok_or("is not a PEM private key")?;
-        let pair = match label.as_str() {
-            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
-            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
+        let key = match label.as_str() {
+            "PRIVATE KEY" if is_other_algorithm(&der) => {
+                return Err("is not an RSA key (RS256 needs one)".into())
+            }
+            "PRIVATE KEY" => {
+                PrivateKey::from_pkcs8_der(&der).map_err(|_| "is not a valid RSA private key")?
+            }
+            "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der)
+                .map_err(|_| "is not a valid RSA private key")?,
             "EC PRIVATE KEY" => return Err("is not an RSA key (RS256 needs one)".into()),
             _ => return Err("is not a PEM private key (PKCS#8 or PKCS#1)".into()),
+        };
+        let bits = rsa::traits::PublicKeyParts::n_bits_precision(&key);
+        if !(2048..=8192).contains(&bits) {
+            return Err("is an RSA key of an unsupported size (2048 to 8192 bits)".to_string());
         }
-        .map_err(|e| match e.to_string().as_str() {
-            "WrongAlgorithm" => "is not an RSA key (RS256 needs one)".to_string(),
-            "TooSmall" | "TooLarge" => {
-                "is an RSA key of an unsupported size (2048 to 8192 bits)".to_string()
-            }
-            _ => "is not a valid RSA private key".to_string(),
-        })?;
         let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
         Ok(RsaSigner {
             der: Secret::new(hex),
-            pair: Rc::new(pair),
+            key: Rc::new(SigningKey::new(key)),
         })
     }
 
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (deterministic; the host's randomness only blinds the
+    /// private-key operation).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        let mut sig = vec![0u8; self.pair.public().modulus_len()];
-        self.pair
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig)
-            .map_err(|_| "RSA signing failed (no randomness from the host?)".to_string())?;
-        Ok(sig)
+        self.key
+            .try_sign(message)
+            .map(|sig| sig.to_vec())
+            .map_err(|_| "RSA signing failed (no randomness from the host?)".to_string())
     }
+}
+
+/// A PKCS#8 key whose algorithm is not rsaEncryption (EC, Ed25519, ...): its AlgorithmIdentifier
+/// OID is not 1.2.840.113549.1.1.1.
+fn is_other_algorithm(der: &[u8]) -> bool {
+    const RSA_OID: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    !der.windows(RSA_OID.len()).any(|w| w == RSA_OID)
 }
 
 /// The parts of a service-account JSON key the token flow needs.
