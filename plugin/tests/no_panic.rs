@@ -893,6 +893,7 @@ fn signing_after_year_9999_does_not_panic() {
                     applied_at: now,
                     sha256_hex: sha256_hex(&body),
                     sha256: sha256(&body),
+                    seal: Vec::new(),
                 };
                 store.put("k", &body, &Precondition::IfAbsent, &meta, now)
             },

@@ -100,6 +100,8 @@ pub(super) struct Export {
     call: Option<InFlight>,
     follow_up: Option<FollowUp>,
     conflict_rounds: u32,
+    /// Signing (and, for the carried-over document, encryption) of the upload.
+    seal: crate::settings::SealSettings,
 }
 
 impl Export {
@@ -119,13 +121,18 @@ impl Export {
             call: None,
             follow_up: None,
             conflict_rounds: 0,
+            seal: cfg.seal.clone(),
         }
     }
 
     /// A reconfigured root context keeps its document, its call and its randomness when the
     /// target object and the kind of source are unchanged.
     pub(super) fn carry_over(&mut self, previous: Export) {
-        if previous.key == self.key && previous.own_source == self.own_source {
+        // Not across a change of sealing: an old document may be encrypted differently.
+        if previous.key == self.key
+            && previous.own_source == self.own_source
+            && previous.seal == self.seal
+        {
             self.doc = previous.doc;
             self.call = previous.call;
             self.rng = previous.rng;
@@ -240,19 +247,28 @@ impl Export {
         let out = match plan {
             Plan::Nothing => return None,
             Plan::Put(pre, since) => {
-                let meta = ExportMeta {
+                // Sealed exports: the signature over the key and the stored bytes' digest.
+                let seal = crate::seal::export_metadata(
+                    &self.seal,
+                    &self.key,
+                    &doc.body,
+                    &doc.sha256,
+                    doc.seen_at,
+                );
+                let meta = seal.map(|seal| ExportMeta {
                     uploader: self.node_id.clone().unwrap_or_default(),
                     applied_at: doc.seen_at,
                     sha256_hex: hash.clone(),
                     sha256: doc.sha256,
-                };
+                    seal,
+                });
                 Outgoing {
                     kind: CallKind::Put {
                         hash,
                         bytes: doc.body.len(),
                     },
                     since,
-                    request: store.put(&self.key, &doc.body, &pre, &meta, now),
+                    request: meta.and_then(|m| store.put(&self.key, &doc.body, &pre, &m, now)),
                 }
             }
             Plan::Head(since) => Outgoing {

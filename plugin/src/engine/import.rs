@@ -32,8 +32,9 @@ use crate::backoff::{Backoff, Rng};
 use crate::document::{sha256_hex, validate_declarative_json};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::HttpUrl;
+use crate::seal::{ObjectMeta, Start, Unsealed, Unsealer, SEAL_SLICE_BYTES};
 use crate::settings::scanner::object_members;
-use crate::settings::ImportSettings;
+use crate::settings::{ImportSettings, SealSettings};
 use crate::store::{GetOutcome, ObjectStore, RemoteMeta};
 
 const EMPTY_HASH: &str = "00000000000000000000000000000000";
@@ -79,6 +80,10 @@ pub(super) struct Import {
     done: bool,
     /// "Waiting" lines said once per reason (until the import happens), not every cycle.
     said: std::collections::BTreeSet<&'static str>,
+    /// Signatures and encryption the import requires (docs/sealed-exports.md).
+    seal: SealSettings,
+    /// A downloaded sealed object being hashed, verified and decrypted a slice per tick.
+    unsealing: Option<(Box<Unsealer>, RemoteMeta)>,
 }
 
 impl Import {
@@ -106,6 +111,56 @@ impl Import {
             failures: 0,
             done: false,
             said: std::collections::BTreeSet::new(),
+            seal: SealSettings::default(),
+            unsealing: None,
+        }
+    }
+
+    /// The signatures and encryption this import requires.
+    pub(super) fn with_seal(mut self, seal: SealSettings) -> Import {
+        self.seal = seal;
+        self
+    }
+
+    /// A downloaded object is being unsealed (the shell may tick faster).
+    pub(super) fn busy(&self) -> bool {
+        self.unsealing.is_some()
+    }
+
+    /// One slice of unsealing (every tick while an object is being verified and decrypted).
+    pub(super) fn unseal_slice(&mut self, now: u64, fx: &mut Effects) {
+        let Some((unsealer, _)) = self.unsealing.as_mut() else {
+            return;
+        };
+        let outcome = unsealer.step(SEAL_SLICE_BYTES);
+        if outcome == Unsealed::Working {
+            return;
+        }
+        let Some((unsealer, mut meta)) = self.unsealing.take() else {
+            return;
+        };
+        match outcome {
+            Unsealed::Done(plain) => {
+                let by = |what: &str, id: &Option<String>| {
+                    id.as_ref().map(|id| format!("{what} (key {id})"))
+                };
+                let how: Vec<String> = [
+                    by("signature verified", &unsealer.verified_by),
+                    by("decrypted", &unsealer.decrypted_with),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                fx.log(
+                    Level::Info,
+                    format!("import: {}: {}", self.where_, how.join(", ")),
+                );
+                // `config-sha256` speaks of the stored bytes, checked by the unsealer.
+                meta.sha256_hex = None;
+                self.accept(plain, meta, now, fx);
+            }
+            Unsealed::Failed(why) => self.refuse(&meta, &why, now, fx),
+            Unsealed::Working => {}
         }
     }
 
@@ -119,7 +174,7 @@ impl Import {
         now: u64,
         store: &dyn ObjectStore,
     ) -> Option<Result<OutboundRequest, String>> {
-        if self.done || self.in_flight.is_some() || now < self.next_at {
+        if self.done || self.in_flight.is_some() || self.unsealing.is_some() || now < self.next_at {
             return None;
         }
         let request = match self.next {
@@ -298,28 +353,7 @@ impl Import {
 
     fn fetched(&mut self, outcome: GetOutcome, now: u64, fx: &mut Effects) {
         match outcome {
-            GetOutcome::Found { body, meta } => match self.validate(&body, &meta) {
-                Ok(()) => {
-                    self.pending = Some(Pending {
-                        body: Rc::new(body),
-                        meta,
-                    });
-                    // Check the node is still empty right before posting.
-                    self.next = Step::Status;
-                }
-                Err(why) => {
-                    self.refused = meta.version.clone();
-                    fx.log(
-                        Level::Error,
-                        format!(
-                            "{} is not applied: {why}; waiting for a newer export",
-                            self.where_
-                        ),
-                    );
-                    fx.metric(Metric::ImportFailuresTotal, 1);
-                    self.retry_quietly(now);
-                }
-            },
+            GetOutcome::Found { body, meta } => self.downloaded(body, meta, now, fx),
             GetOutcome::NotModified => self.wait(
                 "the export is still the one refused before; waiting for a newer one",
                 now,
@@ -336,14 +370,65 @@ impl Import {
         }
     }
 
-    fn validate(&self, body: &[u8], meta: &RemoteMeta) -> Result<(), String> {
-        if body.len() as u64 > self.settings.max_bytes {
+    /// A downloaded object: size first, then (sealed exports) hash, signature and decryption
+    /// across ticks, before anything parses it.
+    fn downloaded(&mut self, body: Vec<u8>, meta: RemoteMeta, now: u64, fx: &mut Effects) {
+        if let Err(why) = self.size_check(body.len()) {
+            return self.refuse(&meta, &why, now, fx);
+        }
+        let object = ObjectMeta {
+            seal: meta.seal.clone(),
+            applied_at: meta.applied_at,
+            config_sha256: meta.sha256_hex.clone(),
+        };
+        match Unsealer::start(&self.seal, &self.key, body, object) {
+            Start::Plain(body) => self.accept(body, meta, now, fx),
+            Start::Refused(why) => self.refuse(&meta, &why, now, fx),
+            Start::Unseal(u) => self.unsealing = Some((u, meta)),
+        }
+    }
+
+    /// A document to validate, then post.
+    fn accept(&mut self, body: Vec<u8>, meta: RemoteMeta, now: u64, fx: &mut Effects) {
+        match self.validate(&body, &meta) {
+            Ok(()) => {
+                self.pending = Some(Pending {
+                    body: Rc::new(body),
+                    meta,
+                });
+                // Check the node is still empty right before posting.
+                self.next = Step::Status;
+            }
+            Err(why) => self.refuse(&meta, &why, now, fx),
+        }
+    }
+
+    /// The object is not applied (and not downloaded again until it changes).
+    fn refuse(&mut self, meta: &RemoteMeta, why: &str, now: u64, fx: &mut Effects) {
+        self.refused = meta.version.clone();
+        fx.log(
+            Level::Error,
+            format!(
+                "{} is not applied: {why}; waiting for a newer export",
+                self.where_
+            ),
+        );
+        fx.metric(Metric::ImportFailuresTotal, 1);
+        self.retry_quietly(now);
+    }
+
+    fn size_check(&self, len: usize) -> Result<(), String> {
+        if len as u64 > self.settings.max_bytes {
             return Err(format!(
-                "{} bytes is more than import_max_bytes ({})",
-                body.len(),
+                "{len} bytes is more than import_max_bytes ({})",
                 self.settings.max_bytes
             ));
         }
+        Ok(())
+    }
+
+    fn validate(&self, body: &[u8], meta: &RemoteMeta) -> Result<(), String> {
+        self.size_check(body.len())?;
         validate_declarative_json(body).map_err(|r| format!("the object {r}"))?;
         if let Some(expected) = &meta.sha256_hex {
             if *expected != sha256_hex(body) {

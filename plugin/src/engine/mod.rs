@@ -36,6 +36,7 @@ use crate::digest::Digester;
 use crate::document::Document;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::node_lock::{self, Lease, SharedStore};
+use crate::seal::ExportSealer;
 use crate::settings::{Config, SourceConfig};
 use crate::store::{self, ObjectStore};
 
@@ -107,6 +108,8 @@ pub struct Engine {
     election: Election,
     /// A large document being hashed a slice per tick, and when it was seen.
     digesting: Option<(Digester, u64)>,
+    /// Encrypts hashed documents before the export sees them (`export_encryption_key`).
+    sealer: ExportSealer,
 }
 
 impl Engine {
@@ -128,8 +131,9 @@ impl Engine {
                 base_ms: cfg.retry_base_ms,
                 max_ms: cfg.retry_max_ms,
             };
-            Import::new(s, key, where_, me, backoff)
+            Import::new(s, key, where_, me, backoff).with_seal(cfg.seal.clone())
         });
+        let sealer = ExportSealer::new(&cfg.seal, export.key());
         let election_prefix = cfg.storage.location.election_prefix(&cfg.gateway_version);
         let register_key = cfg.shared_key(&format!(
             "config-bridge/v1/election/{}/{election_prefix}",
@@ -149,6 +153,7 @@ impl Engine {
             shared_data_broken: false,
             election,
             digesting: None,
+            sealer,
             cfg,
         }
     }
@@ -166,6 +171,7 @@ impl Engine {
             self.holder_said = previous.holder_said;
             self.calls = previous.calls;
             self.export.carry_over(previous.export);
+            self.sealer.carry_over(previous.sealer);
         }
         let same_election = previous.election.enabled()
             && self.election.enabled()
@@ -221,7 +227,10 @@ impl Engine {
     /// Work that proceeds a slice or a request per tick is under way (a Kong Admin API dump, a
     /// large document being hashed): the shell may tick faster until it is done.
     pub fn busy(&self) -> bool {
-        self.digesting.is_some() || (self.holder && (self.source.busy() || self.election.busy()))
+        self.digesting.is_some()
+            || self.sealer.busy()
+            || self.import.as_ref().is_some_and(|i| i.busy())
+            || (self.holder && (self.source.busy() || self.election.busy()))
     }
 
     pub fn on_event(
@@ -249,6 +258,7 @@ impl Engine {
         let mut fx = Effects::default();
         let mut dispatches = Vec::new();
         self.digest_slice(now, shared, &mut fx);
+        self.seal_slice(now, shared, &mut fx);
         for (id, owner) in self.calls.expired(now) {
             let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
             self.failed(owner, id, &reason, now, shared, &mut fx);
@@ -293,8 +303,7 @@ impl Engine {
             // Newer than any document still being hashed: that one is dropped.
             self.digesting = None;
             let doc = Document::new(body, now);
-            self.export
-                .offer(doc, &mut export_cx!(self, now, shared, fx));
+            self.offer_doc(doc, now, shared, fx);
         } else {
             self.digesting = Some((Digester::new(body), now));
         }
@@ -309,8 +318,34 @@ impl Engine {
         };
         let doc = Document::with_digest(Rc::clone(digester.body()), sha256, *seen_at);
         self.digesting = None;
-        self.export
-            .offer(doc, &mut export_cx!(self, now, shared, fx));
+        self.offer_doc(doc, now, shared, fx);
+    }
+
+    /// A hashed document goes to the export, encrypted first when exports are
+    /// (docs/sealed-exports.md): at once when small, else a slice per tick (`seal_slice`).
+    fn offer_doc(
+        &mut self,
+        doc: Document,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        if let Some(doc) = self.sealer.offer(doc) {
+            self.export
+                .offer(doc, &mut export_cx!(self, now, shared, fx));
+        }
+    }
+
+    /// One slice of sealing work: the export's encryption, the import's verification and
+    /// decryption.
+    fn seal_slice(&mut self, now: u64, shared: &mut dyn SharedStore, fx: &mut Effects) {
+        if let Some(doc) = self.sealer.step() {
+            self.export
+                .offer(doc, &mut export_cx!(self, now, shared, fx));
+        }
+        if let Some(import) = self.import.as_mut() {
+            import.unseal_slice(now, fx);
+        }
     }
 
     /// Whether the store can take requests; sends its prerequisite when it needs one.

@@ -18,6 +18,7 @@ mod import;
 mod lookup;
 pub mod s3;
 pub(crate) mod scanner;
+mod seal;
 mod source;
 pub mod storage;
 
@@ -35,6 +36,7 @@ use lookup::{parse_bool, Lookup};
 use s3::{default_s3_upstream, parse_s3};
 pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
 use scanner::{check_json, first_byte, json_string, json_syntax_reason, object_members};
+pub use seal::SealSettings;
 use source::parse_source;
 use storage::{validate_gateway_version, Backend, StorageUrl};
 pub use storage::{StorageBackend, StorageSettings};
@@ -149,6 +151,8 @@ pub struct Config {
     pub shared_data_namespace: Option<String>,
     /// Which of several exporting nodes uploads (docs/election.md).
     pub election: ElectionSettings,
+    /// Signed and encrypted exports (docs/sealed-exports.md).
+    pub seal: SealSettings,
 }
 
 /// The `config` payload's `_format_version` from a scan's nested members (`None`: the payload
@@ -235,6 +239,10 @@ pub const SETTINGS: &[&str] = &[
     "retry_max_ms",
     "strict_config",
     "shared_data_namespace",
+    "export_signing_key",
+    "import_verification_keys",
+    "export_encryption_key",
+    "import_decryption_keys",
 ];
 
 /// Where the `config` payload is: a byte range of the filter configuration text (an object given
@@ -522,6 +530,7 @@ impl Config {
             None
         };
         let election = election::parse_election(l)?;
+        let seal = seal::parse_seal(l)?;
         let (backend, default_upstream) = match location.backend {
             Backend::S3 => {
                 let s3 = parse_s3(l, export || import)?;
@@ -562,6 +571,7 @@ impl Config {
             strict_config,
             shared_data_namespace,
             election,
+            seal,
         };
         Ok((cfg, loc))
     }

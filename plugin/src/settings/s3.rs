@@ -37,7 +37,15 @@ impl fmt::Debug for HeaderList {
 }
 
 /// Metadata keys config-bridge writes itself; an operator may not override them.
-pub const RESERVED_METADATA: &[&str] = &["uploader", "config-applied-at", "config-sha256"];
+pub const RESERVED_METADATA: &[&str] = &[
+    "uploader",
+    "config-applied-at",
+    "config-sha256",
+    // Sealed exports (docs/sealed-exports.md).
+    crate::seal::META_SIGNATURE,
+    crate::seal::META_SIGNATURE_KEY,
+    crate::seal::META_ENCRYPTION_KEY,
+];
 
 pub(crate) fn default_s3_upstream(s3: &S3Settings) -> String {
     match &s3.endpoint {

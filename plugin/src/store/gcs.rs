@@ -169,11 +169,16 @@ impl ObjectStore for GcsStore {
         meta: &ExportMeta,
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
-        let metadata = json!({
+        let mut metadata = json!({
             META_UPLOADER: meta.uploader,
             META_APPLIED_AT: meta.applied_at.to_string(),
             META_SHA256: meta.sha256_hex,
         });
+        if let Some(m) = metadata.as_object_mut() {
+            for (name, value) in &meta.seal {
+                m.insert((*name).to_string(), Value::String(value.clone()));
+            }
+        }
         self.upload(
             key,
             "application/json",
@@ -328,6 +333,7 @@ impl ObjectStore for GcsStore {
                     uploader: meta_header(META_UPLOADER).map(str::to_string),
                     applied_at: meta_header(META_APPLIED_AT).and_then(|v| v.trim().parse().ok()),
                     sha256_hex: meta_header(META_SHA256).map(str::to_string),
+                    seal: crate::seal::SealMeta::read(|k| meta_header(k).map(str::to_string)),
                 };
                 GetOutcome::Found {
                     body: resp.body,
@@ -447,6 +453,7 @@ fn resource_meta(v: &Value) -> RemoteMeta {
         uploader: meta(META_UPLOADER),
         applied_at: meta(META_APPLIED_AT).and_then(|s| s.trim().parse().ok()),
         sha256_hex: meta(META_SHA256),
+        seal: crate::seal::SealMeta::read(meta),
     }
 }
 
@@ -547,6 +554,7 @@ mod tests {
                     applied_at: 7,
                     sha256_hex: crate::document::sha256_hex(b"{}"),
                     sha256: crate::document::sha256(b"{}"),
+                    seal: Vec::new(),
                 },
                 1000,
             )
@@ -633,7 +641,8 @@ mod tests {
                 version: Some("5".into()),
                 uploader: Some("n2".into()),
                 applied_at: Some(42),
-                sha256_hex: Some("ab".into())
+                sha256_hex: Some("ab".into()),
+                ..Default::default()
             })
         );
     }

@@ -35,6 +35,9 @@ pub struct ExportMeta {
     pub sha256_hex: String,
     /// The same digest as bytes (the checksum header and the signature reuse it).
     pub sha256: [u8; 32],
+    /// A sealed export's metadata (`seal::export_metadata`): name (without the store's prefix)
+    /// and value; empty otherwise.
+    pub seal: Vec<(&'static str, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +88,8 @@ pub struct RemoteMeta {
     pub uploader: Option<String>,
     pub applied_at: Option<u64>,
     pub sha256_hex: Option<String>,
+    /// Signature and encryption key ids of a sealed export (docs/sealed-exports.md).
+    pub seal: crate::seal::SealMeta,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -265,6 +265,9 @@ impl ObjectStore for S3Store {
             (META_APPLIED_AT.into(), meta.applied_at.to_string()),
             (META_SHA256.into(), meta.sha256_hex.clone()),
         ];
+        for (name, value) in &meta.seal {
+            headers.push((format!("x-amz-meta-{name}"), value.clone()));
+        }
         headers.extend(self.settings.extra_headers.0.iter().cloned());
         if self.settings.conditional_writes {
             match precondition {
@@ -356,6 +359,9 @@ fn remote_meta(resp: &HttpResponse) -> RemoteMeta {
             .header(META_APPLIED_AT)
             .and_then(|v| v.trim().parse().ok()),
         sha256_hex: resp.header(META_SHA256).map(str::to_string),
+        seal: crate::seal::SealMeta::read(|k| {
+            resp.header(&format!("x-amz-meta-{k}")).map(str::to_string)
+        }),
     }
 }
 
@@ -535,6 +541,7 @@ mod tests {
             applied_at: 1_700_000_000_123,
             sha256_hex: sha256_hex(body),
             sha256: sha256(body),
+            seal: Vec::new(),
         }
     }
 
@@ -785,7 +792,8 @@ mod tests {
                 version: Some("\"e2\"".into()),
                 uploader: Some("n2".into()),
                 applied_at: Some(42),
-                sha256_hex: Some("ab".into())
+                sha256_hex: Some("ab".into()),
+                ..Default::default()
             })
         );
     }
