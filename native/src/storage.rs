@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use config_bridge::backoff::{Backoff, Rng};
 use config_bridge::document::{sha256_hex, validate_declarative_json};
 use config_bridge::http::{HttpResponse, OutboundRequest};
+use config_bridge::seal::{ObjectMeta, Start, Unsealed, Unsealer};
 use config_bridge::settings::Config;
 use config_bridge::store::{
     self, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore, RemoteMeta, StoreError,
@@ -219,6 +220,46 @@ impl Retry {
         std::thread::sleep(delay);
         true
     }
+}
+
+/// A sealed export (docs/sealed-exports.md) verified and decrypted with the settings' keys,
+/// by the filter's own code, before anything parses it: the object with its plaintext (its
+/// `config-sha256`, which speaks of the stored bytes, checked and cleared). Without keys, an
+/// unencrypted object as it is. The error reads after "<object> is not applied: ".
+pub fn unseal(
+    cfg: &Config,
+    key: &str,
+    mut object: Object,
+    max_bytes: u64,
+) -> Result<Object, String> {
+    let size = object.body.len() as u64;
+    if size > max_bytes {
+        return Err(format!(
+            "{size} bytes is more than --max-bytes ({max_bytes})"
+        ));
+    }
+    let meta = ObjectMeta {
+        seal: object.meta.seal.clone(),
+        applied_at: object.meta.applied_at,
+        config_sha256: object.meta.sha256_hex.clone(),
+    };
+    let body = std::mem::take(&mut object.body);
+    match Unsealer::start(&cfg.seal, key, body, meta) {
+        Start::Plain(body) => object.body = body,
+        Start::Refused(why) => return Err(why),
+        Start::Unseal(mut u) => loop {
+            match u.step(usize::MAX) {
+                Unsealed::Working => {}
+                Unsealed::Done(plain) => {
+                    object.body = plain;
+                    object.meta.sha256_hex = None;
+                    break;
+                }
+                Unsealed::Failed(why) => return Err(why),
+            }
+        },
+    }
+    Ok(object)
 }
 
 /// The checks the filter's import makes before applying an object: a size limit, a Kong

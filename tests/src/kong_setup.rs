@@ -490,16 +490,33 @@ fn secs1() -> Duration {
 /// with `x-amz-meta-config-sha256: sha_of` (the filter's metadata, here possibly not matching
 /// `body`), at the world's time. Returns the status.
 pub fn put_object_signed(world: &World, s3: &MockS3, body: &[u8], sha_of: &[u8]) -> u16 {
+    let sha = sha256_hex(sha_of);
+    put_object_with_metadata(
+        world,
+        s3,
+        body,
+        &[("config-sha256", &sha), ("uploader", "test-writer")],
+    )
+}
+
+/// Stores `body` as the exported object (a signed PUT straight into the mock S3 handler) with
+/// `metadata` as `x-amz-meta-<name>: <value>`, at the world's time. Returns the status.
+pub fn put_object_with_metadata(
+    world: &World,
+    s3: &MockS3,
+    body: &[u8],
+    metadata: &[(&str, &str)],
+) -> u16 {
     let path = format!("/{BUCKET}/{CONFIG_KEY}");
     let host = crate::NGX_UPSTREAM;
-    let sha = sha256_hex(sha_of);
-    let headers: Vec<(String, String)> = vec![
+    let mut headers: Vec<(String, String)> = vec![
         ("host".into(), host.into()),
         ("content-length".into(), body.len().to_string()),
         ("content-type".into(), "application/json".into()),
-        ("x-amz-meta-config-sha256".into(), sha),
-        ("x-amz-meta-uploader".into(), "test-writer".into()),
     ];
+    for (k, v) in metadata {
+        headers.push((format!("x-amz-meta-{k}"), v.to_string()));
+    }
     let now: SystemTime = world.clock().now();
     let signer = Signer {
         access_key: ACCESS_KEY,

@@ -19,7 +19,7 @@ use crate::args::DrillArgs;
 use crate::http::Http;
 use crate::outcome::{Exit, Outcome, Res};
 use crate::settings::Settings;
-use crate::storage::{check_object, Storage};
+use crate::storage::{check_object, unseal, Storage};
 use crate::time::{age, now_ms, rfc3339};
 
 /// Ids listed per entity type in a difference, at most.
@@ -108,6 +108,20 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
         }
     }
     report = report.line(format!("uploader  {uploader}"));
+    // Sealed exports: verified and decrypted before anything parses them.
+    let sealed = object.meta.seal.describe();
+    report = report
+        .line(format!("sealed    {sealed}"))
+        .field("sealed", sealed.as_str());
+    let object = match unseal(&cfg, &key, object, args.max_bytes) {
+        Ok(o) => o,
+        Err(why) => {
+            return Ok(finish(
+                report,
+                vec![(Exit::Invalid, format!("invalid: {why}"))],
+            ))
+        }
+    };
 
     if let Err(why) = check_object(&object, args.max_bytes) {
         let line = format!("invalid: {why}");

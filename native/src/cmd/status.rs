@@ -137,8 +137,9 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
                     .and_then(|m| m.uploader.clone())
                     .unwrap_or_else(|| "unknown".into());
                 let sha = meta.as_ref().and_then(|m| m.sha256_hex.clone());
+                let sealed = meta.as_ref().map(|m| m.seal.describe()).unwrap_or_default();
                 report = report.line(format!(
-                    "  {name}: {} bytes, {}, uploaded by {uploader}, sha256 {}",
+                    "  {name}: {} bytes, {}, uploaded by {uploader}, sha256 {}, {sealed}",
                     entry.size,
                     since
                         .map(|t| format!("{} old", age(now.saturating_sub(t))))
@@ -155,6 +156,7 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
                     "age_seconds": since.map(|t| now.saturating_sub(t) / 1000),
                     "uploader": meta.as_ref().and_then(|m| m.uploader.clone()),
                     "sha256": sha,
+                    "sealed": sealed,
                     "etag": meta.and_then(|m| m.version),
                 });
             }
