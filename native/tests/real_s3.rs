@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{doc, run_with, write};
+use common::{doc, run_with, seal_env, write};
 
 struct Server {
     endpoint: String,
@@ -51,7 +51,8 @@ fn server(prefix: &str, test: &str) -> Option<Server> {
     })
 }
 
-fn round_trip(srv: Server, name: &str, under_a_prefix: bool) {
+/// `sealed`: signed and encrypted exports (docs/sealed-exports.md), the keys in the environment.
+fn round_trip(srv: Server, name: &str, under_a_prefix: bool, sealed: bool) {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -63,13 +64,17 @@ fn round_trip(srv: Server, name: &str, under_a_prefix: bool) {
         (format!("s3://{}", srv.bucket), unique)
     };
     let version = version.as_str();
-    let env = vec![
+    let plain_env = vec![
         ("KONG_CLUSTER_FALLBACK_CONFIG_STORAGE", storage.clone()),
         ("AWS_ACCESS_KEY_ID", srv.access_key.clone()),
         ("AWS_SECRET_ACCESS_KEY", srv.secret_key.clone()),
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_CONFIG_STORAGE_ENDPOINT", srv.endpoint.clone()),
     ];
+    let mut env = plain_env.clone();
+    if sealed {
+        env.extend(seal_env());
+    }
     let run = |args: &[&str]| {
         let args = [args, &["--timeout", "20"]].concat();
         let r = run_with(&args, &env);
@@ -100,7 +105,17 @@ fn round_trip(srv: Server, name: &str, under_a_prefix: bool) {
         .iter()
         .find(|v| v["version"] == version)
         .unwrap_or_else(|| panic!("{name}: {version} not in {status}"));
-    assert_eq!(v["export"]["bytes"], text.len(), "{name}: {status}");
+    if sealed {
+        // The header and a tag per segment: the stored object is not the plaintext.
+        let bytes = v["export"]["bytes"].as_u64().unwrap_or(0) as usize;
+        assert!(bytes > text.len(), "{name}: {status}");
+        assert_eq!(
+            v["export"]["sealed"], "signed (key sig-1), encrypted (key enc-1)",
+            "{name}: {status}"
+        );
+    } else {
+        assert_eq!(v["export"]["bytes"], text.len(), "{name}: {status}");
+    }
 
     let drill = run(&["drill", "--version", version, "--max-age", "600"]);
     drill.expect(0);
@@ -118,18 +133,47 @@ fn round_trip(srv: Server, name: &str, under_a_prefix: bool) {
         "{name}: byte-identical"
     );
     run(&["import", "--version", "0.0.0", "--out", &target_s]).expect(11);
+    if sealed {
+        // Without the decryption keys: refused, nothing written.
+        std::fs::remove_file(&target).unwrap();
+        let args = [
+            "import",
+            "--version",
+            version,
+            "--out",
+            &target_s,
+            "--timeout",
+            "20",
+        ];
+        run_with(&args, &plain_env).expect(12);
+        assert!(!target.exists(), "{name}");
+    }
 }
 
 #[test]
 fn s3s_fs_round_trip() {
     if let Some(srv) = server("S3S", "native s3s_fs_round_trip") {
-        round_trip(srv, "s3s", true);
+        round_trip(srv, "s3s", true, false);
+    }
+}
+
+#[test]
+fn s3s_fs_sealed_round_trip() {
+    if let Some(srv) = server("S3S", "native s3s_fs_sealed_round_trip") {
+        round_trip(srv, "s3s-sealed", true, true);
     }
 }
 
 #[test]
 fn moto_round_trip() {
     if let Some(srv) = server("MOTO", "native moto_round_trip") {
-        round_trip(srv, "moto", false);
+        round_trip(srv, "moto", false, false);
+    }
+}
+
+#[test]
+fn moto_sealed_round_trip() {
+    if let Some(srv) = server("MOTO", "native moto_sealed_round_trip") {
+        round_trip(srv, "moto-sealed", false, true);
     }
 }

@@ -198,3 +198,33 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
     std::fs::write(&path, text).expect("write");
     path.display().to_string()
 }
+
+/// Sealed exports (docs/sealed-exports.md): the exporter's signing seed and encryption key, the
+/// importer's public key and decryption keys, as the environment gives them to the tool.
+pub fn seal_env() -> Vec<(&'static str, String)> {
+    use config_bridge::document::base64;
+    use config_bridge::seal::{keys::KeyEntry, sign::public_key};
+    let seed = [0x5e; 32];
+    let public = public_key(&KeyEntry::new("sig-1", seed).expect("key"));
+    vec![
+        (
+            "CONFIG_BRIDGE_EXPORT_SIGNING_KEY",
+            format!("sig-1:{}", base64(&seed)),
+        ),
+        (
+            "CONFIG_BRIDGE_EXPORT_ENCRYPTION_KEY",
+            format!("enc-1:{}", base64(&[0xe7; 32])),
+        ),
+        (
+            "CONFIG_BRIDGE_IMPORT_VERIFICATION_KEYS",
+            format!("sig-1:{}", base64(&public)),
+        ),
+        (
+            "CONFIG_BRIDGE_IMPORT_DECRYPTION_KEYS",
+            format!("enc-0:{},enc-1:{}", base64(&[1; 32]), base64(&[0xe7; 32])),
+        ),
+    ]
+}
+
+/// Key material of [`seal_env`] that must never be printed.
+pub const SEAL_SECRETS: [[u8; 32]; 2] = [[0x5e; 32], [0xe7; 32]];
