@@ -1,4 +1,4 @@
-//! The filter configuration: parsing, validation and environment fallbacks (SPEC §2).
+//! The filter configuration: parsing, validation and environment fallbacks (plugin/SETTINGS.md).
 //!
 //! Pure: `Config::parse(bytes, env)` sees the environment only through the `env` lookup, so the
 //! shell passes WASI's environment and tests pass a map. Every error names ONE field and the reason

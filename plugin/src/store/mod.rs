@@ -1,6 +1,7 @@
 //! What the export needs from an object store, independent of S3 or GCS: build a conditional
-//! upload and a metadata read as plain HTTP requests, and classify their answers. `s3` implements
-//! it now; GCS (ifGenerationMatch, OAuth2) will implement the same trait.
+//! upload and a metadata read as plain HTTP requests, and classify their answers. `s3.rs` (SigV4,
+//! `If-Match`/`If-None-Match`) and `gcs.rs` (`ifGenerationMatch`, OAuth2 tokens from `gcs_auth.rs`,
+//! docs/gcs.md) implement it.
 
 use std::fmt;
 use std::rc::Rc;
