@@ -27,7 +27,7 @@ fn container_env(container: &Value) -> HashMap<String, String> {
             let name = e["name"].as_str()?.to_string();
             let value = e["value"]
                 .as_str()
-                .unwrap_or("from-a-secret-or-field")
+                .unwrap_or("AKIDEXAMPLEFROMASECRET")
                 .to_string();
             Some((name, value))
         })

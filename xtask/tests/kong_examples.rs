@@ -1062,7 +1062,13 @@ fn the_kic_values_start_kong_and_let_the_filter_import() {
             }
         }
     }
-    problems.extend(kong_admin_problems(&filter, &env));
+    // Without `admin_listen` in `env` the chart renders its own: TLS only (admin.http.enabled is
+    // false by default), not Kong's default with 127.0.0.1:8001.
+    let mut chart = env.clone();
+    chart
+        .entry("admin_listen".into())
+        .or_insert_with(|| "0.0.0.0:8444 http2 ssl, [::]:8444 http2 ssl".into());
+    problems.extend(kong_admin_problems(&filter, &chart));
     let deployment = &gateway["deployment"];
     let path = env.get("wasm_filters_path").cloned().unwrap_or_default();
     let mounted = deployment["userDefinedVolumeMounts"]

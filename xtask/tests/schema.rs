@@ -106,6 +106,12 @@ fn valid_variants_pass_the_schema_and_the_parser() {
         with(json!({"cluster_fallback_config_export_delay": "2.5"})),
         with(json!({"cluster_fallback_config_export_delay": 0})),
         with(json!({"cluster_fallback_config_storage": "S3://my.bucket-1//a//b/"})),
+        // The node's own Admin API (every Kong example): no `config`.
+        with(
+            json!({"config_source": "kong_admin", "config": null,
+                    "kong_admin_url": "http://127.0.0.1:8001", "kong_admin_dump_interval": 30}),
+        ),
+        with(json!({"config_source": "kong_admin", "config": null})),
         // GCS (Kong 3.5+ validates the chain against the schema before the filter sees it).
         with(
             json!({"cluster_fallback_config_storage": "gcs://kong-backups/fallback",
@@ -217,6 +223,11 @@ fn invalid_configs_are_rejected_by_the_parser_and_the_schema() {
         (
             "unknown storage scheme",
             with(json!({"cluster_fallback_config_storage": "ftp://bucket/p"})),
+            Rejects,
+        ),
+        (
+            "kong_admin source with a config",
+            with(json!({"config_source": "kong_admin"})),
             Rejects,
         ),
         (
