@@ -1,5 +1,5 @@
-//! S3 (and S3-compatible) PutObject / HeadObject requests signed with SigV4 (`aws-sigv4`), and the
-//! parsing of their answers.
+//! S3 (and S3-compatible) PutObject / HeadObject requests signed with SigV4 (`sigv4.rs`, written
+//! from AWS's specification), and the parsing of their answers.
 //!
 //! Addressing: AWS endpoints use virtual-hosted style (`<bucket>.s3.<region>.amazonaws.com`) unless
 //! the bucket has dots (TLS wildcard) or `s3_force_path_style` is set; custom endpoints
