@@ -107,10 +107,8 @@ fn valid_variants_pass_the_schema_and_the_parser() {
         with(json!({"cluster_fallback_config_export_delay": 0})),
         with(json!({"cluster_fallback_config_storage": "S3://my.bucket-1//a//b/"})),
         // The node's own Admin API (every Kong example): no `config`.
-        with(
-            json!({"config_source": "kong_admin", "config": null,
-                    "kong_admin_url": "http://127.0.0.1:8001", "kong_admin_dump_interval": 30}),
-        ),
+        with(json!({"config_source": "kong_admin", "config": null,
+                    "kong_admin_url": "http://127.0.0.1:8001", "kong_admin_dump_interval": 30})),
         with(json!({"config_source": "kong_admin", "config": null})),
         // GCS (Kong 3.5+ validates the chain against the schema before the filter sees it).
         with(
