@@ -11,8 +11,8 @@ use std::rc::Rc;
 
 use rsa::pkcs1v15::SigningKey;
 use rsa::signature::{SignatureEncoding, Signer};
-use sha2::Sha256;
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
@@ -445,8 +445,14 @@ mod tests {
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(b"foob"), "Zm9vYg");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-        assert_eq!(super::super::rsa_key::base64_decode("Zm9v\nYmFy").unwrap(), b"foobar");
-        assert_eq!(super::super::rsa_key::base64_decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(
+            super::super::rsa_key::base64_decode("Zm9v\nYmFy").unwrap(),
+            b"foobar"
+        );
+        assert_eq!(
+            super::super::rsa_key::base64_decode("Zm9vYg==").unwrap(),
+            b"foob"
+        );
         assert_eq!(super::super::rsa_key::base64_decode("Zm9v*"), None);
     }
 

@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(r.take(OCTET_STRING), Some(&[0xaa, 0xbb][..]));
         assert_eq!(r.take(INTEGER), None);
         assert_eq!(Reader::new(&[0x02, 0x05, 0x01]).take(INTEGER), None);
-        assert_eq!(Reader::new(&[0x02, 0x85, 1, 1, 1, 1, 1]).take(INTEGER), None);
+        assert_eq!(
+            Reader::new(&[0x02, 0x85, 1, 1, 1, 1, 1]).take(INTEGER),
+            None
+        );
         assert_eq!(Reader::new(&[0x30, 0x01, 0x00]).take(INTEGER), None);
     }
 
@@ -181,7 +184,10 @@ mod tests {
             format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
         };
         let err = |r: Result<(PrivateKey, Vec<u8>), String>| r.err().unwrap_or_default();
-        assert_eq!(err(private_key_from_pem("nothing")), "is not a PEM private key");
+        assert_eq!(
+            err(private_key_from_pem("nothing")),
+            "is not a PEM private key"
+        );
         assert_eq!(
             err(private_key_from_pem(&pem("EC PRIVATE KEY", "AAAA"))),
             "is not an RSA key (RS256 needs one)"
