@@ -12,8 +12,8 @@ use config_bridge_tests::real_engine::{
     assert_no_secrets_in_logs, engine_filter_config, known_secrets, settle, EngineNode, EngineSpec,
     LiveS3, LogMark, CONFIGURED, EXPORTED, WAIT,
 };
-use host_harness::mocks::faults::Fault;
 use config_bridge_tests::{declarative, payload_bytes, CONFIG_KEY, PREFIX};
+use host_harness::mocks::faults::Fault;
 use serde_json::{json, Value};
 
 const INTERVAL_S: u64 = 3;
@@ -238,7 +238,9 @@ fn a_lone_node_with_the_default_settings_exports_promptly_after_start_and_each_r
         .filter(|k| k.starts_with(&format!("{PREFIX}/3.9.1/election/")))
         .collect();
     assert_eq!(regs.len(), 1, "{regs:?}");
-    eprintln!("engine election (defaults): export after start/reloads {latencies:?} (bound {bound:?})");
+    eprintln!(
+        "engine election (defaults): export after start/reloads {latencies:?} (bound {bound:?})"
+    );
     node.assert_no_traps();
     assert_no_secrets_in_logs(&node, &known_secrets(&s3));
 }
@@ -247,8 +249,10 @@ fn a_lone_node_with_the_default_settings_exports_promptly_after_start_and_each_r
 fn a_refused_listing_is_loud_and_a_lone_node_still_exports() {
     let s3 = LiveS3::start();
     // An IAM policy without s3:ListBucket: every listing is refused.
-    s3.faults()
-        .always(|r, _| r.path.contains("list-type=2"), Fault::access_denied());
+    s3.faults().always(
+        |r, _| r.path.contains("list-type=2"),
+        Fault::access_denied(),
+    );
     let doc = declarative(1);
     let Some(node) =
         EngineNode::start(EngineSpec::new("election_refused", defaults(&s3, &doc)).workers(2))

@@ -108,9 +108,8 @@ fn a_mixed_fleet_with_kong_enterprise_on_gcs_agrees_on_one_leader_and_keeps_time
             .unwrap();
         nodes.push((node, format!("node-{i}")));
     }
-    let now = |g: &Gcs| {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(g.world.clock().guest_wall_nanos())
-    };
+    let now =
+        |g: &Gcs| SystemTime::UNIX_EPOCH + Duration::from_nanos(g.world.clock().guest_wall_nanos());
     let kong = "kong-ee-7f3a";
     let kong_key = format!("{ELECTION_PREFIX}{kong}");
     let mut created: std::collections::BTreeMap<String, SystemTime> = Default::default();
@@ -123,7 +122,8 @@ fn a_mixed_fleet_with_kong_enterprise_on_gcs_agrees_on_one_leader_and_keeps_time
             g.mock.put_object(BUCKET, &kong_key, b"", "text/plain", t);
             kong_refreshed = Some(second);
         } else if kong_refreshed.is_some_and(|r| second >= r + INTERVAL) {
-            g.mock.patch_metadata(BUCKET, &kong_key, "kong", "refresh", t);
+            g.mock
+                .patch_metadata(BUCKET, &kong_key, "kong", "refresh", t);
             kong_refreshed = Some(second);
         }
         // Our registrations keep their `timeCreated` (the register time Kong reads).
@@ -146,8 +146,16 @@ fn a_mixed_fleet_with_kong_enterprise_on_gcs_agrees_on_one_leader_and_keeps_time
         if theirs.as_deref() == Some(kong) {
             leaders.push(kong.to_string());
         }
-        assert_eq!(leaders.len(), 1, "at {second} s: leaders {leaders:?}, Kong's view {theirs:?}");
-        assert_eq!(theirs.as_ref(), leaders.first(), "at {second} s: Kong's view differs");
+        assert_eq!(
+            leaders.len(),
+            1,
+            "at {second} s: leaders {leaders:?}, Kong's view {theirs:?}"
+        );
+        assert_eq!(
+            theirs.as_ref(),
+            leaders.first(),
+            "at {second} s: Kong's view differs"
+        );
     }
     assert!(g.world.traps().is_empty());
 }

@@ -480,13 +480,7 @@ impl Election {
         self.next_round_at = now.saturating_add(retry);
     }
 
-    fn decide(
-        &mut self,
-        now: u64,
-        node_id: &str,
-        shared: &mut dyn SharedStore,
-        fx: &mut Effects,
-    ) {
+    fn decide(&mut self, now: u64, node_id: &str, shared: &mut dyn SharedStore, fx: &mut Effects) {
         let interval = self.settings.interval_ms;
         let store_now = shift(now, self.skew_ms);
         let registered_store = shift(self.registered_at.unwrap_or(now), self.skew_ms);
@@ -587,7 +581,10 @@ impl Election {
                 .filter(|c| c.refreshed_ms <= seen_after)
                 .map(|c| c.refreshed_ms.saturating_add(self.round_period()))
                 .chain(others.iter().map(|c| c.refreshed_ms))
-                .map(|t| unshift(t.saturating_add(settled_at), self.skew_ms).saturating_add(FOLLOWER_CHECK_MARGIN_MS))
+                .map(|t| {
+                    unshift(t.saturating_add(settled_at), self.skew_ms)
+                        .saturating_add(FOLLOWER_CHECK_MARGIN_MS)
+                })
                 .filter(|&t| t > now)
                 .min()
                 .unwrap_or(self.next_round_at);
@@ -690,7 +687,11 @@ impl Election {
         self.register_time_ms = Some(t);
         let refreshed = self.registered_at.unwrap_or(0);
         if let Ok((_, cas)) = shared.get(&self.register_key) {
-            let _ = shared.set(&self.register_key, format!("{t} {refreshed}").as_bytes(), cas);
+            let _ = shared.set(
+                &self.register_key,
+                format!("{t} {refreshed}").as_bytes(),
+                cas,
+            );
         }
         fx.log(
             Level::Info,

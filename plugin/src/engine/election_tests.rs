@@ -321,7 +321,10 @@ fn the_oldest_fresh_candidate_leads_and_ties_go_to_the_smaller_node_id() {
     assert_eq!(leaders(&nodes, T0 + 20_000), ["node-a"]);
     // node-b's next round (¾ interval) and node-a's check after it.
     let took = handed_over.unwrap();
-    assert!(took <= INTERVAL / 4 * 3 + 5_000, "handed over after {took} ms");
+    assert!(
+        took <= INTERVAL / 4 * 3 + 5_000,
+        "handed over after {took} ms"
+    );
 }
 
 #[test]
@@ -583,7 +586,10 @@ fn registrations_of_one_node_count_once_and_a_reset_node_keeps_its_first_place()
         .logs
         .iter()
         .any(|(_, l)| l == "election: leader is node-a (1 fresh candidate(s))"));
-    assert!(again.logs.iter().any(|(_, l)| l.contains("keeps its first registration")));
+    assert!(again
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("keeps its first registration")));
     assert!(again.leads(at), "alone");
     // The newer key is deleted, the first one is refreshed from now on.
     let keys: Vec<&String> = bucket.objects.keys().collect();
@@ -639,11 +645,13 @@ fn a_refused_listing_is_loud_and_a_lone_node_still_exports() {
     assert!(a.leads(T0 + INTERVAL / 4 * 3));
     // The listing works again: the ordinary rule decides (here: an older fresh candidate).
     bucket.list_refused = None;
-    bucket.objects.insert(
-        format!("{PREFIX}1796113000-node-0"),
-        T0 + INTERVAL,
-    );
+    bucket
+        .objects
+        .insert(format!("{PREFIX}1796113000-node-0"), T0 + INTERVAL);
     a.step(&mut bucket, T0 + INTERVAL / 2 * 3);
     assert!(!a.leads(T0 + INTERVAL / 2 * 3));
-    assert!(a.logs.iter().any(|(_, m)| m == "election: the listing works again"));
+    assert!(a
+        .logs
+        .iter()
+        .any(|(_, m)| m == "election: the listing works again"));
 }

@@ -1104,5 +1104,9 @@ fn a_413_from_the_admin_api_is_not_retried_and_names_the_kong_setting() {
         })
         .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("nginx_admin_client_max_body_size"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("nginx_admin_client_max_body_size"),
+        "{}",
+        errors[0]
+    );
 }

@@ -477,7 +477,10 @@ impl Config {
                 // It names the node's election registration (`<time>-<id>` on S3, `<id>` on
                 // GCS): a `/` would put it in a sub-folder the other nodes skip (docs/election.md).
                 if id.contains('/') {
-                    return err(field, "must not contain '/' (it names the election registration)");
+                    return err(
+                        field,
+                        "must not contain '/' (it names the election registration)",
+                    );
                 }
                 Some(id)
             }

@@ -607,14 +607,22 @@ mod tests {
         let key = s2.election_key("e/", "n2", 1_733_012_345_120);
         let refresh = s2.put_marker(&key, 7).unwrap();
         assert_eq!(refresh.method, "PATCH");
-        assert!(refresh.path.ends_with("/storage/v1/b/b-1/o/e%2Fn2"), "{}", refresh.path);
+        assert!(
+            refresh.path.ends_with("/storage/v1/b/b-1/o/e%2Fn2"),
+            "{}",
+            refresh.path
+        );
         assert_eq!(
             String::from_utf8_lossy(&refresh.body),
             r#"{"metadata":{"refreshed-at":"7"}}"#
         );
         let create = s2.create_marker(&key, 7).unwrap();
         assert_eq!(create.method, "POST");
-        assert!(create.path.contains("ifGenerationMatch=0"), "{}", create.path);
+        assert!(
+            create.path.contains("ifGenerationMatch=0"),
+            "{}",
+            create.path
+        );
         // Metadata never overrides timeCreated (Kong reads timeCreated).
         let page = s.parse_list(&resp(
             200,
