@@ -113,6 +113,8 @@ pub(super) struct Election {
     /// Store time at which this node's registration of the current entry was first listed:
     /// a candidate that refreshed after it has listed this node since.
     entered_store_ms: Option<u64>,
+    /// The first refresh (store time) of each other candidate seen after this node entered.
+    seen_since_entry: Vec<(String, u64)>,
     /// This round's candidates with the keys they were listed under.
     candidates: Vec<(String, ElectionCandidate)>,
     /// The first round's random delay, and when this election first wanted to register.
@@ -162,6 +164,7 @@ impl Election {
             entry: Entry::Start,
             eligible_from: None,
             entered_store_ms: None,
+            seen_since_entry: Vec::new(),
             candidates: Vec::new(),
             leading: false,
             leader_until: 0,
@@ -267,6 +270,7 @@ impl Election {
             self.entry = Entry::Rejoin;
             self.eligible_from = None;
             self.entered_store_ms = None;
+            self.seen_since_entry.clear();
             fx.log(
                 Level::Warn,
                 "election: this node no longer leads the export (its registration could not be refreshed)",
@@ -546,9 +550,23 @@ impl Election {
             fresh.iter().filter(|c| c.node_id != node_id).collect();
         let seen_after = entered.saturating_add(DATE_RESOLUTION_MS);
         let settled_at = self.margin_settle();
-        let seen_by_all = others.iter().all(|c| {
-            c.refreshed_ms > seen_after && store_now >= c.refreshed_ms.saturating_add(settled_at)
-        });
+        for c in others.iter().filter(|c| c.refreshed_ms > seen_after) {
+            if !self.seen_since_entry.iter().any(|(id, _)| *id == c.node_id)
+                && self.seen_since_entry.len() < 1_000
+            {
+                self.seen_since_entry
+                    .push((c.node_id.clone(), c.refreshed_ms));
+            }
+        }
+        let first_seen = |c: &ElectionCandidate| {
+            self.seen_since_entry
+                .iter()
+                .find(|(id, _)| *id == c.node_id)
+                .map(|(_, t)| *t)
+        };
+        let seen_by_all = others
+            .iter()
+            .all(|c| first_seen(c).is_some_and(|t| store_now >= t.saturating_add(settled_at)));
         let eligible = self.leading || self.eligible_from.is_some_and(|t| now >= t) || seen_by_all;
         let leading = first_in_line && eligible;
         if leading != self.leading {
@@ -578,9 +596,10 @@ impl Election {
             // refreshes every round period, Kong every interval: whichever comes first).
             let next_seen = others
                 .iter()
-                .filter(|c| c.refreshed_ms <= seen_after)
-                .map(|c| c.refreshed_ms.saturating_add(self.round_period()))
-                .chain(others.iter().map(|c| c.refreshed_ms))
+                .map(|c| match first_seen(c) {
+                    Some(t) => t,
+                    None => c.refreshed_ms.saturating_add(self.round_period()),
+                })
                 .map(|t| {
                     unshift(t.saturating_add(settled_at), self.skew_ms)
                         .saturating_add(FOLLOWER_CHECK_MARGIN_MS)
