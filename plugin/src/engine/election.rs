@@ -406,7 +406,7 @@ impl Election {
                         }
                     }
                     match next {
-                        Some(token) if self.list_tokens.contains(&token) => self.round_failed(
+                        Some(token) if self.list_tokens.contains(&token) => self.listing_failed(
                             now,
                             "listing candidates failed: the store repeated a continuation token",
                             fx,
@@ -430,7 +430,7 @@ impl Election {
                 ListOutcome::Failed(e) if matches!(e.status, 401 | 403) => {
                     self.listing_refused(now, node_id, &e, fx)
                 }
-                ListOutcome::Failed(e) => self.round_failed(now, &format!("listing candidates failed: {e}"), fx),
+                ListOutcome::Failed(e) => self.listing_failed(now, &format!("listing candidates failed: {e}"), fx),
             },
             Phase::Cleaning => match store.parse_delete(&response) {
                 DeleteOutcome::Deleted => self.phase = Phase::Cleaning,
@@ -451,8 +451,11 @@ impl Election {
 
     pub(super) fn on_failure(&mut self, reason: &str, now: u64, fx: &mut Effects) {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Registering | Phase::Creating | Phase::Listing { .. } => {
+            Phase::Registering | Phase::Creating => {
                 self.round_failed(now, &format!("request failed: {reason}"), fx)
+            }
+            Phase::Listing { .. } => {
+                self.listing_failed(now, &format!("request failed: {reason}"), fx)
             }
             Phase::Cleaning => self.stale.clear(),
             Phase::Resigning => fx.log(
@@ -469,6 +472,21 @@ impl Election {
         self.leader_until = 0;
         self.registered_at = None;
         self.registered_key.take()
+    }
+
+    /// The listing failed after the registration succeeded: the others see a refresh, which to
+    /// them means this node listed and saw anyone older (`decide` counts on it). A leader that
+    /// did not list steps down until a round succeeds; otherwise Kong's rule.
+    fn listing_failed(&mut self, now: u64, what: &str, fx: &mut Effects) {
+        if self.leading {
+            self.leading = false;
+            fx.log(
+                Level::Warn,
+                "election: this node no longer leads the export until a listing succeeds (its refresh tells the others it listed)",
+            );
+            fx.metric(Metric::ElectionLeader, 0);
+        }
+        self.round_failed(now, what, fx);
     }
 
     /// Kong's rule: a failed register or list leaves leadership as it was (until it expires).

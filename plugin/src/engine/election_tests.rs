@@ -655,3 +655,28 @@ fn a_refused_listing_is_loud_and_a_lone_node_still_exports() {
         .iter()
         .any(|(_, m)| m == "election: the listing works again"));
 }
+
+#[test]
+fn a_leader_whose_listing_fails_after_its_refresh_steps_down_until_a_listing_succeeds() {
+    let mut bucket = Bucket::new();
+    let mut a = Node::new("node-a", 0);
+    a.step(&mut bucket, T0);
+    assert!(a.leads(T0));
+    // The refresh lands (the others see it and take it for a listing), the listing fails.
+    bucket.list_refused = Some(500);
+    let round = T0 + INTERVAL / 4 * 3;
+    a.step(&mut bucket, round);
+    assert!(!a.leads(round));
+    assert!(a
+        .logs
+        .iter()
+        .any(|(l, m)| *l == Level::Warn && m.contains("until a listing succeeds")));
+    bucket.list_refused = None;
+    run(
+        std::slice::from_mut(&mut a),
+        &mut bucket,
+        round + 1000,
+        round + 2000,
+    );
+    assert!(a.leads(round + 2000));
+}
