@@ -136,7 +136,13 @@ impl Engine {
             "config-bridge/v1/election/{}/{election_prefix}",
             cfg.storage.location.bucket
         ));
-        let election = Election::new(cfg.election.clone(), election_prefix, register_key, me);
+        let election = Election::new(
+            cfg.election.clone(),
+            election_prefix,
+            register_key,
+            me,
+            cfg.call_timeout_ms,
+        );
         Engine {
             import,
             record_key,

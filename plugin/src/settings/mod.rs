@@ -475,6 +475,14 @@ impl Config {
                 if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
                     return err(field, "must be at most 128 visible ASCII characters");
                 }
+                // It names the node's election registration (`<time>-<id>` on S3, `<id>` on
+                // GCS): a `/` would put it in a sub-folder the other nodes skip (docs/election.md).
+                if id.contains('/') {
+                    return err(
+                        field,
+                        "must not contain '/' (it names the election registration)",
+                    );
+                }
                 Some(id)
             }
         };
@@ -893,6 +901,7 @@ mod tests {
                 "gateway_version",
             ),
             (with("node_id", serde_json::json!("has space")), "node_id"),
+            (with("node_id", serde_json::json!("dc1/node-a")), "node_id"),
             (
                 with("aws_region", serde_json::json!("eu west")),
                 "aws_region",

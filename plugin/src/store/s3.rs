@@ -278,10 +278,13 @@ impl ObjectStore for S3Store {
     }
 
     fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        let headers = vec![
+        let mut headers = vec![
             ("content-type".into(), "text/plain".into()),
             ("content-length".into(), "0".into()),
         ];
+        // As Kong Enterprise does: the `cluster_fallback_export_s3_config` headers (encryption,
+        // ACL, ...) on election objects too (a bucket policy requiring them would refuse them).
+        headers.extend(self.settings.extra_headers.0.iter().cloned());
         let empty = sha256_hex(b"");
         self.build("PUT", key, headers, Rc::default(), &empty, now_ms)
     }
