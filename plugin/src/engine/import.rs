@@ -15,8 +15,9 @@
 //! 4. The document's config-bridge filters are replaced by this node's own (import-only)
 //!    configuration, so a fallback node never starts exporting over the real backup, and it is
 //!    posted: `POST /config?flatten_errors=1`. 201 ends the import; 400 is logged (entity types,
-//!    names and messages, never entity contents) and that object is not tried again; 413, 429
-//!    (`Retry-After`), 5xx and failures are retried with backoff.
+//!    names and messages, never entity contents) and that object is not tried again, nor after a
+//!    413 (one line naming `nginx_admin_client_max_body_size`); 429 (`Retry-After`, fractions
+//!    included), 5xx and failures are retried with backoff.
 //!
 //! Kong Enterprise imports once, never retries, only on hybrid DPs; this retries until it works
 //! and never replaces a configuration the node already has (docs/architecture.md).
@@ -487,8 +488,23 @@ impl Import {
                 self.next = Step::Status;
                 self.retry_quietly(now);
             }
+            413 => {
+                // The same body would be refused again: not retried until the export changes.
+                self.refused = pending.meta.version.clone();
+                fx.log(
+                    Level::Error,
+                    format!(
+                        "the node's Admin API refused {} as too large (HTTP 413, {} bytes): raise Kong's nginx_admin_client_max_body_size; this export is not tried again",
+                        self.where_,
+                        pending.body.len()
+                    ),
+                );
+                fx.metric(Metric::ImportFailuresTotal, 1);
+                self.next = Step::Status;
+                self.retry_quietly(now);
+            }
             s => {
-                // 413, 429, 5xx: retried (the object stays pending; the node is checked again).
+                // 429, 5xx: retried (the object stays pending; the node is checked again).
                 let after = retry_after_ms(resp);
                 self.pending = Some(pending);
                 let line = format!("POST /config answered HTTP {s}; retrying");
@@ -625,10 +641,26 @@ pub fn flattened_errors(body: &[u8]) -> String {
         .collect()
 }
 
-/// `Retry-After` in seconds, as milliseconds.
+/// `Retry-After` in seconds, as milliseconds; Kong may send a fraction (`1.5`).
 fn retry_after_ms(resp: &HttpResponse) -> Option<u64> {
-    let s: u64 = resp.header("retry-after")?.trim().parse().ok()?;
-    Some(s.min(3600) * 1000)
+    let text = resp.header("retry-after")?.trim();
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse::<u64>().ok()?.min(3600)
+    };
+    let mut ms = secs * 1000;
+    for (digit, scale) in frac.bytes().zip([100u64, 10, 1]) {
+        ms += u64::from(digit - b'0') * scale;
+    }
+    Some(ms)
 }
 
 /// Whether a filter-chain entry is config-bridge: by name, or by its settings.
@@ -746,6 +778,24 @@ mod tests {
         // Nothing to change: the same bytes.
         let plain = br#"{"_format_version":"3.0","services":[]}"#;
         assert_eq!(rewrite_filter_chains(plain, Some(own)), plain.to_vec());
+    }
+
+    #[test]
+    fn retry_after_takes_whole_and_fractional_seconds() {
+        let with = |v: &str| HttpResponse {
+            status: 429,
+            headers: vec![("retry-after".into(), v.into())],
+            body: Vec::new(),
+        };
+        assert_eq!(retry_after_ms(&with("2")), Some(2_000));
+        assert_eq!(retry_after_ms(&with(" 1.5 ")), Some(1_500));
+        assert_eq!(retry_after_ms(&with("0.25")), Some(250));
+        assert_eq!(retry_after_ms(&with(".5")), Some(500));
+        assert_eq!(retry_after_ms(&with("3.14159")), Some(3_141));
+        assert_eq!(retry_after_ms(&with("99999")), Some(3_600_000));
+        for bad in ["", ".", "-1", "1e3", "soon", "1.2.3"] {
+            assert_eq!(retry_after_ms(&with(bad)), None, "{bad:?}");
+        }
     }
 
     #[test]

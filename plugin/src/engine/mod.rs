@@ -4,7 +4,8 @@
 //! A small orchestrator (`Engine`) owns time, the call table (`calls`: which sub-machine owns
 //! each call in flight) and the node-wide lease (`node_lock`), and routes events to sub-machines
 //! that each own their state: `export` (debounce, upload, conflicts, retries), `source` (the
-//! filter's own config or a URL), `import` and `election` (their own issues). Each sub-machine
+//! filter's own config, a URL or a Kong Admin API), `import` (fallback nodes) and `election`
+//! (several backup nodes, docs/election.md). Each sub-machine
 //! has at most one call in flight; a tick may emit one request per sub-machine.
 //!
 //! Only `tick` can return requests (`TickOutput::dispatches`); `on_event` returns effects, a type
@@ -139,7 +140,13 @@ impl Engine {
             "config-bridge/v1/election/{}/{election_prefix}",
             cfg.storage.location.bucket
         ));
-        let election = Election::new(cfg.election.clone(), election_prefix, register_key, me);
+        let election = Election::new(
+            cfg.election.clone(),
+            election_prefix,
+            register_key,
+            me,
+            cfg.call_timeout_ms,
+        );
         Engine {
             import,
             record_key,

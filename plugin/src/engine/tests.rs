@@ -1053,3 +1053,60 @@ fn a_large_document_is_hashed_across_ticks_then_exported() {
         [doc("B")]
     );
 }
+
+#[test]
+fn a_413_from_the_admin_api_is_not_retried_and_names_the_kong_setting() {
+    let mut e = Engine::new(import_config(serde_json::json!({})), 3);
+    let mut s3 = FakeS3::default();
+    s3.objects.insert(
+        "/bucket-1/kong/3.9.1/config.json".into(),
+        Object {
+            body: br#"{"_format_version":"3.0","services":[{"id":"s1","name":"a"}]}"#.to_vec(),
+            etag: "\"e1\"".into(),
+            meta: vec![],
+        },
+    );
+    let mut node = FakeNode {
+        hash: "0".repeat(32),
+        services: serde_json::json!([]),
+        post_statuses: vec![413],
+        posted: vec![],
+    };
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let mut lines = Vec::new();
+    for now in (0..120_000u64).step_by(1000) {
+        let out = e.tick(now, &mut shared);
+        lines.extend(out.effects);
+        for d in out.dispatches {
+            let resp = if d.request.upstream == "127.0.0.1:8001" {
+                node.handle(&d.request)
+            } else {
+                s3.handle(&d.request, now)
+            };
+            let fx = e.on_event(
+                Event::CallAnswered {
+                    id: d.id,
+                    response: resp,
+                },
+                now + 100,
+                &mut shared,
+            );
+            lines.extend(fx);
+        }
+    }
+    let statuses: Vec<u16> = node.posted.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [413], "the same body is not posted again");
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Log(Level::Error, l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("nginx_admin_client_max_body_size"),
+        "{}",
+        errors[0]
+    );
+}
