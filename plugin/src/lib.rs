@@ -30,6 +30,7 @@ pub mod http;
 pub mod http_url;
 pub mod json_scan;
 pub mod node_lock;
+pub mod redact;
 pub mod settings;
 
 pub mod store;

@@ -18,6 +18,7 @@ mod effects;
 mod election;
 mod export;
 mod import;
+mod prepare;
 pub mod source;
 
 use std::rc::Rc;
@@ -32,12 +33,11 @@ use export::{Cx, Export, Plan};
 use import::Import;
 use source::{PollResult, Source};
 
-use crate::digest::Digester;
-use crate::document::Document;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::node_lock::{self, Lease, SharedStore};
 use crate::settings::{Config, SourceConfig};
 use crate::store::{self, ObjectStore};
+use prepare::Prepare;
 
 const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
 /// Bytes of a document hashed per tick: a larger one is hashed across ticks, so no callback does
@@ -105,8 +105,8 @@ pub struct Engine {
     /// With `cluster_fallback_config_import` on.
     import: Option<Import>,
     election: Election,
-    /// A large document being hashed a slice per tick, and when it was seen.
-    digesting: Option<(Digester, u64)>,
+    /// A large document being redacted and hashed a slice per tick (`prepare`).
+    digesting: Option<Prepare>,
 }
 
 impl Engine {
@@ -280,8 +280,8 @@ impl Engine {
         }
     }
 
-    /// A document for the export: hashed at once when small, else a slice per tick (the newest
-    /// document replaces one still being hashed).
+    /// A document for the export: redacted and hashed at once when small, else a slice per tick
+    /// (the newest document replaces one still being prepared).
     fn offer_body(
         &mut self,
         body: Rc<Vec<u8>>,
@@ -289,28 +289,28 @@ impl Engine {
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
-        if body.len() <= DIGEST_SLICE_BYTES {
-            // Newer than any document still being hashed: that one is dropped.
-            self.digesting = None;
-            let doc = Document::new(body, now);
-            self.export
-                .offer(doc, &mut export_cx!(self, now, shared, fx));
-        } else {
-            self.digesting = Some((Digester::new(body), now));
-        }
+        // Newer than any document still being prepared: that one is dropped.
+        self.digesting = Some(Prepare::new(body, now));
+        self.digest_slice(now, shared, fx);
     }
 
     fn digest_slice(&mut self, now: u64, shared: &mut dyn SharedStore, fx: &mut Effects) {
-        let Some((digester, seen_at)) = self.digesting.as_mut() else {
+        let Some(prepare) = self.digesting.as_mut() else {
             return;
         };
-        let Some(sha256) = digester.step(DIGEST_SLICE_BYTES) else {
+        let Some(ready) = prepare.step(prepare::SLICE_BYTES) else {
             return;
         };
-        let doc = Document::with_digest(Rc::clone(digester.body()), sha256, *seen_at);
         self.digesting = None;
-        self.export
-            .offer(doc, &mut export_cx!(self, now, shared, fx));
+        match ready {
+            Ok(doc) => self
+                .export
+                .offer(doc, &mut export_cx!(self, now, shared, fx)),
+            Err(line) => {
+                fx.log(Level::Error, line);
+                fx.metric(Metric::ExportFailuresTotal, 1);
+            }
+        }
     }
 
     /// Whether the store can take requests; sends its prerequisite when it needs one.

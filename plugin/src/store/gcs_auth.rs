@@ -14,8 +14,8 @@ use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::PrivateKey;
-use sha2::Sha256;
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
@@ -62,18 +62,18 @@ impl RsaSigner {
     /// PRIVATE KEY`). The error never quotes the key.
     pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
         let (label, der) = pem_decode(pem).ok_or("is not a PEM private key")?;
-        let key = match label.as_str() {
-            "PRIVATE KEY" if is_other_algorithm(&der) => {
-                return Err("is not an RSA key (RS256 needs one)".into())
-            }
-            "PRIVATE KEY" => {
-                PrivateKey::from_pkcs8_der(&der).map_err(|_| "is not a valid RSA private key")?
-            }
-            "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der)
-                .map_err(|_| "is not a valid RSA private key")?,
-            "EC PRIVATE KEY" => return Err("is not an RSA key (RS256 needs one)".into()),
-            _ => return Err("is not a PEM private key (PKCS#8 or PKCS#1)".into()),
-        };
+        let key =
+            match label.as_str() {
+                "PRIVATE KEY" if is_other_algorithm(&der) => {
+                    return Err("is not an RSA key (RS256 needs one)".into())
+                }
+                "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der)
+                    .map_err(|_| "is not a valid RSA private key")?,
+                "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der)
+                    .map_err(|_| "is not a valid RSA private key")?,
+                "EC PRIVATE KEY" => return Err("is not an RSA key (RS256 needs one)".into()),
+                _ => return Err("is not a PEM private key (PKCS#8 or PKCS#1)".into()),
+            };
         let bits = rsa::traits::PublicKeyParts::n_bits_precision(&key);
         if !(2048..=8192).contains(&bits) {
             return Err("is an RSA key of an unsupported size (2048 to 8192 bits)".to_string());
@@ -98,7 +98,9 @@ impl RsaSigner {
 /// A PKCS#8 key whose algorithm is not rsaEncryption (EC, Ed25519, ...): its AlgorithmIdentifier
 /// OID is not 1.2.840.113549.1.1.1.
 fn is_other_algorithm(der: &[u8]) -> bool {
-    const RSA_OID: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const RSA_OID: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
     !der.windows(RSA_OID.len()).any(|w| w == RSA_OID)
 }
 
