@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 pub use calls::{CallId, Owner};
 pub use effects::{Effect, Effects, Level, Metric, MetricKind};
-pub use import::{config_post_request, flattened_errors, BOOTSTRAP_TAG};
+pub use import::{config_post_request, flattened_errors, rewrite_for_import, BOOTSTRAP_TAG};
 
 use calls::CallTable;
 use election::Election;
@@ -203,7 +203,7 @@ impl Engine {
     }
 
     /// This filter's own configuration text, which an import puts in place of the exporting
-    /// filters it finds in the imported document (`import::rewrite_filter_chains`).
+    /// filters it finds in the imported document (`import::ImportEdit`).
     pub fn set_own_filter_config(&mut self, text: Option<Rc<Vec<u8>>>) {
         if let Some(import) = self.import.as_mut() {
             import.set_own_filter_config(text);
@@ -221,7 +221,9 @@ impl Engine {
     /// Work that proceeds a slice or a request per tick is under way (a Kong Admin API dump, a
     /// large document being hashed): the shell may tick faster until it is done.
     pub fn busy(&self) -> bool {
-        self.digesting.is_some() || (self.holder && (self.source.busy() || self.election.busy()))
+        self.digesting.is_some()
+            || self.import.as_ref().is_some_and(|i| i.busy())
+            || (self.holder && (self.source.busy() || self.election.busy()))
     }
 
     pub fn on_event(
@@ -479,7 +481,7 @@ impl Engine {
         let Some(import) = self.import.as_mut() else {
             return;
         };
-        match import.poll(now, self.store.as_ref()) {
+        match import.poll(now, self.store.as_ref(), fx) {
             None => {}
             Some(Ok(request)) => {
                 let id = self.push_call(Owner::Import, request, now, out);

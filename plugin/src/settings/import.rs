@@ -1,6 +1,8 @@
 //! Import settings (`cluster_fallback_config_import`): the node's Admin API (shared with the
 //! `kong_admin` source), an optional probe of the source of truth, the grace period and limits.
 
+use serde_json::Value;
+
 use super::lookup::Lookup;
 use super::source::parse_kong_admin;
 use super::{err, ConfigError};
@@ -20,6 +22,9 @@ pub struct ImportSettings {
     pub check_interval_ms: u64,
     /// The largest object accepted.
     pub max_bytes: u64,
+    /// `import_refuse_plugins`: a document holding a plugin of one of these names anywhere (top
+    /// level or nested) is not applied.
+    pub refuse_plugins: Vec<String>,
 }
 
 pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError> {
@@ -51,11 +56,53 @@ pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError
         1024,
         1024 * 1024 * 1024,
     )?;
+    let refuse_plugins = parse_plugin_names(l)?;
     Ok(ImportSettings {
         admin,
         probe,
         grace_ms,
         check_interval_ms,
         max_bytes,
+        refuse_plugins,
     })
+}
+
+/// `import_refuse_plugins`: an array of plugin names, or a comma-separated string (its
+/// environment variable). Kong's plugin names: letters, digits, `-`, `_`.
+fn parse_plugin_names(l: &Lookup<'_>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = l.get(
+        "import_refuse_plugins",
+        &["CONFIG_BRIDGE_IMPORT_REFUSE_PLUGINS"],
+    ) else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = match &raw.value {
+        Value::String(s) => s.split(',').map(|n| n.trim().to_string()).collect(),
+        Value::Array(a) => {
+            let mut names = Vec::with_capacity(a.len());
+            for v in a {
+                match v {
+                    Value::String(s) => names.push(s.trim().to_string()),
+                    _ => return err(raw.field, "expected an array of plugin names"),
+                }
+            }
+            names
+        }
+        _ => return err(raw.field, "expected an array of plugin names"),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names.into_iter().filter(|n| !n.is_empty()) {
+        let valid = name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return err(
+                raw.field,
+                "plugin names are letters, digits, '-' and '_' (at most 128)",
+            );
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
