@@ -106,3 +106,67 @@ fn parse_plugin_names(l: &Lookup<'_>) -> Result<Vec<String>, ConfigError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::settings::Config;
+
+    fn parse(extra: serde_json::Value, env: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let mut v = json!({
+            "cluster_fallback_config_import": "on",
+            "cluster_fallback_config_storage": "s3://my-bucket/kong/",
+            "gateway_version": "3.9.1",
+            "aws_access_key_id": "AKIDEXAMPLE",
+            "aws_secret_access_key": "x",
+            "aws_region": "eu-west-1"
+        });
+        if let Some(p) = extra.as_object() {
+            for (k, x) in p {
+                v[k] = x.clone();
+            }
+        }
+        let env: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(v.to_string().as_bytes(), &move |k: &str| {
+            env.get(k).cloned()
+        })
+        .map(|c| c.import_settings.unwrap().refuse_plugins)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn import_refuse_plugins_is_a_list_or_a_comma_separated_string() {
+        assert_eq!(parse(json!({}), &[]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse(
+                json!({"import_refuse_plugins": ["pre-function", " post-function "]}),
+                &[]
+            )
+            .unwrap(),
+            ["pre-function", "post-function"]
+        );
+        assert_eq!(
+            parse(
+                json!({}),
+                &[(
+                    "CONFIG_BRIDGE_IMPORT_REFUSE_PLUGINS",
+                    "pre-function, post-function,"
+                )]
+            )
+            .unwrap(),
+            ["pre-function", "post-function"]
+        );
+        for bad in [
+            json!({"import_refuse_plugins": [1]}),
+            json!({"import_refuse_plugins": ["a b"]}),
+            json!({"import_refuse_plugins": {"x": 1}}),
+        ] {
+            let e = parse(bad, &[]).unwrap_err();
+            assert!(e.contains("import_refuse_plugins"), "{e}");
+        }
+    }
+}
