@@ -72,6 +72,9 @@ pub struct Dispatch {
 pub struct TickOutput {
     pub dispatches: Vec<Dispatch>,
     pub effects: Vec<Effect>,
+    /// Calls given up this tick (no answer within `call_timeout_ms`): a late answer is ignored,
+    /// and the shell forgets their host tokens.
+    pub expired: Vec<CallId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +229,15 @@ impl Engine {
             || (self.holder && (self.source.busy() || self.election.busy()))
     }
 
+    /// The most bytes the answer to call `id` may have: the shell refuses a larger announced
+    /// body before reading it (`import_max_bytes` for the import's calls).
+    pub fn answer_limit(&self, id: CallId) -> Option<u64> {
+        match self.calls.owner(id)? {
+            Owner::Import => self.cfg.import_settings.as_ref().map(|s| s.max_bytes),
+            _ => None,
+        }
+    }
+
     pub fn on_event(
         &mut self,
         event: Event,
@@ -251,9 +263,11 @@ impl Engine {
         let mut fx = Effects::default();
         let mut dispatches = Vec::new();
         self.digest_slice(now, shared, &mut fx);
+        let mut expired = Vec::new();
         for (id, owner) in self.calls.expired(now) {
             let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
             self.failed(owner, id, &reason, now, shared, &mut fx);
+            expired.push(id);
         }
         if self.holder {
             self.dispatch_resign(now, &mut dispatches);
@@ -279,6 +293,7 @@ impl Engine {
         TickOutput {
             dispatches,
             effects: fx.0,
+            expired,
         }
     }
 

@@ -361,6 +361,11 @@ impl Root {
         }
         self.last_engine_tick = now;
         let out = engine.tick(now, &mut HostShared);
+        // Calls the engine gave up: their tokens go (a host that never answers must not grow
+        // the map by one entry per call).
+        if !out.expired.is_empty() {
+            self.calls.retain(|_, id| !out.expired.contains(id));
+        }
         self.effects(out.effects);
         for d in out.dispatches {
             self.dispatch(d);
@@ -443,6 +448,16 @@ impl Root {
             self.event(Event::CallFailed { id, reason });
             return;
         };
+        // A body larger than the call may have is refused on its announced size, before the
+        // filter allocates or copies any of it (`import_max_bytes`).
+        let limit = self.engine.as_ref().and_then(|e| e.answer_limit(id));
+        if let Some(limit) = limit.filter(|l| body_size as u64 > *l) {
+            let reason = format!(
+                "the answer announces {body_size} bytes, more than import_max_bytes ({limit}); not read"
+            );
+            self.event(Event::CallFailed { id, reason });
+            return;
+        }
         let body = if body_size > 0 {
             match hostcalls::buffer(hostcalls::HTTP_CALL_RESPONSE_BODY, body_size) {
                 Ok(b) => b,
