@@ -220,6 +220,34 @@ impl Import {
         }
     }
 
+    /// An answer announced more than `import_max_bytes` (its body was not read): the object is
+    /// refused like one that failed validation (not downloaded again until it changes).
+    pub(super) fn too_large(
+        &mut self,
+        id: CallId,
+        resp: HttpResponse,
+        announced: u64,
+        now: u64,
+        store: &dyn ObjectStore,
+        fx: &mut Effects,
+    ) {
+        let Some(step) = self.take(id) else { return };
+        let why = format!(
+            "{announced} bytes is more than import_max_bytes ({})",
+            self.settings.max_bytes
+        );
+        match step {
+            Step::Fetch => {
+                let version = match store.parse_get(resp) {
+                    GetOutcome::Found { meta, .. } => meta.version,
+                    _ => None,
+                };
+                self.refuse(&why, version, now, fx);
+            }
+            _ => self.retry(&format!("an answer of {why}"), now, fx),
+        }
+    }
+
     fn take(&mut self, id: CallId) -> Option<Step> {
         match self.in_flight {
             Some((i, step)) if i == id => {

@@ -90,6 +90,13 @@ pub enum Event {
         id: CallId,
         reason: String,
     },
+    /// An answer whose announced body is over `Engine::answer_limit`: status and headers only,
+    /// the body was not read.
+    AnswerTooLarge {
+        id: CallId,
+        response: HttpResponse,
+        announced: u64,
+    },
 }
 
 pub struct Engine {
@@ -254,6 +261,20 @@ impl Engine {
             Event::CallFailed { id, reason } => match self.calls.take(id) {
                 Some(owner) => self.failed(owner, id, &reason, now, shared, &mut fx),
                 None => late(id, &mut fx),
+            },
+            Event::AnswerTooLarge {
+                id,
+                response,
+                announced,
+            } => match (self.calls.take(id), self.import.as_mut()) {
+                (Some(Owner::Import), Some(import)) => {
+                    import.too_large(id, response, announced, now, self.store.as_ref(), &mut fx)
+                }
+                (Some(owner), _) => {
+                    let reason = format!("the answer announces {announced} bytes; not read");
+                    self.failed(owner, id, &reason, now, shared, &mut fx);
+                }
+                (None, _) => late(id, &mut fx),
             },
         }
         fx.0

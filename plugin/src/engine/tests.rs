@@ -1230,3 +1230,69 @@ fn the_import_limits_its_answers_to_import_max_bytes() {
         .unwrap();
     assert_eq!(exporter.answer_limit(d.id), None);
 }
+
+#[test]
+fn an_answer_announced_over_import_max_bytes_is_refused_unread_and_not_fetched_again() {
+    let mut e = Engine::new(
+        import_config(serde_json::json!({"import_max_bytes": 4096, "import_grace_period": 0})),
+        3,
+    );
+    let mut node = FakeNode {
+        hash: "0".repeat(32),
+        services: serde_json::json!([]),
+        post_statuses: vec![],
+        posted: vec![],
+    };
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let mut errors = Vec::new();
+    let mut gets = Vec::new();
+    for now in (0..120_000).step_by(1000) {
+        let out = e.tick(now, &mut shared);
+        let mut effects = out.effects;
+        for d in out.dispatches {
+            let event = if d.request.upstream == "127.0.0.1:8001" {
+                Event::CallAnswered {
+                    id: d.id,
+                    response: node.handle(&d.request),
+                }
+            } else {
+                gets.push(d.request.header("if-none-match").map(str::to_string));
+                let response = HttpResponse {
+                    status: 200,
+                    headers: vec![("etag".into(), "\"big\"".into())],
+                    body: vec![],
+                };
+                if d.request.header("if-none-match") == Some("\"big\"") {
+                    let response = HttpResponse {
+                        status: 304,
+                        ..response
+                    };
+                    Event::CallAnswered { id: d.id, response }
+                } else {
+                    Event::AnswerTooLarge {
+                        id: d.id,
+                        response,
+                        announced: 10_000,
+                    }
+                }
+            };
+            effects.extend(e.on_event(event, now + 100, &mut shared));
+        }
+        errors.extend(effects.into_iter().filter_map(|f| match f {
+            Effect::Log(Level::Error, l) => Some(l),
+            _ => None,
+        }));
+    }
+    assert!(node.posted.is_empty());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("10000 bytes is more than import_max_bytes (4096)"),
+        "{errors:?}"
+    );
+    assert!(gets.len() >= 2, "{gets:?}");
+    assert_eq!(gets[0], None);
+    assert!(
+        gets[1..].iter().all(|g| g.as_deref() == Some("\"big\"")),
+        "{gets:?}"
+    );
+}

@@ -451,14 +451,8 @@ impl Root {
         // A body larger than the call may have is refused on its announced size, before the
         // filter allocates or copies any of it (`import_max_bytes`).
         let limit = self.engine.as_ref().and_then(|e| e.answer_limit(id));
-        if let Some(limit) = limit.filter(|l| body_size as u64 > *l) {
-            let reason = format!(
-                "the answer announces {body_size} bytes, more than import_max_bytes ({limit}); not read"
-            );
-            self.event(Event::CallFailed { id, reason });
-            return;
-        }
-        let body = if body_size > 0 {
+        let too_large = limit.is_some_and(|l| body_size as u64 > l);
+        let body = if body_size > 0 && !too_large {
             match hostcalls::buffer(hostcalls::HTTP_CALL_RESPONSE_BODY, body_size) {
                 Ok(b) => b,
                 Err(s) => {
@@ -474,6 +468,18 @@ impl Root {
             .into_iter()
             .filter(|(k, _)| !k.starts_with(':'))
             .collect();
+        if too_large {
+            self.event(Event::AnswerTooLarge {
+                id,
+                response: HttpResponse {
+                    status,
+                    headers,
+                    body: Vec::new(),
+                },
+                announced: body_size as u64,
+            });
+            return;
+        }
         self.event(Event::CallAnswered {
             id,
             response: HttpResponse {
