@@ -375,7 +375,7 @@ impl Import {
         let Some((rewriter, _)) = self.rewriting.as_mut() else {
             return;
         };
-        let step = rewriter.step(super::DIGEST_SLICE_BYTES);
+        let step = rewriter.step(crate::redact::SLICE_BYTES);
         if matches!(step, RewriteStep::Working) {
             return;
         }

@@ -336,7 +336,7 @@ impl Engine {
         let Some(prepare) = self.digesting.as_mut() else {
             return;
         };
-        let Some(ready) = prepare.step(prepare::SLICE_BYTES) else {
+        let Some(ready) = prepare.step() else {
             return;
         };
         self.digesting = None;

@@ -12,10 +12,7 @@ use std::rc::Rc;
 
 use crate::digest::Digester;
 use crate::document::Document;
-use crate::redact::{Redaction, Rewriter, Step};
-
-/// Bytes redacted or hashed per tick.
-pub(super) const SLICE_BYTES: usize = super::DIGEST_SLICE_BYTES;
+use crate::redact::{Redaction, Rewriter, Step, SLICE_BYTES};
 
 #[derive(Debug)]
 enum Stage {
@@ -38,18 +35,19 @@ impl Prepare {
         }
     }
 
-    /// Works on at most about `budget` bytes; `Some` once the document is ready (or refused:
-    /// one line saying why, never any of its content).
-    pub(super) fn step(&mut self, budget: usize) -> Option<Result<Document, String>> {
+    /// Redacts `redact::SLICE_BYTES` or hashes `DIGEST_SLICE_BYTES` more bytes; `Some` once the
+    /// document is ready (or refused: one line saying why, never any of its content).
+    pub(super) fn step(&mut self) -> Option<Result<Document, String>> {
+        let budget = super::DIGEST_SLICE_BYTES;
         match &mut self.stage {
-            Stage::Redacting(r) => match r.step(budget) {
+            Stage::Redacting(r) => match r.step(SLICE_BYTES) {
                 Step::Working => None,
                 Step::Failed(why) => Some(Err(format!(
                     "the config is not exported: {why} (its config-bridge filters cannot be checked for secrets)"
                 ))),
                 Step::Done(done) => {
                     let body = done.body;
-                    if body.len() <= budget {
+                    if body.len() <= SLICE_BYTES {
                         return Some(Ok(Document::new(body, self.seen_at)));
                     }
                     self.stage = Stage::Digesting(Digester::new(body));
