@@ -11,6 +11,7 @@ use crate::settings::{StorageBackend, StorageSettings};
 pub mod election_objects;
 pub mod gcs;
 pub mod gcs_auth;
+pub mod rsa_key;
 pub mod s3;
 pub mod sigv4;
 pub mod timestamp;
