@@ -19,7 +19,7 @@ use crate::args::DrillArgs;
 use crate::http::Http;
 use crate::outcome::{Exit, Outcome, Res};
 use crate::settings::Settings;
-use crate::storage::{check_object, unseal, Storage};
+use crate::storage::{check_object, refuse_plugins, unseal, Storage};
 use crate::time::{age, now_ms, rfc3339};
 
 /// Ids listed per entity type in a difference, at most.
@@ -123,7 +123,7 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
         }
     };
 
-    if let Err(why) = check_object(&object, args.max_bytes) {
+    if let Err(why) = check_object(&object, args.max_bytes, &refuse_plugins(&cfg)) {
         let line = format!("invalid: {why}");
         return Ok(finish(report, vec![(Exit::Invalid, line)]));
     }

@@ -19,13 +19,14 @@ mod effects;
 mod election;
 mod export;
 mod import;
+mod prepare;
 pub mod source;
 
 use std::rc::Rc;
 
 pub use calls::{CallId, Owner};
 pub use effects::{Effect, Effects, Level, Metric, MetricKind};
-pub use import::{config_post_request, flattened_errors, BOOTSTRAP_TAG};
+pub use import::{config_post_request, flattened_errors, rewrite_for_import, BOOTSTRAP_TAG};
 
 use calls::CallTable;
 use election::Election;
@@ -33,13 +34,12 @@ use export::{Cx, Export, Plan};
 use import::Import;
 use source::{PollResult, Source};
 
-use crate::digest::Digester;
-use crate::document::Document;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::node_lock::{self, Lease, SharedStore};
 use crate::seal::ExportSealer;
 use crate::settings::{Config, SourceConfig};
 use crate::store::{self, ObjectStore};
+use prepare::Prepare;
 
 const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
 /// Bytes of a document hashed per tick: a larger one is hashed across ticks, so no callback does
@@ -74,6 +74,9 @@ pub struct Dispatch {
 pub struct TickOutput {
     pub dispatches: Vec<Dispatch>,
     pub effects: Vec<Effect>,
+    /// Calls given up this tick (no answer within `call_timeout_ms`): a late answer is ignored,
+    /// and the shell forgets their host tokens.
+    pub expired: Vec<CallId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +91,13 @@ pub enum Event {
     CallFailed {
         id: CallId,
         reason: String,
+    },
+    /// An answer whose announced body is over `Engine::answer_limit`: status and headers only,
+    /// the body was not read.
+    AnswerTooLarge {
+        id: CallId,
+        response: HttpResponse,
+        announced: u64,
     },
 }
 
@@ -107,9 +117,9 @@ pub struct Engine {
     /// With `cluster_fallback_config_import` on.
     import: Option<Import>,
     election: Election,
-    /// A large document being hashed a slice per tick, and when it was seen.
-    digesting: Option<(Digester, u64)>,
-    /// Encrypts hashed documents before the export sees them (`export_encryption_key`).
+    /// A large document being redacted and hashed a slice per tick (`prepare`).
+    digesting: Option<Prepare>,
+    /// Encrypts prepared documents before the export sees them (`export_encryption_key`).
     sealer: ExportSealer,
 }
 
@@ -216,7 +226,7 @@ impl Engine {
     }
 
     /// This filter's own configuration text, which an import puts in place of the exporting
-    /// filters it finds in the imported document (`import::rewrite_filter_chains`).
+    /// filters it finds in the imported document (`import::ImportEdit`).
     pub fn set_own_filter_config(&mut self, text: Option<Rc<Vec<u8>>>) {
         if let Some(import) = self.import.as_mut() {
             import.set_own_filter_config(text);
@@ -240,6 +250,15 @@ impl Engine {
             || (self.holder && (self.source.busy() || self.election.busy()))
     }
 
+    /// The most bytes the answer to call `id` may have: the shell refuses a larger announced
+    /// body before reading it (`import_max_bytes` for the import's calls).
+    pub fn answer_limit(&self, id: CallId) -> Option<u64> {
+        match self.calls.owner(id)? {
+            Owner::Import => self.cfg.import_settings.as_ref().map(|s| s.max_bytes),
+            _ => None,
+        }
+    }
+
     pub fn on_event(
         &mut self,
         event: Event,
@@ -257,6 +276,20 @@ impl Engine {
                 Some(owner) => self.failed(owner, id, &reason, now, shared, &mut fx),
                 None => late(id, &mut fx),
             },
+            Event::AnswerTooLarge {
+                id,
+                response,
+                announced,
+            } => match (self.calls.take(id), self.import.as_mut()) {
+                (Some(Owner::Import), Some(import)) => {
+                    import.too_large(id, response, announced, now, self.store.as_ref(), &mut fx)
+                }
+                (Some(owner), _) => {
+                    let reason = format!("the answer announces {announced} bytes; not read");
+                    self.failed(owner, id, &reason, now, shared, &mut fx);
+                }
+                (None, _) => late(id, &mut fx),
+            },
         }
         fx.0
     }
@@ -266,9 +299,11 @@ impl Engine {
         let mut dispatches = Vec::new();
         self.digest_slice(now, shared, &mut fx);
         self.seal_slice(now, shared, &mut fx);
+        let mut expired = Vec::new();
         for (id, owner) in self.calls.expired(now) {
             let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
             self.failed(owner, id, &reason, now, shared, &mut fx);
+            expired.push(id);
         }
         if self.holder {
             self.dispatch_resign(now, &mut dispatches);
@@ -294,11 +329,12 @@ impl Engine {
         TickOutput {
             dispatches,
             effects: fx.0,
+            expired,
         }
     }
 
-    /// A document for the export: hashed at once when small, else a slice per tick (the newest
-    /// document replaces one still being hashed).
+    /// A document for the export: redacted and hashed at once when small, else a slice per tick
+    /// (the newest document replaces one still being prepared).
     fn offer_body(
         &mut self,
         body: Rc<Vec<u8>>,
@@ -306,40 +342,32 @@ impl Engine {
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
-        if body.len() <= DIGEST_SLICE_BYTES {
-            // Newer than any document still being hashed: that one is dropped.
-            self.digesting = None;
-            let doc = Document::new(body, now);
-            self.offer_doc(doc, now, shared, fx);
-        } else {
-            self.digesting = Some((Digester::new(body), now));
-        }
+        // Newer than any document still being prepared: that one is dropped.
+        self.digesting = Some(Prepare::new(body, now));
+        self.digest_slice(now, shared, fx);
     }
 
     fn digest_slice(&mut self, now: u64, shared: &mut dyn SharedStore, fx: &mut Effects) {
-        let Some((digester, seen_at)) = self.digesting.as_mut() else {
+        let Some(prepare) = self.digesting.as_mut() else {
             return;
         };
-        let Some(sha256) = digester.step(DIGEST_SLICE_BYTES) else {
+        let Some(ready) = prepare.step() else {
             return;
         };
-        let doc = Document::with_digest(Rc::clone(digester.body()), sha256, *seen_at);
         self.digesting = None;
-        self.offer_doc(doc, now, shared, fx);
-    }
-
-    /// A hashed document goes to the export, encrypted first when exports are
-    /// (docs/sealed-exports.md): at once when small, else a slice per tick (`seal_slice`).
-    fn offer_doc(
-        &mut self,
-        doc: Document,
-        now: u64,
-        shared: &mut dyn SharedStore,
-        fx: &mut Effects,
-    ) {
-        if let Some(doc) = self.sealer.offer(doc) {
-            self.export
-                .offer(doc, &mut export_cx!(self, now, shared, fx));
+        match ready {
+            // Encrypted first when exports are (docs/sealed-exports.md): at once when small,
+            // else a slice per tick (`seal_slice`).
+            Ok(doc) => {
+                if let Some(doc) = self.sealer.offer(doc) {
+                    self.export
+                        .offer(doc, &mut export_cx!(self, now, shared, fx));
+                }
+            }
+            Err(line) => {
+                fx.log(Level::Error, line);
+                fx.metric(Metric::ExportFailuresTotal, 1);
+            }
         }
     }
 
@@ -521,7 +549,7 @@ impl Engine {
         let Some(import) = self.import.as_mut() else {
             return;
         };
-        match import.poll(now, self.store.as_ref()) {
+        match import.poll(now, self.store.as_ref(), fx) {
             None => {}
             Some(Ok(request)) => {
                 let id = self.push_call(Owner::Import, request, now, out);

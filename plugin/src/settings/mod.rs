@@ -214,6 +214,7 @@ pub const SETTINGS: &[&str] = &[
     "import_grace_period",
     "import_check_interval",
     "import_max_bytes",
+    "import_refuse_plugins",
     "gateway_version",
     "node_id",
     "election",
