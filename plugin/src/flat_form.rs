@@ -283,6 +283,8 @@ const SECRET_SETTINGS: &[&str] = &[
     "aws_access_key_id",
     "aws_secret_access_key",
     "aws_session_token",
+    "aws_container_authorization_token",
+    "aws_web_identity_token",
     "kong_admin_token",
 ];
 

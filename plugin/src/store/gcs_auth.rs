@@ -14,8 +14,8 @@ use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::PrivateKey;
-use sha2::Sha256;
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
@@ -62,18 +62,18 @@ impl RsaSigner {
     /// PRIVATE KEY`). The error never quotes the key.
     pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
         let (label, der) = pem_decode(pem).ok_or("is not a PEM private key")?;
-        let key = match label.as_str() {
-            "PRIVATE KEY" if is_other_algorithm(&der) => {
-                return Err("is not an RSA key (RS256 needs one)".into())
-            }
-            "PRIVATE KEY" => {
-                PrivateKey::from_pkcs8_der(&der).map_err(|_| "is not a valid RSA private key")?
-            }
-            "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der)
-                .map_err(|_| "is not a valid RSA private key")?,
-            "EC PRIVATE KEY" => return Err("is not an RSA key (RS256 needs one)".into()),
-            _ => return Err("is not a PEM private key (PKCS#8 or PKCS#1)".into()),
-        };
+        let key =
+            match label.as_str() {
+                "PRIVATE KEY" if is_other_algorithm(&der) => {
+                    return Err("is not an RSA key (RS256 needs one)".into())
+                }
+                "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der)
+                    .map_err(|_| "is not a valid RSA private key")?,
+                "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der)
+                    .map_err(|_| "is not a valid RSA private key")?,
+                "EC PRIVATE KEY" => return Err("is not an RSA key (RS256 needs one)".into()),
+                _ => return Err("is not a PEM private key (PKCS#8 or PKCS#1)".into()),
+            };
         let bits = rsa::traits::PublicKeyParts::n_bits_precision(&key);
         if !(2048..=8192).contains(&bits) {
             return Err("is an RSA key of an unsupported size (2048 to 8192 bits)".to_string());
@@ -98,7 +98,9 @@ impl RsaSigner {
 /// A PKCS#8 key whose algorithm is not rsaEncryption (EC, Ed25519, ...): its AlgorithmIdentifier
 /// OID is not 1.2.840.113549.1.1.1.
 fn is_other_algorithm(der: &[u8]) -> bool {
-    const RSA_OID: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const RSA_OID: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
     !der.windows(RSA_OID.len()).any(|w| w == RSA_OID)
 }
 
@@ -219,6 +221,8 @@ pub struct TokenCache {
     last_error: Option<String>,
     /// Token requests sent so far and the time the last JWT signature took (diagnostics).
     pub requests: u64,
+    /// The store's clock minus this node's (ms): the assertion's `iat`/`exp` are Google's time.
+    skew_ms: i64,
 }
 
 impl TokenCache {
@@ -232,7 +236,12 @@ impl TokenCache {
             next_attempt_at: 0,
             last_error: None,
             requests: 0,
+            skew_ms: 0,
         }
+    }
+
+    pub fn set_clock_skew(&mut self, skew_ms: i64) {
+        self.skew_ms = skew_ms;
     }
 
     pub fn provider(&self) -> &TokenProvider {
@@ -286,7 +295,8 @@ impl TokenCache {
                 aud,
                 upstream,
             } => {
-                let assertion = match key.assertion(self.scope, aud, now_ms / 1000) {
+                let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
+                let assertion = match key.assertion(self.scope, aud, iat_ms / 1000) {
                     Ok(a) => a,
                     Err(e) => {
                         self.failed(e, now_ms);
@@ -406,6 +416,15 @@ impl TokenCache {
         self.next_attempt_at = now_ms.saturating_add(delay);
         self.last_error = Some(e.clone());
         format!("{e}; retrying in {} s", delay / 1000)
+    }
+}
+
+/// Whether a token endpoint refused the assertion for its times (Google's `invalid_grant`
+/// "Check your iat and exp values").
+pub fn rejects_assertion_time(resp: &HttpResponse) -> bool {
+    resp.status == 400 && {
+        let body = String::from_utf8_lossy(&resp.body);
+        body.contains("invalid_grant") && body.contains("iat")
     }
 }
 
