@@ -39,6 +39,9 @@ pub struct ExportMeta {
     pub sha256: [u8; 32],
 }
 
+/// The message of an error answer without a body (HEAD), whose code is the status's name.
+pub const NO_ERROR_MESSAGE: &str = "no error message in the response";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreError {
     /// HTTP status, 0 when the call itself failed.
@@ -68,6 +71,10 @@ impl StoreError {
     /// change; the export then backs off long and logs at error level, and the native tool stops
     /// at once (docs/credentials.md).
     pub fn needs_operator(&self) -> Option<&'static str> {
+        if self.message == NO_ERROR_MESSAGE {
+            // A body-less answer (HEAD): the code is only the status's name, not the store's.
+            return None;
+        }
         Some(match self.code.as_str() {
             "SignatureDoesNotMatch" => {
                 "the secret access key does not belong to the access key id (check aws_secret_access_key / AWS_SECRET_ACCESS_KEY, and that nothing rewrites the request on the way)"

@@ -466,8 +466,8 @@ pub fn error_from(resp: &HttpResponse) -> StoreError {
     let body = String::from_utf8_lossy(&resp.body);
     let code =
         xml_element(&body, "Code").unwrap_or_else(|| status_code_name(resp.status).to_string());
-    let message = xml_element(&body, "Message")
-        .unwrap_or_else(|| "no error message in the response".to_string());
+    let message =
+        xml_element(&body, "Message").unwrap_or_else(|| super::NO_ERROR_MESSAGE.to_string());
     StoreError::from_answer(resp.status, &code, &message)
 }
 
@@ -813,6 +813,125 @@ mod tests {
             panic!()
         };
         assert_eq!((e.code.as_str(), e.is_server_side()), ("SlowDown", true));
+    }
+
+    #[test]
+    fn errors_no_retry_can_fix_name_their_fix() {
+        let store = S3Store::new(settings(None), "b-1".into(), "u".into());
+        let err = |status, code: &str| {
+            let body = format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+            match store.parse_put(&resp(status, &[], &body)) {
+                PutOutcome::Failed(e) => e,
+                other => panic!("{other:?}"),
+            }
+        };
+        let fix = err(403, "SignatureDoesNotMatch").needs_operator().unwrap();
+        assert!(fix.contains("aws_secret_access_key"), "{fix}");
+        let fix = err(403, "InvalidAccessKeyId").needs_operator().unwrap();
+        assert!(fix.contains("aws_access_key_id"), "{fix}");
+        let fix = err(403, "AccessDenied").needs_operator().unwrap();
+        assert!(fix.contains("s3:PutObject"), "{fix}");
+        for (status, code) in [
+            (403, "RequestTimeTooSkewed"),
+            (400, "ExpiredToken"),
+            (503, "SlowDown"),
+            (500, "InternalError"),
+        ] {
+            assert_eq!(err(status, code).needs_operator(), None, "{code}");
+        }
+        // A HEAD answer has no body: its 403 may be a skewed clock or an expired token.
+        let HeadOutcome::Failed(e) = store.parse_head(&resp(403, &[], "")) else {
+            panic!()
+        };
+        assert_eq!(
+            (e.code.as_str(), e.needs_operator()),
+            ("AccessDenied", None)
+        );
+    }
+
+    #[test]
+    fn expired_tokens_and_skewed_clocks_are_recognised() {
+        let mut s = settings(None);
+        s.credentials = AwsProvider::Imds {
+            url: HttpUrl::parse("http://169.254.169.254").unwrap(),
+            upstream: "imds".into(),
+        };
+        let store = S3Store::new(s, "b-1".into(), "u".into());
+        let body = |code: &str| format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+        assert!(store.rejects_credentials(&resp(400, &[], &body("ExpiredToken"))));
+        assert!(store.rejects_credentials(&resp(403, &[], &body("ExpiredToken"))));
+        assert!(store.rejects_credentials(&resp(403, &[], &body("InvalidAccessKeyId"))));
+        assert!(!store.rejects_credentials(&resp(403, &[], &body("AccessDenied"))));
+        assert!(!store.rejects_credentials(&resp(500, &[], &body("ExpiredToken"))));
+        assert!(store.rejects_clock(&resp(403, &[], &body("RequestTimeTooSkewed"))));
+        assert!(!store.rejects_clock(&resp(403, &[], &body("AccessDenied"))));
+        // No keys yet: not ready, and no request can be built.
+        assert!(!store.ready(T_2013));
+        assert!(store.head("k", T_2013).is_err());
+    }
+
+    /// `x-amz-date` is the store's time: a node 20 minutes behind signs with the store's clock.
+    #[test]
+    fn the_measured_skew_corrects_the_signing_time() {
+        let mut store = S3Store::new(settings(None), "b-1".into(), "u".into());
+        store.set_clock_skew(20 * 60_000);
+        let req = store.head("k", T_2013 - 20 * 60_000).unwrap();
+        assert_eq!(req.header("x-amz-date"), Some("20130524T000000Z"));
+        store.set_clock_skew(-20 * 60_000);
+        let req = store.head("k", T_2013 + 20 * 60_000).unwrap();
+        assert_eq!(req.header("x-amz-date"), Some("20130524T000000Z"));
+    }
+
+    #[test]
+    fn sse_c_headers_go_with_head_and_get_too() {
+        let mut s = settings(None);
+        s.extra_headers = HeaderList(vec![
+            (
+                "x-amz-server-side-encryption-customer-algorithm".into(),
+                "AES256".into(),
+            ),
+            (
+                "x-amz-server-side-encryption-customer-key".into(),
+                "S1NFLUtFWQ==".into(),
+            ),
+            (
+                "x-amz-server-side-encryption-customer-key-md5".into(),
+                "bWQ1".into(),
+            ),
+            ("x-amz-storage-class".into(), "STANDARD_IA".into()),
+        ]);
+        let store = S3Store::new(s, "b-1".into(), "u".into());
+        for req in [
+            store.head("k", T_2013).unwrap(),
+            store.get("k", Some("\"e\""), T_2013).unwrap(),
+        ] {
+            assert_eq!(
+                req.header("x-amz-server-side-encryption-customer-algorithm"),
+                Some("AES256")
+            );
+            assert_eq!(
+                req.header("x-amz-server-side-encryption-customer-key"),
+                Some("S1NFLUtFWQ==")
+            );
+            assert!(req
+                .header("x-amz-server-side-encryption-customer-key-md5")
+                .is_some());
+            assert_eq!(
+                req.header("x-amz-storage-class"),
+                None,
+                "PUT-only headers stay out"
+            );
+            let auth = req.header("authorization").unwrap();
+            assert!(
+                auth.contains("x-amz-server-side-encryption-customer-key;"),
+                "signed: {auth}"
+            );
+        }
+        let list = store.list("p/", None, T_2013).unwrap();
+        assert_eq!(
+            list.header("x-amz-server-side-encryption-customer-key"),
+            None
+        );
     }
 
     #[test]
