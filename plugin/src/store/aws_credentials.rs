@@ -118,6 +118,7 @@ pub struct CredentialChain {
     unpublished: bool,
     step: Option<Step>,
     /// IMDSv2 session token and when it stops being usable (this node's clock).
+    /// Kept in `IMDS_SESSIONS` (see there) and loaded on first use.
     imds_token: Option<(Secret, u64)>,
     imds_role: Option<String>,
     failures: u32,
@@ -139,13 +140,14 @@ impl CredentialChain {
             }),
             _ => None,
         };
+        let session = imds_session(&provider).unwrap_or_default();
         CredentialChain {
             provider,
             held,
             unpublished: false,
             step: None,
-            imds_token: None,
-            imds_role: None,
+            imds_token: session.0,
+            imds_role: session.1,
             failures: 0,
             next_attempt_at: 0,
             last_error: None,
@@ -307,20 +309,27 @@ impl CredentialChain {
         let resp = match answer {
             Ok(r) => r,
             Err(reason) => {
+                let hint = if step == Step::ImdsToken {
+                    " (a container more hops away than the instance's metadata hop limit never gets an answer: raise it to 2)"
+                } else {
+                    ""
+                };
                 return Err(self.failed(
-                    format!("the AWS credentials request to {what} failed: {reason}"),
+                    format!("the AWS credentials request to {what} failed: {reason}{hint}"),
                     now_ms,
-                ))
+                ));
             }
         };
         if !(200..=299).contains(&resp.status) {
             if resp.status == 401 && step != Step::ImdsToken {
                 // IMDSv2: the session token expired or was refused; get a new one at once.
                 self.imds_token = None;
+                self.save_imds_session();
             }
             if resp.status == 404 && step == Step::Credentials {
                 // IMDS: the instance's role changed.
                 self.imds_role = None;
+                self.save_imds_session();
             }
             let mut line = format!(
                 "the AWS credentials request to {what} was refused: HTTP {}",
@@ -354,6 +363,7 @@ impl CredentialChain {
                 // Renewed a minute early, so a request never leaves with a dying token.
                 let until = now_ms + ttl_ms - 60_000u64.min(ttl_ms / 2);
                 self.imds_token = Some((Secret::new(token), until));
+                self.save_imds_session();
                 Ok(())
             }
             Step::ImdsRole => {
@@ -362,6 +372,7 @@ impl CredentialChain {
                 match role {
                     Some(role) if role.bytes().all(|b| b.is_ascii_graphic()) => {
                         self.imds_role = Some(role.to_string());
+                        self.save_imds_session();
                         Ok(())
                     }
                     _ => Err(self.failed(
@@ -401,6 +412,16 @@ impl CredentialChain {
         self.failures = 0;
         self.next_attempt_at = 0;
         self.last_error = None;
+    }
+
+    fn save_imds_session(&self) {
+        let id = self.provider.describe();
+        let session = (self.imds_token.clone(), self.imds_role.clone());
+        IMDS_SESSIONS.with(|m| {
+            let mut m = m.borrow_mut();
+            m.retain(|(k, _)| *k != id);
+            m.push((id, session));
+        });
     }
 
     /// Records a failed attempt and schedules the next one; returns the log line.
@@ -453,6 +474,30 @@ impl CredentialChain {
             self.last_error = None;
         }
     }
+}
+
+/// An IMDSv2 session: the token (and until when it is usable) and the instance's role.
+type ImdsSession = (Option<(Secret, u64)>, Option<String>);
+
+thread_local! {
+    /// IMDSv2 sessions by provider, shared by every root context of this Wasm instance (one per
+    /// worker): a reconfiguration builds a new store, and must not cost a new session token and
+    /// role lookup (credentials themselves are shared node-wide through shared data).
+    static IMDS_SESSIONS: std::cell::RefCell<Vec<(String, ImdsSession)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn imds_session(provider: &AwsProvider) -> Option<ImdsSession> {
+    if !matches!(provider, AwsProvider::Imds { .. }) {
+        return None;
+    }
+    let id = provider.describe();
+    IMDS_SESSIONS.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, s)| s.clone())
+    })
 }
 
 /// When to renew credentials that expire at `expires_at`, seen at `now_ms`.
