@@ -65,7 +65,8 @@ pub fn credential_settings(
     }
     if let (Some(file), false) = (
         set("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
-        has("aws_container_authorization_token") || set("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_some(),
+        has("aws_container_authorization_token")
+            || set("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_some(),
     ) {
         let token = read_token(&file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?;
         out.push(("aws_container_authorization_token", token));
@@ -120,8 +121,8 @@ fn read_profile(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Profile>,
             continue;
         };
         let options = ParseOption {
-            enable_quote: false,
-            enable_escape: false,
+            enabled_quote: false,
+            enabled_escape: false,
             ..ParseOption::default()
         };
         // The reader's error may quote a line (a secret): only the path is reported.
@@ -157,8 +158,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn run(env: &[(&str, String)], has: &[&str]) -> Result<Additions, String> {
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         let has: Vec<String> = has.iter().map(|s| s.to_string()).collect();
         credential_settings(&|k| env.get(k).cloned(), &|k| has.iter().any(|h| h == k))
     }
@@ -176,7 +179,10 @@ mod tests {
         )
         .unwrap();
         vec![
-            ("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials").display().to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.join("credentials").display().to_string(),
+            ),
             ("AWS_CONFIG_FILE", dir.join("config").display().to_string()),
         ]
     }
@@ -227,12 +233,24 @@ mod tests {
         let a = run(&env, &[]).unwrap();
         assert_eq!(get(&a, "aws_web_identity_token"), Some("eyJ.web.identity"));
         let env = vec![
-            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token.display().to_string()),
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials".into()),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token.display().to_string(),
+            ),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials".into(),
+            ),
         ];
         let a = run(&env, &[]).unwrap();
-        assert_eq!(get(&a, "aws_container_authorization_token"), Some("eyJ.web.identity"));
-        let env = vec![("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token".to_string())];
+        assert_eq!(
+            get(&a, "aws_container_authorization_token"),
+            Some("eyJ.web.identity")
+        );
+        let env = vec![(
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "/nonexistent/token".to_string(),
+        )];
         let e = run(&env, &[]).unwrap_err();
         assert!(e.contains("AWS_WEB_IDENTITY_TOKEN_FILE"), "{e}");
     }

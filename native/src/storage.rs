@@ -153,13 +153,15 @@ impl<'a> Storage<'a> {
                                 Ok(t) => return Ok(t),
                                 Err(e) => match e.needs_operator() {
                                     // No retry can fix it: say so now rather than at --timeout.
-                                    Some(fix) => return Err(Outcome::new(
-                                        Exit::Usage,
-                                        format!(
+                                    Some(fix) => {
+                                        return Err(Outcome::new(
+                                            Exit::Usage,
+                                            format!(
                                             "the storage refused the request: {e} (from {}); {fix}",
                                             request.authority
                                         ),
-                                    )),
+                                        ))
+                                    }
                                     None => format!("{e} (from {})", request.authority),
                                 },
                             }

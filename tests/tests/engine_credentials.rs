@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use config_bridge_tests::payload_bytes;
 use config_bridge_tests::real_engine::{
     assert_no_secrets_in_logs, engine_filter_config, known_secrets, wait_for_object,
     with_url_source, ConfigUrl, EngineNode, EngineSpec, LiveS3, LogMark,
 };
-use config_bridge_tests::payload_bytes;
 use host_harness::mocks::aws_credentials::{MockAwsCredentials, Provider};
 use host_harness::mocks::serve;
 use serde_json::{json, Value};
@@ -59,7 +59,11 @@ fn imds_credentials_expiring_mid_run_keep_the_export_going() {
         "failed uploads: {failed:#?}\nlog:\n{}",
         node.log_since_for_humans(LogMark(0))
     );
-    assert!(puts.len() > n as usize, "{} uploads for {n} changes", puts.len());
+    assert!(
+        puts.len() > n as usize,
+        "{} uploads for {n} changes",
+        puts.len()
+    );
     let issued = creds.issued();
     assert!(issued.iter().all(|i| i.provider == Provider::Imds));
     // Renewed every ~10 s over ~100 s: one fetch per refresh for the node's two workers.
@@ -71,11 +75,25 @@ fn imds_credentials_expiring_mid_run_keep_the_export_going() {
     );
     for pair in issued.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at).unwrap_or_default();
-        assert!(gap >= Duration::from_secs(5), "two fetches {gap:?} apart: {issued:#?}");
-        assert!(pair[1].at < pair[0].expires, "renewed after expiry: {issued:#?}");
+        assert!(
+            gap >= Duration::from_secs(5),
+            "two fetches {gap:?} apart: {issued:#?}"
+        );
+        assert!(
+            pair[1].at < pair[0].expires,
+            "renewed after expiry: {issued:#?}"
+        );
     }
     let mut secrets = known_secrets(&s3);
-    secrets.extend(["mock-temporary-secret".to_string(), "mock-session-token".to_string(), "imds-session-".to_string()]);
+    secrets.extend([
+        "mock-temporary-secret".to_string(),
+        "mock-session-token".to_string(),
+        "imds-session-".to_string(),
+    ]);
     assert_no_secrets_in_logs(&node, &secrets);
-    assert!(node.problems().is_empty(), "traps: {:?}", node.problems().first().map(ToString::to_string));
+    assert!(
+        node.problems().is_empty(),
+        "traps: {:?}",
+        node.problems().first().map(ToString::to_string)
+    );
 }

@@ -53,18 +53,25 @@ fn start_moto(test: &str) -> Option<Moto> {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&moto.host_port).is_err() {
-        assert!(Instant::now() < deadline, "{test}: moto_server did not listen");
+        assert!(
+            Instant::now() < deadline,
+            "{test}: moto_server did not listen"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The bucket (moto without auth takes an unsigned CreateBucket).
     let upstream = TcpUpstream::new(&moto.host_port).expect("tcp upstream");
     let req = host_harness::http::HttpRequest::new("PUT", "/interop-creds")
         .with_header("host", &moto.host_port);
-    let ctx = host_harness::http::CallContext::new(std::time::SystemTime::now(), "t", &moto.host_port);
+    let ctx =
+        host_harness::http::CallContext::new(std::time::SystemTime::now(), "t", &moto.host_port);
     use host_harness::http::Handler as _;
     let reply = upstream.handle(&req, &ctx);
     let status = reply.response().map(|r| r.status);
-    assert!(matches!(status, Some(200 | 409)), "{test}: CreateBucket: {reply:?}");
+    assert!(
+        matches!(status, Some(200 | 409)),
+        "{test}: CreateBucket: {reply:?}"
+    );
     Some(moto)
 }
 
@@ -113,7 +120,11 @@ fn export_with(test: &str, credentials: serde_json::Value) {
         assert!(
             Instant::now() < deadline,
             "{test}: no export; log: {:#?}",
-            world.logs().iter().map(|l| l.message.clone()).collect::<Vec<_>>()
+            world
+                .logs()
+                .iter()
+                .map(|l| l.message.clone())
+                .collect::<Vec<_>>()
         );
     }
     let _ = node;
@@ -130,7 +141,8 @@ fn export_with(test: &str, credentials: serde_json::Value) {
         .unwrap_or_else(|| panic!("{test}: not signed with moto's credentials"));
     for line in world.logs() {
         assert!(
-            !line.message.contains("test-secret-key") && !line.message.contains("test-session-token"),
+            !line.message.contains("test-secret-key")
+                && !line.message.contains("test-session-token"),
             "{test}: a secret in the log: {}",
             line.message
         );

@@ -257,7 +257,8 @@ impl MockAwsCredentials {
         let mut params: Vec<(String, String)> = req.query_pairs();
         if req.method == "POST" {
             params.extend(
-                url::form_urlencoded::parse(&req.body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+                url::form_urlencoded::parse(&req.body)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned())),
             );
         }
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -271,15 +272,29 @@ impl MockAwsCredentials {
             get("RoleSessionName").filter(|n| n.len() >= 2),
             get("WebIdentityToken"),
         ) else {
-            return sts_error(400, "ValidationError", "RoleArn, RoleSessionName and WebIdentityToken are required");
+            return sts_error(
+                400,
+                "ValidationError",
+                "RoleArn, RoleSessionName and WebIdentityToken are required",
+            );
         };
         let expected = self.lock().web_identity.clone();
         match expected {
             Some((t, r)) if t == token && r == role => {}
             Some((t, _)) if t == token => {
-                return sts_error(403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
+                return sts_error(
+                    403,
+                    "AccessDenied",
+                    "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+                )
             }
-            _ => return sts_error(400, "InvalidIdentityToken", "Couldn't retrieve verification key from your identity provider"),
+            _ => {
+                return sts_error(
+                    400,
+                    "InvalidIdentityToken",
+                    "Couldn't retrieve verification key from your identity provider",
+                )
+            }
         }
         let (c, expires) = self.issue(Provider::WebIdentity, ctx);
         let xml = format!(
@@ -326,7 +341,10 @@ fn text(status: u16, body: &str) -> Reply {
 }
 
 fn code_json(status: u16, code: &str, message: &str) -> Reply {
-    Reply::now(HttpResponse::json(status, &json!({"code": code, "message": message})))
+    Reply::now(HttpResponse::json(
+        status,
+        &json!({"code": code, "message": message}),
+    ))
 }
 
 fn sts_error(status: u16, code: &str, message: &str) -> Reply {
@@ -347,8 +365,6 @@ fn truncate_secs(t: SystemTime) -> SystemTime {
 /// `2026-01-01T00:15:00Z`, as AWS writes `Expiration`.
 pub fn rfc3339(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(truncate_secs(t));
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.format(&f).unwrap_or_default()
 }

@@ -110,6 +110,9 @@ pub struct Engine {
     election: Election,
     /// A large document being hashed a slice per tick, and when it was seen.
     digesting: Option<(Digester, u64)>,
+    /// The store's clock minus this node's (ms), as last measured: kept across
+    /// reconfigurations, which build a new store.
+    clock_skew_ms: i64,
 }
 
 impl Engine {
@@ -152,6 +155,7 @@ impl Engine {
             shared_data_broken: false,
             election,
             digesting: None,
+            clock_skew_ms: 0,
             cfg,
         }
     }
@@ -162,6 +166,8 @@ impl Engine {
         let mut next = Engine::new(cfg, self.me);
         next.calls.continue_ids(&self.calls);
         let previous = std::mem::replace(self, next);
+        self.clock_skew_ms = previous.clock_skew_ms;
+        self.store.set_clock_skew(self.clock_skew_ms);
         if previous.record_key == self.record_key {
             // Same object: calls in flight stay in flight (one per owner, as before); an answer
             // a replaced sub-machine no longer expects is ignored by it.
@@ -571,6 +577,7 @@ impl Engine {
         // credential endpoints run on this node's clock), and any answer refusing the clock.
         if matches!(owner, Owner::Export | Owner::Election) || self.store.rejects_clock(&response) {
             if let Some(skew) = clock_skew_ms(response.header("date"), now) {
+                self.clock_skew_ms = skew;
                 self.store.set_clock_skew(skew);
             }
         }

@@ -126,6 +126,9 @@ pub struct CredentialChain {
     last_error: Option<String>,
     /// This node's clock subtracted from the store's (ms): expirations are the provider's time.
     skew_ms: i64,
+    /// The access key id the store last refused (`invalidate`): never taken back from shared
+    /// data, where the worker that fetched it may still have it published.
+    rejected: Option<String>,
     /// Requests sent to the provider (diagnostics and tests).
     pub requests: u64,
 }
@@ -152,6 +155,7 @@ impl CredentialChain {
             next_attempt_at: 0,
             last_error: None,
             skew_ms: 0,
+            rejected: None,
             requests: 0,
         }
     }
@@ -186,7 +190,9 @@ impl CredentialChain {
     /// ones now (static keys cannot be renewed).
     pub fn invalidate(&mut self) {
         if !self.is_static() {
-            self.held = None;
+            if let Some(h) = self.held.take() {
+                self.rejected = Some(h.keys.access_key_id.expose().to_string());
+            }
             self.next_attempt_at = 0;
         }
     }
@@ -200,6 +206,13 @@ impl CredentialChain {
             .is_none_or(|h| h.refresh_at.is_some_and(|r| now_ms >= r));
         if self.is_static() || !due || now_ms < self.next_attempt_at {
             return None;
+        }
+        if self.imds_token.is_none() {
+            // Another root context of this worker may have opened a session meanwhile.
+            if let Some((token, role)) = imds_session(&self.provider) {
+                self.imds_token = token;
+                self.imds_role = self.imds_role.take().or(role);
+            }
         }
         let (step, request) = match &self.provider {
             AwsProvider::Static(_) => return None,
@@ -453,6 +466,7 @@ impl CredentialChain {
                 let entry = SharedCredentials {
                     keys: held.keys.clone(),
                     expires_store_ms: held.expires_at.map(|e| shift(e, self.skew_ms)),
+                    refresh_store_ms: held.refresh_at.map(|r| shift(r, self.skew_ms)),
                 };
                 if shared.set(key, &entry.encode(&id), cas).unwrap_or(false) {
                     self.unpublished = false;
@@ -461,12 +475,21 @@ impl CredentialChain {
             return;
         }
         let Some(theirs) = current else { return };
+        if self.rejected.as_deref() == Some(theirs.keys.access_key_id.expose()) {
+            return;
+        }
         let theirs_expire = theirs.expires_store_ms.map(|e| unshift(e, self.skew_ms));
         let newer = mine.is_none_or(|m| theirs_expire.unwrap_or(u64::MAX) > m);
         if newer && theirs_expire.is_none_or(|e| now_ms < e) {
+            // The renewal time the fetching worker chose (from the full lifetime), not one
+            // computed from what is left of it.
+            let refresh_at = match theirs.refresh_store_ms {
+                Some(r) => Some(unshift(r, self.skew_ms)),
+                None => theirs_expire.map(|e| refresh_time(now_ms, e)),
+            };
             self.held = Some(Held {
                 keys: theirs.keys,
-                refresh_at: theirs_expire.map(|e| refresh_time(now_ms, e)),
+                refresh_at,
                 expires_at: theirs_expire,
             });
             self.failures = 0;
@@ -605,6 +628,8 @@ struct SharedCredentials {
     keys: AwsKeys,
     /// The provider's expiration (store time, ms).
     expires_store_ms: Option<u64>,
+    /// When the fetching worker renews them (store time, ms).
+    refresh_store_ms: Option<u64>,
 }
 
 impl SharedCredentials {
@@ -615,6 +640,7 @@ impl SharedCredentials {
             "secret_access_key": self.keys.secret_access_key.expose(),
             "session_token": self.keys.session_token.as_ref().map(Secret::expose),
             "expires": self.expires_store_ms,
+            "refresh": self.refresh_store_ms,
         })
         .to_string()
         .into_bytes()
@@ -634,6 +660,7 @@ impl SharedCredentials {
                 session_token: text("session_token"),
             },
             expires_store_ms: v.get("expires").and_then(Value::as_u64),
+            refresh_store_ms: v.get("refresh").and_then(Value::as_u64),
         })
     }
 }

@@ -234,6 +234,11 @@ fn credentials_are_shared_through_shared_data() {
     a.share(key, &mut shared, refresh);
     assert_eq!(a.keys(refresh).unwrap().access_key_id.expose(), "ASIA2");
     assert!(a.request(refresh).is_none());
+    // Keys the store refused (ExpiredToken) are not taken back from shared data.
+    a.invalidate();
+    a.share(key, &mut shared, refresh + 1);
+    assert!(a.keys(refresh + 1).is_err());
+    assert!(a.request(refresh + 1).is_some(), "fetches new ones");
     // Another provider's entry is not taken.
     let mut other = CredentialChain::new(AwsProvider::Imds {
         url: url("http://127.0.0.1:1338"),
