@@ -9,11 +9,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
-use rsa::PrivateKey;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -61,23 +58,7 @@ impl RsaSigner {
     /// A PEM private key: PKCS#8 (`BEGIN PRIVATE KEY`, what Google issues) or PKCS#1 (`BEGIN RSA
     /// PRIVATE KEY`). The error never quotes the key.
     pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
-        let (label, der) = pem_decode(pem).ok_or("is not a PEM private key")?;
-        let key =
-            match label.as_str() {
-                "PRIVATE KEY" if is_other_algorithm(&der) => {
-                    return Err("is not an RSA key (RS256 needs one)".into())
-                }
-                "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der)
-                    .map_err(|_| "is not a valid RSA private key")?,
-                "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der)
-                    .map_err(|_| "is not a valid RSA private key")?,
-                "EC PRIVATE KEY" => return Err("is not an RSA key (RS256 needs one)".into()),
-                _ => return Err("is not a PEM private key (PKCS#8 or PKCS#1)".into()),
-            };
-        let bits = rsa::traits::PublicKeyParts::n_bits_precision(&key);
-        if !(2048..=8192).contains(&bits) {
-            return Err("is an RSA key of an unsupported size (2048 to 8192 bits)".to_string());
-        }
+        let (key, der) = super::rsa_key::private_key_from_pem(pem)?;
         let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
         Ok(RsaSigner {
             der: Secret::new(hex),
@@ -93,15 +74,6 @@ impl RsaSigner {
             .map(|sig| sig.to_vec())
             .map_err(|_| "RSA signing failed (no randomness from the host?)".to_string())
     }
-}
-
-/// A PKCS#8 key whose algorithm is not rsaEncryption (EC, Ed25519, ...): its AlgorithmIdentifier
-/// OID is not 1.2.840.113549.1.1.1.
-fn is_other_algorithm(der: &[u8]) -> bool {
-    const RSA_OID: &[u8] = &[
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-    ];
-    !der.windows(RSA_OID.len()).any(|w| w == RSA_OID)
 }
 
 /// The parts of a service-account JSON key the token flow needs.
@@ -478,43 +450,6 @@ pub fn base64url(data: &[u8]) -> String {
         .collect()
 }
 
-/// The first PEM block: (label, DER bytes).
-fn pem_decode(pem: &str) -> Option<(String, Vec<u8>)> {
-    let begin = pem.find("-----BEGIN ")?;
-    let rest = pem.get(begin + 11..)?;
-    let label_end = rest.find("-----")?;
-    let label = rest.get(..label_end)?.to_string();
-    let body = rest.get(label_end + 5..)?;
-    let end = body.find("-----END ")?;
-    let b64 = body.get(..end)?;
-    Some((label, base64_decode(b64)?))
-}
-
-/// Standard base64 (padding optional, whitespace ignored).
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,9 +462,15 @@ mod tests {
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(b"foob"), "Zm9vYg");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-        assert_eq!(base64_decode("Zm9v\nYmFy").unwrap(), b"foobar");
-        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
-        assert_eq!(base64_decode("Zm9v*"), None);
+        assert_eq!(
+            super::super::rsa_key::base64_decode("Zm9v\nYmFy").unwrap(),
+            b"foobar"
+        );
+        assert_eq!(
+            super::super::rsa_key::base64_decode("Zm9vYg==").unwrap(),
+            b"foob"
+        );
+        assert_eq!(super::super::rsa_key::base64_decode("Zm9v*"), None);
     }
 
     /// The assertion verified by an independent RS256 implementation (the mock's, RustCrypto
