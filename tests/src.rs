@@ -49,8 +49,13 @@ pub fn plugin_module() -> PluginModule {
     static MODULE: OnceLock<PluginModule> = OnceLock::new();
     MODULE
         .get_or_init(|| {
-            let path = host_harness::wasm_build::config_bridge()
-                .unwrap_or_else(|e| panic!("building config-bridge for wasm32-wasip1: {e:#}"));
+            // A prebuilt module (e.g. an older build, to show a test fails without a change), as
+            // the real-engine fixture takes it.
+            let path = match std::env::var_os("CONFIG_BRIDGE_WASM").filter(|v| !v.is_empty()) {
+                Some(p) => std::path::PathBuf::from(p),
+                None => host_harness::wasm_build::config_bridge()
+                    .unwrap_or_else(|e| panic!("building config-bridge for wasm32-wasip1: {e:#}")),
+            };
             PluginModule::load(&path)
                 .unwrap_or_else(|e| panic!("loading {}: {e:#}", path.display()))
         })

@@ -20,7 +20,7 @@ struct ClockInner {
     /// Wall time at elapsed = 0.
     base: SystemTime,
     elapsed_nanos: AtomicU64,
-    /// Hosts report milliseconds (SPEC §6): the guest-visible clocks are truncated to this.
+    /// Hosts report milliseconds: the guest-visible clocks are truncated to this.
     resolution: Duration,
 }
 

@@ -1,4 +1,4 @@
-//! What differs between real hosts (SPEC §6), as data. The ABI code asks the profile instead of
+//! What differs between real hosts (docs/host-behaviours.md), as data. The ABI code asks the profile instead of
 //! hard-coding one host's behaviour.
 
 use crate::hostile::{Hostility, Injection};

@@ -237,6 +237,9 @@ pub(crate) struct NodeShared {
     pub metrics: Mutex<Metrics>,
     /// Properties readable from HTTP contexts, by dotted path (`request.path`).
     pub properties: RwLock<HashMap<String, Vec<u8>>>,
+    /// This node's clock minus the world's, ms (`World::set_clock_skew`): what
+    /// `proxy_get_current_time_nanoseconds` answers is shifted by it.
+    pub clock_skew_ms: std::sync::atomic::AtomicI64,
 }
 
 impl NodeShared {
@@ -247,6 +250,7 @@ impl NodeShared {
             queues: Mutex::new(Queues::default()),
             metrics: Mutex::new(Metrics::default()),
             properties: RwLock::new(HashMap::new()),
+            clock_skew_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 }

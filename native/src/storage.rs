@@ -256,7 +256,13 @@ impl Retry {
 /// The checks the filter's import makes before applying an object: a size limit, a Kong
 /// declarative configuration (JSON object with `_format_version`, the core's check), and its
 /// `config-sha256` metadata when present (a corrupt or truncated object is not applied).
-pub fn check_object(object: &Object, max_bytes: u64) -> Result<(), String> {
+/// `refuse_plugins`: `import_refuse_plugins`; the document must also be one the filter's import
+/// could rewrite (fail-closed: docs/security.md).
+pub fn check_object(
+    object: &Object,
+    max_bytes: u64,
+    refuse_plugins: &[String],
+) -> Result<(), String> {
     let size = object.body.len() as u64;
     if size > max_bytes {
         return Err(format!(
@@ -265,9 +271,21 @@ pub fn check_object(object: &Object, max_bytes: u64) -> Result<(), String> {
     }
     validate_declarative_json(&object.body).map_err(|reason| format!("the object {reason}"))?;
     match &object.meta.sha256_hex {
-        Some(expected) if *expected != sha256_hex(&object.body) => Err(
-            "its content does not match its config-sha256 metadata (corrupt or truncated)".into(),
-        ),
-        _ => Ok(()),
+        Some(expected) if *expected != sha256_hex(&object.body) => {
+            return Err(
+                "its content does not match its config-sha256 metadata (corrupt or truncated)"
+                    .into(),
+            )
+        }
+        _ => {}
     }
+    config_bridge::engine::rewrite_for_import(&object.body, None, refuse_plugins).map(|_| ())
+}
+
+/// `import_refuse_plugins` of the settings (none when import is off).
+pub fn refuse_plugins(cfg: &config_bridge::settings::Config) -> Vec<String> {
+    cfg.import_settings
+        .as_ref()
+        .map(|s| s.refuse_plugins.clone())
+        .unwrap_or_default()
 }

@@ -788,3 +788,47 @@ fn long_uploads_and_downloads_show_a_progress_line() {
     quiet.expect(0);
     assert!(!quiet.stderr.contains("downloading from"), "{quiet:#?}");
 }
+
+/// `import_refuse_plugins` (here from its environment variable): `import --out`, `drill` and
+/// `import --admin-url` refuse a backup holding a `pre-function` plugin (exit 12, one line naming
+/// the setting); without the setting it is imported.
+#[test]
+fn the_content_policy_refuses_a_backup_with_a_refused_plugin() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.json");
+    let (kong, kong_srv) = start_kong();
+    let mut doc: Value = serde_json::from_str(&doc(false)).unwrap();
+    doc["plugins"] = json!([{"name": "pre-function", "config": {"access": ["os.exit(1)"]}}]);
+    let body = doc.to_string();
+    s3.put_direct(
+        &format!("fallback/{VERSION}/config.json"),
+        body.as_bytes(),
+        SystemTime::now(),
+    );
+    let mut env = s3.env();
+    env.push((
+        "CONFIG_BRIDGE_IMPORT_REFUSE_PLUGINS",
+        "post-function, pre-function".to_string(),
+    ));
+    for line in [
+        format!("import --version {VERSION} --out {}", out.display()),
+        format!("drill --version {VERSION}"),
+        format!("import --version {VERSION} --admin-url {}", kong_srv.url()),
+    ] {
+        let run = cli_with(&line, &env);
+        run.expect(12);
+        assert!(
+            run.stderr.contains("import_refuse_plugins")
+                || run.stdout.contains("import_refuse_plugins"),
+            "{line}: {run:#?}"
+        );
+    }
+    assert!(kong.posts().is_empty());
+    assert!(!out.exists());
+    s3.cli(&format!(
+        "import --version {VERSION} --out {}",
+        out.display()
+    ))
+    .expect(0);
+}

@@ -7,7 +7,9 @@
 //!   `config` member's members),
 //! * SHA-256 of the `config` payload in one piece,
 //! * the longest single step of the scanner and of `digest::Digester` at budgets of 256 KiB,
-//!   1 MiB and 4 MiB (what one host callback would cost), with the number of steps.
+//!   1 MiB and 4 MiB (what one host callback would cost), with the number of steps,
+//! * the export's redaction (`redact::Rewriter`, the engine's 1 MiB slice) of the payload with a
+//!   config-bridge chain at its end (so the whole document is scanned, then copied).
 //!
 //! Native numbers only (release profile); the filter runs them in wasm, slower by a factor the
 //! real-engine bench measures. Run: `cargo bench -p config-bridge --bench slicing`
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use config_bridge::digest::Digester;
 use config_bridge::json_scan::{Progress, Scanner};
+use config_bridge::redact::{Redaction, Rewriter, Step};
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
@@ -184,6 +187,24 @@ fn digest_sliced(body: &Rc<Vec<u8>>, budget: usize) -> (Duration, usize) {
     }
 }
 
+/// The longest step of redacting `body` at `budget`, the steps, and whether it edited.
+fn redact_sliced(body: &Rc<Vec<u8>>, budget: usize) -> (Duration, usize, usize) {
+    let mut r = Rewriter::new(body.clone(), Redaction);
+    let mut longest = Duration::ZERO;
+    let mut steps = 0;
+    loop {
+        let t = Instant::now();
+        let s = r.step(budget);
+        longest = longest.max(t.elapsed());
+        steps += 1;
+        match s {
+            Step::Working => {}
+            Step::Done(d) => return (longest, steps, d.edited),
+            Step::Failed(why) => panic!("{why}"),
+        }
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -253,6 +274,24 @@ fn main() {
             "  SHA-256 one piece      {:>10}  {:>10}",
             ms(sha),
             rate(body.len(), sha)
+        );
+        let mut with_chain = body.to_vec();
+        with_chain.pop();
+        with_chain.extend_from_slice(
+            br#","filter_chains":[{"filters":[{"name":"config_bridge","config":{"aws_secret_access_key":"x","aws_region":"r"}}]}]}"#,
+        );
+        let with_chain = Rc::new(with_chain);
+        let mut redact_steps = (0, 0);
+        let redact_longest = best(|| {
+            let (l, n, edited) = redact_sliced(&with_chain, config_bridge::redact::SLICE_BYTES);
+            redact_steps = (n, edited);
+            l
+        });
+        println!(
+            "  redaction, 1 MiB slices: longest step {:>9} ({} steps, {} chain edited)",
+            ms(redact_longest),
+            redact_steps.0,
+            redact_steps.1
         );
         for budget in BUDGETS {
             let mut steps = (0, 0);

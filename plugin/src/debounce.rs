@@ -2,7 +2,7 @@
 //! serialisable state that lives in the node-wide record (`node_lock`), so that every worker and
 //! filter instance of a node sees the same schedule.
 //!
-//! Rule (Kong's documented behaviour, SPEC §3): an upload starts no sooner than `delay` after the
+//! Rule (Kong's documented behaviour, README.md "Debounce"): an upload starts no sooner than `delay` after the
 //! previous successful upload started. Changes arriving in between are not queued: whatever is
 //! newest when the window ends is exported (A exported at 0; B, C, D by 60 → D at 60). A change
 //! while idle for longer than `delay` goes out on the next tick. Content equal to the last exported

@@ -245,9 +245,10 @@ impl FlatBuilder {
 }
 
 impl FlatBuilder {
-    /// A filter chain, with the secrets of any config-bridge filter in it removed: the backup is
-    /// read by importers with read-only credentials, and an importer puts its own configuration
-    /// there anyway (`engine::import`).
+    /// A filter chain, with any config-bridge filter in it reduced to its non-secret settings
+    /// (`redact`): the backup is read by importers with read-only credentials, and an importer
+    /// puts its own configuration there anyway (`engine::import`). The engine redacts the whole
+    /// document again before the export (every source goes through it).
     fn write_filter_chain(&mut self, entity: &[u8]) {
         let Ok(Value::Object(mut chain)) = serde_json::from_slice::<Value>(entity) else {
             // Not expected (the page was validated): keep the document well-formed anyway.
@@ -267,7 +268,7 @@ impl FlatBuilder {
         }
         if let Some(Value::Array(filters)) = chain.get_mut("filters") {
             for filter in filters.iter_mut() {
-                redact_filter(filter);
+                crate::redact::redact_filter(filter);
             }
         }
         match serde_json::to_vec(&Value::Object(chain)) {
@@ -275,47 +276,6 @@ impl FlatBuilder {
             Err(_) => self.out.extend_from_slice(entity),
         }
         self.entities += 1;
-    }
-}
-
-/// Settings of config-bridge that are secrets (never exported).
-const SECRET_SETTINGS: &[&str] = &[
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "aws_container_authorization_token",
-    "aws_web_identity_token",
-    "kong_admin_token",
-];
-
-/// Removes config-bridge's secret settings from one filter of a chain (object or Kong 3.4 string
-/// configuration).
-fn redact_filter(filter: &mut Value) {
-    let Some(config) = filter.get_mut("config") else {
-        return;
-    };
-    let redact = |c: &mut Value| -> bool {
-        let Value::Object(o) = c else { return false };
-        let ours = o.contains_key("cluster_fallback_config_storage")
-            || o.contains_key("cluster_fallback_config_export");
-        if ours {
-            for k in SECRET_SETTINGS {
-                o.remove(*k);
-            }
-        }
-        ours
-    };
-    match config {
-        Value::String(text) => {
-            if let Ok(mut parsed) = serde_json::from_str::<Value>(text) {
-                if redact(&mut parsed) {
-                    *text = parsed.to_string();
-                }
-            }
-        }
-        other => {
-            redact(other);
-        }
     }
 }
 

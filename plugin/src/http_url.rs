@@ -88,14 +88,21 @@ impl HttpUrl {
     }
 }
 
+/// For log lines and messages: the query string (a signed URL's signature, a token) is left out
+/// and shown as `?…`. Requests use `path_and_query`, never this.
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let query = if self.path_and_query.contains('?') {
+            "?…"
+        } else {
+            ""
+        };
         write!(
             f,
-            "{}://{}{}",
+            "{}://{}{}{query}",
             self.scheme,
             self.authority(),
-            self.path_and_query
+            self.path()
         )
     }
 }
@@ -127,6 +134,20 @@ fn parse_port(p: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displayed_urls_leave_the_query_out() {
+        let u =
+            HttpUrl::parse("https://cp.example:8443/config?X-Amz-Signature=SECRET&token=SECRET")
+                .unwrap();
+        assert_eq!(u.to_string(), "https://cp.example:8443/config?…");
+        assert_eq!(
+            u.path_and_query,
+            "/config?X-Amz-Signature=SECRET&token=SECRET"
+        );
+        let u = HttpUrl::parse("http://h/p").unwrap();
+        assert_eq!(u.to_string(), "http://h/p");
+    }
 
     #[test]
     fn parses_custom_endpoint_with_port() {

@@ -26,10 +26,12 @@ pub mod document;
 pub mod engine;
 pub mod flat_form;
 pub mod header_map;
+pub mod host_memory;
 pub mod http;
 pub mod http_url;
 pub mod json_scan;
 pub mod node_lock;
+pub mod redact;
 pub mod settings;
 
 pub mod store;

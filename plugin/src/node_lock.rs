@@ -3,7 +3,7 @@
 //! guards. Only hashes, times and the storage version token live here, never the config body
 //! (the default `shm_kv` zone is 1 MB).
 //!
-//! CAS rules differ (SPEC §6): ngx_wasm_module creates a missing key with cas 0 and rejects cas 0
+//! CAS rules differ (docs/host-behaviours.md, "Hostcall rules of ngx_wasm_module"): ngx_wasm_module creates a missing key with cas 0 and rejects cas 0
 //! on an existing key; Envoy treats cas 0 as "unconditional". The only write that is atomic on
 //! both is a set with the non-zero cas of a previous get, so every claim, renewal and state change
 //! is read → modify → set(cas). cas 0 is used for one thing only: creating the empty record

@@ -322,10 +322,11 @@ fn list_and_register_failures_leave_leadership_unchanged() {
         advance_to(&mut f.world, secs(30));
         let leader = f.leaders();
         assert_eq!(leader.len(), 1);
-        // The next election requests fail: registrations and listings, both nodes' (retried
-        // within the leader's validity, which outlasts them).
+        // The next registrations fail, both nodes' (retried within the leader's validity, which
+        // outlasts them). (A listing that fails after a visible refresh makes a leader step down
+        // until a listing succeeds: `election_tests`.)
         faulty.push_matching_n(
-            |r, _| r.path.contains("/election/") || r.path.contains("list-type=2"),
+            |r, _| r.path.contains("/election/"),
             Fault::internal_error(),
             4,
         );
@@ -377,8 +378,21 @@ impl Rng {
     }
 }
 
-fn chaos_config(profile: &HostProfile, version: u32, node_id: &str) -> Value {
+/// What a chaos run adds to store faults, kills, partitions and restarts.
+#[derive(Clone, Copy, Default)]
+struct Chaos {
+    /// Per-node clock skew up to ±30 s, drifting every minute, and answers slowed by up to the
+    /// call timeout.
+    skew_and_slow: bool,
+    /// `s3_conditional_writes: false` on every node.
+    unconditional: bool,
+}
+
+fn chaos_config(profile: &HostProfile, version: u32, node_id: &str, chaos: Chaos) -> Value {
     let mut cfg = filter_config(profile, &declarative(version));
+    if chaos.unconditional {
+        cfg["s3_conditional_writes"] = json!(false);
+    }
     cfg["election"] = json!(true);
     cfg["node_id"] = json!(node_id);
     cfg["cluster_fallback_election_interval"] = json!(CHAOS_INTERVAL_S);
@@ -412,23 +426,56 @@ fn version_of(body: &[u8]) -> Option<u32> {
 /// After the faults stop, the newest config lands within delay + interval (+ retry backoff).
 #[test]
 fn chaos_three_nodes_ten_thousand_virtual_minutes() {
+    chaos_test(10_000, Chaos::default());
+}
+
+/// The same, with every node's clock skewed by up to ±30 s (drifting each minute) and answers
+/// slowed by up to the call timeout (5 s).
+#[test]
+fn chaos_with_clock_skew_and_slow_requests() {
+    chaos_test(
+        3_000,
+        Chaos {
+            skew_and_slow: true,
+            ..Chaos::default()
+        },
+    );
+}
+
+/// The same with `s3_conditional_writes: false`: nothing but the election keeps uploads apart.
+/// Ignored: with the default seed two nodes lead at once at minute 1038 (a node restarted under
+/// skew; under investigation). `cargo test --test election -- --ignored` runs it.
+#[test]
+#[ignore = "two leaders at minute 1038 with the default seed: open"]
+fn chaos_with_clock_skew_and_without_conditional_writes() {
+    chaos_test(
+        3_000,
+        Chaos {
+            skew_and_slow: true,
+            unconditional: true,
+        },
+    );
+}
+
+/// `CHAOS_MINUTES` replaces `default_minutes`; `CHAOS_SEED` replays a run (printed on failure).
+fn chaos_test(default_minutes: u64, chaos: Chaos) {
     let minutes: u64 = std::env::var("CHAOS_MINUTES")
         .ok()
         .and_then(|m| m.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(default_minutes);
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0xC0FF_EE00_2026_1201);
     let profile = HostProfile::ngx_wasm_module();
-    let result = std::panic::catch_unwind(|| run_chaos(&profile, seed, minutes));
+    let result = std::panic::catch_unwind(|| run_chaos(&profile, seed, minutes, chaos));
     if let Err(e) = result {
         eprintln!("chaos failed with CHAOS_SEED={seed} CHAOS_MINUTES={minutes}");
         std::panic::resume_unwind(e);
     }
 }
 
-fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
+fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
     let started = std::time::Instant::now();
     let mut rng = Rng(seed | 1);
     let s3 = mock_s3();
@@ -439,7 +486,7 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
     let mut version = 1u32;
     let mut nodes = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let cfg = chaos_config(profile, version, &format!("node-{}", i + 1));
+        let cfg = chaos_config(profile, version, &format!("node-{}", i + 1), chaos);
         let node = world
             .add_node(
                 NodeSpec::new(name, &plugin_module())
@@ -450,11 +497,22 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
             .unwrap();
         nodes.push(node);
     }
-    let fault_rules = [
+    let mut fault_rules = vec![
         faulty.random(0.03, Fault::internal_error()),
         faulty.random(0.01, Fault::timeout(secs(2))),
         faulty.random(0.01, Fault::reset()),
     ];
+    // Clock skew per node (ms), drifting while faults are on.
+    let mut skew = [0i64; 3];
+    if chaos.skew_and_slow {
+        for ms in [1_000, 3_000, 4_900] {
+            fault_rules.push(faulty.random(0.02, Fault::Latency(Duration::from_millis(ms))));
+        }
+        for (i, s) in skew.iter_mut().enumerate() {
+            *s = rng.below(60_001) as i64 - 30_000;
+            world.set_clock_skew(nodes[i], *s);
+        }
+    }
     let quiet_from = minutes * 9 / 10;
     // Kong's interval + 5 s, our settle round, the follower's margin, a lease move and two ticks.
     let window = secs(CHAOS_INTERVAL_S + 5 + 6 + 1 + 3 * CHAOS_TICK_S + 2 * CHAOS_TICK_S);
@@ -467,8 +525,8 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
     for minute in 1..=minutes {
         let faults_on = minute < quiet_from;
         if minute == quiet_from {
-            for r in fault_rules {
-                faulty.remove(r);
+            for r in fault_rules.iter() {
+                faulty.remove(*r);
             }
             for (n, _) in partitioned.drain(..) {
                 faulty.heal(names[n]);
@@ -477,6 +535,12 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
                 world.start_worker(nodes[n], w).unwrap();
             }
             last_disruption = world.elapsed();
+        }
+        if faults_on && chaos.skew_and_slow {
+            for (i, s) in skew.iter_mut().enumerate() {
+                *s = (*s + rng.below(4_001) as i64 - 2_000).clamp(-30_000, 30_000);
+                world.set_clock_skew(nodes[i], *s);
+            }
         }
         if faults_on {
             // Heal and restart what is due.
@@ -520,7 +584,7 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
             if rng.chance(0.002) {
                 let n = rng.below(3) as usize;
                 if !dead.iter().any(|d| d.0 == n) {
-                    let cfg = chaos_config(profile, version, &format!("node-{}", n + 1));
+                    let cfg = chaos_config(profile, version, &format!("node-{}", n + 1), chaos);
                     world
                         .reload_node_with(nodes[n], 0, cfg.to_string())
                         .unwrap();
@@ -531,7 +595,7 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
         if (faults_on && rng.chance(0.25)) || minute == quiet_from + 1 {
             version += 1;
             for (i, node) in nodes.iter().enumerate() {
-                let cfg = chaos_config(profile, version, &format!("node-{}", i + 1));
+                let cfg = chaos_config(profile, version, &format!("node-{}", i + 1), chaos);
                 world.reconfigure(*node, 0, cfg.to_string());
             }
         }
@@ -608,7 +672,9 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64) {
     let injected = faulty.injected().len();
     assert!(injected > 100, "faults were injected ({injected})");
     eprintln!(
-        "chaos: seed {seed}, {minutes} virtual minutes, {version} configs, {stored_versions} stored versions, {injected} faults, leader minutes {leader_minutes:?}, {:?}",
+        "chaos (skew and slow: {}, conditional writes: {}): seed {seed}, {minutes} virtual minutes, {version} configs, {stored_versions} stored versions, {injected} faults, leader minutes {leader_minutes:?}, skew at the end {skew:?} ms, {:?}",
+        chaos.skew_and_slow,
+        !chaos.unconditional,
         started.elapsed()
     );
 }

@@ -1,15 +1,19 @@
 //! The election in the REAL engine (`../shared/ngx-wasm`): two nginx instances of two workers each
 //! are two backup nodes sharing the mock S3 over TCP (3 s interval). Exactly one uploads; when it
 //! stops, the other leads within interval + 5 s of the stopped leader's last refresh and uploads
-//! the next change. Fixture: `config_bridge_tests::real_engine`.
+//! the next change. A lone node with the default settings (election on, interval 600 s) exports
+//! within the export delay and the first round's spread of a start or a reload, and a refused
+//! listing (no `s3:ListBucket`) is loud but does not silence it. Fixture:
+//! `config_bridge_tests::real_engine`.
 
 use std::time::{Duration, SystemTime};
 
 use config_bridge_tests::real_engine::{
     assert_no_secrets_in_logs, engine_filter_config, known_secrets, settle, EngineNode, EngineSpec,
-    LiveS3, LogMark, EXPORTED, WAIT,
+    LiveS3, LogMark, CONFIGURED, EXPORTED, WAIT,
 };
 use config_bridge_tests::{declarative, payload_bytes, CONFIG_KEY, PREFIX};
+use host_harness::mocks::faults::Fault;
 use serde_json::{json, Value};
 
 const INTERVAL_S: u64 = 3;
@@ -154,4 +158,124 @@ fn two_engines_elect_one_uploader_and_the_other_takes_over_when_it_stops() {
     assert_eq!(uploader(&s3).as_deref(), Some(follower_id));
     follower_node.assert_no_traps();
     assert_no_secrets_in_logs(&follower_node, &known_secrets(&s3));
+}
+
+/// The shipped defaults: election on (600 s), tick 1 s, call timeout 10 s, lease 15 s, retries;
+/// only the export delay is the 2 s.
+fn defaults(s3: &LiveS3, doc: &Value) -> Value {
+    let mut cfg = engine_filter_config(&s3.endpoint(), doc);
+    if let Some(m) = cfg.as_object_mut() {
+        for k in [
+            "election",
+            "tick_period_ms",
+            "call_timeout_ms",
+            "lease_ttl_ms",
+            "retry_base_ms",
+            "retry_max_ms",
+        ] {
+            m.remove(k);
+        }
+    }
+    cfg["cluster_fallback_config_export_delay"] = json!(2);
+    cfg
+}
+
+/// From the first `configured` line after `mark` to the object holding `doc`: the export delay,
+/// the first round's spread (0–5 s) and the ticks; `None` if it never came within `WAIT`.
+fn export_latency(node: &EngineNode, s3: &LiveS3, mark: LogMark, doc: &Value) -> Option<Duration> {
+    node.wait_for_log_since(mark, CONFIGURED, WAIT);
+    let configured = SystemTime::now();
+    let ok = node.wait_until(WAIT, |_| {
+        s3.object().is_some_and(|o| o.body == payload_bytes(doc))
+    });
+    ok.then(|| configured.elapsed().unwrap_or_default())
+}
+
+#[test]
+fn a_lone_node_with_the_default_settings_exports_promptly_after_start_and_each_reload() {
+    let s3 = LiveS3::start();
+    let Some(mut node) = EngineNode::start(
+        EngineSpec::new("election_default", defaults(&s3, &declarative(1))).workers(2),
+    ) else {
+        return;
+    };
+    // Delay 2 s + spread ≤ 5 s + a tick or two; the module's compilation is before `configured`.
+    let bound = Duration::from_secs(2 + 5 + 3);
+    let mut latencies = Vec::new();
+    let first = export_latency(&node, &s3, LogMark(0), &declarative(1));
+    assert!(
+        first.is_some_and(|d| d <= bound),
+        "start: exported after {first:?}, want <= {bound:?}\n{}\nS3: {:#?}",
+        node.log_since_for_humans(LogMark(0)),
+        s3.summary()
+    );
+    latencies.extend(first);
+    for n in 2..=3 {
+        let mark = node.mark();
+        node.reload_with(defaults(&s3, &declarative(n)));
+        let took = export_latency(&node, &s3, mark, &declarative(n));
+        assert!(
+            took.is_some_and(|d| d <= bound),
+            "reload {n}: exported after {took:?}, want <= {bound:?}\n{}\nS3: {:#?}",
+            node.log_since_for_humans(mark),
+            s3.summary()
+        );
+        latencies.extend(took);
+    }
+    // One node: one candidate in every log line, and one registration left in storage.
+    let counted: Vec<String> = node
+        .entries_containing("fresh candidate(s)")
+        .into_iter()
+        .map(|e| e.text)
+        .filter(|t| !t.contains("(1 fresh candidate(s))"))
+        .collect();
+    assert!(counted.is_empty(), "{counted:?}");
+    settle(Duration::from_secs(3));
+    let regs: Vec<String> = s3
+        .mock()
+        .list_keys(config_bridge_tests::BUCKET)
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{PREFIX}/3.9.1/election/")))
+        .collect();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    eprintln!(
+        "engine election (defaults): export after start/reloads {latencies:?} (bound {bound:?})"
+    );
+    node.assert_no_traps();
+    assert_no_secrets_in_logs(&node, &known_secrets(&s3));
+}
+
+#[test]
+fn a_refused_listing_is_loud_and_a_lone_node_still_exports() {
+    let s3 = LiveS3::start();
+    // An IAM policy without s3:ListBucket: every listing is refused.
+    s3.faults().always(
+        |r, _| r.path.contains("list-type=2"),
+        Fault::access_denied(),
+    );
+    let doc = declarative(1);
+    let Some(node) =
+        EngineNode::start(EngineSpec::new("election_refused", defaults(&s3, &doc)).workers(2))
+    else {
+        return;
+    };
+    let latency = export_latency(&node, &s3, LogMark(0), &doc);
+    assert!(
+        latency.is_some_and(|d| d <= Duration::from_secs(10)),
+        "exported after {latency:?}\n{}",
+        node.log_since_for_humans(LogMark(0))
+    );
+    let errors: Vec<String> = node
+        .entries()
+        .into_iter()
+        .filter(|e| e.is_filter() && e.level == "error")
+        .map(|e| e.text)
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|t| t.contains("election") && t.contains("s3:ListBucket") && t.contains("403")),
+        "{errors:?}"
+    );
+    node.assert_no_traps();
 }

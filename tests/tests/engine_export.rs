@@ -165,7 +165,7 @@ fn a_thousand_requests_through_the_filter_location() {
     node.wait_for_log(EXPORTED, WAIT);
     let workers = node.generation();
     // The tick rate, measured from ngx_wasm_module's own debug line for every tick of every root
-    // context (a trap recovery adds a tick timer: 3 ticks per 3 s became ~250 in SPEC §6).
+    // context (a trap recovery adds a tick timer: 3 ticks per 3 s became ~250: docs/host-behaviours.md, "Trap recovery adds a timer").
     const TICK: &str = "resuming \"on_tick\"";
     let window = Duration::from_secs(2);
     let from = node.debug_log_len();

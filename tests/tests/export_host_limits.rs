@@ -1,4 +1,4 @@
-//! Hosts with partial ABIs (SPEC §6: metrics are missing or partial on some): the filter keeps
+//! Hosts with partial ABIs (metrics are missing or partial on some; `plugin/src/shell/metrics.rs`): the filter keeps
 //! exporting and never traps, where the SDK's own wrappers would panic on the unexpected status.
 
 use config_bridge_tests::*;

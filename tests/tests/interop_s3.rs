@@ -565,7 +565,7 @@ fn s3s_fs_conditional_writes() {
         return;
     };
     let summary = conditional_writes(srv, "s3s-conditional");
-    // s3s-fs honours If-Match (not atomically, FACTS.md): the stale ETag is refused.
+    // s3s-fs honours If-Match (not atomically: its check and its write are separate steps): the stale ETag is refused.
     assert!(
         summary.iter().any(|s| s.starts_with("PUT 412")),
         "{summary:?}"

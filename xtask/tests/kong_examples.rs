@@ -8,7 +8,8 @@
 //! * a `resolver` for the filter's host names, and the `env` lines its credentials need;
 //! * the filter config has the type the version wants (a string on 3.4, an object on 3.5+), and
 //!   the schema (Kong 3.5+) and the filter's parser both accept it;
-//! * the chain hangs on a service without a route, and nothing points at the Admin API;
+//! * the chain hangs on a service without a route, and nothing but the filter's `kong_admin`
+//!   source points at the Admin API: the node's own, on loopback, in plain HTTP (`admin_listen`);
 //! * every file names the Kong versions it is for.
 //!
 //! When the real engine is on the machine (`../shared/ngx-wasm/bin/nginx`, or `$NGX_WASM_NGINX`),
@@ -453,17 +454,73 @@ fn host_port(url: &str) -> Option<(String, u16)> {
     }
 }
 
-/// The Admin API's ports: `admin_listen` (default `127.0.0.1:8001, 127.0.0.1:8444 http2 ssl`).
-fn admin_ports(conf: &BTreeMap<String, String>) -> BTreeSet<u16> {
+/// The Admin API's listeners, `(address, port, ssl)`, from `admin_listen` (default
+/// `127.0.0.1:8001, 127.0.0.1:8444 http2 ssl`).
+fn admin_listeners(conf: &BTreeMap<String, String>) -> Vec<(String, u16, bool)> {
     let listen = conf
         .get("admin_listen")
         .map(String::as_str)
         .unwrap_or("127.0.0.1:8001 reuseport backlog=16384, 127.0.0.1:8444 http2 ssl");
     listen
         .split(',')
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (h, p) = words.next()?.rsplit_once(':')?;
+            let ssl = words.any(|flag| flag == "ssl");
+            Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?, ssl))
+        })
         .collect()
+}
+
+/// The Admin API's ports.
+fn admin_ports(conf: &BTreeMap<String, String>) -> BTreeSet<u16> {
+    admin_listeners(conf)
+        .into_iter()
+        .map(|(_, p, _)| p)
+        .collect()
+}
+
+/// The plain-HTTP listeners of `admin_listen`, which the filter's `kong_admin` source can reach
+/// (`dispatch_http_call` from a timer speaks plain HTTP unless the URL is https).
+fn admin_plain_http(conf: &BTreeMap<String, String>) -> BTreeSet<(String, u16)> {
+    admin_listeners(conf)
+        .into_iter()
+        .filter(|(_, _, ssl)| !ssl)
+        .map(|(h, p, _)| (h, p))
+        .collect()
+}
+
+/// With `config_source: "kong_admin"` (export) or import on, the Admin API the filter talks to must
+/// be this node's own on loopback, served in plain HTTP by `admin_listen` (Kong's default has
+/// `127.0.0.1:8001`).
+fn kong_admin_problems(object: &Value, conf: &BTreeMap<String, String>) -> Vec<String> {
+    let import = &object["cluster_fallback_config_import"];
+    if object["config_source"] != "kong_admin" && *import != "on" && *import != true {
+        return Vec::new();
+    }
+    let url = object["kong_admin_url"]
+        .as_str()
+        .unwrap_or("http://127.0.0.1:8001");
+    let Some((host, port)) = host_port(url) else {
+        return vec![format!("kong_admin_url {url} is not a URL")];
+    };
+    let loopback = ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str());
+    let served = url.starts_with("http://")
+        && admin_plain_http(conf).iter().any(|(h, p)| {
+            *p == port && (h == "0.0.0.0" || h == "::" || (loopback && h == "127.0.0.1"))
+        });
+    let mut problems = Vec::new();
+    if !loopback {
+        problems.push(format!(
+            "kong_admin_url {url}: not the node's own Admin API on loopback"
+        ));
+    }
+    if !served {
+        problems.push(format!(
+            "kong_admin_url {url}: admin_listen has no plain-HTTP listener there"
+        ));
+    }
+    problems
 }
 
 /// Every URL-ish place of a declarative config that Kong or the filter connects to.
@@ -565,6 +622,7 @@ fn check_filter(
     version: Kong,
     raw: &Value,
     rendered: &Rendered,
+    conf: &BTreeMap<String, String>,
     admin: &BTreeSet<u16>,
     v: &jsonschema::Validator,
 ) -> Vec<String> {
@@ -625,6 +683,7 @@ fn check_filter(
             problems.push(format!("{url} is the Admin API"));
         }
     }
+    problems.extend(kong_admin_problems(&object, conf));
     let env = rendered.worker_env();
     for (setting, var) in [
         ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
@@ -757,7 +816,7 @@ fn every_kong_example_works_on_the_versions_it_names() {
                             .map(|f| ("chain-admin-api.json", &f.config)),
                     );
                 for (file, config) in configs {
-                    for p in check_filter(*version, config, &rendered, &admin, &v) {
+                    for p in check_filter(*version, config, &rendered, settings, &admin, &v) {
                         problems.push(format!(
                             "{label}/{file} with {source} on Kong {version}: {p}"
                         ));
@@ -899,4 +958,156 @@ fn the_real_engine_refuses_what_kong_3_6_renders_from_the_3_7_setting() {
     );
     let rendered = render(Kong(7), &conf, tmp.path());
     engine_test(&nginx, &rendered, &tmp.path().join("3.7")).unwrap();
+}
+
+/// The `kong_admin` check itself: the default listener passes; a CP's address, an https-only
+/// `admin_listen`, or a port nothing listens on are each reported.
+#[test]
+fn the_kong_admin_source_must_read_the_nodes_own_plain_http_admin_api() {
+    let conf = |listen: Option<&str>| -> BTreeMap<String, String> {
+        listen
+            .map(|l| BTreeMap::from([("admin_listen".to_string(), l.to_string())]))
+            .unwrap_or_default()
+    };
+    let source = |url: Option<&str>| {
+        let mut v = serde_json::json!({"config_source": "kong_admin"});
+        if let Some(u) = url {
+            v["kong_admin_url"] = u.into();
+        }
+        v
+    };
+    assert!(kong_admin_problems(&source(None), &conf(None)).is_empty());
+    assert!(kong_admin_problems(
+        &source(Some("http://127.0.0.1:8001")),
+        &conf(Some("0.0.0.0:8001, 0.0.0.0:8444 http2 ssl"))
+    )
+    .is_empty());
+    for (url, listen) in [
+        (Some("http://kong-cp:8001"), None),
+        (None, Some("127.0.0.1:8444 http2 ssl")),
+        (Some("http://127.0.0.1:8002"), None),
+        (Some("https://127.0.0.1:8444"), None),
+    ] {
+        assert!(
+            !kong_admin_problems(&source(url), &conf(listen)).is_empty(),
+            "{url:?} with admin_listen {listen:?} must be reported"
+        );
+    }
+    // Another source is not this check's business.
+    assert!(kong_admin_problems(
+        &serde_json::json!({"config_source": "url", "config_url": "http://x:8080/c.json"}),
+        &conf(None)
+    )
+    .is_empty());
+}
+
+/// `examples/kong/fallback-node/kic-values.yaml`: the Helm `gateway.env` rendered with each named
+/// version's rules gives a zone for the bootstrap's keys and a resolver; `wasm_filters_path` is a
+/// mounted volume an init container fills (Kong refuses to start on a missing path) with the module
+/// and the meta.json; `admin_listen` keeps a plain-HTTP listener where the bootstrap's
+/// `kong_admin_url` points (the chart has none by default); the credentials reach the workers.
+#[test]
+fn the_kic_values_start_kong_and_let_the_filter_import() {
+    let dir = root().join("examples/kong/fallback-node");
+    let text = fs::read_to_string(dir.join("kic-values.yaml")).unwrap();
+    let values: Value = serde_norway::from_str(&text).unwrap();
+    let gateway = &values["gateway"];
+    let env: BTreeMap<String, String> = gateway["env"]
+        .as_object()
+        .expect("gateway.env")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map(str::to_string).unwrap_or(v.to_string()),
+            )
+        })
+        .collect();
+    let first = text.lines().next().unwrap_or_default();
+    let versions: Vec<Kong> = (4..=9)
+        .map(Kong)
+        .filter(|v| first.contains(&v.to_string()))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![Kong(7), Kong(8), Kong(9)],
+        "kic-values.yaml names its versions in its first line: {first}"
+    );
+    let bootstrap: Value =
+        serde_norway::from_str(&fs::read_to_string(dir.join("bootstrap-3.7-3.9.yaml")).unwrap())
+            .unwrap();
+    let filter = bootstrap["filter_chains"][0]["filters"][0]["config"].clone();
+    let mut problems = Vec::new();
+    let tmp = tempfile::tempdir().unwrap();
+    for version in versions {
+        let rendered = render(version, &env, &tmp.path().join(version.to_string()));
+        match rendered.zones() {
+            Err(e) => problems.push(format!("Kong {version}: {e}")),
+            Ok(zones) if !resolves(&filter_key(&filter), &zones) => problems.push(format!(
+                "Kong {version}: the bootstrap's keys resolve to no zone ({zones:?})"
+            )),
+            Ok(_) => {}
+        }
+        if rendered.directives("resolver").next().is_none() {
+            problems.push(format!("Kong {version}: no wasm{{}} resolver"));
+        }
+        for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            if !rendered.worker_env().contains(var) {
+                problems.push(format!("Kong {version}: workers do not see {var}"));
+            }
+        }
+        if let Some(nginx) = engine() {
+            if let Err(e) = engine_test(&nginx, &rendered, &tmp.path().join(version.to_string())) {
+                problems.push(format!("Kong {version}: the real engine rejects it: {e}"));
+            }
+        }
+    }
+    // Without `admin_listen` in `env` the chart renders its own: TLS only (admin.http.enabled is
+    // false by default), not Kong's default with 127.0.0.1:8001.
+    let mut chart = env.clone();
+    chart
+        .entry("admin_listen".into())
+        .or_insert_with(|| "0.0.0.0:8444 http2 ssl, [::]:8444 http2 ssl".into());
+    problems.extend(kong_admin_problems(&filter, &chart));
+    let deployment = &gateway["deployment"];
+    let path = env.get("wasm_filters_path").cloned().unwrap_or_default();
+    let mounted = deployment["userDefinedVolumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"] == path.as_str());
+    match mounted {
+        None => problems.push(format!(
+            "wasm_filters_path {path} is not mounted in the proxy container"
+        )),
+        Some(m) => {
+            let volume = m["name"].clone();
+            let inits = deployment["initContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let fills = |file: &str| {
+                inits.iter().any(|c| {
+                    c.to_string().contains(file)
+                        && c["volumeMounts"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|vm| vm["name"] == volume && vm.get("readOnly").is_none())
+                })
+            };
+            if !inits.iter().any(|c| {
+                c["args"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "pull"))
+                    && c.to_string().contains(&format!("\"{path}\""))
+            }) || !fills("config_bridge.meta.json")
+            {
+                problems.push(format!(
+                    "no init container writes config_bridge.wasm and config_bridge.meta.json into {path}"
+                ));
+            }
+        }
+    }
+    assert_no_problems(&problems);
 }

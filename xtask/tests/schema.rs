@@ -106,6 +106,24 @@ fn valid_variants_pass_the_schema_and_the_parser() {
         with(json!({"cluster_fallback_config_export_delay": "2.5"})),
         with(json!({"cluster_fallback_config_export_delay": 0})),
         with(json!({"cluster_fallback_config_storage": "S3://my.bucket-1//a//b/"})),
+        // The node's own Admin API (every Kong example): no `config`.
+        with(json!({"config_source": "kong_admin", "config": null,
+                    "kong_admin_url": "http://127.0.0.1:8001", "kong_admin_dump_interval": 30})),
+        with(json!({"config_source": "kong_admin", "config": null})),
+        // GCS (Kong 3.5+ validates the chain against the schema before the filter sees it).
+        with(
+            json!({"cluster_fallback_config_storage": "gcs://kong-backups/fallback",
+                    "aws_access_key_id": null, "aws_secret_access_key": null, "aws_region": null}),
+        ),
+        with(
+            json!({"cluster_fallback_config_storage": " gs://kong_backups ",
+                    "aws_access_key_id": null, "aws_secret_access_key": null, "aws_region": null,
+                    "gcs_endpoint": "http://fake-gcs:4443"}),
+        ),
+        with(
+            json!({"cluster_fallback_config_storage": "GCS://kong-backups/a/b/",
+                    "aws_access_key_id": null, "aws_secret_access_key": null, "aws_region": null}),
+        ),
         with(json!({"cluster_fallback_export_s3_config": {
             "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "arn:aws:kms:eu-west-1:1:key/abc",
             "StorageClass": "STANDARD_IA", "ACL": "bucket-owner-full-control", "BucketKeyEnabled": true,
@@ -203,6 +221,21 @@ fn invalid_configs_are_rejected_by_the_parser_and_the_schema() {
         (
             "unknown storage scheme",
             with(json!({"cluster_fallback_config_storage": "ftp://bucket/p"})),
+            Rejects,
+        ),
+        (
+            "kong_admin source with a config",
+            with(json!({"config_source": "kong_admin"})),
+            Rejects,
+        ),
+        (
+            "GCS bucket with upper case",
+            with(json!({"cluster_fallback_config_storage": "gcs://Kong-Backups/p"})),
+            Rejects,
+        ),
+        (
+            "a scheme that only looks like GCS",
+            with(json!({"cluster_fallback_config_storage": "gcss://kong-backups/p"})),
             Rejects,
         ),
         (

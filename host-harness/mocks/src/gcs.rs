@@ -225,6 +225,24 @@ impl MockGcs {
             .expect("an unconditional write to an existing bucket succeeds")
     }
 
+    /// A metadata update without any request (what a Kong Enterprise node's election refresh
+    /// does): `updated` moves, `timeCreated` and the generation stay. `None` if it is missing.
+    pub fn patch_metadata(
+        &self,
+        bucket: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+        now: SystemTime,
+    ) -> Option<StoredObject> {
+        let mut patch = serde_json::Map::new();
+        patch.insert("metadata".into(), serde_json::json!({ key: value }));
+        self.lock()
+            .store
+            .patch(bucket, name, &patch, &Preconditions::default(), now)
+            .ok()
+    }
+
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedCall> {
         self.lock().log.clone()

@@ -1,6 +1,6 @@
 //! Server-side AWS Signature Version 4 verification (header authentication), written from the
-//! spec and independent of the filter's signer (`aws-sigv4`): a bug shared by both would
-//! otherwise go unnoticed.
+//! spec and independent of the filter's signer (`plugin/src/store/sigv4.rs`): a bug shared by
+//! both would otherwise go unnoticed.
 //!
 //! `verify` parses `Authorization`, checks the scope, the date and the clock skew, rebuilds the
 //! canonical request from what was received and compares signatures in constant time. What it

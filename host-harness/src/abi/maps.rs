@@ -1,7 +1,7 @@
 //! The proxy-wasm header-map wire format: u32 count, count × (u32 key_len, u32 value_len), then
 //! every key and value followed by a NUL byte; and property paths (segments joined by NUL).
 
-/// Encodes a map. An empty map is `None`: the SDK crashes on a lone 0x00 byte (FACTS.md), and a
+/// Encodes a map. An empty map is `None`: the SDK crashes on a lone 0x00 byte (its map decoder reads a count first), and a
 /// null pointer means "no pairs" to it.
 pub(crate) fn serialize(pairs: &[(String, String)]) -> Option<Vec<u8>> {
     if pairs.is_empty() {

@@ -110,6 +110,17 @@ impl World {
         lock(&self.nodes[node.0].shared.shared_data).keys()
     }
 
+    /// Sets a node's clock skew (its clock minus the world's, ms): the host time its guests read
+    /// (`proxy_get_current_time_nanoseconds`) moves by it; the world's clock, timers and the
+    /// mocks' clocks do not.
+    pub fn set_clock_skew(&self, node: NodeId, skew_ms: i64) {
+        if let Some(n) = self.nodes.get(node.0) {
+            n.shared
+                .clock_skew_ms
+                .store(skew_ms, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     pub fn node_name(&self, node: NodeId) -> &str {
         &self.nodes[node.0].spec.name
     }

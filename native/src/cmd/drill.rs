@@ -19,7 +19,7 @@ use crate::args::DrillArgs;
 use crate::http::Http;
 use crate::outcome::{Exit, Outcome, Res};
 use crate::settings::Settings;
-use crate::storage::{check_object, Storage};
+use crate::storage::{check_object, refuse_plugins, Storage};
 use crate::time::{age, now_ms, rfc3339};
 
 /// Ids listed per entity type in a difference, at most.
@@ -109,7 +109,7 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
     }
     report = report.line(format!("uploader  {uploader}"));
 
-    if let Err(why) = check_object(&object, args.max_bytes) {
+    if let Err(why) = check_object(&object, args.max_bytes, &refuse_plugins(&cfg)) {
         let line = format!("invalid: {why}");
         return Ok(finish(report, vec![(Exit::Invalid, line)]));
     }

@@ -24,7 +24,7 @@ use crate::driver::Driver;
 use crate::http::Http;
 use crate::outcome::{Exit, Outcome, Progress, Res};
 use crate::settings::Settings;
-use crate::storage::{check_object, Storage};
+use crate::storage::{check_object, refuse_plugins, Storage};
 use crate::time::{age, now_ms, rfc3339};
 
 /// One GET to the CP, at most this long.
@@ -103,7 +103,7 @@ pub fn run(args: &ImportArgs) -> Res<Outcome> {
     let storage = Storage::new(&cfg, &http, progress, deadline);
     let where_ = storage.describe(&key);
     let object = storage.get(&key, "nothing to import")?;
-    if let Err(why) = check_object(&object, args.max_bytes) {
+    if let Err(why) = check_object(&object, args.max_bytes, &refuse_plugins(&cfg)) {
         return Ok(
             Outcome::new(Exit::Invalid, format!("{where_} is not applied: {why}"))
                 .field("object", where_),

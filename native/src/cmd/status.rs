@@ -63,7 +63,17 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
 
     let mut versions: BTreeMap<String, Version> = BTreeMap::new();
     let mut other = 0usize;
-    for entry in storage.list(&prefix)? {
+    let listing = storage.list(&prefix).map_err(|mut o| {
+        // The election lists the same prefix: a refusal here is one for every exporting node
+        // with these credentials (they lead blind and log an error: docs/election.md).
+        if o.message.contains("HTTP 403") || o.message.contains("HTTP 401") {
+            o = o
+                .line("the election cannot complete with these credentials either: it needs s3:ListBucket (GCS: storage.objects.list) on the prefix")
+                .field("election", "listing refused");
+        }
+        o
+    })?;
+    for entry in listing {
         let rest = entry
             .key
             .get(prefix.len()..)

@@ -62,6 +62,11 @@ impl CallTable {
         Some(self.entries.swap_remove(at).owner)
     }
 
+    /// The owner of a call in flight, without taking it.
+    pub(crate) fn owner(&self, id: CallId) -> Option<Owner> {
+        self.entries.iter().find(|e| e.id == id).map(|e| e.owner)
+    }
+
     /// Calls whose deadline passed (hosts that never call back), removed.
     pub(crate) fn expired(&mut self, now: u64) -> Vec<(CallId, Owner)> {
         let (gone, kept): (Vec<Entry>, Vec<Entry>) =

@@ -35,10 +35,12 @@ pub enum Metric {
     ElectionCandidates,
     /// |store clock − node clock| in ms, as the store's `Date` header shows it.
     ElectionClockSkewMs,
+    /// 1 while the listing is refused (401/403) and the node leads blind, else 0.
+    ElectionBlind,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 15] = [
         Metric::ExportsTotal,
         Metric::ExportFailuresTotal,
         Metric::SourceErrorsTotal,
@@ -53,6 +55,7 @@ impl Metric {
         Metric::ElectionFailuresTotal,
         Metric::ElectionCandidates,
         Metric::ElectionClockSkewMs,
+        Metric::ElectionBlind,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +74,7 @@ impl Metric {
             Metric::ElectionFailuresTotal => "config_bridge_election_failures_total",
             Metric::ElectionCandidates => "config_bridge_election_candidates",
             Metric::ElectionClockSkewMs => "config_bridge_election_clock_skew_ms",
+            Metric::ElectionBlind => "config_bridge_election_blind",
         }
     }
 

@@ -26,37 +26,44 @@ use crate::node_lock::SharedStore;
 use crate::settings::ElectionSettings;
 use crate::store::election_objects::ElectionCandidate;
 use crate::store::timestamp::http_date_ms;
-use crate::store::{DeleteOutcome, ListOutcome, ObjectStore, PutOutcome};
+use crate::store::{DeleteOutcome, ListOutcome, ObjectStore, PutOutcome, StoreError};
 
 /// Kong's grace on top of the interval before a candidate counts as gone.
 pub(crate) const FRESHNESS_GRACE_MS: u64 = 5_000;
-/// The leader stops leading this long before the others could count it stale (covers the
-/// `Date` header's one-second resolution and the round trip).
-const LEADER_MARGIN_MS: u64 = 2_000;
+/// The `Date` header counts whole seconds: a skew measured from it is up to this much short.
+const DATE_RESOLUTION_MS: u64 = 1_000;
 /// A follower lists this long after the leader's registration would go stale.
 const FOLLOWER_CHECK_MARGIN_MS: u64 = 1_000;
 /// Kong waits a random 0–5 s before a node's first round (no thundering herd at fleet start).
 const FIRST_ROUND_SPREAD_MS: u64 = 5_000;
-/// A node leads only from a round this long after its first registration: nodes started
-/// together register within the 0–5 s spread, so by then each one sees all the others (else the
-/// first to register would lead alone until its next round).
-pub(crate) const SETTLE_MS: u64 = FIRST_ROUND_SPREAD_MS + 1_000;
-/// A node coming back (its registration went stale, so another may lead now) waits a round
-/// period and this much more, so the other has listed it and stepped down first.
-const REJOIN_MARGIN_MS: u64 = 5_000;
 const SKEW_WARN_MS: i64 = 2_000;
 /// Measured skews below this are the `Date` header's resolution, not skew.
 const SKEW_NOISE_MS: i64 = 1_500;
 /// Stale registrations deleted per round at most.
 const CLEANUP_PER_ROUND: usize = 10;
-/// Kong lists at most 1,000 keys per page; more pages are followed, up to this many keys.
-const MAX_CANDIDATES: usize = 100_000;
+/// Kong lists at most 1,000 keys per page; more pages are followed, up to this many.
+const MAX_LIST_PAGES: u32 = 100;
+
+/// How long before the others could count it stale the leader stops leading, from the time it
+/// *sent* its last successful registration (the store stamps it no earlier): another node's
+/// estimate of the store's clock may be early by the skew it ignores (`SKEW_NOISE_MS`) plus the
+/// `Date` header's resolution, and an upload the leader sends just before it stops may reach
+/// the store up to a call timeout later (docs/election.md, "Margins").
+pub(crate) fn leader_margin_ms(call_timeout_ms: u64) -> u64 {
+    SKEW_NOISE_MS
+        .unsigned_abs()
+        .saturating_add(DATE_RESOLUTION_MS)
+        .saturating_add(call_timeout_ms)
+}
 
 #[derive(Debug)]
 enum Phase {
     /// Waiting for `next_round_at`.
     Idle,
     Registering,
+    /// The refresh found no registration (GCS answers a metadata update of a missing object
+    /// with 404): it is created.
+    Creating,
     Listing {
         next: Option<String>,
     },
@@ -88,12 +95,26 @@ pub(super) struct Election {
     phase: Phase,
     next_round_at: u64,
     round_started: u64,
-    /// Local time of the last successful registration.
+    /// Local time at which the last successful registration was sent.
     registered_at: Option<u64>,
+    /// The leader stops this long before the others could count it stale (`leader_margin_ms`).
+    margin_ms: u64,
+    /// The listing was refused (401/403: no `s3:ListBucket`, a signing mismatch) in a row:
+    /// the node leads blind (docs/election.md, "An election that cannot complete").
+    refused: u32,
+    /// Continuation tokens seen in this round's listing (a store repeating one would loop).
+    list_tokens: Vec<String>,
+    /// The warning about unconditional writes was logged.
+    warned_unconditional: bool,
     /// How this node (re-)enters the race, decided when it registers; and from when it may
     /// lead, set by the first registration of that entry.
     entry: Entry,
     eligible_from: Option<u64>,
+    /// Store time at which this node's registration of the current entry was first listed:
+    /// a candidate that refreshed after it has listed this node since.
+    entered_store_ms: Option<u64>,
+    /// The first refresh (store time) of each other candidate seen after this node entered.
+    seen_since_entry: Vec<(String, u64)>,
     /// This round's candidates with the keys they were listed under.
     candidates: Vec<(String, ElectionCandidate)>,
     /// The first round's random delay, and when this election first wanted to register.
@@ -120,8 +141,18 @@ impl Election {
         prefix: String,
         register_key: String,
         spread_seed: u64,
+        call_timeout_ms: u64,
     ) -> Election {
+        let interval_ms = settings.interval_ms.max(1);
+        // The leader must stay valid past its next round (a round period and a call); on an
+        // interval too short for the call timeout the margin gives way (a warning at start).
+        let window = interval_ms.saturating_add(FRESHNESS_GRACE_MS);
+        let room = window.saturating_sub(round_period(interval_ms).saturating_add(call_timeout_ms));
         Election {
+            margin_ms: leader_margin_ms(call_timeout_ms).min(room),
+            refused: 0,
+            list_tokens: Vec::new(),
+            warned_unconditional: false,
             spread_ms: spread_seed % (FIRST_ROUND_SPREAD_MS + 1),
             first_poll: None,
             next_round_at: 0,
@@ -132,6 +163,8 @@ impl Election {
             registered_at: None,
             entry: Entry::Start,
             eligible_from: None,
+            entered_store_ms: None,
+            seen_since_entry: Vec::new(),
             candidates: Vec::new(),
             leading: false,
             leader_until: 0,
@@ -142,7 +175,7 @@ impl Election {
             malformed_logged: BTreeSet::new(),
             pending_resign: None,
             settings: ElectionSettings {
-                interval_ms: settings.interval_ms.max(1),
+                interval_ms,
                 ..settings
             },
             prefix,
@@ -188,7 +221,10 @@ impl Election {
 
     /// A round is under way with its next request due (the shell may tick faster).
     pub(super) fn busy(&self) -> bool {
-        matches!(self.phase, Phase::Listing { .. } | Phase::Cleaning)
+        matches!(
+            self.phase,
+            Phase::Creating | Phase::Listing { .. } | Phase::Cleaning
+        )
     }
 
     /// The withdrawal a previous configuration left, if any (sent before anything else).
@@ -220,12 +256,21 @@ impl Election {
         if !self.settings.enabled {
             return None;
         }
+        if !self.warned_unconditional && !store.conditional_writes() {
+            self.warned_unconditional = true;
+            fx.log(
+                Level::Warn,
+                "election: s3_conditional_writes is off: nothing but the election's margins keeps two overlapping uploads apart (docs/election.md, \"Margins\")",
+            );
+        }
         if self.leading && now >= self.leader_until {
             // No successful round for too long (the store unreachable, a partition): the others
             // no longer count this node, so it must not export either.
             self.leading = false;
             self.entry = Entry::Rejoin;
             self.eligible_from = None;
+            self.entered_store_ms = None;
+            self.seen_since_entry.clear();
             fx.log(
                 Level::Warn,
                 "election: this node no longer leads the export (its registration could not be refreshed)",
@@ -244,7 +289,7 @@ impl Election {
                     let fresh_until = refreshed
                         .saturating_add(self.settings.interval_ms)
                         .saturating_add(FRESHNESS_GRACE_MS)
-                        .saturating_sub(LEADER_MARGIN_MS);
+                        .saturating_sub(self.margin_ms);
                     self.entry = if now < fresh_until {
                         Entry::Takeover
                     } else {
@@ -288,6 +333,10 @@ impl Election {
         store: &dyn ObjectStore,
     ) -> Option<Result<OutboundRequest, String>> {
         match &self.phase {
+            Phase::Creating => {
+                let key = self.registered_key.clone()?;
+                Some(store.create_marker(&key, now))
+            }
             Phase::Listing { next } => Some(store.list(&self.prefix, next.as_deref(), now)),
             Phase::Cleaning => match self.stale.pop() {
                 Some(key) => Some(store.delete(&key, now)),
@@ -312,20 +361,26 @@ impl Election {
         self.measure_skew(&response, now, fx);
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => {}
-            Phase::Registering => match store.parse_put(&response) {
+            phase @ (Phase::Registering | Phase::Creating) => match store.parse_put(&response) {
                 PutOutcome::Stored { .. } => {
-                    self.registered_at = Some(now);
-                    self.note_refresh(shared, now);
-                    if self.eligible_from.is_none() {
-                        let wait = match self.entry {
-                            Entry::Start => SETTLE_MS,
-                            Entry::Takeover => 0,
-                            Entry::Rejoin => self.round_period().saturating_add(REJOIN_MARGIN_MS),
-                        };
-                        self.eligible_from = Some(now.saturating_add(wait));
+                    // Counted from when the registration was sent: the store stamped it no
+                    // earlier, and the answer may come up to a call timeout later.
+                    let sent = self.round_started.min(now);
+                    self.registered_at = Some(sent);
+                    self.note_refresh(shared, sent);
+                    if self.eligible_from.is_none() && self.entry == Entry::Takeover {
+                        self.eligible_from = Some(now);
                     }
                     self.candidates.clear();
+                    self.list_tokens.clear();
                     self.phase = Phase::Listing { next: None };
+                }
+                PutOutcome::Failed(e)
+                    if e.status == 404
+                        && store.refreshes_in_place()
+                        && matches!(phase, Phase::Registering) =>
+                {
+                    self.phase = Phase::Creating;
                 }
                 PutOutcome::PreconditionFailed => self.round_failed(now, "registration refused (412)", fx),
                 PutOutcome::Failed(e) => self.round_failed(now, &format!("registration failed: {e}"), fx),
@@ -351,13 +406,31 @@ impl Election {
                         }
                     }
                     match next {
-                        Some(token) if self.candidates.len() < MAX_CANDIDATES => {
+                        Some(token) if self.list_tokens.contains(&token) => self.listing_failed(
+                            now,
+                            "listing candidates failed: the store repeated a continuation token",
+                            fx,
+                        ),
+                        Some(token) if self.list_tokens.len() < MAX_LIST_PAGES as usize => {
+                            self.list_tokens.push(token.clone());
                             self.phase = Phase::Listing { next: Some(token) };
                         }
-                        _ => self.decide(now, node_id, fx),
+                        Some(_) => {
+                            fx.log(
+                                Level::Warn,
+                                format!(
+                                    "election: the listing was cut after {MAX_LIST_PAGES} pages; deciding on what it read"
+                                ),
+                            );
+                            self.decide(now, node_id, shared, fx)
+                        }
+                        None => self.decide(now, node_id, shared, fx),
                     }
                 }
-                ListOutcome::Failed(e) => self.round_failed(now, &format!("listing candidates failed: {e}"), fx),
+                ListOutcome::Failed(e) if matches!(e.status, 401 | 403) => {
+                    self.listing_refused(now, node_id, &e, fx)
+                }
+                ListOutcome::Failed(e) => self.listing_failed(now, &format!("listing candidates failed: {e}"), fx),
             },
             Phase::Cleaning => match store.parse_delete(&response) {
                 DeleteOutcome::Deleted => self.phase = Phase::Cleaning,
@@ -378,8 +451,11 @@ impl Election {
 
     pub(super) fn on_failure(&mut self, reason: &str, now: u64, fx: &mut Effects) {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Registering | Phase::Listing { .. } => {
+            Phase::Registering | Phase::Creating => {
                 self.round_failed(now, &format!("request failed: {reason}"), fx)
+            }
+            Phase::Listing { .. } => {
+                self.listing_failed(now, &format!("request failed: {reason}"), fx)
             }
             Phase::Cleaning => self.stale.clear(),
             Phase::Resigning => fx.log(
@@ -398,6 +474,21 @@ impl Election {
         self.registered_key.take()
     }
 
+    /// The listing failed after the registration succeeded: the others see a refresh, which to
+    /// them means this node listed and saw anyone older (`decide` counts on it). A leader that
+    /// did not list steps down until a round succeeds; otherwise Kong's rule.
+    fn listing_failed(&mut self, now: u64, what: &str, fx: &mut Effects) {
+        if self.leading {
+            self.leading = false;
+            fx.log(
+                Level::Warn,
+                "election: this node no longer leads the export until a listing succeeds (its refresh tells the others it listed)",
+            );
+            fx.metric(Metric::ElectionLeader, 0);
+        }
+        self.round_failed(now, what, fx);
+    }
+
     /// Kong's rule: a failed register or list leaves leadership as it was (until it expires).
     fn round_failed(&mut self, now: u64, what: &str, fx: &mut Effects) {
         fx.log(
@@ -411,7 +502,7 @@ impl Election {
         self.next_round_at = now.saturating_add(retry);
     }
 
-    fn decide(&mut self, now: u64, node_id: &str, fx: &mut Effects) {
+    fn decide(&mut self, now: u64, node_id: &str, shared: &mut dyn SharedStore, fx: &mut Effects) {
         let interval = self.settings.interval_ms;
         let store_now = shift(now, self.skew_ms);
         let registered_store = shift(self.registered_at.unwrap_or(now), self.skew_ms);
@@ -427,6 +518,7 @@ impl Election {
                 self.candidates.push((key, me));
             }
         }
+        self.adopt_older_registration(node_id, now, store_now, shared, fx);
         let window = interval.saturating_add(FRESHNESS_GRACE_MS);
         let mut fresh: Vec<&ElectionCandidate> = self
             .candidates
@@ -438,7 +530,13 @@ impl Election {
             (a.register_time_ms, a.node_id.as_str()).cmp(&(b.register_time_ms, b.node_id.as_str()))
         });
         let leader = fresh.first().map(|c| (*c).clone());
-        fx.metric(Metric::ElectionCandidates, fresh.len() as u64);
+        // A node registered several times (a reload wipes shared data, so it registers anew):
+        // one candidate. Its oldest fresh registration stands for it (Kong's order is kept).
+        let mut nodes: Vec<&str> = fresh.iter().map(|c| c.node_id.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let fresh_nodes = nodes.len();
+        fx.metric(Metric::ElectionCandidates, fresh_nodes as u64);
 
         let leader_id = leader.as_ref().map(|c| c.node_id.clone());
         if leader_id != self.leader {
@@ -447,14 +545,48 @@ impl Election {
                 format!(
                     "election: leader is {} ({} fresh candidate(s))",
                     leader_id.as_deref().unwrap_or("nobody"),
-                    fresh.len()
+                    fresh_nodes
                 ),
             );
             fx.metric(Metric::ElectionLeaderChangesTotal, 1);
         }
-        let settle_until = self.eligible_from.unwrap_or(u64::MAX);
         let first_in_line = leader_id.as_deref() == Some(node_id);
-        let leading = first_in_line && now >= settle_until;
+        // When this node entered the race (its registration's first listed store time).
+        let entered = *self.entered_store_ms.get_or_insert_with(|| {
+            self.candidates
+                .iter()
+                .filter(|(_, c)| c.node_id == node_id)
+                .map(|(_, c)| c.refreshed_ms)
+                .max()
+                .unwrap_or(registered_store)
+        });
+        // A node first in line leads once nobody else can be leading: no other fresh
+        // candidate, or every other one refreshed (and so listed, and saw this node older)
+        // since it entered, long enough ago for that listing to be answered. A worker taking
+        // over the lease of a node already in line leads at once (`Entry::Takeover`).
+        let others: Vec<&&ElectionCandidate> =
+            fresh.iter().filter(|c| c.node_id != node_id).collect();
+        let seen_after = entered.saturating_add(DATE_RESOLUTION_MS);
+        let settled_at = self.margin_settle();
+        for c in others.iter().filter(|c| c.refreshed_ms > seen_after) {
+            if !self.seen_since_entry.iter().any(|(id, _)| *id == c.node_id)
+                && self.seen_since_entry.len() < 1_000
+            {
+                self.seen_since_entry
+                    .push((c.node_id.clone(), c.refreshed_ms));
+            }
+        }
+        let first_seen = |c: &ElectionCandidate| {
+            self.seen_since_entry
+                .iter()
+                .find(|(id, _)| *id == c.node_id)
+                .map(|(_, t)| *t)
+        };
+        let seen_by_all = others
+            .iter()
+            .all(|c| first_seen(c).is_some_and(|t| store_now >= t.saturating_add(settled_at)));
+        let eligible = self.leading || self.eligible_from.is_some_and(|t| now >= t) || seen_by_all;
+        let leading = first_in_line && eligible;
         if leading != self.leading {
             fx.log(
                 Level::Info,
@@ -466,18 +598,36 @@ impl Election {
             );
         }
         fx.metric(Metric::ElectionLeader, u64::from(leading));
+        if self.refused > 0 {
+            self.refused = 0;
+            fx.log(Level::Info, "election: the listing works again");
+            fx.metric(Metric::ElectionBlind, 0);
+        }
         self.leading = leading;
         self.leader = leader_id;
         // The others count this node until its refresh + interval + 5 s: stop leading earlier.
-        let registered = self.registered_at.unwrap_or(now);
-        self.leader_until = registered
-            .saturating_add(window)
-            .saturating_sub(LEADER_MARGIN_MS);
+        self.leader_until = self.valid_until(now);
 
         self.next_round_at = self.round_started.saturating_add(self.round_period());
         if first_in_line && !leading {
-            // Confirm once the others have had their round (see `Entry`).
-            self.next_round_at = settle_until.max(now.saturating_add(1_000));
+            // Look again once the others have had their next round (a config-bridge node
+            // refreshes every round period, Kong every interval: whichever comes first).
+            let next_seen = others
+                .iter()
+                .map(|c| match first_seen(c) {
+                    Some(t) => t,
+                    None => c.refreshed_ms.saturating_add(self.round_period()),
+                })
+                .map(|t| {
+                    unshift(t.saturating_add(settled_at), self.skew_ms)
+                        .saturating_add(FOLLOWER_CHECK_MARGIN_MS)
+                })
+                .filter(|&t| t > now)
+                .min()
+                .unwrap_or(self.next_round_at);
+            self.next_round_at = next_seen
+                .max(now.saturating_add(1_000))
+                .min(self.next_round_at);
         }
         if let Some(l) = leader.as_ref().filter(|l| l.node_id != node_id) {
             // Look again just after the leader would go stale, in local time.
@@ -490,26 +640,127 @@ impl Election {
 
         if leading {
             let cutoff = cleanup_after_ms(interval);
-            self.stale = self
-                .candidates
-                .iter()
-                .filter(|(_, c)| {
-                    c.node_id != node_id && store_now > c.refreshed_ms.saturating_add(cutoff)
-                })
-                .map(|(key, _)| key.clone())
-                .take(CLEANUP_PER_ROUND)
-                .collect();
-            if !self.stale.is_empty() {
+            let before = self.stale.len();
+            self.stale.extend(
+                self.candidates
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.node_id != node_id && store_now > c.refreshed_ms.saturating_add(cutoff)
+                    })
+                    .map(|(key, _)| key.clone())
+                    .take(CLEANUP_PER_ROUND),
+            );
+            if self.stale.len() > before {
                 fx.log(
                     Level::Info,
                     format!(
                         "election: deleting {} long-stale registration(s)",
-                        self.stale.len()
+                        self.stale.len() - before
                     ),
                 );
-                self.phase = Phase::Cleaning;
             }
         }
+        if !self.stale.is_empty() {
+            self.phase = Phase::Cleaning;
+        }
+        self.candidates.clear();
+    }
+
+    /// How long after another candidate's refresh its listing has surely been answered (a call
+    /// timeout and the `Date` resolution).
+    fn margin_settle(&self) -> u64 {
+        self.margin_ms
+            .saturating_sub(SKEW_NOISE_MS.unsigned_abs())
+            .max(DATE_RESOLUTION_MS)
+    }
+
+    /// Until when a registration sent at `registered_at` lets this node lead (local time).
+    fn valid_until(&self, now: u64) -> u64 {
+        self.registered_at
+            .unwrap_or(now)
+            .saturating_add(self.settings.interval_ms)
+            .saturating_add(FRESHNESS_GRACE_MS)
+            .saturating_sub(self.margin_ms)
+    }
+
+    /// The listing shows an older registration of this node (its shared data was wiped by a
+    /// reload or a restart, so it registered anew): it takes that place back from the next
+    /// round on, and deletes the newer key (one registration per node).
+    fn adopt_older_registration(
+        &mut self,
+        node_id: &str,
+        now: u64,
+        store_now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        let Some(mine) = self.register_time_ms else {
+            return;
+        };
+        let older = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.node_id == node_id && c.register_time_ms < mine)
+            .min_by_key(|(_, c)| c.register_time_ms)
+            .map(|(key, c)| (key.clone(), c.register_time_ms, c.refreshed_ms));
+        let Some((key, t, refreshed_ms)) = older else {
+            return;
+        };
+        // Still fresh (the node's previous workers refreshed it moments ago: a reload): nobody
+        // else can have led meanwhile, so no settle round, as for a lease takeover.
+        let fresh_until = refreshed_ms
+            .saturating_add(self.settings.interval_ms)
+            .saturating_add(FRESHNESS_GRACE_MS)
+            .saturating_sub(self.margin_ms);
+        if store_now < fresh_until {
+            self.entry = Entry::Takeover;
+            self.eligible_from = Some(now);
+        }
+        if let Some(newer) = self.registered_key.replace(key.clone()) {
+            if newer != key {
+                self.stale.push(newer);
+            }
+        }
+        self.register_time_ms = Some(t);
+        let refreshed = self.registered_at.unwrap_or(0);
+        if let Ok((_, cas)) = shared.get(&self.register_key) {
+            let _ = shared.set(
+                &self.register_key,
+                format!("{t} {refreshed}").as_bytes(),
+                cas,
+            );
+        }
+        fx.log(
+            Level::Info,
+            "election: this node registered before (its shared data was reset); it keeps its first registration",
+        );
+    }
+
+    /// The listing was refused (401/403): this node cannot see the other candidates. Kong's
+    /// rule (leadership unchanged) would silence a lone node for good, so it leads blind, as with
+    /// `election: false`, and says so loudly every round: conditional writes and the provenance
+    /// rule still keep an older config from replacing a newer one (docs/election.md).
+    fn listing_refused(&mut self, now: u64, node_id: &str, e: &StoreError, fx: &mut Effects) {
+        self.refused = self.refused.saturating_add(1);
+        fx.metric(Metric::ElectionFailuresTotal, 1);
+        fx.metric(Metric::ElectionBlind, 1);
+        fx.log(
+            Level::Error,
+            format!(
+                "election: listing the candidates was refused ({e}): the credentials need s3:ListBucket (GCS: storage.objects.list) on the election prefix; this node exports as if alone until the listing works"
+            ),
+        );
+        if !self.leading {
+            fx.log(
+                Level::Info,
+                "election: this node now leads the export (blind: it cannot list the candidates)",
+            );
+        }
+        self.leading = true;
+        self.leader = Some(node_id.to_string());
+        fx.metric(Metric::ElectionLeader, 1);
+        self.leader_until = self.valid_until(now);
+        self.next_round_at = self.round_started.saturating_add(self.round_period());
         self.candidates.clear();
     }
 
@@ -544,7 +795,7 @@ impl Election {
     /// interval and drops a candidate silent for interval + 5 s, which leaves no room for a
     /// retry; a quarter interval does (and Kong nodes still see us fresh).
     fn round_period(&self) -> u64 {
-        (self.settings.interval_ms / 4 * 3).max(1_000)
+        round_period(self.settings.interval_ms)
     }
 
     /// The node's register time and last refresh from shared data (`<register> <refreshed>`).
@@ -585,6 +836,10 @@ impl Election {
             .map(|(t, _)| t)
             .ok_or_else(|| "register time vanished".to_string())
     }
+}
+
+fn round_period(interval_ms: u64) -> u64 {
+    (interval_ms / 4 * 3).max(1_000)
 }
 
 fn parse_record(s: &str) -> Option<(u64, u64)> {

@@ -12,6 +12,9 @@ use crate::store::timestamp::rfc3339_ms;
 const PREFIX: &str = "kong/3.9.1/election/";
 const INTERVAL: u64 = 10_000;
 const T0: u64 = 1_796_113_536_000;
+const CALL_TIMEOUT: u64 = 2_000;
+/// The second round of a node (its first refresh after registering).
+const SETTLE_MS: u64 = 6_000;
 
 fn store() -> Box<dyn ObjectStore> {
     let v = serde_json::json!({
@@ -37,6 +40,10 @@ struct Bucket {
     skew: i64,
     /// Answer every request with this status instead (a store outage).
     down: Option<u16>,
+    /// Answer listings with this status (a policy without s3:ListBucket).
+    list_refused: Option<u16>,
+    /// Every listing page says it is truncated and hands out the same token.
+    repeat_token: bool,
     requests: Vec<(String, String)>,
 }
 
@@ -104,6 +111,14 @@ impl Bucket {
                 self.objects.remove(path.trim_start_matches('/'));
                 resp(204, String::new())
             }
+            "GET" if self.list_refused.is_some() => resp(
+                self.list_refused.unwrap_or(403),
+                "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>".into(),
+            ),
+            "GET" if self.repeat_token => resp(
+                200,
+                "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken></ListBucketResult>".into(),
+            ),
             "GET" => {
                 let query = path.split_once('?').unwrap().1;
                 let param = |name: &str| {
@@ -165,7 +180,7 @@ impl Node {
         };
         Node {
             id: id.into(),
-            election: Election::new(settings, PREFIX.into(), "reg".into(), seed),
+            election: Election::new(settings, PREFIX.into(), "reg".into(), seed, CALL_TIMEOUT),
             shared,
             store: store(),
             logs: Vec::new(),
@@ -237,12 +252,8 @@ fn a_single_node_registers_under_kongs_name_and_leads() {
     a.step(&mut bucket, T0 + 123);
     let keys: Vec<&String> = bucket.objects.keys().collect();
     assert_eq!(keys, [&format!("{PREFIX}1796113536.123-node-a")]);
-    // First in line, but it confirms once peers started with it had time to register.
-    assert!(!a.leads(T0 + 123));
-    a.step(&mut bucket, T0 + 123 + SETTLE_MS - 1);
-    assert!(!a.leads(T0 + 123 + SETTLE_MS - 1));
-    let settled = T0 + 123 + SETTLE_MS;
-    a.step(&mut bucket, settled);
+    // Alone: nobody else can be leading, so it leads at its first round (no settle round).
+    let settled = T0 + 123;
     assert!(a.leads(settled));
     assert!(a
         .logs
@@ -291,18 +302,29 @@ fn the_oldest_fresh_candidate_leads_and_ties_go_to_the_smaller_node_id() {
     assert_eq!(leaders(&nodes, T0 + 8000), ["node-c"]);
 
     // Same register time: the smaller node id. node-b registers and lists first and sees only
-    // itself: it does not lead before the settle round, which sees node-a.
+    // itself: it leads. node-a, first in line, leads only once node-b has refreshed (and so
+    // listed, and stepped down) since node-a registered: never two leaders.
     let mut bucket = Bucket::new();
     let mut nodes = vec![Node::new("node-b", 0), Node::new("node-a", 0)];
-    for at in (T0..=T0 + 8000).step_by(1000) {
+    let mut handed_over = None;
+    for at in (T0..=T0 + 20_000).step_by(1000) {
         run(&mut nodes, &mut bucket, at, at);
-        assert!(
-            leaders(&nodes, at).len() <= 1,
-            "two leaders at +{}",
-            at - T0
-        );
+        let l = leaders(&nodes, at);
+        assert!(l.len() <= 1, "two leaders at +{}", at - T0);
+        if at == T0 {
+            assert_eq!(l, ["node-b"]);
+        }
+        if l == ["node-a"] && handed_over.is_none() {
+            handed_over = Some(at - T0);
+        }
     }
-    assert_eq!(leaders(&nodes, T0 + 8000), ["node-a"]);
+    assert_eq!(leaders(&nodes, T0 + 20_000), ["node-a"]);
+    // node-b's next round (¾ interval) and node-a's check after it.
+    let took = handed_over.unwrap();
+    assert!(
+        took <= INTERVAL / 4 * 3 + 5_000,
+        "handed over after {took} ms"
+    );
 }
 
 #[test]
@@ -384,30 +406,33 @@ fn listings_past_one_page_are_followed() {
 fn a_failed_round_leaves_leadership_as_it_was_until_it_would_go_stale() {
     let mut bucket = Bucket::new();
     let mut a = Node::new("node-a", 0);
-    let t = T0 + SETTLE_MS;
-    a.step(&mut bucket, T0);
+    let t = T0;
     a.step(&mut bucket, t);
     assert!(a.leads(t));
     bucket.down = Some(503);
-    a.step(&mut bucket, t + INTERVAL);
-    assert!(a.leads(t + INTERVAL));
+    let round = t + INTERVAL / 4 * 3;
+    a.step(&mut bucket, round);
+    assert!(a.leads(round));
     assert!(a
         .logs
         .iter()
         .any(|(l, m)| *l == Level::Warn && m.contains("leadership unchanged")));
-    // Others count node-a until its last refresh + interval + 5 s: it stops leading before.
+    // Others count node-a until its last refresh + interval + 5 s: it stops leading earlier,
+    // by the margin (skew noise, the `Date` resolution, a call timeout), counted from the send.
     let others_drop_it = t + INTERVAL + FRESHNESS_GRACE_MS;
     assert!(!a.leads(others_drop_it - 1));
-    assert!(a.leads(others_drop_it - LEADER_MARGIN_MS - 1));
-    // The store is back: the next retry (within a second or so) restores leadership.
+    assert!(!a.leads(others_drop_it - leader_margin_ms(CALL_TIMEOUT)));
+    assert!(a.leads(others_drop_it - leader_margin_ms(CALL_TIMEOUT) - 1));
+    // The store is back: the next retry (a second later) restores leadership.
     bucket.down = None;
     run(
         std::slice::from_mut(&mut a),
         &mut bucket,
-        t + INTERVAL + 1000,
-        t + INTERVAL + 3000,
+        round + 1000,
+        round + 2000,
     );
-    assert!(a.leads(t + INTERVAL + 3000));
+    assert!(a.leads(round + 2000));
+    assert!(a.leads(others_drop_it));
 }
 
 #[test]
@@ -474,12 +499,7 @@ fn the_leader_deletes_long_stale_registrations() {
     bucket.objects.insert(recent.clone(), T0 - 60_000);
     let mut a = Node::new("node-a", 0);
     a.step(&mut bucket, T0);
-    assert!(
-        bucket.objects.contains_key(&dead),
-        "only a leader cleans up"
-    );
-    a.step(&mut bucket, T0 + SETTLE_MS);
-    assert!(a.leads(T0 + SETTLE_MS));
+    assert!(a.leads(T0));
     assert!(!bucket.objects.contains_key(&dead));
     assert!(
         bucket.objects.contains_key(&recent),
@@ -550,4 +570,113 @@ fn a_leader_whose_registration_went_stale_waits_for_the_successor_to_step_down()
         }
     }
     assert!(a_back.is_some(), "node-a leads again");
+}
+
+#[test]
+fn registrations_of_one_node_count_once_and_a_reset_node_keeps_its_first_place() {
+    let mut bucket = Bucket::new();
+    let mut a = Node::new("node-a", 0);
+    a.step(&mut bucket, T0);
+    assert!(a.leads(T0));
+    // A restart wipes shared data: the node starts over and registers a second key.
+    let mut again = Node::new("node-a", 0);
+    let at = T0 + 20_000;
+    again.step(&mut bucket, at);
+    assert!(again
+        .logs
+        .iter()
+        .any(|(_, l)| l == "election: leader is node-a (1 fresh candidate(s))"));
+    assert!(again
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("keeps its first registration")));
+    assert!(again.leads(at), "alone");
+    // The newer key is deleted, the first one is refreshed from now on.
+    let keys: Vec<&String> = bucket.objects.keys().collect();
+    assert_eq!(keys, [&format!("{PREFIX}1796113536-node-a")], "{keys:?}");
+    let round = at + INTERVAL / 4 * 3;
+    again.step(&mut bucket, round);
+    assert!(again.leads(round));
+    assert_eq!(bucket.objects.len(), 1);
+    assert_eq!(
+        bucket.objects.values().next(),
+        Some(&round),
+        "the first registration is the one refreshed"
+    );
+    // A reload while the first registration is fresh (the old workers refreshed it): the node
+    // leads at once.
+    let mut reloaded = Node::new("node-a", 0);
+    let at = round + 2_000;
+    reloaded.step(&mut bucket, at);
+    assert!(reloaded.leads(at));
+    assert_eq!(bucket.objects.len(), 1, "{:?}", bucket.objects);
+}
+
+#[test]
+fn a_store_repeating_its_continuation_token_fails_the_round_instead_of_looping() {
+    let mut bucket = Bucket::new();
+    bucket.repeat_token = true;
+    let mut a = Node::new("node-a", 0);
+    a.step(&mut bucket, T0);
+    let lists = bucket.requests.iter().filter(|(m, _)| m == "GET").count();
+    assert_eq!(lists, 2, "one page, then the repeated token stops it");
+    assert!(a
+        .logs
+        .iter()
+        .any(|(l, m)| *l == Level::Warn && m.contains("repeated a continuation token")));
+    assert!(!a.leads(T0));
+}
+
+#[test]
+fn a_refused_listing_is_loud_and_a_lone_node_still_exports() {
+    let mut bucket = Bucket::new();
+    bucket.list_refused = Some(403);
+    let mut a = Node::new("node-a", 0);
+    a.step(&mut bucket, T0);
+    assert!(a.leads(T0), "blind: it cannot see anyone else");
+    assert!(a.logs.iter().any(|(l, m)| *l == Level::Error
+        && m.contains("refused")
+        && m.contains("s3:ListBucket")
+        && m.contains("AccessDenied")));
+    // It keeps registering (others that can list still see it) and trying to list.
+    bucket.requests.clear();
+    a.step(&mut bucket, T0 + INTERVAL / 4 * 3);
+    assert_eq!(bucket.requests.len(), 2, "{:?}", bucket.requests);
+    assert!(a.leads(T0 + INTERVAL / 4 * 3));
+    // The listing works again: the ordinary rule decides (here: an older fresh candidate).
+    bucket.list_refused = None;
+    bucket
+        .objects
+        .insert(format!("{PREFIX}1796113000-node-0"), T0 + INTERVAL);
+    a.step(&mut bucket, T0 + INTERVAL / 2 * 3);
+    assert!(!a.leads(T0 + INTERVAL / 2 * 3));
+    assert!(a
+        .logs
+        .iter()
+        .any(|(_, m)| m == "election: the listing works again"));
+}
+
+#[test]
+fn a_leader_whose_listing_fails_after_its_refresh_steps_down_until_a_listing_succeeds() {
+    let mut bucket = Bucket::new();
+    let mut a = Node::new("node-a", 0);
+    a.step(&mut bucket, T0);
+    assert!(a.leads(T0));
+    // The refresh lands (the others see it and take it for a listing), the listing fails.
+    bucket.list_refused = Some(500);
+    let round = T0 + INTERVAL / 4 * 3;
+    a.step(&mut bucket, round);
+    assert!(!a.leads(round));
+    assert!(a
+        .logs
+        .iter()
+        .any(|(l, m)| *l == Level::Warn && m.contains("until a listing succeeds")));
+    bucket.list_refused = None;
+    run(
+        std::slice::from_mut(&mut a),
+        &mut bucket,
+        round + 1000,
+        round + 2000,
+    );
+    assert!(a.leads(round + 2000));
 }

@@ -12,11 +12,16 @@
 //! 3. `GET <prefix>/<version>/config.json` from the store (read-only credentials suffice; a
 //!    refused object is asked for with `If-None-Match` so it is not downloaded again), validated:
 //!    size limit, JSON with `_format_version`, the `config-sha256` metadata when present.
-//! 4. The document's config-bridge filters are replaced by this node's own (import-only)
-//!    configuration, so a fallback node never starts exporting over the real backup, and it is
-//!    posted: `POST /config?flatten_errors=1`. 201 ends the import; 400 is logged (entity types,
-//!    names and messages, never entity contents) and that object is not tried again; 413, 429
-//!    (`Retry-After`), 5xx and failures are retried with backoff.
+//! 4. The document's config-bridge filters — wherever they are: top-level `filter_chains`,
+//!    nested under services and routes, object or Kong 3.4 string configurations — are replaced by
+//!    this node's own (import-only) configuration, so a fallback node never starts exporting over
+//!    the real backup; with `import_refuse_plugins`, a document holding one of those plugins
+//!    anywhere is refused. This is a sliced pass (`redact::Rewriter`) and fail-closed: a document
+//!    it cannot rewrite (not well-formed, nested too deep, an unreadable chain) is refused with one
+//!    line, never applied unchanged. Then it is posted: `POST /config?flatten_errors=1`. 201 ends the import; 400 is logged (entity types,
+//!    names and messages, never entity contents) and that object is not tried again, nor after a
+//!    413 (one line naming `nginx_admin_client_max_body_size`); 429 (`Retry-After`, fractions
+//!    included), 5xx and failures are retried with backoff.
 //!
 //! Kong Enterprise imports once, never retries, only on hybrid DPs; this retries until it works
 //! and never replaces a configuration the node already has (docs/architecture.md).
@@ -32,15 +37,13 @@ use crate::backoff::{Backoff, Rng};
 use crate::document::{sha256_hex, validate_declarative_json};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::HttpUrl;
-use crate::settings::scanner::object_members;
+use crate::redact::{chain_filters, is_config_bridge, ChainEdit, Rewriter, Step as RewriteStep};
 use crate::settings::ImportSettings;
 use crate::store::{GetOutcome, ObjectStore, RemoteMeta};
 
 const EMPTY_HASH: &str = "00000000000000000000000000000000";
 /// The tag a bootstrap configuration's only service carries (examples/kong/fallback-node/).
 pub const BOOTSTRAP_TAG: &str = "config-bridge-bootstrap";
-/// The filter's name in Kong filter chains (the module's file name).
-const FILTER_NAME: &str = "config_bridge";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -71,6 +74,8 @@ pub(super) struct Import {
     empty_since: Option<u64>,
     probe_failing_since: Option<u64>,
     pending: Option<Pending>,
+    /// A validated object being rewritten a slice per tick (before it is pending).
+    rewriting: Option<(Rewriter<ImportEdit>, RemoteMeta)>,
     /// The version (ETag) of an object refused by validation or by the Admin API.
     refused: Option<String>,
     backoff: Backoff,
@@ -102,6 +107,7 @@ impl Import {
             empty_since: None,
             probe_failing_since: None,
             pending: None,
+            rewriting: None,
             refused: None,
             failures: 0,
             done: false,
@@ -113,12 +119,22 @@ impl Import {
         self.own_filter_config = text;
     }
 
+    /// A downloaded document is being rewritten a slice per tick.
+    pub(super) fn busy(&self) -> bool {
+        self.rewriting.is_some()
+    }
+
     /// The next request, if one is due (called on ticks by the node's lease holder).
     pub(super) fn poll(
         &mut self,
         now: u64,
         store: &dyn ObjectStore,
+        fx: &mut Effects,
     ) -> Option<Result<OutboundRequest, String>> {
+        if self.rewriting.is_some() {
+            self.rewrite_slice(now, fx);
+            return None;
+        }
         if self.done || self.in_flight.is_some() || now < self.next_at {
             return None;
         }
@@ -202,6 +218,34 @@ impl Import {
                 fx,
             ),
             Step::Post => self.retry(&format!("POST /config failed: {reason}"), now, fx),
+        }
+    }
+
+    /// An answer announced more than `import_max_bytes` (its body was not read): the object is
+    /// refused like one that failed validation (not downloaded again until it changes).
+    pub(super) fn too_large(
+        &mut self,
+        id: CallId,
+        resp: HttpResponse,
+        announced: u64,
+        now: u64,
+        store: &dyn ObjectStore,
+        fx: &mut Effects,
+    ) {
+        let Some(step) = self.take(id) else { return };
+        let why = format!(
+            "{announced} bytes is more than import_max_bytes ({})",
+            self.settings.max_bytes
+        );
+        match step {
+            Step::Fetch => {
+                let version = match store.parse_get(resp) {
+                    GetOutcome::Found { meta, .. } => meta.version,
+                    _ => None,
+                };
+                self.refuse(&why, version, now, fx);
+            }
+            _ => self.retry(&format!("an answer of {why}"), now, fx),
         }
     }
 
@@ -300,25 +344,15 @@ impl Import {
         match outcome {
             GetOutcome::Found { body, meta } => match self.validate(&body, &meta) {
                 Ok(()) => {
-                    self.pending = Some(Pending {
-                        body: Rc::new(body),
-                        meta,
-                    });
-                    // Check the node is still empty right before posting.
-                    self.next = Step::Status;
-                }
-                Err(why) => {
-                    self.refused = meta.version.clone();
-                    fx.log(
-                        Level::Error,
-                        format!(
-                            "{} is not applied: {why}; waiting for a newer export",
-                            self.where_
-                        ),
+                    let edit = ImportEdit::new(
+                        self.own_filter_config.as_deref().map(Vec::as_slice),
+                        &self.settings.refuse_plugins,
                     );
-                    fx.metric(Metric::ImportFailuresTotal, 1);
-                    self.retry_quietly(now);
+                    self.rewriting = Some((Rewriter::new(Rc::new(body), edit), meta));
+                    // The rewrite proceeds on the next ticks (`poll`).
+                    self.rewrite_slice(now, fx);
                 }
+                Err(why) => self.refuse(&why, meta.version, now, fx),
             },
             GetOutcome::NotModified => self.wait(
                 "the export is still the one refused before; waiting for a newer one",
@@ -348,6 +382,47 @@ impl Import {
         }
     }
 
+    /// One slice of the rewrite; the rewritten document becomes pending (posted after the node
+    /// is checked again), or the object is refused.
+    fn rewrite_slice(&mut self, now: u64, fx: &mut Effects) {
+        let Some((rewriter, _)) = self.rewriting.as_mut() else {
+            return;
+        };
+        let step = rewriter.step(crate::redact::SLICE_BYTES);
+        if matches!(step, RewriteStep::Working) {
+            return;
+        }
+        let Some((_, meta)) = self.rewriting.take() else {
+            return;
+        };
+        match step {
+            RewriteStep::Done(done) => {
+                self.pending = Some(Pending {
+                    body: done.body,
+                    meta,
+                });
+                // Check the node is still empty right before posting.
+                self.next = Step::Status;
+            }
+            RewriteStep::Failed(why) => self.refuse(&why, meta.version, now, fx),
+            RewriteStep::Working => {}
+        }
+    }
+
+    /// The object is not applied (one line), nor downloaded again until it changes.
+    fn refuse(&mut self, why: &str, version: Option<String>, now: u64, fx: &mut Effects) {
+        self.refused = version;
+        fx.log(
+            Level::Error,
+            format!(
+                "{} is not applied: {why}; waiting for a newer export",
+                self.where_
+            ),
+        );
+        fx.metric(Metric::ImportFailuresTotal, 1);
+        self.retry_quietly(now);
+    }
+
     fn validate(&self, body: &[u8], meta: &RemoteMeta) -> Result<(), String> {
         if body.len() as u64 > self.settings.max_bytes {
             return Err(format!(
@@ -370,11 +445,9 @@ impl Import {
 
     fn post(&mut self) -> Option<OutboundRequest> {
         let pending = self.pending.as_ref()?;
-        let body = rewrite_filter_chains(
-            &pending.body,
-            self.own_filter_config.as_deref().map(Vec::as_slice),
-        );
-        Some(config_post_request(&self.settings.admin, body))
+        let mut req = config_post_request(&self.settings.admin, Vec::new());
+        req.body = Rc::clone(&pending.body);
+        Some(req)
     }
 
     fn posted(&mut self, resp: &HttpResponse, now: u64, fx: &mut Effects) {
@@ -414,8 +487,23 @@ impl Import {
                 self.next = Step::Status;
                 self.retry_quietly(now);
             }
+            413 => {
+                // The same body would be refused again: not retried until the export changes.
+                self.refused = pending.meta.version.clone();
+                fx.log(
+                    Level::Error,
+                    format!(
+                        "the node's Admin API refused {} as too large (HTTP 413, {} bytes): raise Kong's nginx_admin_client_max_body_size; this export is not tried again",
+                        self.where_,
+                        pending.body.len()
+                    ),
+                );
+                fx.metric(Metric::ImportFailuresTotal, 1);
+                self.next = Step::Status;
+                self.retry_quietly(now);
+            }
             s => {
-                // 413, 429, 5xx: retried (the object stays pending; the node is checked again).
+                // 429, 5xx: retried (the object stays pending; the node is checked again).
                 let after = retry_after_ms(resp);
                 self.pending = Some(pending);
                 let line = format!("POST /config answered HTTP {s}; retrying");
@@ -552,79 +640,117 @@ pub fn flattened_errors(body: &[u8]) -> String {
         .collect()
 }
 
-/// `Retry-After` in seconds, as milliseconds.
+/// `Retry-After` in seconds, as milliseconds; Kong may send a fraction (`1.5`).
 fn retry_after_ms(resp: &HttpResponse) -> Option<u64> {
-    let s: u64 = resp.header("retry-after")?.trim().parse().ok()?;
-    Some(s.min(3600) * 1000)
-}
-
-/// Whether a filter-chain entry is config-bridge: by name, or by its settings.
-fn is_config_bridge(filter: &Value) -> bool {
-    if filter.get("name").and_then(Value::as_str) == Some(FILTER_NAME) {
-        return true;
+    let text = resp.header("retry-after")?.trim();
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
     }
-    let config = match filter.get("config") {
-        Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok(),
-        Some(v) => Some(v.clone()),
-        None => None,
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse::<u64>().ok()?.min(3600)
     };
-    config.is_some_and(|c| {
-        c.get("cluster_fallback_config_export").is_some()
-            || c.get("cluster_fallback_config_storage").is_some()
-    })
+    let mut ms = secs * 1000;
+    for (digit, scale) in frac.bytes().zip([100u64, 10, 1]) {
+        ms += u64::from(digit - b'0') * scale;
+    }
+    Some(ms)
 }
 
-/// The document with every config-bridge filter's configuration replaced by `own` (this node's
-/// import-only configuration; as a string where the original was one, Kong 3.4), or disabled when
-/// `own` is unknown. Everything else stays byte for byte.
-pub(crate) fn rewrite_filter_chains(doc: &[u8], own: Option<&[u8]>) -> Vec<u8> {
-    let Some(members) = object_members(doc) else {
-        return doc.to_vec();
-    };
-    let Some((_, start, end)) = members.iter().rev().find(|(k, _, _)| k == "filter_chains") else {
-        return doc.to_vec();
-    };
-    let Some(Ok(Value::Array(mut chains))) =
-        doc.get(*start..*end).map(serde_json::from_slice::<Value>)
-    else {
-        return doc.to_vec();
-    };
-    let own: Option<Value> = own.and_then(|t| serde_json::from_slice::<Value>(t).ok());
-    let mut changed = false;
-    for chain in &mut chains {
-        let Some(filters) = chain.get_mut("filters").and_then(Value::as_array_mut) else {
-            continue;
-        };
-        for filter in filters.iter_mut().filter(|f| is_config_bridge(f)) {
+/// The import's edit of a document (`redact::Rewriter`): every config-bridge filter gets this
+/// node's own configuration (or is disabled when that is unknown); with a content policy, a
+/// plugin it names anywhere refuses the document.
+#[derive(Debug)]
+pub(crate) struct ImportEdit {
+    own: Option<Value>,
+    refuse_plugins: Vec<String>,
+}
+
+impl ImportEdit {
+    /// `own`: this node's filter configuration text; `refuse_plugins`: `import_refuse_plugins`.
+    pub(crate) fn new(own: Option<&[u8]>, refuse_plugins: &[String]) -> ImportEdit {
+        ImportEdit {
+            own: own.and_then(|t| serde_json::from_slice::<Value>(t).ok()),
+            refuse_plugins: refuse_plugins.to_vec(),
+        }
+    }
+
+    fn refused(&self, entity: &Value) -> Option<&str> {
+        let name = entity.get("name").and_then(Value::as_str)?;
+        self.refuse_plugins
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(name.trim()))
+            .map(String::as_str)
+    }
+}
+
+impl ChainEdit for ImportEdit {
+    fn keys(&self) -> &[&'static str] {
+        if self.refuse_plugins.is_empty() {
+            &["filter_chains"]
+        } else {
+            &["filter_chains", "plugins"]
+        }
+    }
+
+    fn edit(&mut self, key: &str, value: &mut Value) -> Result<bool, String> {
+        if key == "plugins" {
+            let entities: Vec<&Value> = match &*value {
+                Value::Array(a) => a.iter().collect(),
+                other => vec![other],
+            };
+            if let Some(name) = entities.into_iter().find_map(|e| self.refused(e)) {
+                return Err(format!(
+                    "it holds a {name:?} plugin, which import_refuse_plugins refuses"
+                ));
+            }
+            return Ok(false);
+        }
+        let mut changed = false;
+        for filter in chain_filters(value).filter(|f| is_config_bridge(f)) {
             changed = true;
             let was_string = matches!(filter.get("config"), Some(Value::String(_)));
-            match (&own, filter.as_object_mut()) {
-                (Some(own), Some(f)) => {
+            let Some(f) = filter.as_object_mut() else {
+                continue;
+            };
+            match &self.own {
+                Some(own) => {
                     let own = match own {
-                        // Kong 3.4 passes the configuration as a string, keep the shape.
+                        // Kong 3.4 passes the configuration as a string: keep the shape.
                         Value::Object(_) if was_string => Value::String(own.to_string()),
                         other => other.clone(),
                     };
                     f.insert("config".into(), own);
                 }
-                (None, Some(f)) => {
+                None => {
+                    // Unknown own configuration: the exporter's is dropped and the filter off.
+                    let empty = if was_string {
+                        Value::String("{}".into())
+                    } else {
+                        Value::Object(serde_json::Map::new())
+                    };
+                    f.insert("config".into(), empty);
                     f.insert("enabled".into(), Value::Bool(false));
                 }
-                _ => {}
             }
         }
+        Ok(changed)
     }
-    if !changed {
-        return doc.to_vec();
-    }
-    let Ok(new) = serde_json::to_vec(&chains) else {
-        return doc.to_vec();
-    };
-    let mut out = Vec::with_capacity(doc.len() + new.len());
-    out.extend_from_slice(doc.get(..*start).unwrap_or_default());
-    out.extend_from_slice(&new);
-    out.extend_from_slice(doc.get(*end..).unwrap_or_default());
-    out
+}
+
+/// The document as an import posts it (`ImportEdit`), in one pass: tests and the native tool.
+pub fn rewrite_for_import(
+    doc: &[u8],
+    own: Option<&[u8]>,
+    refuse_plugins: &[String],
+) -> Result<Vec<u8>, String> {
+    let done = Rewriter::run(Rc::new(doc.to_vec()), ImportEdit::new(own, refuse_plugins))?;
+    Ok(Rc::try_unwrap(done.body).unwrap_or_else(|rc| rc.to_vec()))
 }
 
 #[cfg(test)]
@@ -632,26 +758,39 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const OWN: &[u8] =
+        br#"{"cluster_fallback_config_import":"on","cluster_fallback_config_storage":"s3://b/p"}"#;
+
+    fn rewrite(doc: &Value, own: Option<&[u8]>) -> Value {
+        let out = rewrite_for_import(doc.to_string().as_bytes(), own, &[]).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn exporter_chain(config: Value) -> Value {
+        json!({"filters": [
+            {"name": "config_bridge", "config": config},
+            {"name": "other", "config": {"x": 1}}
+        ]})
+    }
+
+    fn exporter() -> Value {
+        json!({"cluster_fallback_config_export": "on", "cluster_fallback_config_storage": "s3://b/p", "aws_secret_access_key": "EXPORTER-SECRET"})
+    }
+
     #[test]
-    fn exporting_filters_are_replaced_by_the_importers_own_configuration() {
+    fn exporting_filters_are_replaced_at_the_top_level() {
         let doc = json!({
             "_format_version": "3.0",
             "services": [{"id": "s1", "name": "backup"}],
             "filter_chains": [
-                {"id": "f1", "service": "s1", "filters": [
-                    {"name": "config_bridge", "config": {"cluster_fallback_config_export": "on", "aws_secret_access_key": "EXPORTER-SECRET"}},
-                    {"name": "other", "config": {"x": 1}}
-                ]},
+                exporter_chain(exporter()),
                 {"id": "f2", "service": "s1", "filters": [
                     {"name": "renamed", "config": "{\"cluster_fallback_config_storage\":\"s3://b/p\"}"}
                 ]}
             ]
-        })
-        .to_string();
-        let own = br#"{"cluster_fallback_config_import":"on","cluster_fallback_config_storage":"s3://b/p"}"#;
-        let out: Value =
-            serde_json::from_slice(&rewrite_filter_chains(doc.as_bytes(), Some(own))).unwrap();
-        let own_v: Value = serde_json::from_slice(own).unwrap();
+        });
+        let out = rewrite(&doc, Some(OWN));
+        let own_v: Value = serde_json::from_slice(OWN).unwrap();
         assert_eq!(out["filter_chains"][0]["filters"][0]["config"], own_v);
         assert_eq!(
             out["filter_chains"][0]["filters"][1]["config"],
@@ -663,16 +802,110 @@ mod tests {
         );
         assert_eq!(out["services"], json!([{"id": "s1", "name": "backup"}]));
         assert!(!out.to_string().contains("EXPORTER-SECRET"));
-        // Unknown own configuration: the exporting filter is disabled instead.
-        let out: Value =
-            serde_json::from_slice(&rewrite_filter_chains(doc.as_bytes(), None)).unwrap();
-        assert_eq!(
-            out["filter_chains"][0]["filters"][0]["enabled"],
-            json!(false)
-        );
+        // Unknown own configuration: the exporting filter is emptied and disabled instead.
+        let out = rewrite(&doc, None);
+        let f = &out["filter_chains"][0]["filters"][0];
+        assert_eq!(f["enabled"], json!(false));
+        assert_eq!(f["config"], json!({}));
+        assert_eq!(out["filter_chains"][1]["filters"][0]["config"], json!("{}"));
         // Nothing to change: the same bytes.
-        let plain = br#"{"_format_version":"3.0","services":[]}"#;
-        assert_eq!(rewrite_filter_chains(plain, Some(own)), plain.to_vec());
+        let plain = br#"{"_format_version":"3.0", "services":[]}"#;
+        assert_eq!(
+            rewrite_for_import(plain, Some(OWN), &[]).unwrap(),
+            plain.to_vec()
+        );
+    }
+
+    #[test]
+    fn exporting_filters_are_replaced_under_services_and_routes_and_in_string_configs() {
+        let string_config = json!(exporter().to_string());
+        let doc = json!({
+            "_format_version": "3.0",
+            "services": [{
+                "name": "s",
+                "filter_chains": [exporter_chain(exporter())],
+                "routes": [{"name": "r", "filter_chains": [exporter_chain(string_config.clone())]}]
+            }],
+            "routes": [{"name": "r2", "filter_chains": [exporter_chain(string_config)]}]
+        });
+        let out = rewrite(&doc, Some(OWN));
+        let own_v: Value = serde_json::from_slice(OWN).unwrap();
+        assert!(!out.to_string().contains("EXPORTER-SECRET"), "{out}");
+        assert!(
+            !out.to_string().contains("cluster_fallback_config_export"),
+            "{out}"
+        );
+        assert_eq!(
+            out["services"][0]["filter_chains"][0]["filters"][0]["config"],
+            own_v
+        );
+        assert_eq!(
+            out["services"][0]["routes"][0]["filter_chains"][0]["filters"][0]["config"],
+            json!(own_v.to_string())
+        );
+        assert_eq!(
+            out["routes"][0]["filter_chains"][0]["filters"][0]["config"],
+            json!(own_v.to_string())
+        );
+        assert_eq!(
+            out["routes"][0]["filter_chains"][0]["filters"][1]["config"],
+            json!({"x": 1})
+        );
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_rewritten_is_refused_not_passed_on() {
+        let deep = format!(
+            r#"{{"_format_version":"3.0","services":[{{"filter_chains":[{{"filters":[{{"name":"config_bridge","config":{}1{}}}]}}]}}]}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for bad in [
+            deep.as_str(),
+            r#"{"_format_version":"3.0","filter_chains":[{"filters":[1e999]}]}"#,
+            r#"{"_format_version":"3.0","filter_chains":[{"filters":["#,
+        ] {
+            let err = rewrite_for_import(bad.as_bytes(), Some(OWN), &[]).unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_content_policy_refuses_a_named_plugin_anywhere() {
+        let refuse = vec!["pre-function".to_string(), "post-function".to_string()];
+        for doc in [
+            json!({"_format_version": "3.0", "plugins": [{"name": "cors"}, {"name": "pre-function", "config": {"access": ["os.exit()"]}}]}),
+            json!({"_format_version": "3.0", "services": [{"name": "s", "plugins": [{"name": "post-function"}]}]}),
+            json!({"_format_version": "3.0", "services": [{"name": "s", "routes": [{"name": "r", "plugins": [{"name": "Pre-Function"}]}]}]}),
+            json!({"_format_version": "3.0", "consumers": [{"username": "u", "plugins": [{"name": "pre-function"}]}]}),
+        ] {
+            let err =
+                rewrite_for_import(doc.to_string().as_bytes(), Some(OWN), &refuse).unwrap_err();
+            assert!(err.contains("import_refuse_plugins"), "{err}");
+        }
+        let fine = json!({"_format_version": "3.0", "plugins": [{"name": "cors", "config": {"name": "pre-function"}}]});
+        assert!(rewrite_for_import(fine.to_string().as_bytes(), Some(OWN), &refuse).is_ok());
+        // Without the policy, the same document is applied.
+        let doc = json!({"_format_version": "3.0", "plugins": [{"name": "pre-function"}]});
+        assert!(rewrite_for_import(doc.to_string().as_bytes(), Some(OWN), &[]).is_ok());
+    }
+
+    #[test]
+    fn retry_after_takes_whole_and_fractional_seconds() {
+        let with = |v: &str| HttpResponse {
+            status: 429,
+            headers: vec![("retry-after".into(), v.into())],
+            body: Vec::new(),
+        };
+        assert_eq!(retry_after_ms(&with("2")), Some(2_000));
+        assert_eq!(retry_after_ms(&with(" 1.5 ")), Some(1_500));
+        assert_eq!(retry_after_ms(&with("0.25")), Some(250));
+        assert_eq!(retry_after_ms(&with(".5")), Some(500));
+        assert_eq!(retry_after_ms(&with("3.14159")), Some(3_141));
+        assert_eq!(retry_after_ms(&with("99999")), Some(3_600_000));
+        for bad in ["", ".", "-1", "1e3", "soon", "1.2.3"] {
+            assert_eq!(retry_after_ms(&with(bad)), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! A small orchestrator (`Engine`) owns time, the call table (`calls`: which sub-machine owns
 //! each call in flight) and the node-wide lease (`node_lock`), and routes events to sub-machines
 //! that each own their state: `export` (debounce, upload, conflicts, retries), `source` (the
-//! filter's own config or a URL), `import` and `election` (their own issues). Each sub-machine
+//! filter's own config, a URL or a Kong Admin API), `import` (fallback nodes) and `election`
+//! (several backup nodes, docs/election.md). Each sub-machine
 //! has at most one call in flight; a tick may emit one request per sub-machine.
 //!
 //! Only `tick` can return requests (`TickOutput::dispatches`); `on_event` returns effects, a type
@@ -18,13 +19,14 @@ mod effects;
 mod election;
 mod export;
 mod import;
+mod prepare;
 pub mod source;
 
 use std::rc::Rc;
 
 pub use calls::{CallId, Owner};
 pub use effects::{Effect, Effects, Level, Metric, MetricKind};
-pub use import::{config_post_request, flattened_errors, BOOTSTRAP_TAG};
+pub use import::{config_post_request, flattened_errors, rewrite_for_import, BOOTSTRAP_TAG};
 
 use calls::CallTable;
 use election::Election;
@@ -32,13 +34,12 @@ use export::{Cx, Export, Plan};
 use import::Import;
 use source::{PollResult, Source};
 
-use crate::digest::Digester;
-use crate::document::Document;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::node_lock::{self, Lease, SharedStore};
 use crate::settings::{Config, SourceConfig};
 use crate::store::timestamp::clock_skew_ms;
 use crate::store::{self, ObjectStore};
+use prepare::Prepare;
 
 const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
 /// The store's credentials as the lease holder fetched them (docs/credentials.md).
@@ -75,6 +76,9 @@ pub struct Dispatch {
 pub struct TickOutput {
     pub dispatches: Vec<Dispatch>,
     pub effects: Vec<Effect>,
+    /// Calls given up this tick (no answer within `call_timeout_ms`): a late answer is ignored,
+    /// and the shell forgets their host tokens.
+    pub expired: Vec<CallId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +93,13 @@ pub enum Event {
     CallFailed {
         id: CallId,
         reason: String,
+    },
+    /// An answer whose announced body is over `Engine::answer_limit`: status and headers only,
+    /// the body was not read.
+    AnswerTooLarge {
+        id: CallId,
+        response: HttpResponse,
+        announced: u64,
     },
 }
 
@@ -108,8 +119,8 @@ pub struct Engine {
     /// With `cluster_fallback_config_import` on.
     import: Option<Import>,
     election: Election,
-    /// A large document being hashed a slice per tick, and when it was seen.
-    digesting: Option<(Digester, u64)>,
+    /// A large document being redacted and hashed a slice per tick (`prepare`).
+    digesting: Option<Prepare>,
     /// The store's clock minus this node's (ms), as last measured: kept across
     /// reconfigurations, which build a new store.
     clock_skew_ms: i64,
@@ -141,7 +152,13 @@ impl Engine {
             "config-bridge/v1/election/{}/{election_prefix}",
             cfg.storage.location.bucket
         ));
-        let election = Election::new(cfg.election.clone(), election_prefix, register_key, me);
+        let election = Election::new(
+            cfg.election.clone(),
+            election_prefix,
+            register_key,
+            me,
+            cfg.call_timeout_ms,
+        );
         Engine {
             import,
             record_key,
@@ -212,7 +229,7 @@ impl Engine {
     }
 
     /// This filter's own configuration text, which an import puts in place of the exporting
-    /// filters it finds in the imported document (`import::rewrite_filter_chains`).
+    /// filters it finds in the imported document (`import::ImportEdit`).
     pub fn set_own_filter_config(&mut self, text: Option<Rc<Vec<u8>>>) {
         if let Some(import) = self.import.as_mut() {
             import.set_own_filter_config(text);
@@ -230,7 +247,18 @@ impl Engine {
     /// Work that proceeds a slice or a request per tick is under way (a Kong Admin API dump, a
     /// large document being hashed): the shell may tick faster until it is done.
     pub fn busy(&self) -> bool {
-        self.digesting.is_some() || (self.holder && (self.source.busy() || self.election.busy()))
+        self.digesting.is_some()
+            || self.import.as_ref().is_some_and(|i| i.busy())
+            || (self.holder && (self.source.busy() || self.election.busy()))
+    }
+
+    /// The most bytes the answer to call `id` may have: the shell refuses a larger announced
+    /// body before reading it (`import_max_bytes` for the import's calls).
+    pub fn answer_limit(&self, id: CallId) -> Option<u64> {
+        match self.calls.owner(id)? {
+            Owner::Import => self.cfg.import_settings.as_ref().map(|s| s.max_bytes),
+            _ => None,
+        }
     }
 
     pub fn on_event(
@@ -250,6 +278,20 @@ impl Engine {
                 Some(owner) => self.failed(owner, id, &reason, now, shared, &mut fx),
                 None => late(id, &mut fx),
             },
+            Event::AnswerTooLarge {
+                id,
+                response,
+                announced,
+            } => match (self.calls.take(id), self.import.as_mut()) {
+                (Some(Owner::Import), Some(import)) => {
+                    import.too_large(id, response, announced, now, self.store.as_ref(), &mut fx)
+                }
+                (Some(owner), _) => {
+                    let reason = format!("the answer announces {announced} bytes; not read");
+                    self.failed(owner, id, &reason, now, shared, &mut fx);
+                }
+                (None, _) => late(id, &mut fx),
+            },
         }
         fx.0
     }
@@ -258,9 +300,11 @@ impl Engine {
         let mut fx = Effects::default();
         let mut dispatches = Vec::new();
         self.digest_slice(now, shared, &mut fx);
+        let mut expired = Vec::new();
         for (id, owner) in self.calls.expired(now) {
             let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
             self.failed(owner, id, &reason, now, shared, &mut fx);
+            expired.push(id);
         }
         if self.holder {
             self.dispatch_resign(now, &mut dispatches);
@@ -286,11 +330,12 @@ impl Engine {
         TickOutput {
             dispatches,
             effects: fx.0,
+            expired,
         }
     }
 
-    /// A document for the export: hashed at once when small, else a slice per tick (the newest
-    /// document replaces one still being hashed).
+    /// A document for the export: redacted and hashed at once when small, else a slice per tick
+    /// (the newest document replaces one still being prepared).
     fn offer_body(
         &mut self,
         body: Rc<Vec<u8>>,
@@ -298,28 +343,28 @@ impl Engine {
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
-        if body.len() <= DIGEST_SLICE_BYTES {
-            // Newer than any document still being hashed: that one is dropped.
-            self.digesting = None;
-            let doc = Document::new(body, now);
-            self.export
-                .offer(doc, &mut export_cx!(self, now, shared, fx));
-        } else {
-            self.digesting = Some((Digester::new(body), now));
-        }
+        // Newer than any document still being prepared: that one is dropped.
+        self.digesting = Some(Prepare::new(body, now));
+        self.digest_slice(now, shared, fx);
     }
 
     fn digest_slice(&mut self, now: u64, shared: &mut dyn SharedStore, fx: &mut Effects) {
-        let Some((digester, seen_at)) = self.digesting.as_mut() else {
+        let Some(prepare) = self.digesting.as_mut() else {
             return;
         };
-        let Some(sha256) = digester.step(DIGEST_SLICE_BYTES) else {
+        let Some(ready) = prepare.step() else {
             return;
         };
-        let doc = Document::with_digest(Rc::clone(digester.body()), sha256, *seen_at);
         self.digesting = None;
-        self.export
-            .offer(doc, &mut export_cx!(self, now, shared, fx));
+        match ready {
+            Ok(doc) => self
+                .export
+                .offer(doc, &mut export_cx!(self, now, shared, fx)),
+            Err(line) => {
+                fx.log(Level::Error, line);
+                fx.metric(Metric::ExportFailuresTotal, 1);
+            }
+        }
     }
 
     /// Whether the store can take requests; sends its prerequisite when it needs one.
@@ -497,7 +542,7 @@ impl Engine {
         let Some(import) = self.import.as_mut() else {
             return;
         };
-        match import.poll(now, self.store.as_ref()) {
+        match import.poll(now, self.store.as_ref(), fx) {
             None => {}
             Some(Ok(request)) => {
                 let id = self.push_call(Owner::Import, request, now, out);

@@ -416,6 +416,8 @@ fn no_callback_times_out_and_a_late_answer_is_ignored() {
         "not yet timed out"
     );
     let out = e.tick(6000, &mut shared);
+    // The shell forgets the host token of a call given up.
+    assert_eq!(out.expired, vec![d.id]);
     assert!(
         out.effects.iter().any(
             |f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("no answer within 5000 ms"))
@@ -1051,5 +1053,303 @@ fn a_large_document_is_hashed_across_ticks_then_exported() {
             .map(|p| p.1.clone())
             .collect::<Vec<_>>(),
         [doc("B")]
+    );
+}
+
+#[test]
+fn secrets_of_config_bridge_filters_never_reach_the_store_even_in_large_documents() {
+    let chain = |config: serde_json::Value| serde_json::json!([{"filters": [{"name": "config_bridge", "config": config}]}]);
+    let secret_config = serde_json::json!({
+        "cluster_fallback_config_export": "on",
+        "aws_secret_access_key": "SECRET-EXPORTED-KEY",
+        "kong_admin_token": "SECRET-ADMIN-TOKEN",
+        "a_setting_added_later": "SECRET-UNKNOWN"
+    });
+    let cfg = config(
+        &doc("A"),
+        serde_json::json!({"cluster_fallback_config_export_delay": 0}),
+    );
+    for padding in [0, 5 * 1024 * 1024] {
+        let body = serde_json::json!({
+            "_format_version": "3.0",
+            "services": [{"name": "x".repeat(padding), "filter_chains": chain(secret_config.clone())}],
+            "routes": [{"name": "r", "filter_chains": chain(serde_json::json!(secret_config.to_string()))}],
+            "filter_chains": chain(secret_config.clone())
+        })
+        .to_string();
+        let mut sim = Sim::new(CasRules::Ngx, 1, &cfg);
+        sim.apply_all(&body);
+        sim.run_until(30_000);
+        let puts = sim.s3.put_bodies();
+        assert_eq!(puts.len(), 1, "padding {padding}");
+        assert!(!puts[0].1.contains("SECRET-"), "padding {padding}");
+        let put: serde_json::Value = serde_json::from_str(&puts[0].1).unwrap();
+        assert_eq!(
+            put["filter_chains"][0]["filters"][0]["config"],
+            serde_json::json!({"cluster_fallback_config_export": "on"})
+        );
+        // The content hash is the uploaded (redacted) bytes'.
+        let req = sim
+            .dispatches
+            .iter()
+            .find(|(_, _, d)| d.request.method == "PUT")
+            .unwrap();
+        assert_eq!(
+            req.2.request.header("x-amz-content-sha256"),
+            Some(crate::document::sha256_hex(puts[0].1.as_bytes()).as_str())
+        );
+    }
+    // A document whose chains cannot be checked is not exported: one error line.
+    let mut sim = Sim::new(CasRules::Ngx, 1, &cfg);
+    sim.apply_all(r#"{"_format_version":"3.0","filter_chains":[{"filters":[1e999]}]}"#);
+    sim.run_until(10_000);
+    assert!(sim.s3.put_bodies().is_empty());
+    let errors = sim.logs(Level::Error);
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("the config is not exported")),
+        "{errors:?}"
+    );
+}
+
+/// An import of `body` on an empty node with `extra` settings: what was posted, error lines.
+fn import_of(body: &str, extra: serde_json::Value) -> (Vec<Vec<u8>>, Vec<String>, Engine) {
+    let mut e = Engine::new(import_config(extra), 3);
+    e.set_own_filter_config(Some(Rc::new(
+        br#"{"cluster_fallback_config_import":"on"}"#.to_vec(),
+    )));
+    let mut s3 = FakeS3::default();
+    s3.objects.insert(
+        "/bucket-1/kong/3.9.1/config.json".into(),
+        Object {
+            body: body.as_bytes().to_vec(),
+            etag: "\"e1\"".into(),
+            meta: vec![],
+        },
+    );
+    let mut node = FakeNode {
+        hash: "0".repeat(32),
+        services: serde_json::json!([]),
+        post_statuses: vec![],
+        posted: vec![],
+    };
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let mut errors = Vec::new();
+    for now in (0..60_000).step_by(1000) {
+        let out = e.tick(now, &mut shared);
+        let mut effects = out.effects;
+        for d in out.dispatches {
+            let resp = if d.request.upstream == "127.0.0.1:8001" {
+                node.handle(&d.request)
+            } else {
+                s3.handle(&d.request, now)
+            };
+            let event = Event::CallAnswered {
+                id: d.id,
+                response: resp,
+            };
+            effects.extend(e.on_event(event, now + 100, &mut shared));
+        }
+        errors.extend(effects.into_iter().filter_map(|f| match f {
+            Effect::Log(Level::Error, l) => Some(l),
+            _ => None,
+        }));
+    }
+    (node.posted.into_iter().map(|p| p.1).collect(), errors, e)
+}
+
+#[test]
+fn an_import_rewrites_nested_exporters_and_refuses_what_it_cannot_rewrite_or_the_policy_forbids() {
+    let exporter = serde_json::json!({"cluster_fallback_config_export": "on", "cluster_fallback_config_storage": "s3://b/p"});
+    let nested = serde_json::json!({
+        "_format_version": "3.0",
+        "services": [{"name": "s", "routes": [{"name": "r", "filter_chains": [
+            {"filters": [{"name": "config_bridge", "config": exporter.to_string()}]}
+        ]}]}]
+    })
+    .to_string();
+    let (posted, errors, _) = import_of(&nested, serde_json::json!({}));
+    assert_eq!(posted.len(), 1, "{errors:?}");
+    let text = String::from_utf8(posted[0].clone()).unwrap();
+    assert!(!text.contains("cluster_fallback_config_export"), "{text}");
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let deep = format!(
+        r#"{{"_format_version":"3.0","services":[{{"name":"s","tags":{}1{}}}]}}"#,
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    let policy = serde_json::json!({"_format_version": "3.0", "services": [{"name": "s", "plugins": [{"name": "pre-function", "config": {"access": ["x"]}}]}]}).to_string();
+    for (body, extra, why) in [
+        (deep.as_str(), serde_json::json!({}), "nested deeper than"),
+        (
+            policy.as_str(),
+            serde_json::json!({"import_refuse_plugins": ["pre-function"]}),
+            "import_refuse_plugins",
+        ),
+    ] {
+        let (posted, errors, _) = import_of(body, extra);
+        assert!(posted.is_empty(), "{why}");
+        assert_eq!(errors.len(), 1, "one line: {errors:?}");
+        assert!(
+            errors[0].contains(why) && errors[0].contains("is not applied"),
+            "{errors:?}"
+        );
+    }
+}
+
+#[test]
+fn the_import_limits_its_answers_to_import_max_bytes() {
+    let mut e = Engine::new(
+        import_config(serde_json::json!({"import_max_bytes": 4096})),
+        3,
+    );
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let d = e
+        .tick(0, &mut shared)
+        .dispatches
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(e.answer_limit(d.id), Some(4096));
+    assert_eq!(e.answer_limit(d.id + 100), None);
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut exporter = Engine::new(cfg, 4);
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    exporter.on_event(
+        Event::ConfigApplied(Rc::new(doc("A").into_bytes())),
+        0,
+        &mut shared,
+    );
+    let d = exporter
+        .tick(1000, &mut shared)
+        .dispatches
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(exporter.answer_limit(d.id), None);
+}
+
+#[test]
+fn an_answer_announced_over_import_max_bytes_is_refused_unread_and_not_fetched_again() {
+    let mut e = Engine::new(
+        import_config(serde_json::json!({"import_max_bytes": 4096, "import_grace_period": 0})),
+        3,
+    );
+    let mut node = FakeNode {
+        hash: "0".repeat(32),
+        services: serde_json::json!([]),
+        post_statuses: vec![],
+        posted: vec![],
+    };
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let mut errors = Vec::new();
+    let mut gets = Vec::new();
+    for now in (0..120_000).step_by(1000) {
+        let out = e.tick(now, &mut shared);
+        let mut effects = out.effects;
+        for d in out.dispatches {
+            let event = if d.request.upstream == "127.0.0.1:8001" {
+                Event::CallAnswered {
+                    id: d.id,
+                    response: node.handle(&d.request),
+                }
+            } else {
+                gets.push(d.request.header("if-none-match").map(str::to_string));
+                let response = HttpResponse {
+                    status: 200,
+                    headers: vec![("etag".into(), "\"big\"".into())],
+                    body: vec![],
+                };
+                if d.request.header("if-none-match") == Some("\"big\"") {
+                    let response = HttpResponse {
+                        status: 304,
+                        ..response
+                    };
+                    Event::CallAnswered { id: d.id, response }
+                } else {
+                    Event::AnswerTooLarge {
+                        id: d.id,
+                        response,
+                        announced: 10_000,
+                    }
+                }
+            };
+            effects.extend(e.on_event(event, now + 100, &mut shared));
+        }
+        errors.extend(effects.into_iter().filter_map(|f| match f {
+            Effect::Log(Level::Error, l) => Some(l),
+            _ => None,
+        }));
+    }
+    assert!(node.posted.is_empty());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("10000 bytes is more than import_max_bytes (4096)"),
+        "{errors:?}"
+    );
+    assert!(gets.len() >= 2, "{gets:?}");
+    assert_eq!(gets[0], None);
+    assert!(
+        gets[1..].iter().all(|g| g.as_deref() == Some("\"big\"")),
+        "{gets:?}"
+    );
+}
+
+#[test]
+fn a_413_from_the_admin_api_is_not_retried_and_names_the_kong_setting() {
+    let mut e = Engine::new(import_config(serde_json::json!({})), 3);
+    let mut s3 = FakeS3::default();
+    s3.objects.insert(
+        "/bucket-1/kong/3.9.1/config.json".into(),
+        Object {
+            body: br#"{"_format_version":"3.0","services":[{"id":"s1","name":"a"}]}"#.to_vec(),
+            etag: "\"e1\"".into(),
+            meta: vec![],
+        },
+    );
+    let mut node = FakeNode {
+        hash: "0".repeat(32),
+        services: serde_json::json!([]),
+        post_statuses: vec![413],
+        posted: vec![],
+    };
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    let mut lines = Vec::new();
+    for now in (0..120_000u64).step_by(1000) {
+        let out = e.tick(now, &mut shared);
+        lines.extend(out.effects);
+        for d in out.dispatches {
+            let resp = if d.request.upstream == "127.0.0.1:8001" {
+                node.handle(&d.request)
+            } else {
+                s3.handle(&d.request, now)
+            };
+            let fx = e.on_event(
+                Event::CallAnswered {
+                    id: d.id,
+                    response: resp,
+                },
+                now + 100,
+                &mut shared,
+            );
+            lines.extend(fx);
+        }
+    }
+    let statuses: Vec<u16> = node.posted.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [413], "the same body is not posted again");
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Log(Level::Error, l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("nginx_admin_client_max_body_size"),
+        "{}",
+        errors[0]
     );
 }

@@ -1,6 +1,8 @@
 //! Import settings (`cluster_fallback_config_import`): the node's Admin API (shared with the
 //! `kong_admin` source), an optional probe of the source of truth, the grace period and limits.
 
+use serde_json::Value;
+
 use super::lookup::Lookup;
 use super::source::parse_kong_admin;
 use super::{err, ConfigError};
@@ -20,6 +22,9 @@ pub struct ImportSettings {
     pub check_interval_ms: u64,
     /// The largest object accepted.
     pub max_bytes: u64,
+    /// `import_refuse_plugins`: a document holding a plugin of one of these names anywhere (top
+    /// level or nested) is not applied.
+    pub refuse_plugins: Vec<String>,
 }
 
 pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError> {
@@ -51,11 +56,117 @@ pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError
         1024,
         1024 * 1024 * 1024,
     )?;
+    let refuse_plugins = parse_plugin_names(l)?;
     Ok(ImportSettings {
         admin,
         probe,
         grace_ms,
         check_interval_ms,
         max_bytes,
+        refuse_plugins,
     })
+}
+
+/// `import_refuse_plugins`: an array of plugin names, or a comma-separated string (its
+/// environment variable). Kong's plugin names: letters, digits, `-`, `_`.
+fn parse_plugin_names(l: &Lookup<'_>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = l.get(
+        "import_refuse_plugins",
+        &["CONFIG_BRIDGE_IMPORT_REFUSE_PLUGINS"],
+    ) else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = match &raw.value {
+        Value::String(s) => s.split(',').map(|n| n.trim().to_string()).collect(),
+        Value::Array(a) => {
+            let mut names = Vec::with_capacity(a.len());
+            for v in a {
+                match v {
+                    Value::String(s) => names.push(s.trim().to_string()),
+                    _ => return err(raw.field, "expected an array of plugin names"),
+                }
+            }
+            names
+        }
+        _ => return err(raw.field, "expected an array of plugin names"),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names.into_iter().filter(|n| !n.is_empty()) {
+        let valid = name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return err(
+                raw.field,
+                "plugin names are letters, digits, '-' and '_' (at most 128)",
+            );
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::settings::Config;
+
+    fn parse(extra: serde_json::Value, env: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let mut v = json!({
+            "cluster_fallback_config_import": "on",
+            "cluster_fallback_config_storage": "s3://my-bucket/kong/",
+            "gateway_version": "3.9.1",
+            "aws_access_key_id": "AKIDEXAMPLE",
+            "aws_secret_access_key": "x",
+            "aws_region": "eu-west-1"
+        });
+        if let Some(p) = extra.as_object() {
+            for (k, x) in p {
+                v[k] = x.clone();
+            }
+        }
+        let env: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(v.to_string().as_bytes(), &move |k: &str| {
+            env.get(k).cloned()
+        })
+        .map(|c| c.import_settings.unwrap().refuse_plugins)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn import_refuse_plugins_is_a_list_or_a_comma_separated_string() {
+        assert_eq!(parse(json!({}), &[]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse(
+                json!({"import_refuse_plugins": ["pre-function", " post-function "]}),
+                &[]
+            )
+            .unwrap(),
+            ["pre-function", "post-function"]
+        );
+        assert_eq!(
+            parse(
+                json!({}),
+                &[(
+                    "CONFIG_BRIDGE_IMPORT_REFUSE_PLUGINS",
+                    "pre-function, post-function,"
+                )]
+            )
+            .unwrap(),
+            ["pre-function", "post-function"]
+        );
+        for bad in [
+            json!({"import_refuse_plugins": [1]}),
+            json!({"import_refuse_plugins": ["a b"]}),
+            json!({"import_refuse_plugins": {"x": 1}}),
+        ] {
+            let e = parse(bad, &[]).unwrap_err();
+            assert!(e.contains("import_refuse_plugins"), "{e}");
+        }
+    }
 }

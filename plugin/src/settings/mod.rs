@@ -1,4 +1,4 @@
-//! The filter configuration: parsing, validation and environment fallbacks (SPEC §2).
+//! The filter configuration: parsing, validation and environment fallbacks (plugin/SETTINGS.md).
 //!
 //! Pure: `Config::parse(bytes, env)` sees the environment only through the `env` lookup, so the
 //! shell passes WASI's environment and tests pass a map. Every error names ONE field and the reason
@@ -187,7 +187,8 @@ impl Config {
 }
 
 /// Every accepted top-level key; anything else is a configuration error (a typo must not be
-/// silently ignored). Keep in sync with SETTINGS.md.
+/// silently ignored). plugin/SETTINGS.md has a row for each and names no other
+/// (`xtask/tests/doc_drift.rs` fails otherwise).
 pub const SETTINGS: &[&str] = &[
     "cluster_fallback_config_export",
     "cluster_fallback_config_import",
@@ -209,6 +210,7 @@ pub const SETTINGS: &[&str] = &[
     "import_grace_period",
     "import_check_interval",
     "import_max_bytes",
+    "import_refuse_plugins",
     "gateway_version",
     "node_id",
     "election",
@@ -485,6 +487,14 @@ impl Config {
             Some((id, field)) => {
                 if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
                     return err(field, "must be at most 128 visible ASCII characters");
+                }
+                // It names the node's election registration (`<time>-<id>` on S3, `<id>` on
+                // GCS): a `/` would put it in a sub-folder the other nodes skip (docs/election.md).
+                if id.contains('/') {
+                    return err(
+                        field,
+                        "must not contain '/' (it names the election registration)",
+                    );
                 }
                 Some(id)
             }
@@ -913,6 +923,7 @@ mod tests {
                 "gateway_version",
             ),
             (with("node_id", serde_json::json!("has space")), "node_id"),
+            (with("node_id", serde_json::json!("dc1/node-a")), "node_id"),
             (
                 with("aws_region", serde_json::json!("eu west")),
                 "aws_region",

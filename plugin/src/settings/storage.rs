@@ -68,7 +68,7 @@ impl StorageUrl {
         join(&[&self.prefix, gateway_version, "config.json"])
     }
 
-    /// `<prefix>/<version>/election/` (for the leader election, a later issue).
+    /// `<prefix>/<version>/election/`: the leader election's registrations (docs/election.md).
     pub fn election_prefix(&self, gateway_version: &str) -> String {
         let mut p = join(&[&self.prefix, gateway_version, "election"]);
         p.push('/');

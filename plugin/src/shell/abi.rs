@@ -31,13 +31,10 @@ pub extern "C" fn _initialize() {
 pub extern "C" fn proxy_abi_version_0_2_1() {}
 
 /// The host asks for memory to hand data to the filter; `hostcalls::take_host_bytes` reclaims it.
+/// A size that cannot be allocated gives null, never an abort (`host_memory`).
 #[no_mangle]
 pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
-    let mut v: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(size);
-    // SAFETY: capacity is `size`; the bytes are uninitialised until the host writes them, and the
-    // filter reads only what the host reports written.
-    unsafe { v.set_len(size) };
-    Box::into_raw(v.into_boxed_slice()).cast::<u8>()
+    crate::host_memory::allocate(size)
 }
 
 #[no_mangle]

@@ -361,6 +361,11 @@ impl Root {
         }
         self.last_engine_tick = now;
         let out = engine.tick(now, &mut HostShared);
+        // Calls the engine gave up: their tokens go (a host that never answers must not grow
+        // the map by one entry per call).
+        if !out.expired.is_empty() {
+            self.calls.retain(|_, id| !out.expired.contains(id));
+        }
         self.effects(out.effects);
         for d in out.dispatches {
             self.dispatch(d);
@@ -443,7 +448,11 @@ impl Root {
             self.event(Event::CallFailed { id, reason });
             return;
         };
-        let body = if body_size > 0 {
+        // A body larger than the call may have is refused on its announced size, before the
+        // filter allocates or copies any of it (`import_max_bytes`).
+        let limit = self.engine.as_ref().and_then(|e| e.answer_limit(id));
+        let too_large = limit.is_some_and(|l| body_size as u64 > l);
+        let body = if body_size > 0 && !too_large {
             match hostcalls::buffer(hostcalls::HTTP_CALL_RESPONSE_BODY, body_size) {
                 Ok(b) => b,
                 Err(s) => {
@@ -459,6 +468,18 @@ impl Root {
             .into_iter()
             .filter(|(k, _)| !k.starts_with(':'))
             .collect();
+        if too_large {
+            self.event(Event::AnswerTooLarge {
+                id,
+                response: HttpResponse {
+                    status,
+                    headers,
+                    body: Vec::new(),
+                },
+                announced: body_size as u64,
+            });
+            return;
+        }
         self.event(Event::CallAnswered {
             id,
             response: HttpResponse {

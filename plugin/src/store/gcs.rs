@@ -3,7 +3,6 @@
 //! (0 = must not exist), object resource reads, `alt=media` downloads, listings with `prefix` and
 //! `pageToken`, deletes. A version is an object generation.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
@@ -23,19 +22,16 @@ use crate::settings::GcsSettings;
 pub const META_UPLOADER: &str = "uploader";
 pub const META_APPLIED_AT: &str = "config-applied-at";
 pub const META_SHA256: &str = "config-sha256";
-/// On an election registration: the node's first registration (ms since the epoch). Every
-/// upload moves `timeCreated` (a new generation), so the refreshes would reset the register
-/// time without it (docs/gcs.md, "Election objects").
-pub const META_REGISTER_TIME: &str = "register-time";
+/// On an election registration: the time of its last refresh (ms, this node's clock). A refresh
+/// is a metadata update (PATCH), as Kong Enterprise refreshes: `updated` moves, `timeCreated`
+/// (the register time every node reads) stays (docs/election.md, "GCS").
+pub const META_REFRESHED_AT: &str = "refreshed-at";
 
 pub struct GcsStore {
     endpoint: HttpUrl,
     bucket: String,
     upstream: String,
     tokens: TokenCache,
-    /// Registration key → first registration time, as `election_key` was told (the election
-    /// asks for the key right before `put_marker`).
-    register_times: RefCell<Vec<(String, u64)>>,
 }
 
 impl GcsStore {
@@ -45,7 +41,6 @@ impl GcsStore {
             bucket,
             upstream,
             tokens: TokenCache::new(settings.tokens, settings.scope),
-            register_times: RefCell::new(Vec::new()),
         }
     }
 
@@ -240,30 +235,38 @@ impl ObjectStore for GcsStore {
     }
 
     fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        // Kong's GCS election objects: empty `text/plain`; ours also carry the first
-        // registration time, which the uploads' new generations would otherwise lose.
-        let metadata = self
-            .register_times
-            .borrow()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, t)| json!({ META_REGISTER_TIME: t.to_string() }));
-        self.upload(
-            key,
-            "text/plain",
-            metadata,
-            &[],
-            &Precondition::None,
+        // A refresh, as Kong Enterprise refreshes: a metadata update keeps `timeCreated` (the
+        // register time) and moves `updated`. A missing object answers 404: `create_marker`.
+        let patch = json!({ "metadata": { META_REFRESHED_AT: now_ms.to_string() } }).to_string();
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        self.request(
+            "PATCH",
+            self.object_path(key),
+            headers,
+            Rc::new(patch.into_bytes()),
             now_ms,
         )
     }
 
-    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String {
-        let key = format!("{election_prefix}{node_id}");
-        let mut times = self.register_times.borrow_mut();
-        times.retain(|(k, _)| *k != key);
-        times.push((key.clone(), register_time_ms));
-        key
+    fn create_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        // Kong's GCS election objects: empty `text/plain`. Created only if absent, so a racing
+        // refresh's object (and its `timeCreated`) is never replaced.
+        self.upload(
+            key,
+            "text/plain",
+            None,
+            &[],
+            &Precondition::IfAbsent,
+            now_ms,
+        )
+    }
+
+    fn refreshes_in_place(&self) -> bool {
+        true
+    }
+
+    fn election_key(&self, election_prefix: &str, node_id: &str, _register_time_ms: u64) -> String {
+        format!("{election_prefix}{node_id}")
     }
 
     fn election_candidate(
@@ -365,18 +368,11 @@ impl ObjectStore for GcsStore {
                                 .get("updated")
                                 .and_then(Value::as_str)
                                 .and_then(rfc3339_ms),
-                            // A registration's own first-registration time, else the
-                            // object's (Kong's registrations carry no metadata).
+                            // The register time, as Kong Enterprise reads it.
                             created_ms: o
-                                .get("metadata")
-                                .and_then(|m| m.get(META_REGISTER_TIME))
+                                .get("timeCreated")
                                 .and_then(Value::as_str)
-                                .and_then(|t| t.trim().parse().ok())
-                                .or_else(|| {
-                                    o.get("timeCreated")
-                                        .and_then(Value::as_str)
-                                        .and_then(rfc3339_ms)
-                                }),
+                                .and_then(rfc3339_ms),
                             size: text_or_number(o.get("size"))
                                 .and_then(|s| s.parse().ok())
                                 .unwrap_or(0),
@@ -608,7 +604,8 @@ mod tests {
         assert_eq!(c.node_id, "n1");
         assert_eq!(c.refreshed_ms - c.register_time_ms, 600_500);
         assert_eq!(s.election_key("e/", "n1", 5), "e/n1");
-        // The register time travels in the registration's metadata and wins over timeCreated.
+        // Refreshes are metadata updates (timeCreated, the register time, stays), as Kong
+        // Enterprise refreshes; a missing registration is created only if absent.
         let mut s2 = store();
         s2.on_prerequisite(
             Ok(resp(200, &[], r#"{"access_token":"t","expires_in":3599}"#)),
@@ -616,11 +613,25 @@ mod tests {
         )
         .unwrap();
         let key = s2.election_key("e/", "n2", 1_733_012_345_120);
-        let marker = String::from_utf8_lossy(&s2.put_marker(&key, 0).unwrap().body).to_string();
+        let refresh = s2.put_marker(&key, 7).unwrap();
+        assert_eq!(refresh.method, "PATCH");
         assert!(
-            marker.contains(r#""metadata":{"register-time":"1733012345120"}"#),
-            "{marker}"
+            refresh.path.ends_with("/storage/v1/b/b-1/o/e%2Fn2"),
+            "{}",
+            refresh.path
         );
+        assert_eq!(
+            String::from_utf8_lossy(&refresh.body),
+            r#"{"metadata":{"refreshed-at":"7"}}"#
+        );
+        let create = s2.create_marker(&key, 7).unwrap();
+        assert_eq!(create.method, "POST");
+        assert!(
+            create.path.contains("ifGenerationMatch=0"),
+            "{}",
+            create.path
+        );
+        // Metadata never overrides timeCreated (Kong reads timeCreated).
         let page = s.parse_list(&resp(
             200,
             &[],
@@ -629,7 +640,7 @@ mod tests {
         let ListOutcome::Page { entries, .. } = page else {
             panic!()
         };
-        assert_eq!(entries[0].created_ms, Some(1_733_012_345_120));
+        assert_eq!(entries[0].created_ms, rfc3339_ms("2024-12-01T00:00:00Z"));
         let h = s.parse_head(&resp(
             200,
             &[],

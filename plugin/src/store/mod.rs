@@ -1,6 +1,7 @@
 //! What the export needs from an object store, independent of S3 or GCS: build a conditional
-//! upload and a metadata read as plain HTTP requests, and classify their answers. `s3` implements
-//! it now; GCS (ifGenerationMatch, OAuth2) will implement the same trait.
+//! upload and a metadata read as plain HTTP requests, and classify their answers. `s3.rs` (SigV4,
+//! `If-Match`/`If-None-Match`) and `gcs.rs` (`ifGenerationMatch`, OAuth2 tokens from `gcs_auth.rs`,
+//! docs/gcs.md) implement it.
 
 use std::fmt;
 use std::rc::Rc;
@@ -200,6 +201,16 @@ pub trait ObjectStore {
     /// An empty registration object (Kong's election objects: empty `text/plain`, no metadata);
     /// answered through `parse_put`.
     fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
+    /// Creates a registration `put_marker` answered 404 for (GCS refreshes with a metadata
+    /// update, which needs the object); answered through `parse_put`.
+    fn create_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        self.put_marker(key, now_ms)
+    }
+    /// Whether `put_marker` refreshes an existing registration in place (and answers 404 when
+    /// there is none: `create_marker` follows).
+    fn refreshes_in_place(&self) -> bool {
+        false
+    }
     /// The full key of this node's registration under `election_prefix` (ends with `/`).
     fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String;
     /// A listed object under `election_prefix` as a candidate, as Kong parses it; `Err` names

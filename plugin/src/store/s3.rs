@@ -1,5 +1,5 @@
-//! S3 (and S3-compatible) PutObject / HeadObject requests signed with SigV4 (`aws-sigv4`), and the
-//! parsing of their answers.
+//! S3 (and S3-compatible) PutObject / HeadObject requests signed with SigV4 (`sigv4.rs`, written
+//! from AWS's specification), and the parsing of their answers.
 //!
 //! Addressing: AWS endpoints use virtual-hosted style (`<bucket>.s3.<region>.amazonaws.com`) unless
 //! the bucket has dots (TLS wildcard) or `s3_force_path_style` is set; custom endpoints
@@ -311,10 +311,13 @@ impl ObjectStore for S3Store {
     }
 
     fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        let headers = vec![
+        let mut headers = vec![
             ("content-type".into(), "text/plain".into()),
             ("content-length".into(), "0".into()),
         ];
+        // As Kong Enterprise does: the `cluster_fallback_export_s3_config` headers (encryption,
+        // ACL, ...) on election objects too (a bucket policy requiring them would refuse them).
+        headers.extend(self.settings.extra_headers.0.iter().cloned());
         let empty = sha256_hex(b"");
         self.build("PUT", key, headers, Rc::default(), &empty, now_ms)
     }

@@ -108,21 +108,33 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     }
 }
 
-/// A header value as SigV4 signs it: trimmed, inner runs of spaces collapsed.
+/// A header value as SigV4 signs it for S3: spaces trimmed at both ends and inner runs of spaces
+/// collapsed to one. Only spaces: S3 keeps tabs and other whitespace as they are (as `aws-sigv4`
+/// does; `tests/sigv4_differential.rs`).
 fn canonical_value(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(v.len());
+    for c in v.trim_matches(' ').chars() {
+        if !(c == ' ' && out.ends_with(' ')) {
+            out.push(c);
+        }
+    }
+    out
 }
 
-/// The query with each name and value decoded, then RFC 3986-encoded, sorted; `k` becomes `k=`.
+/// The query with each name and value decoded (`+` as a space), then RFC 3986-encoded, sorted;
+/// `k` becomes `k=`.
 fn canonical_query(query: &str) -> String {
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            // S3 reads a query as form data: a raw `+` is a space (the store itself always
+            // sends `%2B` and `%20`).
+            let decode = |x: &str| percent_decode(&x.replace('+', " "));
             (
-                percent_encode(&percent_decode(k), false),
-                percent_encode(&percent_decode(v), false),
+                percent_encode(&decode(k), false),
+                percent_encode(&decode(v), false),
             )
         })
         .collect();

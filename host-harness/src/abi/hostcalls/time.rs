@@ -26,7 +26,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
 }
 
 fn proxy_get_current_time_nanoseconds(mut c: C, out: u32) -> Result<i32> {
-    let mut now = c.data().world.clock.guest_wall_nanos();
+    let skew_ms = c
+        .data()
+        .node
+        .clock_skew_ms
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let skew = skew_ms.unsigned_abs().saturating_mul(1_000_000);
+    let wall = c.data().world.clock.guest_wall_nanos();
+    let mut now = if skew_ms >= 0 {
+        wall.saturating_add(skew)
+    } else {
+        wall.saturating_sub(skew)
+    };
     // Hostile: an error status, or a time no sane clock gives.
     match inject(c.data(), Injection::Time, || "get_current_time".into()) {
         None => {}

@@ -10,6 +10,7 @@
 //! status is 0 only when the import happened, the imported chain is import-only and nothing
 //! trapped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +18,18 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::http::{CallContext, CallFailure, HttpRequest, Reply};
+use crate::mocks::faults::Faulty;
 use crate::mocks::kong::MockKongAdmin;
 use crate::mocks::s3::{MockS3, S3Credential};
 use crate::{HostProfile, NodeId, NodeSpec, PluginModule, World};
 
-const BUCKET: &str = "kong-backups";
-const GATEWAY: &str = "3.9.1";
+pub(crate) const BUCKET: &str = "kong-backups";
+pub(crate) const GATEWAY: &str = "3.9.1";
 const S3_HOST: &str = "s3.demo.internal:9000";
-const CP_ADMIN_HOST: &str = "kong-cp.demo.internal:8001";
-const CP_PROBE_HOST: &str = "kong-cp.demo.internal:8005";
+pub(crate) const CP_ADMIN_HOST: &str = "kong-1.demo.internal:8001";
+const CP_PROBE_HOST: &str = "kong-1.demo.internal:8005";
 const NODE_ADMIN_HOST: &str = "127.0.0.1:8001";
-const GRACE_SECONDS: u64 = 15;
+pub(crate) const GRACE_SECONDS: u64 = 15;
 /// `x-amz-meta-uploader` of the CP's exports.
 const CP_NODE_ID: &str = "kong-cp-1";
 
@@ -49,7 +51,7 @@ pub struct FallbackOutcome {
 
 /// The upstream of `host_port`: itself where the host dispatches to `host:port` (Kong), a
 /// cluster name on Envoy.
-fn upstream(profile: &HostProfile, host_port: &str) -> String {
+pub(crate) fn upstream(profile: &HostProfile, host_port: &str) -> String {
     match profile.upstream_is_host_port {
         true => host_port.to_string(),
         false => host_port.replace(['.', ':'], "_"),
@@ -57,7 +59,7 @@ fn upstream(profile: &HostProfile, host_port: &str) -> String {
 }
 
 /// A config-bridge filter configuration: the storage settings every node shares, plus `extra`.
-fn bridge_config(profile: &HostProfile, extra: Value) -> Value {
+pub(crate) fn bridge_config(profile: &HostProfile, extra: Value) -> Value {
     let mut cfg = json!({
         "cluster_fallback_config_storage": format!("s3://{BUCKET}/fallback"),
         "gateway_version": GATEWAY,
@@ -88,7 +90,7 @@ fn exporter_config(profile: &HostProfile) -> Value {
 }
 
 /// The fallback node's import-only filter (what its bootstrap chain holds).
-fn importer_config(profile: &HostProfile) -> Value {
+pub(crate) fn importer_config(profile: &HostProfile) -> Value {
     bridge_config(
         profile,
         json!({
@@ -147,26 +149,26 @@ pub fn bootstrap(importer: &Value) -> Value {
 }
 
 /// Prints and keeps the timeline: the filter's lines as they appear, and the scenario's events.
-struct Timeline {
-    shown: usize,
-    lines: Vec<String>,
+pub(crate) struct Timeline {
+    pub(crate) shown: usize,
+    pub(crate) lines: Vec<String>,
 }
 
 impl Timeline {
-    fn event(&mut self, world: &World, node: &str, what: &str) {
+    pub(crate) fn event(&mut self, world: &World, node: &str, what: &str) {
         self.push(format!(
             "{:>7.1}s  {node:<12} {what}",
             world.elapsed().as_secs_f64()
         ));
     }
 
-    fn push(&mut self, line: String) {
+    pub(crate) fn push(&mut self, line: String) {
         println!("{line}");
         self.lines.push(line);
     }
 
     /// The filter's log lines since the last call.
-    fn flush(&mut self, world: &World) {
+    pub(crate) fn flush(&mut self, world: &World) {
         let logs = world.logs();
         for l in logs.iter().skip(self.shown) {
             if let Some(msg) = l.message.strip_prefix("[config-bridge] ") {
@@ -179,7 +181,7 @@ impl Timeline {
 
     /// Says `node.1` and starts node `node.0` (2 workers, one filter configured with `cfg`,
     /// the S3 credential `key` in its environment).
-    fn start(
+    pub(crate) fn start(
         &mut self,
         world: &mut World,
         module: &PluginModule,
@@ -200,7 +202,12 @@ impl Timeline {
     }
 
     /// Advances in 1 s steps, printing as it goes, until `done` or `limit`.
-    fn run(&mut self, world: &mut World, limit: Duration, done: impl Fn() -> bool) -> bool {
+    pub(crate) fn run(
+        &mut self,
+        world: &mut World,
+        limit: Duration,
+        done: impl Fn() -> bool,
+    ) -> bool {
         let deadline = world.elapsed() + limit;
         while world.elapsed() < deadline {
             if done() {
@@ -214,7 +221,7 @@ impl Timeline {
 }
 
 /// The entities a node holds, workspaces aside.
-fn entity_total(admin: &MockKongAdmin) -> usize {
+pub(crate) fn entity_total(admin: &MockKongAdmin) -> usize {
     admin
         .entity_counts()
         .iter()
@@ -224,7 +231,7 @@ fn entity_total(admin: &MockKongAdmin) -> usize {
 }
 
 /// Whether every config-bridge filter in `chains` is import-only.
-fn import_only(chains: &[Value]) -> bool {
+pub(crate) fn import_only(chains: &[Value]) -> bool {
     let filters: Vec<Value> = chains
         .iter()
         .flat_map(|c| c["filters"].as_array().cloned().unwrap_or_default())
@@ -241,144 +248,243 @@ fn import_only(chains: &[Value]) -> bool {
         })
 }
 
-/// Runs the scenario under `profile`, printing the timeline; see the module docs.
-pub fn scenario(module: &PluginModule, profile: HostProfile) -> Result<FallbackOutcome> {
-    let writer = ("AKIACPEXPORTER", "cp-demo-secret-key");
-    let reader = ("AKIAFALLBACKREADER", "fallback-demo-read-only-key");
-    let s3 = MockS3::builder()
-        .region("us-east-1")
-        .bucket(BUCKET)
-        .credential(S3Credential::new(writer.0, writer.1))
-        .credential(S3Credential::new(reader.0, reader.1).read_only())
-        .build();
-    let cp_admin = MockKongAdmin::database(GATEWAY);
-    let node_admin = MockKongAdmin::dbless(GATEWAY);
-    let cp_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let probe = {
-        let up = Arc::clone(&cp_up);
-        move |_: &HttpRequest, _: &CallContext| {
-            if up.load(std::sync::atomic::Ordering::SeqCst) {
-                Reply::now(crate::http::HttpResponse::json(
-                    200,
-                    &json!({"message": "ok"}),
-                ))
-            } else {
-                Reply::Fail {
-                    failure: CallFailure::BrokenConnection,
-                    after: Duration::ZERO,
+/// The S3 credential of the CP's exports and the fallback node's read-only one.
+const WRITER: (&str, &str) = ("AKIACPEXPORTER", "cp-demo-secret-key");
+const READER: (&str, &str) = ("AKIAFALLBACKREADER", "fallback-demo-read-only-key");
+
+/// The demos' world: a mock S3 (behind a fault injector) holding the writer's and the reader's
+/// credentials, the CP's database-backed Admin API and cluster endpoint (the probe), the fallback
+/// node's DB-less Admin API, and the timeline printed as it happens.
+pub(crate) struct Stage {
+    pub(crate) profile: HostProfile,
+    pub(crate) s3: MockS3,
+    pub(crate) faulty: Faulty,
+    pub(crate) cp_admin: MockKongAdmin,
+    pub(crate) node_admin: MockKongAdmin,
+    cp_up: Arc<AtomicBool>,
+    pub(crate) world: World,
+    pub(crate) t: Timeline,
+    pub(crate) key: String,
+}
+
+/// What the fallback node did once the CP was down.
+pub(crate) struct Imported {
+    /// Exactly one `POST /config` was applied.
+    pub(crate) imported: bool,
+    pub(crate) chain_import_only: bool,
+    pub(crate) entities: usize,
+    /// Virtual seconds from "CP down" to the import.
+    pub(crate) after_down: f64,
+}
+
+impl Stage {
+    pub(crate) fn new(profile: HostProfile) -> Stage {
+        let s3 = MockS3::builder()
+            .region("us-east-1")
+            .bucket(BUCKET)
+            .credential(S3Credential::new(WRITER.0, WRITER.1))
+            .credential(S3Credential::new(READER.0, READER.1).read_only())
+            .build();
+        let faulty = Faulty::new(Arc::new(s3.clone()));
+        let cp_admin = MockKongAdmin::database(GATEWAY);
+        let node_admin = MockKongAdmin::dbless(GATEWAY);
+        let cp_up = Arc::new(AtomicBool::new(true));
+        let probe = {
+            let up = Arc::clone(&cp_up);
+            move |_: &HttpRequest, _: &CallContext| {
+                if up.load(Ordering::SeqCst) {
+                    Reply::now(crate::http::HttpResponse::json(
+                        200,
+                        &json!({"message": "ok"}),
+                    ))
+                } else {
+                    Reply::Fail {
+                        failure: CallFailure::BrokenConnection,
+                        after: Duration::ZERO,
+                    }
                 }
             }
+        };
+        let mut world = World::new(profile.clone());
+        world.route(&upstream(&profile, S3_HOST), Arc::new(faulty.clone()));
+        world.route(
+            &upstream(&profile, CP_ADMIN_HOST),
+            Arc::new(cp_admin.clone()),
+        );
+        world.route(&upstream(&profile, CP_PROBE_HOST), Arc::new(probe));
+        world.route(
+            &upstream(&profile, NODE_ADMIN_HOST),
+            Arc::new(node_admin.clone()),
+        );
+        Stage {
+            profile,
+            s3,
+            faulty,
+            cp_admin,
+            node_admin,
+            cp_up,
+            world,
+            t: Timeline {
+                shown: 0,
+                lines: Vec::new(),
+            },
+            key: format!("fallback/{GATEWAY}/config.json"),
         }
-    };
-    let mut world = World::new(profile.clone());
-    world.route(&upstream(&profile, S3_HOST), Arc::new(s3.clone()));
-    world.route(
-        &upstream(&profile, CP_ADMIN_HOST),
-        Arc::new(cp_admin.clone()),
-    );
-    world.route(&upstream(&profile, CP_PROBE_HOST), Arc::new(probe));
-    world.route(
-        &upstream(&profile, NODE_ADMIN_HOST),
-        Arc::new(node_admin.clone()),
-    );
-    let mut t = Timeline {
-        shown: 0,
-        lines: Vec::new(),
-    };
-    let key = format!("fallback/{GATEWAY}/config.json");
+    }
 
-    let exporter = exporter_config(&profile);
-    cp_admin.set_config(config_x(&exporter));
-    let cp_entities = entity_total(&cp_admin);
+    /// Starts the node holding the source of truth, `name`, with `exporter` as its filter
+    /// configuration (writer credentials).
+    pub(crate) fn start_source(
+        &mut self,
+        module: &PluginModule,
+        name: &str,
+        what: &str,
+        exporter: &Value,
+    ) -> Result<NodeId> {
+        self.t
+            .start(&mut self.world, module, (name, what), exporter, WRITER)
+    }
+
+    /// The CP dies: its workers are killed and its cluster endpoint refuses connections. Then a
+    /// new, empty DB-less node starts with only the bootstrap configuration and, once the grace
+    /// period is over, imports the backup (within `limit`).
+    pub(crate) fn source_dies_and_a_fallback_imports(
+        &mut self,
+        module: &PluginModule,
+        (cp, name): (NodeId, &str),
+        limit: Duration,
+    ) -> Result<Imported> {
+        self.cp_up.store(false, Ordering::SeqCst);
+        for w in 0..self.world.worker_count(cp) {
+            self.world.kill_worker(cp, w);
+        }
+        let down_at = self.world.elapsed();
+        self.t.event(
+            &self.world,
+            name,
+            "DOWN: its workers are gone, its endpoint (the fallback's import_probe_url) refuses connections",
+        );
+        self.world.advance(Duration::from_secs(3));
+        let importer = importer_config(&self.profile);
+        self.node_admin.set_config(bootstrap(&importer));
+        let what = format!("new DB-less node, no configuration: only the bootstrap chain (import on, grace {GRACE_SECONDS} s, read-only S3 key)");
+        let fallback = self.t.start(
+            &mut self.world,
+            module,
+            ("fallback-1", &what),
+            &importer,
+            READER,
+        )?;
+        let node_admin = self.node_admin.clone();
+        let applied = self.t.run(&mut self.world, limit, || {
+            node_admin.posts().iter().any(|p| p.status == 201)
+        });
+        let imported_at = self.world.elapsed();
+        if let Some(p) = self.node_admin.posts().last() {
+            self.t.event(
+                &self.world,
+                "fallback-1",
+                &format!(
+                    "its Admin API answered POST /config {} ({} bytes)",
+                    p.status, p.body_size
+                ),
+            );
+        }
+        // Kong restarts the node's (new) filter chain: the filter sees a configuration and stays
+        // off.
+        self.world.reconfigure(fallback, 0, importer.to_string());
+        self.world.advance(Duration::from_secs(10));
+        self.t.flush(&self.world);
+        let successes = self
+            .node_admin
+            .posts()
+            .iter()
+            .filter(|p| p.status == 201)
+            .count();
+        Ok(Imported {
+            imported: applied && successes == 1,
+            chain_import_only: import_only(&self.node_admin.entities("filter_chains")),
+            entities: entity_total(&self.node_admin),
+            after_down: (imported_at - down_at).as_secs_f64(),
+        })
+    }
+
+    /// What the fallback node serves: entities per type, the chain's mode.
+    pub(crate) fn fallback_holds(&self, imported: &Imported) -> String {
+        let listed: Vec<String> = self
+            .node_admin
+            .entity_counts()
+            .iter()
+            .filter(|(k, _)| *k != "workspaces")
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        format!(
+            "fallback-1 holds {} entities ({}); its config-bridge chain is {}",
+            imported.entities,
+            listed.join(", "),
+            if imported.chain_import_only {
+                "import-only"
+            } else {
+                "NOT import-only"
+            }
+        )
+    }
+
+    pub(crate) fn traps(&self) -> usize {
+        self.world.traps().len() + self.world.fatal_errors().len()
+    }
+}
+
+/// Runs the scenario under `profile`, printing the timeline; see the module docs.
+pub fn scenario(module: &PluginModule, profile: HostProfile) -> Result<FallbackOutcome> {
+    let mut stage = Stage::new(profile);
+    let exporter = exporter_config(&stage.profile);
+    stage.cp_admin.set_config(config_x(&exporter));
+    let cp_entities = entity_total(&stage.cp_admin);
     let what = format!("CP (database-backed) holds configuration X: {cp_entities} entities, its config-bridge chain exporting");
-    let cp = t.start(&mut world, module, ("kong-cp", &what), &exporter, writer)?;
-    let exported = t.run(&mut world, Duration::from_secs(180), || {
+    let cp = stage.start_source(module, "kong-cp", &what, &exporter)?;
+    let (s3, key) = (stage.s3.clone(), stage.key.clone());
+    let exported = stage.t.run(&mut stage.world, Duration::from_secs(180), || {
         s3.object(BUCKET, &key).is_some()
     });
     if let Some(o) = s3.object(BUCKET, &key) {
-        t.event(
-            &world,
+        stage.t.event(
+            &stage.world,
             "mock-s3",
             &format!("s3://{BUCKET}/{key}: {} bytes", o.body.len()),
         );
     }
+    stage.world.advance(Duration::from_secs(5));
+    stage.t.flush(&stage.world);
 
-    world.advance(Duration::from_secs(5));
-    t.flush(&world);
-    cp_up.store(false, std::sync::atomic::Ordering::SeqCst);
-    for w in 0..world.worker_count(cp) {
-        world.kill_worker(cp, w);
-    }
-    let down_at = world.elapsed();
-    t.event(
-        &world,
-        "kong-cp",
-        "CP DOWN: its workers are gone, the probe (import_probe_url) is refused",
-    );
-
-    world.advance(Duration::from_secs(5));
-    let importer = importer_config(&profile);
-    node_admin.set_config(bootstrap(&importer));
-    let what = format!("new DB-less node starts with only the bootstrap config (import on, grace {GRACE_SECONDS} s, read-only S3 key)");
-    let fallback = t.start(&mut world, module, ("fallback-1", &what), &importer, reader)?;
-    let imported = exported
-        && t.run(&mut world, Duration::from_secs(180), || {
-            node_admin.posts().iter().any(|p| p.status == 201)
-        });
-    let imported_at = world.elapsed();
-    if let Some(p) = node_admin.posts().last() {
-        t.event(
-            &world,
-            "fallback-1",
-            &format!(
-                "its Admin API answered POST /config {} ({} bytes)",
-                p.status, p.body_size
-            ),
-        );
-    }
-
-    // Kong restarts the node's (new) filter chain: the filter sees a configuration and stays off.
-    world.reconfigure(fallback, 0, importer.to_string());
-    world.advance(Duration::from_secs(30));
-    t.flush(&world);
-
-    let counts = node_admin.entity_counts();
-    let entities = entity_total(&node_admin);
-    let chain_import_only = import_only(&node_admin.entities("filter_chains"));
-    let successes = node_admin
+    let done = stage.source_dies_and_a_fallback_imports(
+        module,
+        (cp, "kong-cp"),
+        Duration::from_secs(180),
+    )?;
+    let imported = exported && done.imported;
+    let traps = stage.traps();
+    stage.t.push(String::new());
+    let holds = stage.fallback_holds(&done);
+    stage.t.push(holds);
+    let successes = stage
+        .node_admin
         .posts()
         .iter()
         .filter(|p| p.status == 201)
         .count();
-    let traps = world.traps().len() + world.fatal_errors().len();
-    let listed: Vec<String> = counts
-        .iter()
-        .filter(|(k, _)| *k != "workspaces")
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-    t.push(String::new());
-    t.push(format!(
-        "fallback-1 holds {entities} entities ({}); its config-bridge chain is {}",
-        listed.join(", "),
-        if chain_import_only {
-            "import-only"
-        } else {
-            "NOT import-only"
-        }
-    ));
-    let after = (imported_at - down_at).as_secs_f64();
-    let imported = imported && successes == 1;
-    t.push(format!(
-        "{}: {successes} import(s), {after:.0} s after the CP went down (grace {GRACE_SECONDS} s), {traps} trap(s)",
+    stage.t.push(format!(
+        "{}: {successes} import(s), {:.0} s after the CP went down (grace {GRACE_SECONDS} s), {traps} trap(s)",
         if imported { "IMPORTED" } else { "NOT IMPORTED" },
+        done.after_down,
     ));
     Ok(FallbackOutcome {
         imported,
-        chain_import_only,
-        entities,
-        import_after_down: imported.then_some(after),
+        chain_import_only: done.chain_import_only,
+        entities: done.entities,
+        import_after_down: imported.then_some(done.after_down),
         traps,
-        timeline: t.lines,
+        timeline: stage.t.lines,
     })
 }
 

@@ -104,6 +104,8 @@ mod tests {
             ("GET", "/config?x=1", "127.0.0.1:8001")
         );
         assert_eq!(r.header("if-none-match"), None);
+        // Log lines name the URL without its query (a signed URL's query is a credential).
+        assert_eq!(p.describe(), "http://127.0.0.1:8001/config?…");
         assert!(!p.due(4999) && p.due(5000));
         let body = r#"{"_format_version":"3.0"}"#;
         assert_eq!(

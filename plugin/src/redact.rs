@@ -1,0 +1,836 @@
+//! Redaction by allowlist, and the sliced rewrite of the filter chains of a declarative document
+//! (docs/security.md).
+//!
+//! An exported document is read by every importer (read-only credentials), so no config-bridge
+//! filter configuration in it may carry a secret. Rather than a list of secret names (which a new
+//! setting would silently escape), [`NON_SECRET_SETTINGS`] is the one list of settings known to be
+//! harmless; every other member of a config-bridge filter configuration — the AWS keys, the
+//! session token, the GCS service-account key, the Admin API token, the `config` document itself,
+//! any setting added later — is removed. A removed setting falls back to its environment
+//! variable, and config-bridge's importer replaces these configurations with its own anyway
+//! (`engine::import`).
+//!
+//! A config-bridge filter is recognised by its name ([`FILTER_NAMES`]) or by its settings, in an
+//! object configuration or in a Kong 3.4 string configuration (a JSON string holding the object),
+//! in every `filter_chains` array of the document: top level (Kong's flat form) and nested under
+//! services and routes (the nested form).
+//!
+//! Documents reach tens of MB: [`Rewriter`] finds the `filter_chains` values a slice at a time
+//! (a byte-level state machine, no tree of the document), parses only those values (small), and
+//! splices the edited ones into a copy, also a slice at a time. The import uses the same rewriter
+//! (its own edit: replace the configurations, refuse plugins by policy).
+
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
+
+/// The names a config-bridge filter has in a filter chain (Kong names a filter after its module
+/// file: `config_bridge.wasm`).
+pub const FILTER_NAMES: &[&str] = &["config_bridge", "config-bridge"];
+
+/// Settings that tell a config-bridge configuration under another filter name.
+const OWN_MARKERS: &[&str] = &[
+    "cluster_fallback_config_export",
+    "cluster_fallback_config_import",
+    "cluster_fallback_config_storage",
+];
+
+/// How an allowed setting is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// As it is.
+    Value,
+    /// A URL: kept without its query string (a signed URL's query is a credential).
+    UrlWithoutQuery,
+    /// `cluster_fallback_export_s3_config`: only the parameters in [`NON_SECRET_S3_PARAMS`].
+    S3Params,
+}
+
+/// The settings of a config-bridge filter configuration that are known not to be secret: the
+/// only ones an export keeps. A setting missing here is removed from every export — add a new
+/// setting here only once it is known to hold nothing secret.
+pub const NON_SECRET_SETTINGS: &[(&str, Keep)] = &[
+    ("cluster_fallback_config_export", Keep::Value),
+    ("cluster_fallback_config_import", Keep::Value),
+    ("cluster_fallback_config_storage", Keep::Value),
+    ("cluster_fallback_config_export_delay", Keep::Value),
+    ("cluster_fallback_export_s3_config", Keep::S3Params),
+    ("config_source", Keep::Value),
+    ("config_url", Keep::UrlWithoutQuery),
+    ("config_url_upstream", Keep::Value),
+    ("config_poll_interval", Keep::Value),
+    ("kong_admin_url", Keep::UrlWithoutQuery),
+    ("kong_admin_upstream", Keep::Value),
+    ("kong_admin_token_header", Keep::Value),
+    ("kong_admin_dump_interval", Keep::Value),
+    ("import_probe_url", Keep::UrlWithoutQuery),
+    ("import_probe_upstream", Keep::Value),
+    ("import_grace_period", Keep::Value),
+    ("import_check_interval", Keep::Value),
+    ("import_max_bytes", Keep::Value),
+    ("import_refuse_plugins", Keep::Value),
+    ("gateway_version", Keep::Value),
+    ("node_id", Keep::Value),
+    ("election", Keep::Value),
+    ("cluster_fallback_election_interval", Keep::Value),
+    ("aws_region", Keep::Value),
+    // The credential chain's endpoints (docs/credentials.md); its tokens are secrets.
+    ("aws_container_credentials_uri", Keep::UrlWithoutQuery),
+    (
+        "aws_container_credentials_relative_uri",
+        Keep::UrlWithoutQuery,
+    ),
+    ("aws_container_credentials_upstream", Keep::Value),
+    ("aws_role_arn", Keep::Value),
+    ("aws_role_session_name", Keep::Value),
+    ("aws_sts_endpoint", Keep::UrlWithoutQuery),
+    ("aws_sts_upstream", Keep::Value),
+    ("aws_imds_endpoint", Keep::UrlWithoutQuery),
+    ("aws_imds_upstream", Keep::Value),
+    ("aws_imds_disabled", Keep::Value),
+    ("storage_endpoint", Keep::UrlWithoutQuery),
+    ("storage_upstream", Keep::Value),
+    ("s3_force_path_style", Keep::Value),
+    ("s3_conditional_writes", Keep::Value),
+    ("gcs_endpoint", Keep::UrlWithoutQuery),
+    ("gcs_token_uri", Keep::UrlWithoutQuery),
+    ("gcs_token_upstream", Keep::Value),
+    ("gcs_metadata_url", Keep::UrlWithoutQuery),
+    ("gcs_metadata_upstream", Keep::Value),
+    ("tick_period_ms", Keep::Value),
+    ("host_tick_ms", Keep::Value),
+    ("call_timeout_ms", Keep::Value),
+    ("lease_ttl_ms", Keep::Value),
+    ("retry_base_ms", Keep::Value),
+    ("retry_max_ms", Keep::Value),
+    ("strict_config", Keep::Value),
+    ("shared_data_namespace", Keep::Value),
+];
+
+/// The `cluster_fallback_export_s3_config` parameters an export keeps (`SSECustomerKey`, the
+/// SSE-C key, and its MD5 are not among them; nor is any parameter added later).
+pub const NON_SECRET_S3_PARAMS: &[&str] = &[
+    "ACL",
+    "BucketKeyEnabled",
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+    "Expires",
+    "ExpectedBucketOwner",
+    "GrantFullControl",
+    "GrantRead",
+    "GrantReadACP",
+    "GrantWriteACP",
+    "Metadata",
+    "ObjectLockLegalHoldStatus",
+    "ObjectLockMode",
+    "ObjectLockRetainUntilDate",
+    "RequestPayer",
+    "ServerSideEncryption",
+    "SSECustomerAlgorithm",
+    "SSEKMSKeyId",
+    "SSEKMSEncryptionContext",
+    "StorageClass",
+    "Tagging",
+    "WebsiteRedirectLocation",
+];
+
+/// Whether a filter-chain entry is config-bridge: by name, or by its settings (object or JSON
+/// string configuration).
+pub fn is_config_bridge(filter: &Value) -> bool {
+    if filter
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| FILTER_NAMES.contains(&n))
+    {
+        return true;
+    }
+    let has_markers = |o: &Map<String, Value>| OWN_MARKERS.iter().any(|k| o.contains_key(*k));
+    match filter.get("config") {
+        Some(Value::Object(o)) => has_markers(o),
+        Some(Value::String(s)) => matches!(
+            serde_json::from_str::<Value>(s),
+            Ok(Value::Object(o)) if has_markers(&o)
+        ),
+        _ => false,
+    }
+}
+
+/// Keeps only the allowed settings of one config-bridge configuration object.
+fn redact_settings(config: &mut Map<String, Value>) {
+    let old = std::mem::take(config);
+    for (key, mut value) in old {
+        let Some((_, keep)) = NON_SECRET_SETTINGS.iter().find(|(k, _)| *k == key) else {
+            continue;
+        };
+        let kept = match keep {
+            Keep::Value => true,
+            Keep::UrlWithoutQuery => match &mut value {
+                Value::String(url) => {
+                    *url = without_query(url).to_string();
+                    true
+                }
+                _ => false,
+            },
+            Keep::S3Params => redact_s3_params(&mut value),
+        };
+        if kept {
+            config.insert(key, value);
+        }
+    }
+}
+
+/// `cluster_fallback_export_s3_config` (object or JSON string) with only the allowed parameters;
+/// false: unreadable, drop it.
+fn redact_s3_params(value: &mut Value) -> bool {
+    let keep = |o: &mut Map<String, Value>| {
+        o.retain(|k, _| NON_SECRET_S3_PARAMS.contains(&k.as_str()));
+    };
+    match value {
+        Value::Object(o) => {
+            keep(o);
+            true
+        }
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(mut o)) => {
+                keep(&mut o);
+                *s = Value::Object(o).to_string();
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// `url` without its query string or fragment.
+pub fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// Redacts one filter-chain entry when it is config-bridge; whether it was.
+pub fn redact_filter(filter: &mut Value) -> bool {
+    if !is_config_bridge(filter) {
+        return false;
+    }
+    let Some(config) = filter.get_mut("config") else {
+        return true;
+    };
+    match config {
+        Value::Object(o) => redact_settings(o),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(mut o)) => {
+                redact_settings(&mut o);
+                *text = Value::Object(o).to_string();
+            }
+            // Unreadable: nothing of it is known to be harmless.
+            _ => *text = "{}".to_string(),
+        },
+        Value::Null => {}
+        other => *other = Value::Object(Map::new()),
+    }
+    true
+}
+
+/// The filters of every chain of a `filter_chains` array (or a single chain object).
+pub fn chain_filters(chains: &mut Value) -> impl Iterator<Item = &mut Value> {
+    let chains: Vec<&mut Value> = match chains {
+        Value::Array(a) => a.iter_mut().collect(),
+        Value::Object(_) => vec![chains],
+        _ => Vec::new(),
+    };
+    chains.into_iter().flat_map(|chain| {
+        chain
+            .get_mut("filters")
+            .and_then(Value::as_array_mut)
+            .map(|f| f.iter_mut())
+            .into_iter()
+            .flatten()
+    })
+}
+
+/// What a [`Rewriter`] does with the values it finds.
+pub trait ChainEdit {
+    /// The member names whose values are handed to `edit` (wherever they are in the document).
+    fn keys(&self) -> &[&'static str];
+    /// One such value, parsed; `Ok(true)`: changed (it is written back), `Err`: the document
+    /// must not be used (one line, no content).
+    fn edit(&mut self, key: &str, value: &mut Value) -> Result<bool, String>;
+}
+
+/// The export's edit: config-bridge filter configurations keep only their allowed settings.
+#[derive(Debug, Default)]
+pub struct Redaction;
+
+impl ChainEdit for Redaction {
+    fn keys(&self) -> &[&'static str] {
+        &["filter_chains"]
+    }
+
+    fn edit(&mut self, _key: &str, value: &mut Value) -> Result<bool, String> {
+        let before = value.clone();
+        for filter in chain_filters(value) {
+            redact_filter(filter);
+        }
+        Ok(*value != before)
+    }
+}
+
+/// Bytes a [`Rewriter`] reads per tick in the filter: about 10 ms at 50 MB natively
+/// (`cargo bench -p config-bridge --bench slicing`), so well under a callback's budget in wasm.
+pub const SLICE_BYTES: usize = 1024 * 1024;
+
+/// The deepest nesting the rewriter follows (as `json_scan::MAX_DEPTH`): a deeper document is
+/// refused rather than passed on unread.
+pub const MAX_DEPTH: usize = crate::json_scan::MAX_DEPTH;
+
+/// The document a [`Rewriter`] finished with.
+#[derive(Debug)]
+pub struct Rewritten<E> {
+    /// The original bytes when nothing changed (shared, not copied).
+    pub body: Rc<Vec<u8>>,
+    /// How many values were changed.
+    pub edited: usize,
+    pub edit: E,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Scan,
+    /// Copying the original with the edits spliced in: position in the original, next edit.
+    Splice {
+        out: Vec<u8>,
+        pos: usize,
+        next: usize,
+    },
+}
+
+/// Rewrites the values of some member names anywhere in a JSON document, a slice per step.
+#[derive(Debug)]
+pub struct Rewriter<E> {
+    body: Rc<Vec<u8>>,
+    /// `None` once finished.
+    edit: Option<E>,
+    phase: Phase,
+    pos: usize,
+    stack: Vec<u8>,
+    in_string: bool,
+    escape: bool,
+    string_start: usize,
+    string_is_key: bool,
+    /// After `{` or `,` in an object: the next string is a key.
+    expect_key: bool,
+    /// A wanted key just read, before its `:`.
+    pending_key: Option<&'static str>,
+    /// After the `:` of a wanted key: the next value is captured.
+    value_key: Option<&'static str>,
+    /// The value being captured: its key, first byte and the nesting depth outside it.
+    capture: Option<(&'static str, usize, usize)>,
+    /// (start, end, new bytes) in document order.
+    edits: Vec<(usize, usize, Vec<u8>)>,
+}
+
+/// The outcome of one [`Rewriter::step`].
+#[derive(Debug)]
+pub enum Step<E> {
+    /// More steps needed.
+    Working,
+    Done(Rewritten<E>),
+    /// The document cannot be rewritten (not well-formed, too deep, a value `edit` refused).
+    Failed(String),
+}
+
+impl<E: ChainEdit> Rewriter<E> {
+    pub fn new(body: Rc<Vec<u8>>, edit: E) -> Rewriter<E> {
+        Rewriter {
+            body,
+            edit: Some(edit),
+            phase: Phase::Scan,
+            pos: 0,
+            stack: Vec::new(),
+            in_string: false,
+            escape: false,
+            string_start: 0,
+            string_is_key: false,
+            expect_key: false,
+            pending_key: None,
+            value_key: None,
+            capture: None,
+            edits: Vec::new(),
+        }
+    }
+
+    /// The whole rewrite at once (small documents, tests, the native tool).
+    pub fn run(body: Rc<Vec<u8>>, edit: E) -> Result<Rewritten<E>, String> {
+        let mut r = Rewriter::new(body, edit);
+        loop {
+            match r.step(usize::MAX) {
+                Step::Working => {}
+                Step::Done(done) => return Ok(done),
+                Step::Failed(why) => return Err(why),
+            }
+        }
+    }
+
+    /// Reads (then copies) at most about `budget` more bytes.
+    pub fn step(&mut self, budget: usize) -> Step<E> {
+        let budget = budget.max(1);
+        if self.edit.is_none() {
+            return Step::Failed("the rewrite was already finished".to_string());
+        }
+        let result = match &mut self.phase {
+            Phase::Scan => self.scan(budget),
+            Phase::Splice { .. } => Ok(self.splice(budget)),
+        };
+        match result {
+            Ok(true) => self.finish(),
+            Ok(false) => Step::Working,
+            Err(why) => Step::Failed(why),
+        }
+    }
+
+    fn finish(&mut self) -> Step<E> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Scan);
+        let body = match phase {
+            Phase::Splice { out, .. } => Rc::new(out),
+            Phase::Scan => Rc::clone(&self.body),
+        };
+        let Some(edit) = self.edit.take() else {
+            return Step::Failed("the rewrite was already finished".to_string());
+        };
+        Step::Done(Rewritten {
+            body,
+            edited: self.edits.len(),
+            edit,
+        })
+    }
+
+    /// Scans a slice; `Ok(true)`: done and nothing to splice.
+    fn scan(&mut self, budget: usize) -> Result<bool, String> {
+        let t = Rc::clone(&self.body);
+        let end = self.pos.saturating_add(budget).min(t.len());
+        let mut i = self.pos;
+        while i < end {
+            let Some(&b) = t.get(i) else { break };
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                } else if b == b'\\' {
+                    self.escape = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                    self.string_end(&t, i);
+                } else {
+                    // Skip to the next quote or backslash (the bulk of a document is strings).
+                    let rest = t.get(i..end).unwrap_or_default();
+                    match rest.iter().position(|&c| c == b'"' || c == b'\\') {
+                        Some(n) if n > 0 => {
+                            i += n;
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            i = end;
+                            continue;
+                        }
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' => {}
+                b'"' => {
+                    self.string_is_key = self.expect_key && self.stack.last() == Some(&b'{');
+                    if !self.string_is_key {
+                        self.value_start(i, b);
+                    }
+                    self.in_string = true;
+                    self.string_start = i;
+                    self.expect_key = false;
+                }
+                b'{' | b'[' => {
+                    self.value_start(i, b);
+                    self.stack.push(b);
+                    if self.stack.len() > MAX_DEPTH {
+                        return Err(format!("it is nested deeper than {MAX_DEPTH} levels"));
+                    }
+                    self.expect_key = b == b'{';
+                }
+                b'}' | b']' => {
+                    let open = if b == b'}' { b'{' } else { b'[' };
+                    if self.stack.pop() != Some(open) {
+                        return Err(not_json(i));
+                    }
+                    self.expect_key = false;
+                    self.value_key = None;
+                    self.container_end(&t, i)?;
+                }
+                b',' => {
+                    self.expect_key = self.stack.last() == Some(&b'{');
+                    self.value_key = None;
+                }
+                b':' => {
+                    self.value_key = self.pending_key.take();
+                    self.expect_key = false;
+                }
+                _ => self.value_start(i, b),
+            }
+            i += 1;
+        }
+        self.pos = end.max(self.pos);
+        if self.pos < t.len() {
+            return Ok(false);
+        }
+        if self.in_string || !self.stack.is_empty() || self.capture.is_some() {
+            return Err("it is not well-formed JSON (it ends inside a value)".to_string());
+        }
+        if self.edits.is_empty() {
+            return Ok(true);
+        }
+        let grow: usize = self.edits.iter().map(|(_, _, new)| new.len()).sum();
+        let mut out = Vec::new();
+        out.try_reserve_exact(t.len().saturating_add(grow))
+            .map_err(|_| "not enough memory to rewrite it".to_string())?;
+        self.phase = Phase::Splice {
+            out,
+            pos: 0,
+            next: 0,
+        };
+        Ok(false)
+    }
+
+    fn value_start(&mut self, i: usize, b: u8) {
+        let key = self.value_key.take();
+        if self.capture.is_none() && (b == b'[' || b == b'{') {
+            if let Some(key) = key {
+                self.capture = Some((key, i, self.stack.len()));
+            }
+        }
+    }
+
+    fn string_end(&mut self, t: &[u8], i: usize) {
+        if !self.string_is_key {
+            return;
+        }
+        self.string_is_key = false;
+        self.pending_key = None;
+        if self.capture.is_some() || i.saturating_sub(self.string_start) > 256 {
+            return;
+        }
+        let Some(edit) = self.edit.as_ref() else {
+            return;
+        };
+        let raw = t.get(self.string_start..=i).unwrap_or_default();
+        let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+        // Most keys have no escape: compared as bytes, nothing allocated (one per key of a
+        // large document would cost more than the scan).
+        self.pending_key = if inner.contains(&b'\\') {
+            let key = serde_json::from_slice::<String>(raw).ok();
+            key.and_then(|key| edit.keys().iter().copied().find(|k| *k == key))
+        } else {
+            edit.keys().iter().copied().find(|k| k.as_bytes() == inner)
+        };
+    }
+
+    fn container_end(&mut self, t: &[u8], i: usize) -> Result<(), String> {
+        let Some((key, start, depth)) = self.capture else {
+            return Ok(());
+        };
+        if self.stack.len() != depth {
+            return Ok(());
+        }
+        self.capture = None;
+        let raw = t.get(start..=i).unwrap_or_default();
+        let mut value: Value = serde_json::from_slice(raw)
+            .map_err(|e| format!("a {key} value cannot be read ({:?} error)", e.classify()))?;
+        let Some(edit) = self.edit.as_mut() else {
+            return Ok(());
+        };
+        if edit.edit(key, &mut value)? {
+            let new = serde_json::to_vec(&value)
+                .map_err(|_| format!("a {key} value cannot be written"))?;
+            self.edits.push((start, i + 1, new));
+        }
+        Ok(())
+    }
+
+    /// Copies a slice of the original with the edits spliced in; true when finished.
+    fn splice(&mut self, budget: usize) -> bool {
+        let Phase::Splice { out, pos, next } = &mut self.phase else {
+            return true;
+        };
+        let t = &self.body;
+        let mut left = budget;
+        loop {
+            let (until, edit) = match self.edits.get(*next) {
+                Some((start, end, new)) => (*start, Some((*end, new))),
+                None => (t.len(), None),
+            };
+            let n = until.saturating_sub(*pos).min(left);
+            out.extend_from_slice(t.get(*pos..*pos + n).unwrap_or_default());
+            *pos += n;
+            left -= n;
+            if *pos < until {
+                return false;
+            }
+            match edit {
+                Some((end, new)) => {
+                    out.extend_from_slice(new);
+                    *pos = end;
+                    *next += 1;
+                }
+                None => return true,
+            }
+            if left == 0 {
+                return false;
+            }
+        }
+    }
+}
+
+/// A bracket that closes nothing open, at byte `i`.
+fn not_json(i: usize) -> String {
+    format!("it is not well-formed JSON (unbalanced bracket at byte {i})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every secret setting, with a value that must never come out.
+    const SECRETS: &[(&str, &str)] = &[
+        ("aws_access_key_id", "AKIA-SECRET-ID"),
+        ("aws_secret_access_key", "SECRET-ACCESS-KEY"),
+        ("aws_session_token", "SECRET-SESSION-TOKEN"),
+        ("gcp_service_account", "SECRET-PRIVATE-KEY"),
+        ("kong_admin_token", "SECRET-ADMIN-TOKEN"),
+        ("some_future_setting", "SECRET-UNKNOWN-SETTING"),
+    ];
+
+    fn own_config() -> Value {
+        let mut c = json!({
+            "cluster_fallback_config_export": "on",
+            "cluster_fallback_config_storage": "s3://b/p",
+            "aws_region": "eu-west-1",
+            "config_url": "https://cp.example/config?X-Amz-Signature=SECRET-IN-QUERY",
+            "cluster_fallback_export_s3_config": {
+                "StorageClass": "STANDARD",
+                "SSECustomerAlgorithm": "AES256",
+                "SSECustomerKey": "SECRET-SSE-C-KEY",
+                "SSECustomerKeyMD5": "SECRET-SSE-C-MD5"
+            },
+            "config": {"_format_version": "3.0", "consumers": [{"username": "SECRET-IN-CONFIG"}]}
+        });
+        for (k, v) in SECRETS {
+            c[*k] = json!(v);
+        }
+        c
+    }
+
+    fn redacted(doc: &Value) -> (String, usize) {
+        let body = Rc::new(serde_json::to_vec(doc).unwrap());
+        let done = Rewriter::run(body, Redaction).unwrap();
+        (String::from_utf8(done.body.to_vec()).unwrap(), done.edited)
+    }
+
+    fn assert_clean(text: &str) {
+        for (k, v) in SECRETS {
+            assert!(!text.contains(v), "{k} leaked: {text}");
+        }
+        for v in [
+            "SECRET-SSE-C-KEY",
+            "SECRET-SSE-C-MD5",
+            "SECRET-IN-QUERY",
+            "SECRET-IN-CONFIG",
+        ] {
+            assert!(!text.contains(v), "{v} leaked: {text}");
+        }
+    }
+
+    fn chain(config: Value) -> Value {
+        json!({"name": "c", "filters": [
+            {"name": "config_bridge", "config": config},
+            {"name": "other", "config": {"aws_secret_access_key": "not ours"}}
+        ]})
+    }
+
+    #[test]
+    fn every_kong_form_keeps_only_the_allowed_settings() {
+        let string_config = json!(own_config().to_string());
+        let doc = json!({
+            "_format_version": "3.0",
+            "filter_chains": [chain(own_config())],
+            "services": [{
+                "name": "s",
+                "filter_chains": [chain(string_config.clone())],
+                "routes": [{"name": "r", "filter_chains": [chain(own_config())]}]
+            }],
+            "routes": [{"name": "r2", "filter_chains": [chain(string_config)]}]
+        });
+        let (text, edited) = redacted(&doc);
+        assert_clean(&text);
+        assert_eq!(edited, 4);
+        let out: Value = serde_json::from_str(&text).unwrap();
+        let want = json!({
+            "cluster_fallback_config_export": "on",
+            "cluster_fallback_config_storage": "s3://b/p",
+            "aws_region": "eu-west-1",
+            "config_url": "https://cp.example/config",
+            "cluster_fallback_export_s3_config": {"StorageClass": "STANDARD", "SSECustomerAlgorithm": "AES256"}
+        });
+        assert_eq!(out["filter_chains"][0]["filters"][0]["config"], want);
+        assert_eq!(
+            out["services"][0]["routes"][0]["filter_chains"][0]["filters"][0]["config"],
+            want
+        );
+        let string_form = &out["services"][0]["filter_chains"][0]["filters"][0]["config"];
+        assert_eq!(
+            serde_json::from_str::<Value>(string_form.as_str().unwrap()).unwrap(),
+            want
+        );
+        // Other filters are not touched, nor anything else.
+        assert_eq!(
+            out["routes"][0]["filter_chains"][0]["filters"][1],
+            json!({"name": "other", "config": {"aws_secret_access_key": "not ours"}})
+        );
+        assert_eq!(out["services"][0]["name"], json!("s"));
+    }
+
+    #[test]
+    fn each_secret_setting_alone_is_removed_under_any_name_or_form() {
+        for (k, v) in SECRETS {
+            for name in ["config_bridge", "renamed"] {
+                let config = json!({"cluster_fallback_config_storage": "s3://b/p", *k: v});
+                for config in [config.clone(), json!(config.to_string())] {
+                    let doc = json!({"_format_version": "3.0", "filter_chains": [
+                        {"filters": [{"name": name, "config": config}]}
+                    ]});
+                    let (text, edited) = redacted(&doc);
+                    assert!(!text.contains(v), "{k} under {name}: {text}");
+                    assert_eq!(edited, 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_allowlist_names_only_real_settings_and_secrets_are_not_in_it() {
+        for (k, _) in NON_SECRET_SETTINGS {
+            assert!(
+                crate::settings::SETTINGS.contains(k) || *k == "import_refuse_plugins",
+                "{k} is no setting"
+            );
+        }
+        for secret in [
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+            "aws_container_authorization_token",
+            "aws_web_identity_token",
+            "gcp_service_account",
+            "kong_admin_token",
+            "config",
+        ] {
+            assert!(NON_SECRET_SETTINGS.iter().all(|(k, _)| *k != secret));
+        }
+        assert!(!NON_SECRET_S3_PARAMS.contains(&"SSECustomerKey"));
+    }
+
+    #[test]
+    fn unreadable_configurations_are_emptied_and_nothing_else_changes() {
+        let doc = json!({"_format_version": "3.0", "filter_chains": [{"filters": [
+            {"name": "config_bridge", "config": "not json SECRET-RAW"},
+            {"name": "config_bridge", "config": 12}
+        ]}]});
+        let (text, _) = redacted(&doc);
+        assert!(!text.contains("SECRET-RAW"));
+        let out: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(out["filter_chains"][0]["filters"][0]["config"], json!("{}"));
+        assert_eq!(out["filter_chains"][0]["filters"][1]["config"], json!({}));
+        // A document without config-bridge filters comes back as the same allocation.
+        let plain = Rc::new(
+            br#"{"_format_version":"3.0","filter_chains":[{"filters":[{"name":"x"}]}]}"#.to_vec(),
+        );
+        let done = Rewriter::run(Rc::clone(&plain), Redaction).unwrap();
+        assert!(Rc::ptr_eq(&done.body, &plain));
+        assert_eq!(done.edited, 0);
+    }
+
+    #[test]
+    fn escaped_keys_and_tricky_strings_do_not_hide_a_chain() {
+        let inner = chain(own_config()).to_string();
+        let text = format!(
+            r#"{{"_format_version":"3.0","a":"\"filter_chains\":[","b":["{{","\\"],"filter\u005fchains" : [ {inner} ] }}"#
+        );
+        let done = Rewriter::run(Rc::new(text.into_bytes()), Redaction).unwrap();
+        let out = String::from_utf8(done.body.to_vec()).unwrap();
+        assert_clean(&out);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["a"], json!("\"filter_chains\":["));
+        assert_eq!(v["b"], json!(["{", "\\"]));
+    }
+
+    #[test]
+    fn every_slice_size_gives_the_one_shot_result() {
+        let doc = json!({
+            "_format_version": "3.0",
+            "services": [{"name": "s \u{e9}\"}]", "filter_chains": [chain(own_config())]}],
+            "filter_chains": [chain(json!(own_config().to_string()))],
+            "tail": ["x", 1, true, null, {"k": "v"}]
+        });
+        let body = Rc::new(serde_json::to_vec_pretty(&doc).unwrap());
+        let whole = Rewriter::run(Rc::clone(&body), Redaction).unwrap().body;
+        for budget in [1, 2, 3, 7, 64, 1000, body.len()] {
+            let mut r = Rewriter::new(Rc::clone(&body), Redaction);
+            let mut steps = 0;
+            let out = loop {
+                steps += 1;
+                assert!(steps < 10 * body.len(), "no progress");
+                match r.step(budget) {
+                    Step::Working => {}
+                    Step::Done(d) => break d.body,
+                    Step::Failed(why) => panic!("{why}"),
+                }
+            };
+            assert_eq!(out, whole, "budget {budget}");
+        }
+        assert!(matches!(
+            Rewriter::new(body, Redaction).step(1),
+            Step::Working
+        ));
+    }
+
+    #[test]
+    fn truncated_too_deep_and_unreadable_chains_fail() {
+        let deep = format!(
+            r#"{{"_format_version":"3.0","x":{}{}}}"#,
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        let shallow = format!(
+            r#"{{"_format_version":"3.0","x":{}{}}}"#,
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(Rewriter::run(Rc::new(shallow.into_bytes()), Redaction).is_ok());
+        for (bad, why) in [
+            (deep.as_str(), "deeper than"),
+            (
+                r#"{"_format_version":"3.0","filter_chains":[{"filters":["#,
+                "ends inside",
+            ),
+            (r#"{"a":"unterminated"#, "ends inside"),
+            (r#"{"a":[}"#, "unbalanced"),
+            (
+                r#"{"filter_chains":[1e400]}"#,
+                "filter_chains value cannot be read",
+            ),
+        ] {
+            let err = Rewriter::run(Rc::new(bad.as_bytes().to_vec()), Redaction).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}
