@@ -15,7 +15,8 @@ const AFTER_HELP: &str = "\
 EXIT CODES
   0   done: imported, exported (or the storage already holds this config), drill passed
   1   local error: an input file cannot be read, the output file cannot be written
-  2   usage or configuration error: a flag, a setting or a credential is missing or wrong
+  2   usage or configuration error: a flag, a setting or a credential is missing or wrong,
+      or the storage refuses the keys or their permissions (at once, with the fix)
   10  skipped on purpose: the CP answers (--cp-probe), a persisted config exists
       (--skip-if-exists), the node already has a configuration (import --admin-url), or the
       storage holds a newer config (export)
@@ -34,7 +35,9 @@ SETTINGS (the filter's names and environment variables, plugin/SETTINGS.md)
   --version     or CONFIG_BRIDGE_GATEWAY_VERSION          key <prefix>/<version>/config.json
   --region      or AWS_REGION, AWS_DEFAULT_REGION
   --endpoint    or AWS_CONFIG_STORAGE_ENDPOINT            S3-compatible endpoint (path style)
-  credentials   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (never flags)
+  credentials   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (never flags);
+                without keys: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, AWS_PROFILE and the
+                shared files, container credentials, IMDSv2 (docs/credentials.md)
   Admin APIs    KONG_ADMIN_TOKEN (sent as Kong-Admin-Token)
   --settings FILE reads any filter configuration (same keys); flags win over it.
   Secrets are never printed.

@@ -4,6 +4,7 @@
 //! and real HTTP (ureq).
 
 mod args;
+mod aws_files;
 mod cmd;
 mod driver;
 mod http;

@@ -79,17 +79,24 @@ impl Settings {
     /// The core's `Config`; `inline_config`: the `config` payload, given as JSON text (the
     /// filter's own-config source), so the core checks it exactly as the filter does.
     pub fn parse(&self, inline_config: Option<&[u8]>) -> Res<Config> {
-        let mut text = serde_json::to_vec(&self.map).unwrap_or_else(|_| b"{}".to_vec());
+        let env = |name: &str| std::env::var(name).ok();
+        // What only a process can read: token files and the shared credentials/config files.
+        let mut map = self.map.clone();
+        let additions = crate::aws_files::credential_settings(&env, &|k| self.map.contains_key(k))
+            .map_err(|e| Outcome::new(Exit::Usage, e))?;
+        for (key, value) in additions {
+            map.entry(key.to_string()).or_insert(Value::String(value));
+        }
+        let mut text = serde_json::to_vec(&map).unwrap_or_else(|_| b"{}".to_vec());
         if let Some(doc) = inline_config {
             text.pop();
-            if !self.map.is_empty() {
+            if !map.is_empty() {
                 text.push(b',');
             }
             text.extend_from_slice(b"\"config\":");
             text.extend_from_slice(doc);
             text.push(b'}');
         }
-        let env = |name: &str| std::env::var(name).ok();
         // The core's error names the setting (or its environment variable), never a value.
         Config::parse_owned(text, &env).map_err(|e| Outcome::new(Exit::Usage, e.to_string()))
     }

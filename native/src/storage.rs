@@ -10,6 +10,7 @@ use config_bridge::document::{sha256_hex, validate_declarative_json};
 use config_bridge::http::{HttpResponse, OutboundRequest};
 use config_bridge::seal::{ObjectMeta, Start, Unsealed, Unsealer};
 use config_bridge::settings::Config;
+use config_bridge::store::timestamp::clock_skew_ms;
 use config_bridge::store::{
     self, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore, RemoteMeta, StoreError,
 };
@@ -137,13 +138,33 @@ impl<'a> Storage<'a> {
                     })?;
                     match self.http.send(&request) {
                         Ok(resp) => {
-                            if resp.status == 401 {
-                                // A token the store no longer accepts: a new one next attempt.
-                                self.store.borrow_mut().on_unauthorized(now_ms());
+                            let mut store = self.store.borrow_mut();
+                            if store.rejects_credentials(&resp) {
+                                // A token or keys the store no longer accepts: new ones next
+                                // attempt.
+                                store.on_unauthorized(now_ms());
                             }
+                            if store.rejects_clock(&resp) {
+                                if let Some(skew) = clock_skew_ms(resp.header("date"), now_ms()) {
+                                    store.set_clock_skew(skew);
+                                }
+                            }
+                            drop(store);
                             match parse(resp) {
                                 Ok(t) => return Ok(t),
-                                Err(e) => format!("{e} (from {})", request.authority),
+                                Err(e) => match e.needs_operator() {
+                                    // No retry can fix it: say so now rather than at --timeout.
+                                    Some(fix) => {
+                                        return Err(Outcome::new(
+                                            Exit::Usage,
+                                            format!(
+                                            "the storage refused the request: {e} (from {}); {fix}",
+                                            request.authority
+                                        ),
+                                        ))
+                                    }
+                                    None => format!("{e} (from {})", request.authority),
+                                },
                             }
                         }
                         Err(e) => e,
@@ -165,15 +186,26 @@ impl Storage<'_> {
     /// engine does before any other request of the store. A failure is retried by the caller's
     /// backoff, not the store's own (`on_unauthorized` clears it).
     fn ready(&self) -> Result<(), String> {
-        let request = self.store.borrow_mut().prerequisite(now_ms());
-        let Some(request) = request else {
-            return Ok(());
-        };
-        let answer = self.http.send(&request);
-        let mut store = self.store.borrow_mut();
-        store.on_prerequisite(answer, now_ms()).inspect_err(|_| {
-            store.on_unauthorized(now_ms());
-        })
+        // IMDSv2 takes three requests (session token, role, credentials).
+        for _ in 0..4 {
+            let request = self.store.borrow_mut().prerequisite(now_ms());
+            let Some(request) = request else {
+                return Ok(());
+            };
+            let answer = self.http.send(&request);
+            let mut store = self.store.borrow_mut();
+            if let Ok(resp) = &answer {
+                if store.rejects_clock(resp) {
+                    if let Some(skew) = clock_skew_ms(resp.header("date"), now_ms()) {
+                        store.set_clock_skew(skew);
+                    }
+                }
+            }
+            store.on_prerequisite(answer, now_ms()).inspect_err(|_| {
+                store.on_unauthorized(now_ms());
+            })?;
+        }
+        Ok(())
     }
 }
 

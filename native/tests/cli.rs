@@ -406,19 +406,42 @@ fn unreachable_storage_and_sources_after_retries_until_the_timeout() {
     )
     .expect(13);
 
-    // 13: the storage refuses a wrong secret (the server's code, never a secret).
+    // 2, at once: the storage refuses a wrong secret, which no retry can fix (the server's
+    // code and the fix, never a secret), for the engine's export and the direct reads alike.
     let wrong = with(
         &s3.env(),
         "AWS_SECRET_ACCESS_KEY",
         Some("wrong-secret".into()),
     );
-    let run = cli_with(
-        &format!("export --version {VERSION} --from-file {file} --timeout 1 -vv"),
-        &wrong,
-    );
-    run.expect(13);
-    assert!(run.stderr.contains("SignatureDoesNotMatch"), "{run:#?}");
-    assert!(!run.stderr.contains("wrong-secret"));
+    for line in [
+        format!("export --version {VERSION} --from-file {file} --timeout 30 -vv"),
+        format!(
+            "import --version {VERSION} --out {} --timeout 30",
+            out.display()
+        ),
+        "status --timeout 30".to_string(),
+    ] {
+        let started = Instant::now();
+        let run = cli_with(&line, &wrong);
+        run.expect(2);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stopped at once, not at the timeout: {line}"
+        );
+        assert!(run.stderr.contains("SignatureDoesNotMatch"), "{run:#?}");
+        assert!(
+            run.stderr
+                .contains("aws_secret_access_key / AWS_SECRET_ACCESS_KEY"),
+            "names the fix: {run:#?}"
+        );
+        assert!(!run.stderr.contains("wrong-secret"));
+        assert!(!run.stderr.contains("retrying in"), "{run:#?}");
+    }
+    // An unknown access key id: the same, with its own fix.
+    let unknown = with(&s3.env(), "AWS_ACCESS_KEY_ID", Some("AKIAUNKNOWN".into()));
+    let run = cli_with("status --timeout 30", &unknown);
+    run.expect(2);
+    assert!(run.stderr.contains("InvalidAccessKeyId"), "{run:#?}");
 
     // 14: the source or the Admin API does not answer.
     s3.cli(&format!("export --version {VERSION} --from-file {file}"))

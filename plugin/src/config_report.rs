@@ -33,6 +33,10 @@ pub fn summary(cfg: &Config) -> String {
             }
         ),
     };
+    let credentials = match cfg.s3() {
+        Some(s3) => format!(", AWS credentials: {}", s3.credentials.describe()),
+        None => String::new(),
+    };
     if !cfg.export {
         let admin = cfg
             .import_settings
@@ -40,14 +44,14 @@ pub fn summary(cfg: &Config) -> String {
             .map(|i| format!(" into the Admin API at {}", i.admin.url))
             .unwrap_or_default();
         return format!(
-            "import {scheme}://{}/{}{admin} via upstream {}",
+            "import {scheme}://{}/{}{admin} via upstream {}{credentials}",
             cfg.storage.location.bucket,
             cfg.config_key(),
             cfg.storage.upstream
         );
     }
     format!(
-        "{} {scheme}://{}/{} (delay {} ms, source: {source}) via upstream {}{}",
+        "{} {scheme}://{}/{} (delay {} ms, source: {source}) via upstream {}{credentials}{}",
         jobs.join("+"),
         cfg.storage.location.bucket,
         cfg.config_key(),

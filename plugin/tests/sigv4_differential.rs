@@ -19,7 +19,12 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use config_bridge::http_url::percent_encode;
 use config_bridge::settings::{HeaderList, S3Settings, Secret};
+use config_bridge::store::aws_credentials::{AwsKeys, AwsProvider};
 use config_bridge::store::sigv4::sign_v4;
+
+fn keys(s3: &S3Settings) -> &AwsKeys {
+    s3.keys().expect("static keys")
+}
 
 /// A small deterministic generator (SplitMix64): the same requests on every run.
 struct Gen(u64);
@@ -68,9 +73,12 @@ fn aws_sign(
     time: SystemTime,
 ) -> Result<Vec<(String, String)>, String> {
     let identity: Identity = Credentials::new(
-        s3.access_key_id.expose(),
-        s3.secret_access_key.expose(),
-        s3.session_token.as_ref().map(|t| t.expose().to_string()),
+        keys(s3).access_key_id.expose(),
+        keys(s3).secret_access_key.expose(),
+        keys(s3)
+            .session_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
         None,
         "differential",
     )
@@ -242,13 +250,15 @@ fn generate(
         ))
     });
     let s3 = S3Settings {
-        access_key_id: Secret::new(format!("AKIA{:016X}", g.next())),
-        secret_access_key: Secret::new(format!(
-            "{:x}/{}+K",
-            g.next(),
-            g.text(8, &["a", "/", "+", "Z"])
-        )),
-        session_token,
+        credentials: AwsProvider::Static(AwsKeys {
+            access_key_id: Secret::new(format!("AKIA{:016X}", g.next())),
+            secret_access_key: Secret::new(format!(
+                "{:x}/{}+K",
+                g.next(),
+                g.text(8, &["a", "/", "+", "Z"])
+            )),
+            session_token,
+        }),
         region: g
             .pick(&["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1"])
             .to_string(),
@@ -279,8 +289,16 @@ fn the_hand_written_signer_agrees_with_aws_sigv4_on_generated_requests() {
                 continue;
             }
         };
-        let ours = sign_v4(&method, &url, &headers, &payload, &s3, now_ms)
-            .unwrap_or_else(|e| panic!("case {i}: ours refused: {e}"));
+        let ours = sign_v4(
+            &method,
+            &url,
+            &headers,
+            &payload,
+            keys(&s3),
+            &s3.region,
+            now_ms,
+        )
+        .unwrap_or_else(|e| panic!("case {i}: ours refused: {e}"));
         for name in ["authorization", "x-amz-date", "x-amz-security-token"] {
             assert_eq!(
                 header(&ours, name),

@@ -481,6 +481,8 @@ fn wrong_secret_is_a_clear_error_and_retried(srv: Server, test: &str, expected_c
         });
     eprintln!("{}: {line}", srv.name);
     assert!(line.contains("403"), "{line}");
+    // Said once with the fix, then retried after the longest backoff (here 1 s).
+    assert!(line.contains("no retry can fix this"), "{line}");
     assert!(e.world.traps().is_empty() && e.world.fatal_errors().is_empty());
     assert!(e.world.worker_alive(e.node, 0));
     assert!(messages(&e.world, "exported config to").is_empty());

@@ -4,6 +4,7 @@
 
 pub mod http;
 
+pub mod aws_credentials;
 pub mod faults;
 pub mod gcs;
 pub mod kong;

@@ -158,6 +158,12 @@ struct Store {
     buckets: BTreeMap<String, BTreeMap<String, StoredObject>>,
     log: Vec<LoggedRequest>,
     seq: u64,
+    /// Temporary credentials issued while running (IMDS, container credentials, STS), each
+    /// refused with `ExpiredToken` from its expiry on.
+    temporary: Vec<(S3Credential, SystemTime)>,
+    /// The mock's clock minus the world's (ms): a node whose clock is off by -x sees a store
+    /// whose clock is off by +x (`Date`, the 15-minute signature window, `LastModified`).
+    clock_offset_ms: i64,
 }
 
 struct Inner {
@@ -297,6 +303,8 @@ impl MockS3 {
                     buckets,
                     log: Vec::new(),
                     seq: 0,
+                    temporary: Vec::new(),
+                    clock_offset_ms: 0,
                 }),
             }),
         }
@@ -317,6 +325,39 @@ impl MockS3 {
 
     pub fn clear_requests(&self) {
         self.lock().log.clear();
+    }
+
+    /// Accepts `credential` (with its session token) until `expires`, then answers
+    /// `400 ExpiredToken` like S3.
+    pub fn add_temporary_credential(&self, credential: S3Credential, expires: SystemTime) {
+        let mut s = self.lock();
+        s.temporary
+            .retain(|(c, _)| c.access_key != credential.access_key);
+        s.temporary.push((credential, expires));
+    }
+
+    /// Revokes every temporary credential from `at` on (S3 then answers `ExpiredToken` before the
+    /// `Expiration` their issuer announced).
+    pub fn expire_temporary_credentials(&self, at: SystemTime) {
+        for (_, expires) in self.lock().temporary.iter_mut() {
+            *expires = (*expires).min(at);
+        }
+    }
+
+    /// Runs the mock's clock `offset_ms` ahead of the world's (negative: behind).
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.lock().clock_offset_ms = offset_ms;
+    }
+
+    fn shifted(&self, ctx: &CallContext) -> CallContext {
+        let offset = self.lock().clock_offset_ms;
+        let d = std::time::Duration::from_millis(offset.unsigned_abs());
+        let now = if offset >= 0 {
+            ctx.now + d
+        } else {
+            ctx.now.checked_sub(d).unwrap_or(ctx.now)
+        };
+        CallContext { now, ..ctx.clone() }
     }
 
     pub fn create_bucket(&self, bucket: &str) {
@@ -368,21 +409,45 @@ impl MockS3 {
     }
 
     fn lookup(&self, access_key: &str) -> Option<SecretKey> {
+        let temporary = self
+            .lock()
+            .temporary
+            .iter()
+            .find(|(c, _)| c.access_key == access_key)
+            .map(|(c, _)| c.clone());
         self.inner
             .credentials
             .iter()
             .find(|c| c.access_key == access_key)
+            .cloned()
+            .or(temporary)
             .map(|c| SecretKey {
                 secret_key: c.secret_key.clone(),
                 session_token: c.session_token.clone(),
             })
     }
 
-    fn credential(&self, access_key: &str) -> Option<&S3Credential> {
+    /// A temporary credential past its expiry.
+    fn expired(&self, access_key: &str, now: SystemTime) -> bool {
+        self.lock()
+            .temporary
+            .iter()
+            .any(|(c, expires)| c.access_key == access_key && now >= *expires)
+    }
+
+    fn credential(&self, access_key: &str) -> Option<S3Credential> {
         self.inner
             .credentials
             .iter()
             .find(|c| c.access_key == access_key)
+            .cloned()
+            .or_else(|| {
+                self.lock()
+                    .temporary
+                    .iter()
+                    .find(|(c, _)| c.access_key == access_key)
+                    .map(|(c, _)| c.clone())
+            })
     }
 
     /// `(bucket, key)` from virtual-hosted or path-style addressing; the key is decoded.
@@ -429,6 +494,10 @@ impl MockS3 {
             Err(e) => return (Err(sig_error(&e, req)), None, bucket, key),
         };
         let access_key = Some(verified.access_key.clone());
+        if self.expired(&verified.access_key, ctx.now) {
+            let e = S3Error::new(400, "ExpiredToken", "The provided token has expired.");
+            return (Err(e), access_key, bucket, key);
+        }
         let outcome = self.authorised(req, ctx, &verified, &bucket, &key, request_id);
         (outcome, access_key, bucket, key)
     }
@@ -606,6 +675,7 @@ fn put_object(
             return Err(S3Error::new(400, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header."));
         }
     }
+    sse_c_parameters(req)?;
     let existing = objects.get(key);
     if let Some(inm) = req.header("if-none-match") {
         if inm.trim() != "*" {
@@ -630,6 +700,9 @@ fn put_object(
         let k = k.to_ascii_lowercase();
         if let Some(name) = k.strip_prefix("x-amz-meta-") {
             metadata.push((name.to_string(), v.clone()));
+        } else if k == SSE_C_KEY {
+            // S3 keeps only a salted HMAC of a customer key, never the key.
+            continue;
         } else if KEPT_HEADERS.contains(&k.as_str())
             || k.starts_with("x-amz-server-side-encryption")
             || (k.starts_with("x-amz-checksum-") && k != "x-amz-checksum-algorithm")
@@ -648,7 +721,7 @@ fn put_object(
     // S3 encrypts every new object (SSE-S3) unless told otherwise, and says so.
     if !headers
         .iter()
-        .any(|(k, _)| k == "x-amz-server-side-encryption")
+        .any(|(k, _)| k == "x-amz-server-side-encryption" || k == SSE_C_ALGORITHM)
     {
         headers.push(("x-amz-server-side-encryption".into(), "AES256".into()));
     }
@@ -672,8 +745,52 @@ fn put_object(
     Ok(resp)
 }
 
+const SSE_C_ALGORITHM: &str = "x-amz-server-side-encryption-customer-algorithm";
+const SSE_C_KEY: &str = "x-amz-server-side-encryption-customer-key";
+const SSE_C_KEY_MD5: &str = "x-amz-server-side-encryption-customer-key-md5";
+
+/// The SSE-C parameters of a request, checked like S3 does: all three or none, AES256, a
+/// 256-bit key whose MD5 is the one given. `Some(md5)` when present.
+fn sse_c_parameters(req: &HttpRequest) -> Result<Option<String>, S3Error> {
+    let (alg, key, md5) = (
+        req.header(SSE_C_ALGORITHM),
+        req.header(SSE_C_KEY),
+        req.header(SSE_C_KEY_MD5),
+    );
+    match (alg, key, md5) {
+        (None, None, None) => Ok(None),
+        (Some(alg), Some(key), Some(md5)) => {
+            if alg.trim() != "AES256" {
+                return Err(S3Error::new(400, "InvalidEncryptionAlgorithmError", "The encryption request you specified is not valid. The valid value is AES256."));
+            }
+            use md5::Digest as _;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .unwrap_or_default();
+            let digest = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&raw));
+            if raw.len() != 32 {
+                return Err(S3Error::new(400, "InvalidArgument", "The secret key was invalid for the specified algorithm."));
+            }
+            if digest != md5.trim() {
+                return Err(S3Error::new(400, "InvalidArgument", "The calculated MD5 hash of the key did not match the hash that was provided."));
+            }
+            Ok(Some(digest))
+        }
+        _ => Err(S3Error::new(400, "InvalidArgument", "Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key.")),
+    }
+}
+
 fn get_object(req: &HttpRequest, objects: &BTreeMap<String, StoredObject>, key: &str) -> Outcome {
     let obj = objects.get(key).ok_or_else(|| S3Error::no_such_key(key))?;
+    // An SSE-C object is readable (HEAD included) only with its key.
+    let given = sse_c_parameters(req)?;
+    if let Some(stored) = obj.header(SSE_C_KEY_MD5) {
+        match given {
+            None => return Err(S3Error::new(400, "InvalidRequest", "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.")),
+            Some(md5) if md5 != stored.trim() => return Err(S3Error::access_denied()),
+            Some(_) => {}
+        }
+    }
     // Preconditions in RFC 9110 order: If-Match, If-Unmodified-Since, If-None-Match,
     // If-Modified-Since.
     if let Some(im) = req.header("if-match") {
@@ -953,6 +1070,8 @@ fn list_objects_v2(
 
 impl Handler for MockS3 {
     fn handle(&self, req: &HttpRequest, ctx: &CallContext) -> Reply {
+        let shifted = self.shifted(ctx);
+        let ctx = &shifted;
         let seq = {
             let mut s = self.lock();
             s.seq += 1;

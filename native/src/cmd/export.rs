@@ -22,6 +22,8 @@ enum End {
     Unchanged(String),
     Newer(String),
     Empty(String),
+    /// The store refused in a way no retry can fix (wrong keys, a missing permission).
+    Refused(String),
 }
 
 pub fn run(args: &ExportArgs) -> Res<Outcome> {
@@ -106,6 +108,11 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
         {
             Some(End::Empty(line.clone()))
         }
+        Effect::Log(Level::Error, line)
+            if line.starts_with("export to ") && line.contains("no retry can fix this") =>
+        {
+            Some(End::Refused(line.clone()))
+        }
         Effect::Log(Level::Warn, line) if line.starts_with("export to ") => {
             last_problem = Some((Exit::Storage, line.clone()));
             None
@@ -126,6 +133,12 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
         Some(End::Exported(line)) => (Outcome::ok(line), true),
         Some(End::Unchanged(line)) => (Outcome::ok(line), false),
         Some(End::Newer(line)) => (Outcome::new(Exit::Skipped, line), false),
+        Some(End::Refused(line)) => {
+            let line = line
+                .split_once("; next attempt in ")
+                .map_or(line.as_str(), |(l, _)| l);
+            return Ok(Outcome::new(Exit::Usage, line).field("object", object));
+        }
         Some(End::Empty(line)) => {
             return Ok(
                 Outcome::new(Exit::Nothing, format!("{source}: {line}")).field("object", object)

@@ -321,7 +321,7 @@ impl Export {
                 }
                 PutOutcome::Failed(e) => {
                     let why = format!("{e} (from {})", cx.store.upstream());
-                    self.failed(&call, &why, cx)
+                    self.failed_with(&call, &why, e.needs_operator(), cx)
                 }
             },
             CallKind::Head { .. } => match cx.store.parse_head(&resp) {
@@ -348,7 +348,7 @@ impl Export {
                         });
                     record_problem(recorded, cx.fx);
                     let why = format!("{e} (from {})", cx.store.upstream());
-                    self.failed(&call, &why, cx)
+                    self.failed_with(&call, &why, e.needs_operator(), cx)
                 }
             },
         }
@@ -473,9 +473,19 @@ impl Export {
     }
 
     fn failed(&mut self, call: &InFlight, reason: &str, cx: &mut Cx<'_>) {
+        self.failed_with(call, reason, None, cx);
+    }
+
+    /// `fix`: the store's error is one no retry can fix (wrong keys, a missing permission,
+    /// `StoreError::needs_operator`): logged at error level with what to change, and retried only
+    /// after the longest backoff (the operator may fix it without a reload).
+    fn failed_with(&mut self, call: &InFlight, reason: &str, fix: Option<&str>, cx: &mut Cx<'_>) {
         let hash = call.kind.hash().to_string();
         self.follow_up = None;
-        let (backoff, mut rng) = (self.backoff, self.rng.clone());
+        let (mut backoff, mut rng) = (self.backoff, self.rng.clone());
+        if fix.is_some() {
+            backoff.base_ms = backoff.max_ms;
+        }
         let mut retry = (0, 0);
         let now = cx.now;
         let recorded = node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
@@ -484,15 +494,25 @@ impl Export {
             rng = r;
         });
         self.rng = rng;
-        cx.fx.log(
-            Level::Warn,
-            format!(
-                "export to {} failed: {reason}; retry {} in {} ms",
-                cx.store.describe(&self.key),
-                retry.0,
-                retry.1
+        match fix {
+            None => cx.fx.log(
+                Level::Warn,
+                format!(
+                    "export to {} failed: {reason}; retry {} in {} ms",
+                    cx.store.describe(&self.key),
+                    retry.0,
+                    retry.1
+                ),
             ),
-        );
+            Some(fix) => cx.fx.log(
+                Level::Error,
+                format!(
+                    "export to {} failed: {reason}; no retry can fix this: {fix}; next attempt in {} ms",
+                    cx.store.describe(&self.key),
+                    retry.1
+                ),
+            ),
+        }
         cx.fx.metric(Metric::ExportFailuresTotal, 1);
         record_problem(recorded, cx.fx);
     }

@@ -402,10 +402,22 @@ impl Import {
                 let line = format!("{} does not exist yet; nothing to import", self.where_);
                 self.retry(&line, now, fx);
             }
-            GetOutcome::Failed(e) => {
-                let line = format!("downloading {} failed: {e}", self.where_);
-                self.retry(&line, now, fx);
-            }
+            GetOutcome::Failed(e) => match e.needs_operator() {
+                None => {
+                    let line = format!("downloading {} failed: {e}", self.where_);
+                    self.retry(&line, now, fx);
+                }
+                Some(fix) => {
+                    // No retry can fix it: said at error level, retried after the longest backoff.
+                    self.failures = self.failures.max(31);
+                    let delay = self.retry_quietly(now);
+                    let line = format!(
+                        "import: downloading {} failed: {e}; no retry can fix this: {fix} (next try in {delay} ms)",
+                        self.where_
+                    );
+                    fx.log(Level::Error, line);
+                }
+            },
         }
     }
 

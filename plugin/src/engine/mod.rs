@@ -38,10 +38,13 @@ use crate::http::{HttpResponse, OutboundRequest};
 use crate::node_lock::{self, Lease, SharedStore};
 use crate::seal::ExportSealer;
 use crate::settings::{Config, SourceConfig};
+use crate::store::timestamp::clock_skew_ms;
 use crate::store::{self, ObjectStore};
 use prepare::Prepare;
 
 const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
+/// The store's credentials as the lease holder fetched them (docs/credentials.md).
+const CREDENTIALS_KEY: &str = "config-bridge/v1/store-credentials";
 /// Bytes of a document hashed per tick: a larger one is hashed across ticks, so no callback does
 /// work proportional to a large configuration (docs/architecture.md).
 pub const DIGEST_SLICE_BYTES: usize = 2 * 1024 * 1024;
@@ -121,6 +124,9 @@ pub struct Engine {
     digesting: Option<Prepare>,
     /// Encrypts prepared documents before the export sees them (`export_encryption_key`).
     sealer: ExportSealer,
+    /// The store's clock minus this node's (ms), as last measured: kept across
+    /// reconfigurations, which build a new store.
+    clock_skew_ms: i64,
 }
 
 impl Engine {
@@ -171,6 +177,7 @@ impl Engine {
             election,
             digesting: None,
             sealer,
+            clock_skew_ms: 0,
             cfg,
         }
     }
@@ -181,6 +188,8 @@ impl Engine {
         let mut next = Engine::new(cfg, self.me);
         next.calls.continue_ids(&self.calls);
         let previous = std::mem::replace(self, next);
+        self.clock_skew_ms = previous.clock_skew_ms;
+        self.store.set_clock_skew(self.clock_skew_ms);
         if previous.record_key == self.record_key {
             // Same object: calls in flight stay in flight (one per owner, as before); an answer
             // a replaced sub-machine no longer expects is ignored by it.
@@ -312,7 +321,7 @@ impl Engine {
         if (self.cfg.export || self.cfg.import) && self.node_identity(shared, &mut fx) {
             // The store's prerequisite (a token) goes before any other request of the store, and
             // only the lease holder needs one (a new holder gets it on its next tick).
-            let ready = self.store_ready(now, self.holder, &mut dispatches);
+            let ready = self.store_ready(now, self.holder, shared, &mut dispatches);
             if let Some(plan) = self.lease(now, shared, ready, &mut fx) {
                 if ready {
                     self.dispatch_import(now, &mut fx, &mut dispatches);
@@ -385,11 +394,20 @@ impl Engine {
 
     /// Whether the store can take requests; sends its prerequisite when it needs one.
     /// `may_fetch`: this worker may send the prerequisite (the lease holder).
-    fn store_ready(&mut self, now: u64, may_fetch: bool, out: &mut Vec<Dispatch>) -> bool {
+    fn store_ready(
+        &mut self,
+        now: u64,
+        may_fetch: bool,
+        shared: &mut dyn SharedStore,
+        out: &mut Vec<Dispatch>,
+    ) -> bool {
         if self.calls.busy(Owner::Store) {
             return false;
         }
         if may_fetch {
+            // Credentials another worker of this node fetched come first: one fetch per node.
+            self.store
+                .share(&self.cfg.shared_key(CREDENTIALS_KEY), shared, now);
             if let Some(request) = self.store.prerequisite(now) {
                 self.open(Owner::Store, Some(request), now, out);
                 return false;
@@ -617,13 +635,21 @@ impl Engine {
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
-        // A store that authenticates with a token (GCS) fetches a new one on the next tick; the
-        // call itself fails and is retried by its owner. Import's Kong Admin calls share the
-        // owner: a 401 there costs at most one extra token request.
-        if response.status == 401
-            && matches!(owner, Owner::Export | Owner::Import | Owner::Election)
-        {
+        // A store that authenticates with a token (GCS) or expiring keys (S3 `ExpiredToken`)
+        // fetches new ones on the next tick; the call itself fails and is retried by its owner.
+        // Import's Kong Admin calls share the owner: a 401 there costs at most one extra fetch.
+        let store_call = matches!(owner, Owner::Export | Owner::Import | Owner::Election);
+        if store_call && self.store.rejects_credentials(&response) {
             self.store.on_unauthorized(now);
+        }
+        // The store's clock, from its `Date`: signatures use it (docs/credentials.md). Only
+        // answers known to come from the store count (the import's Kong Admin calls and the
+        // credential endpoints run on this node's clock), and any answer refusing the clock.
+        if matches!(owner, Owner::Export | Owner::Election) || self.store.rejects_clock(&response) {
+            if let Some(skew) = clock_skew_ms(response.header("date"), now) {
+                self.clock_skew_ms = skew;
+                self.store.set_clock_skew(skew);
+            }
         }
         match owner {
             Owner::Export => {
@@ -657,6 +683,8 @@ impl Engine {
                 if let Err(e) = self.store.on_prerequisite(Ok(response), now) {
                     fx.log(Level::Warn, e);
                 }
+                self.store
+                    .share(&self.cfg.shared_key(CREDENTIALS_KEY), shared, now);
             }
         }
     }

@@ -223,6 +223,18 @@ pub const SETTINGS: &[&str] = &[
     "aws_secret_access_key",
     "aws_session_token",
     "aws_region",
+    "aws_container_credentials_uri",
+    "aws_container_credentials_relative_uri",
+    "aws_container_authorization_token",
+    "aws_container_credentials_upstream",
+    "aws_web_identity_token",
+    "aws_role_arn",
+    "aws_role_session_name",
+    "aws_sts_endpoint",
+    "aws_sts_upstream",
+    "aws_imds_endpoint",
+    "aws_imds_upstream",
+    "aws_imds_disabled",
     "storage_endpoint",
     "storage_upstream",
     "s3_force_path_style",
@@ -700,7 +712,10 @@ mod tests {
         assert_eq!(c.export_delay_ms, 60_000);
         assert_eq!(c.storage.upstream, "s3.eu-west-1.amazonaws.com:443");
         assert_eq!(c.s3().unwrap().region, "eu-west-1");
-        assert_eq!(c.s3().unwrap().secret_access_key.expose(), SECRET);
+        assert_eq!(
+            c.s3().unwrap().keys().unwrap().secret_access_key.expose(),
+            SECRET
+        );
         assert!(c.s3().unwrap().conditional_writes);
         assert_eq!(c.tick_period_ms, 1000);
         match &c.source {
@@ -774,7 +789,13 @@ mod tests {
         assert_eq!(c.export_delay_ms, 5000);
         assert_eq!(c.s3().unwrap().region, "us-east-2");
         assert_eq!(
-            c.s3().unwrap().session_token.as_ref().map(|s| s.expose()),
+            c.s3()
+                .unwrap()
+                .keys()
+                .unwrap()
+                .session_token
+                .as_ref()
+                .map(|s| s.expose()),
             Some("tok")
         );
         assert_eq!(c.storage.upstream, "minio:9000");

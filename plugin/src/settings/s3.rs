@@ -8,12 +8,12 @@ use serde_json::{Map, Value};
 use super::lookup::{object_or_json_string, Lookup};
 use super::{err, ConfigError, Secret};
 use crate::http_url::{percent_encode, HttpUrl};
+use crate::store::aws_credentials::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Settings {
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
+    /// Where the signing keys come from (docs/credentials.md).
+    pub credentials: AwsProvider,
     pub region: String,
     /// `AWS_CONFIG_STORAGE_ENDPOINT`: an S3-compatible endpoint (always path-style).
     pub endpoint: Option<HttpUrl>,
@@ -22,6 +22,16 @@ pub struct S3Settings {
     pub conditional_writes: bool,
     /// `cluster_fallback_export_s3_config` mapped to (header name, value), in a stable order.
     pub extra_headers: HeaderList,
+}
+
+impl S3Settings {
+    /// The configured keys, when they are static.
+    pub fn keys(&self) -> Option<&AwsKeys> {
+        match &self.credentials {
+            AwsProvider::Static(k) => Some(k),
+            _ => None,
+        }
+    }
 }
 
 /// Headers whose values may be secret (`SSECustomerKey`): `Debug` shows only the names.
@@ -55,9 +65,6 @@ pub(crate) fn default_s3_upstream(s3: &S3Settings) -> String {
 }
 
 pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, ConfigError> {
-    let access_key_id = l.secret("aws_access_key_id", &["AWS_ACCESS_KEY_ID"])?;
-    let secret_access_key = l.secret("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"])?;
-    let session_token = l.secret("aws_session_token", &["AWS_SESSION_TOKEN"])?;
     let region = l.string("aws_region", &["AWS_REGION", "AWS_DEFAULT_REGION"])?;
     let endpoint = match l.string("storage_endpoint", &["AWS_CONFIG_STORAGE_ENDPOINT"])? {
         None => None,
@@ -82,28 +89,7 @@ pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Con
         }
         None => String::new(),
     };
-    let (access_key_id, secret_access_key) = match (access_key_id, secret_access_key) {
-        (Some(a), Some(s)) => (a, s),
-        (None, _) if required => {
-            return err(
-                "aws_access_key_id",
-                "is not configured (set it or AWS_ACCESS_KEY_ID)",
-            )
-        }
-        (_, None) if required => {
-            return err(
-                "aws_secret_access_key",
-                "is not configured (set it or AWS_SECRET_ACCESS_KEY)",
-            )
-        }
-        (a, s) => (
-            a.unwrap_or(Secret(String::new())),
-            s.unwrap_or(Secret(String::new())),
-        ),
-    };
-    if !access_key_id.0.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return err("aws_access_key_id", "must contain only letters and digits");
-    }
+    let credentials = parse_credentials(l, &region, required)?;
     let force_path_style = l.bool("s3_force_path_style", &[], false)?;
     let conditional_writes = l.bool("s3_conditional_writes", &[], true)?;
     let extra_headers = match l.get(
@@ -125,15 +111,175 @@ pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Con
         }
     };
     Ok(S3Settings {
-        access_key_id,
-        secret_access_key,
-        session_token,
+        credentials,
         region,
         endpoint,
         force_path_style,
         conditional_writes,
         extra_headers,
     })
+}
+
+/// A URL setting; `default` when unset.
+fn url_setting(
+    l: &Lookup<'_>,
+    key: &str,
+    env: &[&str],
+) -> Result<Option<(HttpUrl, String)>, ConfigError> {
+    match l.string(key, env)? {
+        None => Ok(None),
+        Some((raw, field)) => match HttpUrl::parse(&raw) {
+            Ok(u) => Ok(Some((u, field))),
+            Err(r) => err(field, r),
+        },
+    }
+}
+
+/// The upstream of a credentials endpoint: its setting (an Envoy cluster name), else the URL's
+/// `host:port`.
+fn upstream_of(l: &Lookup<'_>, key: &str, url: &HttpUrl) -> Result<String, ConfigError> {
+    Ok(match l.string(key, &[])? {
+        Some((u, _)) => u,
+        None => url.upstream(),
+    })
+}
+
+/// The credential provider chain (docs/credentials.md), decided from what is configured:
+/// keys → container credentials → web identity (a token the filter can read) → IMDSv2.
+fn parse_credentials(
+    l: &Lookup<'_>,
+    region: &str,
+    required: bool,
+) -> Result<AwsProvider, ConfigError> {
+    let access_key_id = l.secret("aws_access_key_id", &["AWS_ACCESS_KEY_ID"])?;
+    let secret_access_key = l.secret("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"])?;
+    let session_token = l.secret("aws_session_token", &["AWS_SESSION_TOKEN"])?;
+    match (access_key_id, secret_access_key) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            if !access_key_id.expose().bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return err("aws_access_key_id", "must contain only letters and digits");
+            }
+            return Ok(AwsProvider::Static(AwsKeys {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            }));
+        }
+        (Some(_), None) => {
+            return err(
+                "aws_secret_access_key",
+                "is not configured (set it or AWS_SECRET_ACCESS_KEY, or neither key to use the credential chain)",
+            )
+        }
+        (None, Some(_)) => {
+            return err(
+                "aws_access_key_id",
+                "is not configured (set it or AWS_ACCESS_KEY_ID, or neither key to use the credential chain)",
+            )
+        }
+        (None, None) => {}
+    }
+    let container = match url_setting(
+        l,
+        "aws_container_credentials_uri",
+        &["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+    )? {
+        Some((url, _)) => Some(url),
+        None => match l.string(
+            "aws_container_credentials_relative_uri",
+            &["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"],
+        )? {
+            None => None,
+            Some((rel, field)) => {
+                if !rel.starts_with('/') {
+                    return err(field, "must be a path starting with '/'");
+                }
+                Some(
+                    HttpUrl::parse(&format!("{ECS_CREDENTIALS_HOST}{rel}"))
+                        .or_else(|r| err(field, r))?,
+                )
+            }
+        },
+    };
+    if let Some(url) = container {
+        let upstream = upstream_of(l, "aws_container_credentials_upstream", &url)?;
+        let authorization = l.secret(
+            "aws_container_authorization_token",
+            &["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
+        )?;
+        return Ok(AwsProvider::Container {
+            url,
+            upstream,
+            authorization,
+        });
+    }
+    if let Some(token) = l.secret("aws_web_identity_token", &[])? {
+        let Some((role_arn, _)) = l.string("aws_role_arn", &["AWS_ROLE_ARN"])? else {
+            return err(
+                "aws_role_arn",
+                "is not configured (aws_web_identity_token needs the role to assume; set it or AWS_ROLE_ARN)",
+            );
+        };
+        let session_name = match l.string("aws_role_session_name", &["AWS_ROLE_SESSION_NAME"])? {
+            Some((n, field)) => {
+                let ok = n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"=,.@-_".contains(&b));
+                if !ok {
+                    return err(
+                        field,
+                        "must be 2 to 64 characters of letters, digits and =,.@-_",
+                    );
+                }
+                n
+            }
+            None => "config-bridge".to_string(),
+        };
+        let sts = match url_setting(l, "aws_sts_endpoint", &["AWS_ENDPOINT_URL_STS"])? {
+            Some((u, _)) => u,
+            None if region.is_empty() => HttpUrl::parse("https://sts.amazonaws.com")
+                .or_else(|r| err("aws_sts_endpoint", r))?,
+            None => HttpUrl::parse(&format!("https://sts.{region}.amazonaws.com"))
+                .or_else(|r| err("aws_sts_endpoint", r))?,
+        };
+        let upstream = upstream_of(l, "aws_sts_upstream", &sts)?;
+        return Ok(AwsProvider::WebIdentity {
+            sts,
+            upstream,
+            role_arn,
+            session_name,
+            token,
+        });
+    }
+    let imds_off = l.bool("aws_imds_disabled", &["AWS_EC2_METADATA_DISABLED"], false)?;
+    if imds_off {
+        if required {
+            return err(
+                "aws_access_key_id",
+                "no AWS credentials: no keys, no container credentials, no web identity token, and the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)",
+            );
+        }
+        return Ok(AwsProvider::Static(AwsKeys {
+            access_key_id: Secret(String::new()),
+            secret_access_key: Secret(String::new()),
+            session_token: None,
+        }));
+    }
+    let url = match url_setting(
+        l,
+        "aws_imds_endpoint",
+        &["AWS_EC2_METADATA_SERVICE_ENDPOINT"],
+    )? {
+        Some((u, field)) => {
+            if u.path_and_query.contains('?') {
+                return err(field, "must not have a query string");
+            }
+            u
+        }
+        None => HttpUrl::parse(IMDS_URL).or_else(|r| err("aws_imds_endpoint", r))?,
+    };
+    let upstream = upstream_of(l, "aws_imds_upstream", &url)?;
+    Ok(AwsProvider::Imds { url, upstream })
 }
 
 /// PutObject parameters (as named in the AWS SDKs, which is what Kong's setting uses) → header.

@@ -414,6 +414,14 @@ impl ObjectStore for GcsStore {
         self.tokens.invalidate();
     }
 
+    fn rejects_clock(&self, resp: &HttpResponse) -> bool {
+        super::gcs_auth::rejects_assertion_time(resp)
+    }
+
+    fn set_clock_skew(&mut self, skew_ms: i64) {
+        self.tokens.set_clock_skew(skew_ms);
+    }
+
     fn on_prerequisite(
         &mut self,
         answer: Result<HttpResponse, String>,

@@ -193,6 +193,8 @@ pub struct TokenCache {
     last_error: Option<String>,
     /// Token requests sent so far and the time the last JWT signature took (diagnostics).
     pub requests: u64,
+    /// The store's clock minus this node's (ms): the assertion's `iat`/`exp` are Google's time.
+    skew_ms: i64,
 }
 
 impl TokenCache {
@@ -206,7 +208,12 @@ impl TokenCache {
             next_attempt_at: 0,
             last_error: None,
             requests: 0,
+            skew_ms: 0,
         }
+    }
+
+    pub fn set_clock_skew(&mut self, skew_ms: i64) {
+        self.skew_ms = skew_ms;
     }
 
     pub fn provider(&self) -> &TokenProvider {
@@ -260,7 +267,8 @@ impl TokenCache {
                 aud,
                 upstream,
             } => {
-                let assertion = match key.assertion(self.scope, aud, now_ms / 1000) {
+                let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
+                let assertion = match key.assertion(self.scope, aud, iat_ms / 1000) {
                     Ok(a) => a,
                     Err(e) => {
                         self.failed(e, now_ms);
@@ -380,6 +388,15 @@ impl TokenCache {
         self.next_attempt_at = now_ms.saturating_add(delay);
         self.last_error = Some(e.clone());
         format!("{e}; retrying in {} s", delay / 1000)
+    }
+}
+
+/// Whether a token endpoint refused the assertion for its times (Google's `invalid_grant`
+/// "Check your iat and exp values").
+pub fn rejects_assertion_time(resp: &HttpResponse) -> bool {
+    resp.status == 400 && {
+        let body = String::from_utf8_lossy(&resp.body);
+        body.contains("invalid_grant") && body.contains("iat")
     }
 }
 

@@ -7,8 +7,10 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::http::{HttpResponse, OutboundRequest};
+use crate::node_lock::SharedStore;
 use crate::settings::{StorageBackend, StorageSettings};
 
+pub mod aws_credentials;
 pub mod election_objects;
 pub mod gcs;
 pub mod gcs_auth;
@@ -42,6 +44,9 @@ pub struct ExportMeta {
     pub seal: Vec<(&'static str, String)>,
 }
 
+/// The message of an error answer without a body (HEAD), whose code is the status's name.
+pub const NO_ERROR_MESSAGE: &str = "no error message in the response";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreError {
     /// HTTP status, 0 when the call itself failed.
@@ -65,6 +70,28 @@ impl StoreError {
     /// but the export retries anyway with backoff (credentials get rotated, buckets get created).
     pub fn is_server_side(&self) -> bool {
         self.status == 0 || self.status == 429 || self.status >= 500
+    }
+
+    /// For an error no retry can fix (wrong keys, a missing permission), what the operator must
+    /// change; the export then backs off long and logs at error level, and the native tool stops
+    /// at once (docs/credentials.md).
+    pub fn needs_operator(&self) -> Option<&'static str> {
+        if self.message == NO_ERROR_MESSAGE {
+            // A body-less answer (HEAD): the code is only the status's name, not the store's.
+            return None;
+        }
+        Some(match self.code.as_str() {
+            "SignatureDoesNotMatch" => {
+                "the secret access key does not belong to the access key id (check aws_secret_access_key / AWS_SECRET_ACCESS_KEY, and that nothing rewrites the request on the way)"
+            }
+            "InvalidAccessKeyId" => {
+                "the access key id is unknown to this store (check aws_access_key_id / AWS_ACCESS_KEY_ID, the region and storage_endpoint)"
+            }
+            "AccessDenied" if self.status == 403 => {
+                "the credentials lack a permission on this bucket (grant s3:GetObject, s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket and prefix)"
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -213,9 +240,26 @@ pub trait ObjectStore {
     fn ready(&self, _now_ms: u64) -> bool {
         true
     }
+    /// Whether an answer of this store says its credentials are no longer good (a 401; S3's
+    /// `ExpiredToken`): the engine then calls `on_unauthorized`.
+    fn rejects_credentials(&self, resp: &HttpResponse) -> bool {
+        resp.status == 401
+    }
+    /// Whether an answer refuses the request's time (S3 `RequestTimeTooSkewed`, a token endpoint
+    /// refusing the assertion's `iat`): its `Date` then corrects this node's clock.
+    fn rejects_clock(&self, _resp: &HttpResponse) -> bool {
+        false
+    }
     /// A request of this store was answered 401: drop cached credentials (a token) so the next
     /// `prerequisite` fetches new ones.
     fn on_unauthorized(&mut self, _now_ms: u64) {}
+    /// Publishes credentials fetched by this worker to shared data under `key`, or takes over
+    /// newer ones another worker of the node published (called by the lease holder before its
+    /// prerequisite and after each answer to it).
+    fn share(&mut self, _key: &str, _shared: &mut dyn SharedStore, _now_ms: u64) {}
+    /// The store's clock minus this node's (ms), measured from the store's `Date`: signatures and
+    /// token assertions use the store's time.
+    fn set_clock_skew(&mut self, _skew_ms: i64) {}
     /// The prerequisite's answer (`Err`: the call failed, with the host's reason).
     fn on_prerequisite(
         &mut self,

@@ -10,9 +10,10 @@
 
 use std::rc::Rc;
 
+use super::aws_credentials::{AwsProvider, CredentialChain};
 use super::election_objects::{self, ElectionCandidate};
 use super::sigv4::sign_v4;
-use super::timestamp::rfc3339_ms;
+use super::timestamp::{rfc3339_ms, shift};
 use super::{
     DeleteOutcome, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore,
     Precondition, PutOutcome, RemoteMeta, StoreError,
@@ -20,6 +21,7 @@ use super::{
 use crate::document::{hex, sha256_hex};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::percent_encode;
+use crate::node_lock::SharedStore;
 use crate::settings::S3Settings;
 
 pub const META_UPLOADER: &str = "x-amz-meta-uploader";
@@ -30,7 +32,18 @@ pub struct S3Store {
     settings: S3Settings,
     bucket: String,
     upstream: String,
+    credentials: CredentialChain,
+    /// The store's clock minus this node's (ms), measured from its `Date`: `x-amz-date` is the
+    /// store's time, so a node whose clock is off still signs requests S3 accepts.
+    skew_ms: i64,
 }
+
+/// SSE-C headers: a customer-key-encrypted object is only readable (HEAD too) with its key.
+const SSE_C_HEADERS: &[&str] = &[
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-server-side-encryption-customer-key-md5",
+];
 
 /// Where a request goes: `:authority`, `:scheme` and the path prefix before the key.
 struct Address {
@@ -42,10 +55,27 @@ struct Address {
 impl S3Store {
     pub fn new(settings: S3Settings, bucket: String, upstream: String) -> S3Store {
         S3Store {
+            credentials: CredentialChain::new(settings.credentials.clone()),
             settings,
             bucket,
             upstream,
+            skew_ms: 0,
         }
+    }
+
+    pub fn credentials(&self) -> &CredentialChain {
+        &self.credentials
+    }
+
+    /// The SSE-C headers of `cluster_fallback_export_s3_config`, which reads of the object need.
+    fn sse_c_headers(&self) -> Vec<(String, String)> {
+        self.settings
+            .extra_headers
+            .0
+            .iter()
+            .filter(|(k, _)| SSE_C_HEADERS.contains(&k.as_str()))
+            .cloned()
+            .collect()
     }
 
     fn address(&self) -> Address {
@@ -110,13 +140,15 @@ impl S3Store {
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
         headers.push(("host".into(), addr.authority.clone()));
+        let keys = self.credentials.keys(now_ms)?;
         let signed = sign_v4(
             method,
             &format!("{}://{}{}", addr.scheme, addr.authority, path),
             &headers,
             payload_hash,
-            &self.settings,
-            now_ms,
+            keys,
+            &self.settings.region,
+            shift(now_ms, self.skew_ms),
         )?;
         headers.extend(signed);
         headers.retain(|(k, _)| k != "host");
@@ -151,9 +183,10 @@ impl ObjectStore for S3Store {
         if_none_match: Option<&str>,
         now_ms: u64,
     ) -> Result<OutboundRequest, String> {
-        let headers = if_none_match
-            .map(|v| vec![("if-none-match".to_string(), v.to_string())])
-            .unwrap_or_default();
+        let mut headers = self.sse_c_headers();
+        if let Some(v) = if_none_match {
+            headers.push(("if-none-match".to_string(), v.to_string()));
+        }
         self.build("GET", key, headers, Rc::default(), &sha256_hex(b""), now_ms)
     }
 
@@ -322,7 +355,8 @@ impl ObjectStore for S3Store {
 
     fn head(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
         let empty = sha256_hex(b"");
-        self.build("HEAD", key, Vec::new(), Rc::default(), &empty, now_ms)
+        let headers = self.sse_c_headers();
+        self.build("HEAD", key, headers, Rc::default(), &empty, now_ms)
     }
 
     fn parse_put(&self, resp: &HttpResponse) -> PutOutcome {
@@ -342,6 +376,53 @@ impl ObjectStore for S3Store {
             },
             _ => PutOutcome::Failed(error_from(resp)),
         }
+    }
+
+    fn prerequisite(&mut self, now_ms: u64) -> Option<OutboundRequest> {
+        self.credentials.request(now_ms)
+    }
+
+    fn ready(&self, now_ms: u64) -> bool {
+        self.credentials.keys(now_ms).is_ok()
+    }
+
+    fn rejects_credentials(&self, resp: &HttpResponse) -> bool {
+        if !matches!(resp.status, 400 | 401 | 403) {
+            return false;
+        }
+        let code = xml_element(&String::from_utf8_lossy(&resp.body), "Code");
+        matches!(
+            code.as_deref(),
+            Some("ExpiredToken" | "InvalidToken" | "TokenRefreshRequired")
+        ) || (!matches!(self.settings.credentials, AwsProvider::Static(_))
+            && code.as_deref() == Some("InvalidAccessKeyId"))
+    }
+
+    fn rejects_clock(&self, resp: &HttpResponse) -> bool {
+        resp.status == 403
+            && xml_element(&String::from_utf8_lossy(&resp.body), "Code").as_deref()
+                == Some("RequestTimeTooSkewed")
+    }
+
+    fn on_unauthorized(&mut self, _now_ms: u64) {
+        self.credentials.invalidate();
+    }
+
+    fn on_prerequisite(
+        &mut self,
+        answer: Result<HttpResponse, String>,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        self.credentials.answered(answer, now_ms)
+    }
+
+    fn share(&mut self, key: &str, shared: &mut dyn SharedStore, now_ms: u64) {
+        self.credentials.share(key, shared, now_ms);
+    }
+
+    fn set_clock_skew(&mut self, skew_ms: i64) {
+        self.skew_ms = skew_ms;
+        self.credentials.set_clock_skew(skew_ms);
     }
 
     fn parse_head(&self, resp: &HttpResponse) -> HeadOutcome {
@@ -394,8 +475,8 @@ pub fn error_from(resp: &HttpResponse) -> StoreError {
     let body = String::from_utf8_lossy(&resp.body);
     let code =
         xml_element(&body, "Code").unwrap_or_else(|| status_code_name(resp.status).to_string());
-    let message = xml_element(&body, "Message")
-        .unwrap_or_else(|| "no error message in the response".to_string());
+    let message =
+        xml_element(&body, "Message").unwrap_or_else(|| super::NO_ERROR_MESSAGE.to_string());
     StoreError::from_answer(resp.status, &code, &message)
 }
 
@@ -416,7 +497,7 @@ fn status_code_name(status: u16) -> &'static str {
 }
 
 /// The text of the first `<name>…</name>`, entities decoded.
-fn xml_element(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn xml_element(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
     let start = xml.find(&open)? + open.len();
@@ -437,6 +518,7 @@ mod tests {
     use crate::document::sha256;
     use crate::http_url::HttpUrl;
     use crate::settings::{HeaderList, Secret};
+    use crate::store::aws_credentials::AwsKeys;
     use base64::Engine as _;
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::{Digest, Sha256};
@@ -448,9 +530,11 @@ mod tests {
 
     fn settings(endpoint: Option<&str>) -> S3Settings {
         S3Settings {
-            access_key_id: Secret::new(AK),
-            secret_access_key: Secret::new(SK),
-            session_token: None,
+            credentials: AwsProvider::Static(AwsKeys {
+                access_key_id: Secret::new(AK),
+                secret_access_key: Secret::new(SK),
+                session_token: None,
+            }),
             region: "us-east-1".into(),
             endpoint: endpoint.map(|e| HttpUrl::parse(e).unwrap()),
             force_path_style: false,
@@ -519,7 +603,8 @@ mod tests {
             "https://examplebucket.s3.amazonaws.com/test.txt",
             &headers,
             &sha256_hex(b""),
-            &settings(None),
+            settings(None).keys().unwrap(),
+            "us-east-1",
             T_2013,
         )
         .unwrap();
@@ -638,7 +723,9 @@ mod tests {
     #[test]
     fn aws_endpoint_is_virtual_hosted_and_session_token_is_signed() {
         let mut s = settings(None);
-        s.session_token = Some(Secret::new("SESSIONTOKEN"));
+        if let AwsProvider::Static(k) = &mut s.credentials {
+            k.session_token = Some(Secret::new("SESSIONTOKEN"));
+        }
         s.region = "eu-west-1".into();
         let store = S3Store::new(
             s.clone(),
@@ -736,6 +823,125 @@ mod tests {
             panic!()
         };
         assert_eq!((e.code.as_str(), e.is_server_side()), ("SlowDown", true));
+    }
+
+    #[test]
+    fn errors_no_retry_can_fix_name_their_fix() {
+        let store = S3Store::new(settings(None), "b-1".into(), "u".into());
+        let err = |status, code: &str| {
+            let body = format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+            match store.parse_put(&resp(status, &[], &body)) {
+                PutOutcome::Failed(e) => e,
+                other => panic!("{other:?}"),
+            }
+        };
+        let fix = err(403, "SignatureDoesNotMatch").needs_operator().unwrap();
+        assert!(fix.contains("aws_secret_access_key"), "{fix}");
+        let fix = err(403, "InvalidAccessKeyId").needs_operator().unwrap();
+        assert!(fix.contains("aws_access_key_id"), "{fix}");
+        let fix = err(403, "AccessDenied").needs_operator().unwrap();
+        assert!(fix.contains("s3:PutObject"), "{fix}");
+        for (status, code) in [
+            (403, "RequestTimeTooSkewed"),
+            (400, "ExpiredToken"),
+            (503, "SlowDown"),
+            (500, "InternalError"),
+        ] {
+            assert_eq!(err(status, code).needs_operator(), None, "{code}");
+        }
+        // A HEAD answer has no body: its 403 may be a skewed clock or an expired token.
+        let HeadOutcome::Failed(e) = store.parse_head(&resp(403, &[], "")) else {
+            panic!()
+        };
+        assert_eq!(
+            (e.code.as_str(), e.needs_operator()),
+            ("AccessDenied", None)
+        );
+    }
+
+    #[test]
+    fn expired_tokens_and_skewed_clocks_are_recognised() {
+        let mut s = settings(None);
+        s.credentials = AwsProvider::Imds {
+            url: HttpUrl::parse("http://169.254.169.254").unwrap(),
+            upstream: "imds".into(),
+        };
+        let store = S3Store::new(s, "b-1".into(), "u".into());
+        let body = |code: &str| format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+        assert!(store.rejects_credentials(&resp(400, &[], &body("ExpiredToken"))));
+        assert!(store.rejects_credentials(&resp(403, &[], &body("ExpiredToken"))));
+        assert!(store.rejects_credentials(&resp(403, &[], &body("InvalidAccessKeyId"))));
+        assert!(!store.rejects_credentials(&resp(403, &[], &body("AccessDenied"))));
+        assert!(!store.rejects_credentials(&resp(500, &[], &body("ExpiredToken"))));
+        assert!(store.rejects_clock(&resp(403, &[], &body("RequestTimeTooSkewed"))));
+        assert!(!store.rejects_clock(&resp(403, &[], &body("AccessDenied"))));
+        // No keys yet: not ready, and no request can be built.
+        assert!(!store.ready(T_2013));
+        assert!(store.head("k", T_2013).is_err());
+    }
+
+    /// `x-amz-date` is the store's time: a node 20 minutes behind signs with the store's clock.
+    #[test]
+    fn the_measured_skew_corrects_the_signing_time() {
+        let mut store = S3Store::new(settings(None), "b-1".into(), "u".into());
+        store.set_clock_skew(20 * 60_000);
+        let req = store.head("k", T_2013 - 20 * 60_000).unwrap();
+        assert_eq!(req.header("x-amz-date"), Some("20130524T000000Z"));
+        store.set_clock_skew(-20 * 60_000);
+        let req = store.head("k", T_2013 + 20 * 60_000).unwrap();
+        assert_eq!(req.header("x-amz-date"), Some("20130524T000000Z"));
+    }
+
+    #[test]
+    fn sse_c_headers_go_with_head_and_get_too() {
+        let mut s = settings(None);
+        s.extra_headers = HeaderList(vec![
+            (
+                "x-amz-server-side-encryption-customer-algorithm".into(),
+                "AES256".into(),
+            ),
+            (
+                "x-amz-server-side-encryption-customer-key".into(),
+                "S1NFLUtFWQ==".into(),
+            ),
+            (
+                "x-amz-server-side-encryption-customer-key-md5".into(),
+                "bWQ1".into(),
+            ),
+            ("x-amz-storage-class".into(), "STANDARD_IA".into()),
+        ]);
+        let store = S3Store::new(s, "b-1".into(), "u".into());
+        for req in [
+            store.head("k", T_2013).unwrap(),
+            store.get("k", Some("\"e\""), T_2013).unwrap(),
+        ] {
+            assert_eq!(
+                req.header("x-amz-server-side-encryption-customer-algorithm"),
+                Some("AES256")
+            );
+            assert_eq!(
+                req.header("x-amz-server-side-encryption-customer-key"),
+                Some("S1NFLUtFWQ==")
+            );
+            assert!(req
+                .header("x-amz-server-side-encryption-customer-key-md5")
+                .is_some());
+            assert_eq!(
+                req.header("x-amz-storage-class"),
+                None,
+                "PUT-only headers stay out"
+            );
+            let auth = req.header("authorization").unwrap();
+            assert!(
+                auth.contains("x-amz-server-side-encryption-customer-key;"),
+                "signed: {auth}"
+            );
+        }
+        let list = store.list("p/", None, T_2013).unwrap();
+        assert_eq!(
+            list.header("x-amz-server-side-encryption-customer-key"),
+            None
+        );
     }
 
     #[test]

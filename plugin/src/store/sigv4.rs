@@ -10,14 +10,15 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use super::aws_credentials::AwsKeys;
 use crate::document::hex;
 use crate::http_url::percent_encode;
-use crate::settings::S3Settings;
 
 /// 9999-12-31T23:59:59.999Z: the last instant a SigV4 date (`YYYYMMDD`) can express.
 const MAX_SIGNABLE_MS: u64 = 253_402_300_799_999;
 
-/// Signs with SigV4 for service `s3`; returns the headers to add (`x-amz-date`,
+/// Signs with SigV4 for service `s3` with `keys` in `region`, at `now_ms` (the store's time:
+/// the caller corrects this node's clock skew); returns the headers to add (`x-amz-date`,
 /// `x-amz-content-sha256`, `x-amz-security-token`, `authorization`). Every header in `headers`
 /// is signed, so it must be sent exactly as given. `url` is `scheme://authority/path?query` with
 /// the path already percent-encoded (once) as it is sent.
@@ -26,7 +27,8 @@ pub fn sign_v4(
     url: &str,
     headers: &[(String, String)],
     payload_sha256_hex: &str,
-    s3: &S3Settings,
+    keys: &AwsKeys,
+    region: &str,
     now_ms: u64,
 ) -> Result<Vec<(String, String)>, String> {
     if now_ms > MAX_SIGNABLE_MS {
@@ -40,7 +42,7 @@ pub fn sign_v4(
             payload_sha256_hex.to_string(),
         ),
     ];
-    if let Some(token) = &s3.session_token {
+    if let Some(token) = &keys.session_token {
         added.push((
             "x-amz-security-token".to_string(),
             token.expose().to_string(),
@@ -72,16 +74,16 @@ pub fn sign_v4(
         "{method}\n{path}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_sha256_hex}",
         canonical_query(query)
     );
-    let scope = format!("{date}/{}/s3/aws4_request", s3.region);
+    let scope = format!("{date}/{region}/s3/aws4_request");
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex(&Sha256::digest(canonical_request.as_bytes()).into())
     );
     let mut key = hmac(
-        format!("AWS4{}", s3.secret_access_key.expose()).as_bytes(),
+        format!("AWS4{}", keys.secret_access_key.expose()).as_bytes(),
         date.as_bytes(),
     );
-    for part in [s3.region.as_str(), "s3", "aws4_request"] {
+    for part in [region, "s3", "aws4_request"] {
         key = hmac(&key, part.as_bytes());
     }
     let signature = hex(&hmac(&key, string_to_sign.as_bytes()));
@@ -89,7 +91,7 @@ pub fn sign_v4(
         "authorization".to_string(),
         format!(
             "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            s3.access_key_id.expose()
+            keys.access_key_id.expose()
         ),
     ));
     Ok(added)
@@ -179,6 +181,12 @@ fn amz_dates(now_ms: u64) -> (String, String) {
     (date, time)
 }
 
+/// `YYYYMMDDTHHMMSSZ` of a time, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn amz_dates_for_tests(now_ms: u64) -> String {
+    amz_dates(now_ms).1
+}
+
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
@@ -196,22 +204,17 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{HeaderList, Secret};
+    use crate::settings::Secret;
 
     const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     /// 2013-05-24T00:00:00Z, the date of AWS's S3 examples.
     const EXAMPLE_MS: u64 = 1_369_353_600_000;
 
-    fn example_settings() -> S3Settings {
-        S3Settings {
+    fn example_keys() -> AwsKeys {
+        AwsKeys {
             access_key_id: Secret::new("AKIAIOSFODNN7EXAMPLE"),
             secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
             session_token: None,
-            region: "us-east-1".into(),
-            endpoint: None,
-            force_path_style: false,
-            conditional_writes: true,
-            extra_headers: HeaderList::default(),
         }
     }
 
@@ -225,7 +228,8 @@ mod tests {
             url,
             &headers,
             payload,
-            &example_settings(),
+            &example_keys(),
+            "us-east-1",
             EXAMPLE_MS,
         )
         .expect("signed");
@@ -290,7 +294,8 @@ mod tests {
             "http://h/",
             &[],
             EMPTY,
-            &example_settings(),
+            &example_keys(),
+            "us-east-1",
             MAX_SIGNABLE_MS + 1
         )
         .is_err());
@@ -303,6 +308,15 @@ mod tests {
             ("X-A".to_string(), "1".to_string()),
             ("x-a".to_string(), "2".to_string()),
         ];
-        assert!(sign_v4("GET", "http://h/", &dup, EMPTY, &example_settings(), 0).is_err());
+        assert!(sign_v4(
+            "GET",
+            "http://h/",
+            &dup,
+            EMPTY,
+            &example_keys(),
+            "us-east-1",
+            0
+        )
+        .is_err());
     }
 }

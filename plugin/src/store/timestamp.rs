@@ -50,6 +50,37 @@ pub fn rfc3339_ms(s: &str) -> Option<u64> {
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
+/// Measured skews below this are the `Date` header's one-second resolution, not skew.
+pub const SKEW_NOISE_MS: i64 = 1_500;
+
+/// The answering server's clock minus this node's (ms), from its `Date` header; `Some(0)` below
+/// the header's resolution, `None` without a readable `Date`.
+pub fn clock_skew_ms(date: Option<&str>, now_ms: u64) -> Option<i64> {
+    let date = http_date_ms(date?)?;
+    let measured = i64::try_from(date)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(now_ms).unwrap_or(i64::MAX));
+    Some(if measured.abs() < SKEW_NOISE_MS {
+        0
+    } else {
+        measured
+    })
+}
+
+/// A time of this node's clock on a clock `skew` ms ahead of it.
+pub fn shift(local: u64, skew: i64) -> u64 {
+    if skew >= 0 {
+        local.saturating_add(skew.unsigned_abs())
+    } else {
+        local.saturating_sub(skew.unsigned_abs())
+    }
+}
+
+/// The reverse of `shift`: a time of the other clock on this node's.
+pub fn unshift(other: u64, skew: i64) -> u64 {
+    shift(other, skew.saturating_neg())
+}
+
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the `Date` header every store sends) → ms
 /// since the epoch; the obsolete RFC 850 and asctime forms are not sent by stores.
 pub fn http_date_ms(s: &str) -> Option<u64> {
