@@ -462,3 +462,30 @@ fn short_lived_tokens_are_renewed_before_they_expire() {
         assert_no_gcs_secrets(&g);
     }
 }
+
+/// A node whose clock is 20 minutes off (either way) still exports to GCS: the JWT's `iat`/`exp`
+/// follow the store's clock, measured from the `Date` of GCS's answers (the first grant refused
+/// for its time is the measurement), docs/credentials.md.
+#[test]
+fn a_node_clock_off_by_20_minutes_still_exports_to_gcs() {
+    for offset_min in [20i64, -20] {
+        for profile in two_profiles() {
+            let mut g = gcs_world(&profile);
+            let cfg = gcs_config(&profile, &declarative(1), Some(&g.key_json));
+            let node = start_node(&mut g.world, 1, &cfg);
+            g.world.set_clock_skew(node, offset_min * 60_000);
+            assert!(
+                until_exported(&mut g, &declarative(1), secs(120)),
+                "{} / node clock {offset_min:+} min: not exported; token calls: {}",
+                profile.name,
+                token_calls(&g.mock).len()
+            );
+            assert!(
+                token_calls(&g.mock).len() <= 3,
+                "{} / node clock {offset_min:+} min: {} token requests",
+                profile.name,
+                token_calls(&g.mock).len()
+            );
+        }
+    }
+}

@@ -810,7 +810,12 @@ impl MockGcs {
 
 impl Handler for MockGcs {
     fn handle(&self, req: &HttpRequest, ctx: &CallContext) -> Reply {
-        let response = self.route(req, ctx);
+        let mut response = self.route(req, ctx);
+        // Google's front ends date every answer (token endpoint and JSON API alike): the filter
+        // measures its clock skew from it (docs/credentials.md).
+        if response.header("date").is_none() {
+            response = response.with_header("date", &httpdate::fmt_http_date(ctx.now));
+        }
         self.lock().log.push(RecordedCall {
             request: req.clone(),
             node: ctx.node.clone(),
