@@ -11,7 +11,7 @@ use host_harness::{HostProfile, HttpExchange};
 #[test]
 fn no_trap_under_a_hostile_host_and_the_export_lands_when_it_calms_down() {
     let mut every_kind = std::collections::BTreeSet::new();
-    for seed in [1u64, 7, 42, 1234, 99_991] {
+    for seed in [1u64, 7, 42, 1234, 99_991, 5, 2026, 31_337] {
         let profile = HostProfile::hostile().seed(seed).hostile_rate(0.08);
         let s3 = mock_s3();
         let mut world = world_with_storage(&profile, s3.clone());
