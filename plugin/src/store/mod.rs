@@ -76,10 +76,10 @@ impl StoreError {
     /// change; the export then backs off long and logs at error level, and the native tool stops
     /// at once (docs/credentials.md).
     pub fn needs_operator(&self) -> Option<&'static str> {
-        if self.message == NO_ERROR_MESSAGE {
-            // A body-less answer (HEAD): the code is only the status's name, not the store's.
-            return None;
-        }
+        // A body-less answer (HEAD) gets the status's name as its code ("AccessDenied" for any
+        // 403), not the store's: only that one is not judged. A store may send a code without a
+        // message (s3s-fs: `SignatureDoesNotMatch` alone), which is judged.
+        let bodyless = self.message == NO_ERROR_MESSAGE;
         Some(match self.code.as_str() {
             "SignatureDoesNotMatch" => {
                 "the secret access key does not belong to the access key id (check aws_secret_access_key / AWS_SECRET_ACCESS_KEY, and that nothing rewrites the request on the way)"
@@ -87,7 +87,7 @@ impl StoreError {
             "InvalidAccessKeyId" => {
                 "the access key id is unknown to this store (check aws_access_key_id / AWS_ACCESS_KEY_ID, the region and storage_endpoint)"
             }
-            "AccessDenied" if self.status == 403 => {
+            "AccessDenied" if self.status == 403 && !bodyless => {
                 "the credentials lack a permission on this bucket (grant s3:GetObject, s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket and prefix)"
             }
             _ => return None,
