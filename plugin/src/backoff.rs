@@ -27,6 +27,12 @@ impl Rng {
     }
 }
 
+/// The delay before credential attempt `failures + 1` (GCS tokens, AWS credentials): `base_ms`
+/// doubling per failure up to `max_ms`, without jitter (one fetch per node, nothing to spread).
+pub fn doubling_delay_ms(failures: u32, base_ms: u64, max_ms: u64) -> u64 {
+    base_ms.saturating_mul(1u64 << failures.min(16)).min(max_ms)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     pub base_ms: u64,

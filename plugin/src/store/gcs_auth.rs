@@ -381,9 +381,7 @@ impl TokenCache {
 
     /// Records a failed attempt and schedules the next one; returns the log line.
     fn failed(&mut self, e: String, now_ms: u64) -> String {
-        let delay = RETRY_BASE_MS
-            .saturating_mul(1u64 << self.failures.min(16))
-            .min(RETRY_MAX_MS);
+        let delay = crate::backoff::doubling_delay_ms(self.failures, RETRY_BASE_MS, RETRY_MAX_MS);
         self.failures = self.failures.saturating_add(1);
         self.next_attempt_at = now_ms.saturating_add(delay);
         self.last_error = Some(e.clone());
