@@ -26,6 +26,7 @@ pub mod document;
 pub mod engine;
 pub mod flat_form;
 pub mod header_map;
+pub mod history;
 pub mod host_memory;
 pub mod http;
 pub mod http_url;

@@ -66,6 +66,9 @@ struct Pending {
 pub(super) struct Import {
     settings: ImportSettings,
     key: String,
+    /// The key signatures and encryption are bound to: `key`, or `config.json` when `key` is a
+    /// history object (docs/history.md).
+    seal_key: String,
     where_: String,
     /// This filter's own configuration text (import-only), put in place of exporting filters.
     own_filter_config: Option<Rc<Vec<u8>>>,
@@ -103,6 +106,7 @@ impl Import {
             backoff,
             rng: Rng::new(me ^ 0x1a2b_3c4d),
             settings,
+            seal_key: key.clone(),
             key,
             where_,
             own_filter_config: None,
@@ -125,6 +129,13 @@ impl Import {
     /// The signatures and encryption this import requires.
     pub(super) fn with_seal(mut self, seal: SealSettings) -> Import {
         self.seal = seal;
+        self
+    }
+
+    /// The key the export was sealed for, when the import downloads a copy of it (a history
+    /// object is sealed as `config.json`).
+    pub(super) fn sealed_for(mut self, key: String) -> Import {
+        self.seal_key = key;
         self
     }
 
@@ -434,7 +445,7 @@ impl Import {
             applied_at: meta.applied_at,
             config_sha256: meta.sha256_hex.clone(),
         };
-        match Unsealer::start(&self.seal, &self.key, body, object) {
+        match Unsealer::start(&self.seal, &self.seal_key, body, object) {
             Start::Plain(body) => self.accept(body, meta, now, fx),
             Start::Refused(why) => self.refuse(&why, meta.version, now, fx),
             Start::Unseal(u) => self.unsealing = Some((u, meta)),
