@@ -156,7 +156,8 @@ pub fn module_path() -> PathBuf {
 
 /// A filter configuration for the engine tests: exports `doc` to `endpoint` (`http://127.0.0.1:PORT`,
 /// path-style, the upstream is derived as `host:port`) with fast timings (tick 200 ms, export delay
-/// 1 s, call timeout 2 s, lease 1 s, retries 200 ms..1 s, election off: one node's export). Change fields with `cfg["f"] = json!(..)`.
+/// 1 s, call timeout 2 s, lease 1 s, retries 200 ms..1 s, election and history off: one node's export
+/// of config.json). Change fields with `cfg["f"] = json!(..)`.
 pub fn engine_filter_config(endpoint: &str, doc: &Value) -> Value {
     json!({
         "cluster_fallback_config_export": "on",
@@ -165,6 +166,8 @@ pub fn engine_filter_config(endpoint: &str, doc: &Value) -> Value {
         "gateway_version": GATEWAY_VERSION,
         "node_id": ENGINE_NODE_ID,
         "election": false,
+        // These tests count config.json's PUTs: `engine_history` turns history on.
+        "cluster_fallback_history": false,
         "aws_access_key_id": ACCESS_KEY,
         "aws_secret_access_key": SECRET_KEY,
         "aws_region": REGION,

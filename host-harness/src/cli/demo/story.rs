@@ -245,8 +245,14 @@ pub fn scenario(module: &PluginModule, profile: HostProfile) -> Result<StoryOutc
         .requests()
         .into_iter()
         .filter(|r| r.path.ends_with("/config.json"));
-    let mut election = 0;
+    let (mut election, mut history) = (0, 0);
     for e in stage.faulty.events() {
+        if e.path.contains(&format!("/{GATEWAY}/history/"))
+            || e.path.contains(&format!("{GATEWAY}%2Fhistory%2F"))
+        {
+            history += 1;
+            continue;
+        }
         if !e.path.ends_with("/config.json") {
             election += 1;
             continue;
@@ -267,7 +273,7 @@ pub fn scenario(module: &PluginModule, profile: HostProfile) -> Result<StoryOutc
         ));
     }
     stage.t.push(format!(
-        "  (and {election} leader-election requests under fallback/{GATEWAY}/election/)"
+        "  (and {election} leader-election requests under fallback/{GATEWAY}/election/, {history} history requests under fallback/{GATEWAY}/history/)"
     ));
 
     let traps = stage.traps();
