@@ -75,10 +75,28 @@ fn a_file_export_round_trips_through_status_drill_and_both_imports() {
     assert_eq!(out["sha256"], sha);
     assert_eq!(s3.meta(KEY, "uploader").as_deref(), Some("ci-runner-1"));
     assert!(s3.meta(KEY, "config-applied-at").is_some());
-    // The filter's sequence: HEAD first (404), then a conditional PUT; the final HEAD reports.
-    assert_eq!(s3.calls(), ["HEAD 404", "PUT 200", "HEAD 200"]);
+    // The filter's sequence: HEAD first (404), then a conditional PUT; then the history
+    // (docs/history.md): its listing and the same bytes and metadata under history/; the final
+    // HEAD reports.
+    assert_eq!(
+        s3.calls(),
+        ["HEAD 404", "PUT 200", "GET 200", "PUT 200", "HEAD 200"]
+    );
+    let history: Vec<String> = s3
+        .s3
+        .list_keys(BUCKET)
+        .into_iter()
+        .filter(|k| k.starts_with("fallback/3.9.1/history/"))
+        .collect();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(s3.body(&history[0]).unwrap(), text.as_bytes());
+    assert_eq!(
+        s3.meta(&history[0], "config-sha256").as_deref(),
+        Some(sha.as_str())
+    );
+    assert_eq!(out["history"]["recorded"], true, "{out}");
 
-    // The same content again: one HEAD, no upload.
+    // The same content again: one HEAD, no upload; the history's listing finds it recorded.
     s3.s3.clear_requests();
     let again = s3.cli(&format!("export --version {VERSION} --from-file {file}"));
     again.expect(0);
@@ -86,7 +104,7 @@ fn a_file_export_round_trips_through_status_drill_and_both_imports() {
         again.stdout.contains("already holds this config"),
         "{again:#?}"
     );
-    assert_eq!(s3.calls(), ["HEAD 200"]);
+    assert_eq!(s3.calls(), ["HEAD 200", "GET 200"]);
 
     let status = s3.cli("status --json").expect(0).json();
     let v = &status["versions"][0];
@@ -766,8 +784,10 @@ fn long_uploads_and_downloads_show_a_progress_line() {
         .lines()
         .filter(|l| l.contains("uploading to"))
         .collect();
-    assert_eq!(lines.len(), 4, "{up:#?}");
+    // config.json, then its history copy (docs/history.md): four quarters each.
+    assert_eq!(lines.len(), 8, "{up:#?}");
     assert!(lines[3].ends_with("(100%)"), "{lines:?}");
+    assert!(lines[7].ends_with("(100%)"), "{lines:?}");
     let out = dir.path().join("kong.json");
     let down = s3.cli(&format!(
         "import --version {VERSION} --out {} -v",
