@@ -119,7 +119,11 @@ pub fn entities(doc: &Value) -> Vec<Entity> {
         .collect();
     let raws = Raws { list, by_id };
     // Labels first (references resolve to them), made unique per type.
-    let mut labels: Vec<String> = raws.list.iter().map(|r| raws.base_label(r)).collect();
+    let mut labels: Vec<String> = raws
+        .list
+        .iter()
+        .map(|r| printable(&raws.base_label(r)))
+        .collect();
     let mut seen: BTreeMap<(&str, String), usize> = BTreeMap::new();
     for (r, l) in raws.list.iter().zip(&labels) {
         *seen.entry((r.kind.as_str(), l.clone())).or_default() += 1;
@@ -129,7 +133,7 @@ pub fn entities(doc: &Value) -> Vec<Entity> {
             // Two entities with one name (a hand-written file, or plugins without scope): the id
             // tells them apart, else nothing can.
             if let Some(id) = str_field(r.obj, "id") {
-                *l = format!("{l} [{id}]");
+                *l = format!("{l} [{}]", printable(id));
             }
         }
     }
@@ -172,6 +176,23 @@ fn collect<'a>(
             }
         }
     }
+}
+
+/// At most this many characters of a name in a line.
+const MAX_SHOWN: usize = 120;
+
+/// A name from a document as one safe line: control characters (a forged line break in an
+/// object from the bucket) as `?`, at most `MAX_SHOWN` characters.
+pub fn printable(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_SHOWN)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(MAX_SHOWN).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -412,5 +433,10 @@ mod tests {
         find(&all, "routes", "dup [a]");
         find(&all, "routes", "dup [b]");
         assert!(entities(&json!([1, 2])).is_empty());
+        // A forged line break in a name stays on its line; long names are cut.
+        let hostile = entities(&json!({"services": [{"name": "a\n~ services  forged"},
+                                                    {"name": "x".repeat(500)}]}));
+        assert_eq!(hostile[0].label, "a?~ services  forged");
+        assert_eq!(hostile[1].label.chars().count(), MAX_SHOWN + 1);
     }
 }

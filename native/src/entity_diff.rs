@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::entities::{entities, type_order, Entity};
+use crate::entities::{entities, printable, type_order, Entity};
 
 /// Nested fields are named down to this depth (`config.minute`); deeper changes are named by
 /// their ancestor at this depth.
@@ -259,7 +259,7 @@ fn changed_fields(
         if x == y || (is_nullish(x) && is_nullish(y)) {
             continue;
         }
-        let name = format!("{path}{key}");
+        let name = format!("{path}{}", printable(key));
         match (x, y) {
             (Some(Value::Object(x)), Some(Value::Object(y))) if depth < FIELD_DEPTH => {
                 changed_fields(x, y, &format!("{name}."), depth + 1, out);
