@@ -113,7 +113,14 @@ fn a_file_export_round_trips_through_status_drill_and_both_imports() {
     assert_eq!(v["export"]["uploader"], "ci-runner-1");
     assert_eq!(v["export"]["sha256"], sha);
     assert!(v["export"]["age_seconds"].as_u64().unwrap() < 60);
+    // The history object is counted for its version, not as an "other" object.
+    assert_eq!(v["history"]["count"], 1, "{status}");
+    assert_eq!(status["other_objects"], 0, "{status}");
     let human = s3.cli("status").expect(0).stdout.clone();
+    assert!(
+        human.contains("    history: 1 export(s), the newest"),
+        "{human}"
+    );
     assert!(
         human.contains(&format!("{VERSION}: {} bytes", text.len())),
         "{human}"
