@@ -26,6 +26,10 @@ fn help_documents_the_commands_exit_codes_settings_and_examples() {
         "AWS_SECRET_ACCESS_KEY",
         "EXAMPLES",
         "--skip-if-exists",
+        "history",
+        "diff",
+        "22  drill --sample",
+        "import --version 3.9.1 --before '2026-12-05 14:00' --out kong.json",
     ] {
         assert!(top.stdout.contains(needle), "{needle}: {}", top.stdout);
     }
