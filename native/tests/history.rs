@@ -424,6 +424,16 @@ fn drill_samples_the_history_applies_it_and_writes_a_report() {
     }
     s3.cli("drill --version 3.9.1 --sample 2").expect(11);
     s3.cli("drill --version 3.9.1").expect(0);
+    let none = s3.cli("history --version 3.9.1");
+    none.expect(11);
+    assert!(none.stderr.contains("no history under"), "{none:#?}");
+    // A passing drill whose report cannot be written fails: no stale report read as today's.
+    let unwritable = s3.cli("drill --version 3.9.1 --report /nonexistent-dir/drill.json");
+    unwritable.expect(1);
+    assert!(
+        unwritable.stderr.contains("cannot write the report"),
+        "{unwritable:#?}"
+    );
 }
 
 /// The drill command lines of `examples/drill/` (the CronJob's container args, the systemd
