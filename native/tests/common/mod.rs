@@ -303,13 +303,15 @@ pub fn put_export(env: &[(&str, String)], key: &str, body: &[u8], uploader: &str
     .expect("the seeding settings parse");
     let mut store = config_bridge::store::for_settings(&cfg.storage);
     let now = now_ms();
-    for _ in 0..4 {
-        let Some(req) = store.prerequisite(now) else {
-            break;
-        };
-        store
-            .on_prerequisite(send_core(&req), now)
-            .expect("the seeding token");
+    // A GCS assertion is signed in slices, one per call, before its token request.
+    for _ in 0..16 {
+        match store.prerequisite(now) {
+            Some(req) => store
+                .on_prerequisite(send_core(&req), now)
+                .expect("the seeding token"),
+            None if store.ready(now) => break,
+            None => {}
+        }
     }
     let sha = config_bridge::document::sha256(body);
     let meta = ExportMeta {
