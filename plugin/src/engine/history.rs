@@ -71,6 +71,8 @@ pub(super) struct History {
     deletes: VecDeque<String>,
     /// The plan was cut at `MAX_DELETES_PER_CYCLE`: the next cycle follows at once.
     more: bool,
+    /// Objects deleted this cycle.
+    deleted: usize,
     /// `None` until the first tick this node leads (then one interval away).
     next_prune_at: Option<u64>,
     retry_at: u64,
@@ -96,6 +98,7 @@ impl History {
             cut: false,
             deletes: VecDeque::new(),
             more: false,
+            deleted: 0,
             next_prune_at: None,
             retry_at: 0,
             failures: 0,
@@ -174,6 +177,7 @@ impl History {
             self.cut = false;
             self.deletes.clear();
             self.more = false;
+            self.deleted = 0;
             self.phase = Phase::Listing { next: None };
         }
         match &mut self.phase {
@@ -263,6 +267,7 @@ impl History {
                 DeleteOutcome::Deleted => {
                     if let Some(key) = current {
                         self.listed.retain(|e| e.key != key);
+                        self.deleted += 1;
                     }
                     self.phase = Phase::Deleting { current: None };
                 }
@@ -377,21 +382,26 @@ impl History {
             return self.finish(now, fx);
         }
         self.more = plan.len() >= MAX_DELETES_PER_CYCLE;
-        fx.log(
-            Level::Info,
-            format!(
-                "history: pruning {} object(s) beyond retention (keep {}, max age {} s)",
-                plan.len(),
-                self.settings.keep,
-                self.settings.max_age_ms / 1000
-            ),
-        );
+        self.deleted = 0;
         self.deletes = plan;
         self.phase = Phase::Deleting { current: None };
     }
 
     /// The cycle is done: the next one when an export waits, a plan was cut, or in an interval.
     fn finish(&mut self, now: u64, fx: &mut Effects) {
+        if self.deleted > 0 {
+            fx.log(
+                Level::Info,
+                format!(
+                    "history: pruned {} object(s) beyond retention (keep {}, max age {} s); {} kept",
+                    self.deleted,
+                    self.settings.keep,
+                    self.settings.max_age_ms / 1000,
+                    self.listed.len()
+                ),
+            );
+            self.deleted = 0;
+        }
         self.phase = Phase::Idle;
         self.failures = 0;
         self.retry_at = 0;

@@ -563,10 +563,15 @@ fn a_long_prune_goes_twenty_deletions_a_cycle_one_request_a_tick() {
     let pruning: Vec<String> = sim
         .logs(Level::Info)
         .into_iter()
-        .filter(|l| l.starts_with("history: pruning"))
+        .filter(|l| l.starts_with("history: pruned"))
         .collect();
     assert_eq!(pruning.len(), 3, "{pruning:?}");
-    assert!(pruning[0].contains("pruning 20 object(s)"), "{pruning:?}");
+    assert!(
+        pruning[0]
+            .contains("pruned 20 object(s) beyond retention (keep 5, max age 2592000 s); 26 kept"),
+        "{pruning:?}"
+    );
+    assert!(pruning[2].ends_with("; 5 kept"), "{pruning:?}");
 }
 
 /// Retention over 10,000 virtual minutes of exports with failures injected on every kind of
