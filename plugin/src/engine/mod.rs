@@ -20,6 +20,7 @@ mod election;
 mod export;
 mod import;
 mod prepare;
+mod provenance;
 pub mod source;
 
 use std::rc::Rc;

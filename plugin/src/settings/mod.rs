@@ -153,6 +153,10 @@ pub struct Config {
     pub election: ElectionSettings,
     /// Signed and encrypted exports (docs/sealed-exports.md).
     pub seal: SealSettings,
+    /// An operator's one-shot export (the native tool's `export`), not a setting: the config
+    /// handed over is current, so the rule that keeps a node's first config from replacing
+    /// another one does not apply (docs/election.md, "Which config is newer").
+    pub operator_export: bool,
 }
 
 /// The `config` payload's `_format_version` from a scan's nested members (`None`: the payload
@@ -594,6 +598,7 @@ impl Config {
             shared_data_namespace,
             election,
             seal,
+            operator_export: false,
         };
         Ok((cfg, loc))
     }
