@@ -23,6 +23,7 @@ pub mod config_report;
 pub mod debounce;
 pub mod digest;
 pub mod document;
+pub mod document_check;
 pub mod engine;
 pub mod flat_form;
 pub mod header_map;
