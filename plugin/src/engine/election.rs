@@ -366,15 +366,6 @@ impl Election {
                     // Counted from when the registration was sent: the store stamped it no
                     // earlier, and the answer may come up to a call timeout later.
                     let sent = self.round_started.min(now);
-                    if self.registered_at.is_some_and(|prev| sent > self.valid_after(prev)) {
-                        // This node's registration went stale meanwhile (failed rounds, an answer
-                        // a reconfiguration dropped): the others may have listed without it, so
-                        // their refreshes since its entry prove nothing. It enters anew (found
-                        // by the chaos test without conditional writes: two leaders).
-                        self.entered_store_ms = None;
-                        self.seen_since_entry.clear();
-                        self.eligible_from = None;
-                    }
                     self.registered_at = Some(sent);
                     self.note_refresh(shared, sent);
                     if self.eligible_from.is_none() && self.entry == Entry::Takeover {
@@ -685,12 +676,9 @@ impl Election {
 
     /// Until when a registration sent at `registered_at` lets this node lead (local time).
     fn valid_until(&self, now: u64) -> u64 {
-        self.valid_after(self.registered_at.unwrap_or(now))
-    }
-
-    /// Until when a registration sent at `sent` counts for sure (local time).
-    fn valid_after(&self, sent: u64) -> u64 {
-        sent.saturating_add(self.settings.interval_ms)
+        self.registered_at
+            .unwrap_or(now)
+            .saturating_add(self.settings.interval_ms)
             .saturating_add(FRESHNESS_GRACE_MS)
             .saturating_sub(self.margin_ms)
     }
