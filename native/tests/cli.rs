@@ -628,6 +628,8 @@ fn signed_put(s3: &S3, body: &[u8], applied_at: u64, uploader: &str) {
         applied_at,
         sha256_hex: config_bridge::document::sha256_hex(body),
         sha256: config_bridge::document::sha256(body),
+        sequence: 1,
+        updated_at_ms: None,
         seal: Vec::new(),
     };
     let req = store

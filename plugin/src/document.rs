@@ -19,6 +19,9 @@ pub struct Document {
     pub sha256_hex: String,
     /// Host time (ms) when this worker first saw this content.
     pub seen_at: u64,
+    /// The newest `updated_at` of the config's entities (ms; `crate::updated_at`), when it has
+    /// any: Kong's logical time of the config, carried in the export's metadata.
+    pub updated_at_ms: Option<u64>,
 }
 
 impl Document {
@@ -34,6 +37,7 @@ impl Document {
             sha256,
             body,
             seen_at: now,
+            updated_at_ms: None,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! exports (`declarative.export_config()`, docs/kong.md): `_format_version: "3.0"`,
 //! `_transform: false` (credentials are already hashed: an import must not hash them again), one
 //! array per entity type in an order where every foreign key points backwards, foreign keys as
-//! the plain id string, and disabled services left out with their routes, plugins and filter
-//! chains. Null fields are dropped (Kong's own export keeps them; both forms import the same).
+//! the plain id string, and disabled services left out with their routes and every row pointing at
+//! either (docs/kong.md). Null fields are dropped (Kong's own export keeps them; both import the same).
 //!
 //! The document is written as the pages arrive (one page of at most 1,000 entities per call
 //! answer), so no callback does work proportional to the whole configuration.
@@ -159,7 +159,11 @@ impl FlatBuilder {
         self.out
     }
 
-    /// Kong's export rules: disabled services, and what hangs on them, are left out.
+    /// Kong's export rules (`export_from_db_impl` with `skip_disabled_entities`, docs/kong.md):
+    /// a disabled service is left out, and so are its routes, disabled plugins, and every row
+    /// of any collection with a foreign key to a left-out service or route (plugins, filter
+    /// chains, `oauth2_tokens.service`, a custom plugin's entities): kept, such a row points at
+    /// nothing and `POST /config` refuses the whole document.
     fn keep(&mut self, collection: &str, entity: &[u8], fields: &[(String, usize, usize)]) -> bool {
         let raw = |name: &str| {
             fields
@@ -168,26 +172,33 @@ impl FlatBuilder {
                 .and_then(|(_, s, e)| entity.get(*s..*e))
         };
         let id = raw("id").and_then(|v| json_string(v).ok());
-        let fk = |name: &str| raw(name).and_then(foreign_key);
         match collection {
             "services" if raw("enabled") == Some(b"false") => {
                 self.disabled_services.extend(id);
                 return false;
             }
-            "routes" if fk("service").is_some_and(|s| self.disabled_services.contains(&s)) => {
+            "routes"
+                if raw("service")
+                    .and_then(foreign_key)
+                    .is_some_and(|s| self.disabled_services.contains(&s)) =>
+            {
                 self.routes_of_disabled.extend(id);
                 return false;
             }
-            "plugins" | "filter_chains"
-                if fk("service").is_some_and(|s| self.disabled_services.contains(&s))
-                    || fk("route").is_some_and(|r| self.routes_of_disabled.contains(&r)) =>
-            {
-                return false;
-            }
-            // Kong's export leaves disabled plugins out too.
             "plugins" if raw("enabled") == Some(b"false") => return false,
-            "upstreams" => self.upstreams.extend(id),
             _ => {}
+        }
+        if (!self.disabled_services.is_empty() || !self.routes_of_disabled.is_empty())
+            && fields.iter().any(|(_, s, e)| {
+                entity.get(*s..*e).and_then(foreign_key).is_some_and(|to| {
+                    self.disabled_services.contains(&to) || self.routes_of_disabled.contains(&to)
+                })
+            })
+        {
+            return false;
+        }
+        if collection == "upstreams" {
+            self.upstreams.extend(id);
         }
         true
     }
@@ -403,6 +414,73 @@ mod tests {
                 ]
             })
         );
+    }
+
+    /// Kong's export leaves out every row of any collection with a foreign key to a disabled
+    /// service or to a route of one (`oauth2_tokens.service`, a custom entity's `route`), not only
+    /// plugins and filter chains: kept, `POST /config` refuses the dangling reference.
+    #[test]
+    fn every_row_pointing_at_a_left_out_service_or_route_is_left_out() {
+        let mut b = FlatBuilder::new();
+        b.add_page(
+            "services",
+            &page(json!([{"id": "s1", "enabled": true}, {"id": "s2", "enabled": false}])),
+        )
+        .unwrap();
+        b.add_page(
+            "routes",
+            &page(json!([
+                {"id": "r1", "service": {"id": "s1"}},
+                {"id": "r2", "service": {"id": "s2"}},
+                {"id": "r3", "service": null}
+            ])),
+        )
+        .unwrap();
+        b.add_page("consumers", &page(json!([{"id": "c1"}])))
+            .unwrap();
+        b.add_page(
+            "oauth2_credentials",
+            &page(json!([{"id": "o1", "consumer": {"id": "c1"}}])),
+        )
+        .unwrap();
+        b.add_page(
+            "oauth2_tokens",
+            &page(json!([
+                {"id": "t1", "service": {"id": "s1"}, "credential": {"id": "o1"}},
+                {"id": "t2", "service": {"id": "s2"}, "credential": {"id": "o1"}},
+                {"id": "t3", "service": null, "credential": {"id": "o1"}}
+            ])),
+        )
+        .unwrap();
+        b.add_page(
+            "degraphql_routes",
+            &page(json!([
+                {"id": "g1", "service": {"id": "s1"}, "uri": "/"},
+                {"id": "g2", "service": {"id": "s2"}, "uri": "/"}
+            ])),
+        )
+        .unwrap();
+        b.add_page(
+            "custom_entities",
+            &page(
+                json!([{"id": "x1", "route": {"id": "r2"}}, {"id": "x2", "route": {"id": "r1"}}]),
+            ),
+        )
+        .unwrap();
+        let doc: Value = serde_json::from_slice(&b.finish()).unwrap();
+        let ids = |c: &str| -> Vec<String> {
+            doc[c]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids("routes"), ["r1", "r3"]);
+        assert_eq!(ids("oauth2_tokens"), ["t1", "t3"]);
+        assert_eq!(ids("degraphql_routes"), ["g1"]);
+        assert_eq!(ids("custom_entities"), ["x2"]);
+        assert_eq!(ids("oauth2_credentials"), ["o1"]);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub const PLAIN_HEADERS: &[&str] = &[
     "x-amz-meta-uploader",
     "x-amz-meta-config-applied-at",
     "x-amz-meta-config-sha256",
+    "x-amz-meta-config-sequence",
+    "x-amz-meta-config-updated-at",
 ];
 
 /// Header names with their values shown or `<redacted>`.

@@ -38,6 +38,7 @@ pub mod seal;
 pub mod settings;
 
 pub mod store;
+pub mod updated_at;
 
 #[cfg(target_arch = "wasm32")]
 mod shell;

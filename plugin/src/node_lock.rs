@@ -41,7 +41,16 @@ pub struct NodeRecord {
     /// The newest document any root context of the node has seen (filter instances may carry
     /// different configs; the newest wins, and only a root context holding it may export).
     pub newest: Option<Newest>,
+    /// Content hashes of the configs this node has held since it started, oldest first (at
+    /// most `HELD_MAX`): which config is newer (`engine::provenance`).
+    pub held: Vec<String>,
+    /// The `config-sequence` of the object as this node last wrote or read it (0: none), as
+    /// `version` is its ETag: the next write carries one more.
+    pub sequence: u64,
 }
+
+/// Hashes kept in `NodeRecord::held`.
+pub const HELD_MAX: usize = 16;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Newest {
@@ -71,6 +80,8 @@ impl NodeRecord {
             "version": self.version,
             "known": self.known,
             "newest": self.newest.as_ref().map(|n| json!({"hash": n.hash, "seen_at": n.seen_at})),
+            "held": self.held,
+            "sequence": self.sequence,
         })
     }
 
@@ -94,6 +105,18 @@ impl NodeRecord {
                     seen_at: get_u64(n, "seen_at"),
                 })
             }),
+            held: m
+                .get("held")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .take(HELD_MAX)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            sequence: get_u64(m, "sequence"),
         }
     }
 }

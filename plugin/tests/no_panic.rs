@@ -893,6 +893,8 @@ fn signing_after_year_9999_does_not_panic() {
                     applied_at: now,
                     sha256_hex: sha256_hex(&body),
                     sha256: sha256(&body),
+                    sequence: now,
+                    updated_at_ms: Some(now),
                     seal: Vec::new(),
                 };
                 store.put("k", &body, &Precondition::IfAbsent, &meta, now)

@@ -71,6 +71,8 @@ fn put(s3: &MockS3, store: &dyn ObjectStore, key: &str, body: &[u8]) -> PutOutco
         applied_at: NOW_MS,
         sha256_hex: sha256_hex(body),
         sha256: sha256(body),
+        sequence: 1,
+        updated_at_ms: None,
         seal: Vec::new(),
     };
     let body = Rc::new(body.to_vec());

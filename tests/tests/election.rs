@@ -219,6 +219,67 @@ fn a_killed_leader_is_replaced_within_interval_plus_five_seconds() {
     }
 }
 
+/// Issue 26: a node restarted from a stale cached config does not overwrite the newer export.
+/// node-1 leads and exports v3; node-2, down meanwhile, starts from a cache holding v1 (its clock
+/// sees v1 "now", later than node-1 saw v3). node-1 stops; node-2 takes over, finds v3 stored and
+/// keeps it (docs/election.md, "Which config is newer"). Before, the later first-seen time let it
+/// overwrite v3 with v1. Its next change (v4) is exported over v3.
+#[test]
+fn a_node_restarted_from_a_stale_cached_config_does_not_overwrite_the_newer_export() {
+    for profile in profiles() {
+        let s3 = mock_s3();
+        let mut f = Fleet::start(&profile, s3.clone(), s3.clone(), 1, 2, &declarative(1));
+        for v in 2..=3 {
+            advance_to(&mut f.world, secs(20 * u64::from(v)));
+            f.apply(&declarative(v));
+        }
+        f.world.advance(secs(20));
+        assert_exported(&s3, &declarative(3));
+        let cfg = elector_config(&profile, &declarative(1), "node-2");
+        let n2 = f
+            .world
+            .add_node(
+                NodeSpec::new("n2", &plugin_module())
+                    .workers(2)
+                    .seed(2)
+                    .filter(cfg.to_string()),
+            )
+            .unwrap();
+        f.world.advance(secs(15));
+        assert_eq!(f.leaders(), ["node-1"], "{}", profile.name);
+        let (n1, _) = f.nodes.remove(0);
+        for w in 0..2 {
+            f.world.kill_worker(n1, w);
+        }
+        f.nodes.push((n2, "node-2".into()));
+        f.until(secs(3 * INTERVAL_S), |f| f.leaders() == ["node-2"])
+            .unwrap_or_else(|| panic!("{}: node-2 did not take over", profile.name));
+        f.world.advance(secs(20));
+        assert_exported(&s3, &declarative(3));
+        let kept = f
+            .world
+            .logs_containing("still runs the config it started with");
+        assert!(
+            kept.iter().any(|l| l.origin.node == "n2"),
+            "{}: {:?}",
+            profile.name,
+            f.world.logs_containing("config.json")
+        );
+        f.apply(&declarative(4));
+        f.world.advance(secs(20));
+        assert_exported(&s3, &declarative(4));
+        assert_eq!(f.stored_uploader().as_deref(), Some("node-2"));
+        let obj = s3.object(BUCKET, CONFIG_KEY).unwrap();
+        let sequence = obj
+            .metadata
+            .iter()
+            .find(|(k, _)| k == "config-sequence")
+            .map(|(_, v)| v.clone());
+        assert_eq!(sequence.as_deref(), Some("4"), "v1, v2, v3, then v4");
+        assert!(f.world.traps().is_empty());
+    }
+}
+
 #[test]
 fn a_leader_reconfigured_off_withdraws_and_a_successor_leads_within_one_interval() {
     for profile in profiles() {

@@ -125,6 +125,55 @@ fn an_export_posted_into_a_fresh_node_gives_the_same_entities() {
     assert_eq!(hashes(&fresh), hashes(&source), "passwords hashed again");
 }
 
+/// OAuth2 tokens on a disabled service (and on an enabled one, and on none): Kong's export leaves
+/// out every row pointing at a disabled service, not only its routes and plugins, so the filter's
+/// export is Kong's `export_config()` and a fresh node accepts it. Before, the token on the
+/// disabled service was kept and `POST /config` answered 400 (a dangling `service`).
+#[test]
+fn rows_pointing_at_a_disabled_service_are_left_out_and_the_export_is_accepted() {
+    let mut doc = generate(20, 3);
+    let services = doc["services"].as_array().unwrap();
+    let off = services
+        .iter()
+        .find(|s| s["enabled"] == serde_json::json!(false));
+    let on = services
+        .iter()
+        .find(|s| s["enabled"] != serde_json::json!(false));
+    let (off, on) = (off.unwrap()["id"].clone(), on.unwrap()["id"].clone());
+    let credential = doc["oauth2_credentials"][0]["id"].clone();
+    assert!(
+        credential.is_string(),
+        "the generator made an OAuth2 credential"
+    );
+    let token = |n: u32, service: &Value| {
+        serde_json::json!({"id": format!("7e57c0de-0000-4000-8000-00000000000{n}"),
+            "service": service, "credential": credential, "expires_in": 7200,
+            "access_token": format!("token-{n}"), "token_type": "bearer"})
+    };
+    doc["oauth2_tokens"] =
+        serde_json::json!([token(1, &on), token(2, &off), token(3, &Value::Null)]);
+    let (source, body) = export_of(&doc);
+    let exported: Value = serde_json::from_slice(&body).unwrap();
+    let tokens: Vec<&str> = exported["oauth2_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["access_token"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["token-1", "token-3"]);
+    let ours = entities_by_id(&exported);
+    let kong = entities_by_id(&source.export_config());
+    let differences = differences(&ours, &kong);
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    let resp = post_config(&MockKongAdmin::dbless(KONG_VERSION), &body);
+    assert_eq!(
+        resp.status,
+        201,
+        "POST /config refused the export: {}",
+        &resp.text()[..resp.text().len().min(2000)]
+    );
+}
+
 /// Kong Enterprise's export (the fixture) passes the filter's own validation.
 #[test]
 fn the_enterprise_fixture_passes_the_filters_validation() {

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use config_bridge::document::validate_declarative_json;
 use config_bridge::engine::{Effect, Level, Metric};
+use config_bridge::settings::Config;
 
 use super::{deadline, http, progress};
 use crate::args::ExportArgs;
@@ -83,6 +84,12 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
         ));
     };
 
+    // The operator hands over the current config: it may replace another node's export
+    // (the conditional write and Kong's logical time still keep a newer one).
+    let cfg = Config {
+        operator_export: true,
+        ..cfg
+    };
     let http = http(&cfg, common)?;
     let key = cfg.config_key();
     let history_on = cfg.history.enabled;
@@ -196,7 +203,7 @@ fn record_history(
             said = line.clone();
             None
         }
-        Effect::Log(_, line) if line.starts_with("history: pruning") => {
+        Effect::Log(_, line) if line.starts_with("history: pruned") => {
             progress.info(line);
             None
         }

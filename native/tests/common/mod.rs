@@ -319,6 +319,8 @@ pub fn put_export(env: &[(&str, String)], key: &str, body: &[u8], uploader: &str
         applied_at,
         sha256_hex: config_bridge::document::hex(&sha),
         sha256: sha,
+        sequence: 1,
+        updated_at_ms: None,
         seal: Vec::new(),
     };
     let body = std::rc::Rc::new(body.to_vec());

@@ -8,20 +8,21 @@
 //!   docs/host-behaviours.md) HEADs it first, so identical content is never uploaded again;
 //! * on 412/409 (or 404 NoSuchKey on `If-Match`) the next tick HEADs the object and reads the
 //!   metadata every export writes (`config-sha256`, `config-applied-at` = host ms when the
-//!   exporting node first saw the config, `uploader`):
+//!   exporting node first saw the config, `uploader`, `config-sequence`, `config-updated-at`):
 //!   - same content hash → already stored, nothing to do;
-//!   - remote applied-at later than ours → a newer config: keep it (our next change replaces it,
-//!     with `If-Match` on the ETag just read);
-//!   - otherwise (older, or written without our metadata, e.g. by Kong) → PUT again with
-//!     `If-Match` on the ETag just read (404 → `If-None-Match: *`).
+//!   - other content: `provenance::decide` says which is newer (docs/election.md, "Which config
+//!     is newer"): a newer stored config is kept (our next change replaces it, with `If-Match` on
+//!     the ETag just read); else PUT again with `If-Match` on that ETag (404 → `If-None-Match:
+//!     *`).
 //!
 //! At most `MAX_CONFLICT_ROUNDS` such rounds in a row; then it counts as a failed export.
-//! Clocks of different nodes decide "newer": keep them in sync (NTP), as Kong's election does.
+//! Every write carries `config-sequence`: one more than the object it replaces.
 
 use std::rc::Rc;
 
 use super::effects::{Effects, Level, Metric};
 use super::history::Exported;
+use super::provenance::{self, Ours, Verdict};
 use super::CallId;
 use crate::backoff::{Backoff, Rng};
 use crate::debounce::Decision;
@@ -49,6 +50,7 @@ enum CallKind {
     Put {
         hash: String,
         bytes: usize,
+        sequence: u64,
         /// What the PUT stores, for the history once it is stored.
         upload: Option<Exported>,
     },
@@ -85,7 +87,8 @@ enum FollowUp {
 #[derive(Debug)]
 pub(super) enum Plan {
     Nothing,
-    Put(Precondition, u64),
+    /// A PUT: its precondition, when the export began, and the `config-sequence` it writes.
+    Put(Precondition, u64, u64),
     Head(u64),
 }
 
@@ -114,6 +117,8 @@ pub(super) struct Export {
     seal: crate::settings::SealSettings,
     /// The export just stored (or found stored), for the history to record (`take_exported`).
     exported: Option<Exported>,
+    /// `Config::operator_export`.
+    operator: bool,
 }
 
 impl Export {
@@ -135,6 +140,7 @@ impl Export {
             conflict_rounds: 0,
             seal: cfg.seal.clone(),
             exported: None,
+            operator: cfg.operator_export,
         }
     }
 
@@ -184,19 +190,21 @@ impl Export {
                 return;
             }
         }
-        if self.own_source {
-            let (hash, seen_at) = (doc.sha256_hex.clone(), doc.seen_at);
-            let published = node_lock::update(cx.shared, cx.record_key, |rec| {
-                if rec.newest.as_ref().is_none_or(|n| seen_at >= n.seen_at) {
-                    rec.newest = Some(node_lock::Newest {
-                        hash: hash.clone(),
-                        seen_at,
-                    });
-                }
-            });
-            if let Err(e) = published {
-                cx.fx.log(Level::Debug, format!("shared data: {e}"));
+        let (hash, seen_at) = (doc.sha256_hex.clone(), doc.seen_at);
+        let prev = self.doc.as_ref().map(|d| d.sha256_hex.clone());
+        let own_source = self.own_source;
+        let published = node_lock::update(cx.shared, cx.record_key, |rec| {
+            // Which configs this node held, in order: which config is newer (`provenance`).
+            provenance::note_held(&mut rec.held, &hash, prev.as_deref());
+            if own_source && rec.newest.as_ref().is_none_or(|n| seen_at >= n.seen_at) {
+                rec.newest = Some(node_lock::Newest {
+                    hash: hash.clone(),
+                    seen_at,
+                });
             }
+        });
+        if let Err(e) = published {
+            cx.fx.log(Level::Debug, format!("shared data: {e}"));
         }
         cx.fx.log(
             Level::Debug,
@@ -227,18 +235,21 @@ impl Export {
                 return Plan::Nothing
             }
         }
+        // One more than the object this write replaces (as the node last wrote or read it).
+        let sequence = rec.sequence.saturating_add(1);
         let plan = match self.follow_up.clone() {
             Some(FollowUp::Head { since }) => Plan::Head(since),
-            Some(FollowUp::PutWith(p, since)) => Plan::Put(p, since),
+            Some(FollowUp::PutWith(p, since)) => Plan::Put(p, since, sequence),
             // The node does not know the stored object: ask before sending the whole body.
             None if !rec.known => Plan::Head(now),
-            None if !self.conditional => Plan::Put(Precondition::None, now),
+            None if !self.conditional => Plan::Put(Precondition::None, now, sequence),
             None => Plan::Put(
                 match &rec.version {
                     Some(v) => Precondition::IfMatch(v.clone()),
                     None => Precondition::IfAbsent,
                 },
                 now,
+                sequence,
             ),
         };
         // Marks the upload node-wide and keeps the lease at least until its deadline, so no
@@ -259,8 +270,8 @@ impl Export {
         let hash = doc.sha256_hex.clone();
         let out = match plan {
             Plan::Nothing => return None,
-            Plan::Put(pre, since) => {
-                let meta = self.meta(doc);
+            Plan::Put(pre, since, sequence) => {
+                let meta = self.meta(doc, sequence);
                 let request = match &meta {
                     Ok(m) => store.put(&self.key, &doc.body, &pre, m, now),
                     Err(e) => Err(e.clone()),
@@ -269,6 +280,7 @@ impl Export {
                     kind: CallKind::Put {
                         hash,
                         bytes: doc.body.len(),
+                        sequence,
                         upload: meta.ok().map(|meta| Exported {
                             body: Rc::clone(&doc.body),
                             meta,
@@ -291,7 +303,7 @@ impl Export {
 
     /// The metadata an upload of `doc` carries; sealed exports: the signature over the key and
     /// the stored bytes' digest.
-    fn meta(&self, doc: &Document) -> Result<ExportMeta, String> {
+    fn meta(&self, doc: &Document, sequence: u64) -> Result<ExportMeta, String> {
         let seal = crate::seal::export_metadata(
             &self.seal,
             &self.key,
@@ -304,6 +316,8 @@ impl Export {
             applied_at: doc.seen_at,
             sha256_hex: doc.sha256_hex.clone(),
             sha256: doc.sha256,
+            sequence,
+            updated_at_ms: doc.updated_at_ms,
             seal,
         })
     }
@@ -345,10 +359,11 @@ impl Export {
             CallKind::Put {
                 hash,
                 bytes,
+                sequence,
                 upload,
             } => match cx.store.parse_put(&resp) {
                 PutOutcome::Stored { version } => {
-                    self.stored(&call, hash, *bytes, version, cx);
+                    self.stored(&call, hash, *bytes, (version, *sequence), cx);
                     self.exported = upload.clone().map(|u| Exported { at: cx.now, ..u });
                 }
                 PutOutcome::PreconditionFailed => {
@@ -405,7 +420,7 @@ impl Export {
         call: &InFlight,
         hash: &str,
         bytes: usize,
-        version: Option<String>,
+        (version, sequence): (Option<String>, u64),
         cx: &mut Cx<'_>,
     ) {
         self.conflict_rounds = 0;
@@ -413,6 +428,7 @@ impl Export {
         let recorded = node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
             rec.schedule.succeeded(hash, started, delay);
             rec.version = version.clone();
+            rec.sequence = sequence;
             rec.known = true;
         });
         let duration = cx.now.saturating_sub(call.since);
@@ -436,8 +452,8 @@ impl Export {
 
     fn head_found(&mut self, call: &InFlight, meta: RemoteMeta, cx: &mut Cx<'_>) {
         let hash = call.kind.hash();
-        let ours_seen_at = self.doc.as_ref().map(|d| d.seen_at).unwrap_or(0);
         let version = meta.version.clone();
+        let sequence = meta.sequence.unwrap_or(0);
         // The document may have changed while the HEAD was out: storage holding the current one
         // also means nothing to upload.
         let current = self.doc.as_ref().map(|d| d.sha256_hex.as_str());
@@ -447,13 +463,18 @@ impl Export {
         } else {
             stored.filter(|s| Some(*s) == current).map(str::to_string)
         };
-        if same.is_none() && meta.applied_at.is_none_or(|t| t <= ours_seen_at) {
+        let verdict = match same {
+            Some(_) => None,
+            None => Some(self.which_is_newer(hash, &meta, cx)),
+        };
+        if let Some(Verdict::Replace(_)) = verdict {
             let pre = match version.clone() {
                 Some(v) if self.conditional => Precondition::IfMatch(v),
                 _ => Precondition::None,
             };
             self.release(cx, |rec| {
                 rec.version = version.clone();
+                rec.sequence = sequence;
                 rec.known = true;
             });
             self.follow_up = Some(FollowUp::PutWith(pre, call.since));
@@ -463,6 +484,7 @@ impl Export {
         let recorded = node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
             rec.schedule.settled(&settled);
             rec.version = version.clone();
+            rec.sequence = sequence;
             rec.known = true;
         });
         self.conflict_rounds = 0;
@@ -473,10 +495,15 @@ impl Export {
                 short(&settled)
             )
         } else {
+            let why = match verdict {
+                Some(Verdict::Keep(why)) => why,
+                _ => "",
+            };
             format!(
-                "{what} holds a newer config (uploaded by {}, applied at {} ms); not overwriting it",
+                "{what} holds a newer config (uploaded by {}, applied at {} ms, sequence {}): {why}; not overwriting it",
                 meta.uploader.as_deref().unwrap_or("unknown"),
-                meta.applied_at.unwrap_or(0)
+                meta.applied_at.unwrap_or(0),
+                sequence
             )
         };
         cx.fx.log(Level::Info, msg);
@@ -488,12 +515,45 @@ impl Export {
             .as_ref()
             .filter(|d| same.as_deref() == Some(d.sha256_hex.as_str()))
         {
-            self.exported = self.meta(doc).ok().map(|meta| Exported {
+            self.exported = self.meta(doc, sequence).ok().map(|meta| Exported {
                 body: Rc::clone(&doc.body),
                 meta,
                 at: cx.now,
             });
         }
+    }
+
+    /// Whether our document replaces the stored one, whose content differs
+    /// (`provenance::decide`, with the configs this node held).
+    fn which_is_newer(&self, hash: &str, meta: &RemoteMeta, cx: &mut Cx<'_>) -> Verdict {
+        let held = match node_lock::peek(cx.shared, cx.record_key) {
+            Ok(rec) => rec.map(|r| r.held).unwrap_or_default(),
+            Err(e) => {
+                cx.fx.log(Level::Debug, format!("shared data: {e}"));
+                Vec::new()
+            }
+        };
+        let doc = self.doc.as_ref().filter(|d| d.sha256_hex == hash);
+        let ours = Ours {
+            hash,
+            held: &held,
+            updated_at_ms: doc.and_then(|d| d.updated_at_ms),
+            seen_at: doc.map(|d| d.seen_at).unwrap_or(0),
+            node_id: self.node_id.as_deref().unwrap_or_default(),
+            operator: self.operator,
+        };
+        let verdict = provenance::decide(&ours, meta, cx.now);
+        if let Verdict::Replace(why) = verdict {
+            cx.fx.log(
+                Level::Info,
+                format!(
+                    "{} holds another config (sequence {}); replacing it: {why}",
+                    cx.store.describe(&self.key),
+                    meta.sequence.unwrap_or(0)
+                ),
+            );
+        }
+        verdict
     }
 
     /// A 412/409: returns whether a HEAD should resolve it (false: too many rounds, failed).

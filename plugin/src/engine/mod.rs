@@ -21,6 +21,7 @@ mod export;
 mod history;
 mod import;
 mod prepare;
+mod provenance;
 pub mod source;
 
 use std::rc::Rc;

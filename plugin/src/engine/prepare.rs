@@ -1,6 +1,7 @@
 //! A document on its way to the export: redacted (`redact`: every config-bridge filter
-//! configuration in it keeps only its non-secret settings), then hashed. Both a slice per tick
-//! when the document is large, so no callback does work proportional to its size.
+//! configuration in it keeps only its non-secret settings), then hashed and its newest
+//! `updated_at` found (`crate::updated_at`). Each a slice per tick when the document is large, so
+//! no callback does work proportional to its size.
 //!
 //! Every source goes through here (the filter's own `config`, a URL, a Kong Admin API dump, and
 //! the native tool's `export`, which drives the same engine): no secret setting of a
@@ -13,11 +14,13 @@ use std::rc::Rc;
 use crate::digest::Digester;
 use crate::document::Document;
 use crate::redact::{Redaction, Rewriter, Step, SLICE_BYTES};
+use crate::updated_at::{newest_updated_at_ms, UpdatedAt};
 
 #[derive(Debug)]
 enum Stage {
     Redacting(Rewriter<Redaction>),
-    Digesting(Digester),
+    /// Hashed, and its newest `updated_at` found (`crate::updated_at`), in the same slices.
+    Digesting(Digester, UpdatedAt),
 }
 
 /// One document being prepared, and when it was seen.
@@ -48,19 +51,27 @@ impl Prepare {
                 Step::Done(done) => {
                     let body = done.body;
                     if body.len() <= SLICE_BYTES {
-                        return Some(Ok(Document::new(body, self.seen_at)));
+                        let updated_at_ms = newest_updated_at_ms(&body);
+                        return Some(Ok(Document {
+                            updated_at_ms,
+                            ..Document::new(body, self.seen_at)
+                        }));
                     }
-                    self.stage = Stage::Digesting(Digester::new(body));
+                    self.stage = Stage::Digesting(Digester::new(body), UpdatedAt::new());
                     None
                 }
             },
-            Stage::Digesting(d) => {
+            Stage::Digesting(d, scan) => {
+                let scanned = scan.step(d.body(), budget);
                 let sha256 = d.step(budget)?;
-                Some(Ok(Document::with_digest(
-                    Rc::clone(d.body()),
-                    sha256,
-                    self.seen_at,
-                )))
+                if !scanned {
+                    // Hashing is done; the scan catches up over the next slices.
+                    return None;
+                }
+                Some(Ok(Document {
+                    updated_at_ms: scan.newest_ms(),
+                    ..Document::with_digest(Rc::clone(d.body()), sha256, self.seen_at)
+                }))
             }
         }
     }

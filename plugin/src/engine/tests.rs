@@ -213,6 +213,14 @@ impl Sim {
         }
     }
 
+    /// The methods of every request sent so far.
+    fn methods(&self) -> Vec<String> {
+        self.dispatches
+            .iter()
+            .map(|(_, _, d)| d.request.method.clone())
+            .collect()
+    }
+
     fn logs(&self, level: Level) -> Vec<String> {
         self.effects
             .iter()
@@ -504,11 +512,7 @@ fn a_newer_config_from_another_node_is_not_overwritten() {
     );
     sim.apply_all(&doc("A"));
     sim.run_until(10_000);
-    let methods: Vec<_> = sim
-        .dispatches
-        .iter()
-        .map(|(_, _, d)| d.request.method.clone())
-        .collect();
+    let methods = sim.methods();
     // Asked first: the newer object is seen before any body is sent.
     assert_eq!(methods, ["HEAD"]);
     assert!(sim.s3.puts.is_empty());
@@ -531,8 +535,11 @@ fn a_newer_config_from_another_node_is_not_overwritten() {
     );
 }
 
+/// An object written by Kong itself (no config-bridge metadata) is not replaced by the config the
+/// node started with (it may be a stale cache: docs/election.md, "Which config is newer"), and is
+/// replaced, with `If-Match` on its ETag, by the node's next config change.
 #[test]
-fn an_older_foreign_object_is_replaced_with_if_match() {
+fn a_foreign_object_is_replaced_by_the_next_change_not_by_the_config_the_node_started_with() {
     let cfg = config(&doc("A"), serde_json::json!({}));
     let mut sim = Sim::new(CasRules::Envoy, 2, &cfg);
     sim.now = 100_000;
@@ -547,17 +554,104 @@ fn an_older_foreign_object_is_replaced_with_if_match() {
     );
     sim.apply_all(&doc("A"));
     sim.run_until(110_000);
-    let methods: Vec<_> = sim
-        .dispatches
+    let methods = sim.methods();
+    assert_eq!(methods, ["HEAD"]);
+    assert!(sim
+        .logs(Level::Info)
         .iter()
-        .map(|(_, _, d)| d.request.method.clone())
-        .collect();
+        .any(|l| l.contains("still runs the config it started with")));
+    sim.apply_all(&doc("B"));
+    sim.run_until(120_000);
+    let methods = sim.methods();
     assert_eq!(methods, ["HEAD", "PUT"]);
     assert_eq!(
         sim.dispatches[1].2.request.header("if-match"),
         Some("\"old\"")
     );
-    assert_eq!(sim.s3.put_bodies(), vec![(102_000, doc("A"))]);
+    assert_eq!(
+        sim.dispatches[1]
+            .2
+            .request
+            .header("x-amz-meta-config-sequence"),
+        Some("1")
+    );
+    assert_eq!(sim.s3.put_bodies(), vec![(111_000, doc("B"))]);
+}
+
+/// The issue's stale node: another node exported C5 a minute ago; this node restarts from a
+/// cache holding C2 (seen "now" by its clock, later than the export's `config-applied-at`). It
+/// keeps C5 (before, the later first-seen time let it overwrite); Kong's logical time, where the
+/// documents have one, says the same. Its next change is exported, with the next sequence.
+#[test]
+fn a_node_restarted_from_a_stale_config_does_not_overwrite_the_newer_export() {
+    let c = |v: u32| {
+        format!(
+            r#"{{"_format_version":"3.0","services":[{{"name":"svc-{v}","updated_at":{}}}]}}"#,
+            1_700_000_000 + v
+        )
+    };
+    // A host clock in 2023, as Kong's timestamps (a logical time far past the clock is not
+    // believed).
+    const T0: u64 = 1_700_000_000_000;
+    for with_logical_time in [false, true] {
+        let cfg = config(&c(2), serde_json::json!({}));
+        let mut sim = Sim::new(CasRules::Ngx, 2, &cfg);
+        sim.now = T0 + 600_000;
+        let mut meta = vec![
+            (
+                "x-amz-meta-config-applied-at".to_string(),
+                (T0 + 540_000).to_string(),
+            ),
+            ("x-amz-meta-uploader".to_string(), "node-b".to_string()),
+            ("x-amz-meta-config-sequence".to_string(), "5".to_string()),
+        ];
+        if with_logical_time {
+            meta.push((
+                "x-amz-meta-config-updated-at".to_string(),
+                "1700000005000".to_string(),
+            ));
+        }
+        sim.s3.objects.insert(
+            "/bucket-1/kong/3.9.1/config.json".into(),
+            Object {
+                body: c(5).into_bytes(),
+                etag: "\"c5\"".into(),
+                meta,
+            },
+        );
+        sim.apply_all(&c(2));
+        sim.run_until(T0 + 700_000);
+        assert!(sim.s3.puts.is_empty(), "{:?}", sim.s3.put_bodies());
+        let kept: Vec<String> = sim
+            .logs(Level::Info)
+            .into_iter()
+            .filter(|l| l.contains("holds a newer config (uploaded by node-b"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let why = if with_logical_time {
+            "entities were updated later"
+        } else {
+            "still runs the config it started with"
+        };
+        assert!(kept[0].contains(why), "{kept:?}");
+        // A change seen while running: exported over C5, conditioned on its ETag, sequence 6.
+        sim.apply_all(&c(6));
+        sim.run_until(T0 + 710_000);
+        assert_eq!(sim.s3.put_bodies(), vec![(T0 + 701_000, c(6))]);
+        let put = &sim.dispatches.last().unwrap().2.request;
+        assert_eq!(put.header("if-match"), Some("\"c5\""));
+        assert_eq!(put.header("x-amz-meta-config-sequence"), Some("6"));
+        assert_eq!(
+            put.header("x-amz-meta-config-updated-at"),
+            Some("1700000006000")
+        );
+        // And the next one carries 7.
+        sim.apply_all(&c(7));
+        sim.run_until(T0 + 800_000);
+        assert_eq!(sim.s3.put_bodies().last().map(|p| p.1.clone()), Some(c(7)));
+        let put = &sim.dispatches.last().unwrap().2.request;
+        assert_eq!(put.header("x-amz-meta-config-sequence"), Some("7"));
+    }
 }
 
 /// The effects of the host failing the engine's first request with `reason`.

@@ -108,7 +108,8 @@ pub fn export_metadata(
 pub struct ExportSealer {
     key: Option<KeyEntry>,
     object_key: String,
-    running: Option<(Encryptor, [u8; 32], u64)>,
+    /// The encryption under way: the plaintext's digest, first-seen time and newest `updated_at`.
+    running: Option<(Encryptor, [u8; 32], Times)>,
     /// The last document encrypted (its plaintext digest) and the result: an unchanged
     /// configuration applied again is not encrypted again.
     last: Option<([u8; 32], stream::Sealed)>,
@@ -152,12 +153,12 @@ impl ExportSealer {
         self.running = None;
         if let Some((plain, sealed)) = &self.last {
             if *plain == doc.sha256 {
-                return Some(sealed_doc(sealed, doc.seen_at));
+                return Some(sealed_doc(sealed, (doc.seen_at, doc.updated_at_ms)));
             }
         }
         let small = doc.body.len() <= SEAL_SLICE_BYTES;
         let enc = Encryptor::new(doc.body, &doc.sha256, &self.object_key, key);
-        self.running = Some((enc, doc.sha256, doc.seen_at));
+        self.running = Some((enc, doc.sha256, (doc.seen_at, doc.updated_at_ms)));
         // A small document at once; a large one from the next tick on (this one hashed it).
         if small {
             self.step()
@@ -177,8 +178,15 @@ impl ExportSealer {
     }
 }
 
-fn sealed_doc(s: &stream::Sealed, seen_at: u64) -> Document {
-    Document::with_digest(Rc::clone(&s.body), s.sha256, seen_at)
+/// A plaintext document's first-seen time and newest `updated_at`, which its encryption keeps.
+type Times = (u64, Option<u64>);
+
+/// The encrypted document, with the plaintext's first-seen time and logical time.
+fn sealed_doc(s: &stream::Sealed, (seen_at, updated_at_ms): Times) -> Document {
+    Document {
+        updated_at_ms,
+        ..Document::with_digest(Rc::clone(&s.body), s.sha256, seen_at)
+    }
 }
 
 /// Where an import's unsealing stands.

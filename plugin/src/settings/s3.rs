@@ -51,6 +51,8 @@ pub const RESERVED_METADATA: &[&str] = &[
     "uploader",
     "config-applied-at",
     "config-sha256",
+    "config-sequence",
+    "config-updated-at",
     // Sealed exports (docs/sealed-exports.md).
     crate::seal::META_SIGNATURE,
     crate::seal::META_SIGNATURE_KEY,

@@ -22,6 +22,8 @@ use crate::settings::GcsSettings;
 pub const META_UPLOADER: &str = "uploader";
 pub const META_APPLIED_AT: &str = "config-applied-at";
 pub const META_SHA256: &str = "config-sha256";
+pub const META_SEQUENCE: &str = "config-sequence";
+pub const META_UPDATED_AT: &str = "config-updated-at";
 /// On an election registration: the time of its last refresh (ms, this node's clock). A refresh
 /// is a metadata update (PATCH), as Kong Enterprise refreshes: `updated` moves, `timeCreated`
 /// (the register time every node reads) stays (docs/election.md, "GCS").
@@ -168,8 +170,12 @@ impl ObjectStore for GcsStore {
             META_UPLOADER: meta.uploader,
             META_APPLIED_AT: meta.applied_at.to_string(),
             META_SHA256: meta.sha256_hex,
+            META_SEQUENCE: meta.sequence.to_string(),
         });
         if let Some(m) = metadata.as_object_mut() {
+            if let Some(ms) = meta.updated_at_ms {
+                m.insert(META_UPDATED_AT.to_string(), Value::String(ms.to_string()));
+            }
             for (name, value) in &meta.seal {
                 m.insert((*name).to_string(), Value::String(value.clone()));
             }
@@ -336,6 +342,8 @@ impl ObjectStore for GcsStore {
                     uploader: meta_header(META_UPLOADER).map(str::to_string),
                     applied_at: meta_header(META_APPLIED_AT).and_then(|v| v.trim().parse().ok()),
                     sha256_hex: meta_header(META_SHA256).map(str::to_string),
+                    sequence: meta_header(META_SEQUENCE).and_then(|v| v.trim().parse().ok()),
+                    updated_at_ms: meta_header(META_UPDATED_AT).and_then(|v| v.trim().parse().ok()),
                     seal: crate::seal::SealMeta::read(|k| meta_header(k).map(str::to_string)),
                 };
                 GetOutcome::Found {
@@ -461,6 +469,8 @@ fn resource_meta(v: &Value) -> RemoteMeta {
         uploader: meta(META_UPLOADER),
         applied_at: meta(META_APPLIED_AT).and_then(|s| s.trim().parse().ok()),
         sha256_hex: meta(META_SHA256),
+        sequence: meta(META_SEQUENCE).and_then(|s| s.trim().parse().ok()),
+        updated_at_ms: meta(META_UPDATED_AT).and_then(|s| s.trim().parse().ok()),
         seal: crate::seal::SealMeta::read(meta),
     }
 }
@@ -562,6 +572,8 @@ mod tests {
                     applied_at: 7,
                     sha256_hex: crate::document::sha256_hex(b"{}"),
                     sha256: crate::document::sha256(b"{}"),
+                    sequence: 4,
+                    updated_at_ms: Some(1_700_000_000_000),
                     seal: Vec::new(),
                 },
                 1000,
@@ -575,6 +587,11 @@ mod tests {
         let body = String::from_utf8_lossy(&put.body).to_string();
         assert!(
             body.contains(r#""metadata":{"config-applied-at":"7""#),
+            "{body}"
+        );
+        assert!(body.contains(r#""config-sequence":"4""#), "{body}");
+        assert!(
+            body.contains(r#""config-updated-at":"1700000000000""#),
             "{body}"
         );
         s.on_unauthorized(2000);
@@ -656,7 +673,7 @@ mod tests {
         let h = s.parse_head(&resp(
             200,
             &[],
-            r#"{"generation":"5","metadata":{"uploader":"n2","config-applied-at":"42","config-sha256":"ab"}}"#,
+            r#"{"generation":"5","metadata":{"uploader":"n2","config-applied-at":"42","config-sha256":"ab","config-sequence":"9","config-updated-at":"1700000000000"}}"#,
         ));
         assert_eq!(
             h,
@@ -665,6 +682,8 @@ mod tests {
                 uploader: Some("n2".into()),
                 applied_at: Some(42),
                 sha256_hex: Some("ab".into()),
+                sequence: Some(9),
+                updated_at_ms: Some(1_700_000_000_000),
                 ..Default::default()
             })
         );

@@ -40,6 +40,11 @@ pub struct ExportMeta {
     pub sha256_hex: String,
     /// The same digest as bytes (the checksum header and the signature reuse it).
     pub sha256: [u8; 32],
+    /// `config-sequence`: one more than the object this write replaces (docs/election.md,
+    /// "Which config is newer").
+    pub sequence: u64,
+    /// `config-updated-at`: the config's newest `updated_at`, ms, when it has one.
+    pub updated_at_ms: Option<u64>,
     /// A sealed export's metadata (`seal::export_metadata`): name (without the store's prefix)
     /// and value; empty otherwise.
     pub seal: Vec<(&'static str, String)>,
@@ -118,6 +123,9 @@ pub struct RemoteMeta {
     pub uploader: Option<String>,
     pub applied_at: Option<u64>,
     pub sha256_hex: Option<String>,
+    /// `config-sequence` and `config-updated-at` (ms), when the writer set them.
+    pub sequence: Option<u64>,
+    pub updated_at_ms: Option<u64>,
     /// Signature and encryption key ids of a sealed export (docs/sealed-exports.md).
     pub seal: crate::seal::SealMeta,
 }

@@ -26,6 +26,8 @@ use crate::settings::S3Settings;
 
 pub const META_UPLOADER: &str = "x-amz-meta-uploader";
 pub const META_APPLIED_AT: &str = "x-amz-meta-config-applied-at";
+pub const META_SEQUENCE: &str = "x-amz-meta-config-sequence";
+pub const META_UPDATED_AT: &str = "x-amz-meta-config-updated-at";
 pub const META_SHA256: &str = "x-amz-meta-config-sha256";
 
 pub struct S3Store {
@@ -297,7 +299,11 @@ impl ObjectStore for S3Store {
             (META_UPLOADER.into(), meta.uploader.clone()),
             (META_APPLIED_AT.into(), meta.applied_at.to_string()),
             (META_SHA256.into(), meta.sha256_hex.clone()),
+            (META_SEQUENCE.into(), meta.sequence.to_string()),
         ];
+        if let Some(ms) = meta.updated_at_ms {
+            headers.push((META_UPDATED_AT.into(), ms.to_string()));
+        }
         for (name, value) in &meta.seal {
             headers.push((format!("x-amz-meta-{name}"), value.clone()));
         }
@@ -443,6 +449,12 @@ fn remote_meta(resp: &HttpResponse) -> RemoteMeta {
             .header(META_APPLIED_AT)
             .and_then(|v| v.trim().parse().ok()),
         sha256_hex: resp.header(META_SHA256).map(str::to_string),
+        sequence: resp
+            .header(META_SEQUENCE)
+            .and_then(|v| v.trim().parse().ok()),
+        updated_at_ms: resp
+            .header(META_UPDATED_AT)
+            .and_then(|v| v.trim().parse().ok()),
         seal: crate::seal::SealMeta::read(|k| {
             resp.header(&format!("x-amz-meta-{k}")).map(str::to_string)
         }),
@@ -629,6 +641,8 @@ mod tests {
             applied_at: 1_700_000_000_123,
             sha256_hex: sha256_hex(body),
             sha256: sha256(body),
+            sequence: 1,
+            updated_at_ms: None,
             seal: Vec::new(),
         }
     }
@@ -698,6 +712,7 @@ mod tests {
                 "x-amz-content-sha256",
                 "x-amz-date",
                 "x-amz-meta-config-applied-at",
+                "x-amz-meta-config-sequence",
                 "x-amz-meta-config-sha256",
                 "x-amz-meta-uploader",
                 "x-amz-storage-class"
@@ -992,6 +1007,8 @@ mod tests {
                 ("x-amz-meta-uploader", "n2"),
                 ("x-amz-meta-config-applied-at", "42"),
                 ("x-amz-meta-config-sha256", "ab"),
+                ("x-amz-meta-config-sequence", "9"),
+                ("x-amz-meta-config-updated-at", "1700000000000"),
             ],
             "",
         ));
@@ -1002,6 +1019,8 @@ mod tests {
                 uploader: Some("n2".into()),
                 applied_at: Some(42),
                 sha256_hex: Some("ab".into()),
+                sequence: Some(9),
+                updated_at_ms: Some(1_700_000_000_000),
                 ..Default::default()
             })
         );

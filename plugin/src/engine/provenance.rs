@@ -1,0 +1,278 @@
+//! Which config is newer: this node's, or the one in storage? Decided when the node reads the
+//! stored object (a HEAD) and finds other content there, in this order (docs/election.md, "Which
+//! config is newer"):
+//!
+//! 1. the stored config is one this node held before its current one → ours is newer;
+//! 2. both carry Kong's logical time (the newest `updated_at` of their entities) and they differ
+//!    → the later one is newer;
+//! 3. this node has held no other config since it started (a cache, a bootstrap file: it may be
+//!    stale) → the stored one stays, unless it is this node's own earlier export (or an
+//!    operator's one-shot export hands the config over);
+//! 4. otherwise (two configs both seen changing on live nodes, neither known to supersede the
+//!    other) → the first-seen times decide, as before (node clocks).
+//!
+//! A node restarted from a stale config is decided by rule 1–3, never by when it happened to see
+//! its config or by its clock.
+
+use crate::node_lock::HELD_MAX;
+use crate::store::RemoteMeta;
+
+/// A stored logical time this far past this node's clock is not believed (a hostile or broken
+/// writer must not block every later export).
+const LOGICAL_TIME_SLACK_MS: u64 = 3_600_000;
+
+/// What this node knows of the config it is about to export.
+#[derive(Debug)]
+pub(super) struct Ours<'a> {
+    pub hash: &'a str,
+    /// Content hashes of the configs the node held, oldest first (`NodeRecord::held`).
+    pub held: &'a [String],
+    pub updated_at_ms: Option<u64>,
+    pub seen_at: u64,
+    pub node_id: &'a str,
+    /// An operator's one-shot export (`Config::operator_export`): never a stale cache.
+    pub operator: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Ours is newer: write it (why, for the log).
+    Replace(&'static str),
+    /// The stored config stays (why, for the log).
+    Keep(&'static str),
+}
+
+/// Rules 1–4 above, for a stored object whose content differs from ours.
+pub(super) fn decide(ours: &Ours<'_>, stored: &RemoteMeta, now: u64) -> Verdict {
+    let before_ours = ours
+        .held
+        .iter()
+        .position(|h| h == ours.hash)
+        .map_or(ours.held, |i| ours.held.get(..i).unwrap_or_default());
+    if let Some(theirs) = stored.sha256_hex.as_deref() {
+        if before_ours.iter().any(|h| h == theirs) {
+            return Verdict::Replace("this node held the stored config before its current one");
+        }
+    }
+    let believable = stored
+        .updated_at_ms
+        .filter(|&t| t <= now.saturating_add(LOGICAL_TIME_SLACK_MS));
+    if let (Some(mine), Some(theirs)) = (ours.updated_at_ms, believable) {
+        if mine > theirs {
+            return Verdict::Replace("its entities were updated after the stored config's");
+        }
+        if mine < theirs {
+            return Verdict::Keep("the stored config's entities were updated later");
+        }
+    }
+    if is_startup(ours) && !ours.operator {
+        if stored.uploader.as_deref() == Some(ours.node_id) && !ours.node_id.is_empty() {
+            return Verdict::Replace("the stored config is this node's own earlier export");
+        }
+        return Verdict::Keep(
+            "this node still runs the config it started with (a cache or a bootstrap file may be stale); it exports once it sees a config change",
+        );
+    }
+    match stored.applied_at {
+        Some(t) if t > ours.seen_at => Verdict::Keep("it was first seen later (node clocks)"),
+        _ => Verdict::Replace(
+            "it was first seen earlier (node clocks) or by a writer without config-bridge metadata",
+        ),
+    }
+}
+
+/// The node has held only this config since it started.
+fn is_startup(ours: &Ours<'_>) -> bool {
+    matches!(ours.held, [only] if only == ours.hash)
+}
+
+/// Records that a root context of this node now holds `hash` (`prev`: what that root context
+/// held before). New content goes last; content held before moves last again only when this root
+/// context was up to date (a rollback), not when it lags behind another one (workers are
+/// reconfigured one after the other).
+pub(super) fn note_held(held: &mut Vec<String>, hash: &str, prev: Option<&str>) {
+    if held.last().is_some_and(|h| h == hash) {
+        return;
+    }
+    match held.iter().position(|h| h == hash) {
+        Some(i) => {
+            if prev.is_some() && prev == held.last().map(String::as_str) {
+                held.remove(i);
+                held.push(hash.to_string());
+            }
+        }
+        None => {
+            held.push(hash.to_string());
+            if held.len() > HELD_MAX {
+                held.remove(0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(hashes: &[&str]) -> Vec<String> {
+        hashes.iter().map(|h| h.to_string()).collect()
+    }
+
+    fn stored(hash: &str, uploader: &str, applied_at: u64, updated: Option<u64>) -> RemoteMeta {
+        RemoteMeta {
+            sha256_hex: Some(hash.into()),
+            uploader: Some(uploader.into()),
+            applied_at: Some(applied_at),
+            updated_at_ms: updated,
+            ..Default::default()
+        }
+    }
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn ours<'a>(hash: &'a str, held: &'a [String], updated: Option<u64>) -> Ours<'a> {
+        Ours {
+            hash,
+            held,
+            updated_at_ms: updated,
+            seen_at: NOW,
+            node_id: "node-3",
+            operator: false,
+        }
+    }
+
+    /// The issue's case: node-3 restarts from a cache holding C2 while node-1 exported C5.
+    /// node-3 saw C2 last (its clock says "now", later than node-1's), yet the stored C5 stays.
+    #[test]
+    fn a_node_restarted_from_a_stale_config_keeps_the_stored_one() {
+        let h = held(&["C2"]);
+        let c5 = stored("C5", "node-1", NOW - 60_000, None);
+        assert!(matches!(
+            decide(&ours("C2", &h, None), &c5, NOW),
+            Verdict::Keep(_)
+        ));
+        // Kong's logical time says the same where both have it.
+        let c5 = stored("C5", "node-1", NOW - 60_000, Some(5_000));
+        assert!(matches!(
+            decide(&ours("C2", &h, Some(2_000)), &c5, NOW),
+            Verdict::Keep(_)
+        ));
+        // Once it sees a change (C6) its config is newer than what it started with.
+        let h = held(&["C2", "C6"]);
+        assert!(matches!(
+            decide(
+                &ours("C6", &h, None),
+                &stored("C2", "node-3", NOW, None),
+                NOW
+            ),
+            Verdict::Replace(_)
+        ));
+    }
+
+    #[test]
+    fn a_started_node_replaces_only_its_own_export_or_an_older_logical_time() {
+        let h = held(&["B"]);
+        // A reload or restart with a new config over this node's own export.
+        assert!(matches!(
+            decide(&ours("B", &h, None), &stored("A", "node-3", NOW, None), NOW),
+            Verdict::Replace(_)
+        ));
+        // Another node's export (or Kong Enterprise's, with no metadata) stays.
+        assert!(matches!(
+            decide(&ours("B", &h, None), &RemoteMeta::default(), NOW),
+            Verdict::Keep(_)
+        ));
+        // Nor from an operator's one-shot export (then the first-seen times decide, as before).
+        let operator = Ours {
+            operator: true,
+            ..ours("B", &h, None)
+        };
+        assert!(matches!(
+            decide(&operator, &stored("A", "node-1", NOW - 1, None), NOW),
+            Verdict::Replace(_)
+        ));
+        // Unless Kong's logical time shows ours is newer.
+        assert!(matches!(
+            decide(
+                &ours("B", &h, Some(9_000)),
+                &stored("A", "node-1", NOW, Some(8_000)),
+                NOW
+            ),
+            Verdict::Replace(_)
+        ));
+        // A logical time far in the future is not believed (nor does it block anything).
+        assert!(matches!(
+            decide(
+                &ours("B", &h, Some(9_000)),
+                &stored("A", "node-3", NOW, Some(NOW + 7_200_000)),
+                NOW
+            ),
+            Verdict::Replace(_)
+        ));
+    }
+
+    #[test]
+    fn a_runtime_change_replaces_what_the_node_held_before_even_with_an_older_logical_time() {
+        // The change deleted the most recently updated entity: its newest updated_at is older.
+        let h = held(&["A", "B"]);
+        assert!(matches!(
+            decide(
+                &ours("B", &h, Some(1_000)),
+                &stored("A", "node-1", NOW + 1, Some(2_000)),
+                NOW
+            ),
+            Verdict::Replace(_)
+        ));
+        // A config never held here, with later entities: a node ahead of this one wrote it.
+        assert!(matches!(
+            decide(
+                &ours("B", &h, Some(1_000)),
+                &stored("C", "node-1", NOW - 1, Some(2_000)),
+                NOW
+            ),
+            Verdict::Keep(_)
+        ));
+        // Nothing else decides between two live configs: the first-seen times, as before.
+        let c = stored("C", "node-1", NOW + 1, None);
+        assert!(matches!(
+            decide(&ours("B", &h, None), &c, NOW),
+            Verdict::Keep(_)
+        ));
+        let c = stored("C", "node-1", NOW - 1, None);
+        assert!(matches!(
+            decide(&ours("B", &h, None), &c, NOW),
+            Verdict::Replace(_)
+        ));
+        // A config held *after* ours (this node lags behind itself) is no reason to replace.
+        let h = held(&["B", "C"]);
+        assert!(matches!(
+            decide(
+                &ours("B", &h, None),
+                &stored("C", "node-1", NOW + 1, None),
+                NOW
+            ),
+            Verdict::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn held_configs_keep_their_order_across_lagging_workers_and_rollbacks() {
+        let mut h = Vec::new();
+        note_held(&mut h, "A", None); // worker 1 starts
+        note_held(&mut h, "A", None); // worker 2 starts
+        assert_eq!(h, ["A"]);
+        note_held(&mut h, "B", Some("A")); // worker 1 changes
+        note_held(&mut h, "A", None); // a restarted worker 2 that still reads A: lags
+        assert_eq!(h, ["A", "B"]);
+        note_held(&mut h, "B", Some("A")); // worker 2 catches up
+        assert_eq!(h, ["A", "B"]);
+        note_held(&mut h, "A", Some("B")); // a rollback on an up-to-date worker
+        assert_eq!(h, ["B", "A"]);
+        for i in 0..40 {
+            let prev = h.last().cloned();
+            note_held(&mut h, &format!("X{i}"), prev.as_deref());
+        }
+        assert_eq!(h.len(), HELD_MAX);
+        assert_eq!(h.last().map(String::as_str), Some("X39"));
+    }
+}
