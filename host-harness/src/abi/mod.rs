@@ -132,11 +132,15 @@ pub(crate) struct CallResponseData {
 pub struct HttpMessages {
     /// Request headers including `:method`, `:path`, `:authority`, `:scheme`.
     pub request_headers: Vec<(String, String)>,
+    /// The request body (whole, as it left the chain).
     pub request_body: Vec<u8>,
+    /// Request trailers.
     pub request_trailers: Vec<(String, String)>,
     /// Response headers including `:status`.
     pub response_headers: Vec<(String, String)>,
+    /// The response body.
     pub response_body: Vec<u8>,
+    /// Response trailers.
     pub response_trailers: Vec<(String, String)>,
 }
 
@@ -181,10 +185,13 @@ pub struct StreamData {
     /// Headers, trailers, and the body buffer the running body callback sees (the exchange's
     /// record holds whole bodies: see [`crate::HttpOutcome`]).
     pub messages: HttpMessages,
+    /// The local response the filter sent, if it did.
     pub local_response: Option<LocalResponse>,
     /// Set by `proxy_continue_stream` / `proxy_continue_request|response`.
     pub resumed_request: bool,
+    /// Set when the filter resumes the response.
     pub resumed_response: bool,
+    /// Set by `proxy_close_stream`.
     pub closed: bool,
     /// Properties the filter set from this exchange's contexts: they stay in this request
     /// (docs/host-behaviours.md, "Per-request properties").
@@ -195,6 +202,7 @@ pub struct StreamData {
     /// Where the exchange is: ngx_wasm_module refuses a local response once the response has
     /// entered its header filter (`entered_header_filter`), except from `on_response_headers`.
     pub entered_response_headers: bool,
+    /// The response body phase has started.
     pub entered_response_body: bool,
     /// The downstream address, for `source.*` properties.
     pub source: (String, u16),
@@ -202,6 +210,11 @@ pub struct StreamData {
     pub filter_names: HashMap<u32, String>,
     /// The root context of each context of the chain.
     pub roots: HashMap<u32, u32>,
+    /// When the request arrived (the world's wall clock): `request.time`, `request.duration`.
+    pub started: Option<std::time::SystemTime>,
+    /// The request's body has been read (nginx reads it after the request headers phases):
+    /// `request.total_size` counts it from then on.
+    pub request_body_read: bool,
 }
 
 /// `Deref`/`DerefMut` from a type with a `messages: HttpMessages` field to it, so the fields of
@@ -229,10 +242,15 @@ deref_to_messages!(StreamData);
 /// A response the filter produced itself (`send_http_response`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalResponse {
+    /// The status the filter gave.
     pub status: u32,
+    /// Its details string (Envoy's response code details).
     pub details: String,
+    /// Its headers, as the host stored them.
     pub headers: Vec<(String, String)>,
+    /// Its body, as the filter gave it.
     pub body: Vec<u8>,
+    /// Its gRPC status (-1: none).
     pub grpc_status: i32,
 }
 
@@ -350,7 +368,7 @@ pub(crate) fn probe_host() -> Host {
             crate::clock::Clock::virtual_default(),
             crate::profile::HostProfile::envoy(),
         )),
-        node: NodeShared::new("probe"),
+        node: NodeShared::new("probe", "probe"),
         origin: Origin {
             node: "probe".into(),
             worker: 0,

@@ -39,6 +39,7 @@ pub struct HttpOutcome {
 }
 
 impl HttpOutcome {
+    /// The local response the filter sent, if it did.
     pub fn local_response(&self) -> Option<&LocalResponse> {
         self.data.local_response.as_ref()
     }
@@ -66,6 +67,7 @@ impl HttpOutcome {
 /// One guest callback of an exchange: `proxy_<name>(context, args...)` and what it returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallbackCall {
+    /// The context the callback was for.
     pub context: u32,
     /// `on_request_headers`, `on_response_body`, `on_log`, ...
     pub name: &'static str,
@@ -75,9 +77,12 @@ pub struct CallbackCall {
     pub result: Option<i32>,
 }
 
+/// What a phase callback returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Go on (`Action::Continue`, 0).
     Continue,
+    /// Stop here until the filter resumes (any other value).
     Pause,
 }
 
@@ -246,13 +251,17 @@ impl World {
             .collect();
         let key = ctxs.first().copied().unwrap_or(0);
         // The response does not exist before the upstream answers: the map starts empty.
+        let mut messages = HttpMessages {
+            request_headers: exchange.request_headers.clone(),
+            request_trailers: exchange.request_trailers.clone(),
+            ..Default::default()
+        };
+        model.present_names(&mut messages.request_headers);
+        model.present_names(&mut messages.request_trailers);
         let mut stream = StreamData {
-            messages: HttpMessages {
-                request_headers: exchange.request_headers.clone(),
-                request_trailers: exchange.request_trailers.clone(),
-                ..Default::default()
-            },
+            messages,
             source: exchange.source.clone(),
+            started: Some(self.shared.clock.now()),
             ..Default::default()
         };
         for (i, f) in filters.iter().enumerate() {
@@ -591,6 +600,10 @@ impl World {
 
     /// What follows the headers phases of a direction.
     fn after_headers(&mut self, run: &mut ExchangeRun, request: bool) -> Step {
+        if let Some(s) = self.stream_data_mut(run).filter(|_| request) {
+            // nginx reads the request body after the request headers phases.
+            s.request_body_read = true;
+        }
         run.carry.clear();
         run.forwarded.clear();
         run.buffers.iter_mut().for_each(Vec::clear);
@@ -810,24 +823,19 @@ impl World {
     /// The upstream answers: its headers, trailers and body chunks become the response.
     /// ngx_wasm_module keeps response headers the filter added before (`headers_out`).
     fn install_upstream_response(&mut self, run: &mut ExchangeRun) {
-        let ngx = self.shared.profile.http == HttpModel::Ngx;
+        let model = self.shared.profile.http;
+        let ngx = model == HttpModel::Ngx;
         let now = self.shared.clock.now();
         let input = &run.input;
         let mut headers = input.response_headers.clone();
-        let trailers = input.response_trailers.clone();
+        let mut trailers = input.response_trailers.clone();
+        model.present_names(&mut headers);
+        model.present_names(&mut trailers);
         run.chunks = body_chunks(&input.response_body, &input.response_chunks);
         if let Some(s) = self.stream_data_mut(run) {
             if ngx {
-                let added: Vec<_> = s
-                    .response_headers
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with(':'))
-                    .cloned()
-                    .collect();
-                headers.extend(added);
-            }
-            if ngx {
-                add_shim_headers(&mut headers, now);
+                headers.extend(added_headers(&s.response_headers));
+                add_shim_headers(&mut headers, now, false);
             }
             s.response_headers = headers;
             s.response_trailers = trailers;
@@ -853,18 +861,13 @@ impl World {
             // Too late: the response is on its way (ngx_wasm_module traps before this).
             return;
         }
-        let kept: Vec<(String, String)> = if ngx {
-            s.response_headers
-                .iter()
-                .filter(|(k, _)| !k.starts_with(':'))
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
+        let kept = match ngx {
+            true => added_headers(&s.response_headers),
+            false => Vec::new(),
         };
         let (mut headers, body) = local_response_message(&local, kept, ngx);
         if ngx {
-            add_shim_headers(&mut headers, now);
+            add_shim_headers(&mut headers, now, true);
         }
         s.response_headers = headers;
         s.response_trailers.clear();
@@ -1009,28 +1012,34 @@ impl World {
             // ngx_wasm_module flushes a stashed local response even when the filter trapped
             // after stashing it (a second send_local_response traps "already stashed").
             let (mut headers, body) = local_response_message(&local, Vec::new(), true);
-            add_shim_headers(&mut headers, self.shared.clock.now());
+            add_shim_headers(&mut headers, self.shared.clock.now(), true);
             data.response_headers = headers;
             data.response_body = body;
             data.local_response_sent = true;
         } else if answer_upstream {
-            data.response_headers = run.input.response_headers.clone();
+            // The upstream's answer, with the response headers the filter added before it
+            // trapped (seen in the engine: `X-Early` from on_request_headers is kept).
+            let mut headers = run.input.response_headers.clone();
+            headers.extend(added_headers(&data.response_headers));
+            add_shim_headers(&mut headers, self.shared.clock.now(), false);
+            data.response_headers = headers;
             data.response_body = run.input.response_body.clone();
             data.response_trailers = run.input.response_trailers.clone();
         } else if !data.entered_response_headers {
+            let added = added_headers(&data.response_headers);
             data.response_headers = vec![(":status".into(), "500".into())];
             data.response_body.clear();
             if self.shared.profile.http == HttpModel::Ngx {
-                // nginx's own error page.
+                // nginx's own error page, with the response headers the filter added before it
+                // trapped (seen in the engine).
                 let body = NGINX_500.as_bytes().to_vec();
-                data.response_headers
-                    .push(("Content-Type".into(), "text/html".into()));
-                data.response_headers
-                    .push(("Content-Length".into(), body.len().to_string()));
+                let h = &mut data.response_headers;
+                h.extend(added);
+                set_header(h, "Content-Type", "text/html");
+                set_header(h, "Content-Length", &body.len().to_string());
                 // nginx closes the connection after an internal error.
-                data.response_headers
-                    .push(("Connection".into(), "close".into()));
-                add_shim_headers(&mut data.response_headers, self.shared.clock.now());
+                set_header(h, "Connection", "close");
+                add_shim_headers(h, self.shared.clock.now(), false);
                 data.response_body = body;
             }
         }
@@ -1207,12 +1216,23 @@ fn body_chunks(body: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
     out
 }
 
+/// The response headers a filter set before the response (ngx_wasm_module keeps them on the
+/// answer: the upstream's, a local response, nginx's 500 page after a trap).
+fn added_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .cloned()
+        .collect()
+}
+
 /// The headers nginx adds to every response after the filters, which ngx_wasm_module already
 /// shows them ("shim headers", `ngx_http_wasm_count_shim_headers`): `Connection`, `Server`,
 /// `Date` (the virtual clock's). The map comes in nginx's order: `:status`, its known headers
-/// (`Content-Type`, `Content-Length`, `Connection`), the others in order, `Server`, `Date`
-/// (seen in the engine: docs/host-behaviours.md).
-fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemTime) {
+/// (`Content-Type`, `Content-Length`, `Connection`), the others in order, `Server`, `Date`; a
+/// local response's `Content-Length` (set when it is flushed) after the others (seen in the
+/// engine: docs/host-behaviours.md).
+fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemTime, local: bool) {
     for (name, value) in [
         ("Connection", "keep-alive".to_string()),
         ("Server", "nginx/1.27.4".to_string()),
@@ -1225,6 +1245,7 @@ fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemT
     let rank = |k: &str| match k.to_ascii_lowercase().as_str() {
         k if k.starts_with(':') => 0,
         "content-type" => 1,
+        "content-length" if local => 4,
         "content-length" => 2,
         "connection" => 3,
         "server" => 5,
@@ -1289,6 +1310,7 @@ fn local_response_message(
         set_header(&mut headers, "Content-Length", &body.len().to_string());
     } else {
         headers.extend(local.headers.iter().cloned());
+        HttpModel::Envoy.present_names(&mut headers);
         if !body.is_empty() {
             set_header(&mut headers, "content-length", &body.len().to_string());
             if !headers
