@@ -1061,7 +1061,9 @@ mod tests {
     #[test]
     fn requests_parse_like_the_cli() {
         let r = Request::parse("GET /a?b=1 -H X-A:1 -H 'y: 2").unwrap_err();
-        assert!(r.contains("unexpected"), "{r}");
+        assert!(r.contains("unterminated"), "{r}");
+        let r = Request::parse("GET /a?b=1 -H 'y: 2 3'").unwrap();
+        assert_eq!(r.headers, vec![("y".to_string(), "2 3".to_string())]);
         let r = Request::parse("/p -H X-A:1 -d hello").unwrap();
         assert_eq!(r.method, "POST");
         assert_eq!(r.headers, vec![("X-A".to_string(), "1".to_string())]);
