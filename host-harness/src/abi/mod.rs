@@ -346,6 +346,16 @@ impl Host {
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
+    // The pre-snapshot name of WASI's exit, which proxy-wasm hosts still provide
+    // (proxy-wasm-cpp-host registers WASI functions under both names): AssemblyScript's `abort`
+    // ends there. The guest stops with a trap, as an exit inside a callback does.
+    linker.func_wrap(
+        "wasi_unstable",
+        "proc_exit",
+        |_: wasmtime::Caller<'_, Host>, code: i32| -> wasmtime::Result<()> {
+            wasmtime::bail!("proc_exit({code})")
+        },
+    )?;
     hostcalls::add(&mut linker)?;
     Ok(linker)
 }

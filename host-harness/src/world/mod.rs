@@ -18,6 +18,7 @@ mod http;
 mod inspect;
 mod lifecycle;
 mod scheduler;
+/// What a test sets up: nodes, filters, HTTP exchanges.
 pub mod spec;
 mod tcp;
 
@@ -153,10 +154,12 @@ impl World {
         }
     }
 
+    /// The host profile the world simulates.
     pub fn profile(&self) -> &HostProfile {
         &self.shared.profile
     }
 
+    /// The world's clock (virtual unless [`World::new_realtime`]).
     pub fn clock(&self) -> &Clock {
         &self.shared.clock
     }

@@ -15,17 +15,22 @@ use crate::profile::HttpModel;
 /// A TCP connection: what the client sends and what the upstream answers, in chunks.
 #[derive(Clone, Debug, Default)]
 pub struct TcpExchange {
+    /// The client's data, chunk by chunk (`on_downstream_data` each).
     pub downstream: Vec<Vec<u8>>,
+    /// The upstream's data, chunk by chunk (`on_upstream_data` each).
     pub upstream: Vec<Vec<u8>>,
 }
 
 /// What happened to a connection.
 #[derive(Clone, Debug, Default)]
 pub struct TcpOutcome {
+    /// The connection's stream context.
     pub context_id: u32,
     /// Bytes that reached the upstream, and the client.
     pub to_upstream: Vec<u8>,
+    /// Bytes that reached the client.
     pub to_downstream: Vec<u8>,
+    /// Every guest callback of the connection with its arguments, in order.
     pub callbacks: Vec<CallbackCall>,
     /// The worker trapped or died during the connection.
     pub failed: bool,
