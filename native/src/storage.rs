@@ -186,11 +186,15 @@ impl Storage<'_> {
     /// engine does before any other request of the store. A failure is retried by the caller's
     /// backoff, not the store's own (`on_unauthorized` clears it).
     fn ready(&self) -> Result<(), String> {
-        // IMDSv2 takes three requests (session token, role, credentials).
-        for _ in 0..4 {
+        // IMDSv2 takes three requests (session token, role, credentials); a GCS assertion is
+        // signed in slices, one per call, before its request (docs/gcs.md).
+        for _ in 0..16 {
             let request = self.store.borrow_mut().prerequisite(now_ms());
             let Some(request) = request else {
-                return Ok(());
+                if self.store.borrow().ready(now_ms()) {
+                    return Ok(());
+                }
+                continue;
             };
             let answer = self.http.send(&request);
             let mut store = self.store.borrow_mut();

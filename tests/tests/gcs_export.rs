@@ -373,22 +373,24 @@ fn the_key_from_the_environment_works() {
     assert_no_gcs_secrets(&g);
 }
 
-/// The time one JWT signature takes: the longest `on_tick` of the token request in the real
-/// .wasm (Cranelift, this machine), against the same signature natively; printed for
-/// BENCHMARKS.md.
+/// The JWT's RSA signature is computed in slices, one per host tick (docs/gcs.md): the longest
+/// `on_tick` while the token is fetched holds about half of the signature's time (one of the two
+/// CRT exponentiations), not all of it. Also prints the times for BENCHMARKS.md: the longest and
+/// the total `on_tick` in the real .wasm (Cranelift, this machine) against one whole signature
+/// natively.
 #[test]
 fn jwt_signing_time_in_wasm_and_native() {
     let profile = HostProfile::ngx_wasm_module();
     let mut g = gcs_world(&profile);
     let cfg = gcs_config(&profile, &declarative(1), Some(&g.key_json));
     start_node(&mut g.world, 1, &cfg);
-    // Up to the tick before the first engine tick, then only the token tick.
+    // Up to the tick before the first engine tick, then only the ticks of the token request.
     g.world.advance(ms(900));
     g.world.reset_callback_times();
     let mock = g.mock.clone();
     g.world
         .advance_until(secs(5), ms(50), |_| !token_calls(&mock).is_empty());
-    let wasm = g.world.callback_times()["on_tick"].longest_guest;
+    let ticks = g.world.callback_times()["on_tick"].clone();
 
     let key =
         config_bridge::store::gcs_auth::ServiceAccountKey::parse(&g.key_json.to_string()).unwrap();
@@ -403,12 +405,24 @@ fn jwt_signing_time_in_wasm_and_native() {
         .unwrap();
     }
     let native = start.elapsed() / rounds as u32;
+    let ms_of = |d: Duration| d.as_secs_f64() * 1000.0;
     eprintln!(
-        "JWT RS256 signing: longest on_tick with the token request in wasm {:.2} ms, native {:.2} ms per signature",
-        wasm.as_secs_f64() * 1000.0,
-        native.as_secs_f64() * 1000.0
+        "JWT RS256 signing: in wasm the longest on_tick {:.2} ms of {:.2} ms over {} ticks; \
+         natively {:.2} ms per signature",
+        ms_of(ticks.longest_guest),
+        ms_of(ticks.total_guest),
+        ticks.count,
+        ms_of(native)
     );
-    assert!(wasm > native, "the wasm tick includes the signature");
+    assert!(
+        ticks.total_guest > native,
+        "the ticks hold the whole signature"
+    );
+    // Unsliced, one tick held ~all of it (≥ 0.9 of the total).
+    assert!(
+        ticks.longest_guest.as_secs_f64() < 0.7 * ticks.total_guest.as_secs_f64(),
+        "the signature is spread over several ticks"
+    );
     assert!(until_exported(&mut g, &declarative(1), secs(30)));
 }
 

@@ -256,7 +256,8 @@ impl Engine {
         self.digesting.is_some()
             || self.sealer.busy()
             || self.import.as_ref().is_some_and(|i| i.busy())
-            || (self.holder && (self.source.busy() || self.election.busy()))
+            || (self.holder
+                && (self.source.busy() || self.election.busy() || self.store.preparing()))
     }
 
     /// The most bytes the answer to call `id` may have: the shell refuses a larger announced

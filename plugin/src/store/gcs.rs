@@ -410,6 +410,10 @@ impl ObjectStore for GcsStore {
         self.tokens.bearer(now_ms).is_ok()
     }
 
+    fn preparing(&self) -> bool {
+        self.tokens.signing()
+    }
+
     fn on_unauthorized(&mut self, _now_ms: u64) {
         self.tokens.invalidate();
     }

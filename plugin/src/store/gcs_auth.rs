@@ -9,10 +9,8 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
-use rsa::pkcs1v15::SigningKey;
-use rsa::signature::{SignatureEncoding, Signer};
+use super::rsa_sign::{SignJob, SigningKeyParts};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
@@ -38,7 +36,7 @@ const RETRY_MAX_MS: u64 = 60_000;
 #[derive(Clone)]
 pub struct RsaSigner {
     der: Secret,
-    key: Rc<SigningKey<Sha256>>,
+    key: Rc<SigningKeyParts>,
 }
 
 impl PartialEq for RsaSigner {
@@ -60,19 +58,40 @@ impl RsaSigner {
     pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
         let (key, der) = super::rsa_key::private_key_from_pem(pem)?;
         let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
+        let key = SigningKeyParts::new(key).ok_or("is not a valid RSA private key")?;
         Ok(RsaSigner {
             der: Secret::new(hex),
-            key: Rc::new(SigningKey::new(key)),
+            key: Rc::new(key),
         })
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 (deterministic; the host's randomness only blinds the
-    /// private-key operation).
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        self.key
-            .try_sign(message)
-            .map(|sig| sig.to_vec())
-            .map_err(|_| "RSA signing failed (no randomness from the host?)".to_string())
+    /// private-key operation), as slices to run one per tick (`store/rsa_sign.rs`).
+    pub fn start(&self, message: &[u8]) -> Result<SignJob, String> {
+        SignJob::new(Rc::clone(&self.key), message)
+    }
+}
+
+/// A JWT grant assertion whose signature is being computed, a slice per call of `step`.
+pub struct PendingAssertion {
+    input: String,
+    job: SignJob,
+}
+
+impl PendingAssertion {
+    /// The next slice; the whole assertion once the signature is done.
+    pub fn step(&mut self) -> Option<Result<String, String>> {
+        let signature = self.job.step()?;
+        Some(signature.map(|sig| format!("{}.{}", self.input, base64url(&sig))))
+    }
+
+    /// Every remaining slice at once.
+    pub fn finish(mut self) -> Result<String, String> {
+        loop {
+            if let Some(answer) = self.step() {
+                return answer;
+            }
+        }
     }
 }
 
@@ -118,6 +137,16 @@ impl ServiceAccountKey {
 
     /// The signed grant assertion: RS256, `kid`, `iss`, `scope`, `aud`, one hour from `now_s`.
     pub fn assertion(&self, scope: &str, aud: &str, now_s: u64) -> Result<String, String> {
+        self.start_assertion(scope, aud, now_s)?.finish()
+    }
+
+    /// The same assertion, its signature left to `PendingAssertion::step`.
+    pub fn start_assertion(
+        &self,
+        scope: &str,
+        aud: &str,
+        now_s: u64,
+    ) -> Result<PendingAssertion, String> {
         let header = match &self.private_key_id {
             Some(kid) => json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
             None => json!({"alg": "RS256", "typ": "JWT"}),
@@ -134,8 +163,8 @@ impl ServiceAccountKey {
             base64url(header.to_string().as_bytes()),
             base64url(claims.to_string().as_bytes())
         );
-        let sig = self.signer.sign(input.as_bytes())?;
-        Ok(format!("{input}.{}", base64url(&sig)))
+        let job = self.signer.start(input.as_bytes())?;
+        Ok(PendingAssertion { input, job })
     }
 }
 
@@ -193,6 +222,8 @@ pub struct TokenCache {
     last_error: Option<String>,
     /// Token requests sent so far and the time the last JWT signature took (diagnostics).
     pub requests: u64,
+    /// The assertion being signed, a slice per call of `request` (docs/gcs.md).
+    pending: Option<PendingAssertion>,
     /// The store's clock minus this node's (ms): the assertion's `iat`/`exp` are Google's time.
     skew_ms: i64,
 }
@@ -208,6 +239,7 @@ impl TokenCache {
             next_attempt_at: 0,
             last_error: None,
             requests: 0,
+            pending: None,
             skew_ms: 0,
         }
     }
@@ -254,7 +286,8 @@ impl TokenCache {
     }
 
     /// The token request, when a token is missing or due for renewal and no failed attempt is
-    /// backing off. Signing the JWT (one RSA-2048 signature) happens here, on a tick.
+    /// backing off. Signing the JWT (one RSA-2048 signature) is sliced: each call runs one slice
+    /// (a tick each in the filter) and the request comes with the last (`store/rsa_sign.rs`).
     pub fn request(&mut self, now_ms: u64) -> Option<OutboundRequest> {
         let due = self.token().is_none_or(|t| now_ms >= t.refresh_at);
         if !due || now_ms < self.next_attempt_at {
@@ -267,10 +300,27 @@ impl TokenCache {
                 aud,
                 upstream,
             } => {
-                let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
-                let assertion = match key.assertion(self.scope, aud, iat_ms / 1000) {
-                    Ok(a) => a,
-                    Err(e) => {
+                let step = match self.pending.as_mut() {
+                    Some(pending) => pending.step(),
+                    None => {
+                        let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
+                        match key.start_assertion(self.scope, aud, iat_ms / 1000) {
+                            Ok(pending) => self.pending = Some(pending),
+                            Err(e) => {
+                                self.failed(e, now_ms);
+                            }
+                        }
+                        return None;
+                    }
+                };
+                let assertion = match step {
+                    None => return None,
+                    Some(Ok(a)) => {
+                        self.pending = None;
+                        a
+                    }
+                    Some(Err(e)) => {
+                        self.pending = None;
                         self.failed(e, now_ms);
                         return None;
                     }
@@ -314,6 +364,11 @@ impl TokenCache {
         };
         self.requests += 1;
         Some(request)
+    }
+
+    /// Whether an assertion is half-signed (the next `request` runs its next slice).
+    pub fn signing(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// A 401 from the store: the token is no good, get a new one now.

@@ -15,6 +15,7 @@ pub mod election_objects;
 pub mod gcs;
 pub mod gcs_auth;
 pub mod rsa_key;
+pub mod rsa_sign;
 pub mod s3;
 pub mod sigv4;
 pub mod timestamp;
@@ -234,6 +235,11 @@ pub trait ObjectStore {
     /// A request to send before any other (a token), or `None` when the store is ready.
     fn prerequisite(&mut self, _now_ms: u64) -> Option<OutboundRequest> {
         None
+    }
+    /// Whether the prerequisite is being prepared in slices (a JWT signature): the engine then
+    /// ticks at every host tick until it is sent.
+    fn preparing(&self) -> bool {
+        false
     }
     /// Whether requests can be built now (GCS: a valid token); `false` while a failed token
     /// request backs off, so callers wait instead of failing to build requests.
