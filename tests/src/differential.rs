@@ -865,7 +865,9 @@ pub fn raw_request(
             });
         }
         if n == 0 {
-            return Err(std::io::Error::other("connection closed before a full answer"));
+            return Err(std::io::Error::other(
+                "connection closed before a full answer",
+            ));
         }
     }
 }
