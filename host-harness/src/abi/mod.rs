@@ -144,37 +144,80 @@ pub struct HttpMessages {
     pub response_trailers: Vec<(String, String)>,
 }
 
+/// The direction of an HTTP exchange a phase runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Downstream to upstream: request headers, body, trailers.
+    Request,
+    /// Upstream (or a local response) to downstream.
+    Response,
+}
+
+impl Direction {
+    /// The other direction.
+    #[cfg(test)]
+    pub(crate) fn other(self) -> Direction {
+        match self {
+            Direction::Request => Direction::Response,
+            Direction::Response => Direction::Request,
+        }
+    }
+
+    /// The headers callback of this direction and its name in an outcome's actions.
+    pub(crate) fn headers_callback(self) -> (Callback, &'static str) {
+        match self {
+            Direction::Request => (Callback::RequestHeaders, "request_headers"),
+            Direction::Response => (Callback::ResponseHeaders, "response_headers"),
+        }
+    }
+
+    /// The body callback of this direction and its name.
+    pub(crate) fn body_callback(self) -> (Callback, &'static str) {
+        match self {
+            Direction::Request => (Callback::RequestBody, "request_body"),
+            Direction::Response => (Callback::ResponseBody, "response_body"),
+        }
+    }
+
+    /// The trailers callback of this direction and its name.
+    pub(crate) fn trailers_callback(self) -> (Callback, &'static str) {
+        match self {
+            Direction::Request => (Callback::RequestTrailers, "request_trailers"),
+            Direction::Response => (Callback::ResponseTrailers, "response_trailers"),
+        }
+    }
+}
+
 impl HttpMessages {
-    /// The headers of a direction (true: the request's).
-    pub(crate) fn headers(&self, request: bool) -> &Vec<(String, String)> {
-        if request {
-            &self.request_headers
-        } else {
-            &self.response_headers
+    /// The headers of a direction.
+    pub(crate) fn headers(&self, dir: Direction) -> &Vec<(String, String)> {
+        match dir {
+            Direction::Request => &self.request_headers,
+            Direction::Response => &self.response_headers,
         }
     }
 
-    pub(crate) fn trailers(&self, request: bool) -> &Vec<(String, String)> {
-        if request {
-            &self.request_trailers
-        } else {
-            &self.response_trailers
+    /// The trailers of a direction.
+    pub(crate) fn trailers(&self, dir: Direction) -> &Vec<(String, String)> {
+        match dir {
+            Direction::Request => &self.request_trailers,
+            Direction::Response => &self.response_trailers,
         }
     }
 
-    pub(crate) fn body(&self, request: bool) -> &Vec<u8> {
-        if request {
-            &self.request_body
-        } else {
-            &self.response_body
+    /// The body of a direction.
+    pub(crate) fn body(&self, dir: Direction) -> &Vec<u8> {
+        match dir {
+            Direction::Request => &self.request_body,
+            Direction::Response => &self.response_body,
         }
     }
 
-    pub(crate) fn body_mut(&mut self, request: bool) -> &mut Vec<u8> {
-        if request {
-            &mut self.request_body
-        } else {
-            &mut self.response_body
+    /// The body of a direction, to replace.
+    pub(crate) fn body_mut(&mut self, dir: Direction) -> &mut Vec<u8> {
+        match dir {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! * `inspect`: logs, calls, traps, metrics, shared data, injections.
 
 mod calls;
+mod exchange;
 mod hostile;
 mod http;
 mod inspect;
@@ -112,7 +113,7 @@ pub struct World {
     nodes: Vec<NodeRuntime>,
     events: BinaryHeap<Reverse<Scheduled>>,
     /// HTTP exchanges, in flight or finished.
-    exchanges: Vec<Option<http::ExchangeRun>>,
+    exchanges: Vec<Option<exchange::ExchangeRun>>,
     /// Exchanges not finished yet (driven after each event).
     active_exchanges: Vec<usize>,
     /// The streams of an instance that trapped, as it left them, by (node, worker, key): what the

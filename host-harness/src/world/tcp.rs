@@ -9,7 +9,7 @@ use anyhow::{anyhow, Result};
 use super::http::{Action, CallbackCall};
 use super::lifecycle::Invoke;
 use super::{NodeId, World};
-use crate::abi::{Callback, StreamData};
+use crate::abi::{Callback, Direction, StreamData};
 use crate::profile::HttpModel;
 
 /// A TCP connection: what the client sends and what the upstream answers, in chunks.
@@ -122,13 +122,19 @@ impl World {
         } else {
             Callback::UpstreamData
         };
+        // Downstream data is kept as the request body, upstream data as the response's.
+        let dir = if downstream {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
         let mut buffered = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
             let eos = i + 1 == chunks.len();
             buffered.extend_from_slice(chunk);
             let ctx = out.context_id;
             if let Some(s) = self.l4_stream(n, w, ctx) {
-                *s.body_mut(downstream) = buffered.clone();
+                *s.body_mut(dir) = buffered.clone();
             }
             let args = [buffered.len() as i32, eos as i32];
             let Some(action) = self.l4_call(out, n, w, cb, &args) else {
@@ -137,7 +143,7 @@ impl World {
             // The filter may have rewritten the data.
             buffered = self
                 .l4_stream(n, w, ctx)
-                .map(|s| s.body(downstream).clone())
+                .map(|s| s.body(dir).clone())
                 .unwrap_or_default();
             if action == Action::Continue {
                 let sent = std::mem::take(&mut buffered);
