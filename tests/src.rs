@@ -110,8 +110,9 @@ pub fn declarative(n: u32) -> Value {
 }
 
 /// A complete, valid filter configuration exporting `doc` to the mock S3, for `profile`
-/// (explicit `storage_upstream`, tick 1 s, export delay 60 s, election off: these tests are about
-/// one node's export; the election's own tests turn it on). Change fields with
+/// (explicit `storage_upstream`, tick 1 s, export delay 60 s, election and history off: these
+/// tests are about one node's export of `config.json`; the election's and history's own tests
+/// turn them on). Change fields with
 /// `cfg["field"] = json!(..)` or remove them with `cfg.as_object_mut().unwrap().remove(..)`.
 pub fn filter_config(profile: &HostProfile, doc: &Value) -> Value {
     json!({
@@ -121,6 +122,7 @@ pub fn filter_config(profile: &HostProfile, doc: &Value) -> Value {
         "gateway_version": GATEWAY_VERSION,
         "node_id": "node-a",
         "election": false,
+        "cluster_fallback_history": false,
         "aws_access_key_id": ACCESS_KEY,
         "aws_secret_access_key": SECRET_KEY,
         "aws_region": REGION,

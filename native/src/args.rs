@@ -21,7 +21,8 @@ EXIT CODES
       (--skip-if-exists), the node already has a configuration (import --admin-url), or the
       storage holds a newer config (export)
   11  nothing there: no export at <prefix>/<version>/config.json (404), nothing under the prefix
-      (status), no configuration in the source (export)
+      (status), no configuration in the source (export), no history (history, drill --sample),
+      no history export matching --version-id / --before
   12  invalid: the object is not a Kong declarative configuration, is over --max-bytes, does not
       match its config-sha256 metadata, or Kong refused it (400); export: the input is invalid
   13  storage unreachable or refusing, after retries with backoff until --timeout
@@ -29,6 +30,7 @@ EXIT CODES
       import --admin-url, drill --compare-admin)
   20  drill: the export is older than --max-age
   21  drill: the export's entities differ from the live Admin API's
+  22  drill --sample: an export of the history is invalid, or Kong refused it
 
 SETTINGS (the filter's names and environment variables, plugin/SETTINGS.md)
   --storage     or KONG_CLUSTER_FALLBACK_CONFIG_STORAGE   s3://bucket/prefix
@@ -61,7 +63,18 @@ EXAMPLES
       --max-age 86400 --compare-admin http://kong-cp:8001
 
   # What the bucket holds, for a script
-  config-bridge status --storage s3://kong-backups/fallback --json";
+  config-bridge status --storage s3://kong-backups/fallback --json
+
+  # Restore what we had yesterday at 14:00 (UTC): list the history, take the export of then
+  config-bridge history --version 3.9.1
+  config-bridge import --version 3.9.1 --before '2026-12-05 14:00' --out kong.json
+
+  # What changed since that export
+  config-bridge diff --version 3.9.1 20261205T135512Z-5479844c62c8a1f0 latest
+
+  # Nightly rehearsal: the latest and 5 history exports applied to a scratch DB-less Kong
+  config-bridge drill --version 3.9.1 --sample 5 --apply-to http://127.0.0.1:8101 \\
+      --report /var/lib/config-bridge-drill/report.json";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,6 +106,14 @@ pub enum Command {
     /// would-be leader.
     #[command(after_help = AFTER_HELP)]
     Status(StatusArgs),
+    /// The history of one gateway version's exports, newest first: time, size, uploader, sha256,
+    /// signed/encrypted (from each object's metadata).
+    #[command(after_help = AFTER_HELP)]
+    History(HistoryArgs),
+    /// What changed between two exports: entities added, removed and changed, by type and name
+    /// (field names only, never values). A and B: `latest`, a history id, or a file.
+    #[command(after_help = AFTER_HELP)]
+    Diff(DiffArgs),
 }
 
 impl Command {
@@ -102,6 +123,8 @@ impl Command {
             Command::Export(_) => "export",
             Command::Drill(_) => "drill",
             Command::Status(_) => "status",
+            Command::History(_) => "history",
+            Command::Diff(_) => "diff",
         }
     }
 
@@ -111,6 +134,8 @@ impl Command {
             Command::Export(a) => &a.common,
             Command::Drill(a) => &a.common,
             Command::Status(a) => &a.common,
+            Command::History(a) => &a.common,
+            Command::Diff(a) => &a.common,
         }
     }
 }
@@ -180,6 +205,22 @@ pub struct ImportArgs {
     /// credential hashes
     #[arg(long, value_name = "OCTAL", default_value = "600")]
     pub file_mode: String,
+    #[command(flatten)]
+    pub pick: PickArgs,
+}
+
+/// Which export: the latest (default) or one from the history (`config-bridge history`).
+#[derive(Debug, Args)]
+pub struct PickArgs {
+    /// Import this export from the history instead of the latest: its version id as `config-bridge
+    /// history` lists it (20261205T140000Z-1a2b3c4d5e6f7a8b), or a prefix of one matching one
+    /// export. (`--version` is the gateway version.) [env: CONFIG_BRIDGE_IMPORT_VERSION]
+    #[arg(long, value_name = "ID", conflicts_with = "before")]
+    pub version_id: Option<String>,
+    /// Import the newest export from the history made at or before this time: RFC 3339
+    /// (2026-12-05T14:00:00Z, offsets allowed) or UTC as '2026-12-05 14:00'
+    #[arg(long, value_name = "TIME")]
+    pub before: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +258,38 @@ pub struct DrillArgs {
     /// else Last-Modified)
     #[arg(long, value_name = "SECS")]
     pub max_age: Option<f64>,
+    /// The largest object accepted
+    #[arg(long, value_name = "BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub max_bytes: u64,
+    /// Also check this many exports from the history (validated, and applied with --apply-to),
+    /// spread evenly from the newest to the oldest
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub sample: usize,
+    /// Write the JSON report (what --json prints) to this file as well, atomically
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// List at most this many, the newest (one HEAD request each)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The older export: `latest`, a history id (as `config-bridge history` lists it), or a
+    /// file (./latest for a file named latest)
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// The newer export, the same way
+    #[arg(value_name = "B")]
+    pub b: String,
     /// The largest object accepted
     #[arg(long, value_name = "BYTES", default_value_t = 128 * 1024 * 1024)]
     pub max_bytes: u64,

@@ -7,8 +7,11 @@ mod args;
 mod aws_files;
 mod cmd;
 mod driver;
+mod entities;
+mod entity_diff;
 mod http;
 mod outcome;
+mod pick;
 mod settings;
 mod shared;
 mod storage;
@@ -30,6 +33,8 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(a),
         Command::Drill(a) => cmd::drill::run(a),
         Command::Status(a) => cmd::status::run(a),
+        Command::History(a) => cmd::history::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
     };
     let outcome = match result {
         Ok(o) | Err(o) => o,

@@ -28,6 +28,8 @@ pub enum Exit {
     Stale = 20,
     /// drill: the export's entities differ from the live Admin API's.
     Different = 21,
+    /// drill --sample: an export of the history is invalid, or Kong refused it.
+    HistoryInvalid = 22,
 }
 
 impl Exit {
@@ -48,6 +50,7 @@ impl Exit {
             Exit::Source => "source-unreachable",
             Exit::Stale => "stale",
             Exit::Different => "different",
+            Exit::HistoryInvalid => "history-invalid",
         }
     }
 }
@@ -90,19 +93,24 @@ impl Outcome {
         self
     }
 
+    /// The `--json` object: `command`, `result`, `exit_code`, `message`, then the fields.
+    pub fn to_json(&self, command: &str) -> Value {
+        let mut out = Map::new();
+        out.insert("command".into(), json!(command));
+        out.insert("result".into(), json!(self.exit.name()));
+        out.insert("exit_code".into(), json!(self.exit.code()));
+        out.insert("message".into(), json!(self.message));
+        for (k, v) in &self.fields {
+            out.insert(k.clone(), v.clone());
+        }
+        Value::Object(out)
+    }
+
     /// Prints the outcome: detail lines and a successful message on stdout, any other message on
     /// stderr; with `json`, one JSON object on stdout.
     pub fn print(&self, command: &str, json: bool) {
         if json {
-            let mut out = Map::new();
-            out.insert("command".into(), json!(command));
-            out.insert("result".into(), json!(self.exit.name()));
-            out.insert("exit_code".into(), json!(self.exit.code()));
-            out.insert("message".into(), json!(self.message));
-            for (k, v) in &self.fields {
-                out.insert(k.clone(), v.clone());
-            }
-            println!("{}", Value::Object(out));
+            println!("{}", self.to_json(command));
             return;
         }
         for line in &self.lines {

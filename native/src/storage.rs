@@ -17,6 +17,7 @@ use config_bridge::store::{
 
 use crate::http::Http;
 use crate::outcome::{Exit, Outcome, Progress, Res};
+use crate::pick::Picked;
 use crate::time::{http_date_ms, now_ms};
 
 /// A listing stops after this many pages (1,000 keys each).
@@ -268,12 +269,7 @@ pub fn unseal(
     mut object: Object,
     max_bytes: u64,
 ) -> Result<Object, String> {
-    let size = object.body.len() as u64;
-    if size > max_bytes {
-        return Err(format!(
-            "{size} bytes is more than --max-bytes ({max_bytes})"
-        ));
-    }
+    within(&object.body, max_bytes)?;
     let meta = ObjectMeta {
         seal: object.meta.seal.clone(),
         applied_at: object.meta.applied_at,
@@ -298,6 +294,44 @@ pub fn unseal(
     Ok(object)
 }
 
+/// An export as an import applies it (`import`, `drill`, `diff`): the size limit; for a history
+/// object, the digest its name records (the first 16 hex digits of the stored bytes' SHA-256:
+/// an object stored under another export's name is refused); the seal, verified and decrypted
+/// as the `config.json` of this prefix and version, which history objects are sealed for
+/// (docs/history.md); then `check_object`. The error reads after "<object> is not applied: ".
+pub fn open_export(
+    cfg: &Config,
+    picked: &Picked,
+    object: Object,
+    max_bytes: u64,
+) -> Result<Object, String> {
+    within(&object.body, max_bytes)?;
+    if let Some(entry) = &picked.entry {
+        let sha = sha256_hex(&object.body);
+        if !sha.starts_with(&entry.sha_prefix) {
+            return Err(format!(
+                "its content (sha256 {}) is not the export its name records (sha256 {}…)",
+                sha.get(..16).unwrap_or(&sha),
+                entry.sha_prefix
+            ));
+        }
+    }
+    let object = unseal(cfg, &cfg.config_key(), object, max_bytes)?;
+    check_object(&object, max_bytes, &refuse_plugins(cfg))?;
+    Ok(object)
+}
+
+/// `--max-bytes`: checked before anything else reads the object.
+fn within(body: &[u8], max_bytes: u64) -> Result<(), String> {
+    let size = body.len() as u64;
+    if size > max_bytes {
+        return Err(format!(
+            "{size} bytes is more than --max-bytes ({max_bytes})"
+        ));
+    }
+    Ok(())
+}
+
 /// The checks the filter's import makes before applying an object: a size limit, a Kong
 /// declarative configuration (JSON object with `_format_version`, the core's check), and its
 /// `config-sha256` metadata when present (a corrupt or truncated object is not applied).
@@ -308,12 +342,7 @@ pub fn check_object(
     max_bytes: u64,
     refuse_plugins: &[String],
 ) -> Result<(), String> {
-    let size = object.body.len() as u64;
-    if size > max_bytes {
-        return Err(format!(
-            "{size} bytes is more than --max-bytes ({max_bytes})"
-        ));
-    }
+    within(&object.body, max_bytes)?;
     validate_declarative_json(&object.body).map_err(|reason| format!("the object {reason}"))?;
     match &object.meta.sha256_hex {
         Some(expected) if *expected != sha256_hex(&object.body) => {

@@ -26,6 +26,10 @@ fn help_documents_the_commands_exit_codes_settings_and_examples() {
         "AWS_SECRET_ACCESS_KEY",
         "EXAMPLES",
         "--skip-if-exists",
+        "history",
+        "diff",
+        "22  drill --sample",
+        "import --version 3.9.1 --before '2026-12-05 14:00' --out kong.json",
     ] {
         assert!(top.stdout.contains(needle), "{needle}: {}", top.stdout);
     }
@@ -75,10 +79,28 @@ fn a_file_export_round_trips_through_status_drill_and_both_imports() {
     assert_eq!(out["sha256"], sha);
     assert_eq!(s3.meta(KEY, "uploader").as_deref(), Some("ci-runner-1"));
     assert!(s3.meta(KEY, "config-applied-at").is_some());
-    // The filter's sequence: HEAD first (404), then a conditional PUT; the final HEAD reports.
-    assert_eq!(s3.calls(), ["HEAD 404", "PUT 200", "HEAD 200"]);
+    // The filter's sequence: HEAD first (404), then a conditional PUT; then the history
+    // (docs/history.md): its listing and the same bytes and metadata under history/; the final
+    // HEAD reports.
+    assert_eq!(
+        s3.calls(),
+        ["HEAD 404", "PUT 200", "GET 200", "PUT 200", "HEAD 200"]
+    );
+    let history: Vec<String> = s3
+        .s3
+        .list_keys(BUCKET)
+        .into_iter()
+        .filter(|k| k.starts_with("fallback/3.9.1/history/"))
+        .collect();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(s3.body(&history[0]).unwrap(), text.as_bytes());
+    assert_eq!(
+        s3.meta(&history[0], "config-sha256").as_deref(),
+        Some(sha.as_str())
+    );
+    assert_eq!(out["history"]["recorded"], true, "{out}");
 
-    // The same content again: one HEAD, no upload.
+    // The same content again: one HEAD, no upload; the history's listing finds it recorded.
     s3.s3.clear_requests();
     let again = s3.cli(&format!("export --version {VERSION} --from-file {file}"));
     again.expect(0);
@@ -86,7 +108,7 @@ fn a_file_export_round_trips_through_status_drill_and_both_imports() {
         again.stdout.contains("already holds this config"),
         "{again:#?}"
     );
-    assert_eq!(s3.calls(), ["HEAD 200"]);
+    assert_eq!(s3.calls(), ["HEAD 200", "GET 200"]);
 
     let status = s3.cli("status --json").expect(0).json();
     let v = &status["versions"][0];
@@ -95,7 +117,14 @@ fn a_file_export_round_trips_through_status_drill_and_both_imports() {
     assert_eq!(v["export"]["uploader"], "ci-runner-1");
     assert_eq!(v["export"]["sha256"], sha);
     assert!(v["export"]["age_seconds"].as_u64().unwrap() < 60);
+    // The history object is counted for its version, not as an "other" object.
+    assert_eq!(v["history"]["count"], 1, "{status}");
+    assert_eq!(status["other_objects"], 0, "{status}");
     let human = s3.cli("status").expect(0).stdout.clone();
+    assert!(
+        human.contains("    history: 1 export(s), the newest"),
+        "{human}"
+    );
     assert!(
         human.contains(&format!("{VERSION}: {} bytes", text.len())),
         "{human}"
@@ -766,8 +795,10 @@ fn long_uploads_and_downloads_show_a_progress_line() {
         .lines()
         .filter(|l| l.contains("uploading to"))
         .collect();
-    assert_eq!(lines.len(), 4, "{up:#?}");
+    // config.json, then its history copy (docs/history.md): four quarters each.
+    assert_eq!(lines.len(), 8, "{up:#?}");
     assert!(lines[3].ends_with("(100%)"), "{lines:?}");
+    assert!(lines[7].ends_with("(100%)"), "{lines:?}");
     let out = dir.path().join("kong.json");
     let down = s3.cli(&format!(
         "import --version {VERSION} --out {} -v",

@@ -8,9 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{doc, run_with, write, Run};
+use common::{doc, history_round_trip, run_with, write, Run};
 use harness_mocks::gcs::{MockGcs, ServiceAccountKey};
-use harness_mocks::serve::spawn;
+use harness_mocks::serve::{spawn, ServerHandle};
 
 const EMAIL: &str = "native-tool@kong-dr.iam.gserviceaccount.com";
 
@@ -87,13 +87,19 @@ fn key_secrets(key_json: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn mock_gcs_round_trip_with_a_service_account_and_election_candidates() {
+/// The mock GCS with bucket `kong-backups` and a registered service account (its key JSON).
+fn start_mock_gcs() -> (MockGcs, ServerHandle, serde_json::Value) {
     let mock = MockGcs::new().with_bucket("kong-backups");
     let server = spawn(Arc::new(mock.clone()), "127.0.0.1:0").expect("mock GCS serves");
     mock.set_base_url(&server.url());
     let key = ServiceAccountKey::generate(EMAIL);
     let key_json = mock.register_key(&key);
+    (mock, server, key_json)
+}
+
+#[test]
+fn mock_gcs_round_trip_with_a_service_account_and_election_candidates() {
+    let (mock, server, key_json) = start_mock_gcs();
     // Two registrations, Kong's GCS layout `<prefix>/<version>/election/<node_id>`: one fresh,
     // one written long ago (its `updated` is stale).
     let now = SystemTime::now();
@@ -171,13 +177,53 @@ fn fake_gcs_server_round_trip() {
         .map(|r| r.status().as_u16())
         .unwrap_or(0);
     assert_eq!(created, 200);
+    let prefix = unique("fake");
     let env = vec![
         (
             "KONG_CLUSTER_FALLBACK_CONFIG_STORAGE",
-            format!("gs://{bucket}/{}", unique("fake")),
+            format!("gs://{bucket}/{prefix}"),
         ),
         ("GCP_SERVICE_ACCOUNT", key_json.to_string()),
         ("STORAGE_EMULATOR_HOST", fake),
     ];
-    round_trip(env, &key_secrets(&key_json), |_| {});
+    round_trip(env.clone(), &key_secrets(&key_json), |_| {});
+    // The history commands (docs/history.md) on fake-gcs-server, under a prefix of their own.
+    let prefix = unique("fake-history");
+    let env = vec![
+        (
+            "KONG_CLUSTER_FALLBACK_CONFIG_STORAGE",
+            format!("gs://{bucket}/{prefix}"),
+        ),
+        env[1].clone(),
+        env[2].clone(),
+    ];
+    history_round_trip(
+        &env,
+        "3.9.1",
+        &format!("{prefix}/3.9.1/history/"),
+        true,
+        &key_secrets(&key_json),
+    );
+}
+
+/// The history commands against the mock GCS (JWT grant verified): seeded history objects, then
+/// history, import --version-id / --before, diff, drill --sample.
+#[test]
+fn mock_gcs_history() {
+    let (_mock, server, key_json) = start_mock_gcs();
+    let env = vec![
+        (
+            "KONG_CLUSTER_FALLBACK_CONFIG_STORAGE",
+            "gs://kong-backups/dr".to_string(),
+        ),
+        ("GCP_SERVICE_ACCOUNT", key_json.to_string()),
+        ("STORAGE_EMULATOR_HOST", server.url()),
+    ];
+    history_round_trip(
+        &env,
+        "3.9.1",
+        "dr/3.9.1/history/",
+        true,
+        &key_secrets(&key_json),
+    );
 }

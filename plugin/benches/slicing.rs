@@ -9,7 +9,9 @@
 //! * the longest single step of the scanner and of `digest::Digester` at budgets of 256 KiB,
 //!   1 MiB and 4 MiB (what one host callback would cost), with the number of steps,
 //! * the export's redaction (`redact::Rewriter`, the engine's 1 MiB slice) of the payload with a
-//!   config-bridge chain at its end (so the whole document is scanned, then copied).
+//!   config-bridge chain at its end (so the whole document is scanned, then copied),
+//! * the import's check of a downloaded object (`document_check::DocumentCheck`: JSON syntax,
+//!   `_format_version`, SHA-256 against `config-sha256`) whole and in its 1 MiB slices.
 //!
 //! Native numbers only (release profile); the filter runs them in wasm, slower by a factor the
 //! real-engine bench measures. Run: `cargo bench -p config-bridge --bench slicing`
@@ -20,6 +22,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use config_bridge::digest::Digester;
+use config_bridge::document_check::{CheckStep, DocumentCheck};
 use config_bridge::json_scan::{Progress, Scanner};
 use config_bridge::redact::{Redaction, Rewriter, Step};
 use serde::de::IgnoredAny;
@@ -205,6 +208,24 @@ fn redact_sliced(body: &Rc<Vec<u8>>, budget: usize) -> (Duration, usize, usize) 
     }
 }
 
+/// The import's sliced check of `body`: (longest step, steps).
+fn check_sliced(body: &[u8], sha_hex: &str) -> (Duration, usize) {
+    let mut c = DocumentCheck::new(Some(sha_hex.to_string()));
+    let mut longest = Duration::ZERO;
+    let mut steps = 0;
+    loop {
+        let t = Instant::now();
+        let s = c.step(body);
+        longest = longest.max(t.elapsed());
+        steps += 1;
+        match s {
+            CheckStep::Working => {}
+            CheckStep::Valid => return (longest, steps),
+            CheckStep::Invalid(why) => panic!("{why}"),
+        }
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -292,6 +313,26 @@ fn main() {
             ms(redact_longest),
             redact_steps.0,
             redact_steps.1
+        );
+        // The import's check of a downloaded object: whole (as before issue 25) and sliced.
+        let sha_hex = config_bridge::document::sha256_hex(&body);
+        let whole_check = best(|| {
+            time(|| {
+                black_box(config_bridge::document::validate_declarative_json(&body).is_ok());
+                black_box(config_bridge::document::sha256_hex(&body) == sha_hex);
+            })
+        });
+        let mut check_steps = 0;
+        let check_longest = best(|| {
+            let (l, n) = check_sliced(&body, &sha_hex);
+            check_steps = n;
+            l
+        });
+        println!(
+            "  import check (JSON, _format_version, SHA-256): whole {:>9}; 1 MiB slices: longest step {:>9} ({} steps)",
+            ms(whole_check),
+            ms(check_longest),
+            check_steps
         );
         for budget in BUDGETS {
             let mut steps = (0, 0);

@@ -46,7 +46,8 @@ pub fn summary(cfg: &Config) -> String {
         return format!(
             "import {scheme}://{}/{}{admin} via upstream {}{credentials}",
             cfg.storage.location.bucket,
-            cfg.config_key(),
+            // The pinned history object, if any (docs/history.md).
+            cfg.import_key(),
             cfg.storage.upstream
         );
     }

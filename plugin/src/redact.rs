@@ -73,6 +73,11 @@ pub const NON_SECRET_SETTINGS: &[(&str, Keep)] = &[
     ("node_id", Keep::Value),
     ("election", Keep::Value),
     ("cluster_fallback_election_interval", Keep::Value),
+    // History and retention, the import's pin to a version id (docs/history.md).
+    ("cluster_fallback_history", Keep::Value),
+    ("cluster_fallback_history_keep", Keep::Value),
+    ("cluster_fallback_history_max_age", Keep::Value),
+    ("cluster_fallback_import_version", Keep::Value),
     ("aws_region", Keep::Value),
     // The credential chain's endpoints (docs/credentials.md); its tokens are secrets.
     ("aws_container_credentials_uri", Keep::UrlWithoutQuery),

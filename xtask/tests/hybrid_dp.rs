@@ -6,52 +6,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs;
 
-use common::{assert_no_problems, root};
-use config_bridge::settings::Config;
+use common::{assert_no_problems, container_env, root, tool_settings_refused};
 use serde_json::Value;
 
 fn dir() -> std::path::PathBuf {
     root().join("examples/kong/hybrid-dp")
 }
 
-/// A Kubernetes container's `env:` as the process sees it (secrets as placeholders).
-fn container_env(container: &Value) -> HashMap<String, String> {
-    container["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let name = e["name"].as_str()?.to_string();
-            let value = e["value"]
-                .as_str()
-                .unwrap_or("AKIDEXAMPLEFROMASECRET")
-                .to_string();
-            Some((name, value))
-        })
-        .collect()
-}
-
-/// A `KEY=value` env file (comments and blank lines skipped).
-fn env_file(name: &str) -> HashMap<String, String> {
-    fs::read_to_string(dir().join(name))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// The filter's parser with `mode` on and the rest from `env`, as the native tool runs it.
-fn parses(what: &str, mode: &str, env: &HashMap<String, String>) -> Option<String> {
-    let settings = format!(r#"{{"{mode}": "on", "config_source": "kong_admin"}}"#);
-    let lookup = |k: &str| env.get(k).cloned();
-    Config::parse(settings.as_bytes(), &lookup)
-        .err()
-        .map(|e| format!("{what}: the settings it gives are refused: {e}"))
+fn env_file(name: &str) -> std::collections::HashMap<String, String> {
+    common::env_file(&dir().join(name))
 }
 
 #[test]
@@ -84,7 +49,7 @@ fn the_hybrid_exporter_and_importer_settings_are_the_filters() {
         problems
             .push("cp-values.yaml: the sidecar does not export from http://127.0.0.1:8001".into());
     }
-    problems.extend(parses(
+    problems.extend(tool_settings_refused(
         "cp-values.yaml sidecar",
         "cluster_fallback_config_export",
         &container_env(&sidecar),
@@ -96,7 +61,7 @@ fn the_hybrid_exporter_and_importer_settings_are_the_filters() {
         problems
             .push("config-bridge-export.service: not an export from the CP's own Admin API".into());
     }
-    problems.extend(parses(
+    problems.extend(tool_settings_refused(
         "systemd/config-bridge-export.env",
         "cluster_fallback_config_export",
         &env_file("systemd/config-bridge-export.env"),
@@ -111,12 +76,12 @@ fn the_hybrid_exporter_and_importer_settings_are_the_filters() {
         problems
             .push("kong-dp.yaml: the first init container is not `config-bridge import`".into());
     }
-    problems.extend(parses(
+    problems.extend(tool_settings_refused(
         "kong-dp.yaml init container",
         "cluster_fallback_config_import",
         &container_env(&init),
     ));
-    problems.extend(parses(
+    problems.extend(tool_settings_refused(
         "systemd/config-bridge.env",
         "cluster_fallback_config_import",
         &env_file("systemd/config-bridge.env"),

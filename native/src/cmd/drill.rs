@@ -5,27 +5,43 @@
 //! invalid or different backup.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Instant;
 
 use config_bridge::document::sha256_hex;
 use config_bridge::engine::source::kong_admin::{KongAdmin, KongAdminSettings};
 use config_bridge::engine::source::PollResult;
 use config_bridge::engine::{config_post_request, flattened_errors};
-use config_bridge::settings::SourceConfig;
+use config_bridge::settings::{Config, SourceConfig};
 use serde_json::{json, Map, Value};
 
+use super::import::write_atomically;
 use super::{deadline, http, progress, version_of_key};
 use crate::args::DrillArgs;
 use crate::http::Http;
 use crate::outcome::{Exit, Outcome, Res};
+use crate::pick::{list_history, Picked};
 use crate::settings::Settings;
-use crate::storage::{check_object, refuse_plugins, unseal, Storage};
-use crate::time::{age, now_ms, rfc3339};
+use crate::storage::{open_export, Storage};
+use crate::time::{age, now_ms, rfc3339, utc_seconds};
 
 /// Ids listed per entity type in a difference, at most.
 const SHOWN_IDS: usize = 5;
 
+/// A drill's verdict: the first problem's exit code, every problem's reason.
+type Problems = Vec<(Exit, String)>;
+
 pub fn run(args: &DrillArgs) -> Res<Outcome> {
+    let outcome = match rehearse(args) {
+        Ok(o) | Err(o) => o,
+    };
+    Ok(match &args.report {
+        Some(path) => write_report(path, outcome),
+        None => outcome,
+    })
+}
+
+fn rehearse(args: &DrillArgs) -> Res<Outcome> {
     let common = &args.common;
     let deadline = deadline(common)?;
     let progress = progress(common);
@@ -45,6 +61,25 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
     }
     let http = http(&cfg, common)?;
     let storage = Storage::new(&cfg, &http, progress, deadline);
+    let (report, mut problems) = check_latest(args, &cfg, &http, &storage, deadline)?;
+    let report = if args.sample > 0 {
+        check_history(args, &cfg, &http, &storage, report, &mut problems)?
+    } else {
+        report
+    };
+    Ok(finish(report, problems))
+}
+
+/// The latest export: downloaded, its age, validated as an import does, compared with a live
+/// Admin API (`--compare-admin`), applied to a scratch node (`--apply-to`).
+fn check_latest(
+    args: &DrillArgs,
+    cfg: &Config,
+    http: &Http,
+    storage: &Storage,
+    deadline: Instant,
+) -> Res<(Outcome, Problems)> {
+    let common = &args.common;
     let key = cfg.config_key();
     let where_ = storage.describe(&key);
     let object = storage.get(&key, "there is no backup to restore")?;
@@ -73,7 +108,7 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
         .field("sha256_verified", verified)
         .field("uploader", uploader.as_str())
         .field("gateway_version", version_of_key(&key));
-    let mut problems: Vec<(Exit, String)> = Vec::new();
+    let mut problems: Problems = Vec::new();
     let now = now_ms();
     match object.applied_at() {
         Some((t, from)) => {
@@ -113,20 +148,14 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
     report = report
         .line(format!("sealed    {sealed}"))
         .field("sealed", sealed.as_str());
-    let object = match unseal(&cfg, &key, object, args.max_bytes) {
-        Ok(o) => o,
-        Err(why) => {
-            return Ok(finish(
-                report,
-                vec![(Exit::Invalid, format!("invalid: {why}"))],
-            ))
-        }
+    let latest = Picked {
+        key: key.clone(),
+        entry: None,
     };
-
-    if let Err(why) = check_object(&object, args.max_bytes, &refuse_plugins(&cfg)) {
-        let line = format!("invalid: {why}");
-        return Ok(finish(report, vec![(Exit::Invalid, line)]));
-    }
+    let object = match open_export(cfg, &latest, object, args.max_bytes) {
+        Ok(o) => o,
+        Err(why) => return Ok((report, vec![(Exit::Invalid, format!("invalid: {why}"))])),
+    };
     // Valid JSON now (the core's check): the tree is only for the report and the comparison.
     let doc: Value = serde_json::from_slice(&object.body).unwrap_or(Value::Null);
     let format_version = doc
@@ -145,7 +174,7 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
 
     if let SourceConfig::KongAdmin(admin) = &cfg.source {
         let url = admin.url.to_string();
-        let live = read_admin(admin.clone(), &http, deadline)?;
+        let live = read_admin(admin.clone(), http, deadline)?;
         let live_ids = live
             .as_deref()
             .map(|doc| entity_ids(&serde_json::from_slice(doc).unwrap_or(Value::Null)))
@@ -203,11 +232,148 @@ pub fn run(args: &DrillArgs) -> Res<Outcome> {
         );
     }
     if let Some(url) = &args.apply_to {
-        let (line, problem) = apply_to(common, url, &object.body, &http)?;
+        let (line, problem) = apply_to(common, url, &object.body, http)?;
         report = report.line(line.clone()).field("apply", line);
         problems.extend(problem);
     }
-    Ok(finish(report, problems))
+    Ok((report, problems))
+}
+
+/// `--sample N`: that many history exports (docs/history.md), spread evenly from the oldest to
+/// the newest, each downloaded, checked as an import would (`open_export`: its name's digest,
+/// its seal, validation) and applied to `--apply-to`. A bad one is exit 22; none at all, 11.
+fn check_history(
+    args: &DrillArgs,
+    cfg: &Config,
+    http: &Http,
+    storage: &Storage,
+    mut report: Outcome,
+    problems: &mut Problems,
+) -> Res<Outcome> {
+    let where_ = storage.describe(&cfg.history_prefix());
+    let listed = list_history(storage, cfg)?;
+    let chosen = sample_indices(listed.len(), args.sample);
+    report = report.line(format!(
+        "history   {} export(s) under {where_}, {} checked (--sample {})",
+        listed.len(),
+        chosen.len(),
+        args.sample
+    ));
+    if listed.is_empty() {
+        problems.push((
+            Exit::Nothing,
+            format!(
+                "nothing: no history under {where_} (--sample {}; docs/history.md)",
+                args.sample
+            ),
+        ));
+    }
+    let mut sampled = Vec::new();
+    for i in chosen {
+        let entry = &listed[i].entry;
+        let id = entry.version_id();
+        let picked = Picked {
+            key: entry.key.clone(),
+            entry: Some(entry.clone()),
+        };
+        let object = match storage.get(&entry.key, "pruned since the listing") {
+            Ok(o) => o,
+            // Pruned between the listing and the download: not a fault of the backup.
+            Err(o) if o.exit == Exit::Nothing => {
+                report = report.line(format!("  {id}: gone (pruned since the listing)"));
+                sampled.push(json!({"version_id": id, "exists": false}));
+                continue;
+            }
+            Err(o) => return Err(o),
+        };
+        let stored_sha = sha256_hex(&object.body);
+        let uploader = object.meta.uploader.clone();
+        let sealed = object.meta.seal.describe();
+        let mut item = json!({
+            "version_id": id,
+            "object": storage.describe(&entry.key),
+            "time": utc_seconds(entry.uploaded_at_ms),
+            "bytes": object.body.len(),
+            "sha256": stored_sha,
+            "uploader": uploader,
+            "sealed": sealed,
+            "exists": true,
+        });
+        match open_export(cfg, &picked, object, args.max_bytes) {
+            Err(why) => {
+                report = report.line(format!("  {id}: INVALID: {why}"));
+                item["valid"] = json!(false);
+                item["problem"] = json!(why);
+                problems.push((
+                    Exit::HistoryInvalid,
+                    format!("invalid: history {id}: {why}"),
+                ));
+            }
+            Ok(object) => {
+                let doc: Value = serde_json::from_slice(&object.body).unwrap_or(Value::Null);
+                let ids = entity_ids(&doc);
+                let mut line = format!(
+                    "  {id}: valid, {} bytes, {}, uploaded by {}",
+                    object.body.len(),
+                    counts_line(&ids),
+                    uploader.as_deref().unwrap_or("unknown")
+                );
+                item["valid"] = json!(true);
+                item["entities"] = counts_json(&ids);
+                if let Some(url) = &args.apply_to {
+                    let (applied, problem) = apply_to(&args.common, url, &object.body, http)?;
+                    line.push_str(&format!("; {}", applied.trim_start_matches("apply     ")));
+                    item["apply"] = json!(applied);
+                    if let Some((exit, why)) = problem {
+                        // Kong refusing a history export is that export's fault (22); an
+                        // unreachable node stays 14.
+                        let exit = if exit == Exit::Invalid {
+                            Exit::HistoryInvalid
+                        } else {
+                            exit
+                        };
+                        item["problem"] = json!(why);
+                        problems.push((exit, format!("history {id}: {why}")));
+                    }
+                }
+                report = report.line(line);
+            }
+        }
+        sampled.push(item);
+    }
+    Ok(report.field(
+        "history",
+        json!({"prefix": where_, "count": listed.len(), "sample": args.sample, "sampled": sampled}),
+    ))
+}
+
+/// `n` of `len` entries listed newest first, spread evenly from the oldest (always included) to
+/// the newest; all of them when `n >= len`. Indices into the newest-first list, oldest first.
+fn sample_indices(len: usize, n: usize) -> Vec<usize> {
+    let n = n.min(len);
+    let mut out: Vec<usize> = (0..n).map(|i| len - 1 - i * len / n).collect();
+    out.dedup();
+    out
+}
+
+/// `--report FILE`: the `--json` object, written atomically; a report that cannot be written
+/// fails a passing drill (exit 1): a CronJob must not read an old report as today's.
+fn write_report(path: &Path, outcome: Outcome) -> Outcome {
+    let text = format!("{}\n", outcome.to_json("drill"));
+    match write_atomically(path, text.as_bytes(), 0o644) {
+        Ok(()) => outcome,
+        Err(e) => {
+            let why = format!("cannot write the report {}: {e}", path.display());
+            let mut outcome = outcome;
+            if outcome.exit == Exit::Ok {
+                outcome.exit = Exit::Local;
+                outcome.message = why;
+            } else {
+                outcome.message = format!("{}; {why}", outcome.message);
+            }
+            outcome
+        }
+    }
 }
 
 /// `--apply-to`: the backup posted as is to a scratch node, as a restore would load it.
@@ -399,5 +565,16 @@ mod tests {
         assert_eq!(sample(&[]), "");
         let many: Vec<String> = (0..7).map(|i| i.to_string()).collect();
         assert_eq!(sample(&many), " (0, 1, 2, 3, 4, ...)");
+    }
+
+    #[test]
+    fn history_samples_spread_from_the_oldest() {
+        // Newest first: index 9 is the oldest.
+        assert_eq!(sample_indices(10, 1), [9]);
+        assert_eq!(sample_indices(10, 2), [9, 4]);
+        assert_eq!(sample_indices(10, 3), [9, 6, 3]);
+        assert_eq!(sample_indices(3, 5), [2, 1, 0]);
+        assert_eq!(sample_indices(0, 3), Vec::<usize>::new());
+        assert_eq!(sample_indices(4, 0), Vec::<usize>::new());
     }
 }

@@ -16,6 +16,7 @@ use crate::outcome::{Exit, Outcome, Res};
 use crate::settings::Settings;
 use crate::storage::Storage;
 use crate::time::rfc3339;
+use serde_json::json;
 
 enum End {
     Exported(String),
@@ -84,6 +85,7 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
 
     let http = http(&cfg, common)?;
     let key = cfg.config_key();
+    let history_on = cfg.history.enabled;
     let storage = Storage::new(&cfg, &http, progress, deadline);
     let object = storage.describe(&key);
     let mut exported_line = String::new();
@@ -129,10 +131,11 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
         }
         _ => None,
     });
-    let (outcome, uploaded) = match end {
-        Some(End::Exported(line)) => (Outcome::ok(line), true),
-        Some(End::Unchanged(line)) => (Outcome::ok(line), false),
-        Some(End::Newer(line)) => (Outcome::new(Exit::Skipped, line), false),
+    // `stored`: the storage holds this config now (the history records it).
+    let (outcome, uploaded, stored) = match end {
+        Some(End::Exported(line)) => (Outcome::ok(line), true, true),
+        Some(End::Unchanged(line)) => (Outcome::ok(line), false, true),
+        Some(End::Newer(line)) => (Outcome::new(Exit::Skipped, line), false, false),
         Some(End::Refused(line)) => {
             let line = line
                 .split_once("; next attempt in ")
@@ -158,6 +161,9 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
         .field("object", object.as_str())
         .field("source", source)
         .field("uploaded", uploaded);
+    if history_on && stored {
+        outcome = record_history(&mut driver, deadline, progress, outcome);
+    }
     // What the storage holds now, as the other commands would show it (best effort).
     if uploaded {
         if let Ok(Some(meta)) = storage.head(&key) {
@@ -169,6 +175,56 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
         }
     }
     Ok(outcome)
+}
+
+/// After the export, the engine's history cycle (docs/history.md), as the filter's leader runs
+/// it: the stored export recorded under `history/` unless the newest history object already
+/// has its digest, then retention. History never fails an export: a failed cycle is a warning
+/// and the `history` field says why.
+fn record_history(
+    driver: &mut Driver,
+    deadline: std::time::Instant,
+    progress: crate::outcome::Progress,
+    outcome: Outcome,
+) -> Outcome {
+    let mut said = String::new();
+    let mut failure = String::new();
+    let end = driver.run(None, deadline, |fx| match fx {
+        Effect::Log(_, line)
+            if line.starts_with("history: recorded") || line.contains("already records") =>
+        {
+            said = line.clone();
+            None
+        }
+        Effect::Log(_, line) if line.starts_with("history: pruning") => {
+            progress.info(line);
+            None
+        }
+        Effect::Log(Level::Warn | Level::Error, line) if line.starts_with("history: ") => {
+            failure = line.clone();
+            None
+        }
+        Effect::Metric(Metric::HistoryObjects, n) => Some(Ok(*n)),
+        Effect::Metric(Metric::HistoryFailuresTotal, _) => Some(Err(())),
+        _ => None,
+    });
+    match end {
+        Some(Ok(objects)) => {
+            progress.info(&said);
+            outcome.field(
+                "history",
+                json!({"recorded": !said.contains("already records"), "message": said, "objects": objects}),
+            )
+        }
+        failed => {
+            let why = match failed {
+                Some(_) => super::without_retry_plan(&failure).to_string(),
+                None => "the history was not recorded before --timeout".to_string(),
+            };
+            progress.warn(&format!("{why} (the export itself is stored)"));
+            outcome.field("history", json!({"recorded": false, "error": why}))
+        }
+    }
 }
 
 /// `config-bridge@<host name>` (Linux), else `config-bridge`: what `x-amz-meta-uploader` says

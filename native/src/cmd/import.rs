@@ -23,8 +23,9 @@ use crate::args::ImportArgs;
 use crate::driver::Driver;
 use crate::http::Http;
 use crate::outcome::{Exit, Outcome, Progress, Res};
+use crate::pick::{resolve, Pick};
 use crate::settings::Settings;
-use crate::storage::{check_object, refuse_plugins, unseal, Storage};
+use crate::storage::{open_export, Storage};
 use crate::time::{age, now_ms, rfc3339};
 
 /// One GET to the CP, at most this long.
@@ -55,6 +56,7 @@ pub fn run(args: &ImportArgs) -> Res<Outcome> {
     }
     let cfg = settings.parse(None)?;
     let mode = file_mode(&args.file_mode)?;
+    let pick = Pick::from_args(&args.pick, &cfg)?;
 
     for path in &args.skip_if_exists {
         if path.exists() {
@@ -73,9 +75,18 @@ pub fn run(args: &ImportArgs) -> Res<Outcome> {
     if let Some(url) = &probe {
         http = http.with_unverified_origin(url, PROBE_TIMEOUT.min(call_timeout(&cfg, common)));
     }
-    let key = cfg.config_key();
-
     if args.admin_url.is_some() {
+        // The engine's import downloads the pinned history object (`import_key`): the pick,
+        // resolved to its full version id, becomes that pin.
+        let cfg = match &pick {
+            Pick::Latest => cfg,
+            _ => {
+                let storage = Storage::new(&cfg, &http, progress, deadline);
+                let picked = resolve(&storage, &cfg, &pick)?;
+                settings.set("cluster_fallback_import_version", picked.name());
+                settings.parse(None)?
+            }
+        };
         return Ok(through_admin_api(
             cfg,
             &http,
@@ -101,23 +112,20 @@ pub fn run(args: &ImportArgs) -> Res<Outcome> {
         ));
     };
     let storage = Storage::new(&cfg, &http, progress, deadline);
-    let where_ = storage.describe(&key);
-    let object = storage.get(&key, "nothing to import")?;
-    let object = match unseal(&cfg, &key, object, args.max_bytes) {
+    let picked = resolve(&storage, &cfg, &pick)?;
+    let where_ = storage.describe(&picked.key);
+    let version_id = picked.entry.as_ref().map(|e| e.version_id().to_string());
+    let object = storage.get(&picked.key, "nothing to import")?;
+    let object = match open_export(&cfg, &picked, object, args.max_bytes) {
         Ok(o) => o,
         Err(why) => {
             return Ok(
                 Outcome::new(Exit::Invalid, format!("{where_} is not applied: {why}"))
-                    .field("object", where_),
+                    .field("object", where_)
+                    .field("version_id", version_id),
             )
         }
     };
-    if let Err(why) = check_object(&object, args.max_bytes, &refuse_plugins(&cfg)) {
-        return Ok(
-            Outcome::new(Exit::Invalid, format!("{where_} is not applied: {why}"))
-                .field("object", where_),
-        );
-    }
     write_atomically(out, &object.body, mode)
         .map_err(|e| Outcome::new(Exit::Local, format!("cannot write {}: {e}", out.display())))?;
     let uploader = object
@@ -135,6 +143,7 @@ pub fn run(args: &ImportArgs) -> Res<Outcome> {
         object.body.len()
     ))
     .field("object", where_)
+    .field("version_id", version_id)
     .field("out", out.display().to_string())
     .field("bytes", object.body.len())
     .field("uploader", uploader)
@@ -188,7 +197,7 @@ fn through_admin_api(
     deadline: Instant,
     timeout_s: f64,
 ) -> Outcome {
-    let where_ = config_bridge::store::for_settings(&cfg.storage).describe(&cfg.config_key());
+    let where_ = config_bridge::store::for_settings(&cfg.storage).describe(&cfg.import_key());
     let admin = cfg
         .import_settings
         .as_ref()
@@ -273,7 +282,7 @@ fn file_mode(octal: &str) -> Res<u32> {
 
 /// A temporary file in the same directory, synced, then renamed over `path`: Kong never reads
 /// a half-written configuration, and a crash leaves the old file (or none).
-fn write_atomically(path: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
+pub(super) fn write_atomically(path: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -1,7 +1,9 @@
 //! The commands, and what they share: the deadline, the HTTP client, progress.
 
+pub mod diff;
 pub mod drill;
 pub mod export;
+pub mod history;
 pub mod import;
 pub mod status;
 
@@ -62,5 +64,8 @@ pub fn version_of_key(key: &str) -> &str {
 pub fn without_retry_plan(line: &str) -> &str {
     let line = line.split_once(" (next try in ").map_or(line, |(l, _)| l);
     let line = line.strip_suffix("; checking again").unwrap_or(line);
+    let line = line
+        .split_once("; next attempt in ")
+        .map_or(line, |(l, _)| l);
     line.rsplit_once("; retry ").map_or(line, |(l, _)| l)
 }

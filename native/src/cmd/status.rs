@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use config_bridge::history;
 use config_bridge::store::election_objects::lua_seconds;
 use config_bridge::store::ListEntry;
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ use crate::args::StatusArgs;
 use crate::outcome::{Exit, Outcome, Res};
 use crate::settings::Settings;
 use crate::storage::Storage;
-use crate::time::{age, now_ms, rfc3339};
+use crate::time::{age, now_ms, rfc3339, utc_seconds};
 
 /// Kong's grace after the interval before a registration counts as stale.
 const ELECTION_GRACE_MS: u64 = 5_000;
@@ -37,6 +38,9 @@ struct Candidate {
 struct Version {
     export: Option<ListEntry>,
     candidates: Vec<Candidate>,
+    /// History objects (docs/history.md): how many, and the newest one's time.
+    history: usize,
+    newest_history_ms: Option<u64>,
 }
 
 pub fn run(args: &StatusArgs) -> Res<Outcome> {
@@ -82,6 +86,18 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
         match rest.split_once('/') {
             Some((version, "config.json")) => {
                 versions.entry(version.to_string()).or_default().export = Some(entry);
+            }
+            Some((version, name))
+                if name.starts_with("history/") && !name["history/".len()..].contains('/') =>
+            {
+                match history::parse_history_key(&entry.key) {
+                    Some(h) => {
+                        let v = versions.entry(version.to_string()).or_default();
+                        v.history += 1;
+                        v.newest_history_ms = v.newest_history_ms.max(Some(h.uploaded_at_ms));
+                    }
+                    None => other += 1,
+                }
             }
             Some((version, name)) if name.starts_with("election/") => {
                 let election_prefix = format!("{prefix}{version}/election/");
@@ -174,6 +190,14 @@ pub fn run(args: &StatusArgs) -> Res<Outcome> {
                 report = report.line(format!("  {name}: no export"));
                 item["export"] = Value::Null;
             }
+        }
+        if let Some(newest) = v.newest_history_ms {
+            report = report.line(format!(
+                "    history: {} export(s), the newest {} old (config-bridge history)",
+                v.history,
+                age(now.saturating_sub(newest))
+            ));
+            item["history"] = json!({"count": v.history, "newest": utc_seconds(newest)});
         }
         if !v.candidates.is_empty() {
             let leader = leader(&v.candidates);

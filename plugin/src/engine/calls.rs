@@ -15,6 +15,8 @@ pub enum Owner {
     Source,
     Import,
     Election,
+    /// History objects: record, list, prune (docs/history.md).
+    History,
 }
 
 #[derive(Clone, Debug)]

@@ -37,10 +37,14 @@ pub enum Metric {
     ElectionClockSkewMs,
     /// 1 while the listing is refused (401/403) and the node leads blind, else 0.
     ElectionBlind,
+    /// Failed history requests (listing, recording, pruning; docs/history.md).
+    HistoryFailuresTotal,
+    /// History objects after the last history cycle.
+    HistoryObjects,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 15] = [
+    pub const ALL: [Metric; 17] = [
         Metric::ExportsTotal,
         Metric::ExportFailuresTotal,
         Metric::SourceErrorsTotal,
@@ -56,6 +60,8 @@ impl Metric {
         Metric::ElectionCandidates,
         Metric::ElectionClockSkewMs,
         Metric::ElectionBlind,
+        Metric::HistoryFailuresTotal,
+        Metric::HistoryObjects,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +81,8 @@ impl Metric {
             Metric::ElectionCandidates => "config_bridge_election_candidates",
             Metric::ElectionClockSkewMs => "config_bridge_election_clock_skew_ms",
             Metric::ElectionBlind => "config_bridge_election_blind",
+            Metric::HistoryFailuresTotal => "config_bridge_history_failures_total",
+            Metric::HistoryObjects => "config_bridge_history_objects",
         }
     }
 
@@ -86,7 +94,8 @@ impl Metric {
             | Metric::ImportsTotal
             | Metric::ImportFailuresTotal
             | Metric::ElectionLeaderChangesTotal
-            | Metric::ElectionFailuresTotal => MetricKind::Counter,
+            | Metric::ElectionFailuresTotal
+            | Metric::HistoryFailuresTotal => MetricKind::Counter,
             _ => MetricKind::Gauge,
         }
     }

@@ -18,7 +18,10 @@
 //! At most `MAX_CONFLICT_ROUNDS` such rounds in a row; then it counts as a failed export.
 //! Clocks of different nodes decide "newer": keep them in sync (NTP), as Kong's election does.
 
+use std::rc::Rc;
+
 use super::effects::{Effects, Level, Metric};
+use super::history::Exported;
 use super::CallId;
 use crate::backoff::{Backoff, Rng};
 use crate::debounce::Decision;
@@ -43,8 +46,15 @@ pub(super) struct Cx<'a> {
 
 #[derive(Clone, Debug)]
 enum CallKind {
-    Put { hash: String, bytes: usize },
-    Head { hash: String },
+    Put {
+        hash: String,
+        bytes: usize,
+        /// What the PUT stores, for the history once it is stored.
+        upload: Option<Exported>,
+    },
+    Head {
+        hash: String,
+    },
 }
 
 impl CallKind {
@@ -102,6 +112,8 @@ pub(super) struct Export {
     conflict_rounds: u32,
     /// Signing (and, for the carried-over document, encryption) of the upload.
     seal: crate::settings::SealSettings,
+    /// The export just stored (or found stored), for the history to record (`take_exported`).
+    exported: Option<Exported>,
 }
 
 impl Export {
@@ -122,6 +134,7 @@ impl Export {
             follow_up: None,
             conflict_rounds: 0,
             seal: cfg.seal.clone(),
+            exported: None,
         }
     }
 
@@ -247,28 +260,23 @@ impl Export {
         let out = match plan {
             Plan::Nothing => return None,
             Plan::Put(pre, since) => {
-                // Sealed exports: the signature over the key and the stored bytes' digest.
-                let seal = crate::seal::export_metadata(
-                    &self.seal,
-                    &self.key,
-                    &doc.body,
-                    &doc.sha256,
-                    doc.seen_at,
-                );
-                let meta = seal.map(|seal| ExportMeta {
-                    uploader: self.node_id.clone().unwrap_or_default(),
-                    applied_at: doc.seen_at,
-                    sha256_hex: hash.clone(),
-                    sha256: doc.sha256,
-                    seal,
-                });
+                let meta = self.meta(doc);
+                let request = match &meta {
+                    Ok(m) => store.put(&self.key, &doc.body, &pre, m, now),
+                    Err(e) => Err(e.clone()),
+                };
                 Outgoing {
                     kind: CallKind::Put {
                         hash,
                         bytes: doc.body.len(),
+                        upload: meta.ok().map(|meta| Exported {
+                            body: Rc::clone(&doc.body),
+                            meta,
+                            at: now,
+                        }),
                     },
                     since,
-                    request: meta.and_then(|m| store.put(&self.key, &doc.body, &pre, &m, now)),
+                    request,
                 }
             }
             Plan::Head(since) => Outgoing {
@@ -279,6 +287,30 @@ impl Export {
         };
         self.follow_up = None;
         Some(out)
+    }
+
+    /// The metadata an upload of `doc` carries; sealed exports: the signature over the key and
+    /// the stored bytes' digest.
+    fn meta(&self, doc: &Document) -> Result<ExportMeta, String> {
+        let seal = crate::seal::export_metadata(
+            &self.seal,
+            &self.key,
+            &doc.body,
+            &doc.sha256,
+            doc.seen_at,
+        )?;
+        Ok(ExportMeta {
+            uploader: self.node_id.clone().unwrap_or_default(),
+            applied_at: doc.seen_at,
+            sha256_hex: doc.sha256_hex.clone(),
+            sha256: doc.sha256,
+            seal,
+        })
+    }
+
+    /// The export stored (or found already stored) since the last call, for the history.
+    pub(super) fn take_exported(&mut self) -> Option<Exported> {
+        self.exported.take()
     }
 
     /// The request went out as call `id`.
@@ -310,8 +342,15 @@ impl Export {
     pub(super) fn on_answer(&mut self, id: CallId, resp: HttpResponse, cx: &mut Cx<'_>) {
         let Some(call) = self.take(id) else { return };
         match &call.kind {
-            CallKind::Put { hash, bytes } => match cx.store.parse_put(&resp) {
-                PutOutcome::Stored { version } => self.stored(&call, hash, *bytes, version, cx),
+            CallKind::Put {
+                hash,
+                bytes,
+                upload,
+            } => match cx.store.parse_put(&resp) {
+                PutOutcome::Stored { version } => {
+                    self.stored(&call, hash, *bytes, version, cx);
+                    self.exported = upload.clone().map(|u| Exported { at: cx.now, ..u });
+                }
                 PutOutcome::PreconditionFailed => {
                     let since = call.since;
                     let why = "the object changed in storage since this node last saw it";
@@ -442,6 +481,19 @@ impl Export {
         };
         cx.fx.log(Level::Info, msg);
         record_problem(recorded, cx.fx);
+        // Storage holds the current document: the history records it too (a leader may have
+        // stopped between `config.json` and its history object; docs/history.md).
+        if let Some(doc) = self
+            .doc
+            .as_ref()
+            .filter(|d| same.as_deref() == Some(d.sha256_hex.as_str()))
+        {
+            self.exported = self.meta(doc).ok().map(|meta| Exported {
+                body: Rc::clone(&doc.body),
+                meta,
+                at: cx.now,
+            });
+        }
     }
 
     /// A 412/409: returns whether a HEAD should resolve it (false: too many rounds, failed).

@@ -34,7 +34,7 @@ use super::effects::{Effects, Level, Metric};
 use super::source::kong_admin::KongAdminSettings;
 use super::CallId;
 use crate::backoff::{Backoff, Rng};
-use crate::document::{sha256_hex, validate_declarative_json};
+use crate::document_check::{CheckStep, DocumentCheck};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::HttpUrl;
 use crate::redact::{chain_filters, is_config_bridge, ChainEdit, Rewriter, Step as RewriteStep};
@@ -66,6 +66,9 @@ struct Pending {
 pub(super) struct Import {
     settings: ImportSettings,
     key: String,
+    /// The key signatures and encryption are bound to: `key`, or `config.json` when `key` is a
+    /// history object (docs/history.md).
+    seal_key: String,
     where_: String,
     /// This filter's own configuration text (import-only), put in place of exporting filters.
     own_filter_config: Option<Rc<Vec<u8>>>,
@@ -75,6 +78,8 @@ pub(super) struct Import {
     empty_since: Option<u64>,
     probe_failing_since: Option<u64>,
     pending: Option<Pending>,
+    /// A downloaded document being checked a slice per tick (before it is rewritten).
+    checking: Option<(DocumentCheck, Vec<u8>, RemoteMeta)>,
     /// A validated object being rewritten a slice per tick (before it is pending).
     rewriting: Option<(Rewriter<ImportEdit>, RemoteMeta)>,
     /// The version (ETag) of an object refused by validation or by the Admin API.
@@ -103,6 +108,7 @@ impl Import {
             backoff,
             rng: Rng::new(me ^ 0x1a2b_3c4d),
             settings,
+            seal_key: key.clone(),
             key,
             where_,
             own_filter_config: None,
@@ -112,6 +118,7 @@ impl Import {
             empty_since: None,
             probe_failing_since: None,
             pending: None,
+            checking: None,
             rewriting: None,
             refused: None,
             failures: 0,
@@ -125,6 +132,13 @@ impl Import {
     /// The signatures and encryption this import requires.
     pub(super) fn with_seal(mut self, seal: SealSettings) -> Import {
         self.seal = seal;
+        self
+    }
+
+    /// The key the export was sealed for, when the import downloads a copy of it (a history
+    /// object is sealed as `config.json`).
+    pub(super) fn sealed_for(mut self, key: String) -> Import {
+        self.seal_key = key;
         self
     }
 
@@ -169,9 +183,9 @@ impl Import {
         self.own_filter_config = text;
     }
 
-    /// A downloaded document is being rewritten a slice per tick.
+    /// A downloaded document is being checked or rewritten a slice per tick.
     pub(super) fn busy(&self) -> bool {
-        self.rewriting.is_some() || self.unsealing.is_some()
+        self.checking.is_some() || self.rewriting.is_some() || self.unsealing.is_some()
     }
 
     /// The next request, if one is due (called on ticks by the node's lease holder).
@@ -181,6 +195,10 @@ impl Import {
         store: &dyn ObjectStore,
         fx: &mut Effects,
     ) -> Option<Result<OutboundRequest, String>> {
+        if self.checking.is_some() {
+            self.check_slice(now, fx);
+            return None;
+        }
         if self.rewriting.is_some() {
             self.rewrite_slice(now, fx);
             return None;
@@ -434,26 +452,53 @@ impl Import {
             applied_at: meta.applied_at,
             config_sha256: meta.sha256_hex.clone(),
         };
-        match Unsealer::start(&self.seal, &self.key, body, object) {
+        match Unsealer::start(&self.seal, &self.seal_key, body, object) {
             Start::Plain(body) => self.accept(body, meta, now, fx),
             Start::Refused(why) => self.refuse(&why, meta.version, now, fx),
             Start::Unseal(u) => self.unsealing = Some((u, meta)),
         }
     }
 
-    /// A document (plaintext) to validate, then rewrite a slice per tick.
+    /// A document (plaintext) to check, then rewrite, a slice per tick each.
     fn accept(&mut self, body: Vec<u8>, meta: RemoteMeta, now: u64, fx: &mut Effects) {
-        match self.validate(&body, &meta) {
-            Ok(()) => {
+        if body.len() as u64 > self.settings.max_bytes {
+            let why = format!(
+                "{} bytes is more than import_max_bytes ({})",
+                body.len(),
+                self.settings.max_bytes
+            );
+            return self.refuse(&why, meta.version, now, fx);
+        }
+        let check = DocumentCheck::new(meta.sha256_hex.clone());
+        self.checking = Some((check, body, meta));
+        // The check proceeds on the next ticks (`poll`).
+        self.check_slice(now, fx);
+    }
+
+    /// One slice of the check; a valid document goes on to the rewrite.
+    fn check_slice(&mut self, now: u64, fx: &mut Effects) {
+        let Some((check, body, _)) = self.checking.as_mut() else {
+            return;
+        };
+        let step = check.step(body);
+        if step == CheckStep::Working {
+            return;
+        }
+        let Some((_, body, meta)) = self.checking.take() else {
+            return;
+        };
+        match step {
+            CheckStep::Valid => {
                 let edit = ImportEdit::new(
                     self.own_filter_config.as_deref().map(Vec::as_slice),
                     &self.settings.refuse_plugins,
                 );
                 self.rewriting = Some((Rewriter::new(Rc::new(body), edit), meta));
-                // The rewrite proceeds on the next ticks (`poll`).
-                self.rewrite_slice(now, fx);
             }
-            Err(why) => self.refuse(&why, meta.version, now, fx),
+            CheckStep::Invalid(why) => {
+                self.refuse(&format!("the object {why}"), meta.version, now, fx);
+            }
+            CheckStep::Working => {}
         }
     }
 
@@ -496,26 +541,6 @@ impl Import {
         );
         fx.metric(Metric::ImportFailuresTotal, 1);
         self.retry_quietly(now);
-    }
-
-    fn validate(&self, body: &[u8], meta: &RemoteMeta) -> Result<(), String> {
-        if body.len() as u64 > self.settings.max_bytes {
-            return Err(format!(
-                "{} bytes is more than import_max_bytes ({})",
-                body.len(),
-                self.settings.max_bytes
-            ));
-        }
-        validate_declarative_json(body).map_err(|r| format!("the object {r}"))?;
-        if let Some(expected) = &meta.sha256_hex {
-            if *expected != sha256_hex(body) {
-                return Err(
-                    "its content does not match its config-sha256 metadata (corrupt or truncated)"
-                        .into(),
-                );
-            }
-        }
-        Ok(())
     }
 
     fn post(&mut self) -> Option<OutboundRequest> {

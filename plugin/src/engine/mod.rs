@@ -18,6 +18,7 @@ mod calls;
 mod effects;
 mod election;
 mod export;
+mod history;
 mod import;
 mod prepare;
 pub mod source;
@@ -31,6 +32,7 @@ pub use import::{config_post_request, flattened_errors, rewrite_for_import, BOOT
 use calls::CallTable;
 use election::Election;
 use export::{Cx, Export, Plan};
+use history::History;
 use import::Import;
 use source::{PollResult, Source};
 
@@ -120,6 +122,8 @@ pub struct Engine {
     /// With `cluster_fallback_config_import` on.
     import: Option<Import>,
     election: Election,
+    /// Every stored export also kept as a history object, and retention (docs/history.md).
+    history: History,
     /// A large document being redacted and hashed a slice per tick (`prepare`).
     digesting: Option<Prepare>,
     /// Encrypts prepared documents before the export sees them (`export_encryption_key`).
@@ -141,15 +145,23 @@ impl Engine {
             cfg.storage.location.bucket,
             export.key()
         ));
+        let backoff = crate::backoff::Backoff {
+            base_ms: cfg.retry_base_ms,
+            max_ms: cfg.retry_max_ms,
+        };
         let import = cfg.import_settings.clone().map(|s| {
-            let key = cfg.config_key();
+            // `config.json`, or the history object `cluster_fallback_import_version` names.
+            let key = cfg.import_key();
             let where_ = store.describe(&key);
-            let backoff = crate::backoff::Backoff {
-                base_ms: cfg.retry_base_ms,
-                max_ms: cfg.retry_max_ms,
-            };
-            Import::new(s, key, where_, me, backoff).with_seal(cfg.seal.clone())
+            Import::new(s, key, where_, me, backoff)
+                .with_seal(cfg.seal.clone())
+                .sealed_for(cfg.config_key())
         });
+        let history_settings = crate::settings::HistorySettings {
+            enabled: cfg.history.enabled && cfg.export,
+            ..cfg.history.clone()
+        };
+        let history = History::new(history_settings, cfg.history_prefix(), backoff, me);
         let sealer = ExportSealer::new(&cfg.seal, export.key());
         let election_prefix = cfg.storage.location.election_prefix(&cfg.gateway_version);
         let register_key = cfg.shared_key(&format!(
@@ -175,6 +187,7 @@ impl Engine {
             holder_said: false,
             shared_data_broken: false,
             election,
+            history,
             digesting: None,
             sealer,
             clock_skew_ms: 0,
@@ -198,6 +211,7 @@ impl Engine {
             self.calls = previous.calls;
             self.export.carry_over(previous.export);
             self.sealer.carry_over(previous.sealer);
+            self.history.carry_over(previous.history);
         }
         let same_election = previous.election.enabled()
             && self.election.enabled()
@@ -257,7 +271,10 @@ impl Engine {
             || self.sealer.busy()
             || self.import.as_ref().is_some_and(|i| i.busy())
             || (self.holder
-                && (self.source.busy() || self.election.busy() || self.store.preparing()))
+                && (self.source.busy()
+                    || self.election.busy()
+                    || self.history.busy()
+                    || self.store.preparing()))
     }
 
     /// The most bytes the answer to call `id` may have: the shell refuses a larger announced
@@ -331,9 +348,12 @@ impl Engine {
                     if ready {
                         self.dispatch_election(now, shared, &mut fx, &mut dispatches);
                         self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
+                        self.dispatch_history(now, &mut fx, &mut dispatches);
                     }
                     self.dispatch_source(now, &mut dispatches);
                 }
+            } else {
+                self.history.not_leading();
             }
         }
         TickOutput {
@@ -608,6 +628,28 @@ impl Engine {
         }
     }
 
+    /// The leader's history: record stored exports, prune (docs/history.md).
+    fn dispatch_history(&mut self, now: u64, fx: &mut Effects, out: &mut Vec<Dispatch>) {
+        if !self.election.is_leader(now) {
+            self.history.not_leading();
+            return;
+        }
+        if self.calls.busy(Owner::History) {
+            return;
+        }
+        match self.history.poll(now, self.store.as_ref(), fx) {
+            Some(Ok(request)) => {
+                self.push_call(Owner::History, request, now, out);
+            }
+            Some(Err(e)) => {
+                let reason = format!("cannot build the request: {e}");
+                self.history
+                    .on_failure(&reason, now, self.store.as_ref(), fx);
+            }
+            None => {}
+        }
+    }
+
     /// Withdraws a registration a previous configuration left, whatever this one does.
     fn dispatch_resign(&mut self, now: u64, out: &mut Vec<Dispatch>) {
         if self.calls.busy(Owner::Election) {
@@ -639,7 +681,10 @@ impl Engine {
         // A store that authenticates with a token (GCS) or expiring keys (S3 `ExpiredToken`)
         // fetches new ones on the next tick; the call itself fails and is retried by its owner.
         // Import's Kong Admin calls share the owner: a 401 there costs at most one extra fetch.
-        let store_call = matches!(owner, Owner::Export | Owner::Import | Owner::Election);
+        let store_call = matches!(
+            owner,
+            Owner::Export | Owner::Import | Owner::Election | Owner::History
+        );
         if store_call && self.store.rejects_credentials(&response) {
             self.store.on_unauthorized(now);
         }
@@ -656,7 +701,13 @@ impl Engine {
             Owner::Export => {
                 let mut cx = export_cx!(self, now, shared, fx);
                 self.export.on_answer(id, response, &mut cx);
+                if let Some(exported) = self.export.take_exported() {
+                    self.history.record(exported, fx);
+                }
             }
+            Owner::History => self
+                .history
+                .on_answer(response, now, self.store.as_ref(), fx),
             Owner::Source => match self.source.on_response(response, now) {
                 PollResult::Unchanged => {}
                 PollResult::Fetched(body) => self.offer_body(Rc::new(body), now, shared, fx),
@@ -721,6 +772,9 @@ impl Engine {
                 }
             }
             Owner::Election => self.election.on_failure(reason, now, fx),
+            Owner::History => self
+                .history
+                .on_failure(reason, now, self.store.as_ref(), fx),
             Owner::Store => {
                 if let Err(e) = self.store.on_prerequisite(Err(reason.to_string()), now) {
                     fx.log(Level::Warn, e);

@@ -19,6 +19,8 @@ fn config(doc: &str, extra: serde_json::Value) -> Config {
         "node_id": "node-a",
         // One node per simulation: the election has its own tests (election_tests.rs).
         "election": false,
+        // These tests count the export's requests: history has its own (history_tests.rs).
+        "cluster_fallback_history": false,
         "config": serde_json::from_str::<serde_json::Value>(doc).unwrap(),
     });
     if let serde_json::Value::Object(m) = extra {

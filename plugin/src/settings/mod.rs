@@ -14,6 +14,7 @@
 
 mod election;
 pub mod gcs;
+mod history;
 mod import;
 mod lookup;
 pub mod s3;
@@ -31,6 +32,7 @@ use crate::http_url::HttpUrl;
 use crate::json_scan::{Summary, ValueKind};
 pub use election::ElectionSettings;
 pub use gcs::GcsSettings;
+pub use history::HistorySettings;
 pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
 use s3::{default_s3_upstream, parse_s3};
@@ -153,6 +155,8 @@ pub struct Config {
     pub election: ElectionSettings,
     /// Signed and encrypted exports (docs/sealed-exports.md).
     pub seal: SealSettings,
+    /// Every export also kept as a history object, retention, the import's pin (docs/history.md).
+    pub history: HistorySettings,
 }
 
 /// The `config` payload's `_format_version` from a scan's nested members (`None`: the payload
@@ -219,6 +223,10 @@ pub const SETTINGS: &[&str] = &[
     "node_id",
     "election",
     "cluster_fallback_election_interval",
+    "cluster_fallback_history",
+    "cluster_fallback_history_keep",
+    "cluster_fallback_history_max_age",
+    "cluster_fallback_import_version",
     "aws_access_key_id",
     "aws_secret_access_key",
     "aws_session_token",
@@ -553,6 +561,7 @@ impl Config {
         };
         let election = election::parse_election(l)?;
         let seal = seal::parse_seal(l)?;
+        let history = history::parse_history(l)?;
         let (backend, default_upstream) = match location.backend {
             Backend::S3 => {
                 let s3 = parse_s3(l, export || import)?;
@@ -594,6 +603,7 @@ impl Config {
             shared_data_namespace,
             election,
             seal,
+            history,
         };
         Ok((cfg, loc))
     }
@@ -601,6 +611,20 @@ impl Config {
     /// The object key the export writes.
     pub fn config_key(&self) -> String {
         self.storage.location.config_key(&self.gateway_version)
+    }
+
+    /// `<prefix>/<version>/history/`: where every export is also kept (docs/history.md).
+    pub fn history_prefix(&self) -> String {
+        crate::history::history_prefix(&self.storage.location.prefix, &self.gateway_version)
+    }
+
+    /// The object the import downloads: the pinned history object
+    /// (`cluster_fallback_import_version`), else `config.json`.
+    pub fn import_key(&self) -> String {
+        match &self.history.import_version {
+            Some(id) => format!("{}{id}.json", self.history_prefix()),
+            None => self.config_key(),
+        }
     }
 }
 

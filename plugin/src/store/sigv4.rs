@@ -168,16 +168,8 @@ fn percent_decode(s: &str) -> String {
 
 /// (`YYYYMMDD`, `YYYYMMDDTHHMMSSZ`) of a time in ms since the epoch (UTC).
 fn amz_dates(now_ms: u64) -> (String, String) {
-    let secs = now_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    let date = format!("{y:04}{m:02}{d:02}");
-    let time = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
+    let time = super::timestamp::basic_utc(now_ms);
+    let date = time.get(..8).unwrap_or_default().to_string();
     (date, time)
 }
 
@@ -185,20 +177,6 @@ fn amz_dates(now_ms: u64) -> (String, String) {
 #[cfg(test)]
 pub(crate) fn amz_dates_for_tests(now_ms: u64) -> String {
     amz_dates(now_ms).1
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -116,6 +116,62 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
     (era * 146_097 + doe).checked_sub(719_468)
 }
 
+/// `YYYYMMDDTHHMMSSZ` (ISO 8601 basic format, UTC, whole seconds) of a time in ms since the
+/// epoch: SigV4's `x-amz-date` and the history keys' timestamps (docs/history.md).
+pub fn basic_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The reverse of `basic_utc`, strictly: exactly `YYYYMMDDTHHMMSSZ` naming a real instant (no
+/// leap second, no 31 April), else `None`.
+pub fn basic_utc_ms(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b.get(8) != Some(&b'T') || b.get(15) != Some(&b'Z') {
+        return None;
+    }
+    let num = |from: usize, len: usize| -> Option<u64> {
+        let part = s.get(from..from + len)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (year, month, day) = (num(0, 4)?, num(4, 2)?, num(6, 2)?);
+    let (hour, minute, second) = (num(9, 2)?, num(11, 2)?, num(13, 2)?);
+    if year < 1970 || !(1..=12).contains(&month) || day == 0 || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day)?;
+    let ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000;
+    // 31 April and 29 February of a common year roll over: the round trip tells.
+    (basic_utc(ms) == s).then_some(ms)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +195,31 @@ mod tests {
             "Sun, 06 Foo 1994 08:49:37 GMT",
         ] {
             assert_eq!(http_date_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn basic_format_round_trips_and_refuses_non_dates() {
+        assert_eq!(basic_utc(0), "19700101T000000Z");
+        assert_eq!(basic_utc(1_796_113_536_999), "20261201T082536Z");
+        for ms in [0, 951_868_799_000, 951_868_800_000, 1_796_113_536_000] {
+            assert_eq!(basic_utc_ms(&basic_utc(ms)), Some(ms));
+        }
+        for bad in [
+            "",
+            "20261201T082536",
+            "20261201 082536Z",
+            "20261301T000000Z",
+            "20260431T000000Z",
+            "20250229T000000Z",
+            "20261201T240000Z",
+            "20261201T235960Z",
+            "19691231T235959Z",
+            "2026120lT000000Z",
+            "+2026121T000000Z",
+            "20261201T082536z",
+        ] {
+            assert_eq!(basic_utc_ms(bad), None, "{bad}");
         }
     }
 

@@ -65,3 +65,45 @@ pub fn assert_no_problems(problems: &[String]) {
         problems.join("\n")
     );
 }
+
+/// A Kubernetes container's `env:` as the process sees it (secrets as placeholders).
+pub fn container_env(container: &Value) -> HashMap<String, String> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e["name"].as_str()?.to_string();
+            let value = e["value"]
+                .as_str()
+                .unwrap_or("AKIDEXAMPLEFROMASECRET")
+                .to_string();
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// A `KEY=value` env file (comments and blank lines skipped).
+pub fn env_file(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The filter's parser with `mode` on and the rest from `env`, as the native tool runs it:
+/// why it refuses them, if it does.
+pub fn tool_settings_refused(
+    what: &str,
+    mode: &str,
+    env: &HashMap<String, String>,
+) -> Option<String> {
+    let settings = format!(r#"{{"{mode}": "on", "config_source": "kong_admin"}}"#);
+    let lookup = |k: &str| env.get(k).cloned();
+    Config::parse(settings.as_bytes(), &lookup)
+        .err()
+        .map(|e| format!("{what}: the settings it gives are refused: {e}"))
+}

@@ -1,0 +1,197 @@
+//! A downloaded declarative configuration checked a slice at a time before it is imported
+//! (docs/architecture.md, "Import"): JSON syntax (the resumable `json_scan::Scanner`), a
+//! non-empty `_format_version`, and the SHA-256 of the bytes against the `config-sha256` metadata.
+//! An object may be up to `import_max_bytes` (128 MiB by default); checked whole it was one
+//! callback proportional to its size, so each step reads at most `CHECK_SLICE_BYTES` for the
+//! syntax and as many for the hash.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::json_scan::{ErrorKind, Progress, Scanner, Summary, ValueKind, MAX_DEPTH};
+
+/// Bytes scanned, and bytes hashed, per step.
+pub const CHECK_SLICE_BYTES: usize = 1024 * 1024;
+
+/// Where a check is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CheckStep {
+    /// Not finished: call `step` again with the same bytes.
+    Working,
+    /// The bytes are a declarative configuration whose hash matches (when one was expected).
+    Valid,
+    /// Why not (never quoting the document).
+    Invalid(String),
+}
+
+/// One check in progress (see the module documentation).
+#[derive(Debug)]
+pub struct DocumentCheck {
+    scanner: Scanner,
+    summary: Option<Summary>,
+    hasher: Sha256,
+    hashed: usize,
+    expected_sha256_hex: Option<String>,
+}
+
+impl DocumentCheck {
+    /// A check; `expected_sha256_hex`: the object's `config-sha256` metadata, when it has one.
+    pub fn new(expected_sha256_hex: Option<String>) -> DocumentCheck {
+        DocumentCheck {
+            scanner: Scanner::new(None),
+            summary: None,
+            hasher: Sha256::new(),
+            hashed: 0,
+            expected_sha256_hex,
+        }
+    }
+
+    /// The next slice of `text` (the same bytes at every step).
+    pub fn step(&mut self, text: &[u8]) -> CheckStep {
+        if self.summary.is_none() {
+            match self.scanner.step(text, CHECK_SLICE_BYTES) {
+                Progress::More => {}
+                Progress::Done(summary) => self.summary = Some(summary),
+                Progress::Invalid(e) => {
+                    return CheckStep::Invalid(if text.trim_ascii_start().first() != Some(&b'{') {
+                        "is not a JSON object".into()
+                    } else if e.kind == ErrorKind::DepthLimitExceeded {
+                        // In the words of the rewriter, which used to meet such documents first.
+                        format!("is nested deeper than {MAX_DEPTH} levels")
+                    } else {
+                        format!("is {e}").to_ascii_lowercase()
+                    });
+                }
+            }
+        }
+        if self.expected_sha256_hex.is_some() && self.hashed < text.len() {
+            let end = text
+                .len()
+                .min(self.hashed.saturating_add(CHECK_SLICE_BYTES));
+            if let Some(slice) = text.get(self.hashed..end) {
+                self.hasher.update(slice);
+            }
+            self.hashed = end;
+        }
+        let hashed = self.expected_sha256_hex.is_none() || self.hashed >= text.len();
+        match &self.summary {
+            Some(summary) if hashed => self.verdict(text, summary),
+            _ => CheckStep::Working,
+        }
+    }
+
+    fn verdict(&self, text: &[u8], summary: &Summary) -> CheckStep {
+        if summary.root != ValueKind::Object {
+            return CheckStep::Invalid("is not a JSON object".into());
+        }
+        let version = summary
+            .member("_format_version")
+            .and_then(|m| text.get(m.value.clone()));
+        match version.map(serde_json::from_slice::<Value>) {
+            None => {
+                return CheckStep::Invalid(
+                    "is not a Kong declarative configuration (no _format_version)".into(),
+                )
+            }
+            Some(Ok(Value::String(s))) if !s.is_empty() => {}
+            Some(_) => {
+                return CheckStep::Invalid(
+                    "_format_version must be a non-empty string such as \"3.0\"".into(),
+                )
+            }
+        }
+        if let Some(expected) = &self.expected_sha256_hex {
+            let digest: [u8; 32] = self.hasher.clone().finalize().into();
+            if *expected != crate::document::hex(&digest) {
+                return CheckStep::Invalid(
+                    "its content does not match its config-sha256 metadata (corrupt or truncated)"
+                        .into(),
+                );
+            }
+        }
+        CheckStep::Valid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{sha256_hex, validate_declarative_json};
+
+    fn run(text: &[u8], sha: Option<String>) -> (CheckStep, usize) {
+        let mut check = DocumentCheck::new(sha);
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            match check.step(text) {
+                CheckStep::Working => assert!(steps < 10_000, "no progress"),
+                done => return (done, steps),
+            }
+        }
+    }
+
+    /// A configuration of about `mb` MiB.
+    fn big(mb: usize) -> Vec<u8> {
+        let services: Vec<Value> = (0..mb * 4000)
+            .map(|i| serde_json::json!({"name": format!("svc-{i}"), "url": "http://a:80/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({"_format_version": "3.0", "services": services}))
+            .unwrap()
+    }
+
+    #[test]
+    fn agrees_with_the_whole_check_and_takes_a_step_per_slice() {
+        let doc = big(5);
+        let sha = sha256_hex(&doc);
+        let (verdict, steps) = run(&doc, Some(sha.clone()));
+        assert_eq!(verdict, CheckStep::Valid);
+        assert!(validate_declarative_json(&doc).is_ok());
+        let slices = doc.len().div_ceil(CHECK_SLICE_BYTES);
+        assert!(
+            steps >= slices && steps <= slices + 1,
+            "{steps} steps, {slices} slices"
+        );
+        assert_eq!(run(&doc, None).0, CheckStep::Valid);
+        // The same document under another's hash, and truncated under its own.
+        let other = sha256_hex(b"{}");
+        assert!(
+            matches!(run(&doc, Some(other)).0, CheckStep::Invalid(w) if w.contains("config-sha256"))
+        );
+        let half = &doc[..doc.len() / 2];
+        assert!(
+            matches!(run(half, Some(sha)).0, CheckStep::Invalid(w) if w.contains("not valid json"))
+        );
+    }
+
+    #[test]
+    fn refuses_what_the_whole_check_refuses_with_the_same_reasons() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"<html>gateway timeout</html>", "is not a JSON object"),
+            (b"[1, 2]", "is not a JSON object"),
+            (b"", "is not a JSON object"),
+            (b"{\"services\": []}", "no _format_version"),
+            (b"{\"_format_version\": 3}", "_format_version must be"),
+            (b"{\"_format_version\": \"3.0\",}", "not valid json"),
+        ];
+        for (text, reason) in cases {
+            let (verdict, _) = run(text, Some(sha256_hex(text)));
+            let CheckStep::Invalid(why) = verdict else {
+                panic!("{text:?} accepted")
+            };
+            assert!(why.contains(reason), "{text:?}: {why}");
+            let whole = validate_declarative_json(text).unwrap_err();
+            assert!(whole.contains(reason), "{text:?}: whole check says {whole}");
+        }
+        // Deeper than the rewriter follows: refused here already, in the rewriter's words.
+        let deep = format!(
+            r#"{{"_format_version":"3.0","tags":{}1{}}}"#,
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let (verdict, _) = run(deep.as_bytes(), None);
+        assert_eq!(
+            verdict,
+            CheckStep::Invalid(format!("is nested deeper than {MAX_DEPTH} levels"))
+        );
+    }
+}
