@@ -25,6 +25,7 @@ struct ClockInner {
 }
 
 impl Clock {
+    /// A virtual clock at `base` (elapsed 0) whose guest-visible readings are truncated to `resolution`.
     pub fn new(base: SystemTime, resolution: Duration) -> Self {
         Clock {
             inner: Arc::new(ClockInner {

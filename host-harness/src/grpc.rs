@@ -10,10 +10,15 @@ use std::time::Duration;
 /// A unary call as the filter made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrpcRequest {
+    /// The cluster (upstream) it was sent to.
     pub cluster: String,
+    /// The gRPC service.
     pub service: String,
+    /// The method.
     pub method: String,
+    /// Initial metadata.
     pub metadata: Vec<(String, String)>,
+    /// The request message (serialized protobuf).
     pub message: Vec<u8>,
 }
 
@@ -21,11 +26,19 @@ pub struct GrpcRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GrpcReply {
     /// A response message (gRPC status OK), after `latency`.
-    Message { message: Vec<u8>, latency: Duration },
+    Message {
+        /// The response message (serialized protobuf).
+        message: Vec<u8>,
+        /// How long the answer takes (virtual time).
+        latency: Duration,
+    },
     /// A non-OK gRPC status with its message, after `after`.
     Status {
+        /// The gRPC status code (not 0).
         code: u32,
+        /// The status message.
         message: String,
+        /// How long until it closes (virtual time).
         after: Duration,
     },
 }

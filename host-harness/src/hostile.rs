@@ -145,8 +145,11 @@ impl Default for Hostility {
 /// One injection that happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InjectionRecord {
+    /// When (virtual time).
     pub at: Duration,
+    /// Which node and worker.
     pub origin: Origin,
+    /// What kind of injection.
     pub kind: Injection,
     /// Which of the kind's [`Injection::variants`].
     pub variant: &'static str,

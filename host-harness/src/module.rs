@@ -9,7 +9,9 @@ use wasmtime::{Engine, Module};
 /// The ABI a module declares through its `proxy_abi_version_*` export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AbiVersion {
+    /// `proxy_abi_version_0_2_0`.
     V0_2_0,
+    /// `proxy_abi_version_0_2_1` (the Rust SDK 0.2.x).
     V0_2_1,
 }
 
@@ -18,7 +20,9 @@ pub enum AbiVersion {
 pub struct PluginModule {
     pub(crate) engine: Engine,
     pub(crate) module: Module,
+    /// The proxy-wasm ABI version it exports.
     pub abi: AbiVersion,
+    /// The `.wasm` size in bytes.
     pub size_bytes: usize,
 }
 

@@ -6,6 +6,7 @@ use crate::hostile::{Hostility, Injection};
 /// Behaviour switches of a simulated host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostProfile {
+    /// The profile's name (`envoy`, `ngx_wasm_module`, `kong_legacy`, `hostile`).
     pub name: &'static str,
     /// `dispatch_http_call` from `on_vm_start`/`on_configure` traps and the worker dies for good.
     pub dispatch_traps_outside_callbacks: bool,
@@ -86,6 +87,19 @@ pub enum HttpModel {
     /// trailer callbacks, a local response gets a trailing LF and Content-Length/-Type, `on_done`
     /// before `on_log`, HTTP contexts count from 1 per worker and call tokens from 0.
     Ngx,
+}
+
+impl HttpModel {
+    /// Header names as the host presents them to a filter: Envoy's HTTP codecs lower-case every
+    /// name (the SDK's `http_headers` example: a local response's `Powered-By` is logged as
+    /// `powered-by` in Envoy); ngx_wasm_module keeps the case nginx received or was given.
+    pub fn present_names(self, headers: &mut [(String, String)]) {
+        if self == HttpModel::Envoy {
+            for (k, _) in headers.iter_mut() {
+                k.make_ascii_lowercase();
+            }
+        }
+    }
 }
 
 impl HostProfile {

@@ -9,7 +9,9 @@ use crate::http::{CallFailure, HttpRequest, HttpResponse};
 /// Where something happened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Origin {
+    /// The node's name (`NodeSpec::new`).
     pub node: String,
+    /// The worker's index in the node, from 0.
     pub worker: usize,
 }
 
@@ -22,15 +24,22 @@ impl std::fmt::Display for Origin {
 /// proxy-wasm log levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogLevel {
+    /// `proxy_log` level 0.
     Trace,
+    /// Level 1.
     Debug,
+    /// Level 2.
     Info,
+    /// Level 3.
     Warn,
+    /// Level 4.
     Error,
+    /// Level 5.
     Critical,
 }
 
 impl LogLevel {
+    /// The level of an ABI value (0-5), `None` for any other.
     pub fn from_abi(level: i32) -> Option<Self> {
         Some(match level {
             0 => LogLevel::Trace,
@@ -44,11 +53,16 @@ impl LogLevel {
     }
 }
 
+/// One line a guest logged (`proxy_log`), or a host note (`[host] ...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
+    /// When (virtual time since the world started).
     pub at: Duration,
+    /// Which node and worker.
     pub origin: Origin,
+    /// Its level.
     pub level: LogLevel,
+    /// The text as logged.
     pub message: String,
 }
 
@@ -57,7 +71,9 @@ pub struct LogLine {
 pub enum CallOutcome {
     /// Not answered yet.
     Pending,
+    /// The upstream answered.
     Response(HttpResponse),
+    /// The call failed (refused, timed out, ...): the guest was called back without a status.
     Failed(CallFailure),
     /// The host dropped it: no callback will ever come.
     Lost,
@@ -65,24 +81,35 @@ pub enum CallOutcome {
     Orphaned,
 }
 
+/// One `dispatch_http_call`: what was sent, when, and how it ended.
 #[derive(Clone, Debug)]
 pub struct CallRecord {
+    /// The token the host returned to the guest.
     pub token: u32,
+    /// Which node and worker dispatched it.
     pub origin: Origin,
+    /// The context that dispatched it (root or HTTP).
     pub context_id: u32,
+    /// The upstream as the guest named it (`host:port` or a cluster).
     pub upstream: String,
     /// Timeout the guest asked for.
     pub timeout: Duration,
+    /// The request as the handler received it.
     pub request: HttpRequest,
+    /// When it was dispatched (virtual time).
     pub sent_at: Duration,
+    /// When its answer (or failure) was delivered; `None` while pending or lost.
     pub answered_at: Option<Duration>,
+    /// How it ended.
     pub outcome: CallOutcome,
 }
 
 /// A trap or host crash: which callback was running, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TrapRecord {
+    /// When it trapped (virtual time).
     pub at: Duration,
+    /// Which node and worker.
     pub origin: Origin,
     /// The callback that was running (`on_request_headers`, `on_tick`, ...).
     pub callback: String,
@@ -111,26 +138,38 @@ impl TrapRecord {
     }
 }
 
+/// A metric a guest defined, with its current value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricRecord {
+    /// The node it belongs to (metrics are per node).
     pub origin_node: String,
+    /// The name the guest defined it with.
     pub name: String,
+    /// Counter, gauge or histogram.
     pub kind: MetricKind,
+    /// The current value (a histogram: the last recorded value).
     pub value: i64,
 }
 
+/// The kinds of `proxy_define_metric`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
+    /// Only increments.
     Counter,
+    /// Set or incremented.
     Gauge,
+    /// Recorded values.
     Histogram,
 }
 
 /// The log of one simulated world.
 #[derive(Debug, Default)]
 pub struct Recorder {
+    /// Every log line, in order.
     pub logs: Vec<LogLine>,
+    /// Every dispatched call, in order.
     pub calls: Vec<CallRecord>,
+    /// Every trap, in order.
     pub traps: Vec<TrapRecord>,
     /// Host crashes (what would be a segfault of the worker process).
     pub fatal_errors: Vec<TrapRecord>,
@@ -151,11 +190,15 @@ pub struct Recorder {
 /// (`None`: trapped or returns nothing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestCall {
+    /// When (virtual time).
     pub at: Duration,
+    /// Which node and worker.
     pub origin: Origin,
     /// The export (`proxy_on_request_headers`, `proxy_on_http_call_response`, ...).
     pub func: String,
+    /// Its arguments (context id first).
     pub args: Vec<i32>,
+    /// What it returned.
     pub result: Option<i32>,
 }
 
@@ -163,10 +206,15 @@ pub struct GuestCall {
 /// host's bulk copies (buffers handed in, dispatched requests copied out), reported as `copy`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallbackTimes {
+    /// How many calls.
     pub count: u64,
+    /// Their total time in the guest.
     pub total_guest: std::time::Duration,
+    /// The longest one in the guest.
     pub longest_guest: std::time::Duration,
+    /// Their total time copying data in and out.
     pub total_copy: std::time::Duration,
+    /// The longest copy.
     pub longest_copy: std::time::Duration,
 }
 

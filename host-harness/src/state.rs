@@ -97,7 +97,9 @@ impl WorldShared {
 /// One value in shared data with its CAS.
 #[derive(Clone, Debug)]
 pub struct SharedValue {
+    /// The bytes stored.
     pub value: Vec<u8>,
+    /// The CAS a `set_shared_data` must give to replace it (never 0).
     pub cas: u32,
 }
 
@@ -240,12 +242,15 @@ pub(crate) struct NodeShared {
     /// This node's clock minus the world's, ms (`World::set_clock_skew`): what
     /// `proxy_get_current_time_nanoseconds` answers is shifted by it.
     pub clock_skew_ms: std::sync::atomic::AtomicI64,
+    /// The machine's host name (`NodeSpec::hostname`).
+    pub hostname: String,
 }
 
 impl NodeShared {
-    pub(crate) fn new(name: &str) -> Arc<Self> {
+    pub(crate) fn new(name: &str, hostname: &str) -> Arc<Self> {
         Arc::new(NodeShared {
             name: name.to_string(),
+            hostname: hostname.to_string(),
             shared_data: Mutex::new(SharedData::default()),
             queues: Mutex::new(Queues::default()),
             metrics: Mutex::new(Metrics::default()),

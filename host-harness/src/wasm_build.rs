@@ -18,10 +18,20 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Builds `package` (a cdylib whose library is `lib_name`) with `profile` and returns the path of
-/// the `.wasm`. Cargo's own up-to-date check makes repeated calls cheap.
+/// Builds `package` of this repository's workspace (a cdylib whose library is `lib_name`) with
+/// `profile` and returns the path of the `.wasm`. Cargo's own up-to-date check makes repeated
+/// calls cheap. For a filter of your own, [`build_in`].
 pub fn build(package: &str, lib_name: &str, profile: &str) -> Result<PathBuf> {
-    let root = workspace_root();
+    build_in(&workspace_root(), package, lib_name, profile)
+}
+
+/// Builds `package` of the Cargo workspace at (or above) `dir` for `wasm32-wasip1` with
+/// `profile` (`"release"`, `"dev"`, or a custom one) into `<dir>/target/wasm` (or
+/// `$HARNESS_WASM_TARGET_DIR`), and returns the path of `<lib_name>.wasm`. From a test of your
+/// filter's crate: `build_in(Path::new(env!("CARGO_MANIFEST_DIR")), "my-filter", "my_filter",
+/// "release")` — see the crate's README.
+pub fn build_in(dir: &Path, package: &str, lib_name: &str, profile: &str) -> Result<PathBuf> {
+    let root = dir.to_path_buf();
     let target_dir = std::env::var_os("HARNESS_WASM_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target").join("wasm"));

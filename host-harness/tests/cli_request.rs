@@ -102,3 +102,41 @@ fn a_malformed_request_is_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("NAME:VALUE"), "{err}");
 }
+
+#[test]
+fn quoted_values_and_at_file_bodies_reach_the_filter_as_written() {
+    let dir = std::env::temp_dir().join(format!("hh-cli-body-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("upstream body.txt");
+    std::fs::write(&file, "from a file\n").unwrap();
+    let config = r#"{"case":"cli","do":{
+        "request_headers":[["header","request","x-note"]],
+        "request_body":[["body","request","0","100"]],
+        "response_body":[["body","response","0","100"]]}}"#;
+    let response = format!("200 -H 'X-Up: a b' -d @'{}'", file.display());
+    let o = run(
+        config,
+        &[
+            "--request",
+            "POST /q -H 'X-Note: two  words' -d 'line one\nline two\n'",
+            "--response",
+            &response,
+            "--strict",
+        ],
+    );
+    let (out, err) = (stdout(&o), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(o.status.success(), "{out}\n{err}");
+    let both = format!("{out}\n{err}");
+    for needle in [
+        // What the filter read, as the guest traced it.
+        r#"Ok(Some("two  words"))"#,
+        r#"Ok("line one\nline two\n")"#,
+        r#"Ok("from a file\n")"#,
+        // What the run printed.
+        "X-Up: a b",
+        r#"request body: "line one\nline two\n""#,
+    ] {
+        assert!(both.contains(needle), "{needle:?} missing in:\n{both}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

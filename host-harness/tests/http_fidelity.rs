@@ -1140,3 +1140,65 @@ fn ngx_queues_need_an_shm_queue_zone_and_resolving_one_traps() {
     assert_eq!(with(&w, "enqueue result=Ok").len(), 1);
     assert!(w.traps().is_empty());
 }
+
+/// The proxy-wasm Rust SDK's `http_headers` example as its README shows it in Envoy: the local
+/// response's `Hello`/`Powered-By` reach `on_response_headers` as `hello`/`powered-by`, after
+/// Envoy's own `content-length`/`content-type`; the request's names are lower-case too. The
+/// ngx_wasm_module profile keeps the case (checked against the engine by the differential suite).
+#[test]
+fn envoy_presents_header_names_lower_case_as_in_the_sdks_http_headers_readme() {
+    let script = json!({"case": "hh", "ret": {"request_headers": "pause"}, "do": {
+        "request_headers": [["headers", "request"],
+            ["local", "200", "Hello, World!\n", "Hello:World", "Powered-By:proxy-wasm"]],
+        "response_headers": [["headers", "response"]]}});
+    let dumps = |profile: HostProfile| {
+        let mut w = World::new(profile);
+        let spec =
+            NodeSpec::new("n1", &common::script()).named_filter("http_headers", script.to_string());
+        let n = w.add_node(spec).expect("add node");
+        let ex = HttpExchange::get("/hello")
+            .header("User-Agent", "curl/7.81.0")
+            .header("Accept", "*/*");
+        let out = w.http(n, 0, 0, ex);
+        // Envoy sends the body as given; ngx_wasm_module adds its LF.
+        let lf = if w.profile().name == "envoy" {
+            ""
+        } else {
+            "\n"
+        };
+        assert_eq!(
+            out.data.response_body,
+            format!("Hello, World!\n{lf}").into_bytes()
+        );
+        let lines: Vec<String> = w
+            .logs()
+            .into_iter()
+            .filter(|l| l.message.contains("-> n="))
+            .map(|l| l.message)
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        lines
+    };
+    let envoy_lines = dumps(envoy());
+    assert!(
+        envoy_lines[0].contains(":path: /hello, :authority: example.test, :scheme: http, user-agent: curl/7.81.0, accept: */*"),
+        "{}",
+        envoy_lines[0]
+    );
+    assert!(
+        envoy_lines[1].contains("[:status: 200, hello: World, powered-by: proxy-wasm, content-length: 14, content-type: text/plain]"),
+        "{}",
+        envoy_lines[1]
+    );
+    let ngx_lines = dumps(ngx());
+    assert!(
+        ngx_lines[0].contains("User-Agent: curl/7.81.0, Accept: */*"),
+        "{}",
+        ngx_lines[0]
+    );
+    assert!(
+        ngx_lines[1].contains("Hello: World, Powered-By: proxy-wasm"),
+        "{}",
+        ngx_lines[1]
+    );
+}

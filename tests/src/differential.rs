@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use host_harness::http::{CallContext, HttpRequest, HttpResponse, Reply};
 use host_harness::mocks::serve;
+use host_harness::tcp_upstream::{parse_response, TcpUpstream};
 use host_harness::{HostProfile, HttpExchange, LogLevel, NodeSpec, PluginModule, World};
 use serde_json::Value;
 
@@ -35,6 +36,10 @@ use crate::real_engine::{engine_binary, free_port, parse_log, workspace_root, Lo
 
 /// Placeholder in a script for the call server's `host:port`.
 pub const CALL: &str = "$CALL";
+/// Placeholder in a script for the upstream's `host:port` as a dispatch target: a raw HTTP/1.0
+/// server whose header names are mixed-case ([`Upstream`]); the harness reaches it over TCP
+/// ([`TcpUpstream`]), so what a real server's answer looks like on the wire is compared.
+pub const UPSTREAM: &str = "$UPSTREAM";
 /// What the fixed upstream answers (after the headers below).
 pub const UPSTREAM_BODY: &str = "upstream body\n";
 /// The `server_name` of the engine's server block (the request's `Host`).
@@ -158,15 +163,17 @@ impl Case {
         }
     }
 
-    /// The filter configurations with the case name and the call server filled in.
-    fn configs(&self, call: &str) -> Vec<String> {
+    /// The filter configurations with the case name, the call server and the upstream filled in.
+    fn configs(&self, call: &str, upstream: &str) -> Vec<String> {
         self.filters
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 let mut s = s.clone();
                 s["case"] = Value::String(self.case_name(i));
-                s.to_string().replace(CALL, call)
+                s.to_string()
+                    .replace(CALL, call)
+                    .replace(UPSTREAM, upstream)
             })
             .collect()
     }
@@ -552,7 +559,7 @@ fn render(cases: &[&Case], module: &Path, port: u16, upstream: u16, call: &str) 
     ));
     for case in cases {
         c.push_str(&format!("        location /{}/ {{\n", case.name));
-        for cfg in case.configs(call) {
+        for cfg in case.configs(call, &format!("127.0.0.1:{upstream}")) {
             c.push_str(&format!(
                 "            proxy_wasm g {};\n",
                 crate::real_engine::nginx_quote(&cfg)
@@ -843,74 +850,26 @@ pub fn raw_request(
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
     s.write_all(&req.body)?;
+    let head_only = req.method == "HEAD";
     let mut raw = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        if let Some(r) = parse_response(&raw) {
-            return Ok(r);
-        }
         let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return parse_response(&raw)
-                .ok_or_else(|| std::io::Error::other("connection closed before a full answer"));
-        }
         raw.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// A complete response in `raw`, or `None` while more bytes are needed.
-fn parse_response(raw: &[u8]) -> Option<Response> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let text = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = text.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let rest = &raw[split + 4..];
-    let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        let mut body = Vec::new();
-        let mut at = 0;
-        loop {
-            let line_end = rest[at..].windows(2).position(|w| w == b"\r\n")? + at;
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&rest[at..line_end])
-                    .split(';')
-                    .next()?
-                    .trim(),
-                16,
-            )
-            .ok()?;
-            at = line_end + 2;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(rest.get(at..at + size)?);
-            at += size + 2;
+        // The harness's own HTTP/1.x reader: names keep their case; Content-Length or chunked.
+        if let Some(r) = parse_response(&raw, head_only, n == 0) {
+            return Ok(Response {
+                status: r.status,
+                headers: client_headers(&r.headers),
+                body: r.body,
+            });
         }
-        body
-    } else {
-        let len: usize = find("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        rest.get(..len)?.to_vec()
-    };
-    Some(Response {
-        status,
-        headers: client_headers(&headers),
-        body,
-    })
+        if n == 0 {
+            return Err(std::io::Error::other(
+                "connection closed before a full answer",
+            ));
+        }
+    }
 }
 
 // ---- the harness side --------------------------------------------------------------------------
@@ -939,7 +898,7 @@ pub fn exchange_for(req: &Request, path: &str, port: u16) -> HttpExchange {
 }
 
 /// Runs a case in a fresh harness world (`ngx_wasm_module` profile).
-pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
+pub fn run_in_harness(case: &Case, call: &str, upstream: &str, engine_port: u16) -> Observed {
     // The engine's nginx.conf declares `shm_kv ns` next to `shm_kv *` (see `render`).
     let mut world = World::new(
         // The zones the runner's nginx.conf declares.
@@ -949,8 +908,11 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
     );
     world.expect_traps();
     world.route(call, Arc::new(call_handler));
-    let mut spec = NodeSpec::new("n1", &guest_module());
-    for cfg in case.configs(call) {
+    let tcp = TcpUpstream::new(upstream).expect("a TCP client");
+    world.route(upstream, Arc::new(tcp.with_timeout(Duration::from_secs(5))));
+    // `request.host` is nginx's `$hostname`: this machine's name.
+    let mut spec = NodeSpec::new("n1", &guest_module()).hostname(&machine_hostname());
+    for cfg in case.configs(call, upstream) {
         // nginx.conf loads the guest as module `g`: the filter's name (`plugin_name`).
         spec = spec.named_filter("g", cfg);
     }
@@ -1021,6 +983,13 @@ pub fn run_in_harness(case: &Case, call: &str, engine_port: u16) -> Observed {
     out
 }
 
+/// The machine's host name, as nginx's `gethostname` gives it.
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 // ---- the suite -------------------------------------------------------------------------------------
 
 /// The verdict on one case.
@@ -1039,6 +1008,7 @@ pub fn run_cases(name: &str, cases: &[Case]) -> Option<Vec<Verdict>> {
     let upstream = Upstream::start();
     let call_server = serve::spawn(Arc::new(call_handler), "127.0.0.1:0").expect("call server");
     let call = call_server.url().trim_start_matches("http://").to_string();
+    let upstream_addr = format!("127.0.0.1:{}", upstream.port());
     let mut engine: BTreeMap<String, Observed> = BTreeMap::new();
     let mut ports: BTreeMap<String, u16> = BTreeMap::new();
     let batch: Vec<&Case> = cases.iter().filter(|c| !c.alone).collect();
@@ -1058,7 +1028,8 @@ pub fn run_cases(name: &str, cases: &[Case]) -> Option<Vec<Verdict>> {
         .iter()
         .map(|c| {
             let e = engine.remove(&c.name).unwrap_or_default();
-            let h = run_in_harness(c, &call, ports.get(&c.name).copied().unwrap_or(0));
+            let port = ports.get(&c.name).copied().unwrap_or(0);
+            let h = run_in_harness(c, &call, &upstream_addr, port);
             Verdict {
                 case: c.name.clone(),
                 known: c.known,
@@ -1092,7 +1063,9 @@ mod tests {
     #[test]
     fn requests_parse_like_the_cli() {
         let r = Request::parse("GET /a?b=1 -H X-A:1 -H 'y: 2").unwrap_err();
-        assert!(r.contains("unexpected"), "{r}");
+        assert!(r.contains("unterminated"), "{r}");
+        let r = Request::parse("GET /a?b=1 -H 'y: 2 3'").unwrap();
+        assert_eq!(r.headers, vec![("y".to_string(), "2 3".to_string())]);
         let r = Request::parse("/p -H X-A:1 -d hello").unwrap();
         assert_eq!(r.method, "POST");
         assert_eq!(r.headers, vec![("X-A".to_string(), "1".to_string())]);

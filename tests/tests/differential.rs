@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use config_bridge_tests::differential::{run_cases, Case, Request, CALL};
+use config_bridge_tests::differential::{run_cases, Case, Request, CALL, UPSTREAM};
 use serde_json::{json, Value};
 
 fn on(callback: &str, actions: Value) -> Value {
@@ -277,6 +277,73 @@ fn cases() -> Vec<Case> {
         Case::new("chain_local", on("request_headers", json!([["local", "403", "from one"]])))
             .then(on("response_headers", json!([["header", "response", ":status"]])))
             .request(get("/")),
+        // ---- issue 24: the last engine differences ----
+        Case::new(
+            "local_bad_header_names",
+            on("request_headers", json!([["local", "403", "denied", "Sp ace:v", "Semi;colon:v", "Ok-Name:v", "Br(ack)et\u{7f}:v"]])),
+        )
+        .then(on("response_headers", json!([["headers", "response"]])))
+        .request(get("/")),
+        Case::new(
+            "resp_body_set_range",
+            script(&[
+                ("response_headers", json!([["remove_header", "response", "Content-Length"]])),
+                ("response_body", json!([["set_body", "response", "2", "3", "XY"], ["body", "response", "0", "100"]])),
+            ]),
+        )
+        .request(get("/")),
+        Case::new(
+            "resp_body_set_append",
+            script(&[
+                ("response_headers", json!([["remove_header", "response", "Content-Length"]])),
+                ("response_body", json!([["set_body", "response", "100", "0", "tail"], ["body", "response", "0", "100"]])),
+            ]),
+        )
+        .request(get("/")),
+        Case::new(
+            "req_body_set_range",
+            on("request_body", json!([["set_body", "request", "1", "2", "XY"], ["body", "request", "0", "100"]])),
+        )
+        .request(Request::post("/x", "hello body")),
+        Case::new(
+            "props_request_more",
+            script(&[
+                ("request_headers", json!([["prop", "request.host"], ["prop", "request.protocol"], ["prop", "request.size"], ["prop", "request.total_size"], ["prop", "request.is_subrequest"], ["prop", "request.url_path"]])),
+                ("log", json!([["prop", "request.total_size"]])),
+            ]),
+        )
+        .request(Request::post("/p?q=1", "12345")),
+        Case::new(
+            "props_request_time",
+            script(&[
+                ("request_headers", json!([["prop_shape", "request.time"], ["prop_shape", "request.duration"]])),
+                ("log", json!([["prop_shape", "request.duration"], ["prop", "request.size"], ["prop", "request.total_size"], ["prop", "response.code"]])),
+            ]),
+        )
+        .request(get("/t")),
+        Case::new(
+            "dispatch_header_case",
+            json!({"do": {
+                "request_headers": [["dispatch", UPSTREAM, "/hello", "1000"]],
+                "http_call_response": [["headers", "call"], ["resume_request"]],
+            }, "ret": {"request_headers": "pause"}}),
+        )
+        .request(get("/")),
+        Case::new(
+            "trap_after_added_header",
+            on("request_headers", json!([["add_header", "response", "X-Early", "1"], ["set_header", "response", "X-Set", "2"], ["panic", "boom after headers"]])),
+        )
+        .request(get("/"))
+        .alone(),
+        Case::new(
+            "trap_in_call_after_added_header",
+            json!({"do": {
+                "request_headers": [["add_header", "response", "X-Early", "1"], ["dispatch", call, "/hello", "1000"]],
+                "http_call_response": [["panic", "boom in call response"]],
+            }, "ret": {"request_headers": "pause"}}),
+        )
+        .request(get("/"))
+        .alone(),
     ]
 }
 

@@ -226,7 +226,15 @@ impl From<HttpResponse> for Reply {
 
 /// Anything that answers dispatched calls.
 pub trait Handler: Send + Sync {
+    /// The answer to one request.
     fn handle(&self, req: &HttpRequest, ctx: &CallContext) -> Reply;
+
+    /// Whether answers come from a real server over the wire, with its own framing, connection
+    /// and date headers; an in-process handler's answer (the default) has none, and a host that
+    /// shows them adds its own.
+    fn on_the_wire(&self) -> bool {
+        false
+    }
 }
 
 impl<F> Handler for F
@@ -241,6 +249,10 @@ where
 impl<H: Handler + ?Sized> Handler for Arc<H> {
     fn handle(&self, req: &HttpRequest, ctx: &CallContext) -> Reply {
         (**self).handle(req, ctx)
+    }
+
+    fn on_the_wire(&self) -> bool {
+        (**self).on_the_wire()
     }
 }
 

@@ -132,45 +132,92 @@ pub(crate) struct CallResponseData {
 pub struct HttpMessages {
     /// Request headers including `:method`, `:path`, `:authority`, `:scheme`.
     pub request_headers: Vec<(String, String)>,
+    /// The request body (whole, as it left the chain).
     pub request_body: Vec<u8>,
+    /// Request trailers.
     pub request_trailers: Vec<(String, String)>,
     /// Response headers including `:status`.
     pub response_headers: Vec<(String, String)>,
+    /// The response body.
     pub response_body: Vec<u8>,
+    /// Response trailers.
     pub response_trailers: Vec<(String, String)>,
 }
 
+/// The direction of an HTTP exchange a phase runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Downstream to upstream: request headers, body, trailers.
+    Request,
+    /// Upstream (or a local response) to downstream.
+    Response,
+}
+
+impl Direction {
+    /// The other direction.
+    #[cfg(test)]
+    pub(crate) fn other(self) -> Direction {
+        match self {
+            Direction::Request => Direction::Response,
+            Direction::Response => Direction::Request,
+        }
+    }
+
+    /// The headers callback of this direction and its name in an outcome's actions.
+    pub(crate) fn headers_callback(self) -> (Callback, &'static str) {
+        match self {
+            Direction::Request => (Callback::RequestHeaders, "request_headers"),
+            Direction::Response => (Callback::ResponseHeaders, "response_headers"),
+        }
+    }
+
+    /// The body callback of this direction and its name.
+    pub(crate) fn body_callback(self) -> (Callback, &'static str) {
+        match self {
+            Direction::Request => (Callback::RequestBody, "request_body"),
+            Direction::Response => (Callback::ResponseBody, "response_body"),
+        }
+    }
+
+    /// The trailers callback of this direction and its name.
+    pub(crate) fn trailers_callback(self) -> (Callback, &'static str) {
+        match self {
+            Direction::Request => (Callback::RequestTrailers, "request_trailers"),
+            Direction::Response => (Callback::ResponseTrailers, "response_trailers"),
+        }
+    }
+}
+
 impl HttpMessages {
-    /// The headers of a direction (true: the request's).
-    pub(crate) fn headers(&self, request: bool) -> &Vec<(String, String)> {
-        if request {
-            &self.request_headers
-        } else {
-            &self.response_headers
+    /// The headers of a direction.
+    pub(crate) fn headers(&self, dir: Direction) -> &Vec<(String, String)> {
+        match dir {
+            Direction::Request => &self.request_headers,
+            Direction::Response => &self.response_headers,
         }
     }
 
-    pub(crate) fn trailers(&self, request: bool) -> &Vec<(String, String)> {
-        if request {
-            &self.request_trailers
-        } else {
-            &self.response_trailers
+    /// The trailers of a direction.
+    pub(crate) fn trailers(&self, dir: Direction) -> &Vec<(String, String)> {
+        match dir {
+            Direction::Request => &self.request_trailers,
+            Direction::Response => &self.response_trailers,
         }
     }
 
-    pub(crate) fn body(&self, request: bool) -> &Vec<u8> {
-        if request {
-            &self.request_body
-        } else {
-            &self.response_body
+    /// The body of a direction.
+    pub(crate) fn body(&self, dir: Direction) -> &Vec<u8> {
+        match dir {
+            Direction::Request => &self.request_body,
+            Direction::Response => &self.response_body,
         }
     }
 
-    pub(crate) fn body_mut(&mut self, request: bool) -> &mut Vec<u8> {
-        if request {
-            &mut self.request_body
-        } else {
-            &mut self.response_body
+    /// The body of a direction, to replace.
+    pub(crate) fn body_mut(&mut self, dir: Direction) -> &mut Vec<u8> {
+        match dir {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
         }
     }
 }
@@ -181,10 +228,13 @@ pub struct StreamData {
     /// Headers, trailers, and the body buffer the running body callback sees (the exchange's
     /// record holds whole bodies: see [`crate::HttpOutcome`]).
     pub messages: HttpMessages,
+    /// The local response the filter sent, if it did.
     pub local_response: Option<LocalResponse>,
     /// Set by `proxy_continue_stream` / `proxy_continue_request|response`.
     pub resumed_request: bool,
+    /// Set when the filter resumes the response.
     pub resumed_response: bool,
+    /// Set by `proxy_close_stream`.
     pub closed: bool,
     /// Properties the filter set from this exchange's contexts: they stay in this request
     /// (docs/host-behaviours.md, "Per-request properties").
@@ -195,6 +245,7 @@ pub struct StreamData {
     /// Where the exchange is: ngx_wasm_module refuses a local response once the response has
     /// entered its header filter (`entered_header_filter`), except from `on_response_headers`.
     pub entered_response_headers: bool,
+    /// The response body phase has started.
     pub entered_response_body: bool,
     /// The downstream address, for `source.*` properties.
     pub source: (String, u16),
@@ -202,6 +253,11 @@ pub struct StreamData {
     pub filter_names: HashMap<u32, String>,
     /// The root context of each context of the chain.
     pub roots: HashMap<u32, u32>,
+    /// When the request arrived (the world's wall clock): `request.time`, `request.duration`.
+    pub started: Option<std::time::SystemTime>,
+    /// The request's body has been read (nginx reads it after the request headers phases):
+    /// `request.total_size` counts it from then on.
+    pub request_body_read: bool,
 }
 
 /// `Deref`/`DerefMut` from a type with a `messages: HttpMessages` field to it, so the fields of
@@ -229,10 +285,15 @@ deref_to_messages!(StreamData);
 /// A response the filter produced itself (`send_http_response`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalResponse {
+    /// The status the filter gave.
     pub status: u32,
+    /// Its details string (Envoy's response code details).
     pub details: String,
+    /// Its headers, as the host stored them.
     pub headers: Vec<(String, String)>,
+    /// Its body, as the filter gave it.
     pub body: Vec<u8>,
+    /// Its gRPC status (-1: none).
     pub grpc_status: i32,
 }
 
@@ -328,6 +389,16 @@ impl Host {
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
+    // The pre-snapshot name of WASI's exit, which proxy-wasm hosts still provide
+    // (proxy-wasm-cpp-host registers WASI functions under both names): AssemblyScript's `abort`
+    // ends there. The guest stops with a trap, as an exit inside a callback does.
+    linker.func_wrap(
+        "wasi_unstable",
+        "proc_exit",
+        |_: wasmtime::Caller<'_, Host>, code: i32| -> wasmtime::Result<()> {
+            wasmtime::bail!("proc_exit({code})")
+        },
+    )?;
     hostcalls::add(&mut linker)?;
     Ok(linker)
 }
@@ -350,7 +421,7 @@ pub(crate) fn probe_host() -> Host {
             crate::clock::Clock::virtual_default(),
             crate::profile::HostProfile::envoy(),
         )),
-        node: NodeShared::new("probe"),
+        node: NodeShared::new("probe", "probe"),
         origin: Origin {
             node: "probe".into(),
             worker: 0,

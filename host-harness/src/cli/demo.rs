@@ -4,7 +4,9 @@
 //! retried), dies, and a new fallback node imports the backup through its Admin API. `demo fallback`: only
 //! the import part ([`fallback`]).
 
+/// The import part of the story alone.
 pub mod fallback;
+/// The whole story.
 pub mod story;
 
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ pub enum Scenario {
     Fallback,
 }
 
+/// `host-harness demo [fallback]`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Without one: the whole story (export, election, debounce, retry, CP down, import).
@@ -35,6 +38,7 @@ pub struct DemoArgs {
     pub profile: String,
 }
 
+/// Runs a demo and prints its timeline; the exit code is 0 when the story went as told.
 pub fn run(args: DemoArgs) -> Result<i32> {
     let Some(profile) = HostProfile::by_name(&args.profile) else {
         bail!("unknown profile {:?}", args.profile);

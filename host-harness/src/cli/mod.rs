@@ -1,8 +1,12 @@
 //! The `host-harness` command: a thin layer over the library.
 
+/// `host-harness demo`: the config-bridge story in simulated Kong nodes.
 pub mod demo;
+/// `--request`/`--response` specs and how `run` prints an exchange.
 pub mod request;
+/// `host-harness run`: a filter in simulated nodes.
 pub mod run;
+/// `host-harness serve`: a mock on a TCP port.
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -13,11 +17,14 @@ use clap::{Parser, Subcommand};
     version,
     about = "Run proxy-wasm filters without a gateway"
 )]
+/// The command line.
 pub struct Cli {
+    /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a filter in a simulated world and print its logs and calls.

@@ -1,5 +1,11 @@
 //! `--request 'GET /path -H k:v -d body'` and `--response '404 -H k:v -d body'`: the CLI's
 //! HTTP exchanges, and how `run` prints what the filter did with each.
+//!
+//! Words are split as a POSIX shell splits them, so a value may hold spaces and newlines:
+//! `'...'` keeps everything literally, `"..."` keeps everything but `\"` and `\\`, and a
+//! backslash outside quotes keeps the next character. `-d @FILE` reads the body from a file,
+//! byte for byte (a trailing newline included); a quoted or escaped `-d '@x'` / `-d \@x` sends a
+//! literal `@x`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -13,48 +19,132 @@ use crate::world::{HttpExchange, HttpOutcome};
 pub struct RequestSpec {
     /// When to send it (virtual time since the start); `None`: after the previous one.
     pub at: Option<Duration>,
+    /// The method (upper-case).
     pub method: String,
     /// Path with its query.
     pub path: String,
+    /// Headers in order (`-H`).
     pub headers: Vec<(String, String)>,
+    /// The body (`-d`).
     pub body: Vec<u8>,
+}
+
+/// One word of a spec as the shell would give it. `quoted`: it starts with a quote or an escape
+/// (such a `'@x'` or `\-d` is a literal, not a file name or an option).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Word {
+    text: String,
+    quoted: bool,
+}
+
+/// Splits a spec into words as a POSIX shell does (quotes and backslashes; no expansions).
+fn words(spec: &str) -> Result<Vec<Word>> {
+    let mut out = Vec::new();
+    let mut cur: Option<Word> = None;
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            out.extend(cur.take());
+            continue;
+        }
+        let w = cur.get_or_insert_with(|| Word {
+            text: String::new(),
+            quoted: false,
+        });
+        match c {
+            '\'' => {
+                w.quoted |= w.text.is_empty();
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.text.push(c),
+                        None => bail!("unterminated ' in {spec:?}"),
+                    }
+                }
+            }
+            '"' => {
+                w.quoted |= w.text.is_empty();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        // In double quotes a backslash escapes only `"` and `\` (POSIX also
+                        // `$` and `` ` ``, which have no meaning here).
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => w.text.push(c),
+                            Some(c) => {
+                                w.text.push('\\');
+                                w.text.push(c);
+                            }
+                            None => bail!("unterminated \" in {spec:?}"),
+                        },
+                        Some(c) => w.text.push(c),
+                        None => bail!("unterminated \" in {spec:?}"),
+                    }
+                }
+            }
+            '\\' => {
+                w.quoted |= w.text.is_empty();
+                match chars.next() {
+                    Some(c) => w.text.push(c),
+                    None => bail!("a trailing \\ in {spec:?} escapes nothing"),
+                }
+            }
+            c => w.text.push(c),
+        }
+    }
+    out.extend(cur);
+    Ok(out)
+}
+
+/// A `-d` body: the word itself, or with an unquoted `@FILE` the file's bytes.
+fn body_of(word: &Word) -> Result<Vec<u8>> {
+    match word.text.strip_prefix('@').filter(|_| !word.quoted) {
+        Some(file) => std::fs::read(file).map_err(|e| anyhow!("-d @{file}: {e}")),
+        None => Ok(word.text.as_bytes().to_vec()),
+    }
 }
 
 /// Splits `-H k:v` / `-d body` options off the words; returns the rest in order.
 fn options(
-    words: &[&str],
+    words: &[Word],
     headers: &mut Vec<(String, String)>,
     body: &mut Vec<u8>,
 ) -> Result<Vec<String>> {
     let mut rest = Vec::new();
     let mut it = words.iter();
     while let Some(w) = it.next() {
-        match *w {
-            "-H" => {
+        match w.text.as_str() {
+            "-H" if !w.quoted => {
                 let h = it.next().ok_or_else(|| anyhow!("-H needs NAME:VALUE"))?;
                 let (k, v) = h
+                    .text
                     .split_once(':')
-                    .ok_or_else(|| anyhow!("header {h:?} must look like NAME:VALUE"))?;
+                    .ok_or_else(|| anyhow!("header {:?} must look like NAME:VALUE", h.text))?;
+                // Optional whitespace around a value is not part of it (RFC 9110 5.5).
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
-            "-d" => {
-                *body = it
-                    .next()
-                    .ok_or_else(|| anyhow!("-d needs a body"))?
-                    .as_bytes()
-                    .to_vec()
+            "-d" if !w.quoted => {
+                *body = body_of(it.next().ok_or_else(|| anyhow!("-d needs a body"))?)?;
             }
-            w => rest.push(w.to_string()),
+            _ => rest.push(w.text.clone()),
         }
     }
     Ok(rest)
 }
 
 impl RequestSpec {
-    /// `[@SECONDS] [METHOD] /path [-H NAME:VALUE]... [-d BODY]` (words split on whitespace; a
-    /// body without a method makes it a POST).
+    /// `[@SECONDS] [METHOD] /path [-H NAME:VALUE]... [-d BODY|@FILE]` (words split as a shell
+    /// splits them, see the module's docs; a body without a method makes it a POST).
+    ///
+    /// ```
+    /// use host_harness::cli::request::RequestSpec;
+    /// let r = RequestSpec::parse(r#"@2 POST /login -H 'X-Note: two words' -d "user=me\n""#)?;
+    /// assert_eq!(r.headers, [("X-Note".to_string(), "two words".to_string())]);
+    /// assert_eq!(r.body, b"user=me\\n"); // a backslash before `n` stays in double quotes
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn parse(spec: &str) -> Result<RequestSpec> {
-        let words: Vec<&str> = spec.split_whitespace().collect();
+        let words = words(spec)?;
         let (mut headers, mut body) = (Vec::new(), Vec::new());
         let mut rest = options(&words, &mut headers, &mut body)?
             .into_iter()
@@ -126,8 +216,11 @@ impl RequestSpec {
 /// What the upstream answers every request: `STATUS [-H NAME:VALUE]... [-d BODY]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponseSpec {
+    /// The status.
     pub status: u16,
+    /// Headers in order (`-H`; `content-length` added for a body).
     pub headers: Vec<(String, String)>,
+    /// The body (`-d`).
     pub body: Vec<u8>,
 }
 
@@ -142,8 +235,9 @@ impl Default for ResponseSpec {
 }
 
 impl ResponseSpec {
+    /// `STATUS [-H NAME:VALUE]... [-d BODY|@FILE]`, words split as [`RequestSpec::parse`] splits them.
     pub fn parse(spec: &str) -> Result<ResponseSpec> {
-        let words: Vec<&str> = spec.split_whitespace().collect();
+        let words = words(spec)?;
         let (mut headers, mut body) = (Vec::new(), Vec::new());
         let rest = options(&words, &mut headers, &mut body)?;
         let status = match rest.as_slice() {
@@ -271,6 +365,55 @@ mod tests {
         for bad in ["", "GET", "GET /a extra", "/a -H novalue", "@x /a", "/a -d"] {
             assert!(RequestSpec::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn quoted_values_keep_spaces_newlines_and_literal_at_signs() {
+        let r = RequestSpec::parse(
+            "POST /a -H 'X-Note: two  words' -H \"X-Q:say \\\"hi\\\"\" -d 'line one\nline two\n'",
+        )
+        .unwrap();
+        assert_eq!(
+            r.headers,
+            vec![
+                ("X-Note".into(), "two  words".into()),
+                ("X-Q".into(), "say \"hi\"".into())
+            ]
+        );
+        assert_eq!(r.body, b"line one\nline two\n");
+        // Escaped or quoted, `@` and `-d` are literals.
+        assert_eq!(RequestSpec::parse("/a -d \\@x").unwrap().body, b"@x");
+        assert_eq!(RequestSpec::parse("/a -d '@x'").unwrap().body, b"@x");
+        assert_eq!(RequestSpec::parse("/a -d '-d'").unwrap().body, b"-d");
+        assert_eq!(RequestSpec::parse("/a\\ b").unwrap().path, "/a b");
+        for bad in ["/a -d 'open", "/a -d \"open", "/a -d x\\"] {
+            let e = RequestSpec::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("unterminated") || e.contains("escapes nothing"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn at_file_bodies_are_read_byte_for_byte() {
+        let dir = std::env::temp_dir().join(format!("hh-body-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("body with space.json");
+        std::fs::write(&file, b"{\"a\": 1}\n").unwrap();
+        // A quoted `@` is a literal; an unquoted one names the file, however the name is quoted.
+        let spec = format!("PUT /x -d '@{}'", file.display());
+        assert!(RequestSpec::parse(&spec).unwrap().body.starts_with(b"@"));
+        let spec = format!(
+            "PUT /x -d @{}",
+            file.display().to_string().replace(' ', "\\ ")
+        );
+        assert_eq!(RequestSpec::parse(&spec).unwrap().body, b"{\"a\": 1}\n");
+        let r = ResponseSpec::parse(&format!("200 -d @\"{}\"", file.display())).unwrap();
+        assert_eq!(r.body, b"{\"a\": 1}\n");
+        let e = RequestSpec::parse("/x -d @/no/such/file").unwrap_err();
+        assert!(e.to_string().contains("/no/such/file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

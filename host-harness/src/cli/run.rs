@@ -13,6 +13,7 @@ use crate::record::CallOutcome;
 use crate::tcp_upstream::TcpUpstream;
 use crate::{HostProfile, NodeSpec, PluginModule, World};
 
+/// `host-harness run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The filter's .wasm file.
@@ -24,8 +25,10 @@ pub struct RunArgs {
     /// Host profile: ngx_wasm_module (Kong), kong_legacy, envoy, hostile (seeded odd answers).
     #[arg(long, default_value = "ngx_wasm_module")]
     pub profile: String,
+    /// Number of nodes.
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
+    /// Workers per node.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Environment variable for the workers (KEY=VALUE), repeatable.
@@ -50,11 +53,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub hostile_rate: Option<f64>,
     /// Send an HTTP request through the filter (node 1, worker 1), repeatable, in order:
-    /// `[@SECONDS] [METHOD] /path [-H NAME:VALUE]... [-d BODY]`. `@SECONDS` sends it at that
-    /// virtual time; each exchange is printed (phases, actions, headers, body, local response).
+    /// `[@SECONDS] [METHOD] /path [-H NAME:VALUE]... [-d BODY|@FILE]`, words split as a shell
+    /// splits them (quote a value with spaces). `@SECONDS` sends it at that virtual time; each
+    /// exchange is printed (phases, actions, headers, body, local response).
     #[arg(long = "request", value_name = "REQUEST")]
     pub requests: Vec<String>,
-    /// What the upstream answers each request: `STATUS [-H NAME:VALUE]... [-d BODY]`.
+    /// What the upstream answers each request: `STATUS [-H NAME:VALUE]... [-d BODY|@FILE]`.
     #[arg(long, default_value = "200")]
     pub response: String,
 }
@@ -81,6 +85,7 @@ fn profile(args: &RunArgs) -> Result<HostProfile> {
     Ok(profile)
 }
 
+/// Runs the filter as asked and prints what happened; the exit code is 1 with `--strict` when something failed.
 pub fn run(args: RunArgs) -> Result<i32> {
     let profile = profile(&args)?;
     let config = match args.config.strip_prefix('@') {

@@ -11,6 +11,7 @@ use crate::mocks::kong::MockKongAdmin;
 use crate::mocks::s3::{MockS3, MockS3Config, S3Credential};
 use crate::mocks::serve;
 
+/// `host-harness serve <mock>`.
 #[derive(Subcommand, Debug)]
 pub enum ServeCommand {
     /// Mock S3 with SigV4 verification.
@@ -21,8 +22,10 @@ pub enum ServeCommand {
     Kong(KongArgs),
 }
 
+/// Where a mock listens.
 #[derive(Args, Debug)]
 pub struct Listen {
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// 0 picks a free port (printed on the `listening on` line).
@@ -30,10 +33,13 @@ pub struct Listen {
     pub port: u16,
 }
 
+/// `serve s3`.
 #[derive(Args, Debug)]
 pub struct S3Args {
+    /// Where to listen.
     #[command(flatten)]
     pub listen: Listen,
+    /// The region SigV4 signatures must name.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
     /// Base domain for virtual-hosted addressing (`<bucket>.<domain>`).
@@ -42,20 +48,27 @@ pub struct S3Args {
     /// Bucket to create, repeatable.
     #[arg(long = "bucket")]
     pub buckets: Vec<String>,
+    /// Access key id of the read-write key (with --secret-key; without both: no signature check).
     #[arg(long)]
     pub access_key: Option<String>,
+    /// Its secret key.
     #[arg(long)]
     pub secret_key: Option<String>,
+    /// A session token the signed requests must carry.
     #[arg(long)]
     pub session_token: Option<String>,
+    /// Access key id of a read-only key (with --read-only-secret-key).
     #[arg(long)]
     pub read_only_access_key: Option<String>,
+    /// Its secret key.
     #[arg(long)]
     pub read_only_secret_key: Option<String>,
 }
 
+/// `serve gcs`.
 #[derive(Args, Debug)]
 pub struct GcsArgs {
+    /// Where to listen.
     #[command(flatten)]
     pub listen: Listen,
     /// Bucket to create, repeatable.
@@ -69,10 +82,13 @@ pub struct GcsArgs {
     pub key_email: String,
 }
 
+/// `serve kong`.
 #[derive(Args, Debug)]
 pub struct KongArgs {
+    /// Where to listen.
     #[command(flatten)]
     pub listen: Listen,
+    /// The Kong version it reports.
     #[arg(long, default_value = "3.9.1")]
     pub version: String,
     /// Database mode (entity collections) instead of DB-less.
@@ -98,6 +114,7 @@ fn park(url: &str) -> ! {
     }
 }
 
+/// Starts the mock and serves until the process is killed.
 pub fn run(command: ServeCommand) -> Result<i32> {
     match command {
         ServeCommand::S3(a) => {

@@ -18,7 +18,8 @@ impl World {
     pub(super) fn send_call(&mut self, n: usize, w: usize, call: PendingCall, now: Duration) {
         let generation = self.nodes[n].workers[w].generation;
         let origin = self.origin(n, w);
-        let mut scheduled = when_answered(self.reply(&call, &origin), call.timeout);
+        let (reply, wire) = self.reply(&call, &origin);
+        let mut scheduled = when_answered(reply, wire, call.timeout);
         if matches!(scheduled, Some((_, CallResult::Failed(_))))
             && !self.shared.profile.callback_on_failure
         {
@@ -56,22 +57,23 @@ impl World {
         }
     }
 
-    /// What the upstream's handler (or the host, for an unroutable call) replies.
-    fn reply(&self, call: &PendingCall, origin: &Origin) -> Reply {
+    /// What the upstream's handler (or the host, for an unroutable call) replies, and whether
+    /// the answer came over the wire.
+    fn reply(&self, call: &PendingCall, origin: &Origin) -> (Reply, bool) {
         let fail = |failure| Reply::Fail {
             failure,
             after: Duration::ZERO,
         };
         if let Some(failure) = call.immediate_failure {
-            return fail(failure);
+            return (fail(failure), false);
         }
         let https = call.request.scheme == "https";
         match self.shared.route(&call.upstream, https) {
             Some(handler) => {
                 let ctx = CallContext::new(self.shared.clock.now(), &origin.node, &call.upstream);
-                handler.handle(&call.request, &ctx)
+                (handler.handle(&call.request, &ctx), handler.on_the_wire())
             }
-            None => fail(CallFailure::ResolverFailure),
+            None => (fail(CallFailure::ResolverFailure), false),
         }
     }
 
@@ -123,7 +125,7 @@ impl World {
             c.answered_at = Some(now);
             c.outcome = match result {
                 _ if !reachable => CallOutcome::Orphaned,
-                CallResult::Response(r) => CallOutcome::Response(r.clone()),
+                CallResult::Response(r, _) => CallOutcome::Response(r.clone()),
                 CallResult::Failed(f) => CallOutcome::Failed(*f),
             };
         }
@@ -133,7 +135,7 @@ impl World {
     /// call has zero headers; ngx_wasm_module still lets the filter read `:dispatch_status`.
     fn response_data(&self, result: CallResult) -> (CallResponseData, Counts) {
         match result {
-            CallResult::Response(r) => {
+            CallResult::Response(r, wire) => {
                 let mut headers = vec![(":status".to_string(), r.status.to_string())];
                 // ngx_wasm_module adds `:dispatch_status: ok` to an answered call and counts
                 // only the upstream's headers (`ngx_http_proxy_wasm_on_dispatch_response`).
@@ -142,10 +144,12 @@ impl World {
                     headers.push((":dispatch_status".to_string(), "ok".to_string()));
                 }
                 headers.extend(r.headers);
-                if ngx {
+                self.shared.profile.http.present_names(&mut headers);
+                if ngx && !wire {
                     // ngx_wasm_module reads an HTTP/1.1 answer to its `Connection: close`
                     // request: the server's framing, connection and date headers are in the map
-                    // (an in-process handler has none of its own).
+                    // (an in-process handler has none of its own; a server over TCP has sent
+                    // its own, in their case).
                     let has = |h: &[(String, String)], n: &str| {
                         h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n))
                     };
@@ -235,11 +239,11 @@ impl World {
 
 /// When an answer is due after sending and what it is (`None`: no callback, ever). The host's
 /// timeout wins over a slower answer or failure.
-fn when_answered(reply: Reply, timeout: Duration) -> Option<(Duration, CallResult)> {
+fn when_answered(reply: Reply, wire: bool, timeout: Duration) -> Option<(Duration, CallResult)> {
     let timed_out = (timeout, CallResult::Failed(CallFailure::Timeout));
     match reply {
         Reply::Response { response, latency } if latency < timeout => {
-            Some((latency, CallResult::Response(response)))
+            Some((latency, CallResult::Response(response, wire)))
         }
         Reply::Response { .. } | Reply::Hang => Some(timed_out),
         Reply::Fail { after, .. } if after >= timeout => Some(timed_out),

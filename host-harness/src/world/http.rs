@@ -5,6 +5,10 @@
 //! host's order. Several exchanges can be in flight on one worker: each waits in virtual time
 //! while a filter pauses it and goes on when an event (a call answer, a tick) resumes it.
 
+use super::exchange::{
+    add_shim_headers, added_headers, body_chunks, func_of, local_response_message, set_header,
+    Direction, ExchangeRun, Step, NGINX_500,
+};
 use super::lifecycle::Invoke;
 use super::scheduler::Event;
 use super::{HttpExchange, NodeId, World};
@@ -39,6 +43,7 @@ pub struct HttpOutcome {
 }
 
 impl HttpOutcome {
+    /// The local response the filter sent, if it did.
     pub fn local_response(&self) -> Option<&LocalResponse> {
         self.data.local_response.as_ref()
     }
@@ -66,6 +71,7 @@ impl HttpOutcome {
 /// One guest callback of an exchange: `proxy_<name>(context, args...)` and what it returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallbackCall {
+    /// The context the callback was for.
     pub context: u32,
     /// `on_request_headers`, `on_response_body`, `on_log`, ...
     pub name: &'static str,
@@ -75,67 +81,18 @@ pub struct CallbackCall {
     pub result: Option<i32>,
 }
 
+/// What a phase callback returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Go on (`Action::Continue`, 0).
     Continue,
+    /// Stop here until the filter resumes (any other value).
     Pause,
 }
 
 /// An exchange started with [`World::start_http`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ExchangeId(pub usize);
-
-/// Where an exchange is. `pos` is a position in the direction's chain order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    Headers {
-        request: bool,
-        pos: usize,
-    },
-    Body {
-        request: bool,
-        chunk: usize,
-        pos: usize,
-    },
-    Trailers {
-        request: bool,
-        pos: usize,
-    },
-    Upstream,
-    Close,
-    Finished,
-}
-
-/// An exchange in flight.
-pub(super) struct ExchangeRun {
-    n: usize,
-    w: usize,
-    generation: u64,
-    /// The exchange's key in the worker's streams (its first context).
-    key: u32,
-    /// Filter index of each chain position, and its context.
-    filters: Vec<usize>,
-    ctxs: Vec<u32>,
-    input: HttpExchange,
-    step: Step,
-    /// Paused, waiting for the filter to resume this direction (true: request).
-    waiting: Option<bool>,
-    /// Bumped at each pause: a timeout for an older pause is ignored.
-    pause_seq: u64,
-    /// The current pause's timeout is scheduled.
-    timeout_set: bool,
-    /// Body chunks of the direction being run (request first, then response).
-    chunks: Vec<Vec<u8>>,
-    /// Per filter: the body it has buffered (Pause on a body), and whether ngx buffers to eof.
-    buffers: Vec<Vec<u8>>,
-    buffering_to_eof: Vec<bool>,
-    /// Body data on its way through the chain, and what left it.
-    carry: Vec<u8>,
-    forwarded: Vec<u8>,
-    /// The exchange as last seen (kept when the worker's instance is replaced after a trap).
-    snapshot: StreamData,
-    outcome: HttpOutcome,
-}
 
 impl World {
     /// Runs one HTTP exchange through filter `filter` on a worker to its end: context creation,
@@ -246,13 +203,17 @@ impl World {
             .collect();
         let key = ctxs.first().copied().unwrap_or(0);
         // The response does not exist before the upstream answers: the map starts empty.
+        let mut messages = HttpMessages {
+            request_headers: exchange.request_headers.clone(),
+            request_trailers: exchange.request_trailers.clone(),
+            ..Default::default()
+        };
+        model.present_names(&mut messages.request_headers);
+        model.present_names(&mut messages.request_trailers);
         let mut stream = StreamData {
-            messages: HttpMessages {
-                request_headers: exchange.request_headers.clone(),
-                request_trailers: exchange.request_trailers.clone(),
-                ..Default::default()
-            },
+            messages,
             source: exchange.source.clone(),
+            started: Some(self.shared.clock.now()),
             ..Default::default()
         };
         for (i, f) in filters.iter().enumerate() {
@@ -290,7 +251,7 @@ impl World {
             ctxs: ctxs.clone(),
             input: exchange,
             step: Step::Headers {
-                request: true,
+                dir: Direction::Request,
                 pos: 0,
             },
             waiting: None,
@@ -373,8 +334,8 @@ impl World {
                 self.exchange_trapped(run, false);
                 continue;
             }
-            if let Some(request) = run.waiting {
-                if !self.take_resume(run, request) {
+            if let Some(dir) = run.waiting {
+                if !self.take_resume(run, dir) {
                     // Paused: wait for a resume (an event will drive us again) or the timeout.
                     if !run.timeout_set {
                         run.timeout_set = true;
@@ -410,9 +371,9 @@ impl World {
         })
     }
 
-    fn trailer_count(&self, run: &ExchangeRun, request: bool) -> usize {
+    fn trailer_count(&self, run: &ExchangeRun, dir: Direction) -> usize {
         self.stream_data(run)
-            .map(|s| s.trailers(request).len())
+            .map(|s| s.trailers(dir).len())
             .unwrap_or(0)
     }
 
@@ -447,17 +408,16 @@ impl World {
 
     /// Whether the paused direction was resumed (or a local response ends the pause); clears
     /// the flag.
-    fn take_resume(&mut self, run: &ExchangeRun, request: bool) -> bool {
+    fn take_resume(&mut self, run: &ExchangeRun, dir: Direction) -> bool {
         let Some(s) = self.stream_data_mut(run) else {
             return true;
         };
         if s.local_response.is_some() && !s.local_response_sent {
             return true;
         }
-        let flag = if request {
-            &mut s.resumed_request
-        } else {
-            &mut s.resumed_response
+        let flag = match dir {
+            Direction::Request => &mut s.resumed_request,
+            Direction::Response => &mut s.resumed_response,
         };
         std::mem::take(flag)
     }
@@ -470,10 +430,10 @@ impl World {
     /// The chain order of a direction: the request in chain order; the response in chain order
     /// for ngx_wasm_module (one chain, every phase in order) and in reverse for Envoy (encoder
     /// filters).
-    fn order(&self, run: &ExchangeRun, request: bool) -> Vec<usize> {
+    fn order(&self, run: &ExchangeRun, dir: Direction) -> Vec<usize> {
         let len = run.filters.len();
-        match (request, self.shared.profile.http) {
-            (false, HttpModel::Envoy) => (0..len).rev().collect(),
+        match (dir, self.shared.profile.http) {
+            (Direction::Response, HttpModel::Envoy) => (0..len).rev().collect(),
             _ => (0..len).collect(),
         }
     }
@@ -482,71 +442,51 @@ impl World {
     fn step(&mut self, run: &mut ExchangeRun) -> bool {
         let model = self.shared.profile.http;
         match run.step {
-            Step::Headers { request, pos } => {
-                let order = self.order(run, request);
+            Step::Headers { dir, pos } => {
+                let order = self.order(run, dir);
                 let Some(&p) = order.get(pos) else {
-                    run.step = self.after_headers(run, request);
+                    run.step = self.after_headers(run, dir);
                     return true;
                 };
-                let (count, eos) = self.headers_args(run, request);
-                let cb = if request {
-                    Callback::RequestHeaders
-                } else {
-                    Callback::ResponseHeaders
-                };
-                if !request {
+                let (count, eos) = self.headers_args(run, dir);
+                let (cb, name) = dir.headers_callback();
+                if dir == Direction::Response {
                     if let Some(s) = self.stream_data_mut(run) {
                         s.entered_response_headers = true;
                     }
                 }
-                let name = if request {
-                    "request_headers"
-                } else {
-                    "response_headers"
-                };
                 let Some(action) = self.phase_action(run, cb, p, &[count, eos as i32], name) else {
                     return true;
                 };
-                if !request && self.local_response_pending(run) {
+                if dir == Direction::Response && self.local_response_pending(run) {
                     // A local response from on_response_headers replaces the response.
                     self.replace_response_from_headers_phase(run);
                 }
-                run.step = Step::Headers {
-                    request,
-                    pos: pos + 1,
-                };
-                self.continue_or_wait(run, action, request)
+                run.step = Step::Headers { dir, pos: pos + 1 };
+                self.continue_or_wait(run, action, dir)
             }
-            Step::Body {
-                request,
-                chunk,
-                pos,
-            } => self.body_step(run, request, chunk, pos),
-            Step::Trailers { request, pos } => {
-                let order = self.order(run, request);
+            Step::Body { dir, chunk, pos } => self.body_step(run, dir, chunk, pos),
+            Step::Trailers { dir, pos } => {
+                let order = self.order(run, dir);
                 let Some(&p) = order.get(pos) else {
-                    run.step = if request { Step::Upstream } else { Step::Close };
+                    run.step = match dir {
+                        Direction::Request => Step::Upstream,
+                        Direction::Response => Step::Close,
+                    };
                     return true;
                 };
-                let count = self.trailer_count(run, request) as i32;
-                let (cb, name) = if request {
-                    (Callback::RequestTrailers, "request_trailers")
-                } else {
-                    (Callback::ResponseTrailers, "response_trailers")
-                };
+                let count = self.trailer_count(run, dir) as i32;
+                let (cb, name) = dir.trailers_callback();
                 let Some(action) = self.phase_action(run, cb, p, &[count], name) else {
                     return true;
                 };
-                run.step = Step::Trailers {
-                    request,
-                    pos: pos + 1,
-                };
-                self.continue_or_wait(run, action, request)
+                run.step = Step::Trailers { dir, pos: pos + 1 };
+                self.continue_or_wait(run, action, dir)
             }
             Step::Upstream => {
                 self.install_upstream_response(run);
                 run.step = Step::Headers {
-                    request: false,
+                    dir: Direction::Response,
                     pos: 0,
                 };
                 true
@@ -561,28 +501,28 @@ impl World {
 
     /// After a headers or trailers callback: go on, or wait for the filter to resume the
     /// direction (returns false).
-    fn continue_or_wait(&self, run: &mut ExchangeRun, action: Action, request: bool) -> bool {
+    fn continue_or_wait(&self, run: &mut ExchangeRun, action: Action, dir: Direction) -> bool {
         if action == Action::Continue {
             return true;
         }
-        run.waiting = Some(request);
+        run.waiting = Some(dir);
         false
     }
 
     /// The arguments of a headers callback: the count (ngx_wasm_module leaves pseudo-headers
     /// out) and end of stream (ngx_wasm_module: always false).
-    fn headers_args(&self, run: &ExchangeRun, request: bool) -> (i32, bool) {
+    fn headers_args(&self, run: &ExchangeRun, dir: Direction) -> (i32, bool) {
         let Some(s) = self.stream_data(run) else {
             return (0, false);
         };
-        let headers = s.headers(request);
+        let headers = s.headers(dir);
         match self.shared.profile.http {
             HttpModel::Ngx => {
                 let n = headers.iter().filter(|(k, _)| !k.starts_with(':')).count();
                 (n as i32, false)
             }
             HttpModel::Envoy => {
-                let trailers = s.trailers(request);
+                let trailers = s.trailers(dir);
                 let no_body = run.chunks.iter().all(|c| c.is_empty());
                 (headers.len() as i32, no_body && trailers.is_empty())
             }
@@ -590,7 +530,12 @@ impl World {
     }
 
     /// What follows the headers phases of a direction.
-    fn after_headers(&mut self, run: &mut ExchangeRun, request: bool) -> Step {
+    fn after_headers(&mut self, run: &mut ExchangeRun, dir: Direction) -> Step {
+        let request = dir == Direction::Request;
+        if let Some(s) = self.stream_data_mut(run).filter(|_| request) {
+            // nginx reads the request body after the request headers phases.
+            s.request_body_read = true;
+        }
         run.carry.clear();
         run.forwarded.clear();
         run.buffers.iter_mut().for_each(Vec::clear);
@@ -600,15 +545,15 @@ impl World {
             // ngx_wasm_module calls on_request_body only for a request with a body
             // (`ngx_http_proxy_wasm_on_request_body_handler`), but every response body gets a
             // callback, an empty one `(0, eof)` (`ngx_http_proxy_wasm_on_response_body`).
-            HttpModel::Ngx if request && !has_body => self.after_body(run, request),
+            HttpModel::Ngx if request && !has_body => self.after_body(run, dir),
             // nginx sends a 204 or 304 (or an answer to HEAD) header-only: no body filter.
-            HttpModel::Ngx if !request && self.header_only(run) => self.after_body(run, request),
+            HttpModel::Ngx if !request && self.header_only(run) => self.after_body(run, dir),
             HttpModel::Ngx => {
                 if run.chunks.is_empty() {
                     run.chunks.push(Vec::new());
                 }
                 Step::Body {
-                    request,
+                    dir,
                     chunk: 0,
                     pos: 0,
                 }
@@ -616,25 +561,26 @@ impl World {
             HttpModel::Envoy if has_body => {
                 run.chunks.retain(|c| !c.is_empty());
                 Step::Body {
-                    request,
+                    dir,
                     chunk: 0,
                     pos: 0,
                 }
             }
-            HttpModel::Envoy => self.after_body(run, request),
+            HttpModel::Envoy => self.after_body(run, dir),
         }
     }
 
     /// What follows the body of a direction: its trailers (Envoy only; ngx_wasm_module has no
     /// trailer callbacks), then the upstream or the end.
-    fn after_body(&mut self, run: &mut ExchangeRun, request: bool) -> Step {
+    fn after_body(&mut self, run: &mut ExchangeRun, dir: Direction) -> Step {
+        let request = dir == Direction::Request;
         let forwarded = std::mem::take(&mut run.forwarded);
         if let Some(s) = self.stream_data_mut(run) {
-            *s.body_mut(request) = forwarded;
+            *s.body_mut(dir) = forwarded;
         }
-        let has_trailers = self.trailer_count(run, request) > 0;
+        let has_trailers = self.trailer_count(run, dir) > 0;
         match (self.shared.profile.http, has_trailers, request) {
-            (HttpModel::Envoy, true, _) => Step::Trailers { request, pos: 0 },
+            (HttpModel::Envoy, true, _) => Step::Trailers { dir, pos: 0 },
             (_, _, true) => Step::Upstream,
             (_, _, false) => Step::Close,
         }
@@ -644,14 +590,15 @@ impl World {
     fn body_step(
         &mut self,
         run: &mut ExchangeRun,
-        request: bool,
+        dir: Direction,
         chunk: usize,
         pos: usize,
     ) -> bool {
+        let request = dir == Direction::Request;
         let model = self.shared.profile.http;
-        let order = self.order(run, request);
+        let order = self.order(run, dir);
         let last = chunk + 1 >= run.chunks.len();
-        let trailers = self.trailer_count(run, request) > 0;
+        let trailers = self.trailer_count(run, dir) > 0;
         let mut eos = last && (model == HttpModel::Ngx || !trailers);
         if model == HttpModel::Ngx && !request {
             // ngx_wasm_module: with a Content-Length, end of stream is "this chunk is that long"
@@ -682,10 +629,10 @@ impl World {
             let carry = std::mem::take(&mut run.carry);
             run.forwarded.extend_from_slice(&carry);
             run.step = if last {
-                self.after_body(run, request)
+                self.after_body(run, dir)
             } else {
                 Step::Body {
-                    request,
+                    dir,
                     chunk: chunk + 1,
                     pos: 0,
                 }
@@ -696,19 +643,15 @@ impl World {
         run.buffers[p].extend_from_slice(&carry);
         if run.buffering_to_eof[p] && !eos {
             // ngx_wasm_module buffers a paused response body and calls again at its end.
-            run.step = self.next_chunk(run, request, chunk, last, p);
+            run.step = self.next_chunk(run, dir, chunk, last, p);
             return true;
         }
         let buffer = run.buffers[p].clone();
         if let Some(s) = self.stream_data_mut(run) {
             s.entered_response_body |= !request;
-            *s.body_mut(request) = buffer.clone();
+            *s.body_mut(dir) = buffer.clone();
         }
-        let (cb, name) = if request {
-            (Callback::RequestBody, "request_body")
-        } else {
-            (Callback::ResponseBody, "response_body")
-        };
+        let (cb, name) = dir.body_callback();
         let args = [buffer.len() as i32, eos as i32];
         let Some(action) = self.phase_action(run, cb, p, &args, name) else {
             return true;
@@ -716,12 +659,12 @@ impl World {
         // The filter may have changed the buffer.
         run.buffers[p] = self
             .stream_data(run)
-            .map(|s| s.body(request).clone())
+            .map(|s| s.body(dir).clone())
             .unwrap_or_default();
         let pass_on = |run: &mut ExchangeRun| {
             run.carry = std::mem::take(&mut run.buffers[p]);
             run.step = Step::Body {
-                request,
+                dir,
                 chunk,
                 pos: pos + 1,
             };
@@ -733,12 +676,12 @@ impl World {
             }
             // StopIterationAndBuffer: called again with the next chunk added.
             (Action::Pause, HttpModel::Envoy, _, false) => {
-                run.step = self.next_chunk(run, request, chunk, last, p);
+                run.step = self.next_chunk(run, dir, chunk, last, p);
                 true
             }
             (Action::Pause, HttpModel::Ngx, false, false) => {
                 run.buffering_to_eof[p] = true;
-                run.step = self.next_chunk(run, request, chunk, last, p);
+                run.step = self.next_chunk(run, dir, chunk, last, p);
                 true
             }
             (Action::Pause, HttpModel::Ngx, false, true) => {
@@ -753,7 +696,7 @@ impl World {
             }
             // The whole body is there: wait for the filter to resume.
             (Action::Pause, ..) => {
-                run.waiting = Some(request);
+                run.waiting = Some(dir);
                 false
             }
         }
@@ -764,23 +707,23 @@ impl World {
     fn next_chunk(
         &mut self,
         run: &mut ExchangeRun,
-        request: bool,
+        dir: Direction,
         chunk: usize,
         last: bool,
         p: usize,
     ) -> Step {
         if !last {
             return Step::Body {
-                request,
+                dir,
                 chunk: chunk + 1,
                 pos: 0,
             };
         }
-        let order = self.order(run, request);
+        let order = self.order(run, dir);
         let pos = order.iter().position(|x| *x == p).unwrap_or(order.len());
         run.carry = std::mem::take(&mut run.buffers[p]);
         Step::Body {
-            request,
+            dir,
             chunk,
             pos: pos + 1,
         }
@@ -789,18 +732,13 @@ impl World {
     /// A paused step was resumed: move past the filter that paused.
     fn after_resume(&mut self, run: &mut ExchangeRun) {
         // Headers and trailers steps already point past the paused filter.
-        if let Step::Body {
-            request,
-            chunk,
-            pos,
-        } = run.step
-        {
-            let order = self.order(run, request);
+        if let Step::Body { dir, chunk, pos } = run.step {
+            let order = self.order(run, dir);
             if let Some(&p) = order.get(pos) {
                 run.carry = std::mem::take(&mut run.buffers[p]);
             }
             run.step = Step::Body {
-                request,
+                dir,
                 chunk,
                 pos: pos + 1,
             };
@@ -810,24 +748,19 @@ impl World {
     /// The upstream answers: its headers, trailers and body chunks become the response.
     /// ngx_wasm_module keeps response headers the filter added before (`headers_out`).
     fn install_upstream_response(&mut self, run: &mut ExchangeRun) {
-        let ngx = self.shared.profile.http == HttpModel::Ngx;
+        let model = self.shared.profile.http;
+        let ngx = model == HttpModel::Ngx;
         let now = self.shared.clock.now();
         let input = &run.input;
         let mut headers = input.response_headers.clone();
-        let trailers = input.response_trailers.clone();
+        let mut trailers = input.response_trailers.clone();
+        model.present_names(&mut headers);
+        model.present_names(&mut trailers);
         run.chunks = body_chunks(&input.response_body, &input.response_chunks);
         if let Some(s) = self.stream_data_mut(run) {
             if ngx {
-                let added: Vec<_> = s
-                    .response_headers
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with(':'))
-                    .cloned()
-                    .collect();
-                headers.extend(added);
-            }
-            if ngx {
-                add_shim_headers(&mut headers, now);
+                headers.extend(added_headers(&s.response_headers));
+                add_shim_headers(&mut headers, now, false);
             }
             s.response_headers = headers;
             s.response_trailers = trailers;
@@ -853,18 +786,13 @@ impl World {
             // Too late: the response is on its way (ngx_wasm_module traps before this).
             return;
         }
-        let kept: Vec<(String, String)> = if ngx {
-            s.response_headers
-                .iter()
-                .filter(|(k, _)| !k.starts_with(':'))
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
+        let kept = match ngx {
+            true => added_headers(&s.response_headers),
+            false => Vec::new(),
         };
         let (mut headers, body) = local_response_message(&local, kept, ngx);
         if ngx {
-            add_shim_headers(&mut headers, now);
+            add_shim_headers(&mut headers, now, true);
         }
         s.response_headers = headers;
         s.response_trailers.clear();
@@ -872,7 +800,7 @@ impl World {
         run.chunks = vec![body];
         run.waiting = None;
         run.step = Step::Headers {
-            request: false,
+            dir: Direction::Response,
             pos: 0,
         };
     }
@@ -997,10 +925,17 @@ impl World {
         if in_request_phase && self.reopen_for_stashed_response(run, &data) {
             return;
         }
-        let waiting_request = run.waiting == Some(true);
+        let waiting_request = run.waiting == Some(Direction::Request);
         let answer_upstream = self.shared.profile.http == HttpModel::Ngx
             && !in_request_phase
-            && (waiting_request || matches!(run.step, Step::Headers { request: true, .. }));
+            && (waiting_request
+                || matches!(
+                    run.step,
+                    Step::Headers {
+                        dir: Direction::Request,
+                        ..
+                    }
+                ));
         let stashed = data
             .local_response
             .clone()
@@ -1009,28 +944,34 @@ impl World {
             // ngx_wasm_module flushes a stashed local response even when the filter trapped
             // after stashing it (a second send_local_response traps "already stashed").
             let (mut headers, body) = local_response_message(&local, Vec::new(), true);
-            add_shim_headers(&mut headers, self.shared.clock.now());
+            add_shim_headers(&mut headers, self.shared.clock.now(), true);
             data.response_headers = headers;
             data.response_body = body;
             data.local_response_sent = true;
         } else if answer_upstream {
-            data.response_headers = run.input.response_headers.clone();
+            // The upstream's answer, with the response headers the filter added before it
+            // trapped (seen in the engine: `X-Early` from on_request_headers is kept).
+            let mut headers = run.input.response_headers.clone();
+            headers.extend(added_headers(&data.response_headers));
+            add_shim_headers(&mut headers, self.shared.clock.now(), false);
+            data.response_headers = headers;
             data.response_body = run.input.response_body.clone();
             data.response_trailers = run.input.response_trailers.clone();
         } else if !data.entered_response_headers {
+            let added = added_headers(&data.response_headers);
             data.response_headers = vec![(":status".into(), "500".into())];
             data.response_body.clear();
             if self.shared.profile.http == HttpModel::Ngx {
-                // nginx's own error page.
+                // nginx's own error page, with the response headers the filter added before it
+                // trapped (seen in the engine).
                 let body = NGINX_500.as_bytes().to_vec();
-                data.response_headers
-                    .push(("Content-Type".into(), "text/html".into()));
-                data.response_headers
-                    .push(("Content-Length".into(), body.len().to_string()));
+                let h = &mut data.response_headers;
+                h.extend(added);
+                set_header(h, "Content-Type", "text/html");
+                set_header(h, "Content-Length", &body.len().to_string());
                 // nginx closes the connection after an internal error.
-                data.response_headers
-                    .push(("Connection".into(), "close".into()));
-                add_shim_headers(&mut data.response_headers, self.shared.clock.now());
+                set_header(h, "Connection", "close");
+                add_shim_headers(h, self.shared.clock.now(), false);
                 data.response_body = body;
             }
         }
@@ -1161,143 +1102,4 @@ impl World {
             .as_ref()
             .is_some_and(|s| s.data().is_stream(ctx))
     }
-}
-
-/// nginx's 500 page (`ngx_http_error_500_page` and its tail), as the engine answers a trap.
-const NGINX_500: &str = "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n\
-<body>\r\n<center><h1>500 Internal Server Error</h1></center>\r\n\
-<hr><center>nginx/1.27.4</center>\r\n</body>\r\n</html>\r\n";
-
-/// The guest export of an HTTP context's callback.
-fn func_of(cb: Callback) -> &'static str {
-    match cb {
-        Callback::HttpCreate => "proxy_on_context_create",
-        Callback::RequestHeaders => "proxy_on_request_headers",
-        Callback::RequestBody => "proxy_on_request_body",
-        Callback::RequestTrailers => "proxy_on_request_trailers",
-        Callback::ResponseHeaders => "proxy_on_response_headers",
-        Callback::ResponseBody => "proxy_on_response_body",
-        Callback::ResponseTrailers => "proxy_on_response_trailers",
-        Callback::Log => "proxy_on_log",
-        Callback::Done => "proxy_on_done",
-        Callback::Delete => "proxy_on_delete",
-        _ => "proxy_on_http_call_response",
-    }
-}
-
-/// A body split where the test asked (`chunks`: sizes), else one chunk.
-fn body_chunks(body: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
-    if sizes.is_empty() {
-        return if body.is_empty() {
-            Vec::new()
-        } else {
-            vec![body.to_vec()]
-        };
-    }
-    let mut out = Vec::new();
-    let mut at = 0;
-    for size in sizes {
-        let end = (at + size).min(body.len());
-        out.push(body[at..end].to_vec());
-        at = end;
-    }
-    if at < body.len() {
-        out.push(body[at..].to_vec());
-    }
-    out
-}
-
-/// The headers nginx adds to every response after the filters, which ngx_wasm_module already
-/// shows them ("shim headers", `ngx_http_wasm_count_shim_headers`): `Connection`, `Server`,
-/// `Date` (the virtual clock's). The map comes in nginx's order: `:status`, its known headers
-/// (`Content-Type`, `Content-Length`, `Connection`), the others in order, `Server`, `Date`
-/// (seen in the engine: docs/host-behaviours.md).
-fn add_shim_headers(headers: &mut Vec<(String, String)>, now: std::time::SystemTime) {
-    for (name, value) in [
-        ("Connection", "keep-alive".to_string()),
-        ("Server", "nginx/1.27.4".to_string()),
-        ("Date", httpdate::fmt_http_date(now)),
-    ] {
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-            headers.push((name.to_string(), value));
-        }
-    }
-    let rank = |k: &str| match k.to_ascii_lowercase().as_str() {
-        k if k.starts_with(':') => 0,
-        "content-type" => 1,
-        "content-length" => 2,
-        "connection" => 3,
-        "server" => 5,
-        "date" => 6,
-        _ => 4,
-    };
-    // A stable sort keeps the upstream's order among the others.
-    headers.sort_by_key(|(k, _)| rank(k));
-}
-
-/// Sets a header (case-insensitive name), replacing every value it had.
-fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
-    match headers
-        .iter()
-        .position(|(k, _)| k.eq_ignore_ascii_case(name))
-    {
-        Some(i) => {
-            headers[i].1 = value.to_string();
-            let mut seen = false;
-            headers.retain(|(k, _)| {
-                if !k.eq_ignore_ascii_case(name) {
-                    return true;
-                }
-                let keep = !seen;
-                seen = true;
-                keep
-            });
-        }
-        None => headers.push((name.to_string(), value.to_string())),
-    }
-}
-
-/// The response a local response becomes: headers and body.
-///
-/// * ngx_wasm_module (`ngx_http_wasm_stash_local_response`, `..._flush_local_response`): the
-///   body gets a trailing LF; headers the filter added to the response before are kept and the
-///   local ones set over them; `Content-Type` (nginx's `default_type`, `text/plain`) when there
-///   is a body, `Content-Length` always.
-/// * Envoy (`sendLocalReply`): the local headers; `content-length` and `content-type:
-///   text/plain` when there is a body.
-fn local_response_message(
-    local: &LocalResponse,
-    kept: Vec<(String, String)>,
-    ngx: bool,
-) -> (Vec<(String, String)>, Vec<u8>) {
-    let mut headers = vec![(":status".to_string(), local.status.to_string())];
-    let mut body = local.body.clone();
-    if ngx {
-        headers.extend(kept);
-        for (k, v) in &local.headers {
-            set_header(&mut headers, k, v);
-        }
-        if !body.is_empty() {
-            body.push(b'\n');
-            if !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            {
-                headers.push(("Content-Type".into(), "text/plain".into()));
-            }
-        }
-        set_header(&mut headers, "Content-Length", &body.len().to_string());
-    } else {
-        headers.extend(local.headers.iter().cloned());
-        if !body.is_empty() {
-            set_header(&mut headers, "content-length", &body.len().to_string());
-            if !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            {
-                headers.push(("content-type".into(), "text/plain".into()));
-            }
-        }
-    }
-    (headers, body)
 }

@@ -58,14 +58,17 @@ impl World {
         lock(&self.shared.recorder).callback_times.clear();
     }
 
+    /// Every trap so far (callback, kind, panic message, frames), in order.
     pub fn traps(&self) -> Vec<TrapRecord> {
         lock(&self.shared.recorder).traps.clone()
     }
 
+    /// Host crashes so far (a segfault of the real worker process), in order.
     pub fn fatal_errors(&self) -> Vec<TrapRecord> {
         lock(&self.shared.recorder).fatal_errors.clone()
     }
 
+    /// How many times a trapped instance was re-created (ngx_wasm_module).
     pub fn recoveries(&self) -> usize {
         lock(&self.shared.recorder).recoveries.len()
     }
@@ -102,10 +105,12 @@ impl World {
             .collect()
     }
 
+    /// A node's shared-data value (and its cas), as a guest would read it.
     pub fn shared_data(&self, node: NodeId, key: &str) -> Option<SharedValue> {
         lock(&self.nodes[node.0].shared.shared_data).get(key)
     }
 
+    /// A node's shared-data keys, sorted.
     pub fn shared_data_keys(&self, node: NodeId) -> Vec<String> {
         lock(&self.nodes[node.0].shared.shared_data).keys()
     }
@@ -121,14 +126,17 @@ impl World {
         }
     }
 
+    /// The name a node was added with.
     pub fn node_name(&self, node: NodeId) -> &str {
         &self.nodes[node.0].spec.name
     }
 
+    /// How many nodes the world has (dead ones included).
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
+    /// How many workers a node has.
     pub fn worker_count(&self, node: NodeId) -> usize {
         self.nodes[node.0].workers.len()
     }
@@ -141,6 +149,7 @@ impl World {
         Some(mem.data_size(&*store))
     }
 
+    /// Whether the world runs on the wall clock ([`World::new_realtime`]) instead of virtual time.
     pub fn is_realtime(&self) -> bool {
         self.realtime
     }

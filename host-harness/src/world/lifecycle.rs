@@ -54,7 +54,7 @@ impl World {
         let pre = linker
             .instantiate_pre(&spec.module.module)
             .map_err(|e| anyhow!("linking the module: {e:?}"))?;
-        let shared = NodeShared::new(&spec.name);
+        let shared = NodeShared::new(&spec.name, spec.hostname.as_deref().unwrap_or(&spec.name));
         {
             let mut props = shared.properties.write().unwrap_or_else(|e| e.into_inner());
             props.insert("plugin_root_id".into(), b"0".to_vec());

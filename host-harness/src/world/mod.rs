@@ -13,11 +13,13 @@
 //! * `inspect`: logs, calls, traps, metrics, shared data, injections.
 
 mod calls;
+mod exchange;
 mod hostile;
 mod http;
 mod inspect;
 mod lifecycle;
 mod scheduler;
+/// What a test sets up: nodes, filters, HTTP exchanges.
 pub mod spec;
 mod tcp;
 
@@ -111,7 +113,7 @@ pub struct World {
     nodes: Vec<NodeRuntime>,
     events: BinaryHeap<Reverse<Scheduled>>,
     /// HTTP exchanges, in flight or finished.
-    exchanges: Vec<Option<http::ExchangeRun>>,
+    exchanges: Vec<Option<exchange::ExchangeRun>>,
     /// Exchanges not finished yet (driven after each event).
     active_exchanges: Vec<usize>,
     /// The streams of an instance that trapped, as it left them, by (node, worker, key): what the
@@ -153,10 +155,12 @@ impl World {
         }
     }
 
+    /// The host profile the world simulates.
     pub fn profile(&self) -> &HostProfile {
         &self.shared.profile
     }
 
+    /// The world's clock (virtual unless [`World::new_realtime`]).
     pub fn clock(&self) -> &Clock {
         &self.shared.clock
     }

@@ -12,7 +12,8 @@ use crate::state::lock;
 /// How a dispatched call ends.
 #[derive(Clone, Debug)]
 pub(super) enum CallResult {
-    Response(HttpResponse),
+    /// The answer, and whether it came over the wire ([`crate::http::Handler::on_the_wire`]).
+    Response(HttpResponse, bool),
     Failed(CallFailure),
 }
 

@@ -9,13 +9,16 @@ use crate::module::PluginModule;
 /// One filter instance in a worker's chain: its root context's configuration.
 #[derive(Clone, Debug, Default)]
 pub struct FilterSpec {
+    /// The plugin configuration (`get_buffer(PluginConfiguration)`, `on_configure`'s size).
     pub plugin_config: Vec<u8>,
+    /// The VM configuration (`on_vm_start`'s size).
     pub vm_config: Vec<u8>,
     /// The filter's name (`plugin_name`; nginx `proxy_wasm <name>`, Kong's filter name).
     pub name: String,
 }
 
 impl FilterSpec {
+    /// A filter named `filter` with this plugin configuration.
     pub fn new(plugin_config: impl Into<Vec<u8>>) -> Self {
         FilterSpec {
             plugin_config: plugin_config.into(),
@@ -24,6 +27,7 @@ impl FilterSpec {
         }
     }
 
+    /// The filter's name (`plugin_name`).
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.to_string();
         self
@@ -33,9 +37,13 @@ impl FilterSpec {
 /// What a node runs.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
+    /// The node's name (in logs: `name/w0`; the default host name).
     pub name: String,
+    /// The filter module every worker instantiates.
     pub module: PluginModule,
+    /// How many workers (each its own instance; default 1).
     pub workers: usize,
+    /// The filters of each worker's chain, in order (each its own root context).
     pub filters: Vec<FilterSpec>,
     /// Environment variables the workers see through WASI.
     pub env: Vec<(String, String)>,
@@ -44,9 +52,13 @@ pub struct NodeSpec {
     pub properties: Vec<(String, Vec<u8>)>,
     /// Seed of the WASI random generators (per worker it is mixed with the worker index).
     pub seed: u64,
+    /// The machine's host name (ngx_wasm_module's `request.host` is nginx's `$hostname`);
+    /// `None`: the node's name.
+    pub hostname: Option<String>,
 }
 
 impl NodeSpec {
+    /// A node with one worker and no filter yet.
     pub fn new(name: &str, module: &PluginModule) -> Self {
         NodeSpec {
             name: name.to_string(),
@@ -56,9 +68,11 @@ impl NodeSpec {
             env: Vec::new(),
             properties: Vec::new(),
             seed: 0,
+            hostname: None,
         }
     }
 
+    /// How many workers (each its own instance of the module).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -77,11 +91,13 @@ impl NodeSpec {
         self
     }
 
+    /// Adds a filter instance described by a [`FilterSpec`].
     pub fn filter_spec(mut self, spec: FilterSpec) -> Self {
         self.filters.push(spec);
         self
     }
 
+    /// An environment variable the workers see through WASI.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self
@@ -100,8 +116,16 @@ impl NodeSpec {
         self
     }
 
+    /// The seed of the workers' WASI random generators.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// The machine's host name, which ngx_wasm_module answers for `request.host` (default: the
+    /// node's name).
+    pub fn hostname(mut self, name: &str) -> Self {
+        self.hostname = Some(name.to_string());
         self
     }
 }
@@ -110,6 +134,7 @@ impl NodeSpec {
 /// an [`HttpMessages`] it dereferences to (`exchange.request_headers.push(...)`).
 #[derive(Clone, Debug, Default)]
 pub struct HttpExchange {
+    /// The request as the client sends it and the response as the upstream answers it.
     pub messages: HttpMessages,
     /// How long (virtual time) a paused phase may wait for the filter to resume it.
     pub max_pause: Duration,
@@ -123,6 +148,7 @@ pub struct HttpExchange {
 }
 
 impl HttpExchange {
+    /// A GET of `path` (`:authority` `example.test`, scheme `http`) answered `200` with no body.
     pub fn get(path: &str) -> Self {
         HttpExchange {
             messages: HttpMessages {

@@ -9,23 +9,28 @@ use anyhow::{anyhow, Result};
 use super::http::{Action, CallbackCall};
 use super::lifecycle::Invoke;
 use super::{NodeId, World};
-use crate::abi::{Callback, StreamData};
+use crate::abi::{Callback, Direction, StreamData};
 use crate::profile::HttpModel;
 
 /// A TCP connection: what the client sends and what the upstream answers, in chunks.
 #[derive(Clone, Debug, Default)]
 pub struct TcpExchange {
+    /// The client's data, chunk by chunk (`on_downstream_data` each).
     pub downstream: Vec<Vec<u8>>,
+    /// The upstream's data, chunk by chunk (`on_upstream_data` each).
     pub upstream: Vec<Vec<u8>>,
 }
 
 /// What happened to a connection.
 #[derive(Clone, Debug, Default)]
 pub struct TcpOutcome {
+    /// The connection's stream context.
     pub context_id: u32,
     /// Bytes that reached the upstream, and the client.
     pub to_upstream: Vec<u8>,
+    /// Bytes that reached the client.
     pub to_downstream: Vec<u8>,
+    /// Every guest callback of the connection with its arguments, in order.
     pub callbacks: Vec<CallbackCall>,
     /// The worker trapped or died during the connection.
     pub failed: bool,
@@ -117,13 +122,19 @@ impl World {
         } else {
             Callback::UpstreamData
         };
+        // Downstream data is kept as the request body, upstream data as the response's.
+        let dir = if downstream {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
         let mut buffered = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
             let eos = i + 1 == chunks.len();
             buffered.extend_from_slice(chunk);
             let ctx = out.context_id;
             if let Some(s) = self.l4_stream(n, w, ctx) {
-                *s.body_mut(downstream) = buffered.clone();
+                *s.body_mut(dir) = buffered.clone();
             }
             let args = [buffered.len() as i32, eos as i32];
             let Some(action) = self.l4_call(out, n, w, cb, &args) else {
@@ -132,7 +143,7 @@ impl World {
             // The filter may have rewritten the data.
             buffered = self
                 .l4_stream(n, w, ctx)
-                .map(|s| s.body(downstream).clone())
+                .map(|s| s.body(dir).clone())
                 .unwrap_or_default();
             if action == Action::Continue {
                 let sent = std::mem::take(&mut buffered);

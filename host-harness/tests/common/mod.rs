@@ -28,3 +28,11 @@ pub fn h_http() -> PluginModule {
     static MODULE: OnceLock<PluginModule> = OnceLock::new();
     guest(&MODULE, "h-http", "h_http", "release")
 }
+
+/// The differential suite's script guest (`tests/guests/script`): its configuration says which
+/// hostcalls to make in which callback, and it logs each with its result.
+#[allow(dead_code)]
+pub fn script() -> PluginModule {
+    static MODULE: OnceLock<PluginModule> = OnceLock::new();
+    guest(&MODULE, "script-guest", "script_guest", "wasm-release")
+}

@@ -101,6 +101,7 @@ fn proxy_set_buffer_bytes(
 ) -> Result<i32> {
     let data = read(&mut c, ptr, len)?;
     let h = c.data_mut();
+    let ngx = h.world.profile.strict_hostcalls;
     let Some(stream) = h.stream_mut() else {
         return Ok(NOT_FOUND);
     };
@@ -109,8 +110,16 @@ fn proxy_set_buffer_bytes(
         BUF_RESPONSE_BODY | BUF_UPSTREAM_DATA => &mut stream.messages.response_body,
         _ => return Ok(BAD_ARGUMENT),
     };
-    // Envoy's rule: (0, len) replaces the whole buffer, (len, 0) appends, (0, 0) prepends.
     let start = (start as usize).min(body.len());
+    if ngx {
+        // ngx_wasm_module replaces the chunk from `start` on and ignores `size` (seen in the
+        // engine: "upstream body\n" with start 2, size 3, "XY" becomes "upXY"; start past the
+        // end appends).
+        body.truncate(start);
+        body.extend_from_slice(&data);
+        return Ok(OK);
+    }
+    // Envoy's rule: (0, len) replaces the whole buffer, (len, 0) appends, (0, 0) prepends.
     let end = start.saturating_add(size as usize).min(body.len());
     body.splice(start..end, data);
     Ok(OK)

@@ -8,6 +8,7 @@ use super::super::maps::deserialize;
 use super::super::memory::{read, read_string};
 use super::super::status::{BAD_ARGUMENT, OK};
 use super::super::{Callback, Host, LocalResponse};
+use super::maps::{header_name, header_value};
 use super::{bad_usage, nyi, C};
 
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
@@ -82,6 +83,12 @@ fn proxy_send_local_response(
     };
     let h = c.data_mut();
     let strict = h.world.profile.strict_hostcalls;
+    // ngx_wasm_module stores a local response's headers as any other (names keep their case,
+    // characters not allowed in a name are percent-encoded: `Sp%20ace`, seen in the engine).
+    let headers = headers
+        .into_iter()
+        .map(|(k, v)| (header_name(&k, strict), header_value(&v, strict)))
+        .collect();
     let callback = h.callback;
     let Some(stream) = h.stream_mut() else {
         return Ok(BAD_ARGUMENT);

@@ -208,7 +208,7 @@ fn add_value(mut c: C, map: u32, kp: u32, ks: u32, vp: u32, vs: u32) -> Result<i
 /// A header name as the host stores it: Envoy lowercases; ngx_wasm_module keeps the case and
 /// percent-encodes what is not allowed in a name (`ngx_http_wasm_escape`, header_name table:
 /// controls, space, `"(),/:;<=>?@[\]{}`, DEL and non-ASCII). Pseudo-headers keep their colon.
-fn header_name(name: &str, ngx: bool) -> String {
+pub(crate) fn header_name(name: &str, ngx: bool) -> String {
     if !ngx {
         return name.to_ascii_lowercase();
     }
@@ -224,7 +224,7 @@ fn header_name(name: &str, ngx: bool) -> String {
 
 /// A header value as ngx_wasm_module stores it: control characters but tab, and DEL, are
 /// percent-encoded (header_value table).
-fn header_value(value: &str, ngx: bool) -> String {
+pub(crate) fn header_value(value: &str, ngx: bool) -> String {
     if !ngx {
         return value.to_string();
     }

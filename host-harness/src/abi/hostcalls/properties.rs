@@ -87,7 +87,7 @@ fn derived(h: &Host, s: &StreamData, path: &[String]) -> Option<Vec<u8>> {
         "request.method" => pseudo(":method")?,
         "request.scheme" => pseudo(":scheme")?,
         // ngx_wasm_module maps request.host to `$hostname` (the machine), Envoy to :authority.
-        "request.host" if ngx => b"localhost".to_vec(),
+        "request.host" if ngx => h.node.hostname.clone().into_bytes(),
         "request.host" => pseudo(":authority")?,
         "request.protocol" => b"HTTP/1.1".to_vec(),
         "request.useragent" => header(req, "user-agent")?,
@@ -103,8 +103,59 @@ fn derived(h: &Host, s: &StreamData, path: &[String]) -> Option<Vec<u8>> {
         "source.port" => number(i64::from(s.source.1)),
         "plugin_root_id" => b"0".to_vec(),
         "plugin_name" => h.plugin_name()?.into_bytes(),
+        _ if ngx => return ngx_request_property(h, s, &name),
         _ => return None,
     })
+}
+
+/// ngx_wasm_module's `request.*` properties backed by nginx variables, as the engine answers
+/// them (text): `request.time` (`%T.%03M` of the request's start), `request.duration`
+/// (`$request_time`), `request.size` (`$content_length`: the header, NotFound without one),
+/// `request.total_size` (`$request_length`: the request line and headers as the client sent them,
+/// plus the body once nginx read it), `request.is_subrequest` (`false`: the harness runs no
+/// subrequests).
+fn ngx_request_property(h: &Host, s: &StreamData, name: &str) -> Option<Vec<u8>> {
+    let now = h.world.clock.now();
+    let started = s.started.unwrap_or(now);
+    let millis =
+        |t: std::time::Duration| format!("{}.{:03}", t.as_secs(), t.subsec_millis()).into_bytes();
+    let req = &s.messages.request_headers;
+    Some(match name {
+        "request.time" => millis(started.duration_since(std::time::UNIX_EPOCH).ok()?),
+        "request.duration" => millis(now.duration_since(started).unwrap_or_default()),
+        "request.size" => req
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.clone().into_bytes())?,
+        "request.total_size" => {
+            let body = if s.request_body_read {
+                s.messages.request_body.len()
+            } else {
+                0
+            };
+            (request_head_len(req) + body).to_string().into_bytes()
+        }
+        "request.is_subrequest" => b"false".to_vec(),
+        _ => return None,
+    })
+}
+
+/// The length of an HTTP/1.1 request's head as a client sends it: `METHOD PATH HTTP/1.1`, then
+/// each header line (pseudo-headers are not on the wire), then the empty line.
+fn request_head_len(headers: &[(String, String)]) -> usize {
+    let pseudo = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map_or(0, |(_, v)| v.len())
+    };
+    let line = pseudo(":method") + 1 + pseudo(":path") + " HTTP/1.1\r\n".len();
+    let fields: usize = headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .map(|(k, v)| k.len() + 2 + v.len() + 2)
+        .sum();
+    line + fields + 2
 }
 
 fn proxy_get_property(mut c: C, pp: u32, ps: u32, ptr_out: u32, size_out: u32) -> Result<i32> {

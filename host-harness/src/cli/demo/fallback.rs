@@ -44,6 +44,7 @@ pub struct FallbackOutcome {
     pub entities: usize,
     /// Virtual seconds from "CP down" to the import.
     pub import_after_down: Option<f64>,
+    /// Traps during the run (0 when the filter behaves).
     pub traps: usize,
     /// The printed lines: virtual time, node, what happened.
     pub timeline: Vec<String>,

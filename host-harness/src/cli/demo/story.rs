@@ -40,6 +40,7 @@ pub struct StoryOutcome {
     pub uploads: usize,
     /// The operator's changes made inside one debounce window, and the uploads they cost.
     pub window_changes: usize,
+    /// The uploads those changes cost (1 when the debounce works).
     pub window_uploads: usize,
     /// A PUT answered by the injected 503 was followed by a successful PUT of the same content.
     pub retried_503: bool,
@@ -47,15 +48,20 @@ pub struct StoryOutcome {
     pub exported_services: Vec<String>,
     /// The fallback node's Admin API applied the export exactly once.
     pub imported: bool,
+    /// Every config-bridge filter the fallback node holds afterwards is import-only.
     pub chain_import_only: bool,
     /// Entities the fallback node serves afterwards (workspaces aside).
     pub entities: usize,
+    /// Virtual seconds from "kong-1 down" to the import.
     pub import_after_down: Option<f64>,
+    /// Traps during the story (0 when the filter behaves).
     pub traps: usize,
+    /// The printed lines: virtual time, node, what happened.
     pub lines: Vec<String>,
 }
 
 impl StoryOutcome {
+    /// Whether every step happened as the README tells it.
     pub fn ok(&self) -> bool {
         self.led
             && self.window_changes == 3

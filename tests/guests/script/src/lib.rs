@@ -105,6 +105,17 @@ fn shown<E: std::fmt::Debug>(r: Result<Option<proxy_wasm::types::Bytes>, E>) -> 
     }
 }
 
+fn shape(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| match b {
+            b'0'..=b'9' => "N".to_string(),
+            0x20..=0x7e => char::from(*b).to_string(),
+            _ => format!("<{b:02x}>"),
+        })
+        .collect()
+}
+
 fn pairs(v: &[(String, String)]) -> String {
     v.iter()
         .map(|(k, v)| format!("{k}: {v}"))
@@ -215,6 +226,12 @@ fn run(a: &[String]) -> String {
             )
         ),
         "prop" => shown(hostcalls::get_property(path(arg(a, 1)))),
+        // ["prop_shape", PATH]: a value that is the host's clock or counter, by its shape only:
+        // ASCII digits as `N`, other printable ASCII kept, any other byte as `<xx>`.
+        "prop_shape" => match hostcalls::get_property(path(arg(a, 1))) {
+            Ok(Some(b)) => format!("Ok(shape {})", shape(&b)),
+            other => shown(other),
+        },
         "set_prop" => format!(
             "{:?}",
             hostcalls::set_property(path(arg(a, 1)), Some(arg(a, 2).as_bytes()))
