@@ -225,6 +225,10 @@ fn a_killed_leader_is_replaced_within_interval_plus_five_seconds() {
 /// keeps it (docs/election.md, "Which config is newer"). Before, the later first-seen time let it
 /// overwrite v3 with v1. Its next change (v4) is exported over v3.
 #[test]
+#[ignore = "open (issue 26 item 1): the rule it relied on (a node still on its first config keeps \
+            another node's export) stopped an nginx reload with a new config from being exported in \
+            the real engine (engine_election), as shared data does not survive the reload; the rule \
+            was dropped, and without Kong's updated_at this case is decided by node clocks again"]
 fn a_node_restarted_from_a_stale_cached_config_does_not_overwrite_the_newer_export() {
     for profile in profiles() {
         let s3 = mock_s3();

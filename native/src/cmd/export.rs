@@ -8,7 +8,6 @@ use std::rc::Rc;
 
 use config_bridge::document::validate_declarative_json;
 use config_bridge::engine::{Effect, Level, Metric};
-use config_bridge::settings::Config;
 
 use super::{deadline, http, progress};
 use crate::args::ExportArgs;
@@ -84,12 +83,6 @@ pub fn run(args: &ExportArgs) -> Res<Outcome> {
         ));
     };
 
-    // The operator hands over the current config: it may replace another node's export
-    // (the conditional write and Kong's logical time still keep a newer one).
-    let cfg = Config {
-        operator_export: true,
-        ..cfg
-    };
     let http = http(&cfg, common)?;
     let key = cfg.config_key();
     let history_on = cfg.history.enabled;

@@ -117,8 +117,6 @@ pub(super) struct Export {
     seal: crate::settings::SealSettings,
     /// The export just stored (or found stored), for the history to record (`take_exported`).
     exported: Option<Exported>,
-    /// `Config::operator_export`.
-    operator: bool,
 }
 
 impl Export {
@@ -140,7 +138,6 @@ impl Export {
             conflict_rounds: 0,
             seal: cfg.seal.clone(),
             exported: None,
-            operator: cfg.operator_export,
         }
     }
 
@@ -539,8 +536,6 @@ impl Export {
             held: &held,
             updated_at_ms: doc.and_then(|d| d.updated_at_ms),
             seen_at: doc.map(|d| d.seen_at).unwrap_or(0),
-            node_id: self.node_id.as_deref().unwrap_or_default(),
-            operator: self.operator,
         };
         let verdict = provenance::decide(&ours, meta, cx.now);
         if let Verdict::Replace(why) = verdict {

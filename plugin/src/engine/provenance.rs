@@ -5,14 +5,12 @@
 //! 1. the stored config is one this node held before its current one → ours is newer;
 //! 2. both carry Kong's logical time (the newest `updated_at` of their entities) and they differ
 //!    → the later one is newer;
-//! 3. this node has held no other config since it started (a cache, a bootstrap file: it may be
-//!    stale) → the stored one stays, unless it is this node's own earlier export (or an
-//!    operator's one-shot export hands the config over);
-//! 4. otherwise (two configs both seen changing on live nodes, neither known to supersede the
-//!    other) → the first-seen times decide, as before (node clocks).
+//! 3. otherwise → the first-seen times decide, as before (node clocks).
 //!
-//! A node restarted from a stale config is decided by rule 1–3, never by when it happened to see
-//! its config or by its clock.
+//! A rule "a node still on the config it started with keeps another node's export" was tried and
+//! dropped: in the real engine an nginx reload with a new configuration looks the same (the
+//! shared data that lists what a node held does not survive it), so the new configuration was
+//! never exported (docs/election.md, "Which config is newer").
 
 use crate::node_lock::HELD_MAX;
 use crate::store::RemoteMeta;
@@ -29,9 +27,6 @@ pub(super) struct Ours<'a> {
     pub held: &'a [String],
     pub updated_at_ms: Option<u64>,
     pub seen_at: u64,
-    pub node_id: &'a str,
-    /// An operator's one-shot export (`Config::operator_export`): never a stale cache.
-    pub operator: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,7 +37,7 @@ pub(super) enum Verdict {
     Keep(&'static str),
 }
 
-/// Rules 1–4 above, for a stored object whose content differs from ours.
+/// Rules 1–3 above, for a stored object whose content differs from ours.
 pub(super) fn decide(ours: &Ours<'_>, stored: &RemoteMeta, now: u64) -> Verdict {
     let before_ours = ours
         .held
@@ -65,14 +60,6 @@ pub(super) fn decide(ours: &Ours<'_>, stored: &RemoteMeta, now: u64) -> Verdict 
             return Verdict::Keep("the stored config's entities were updated later");
         }
     }
-    if is_startup(ours) && !ours.operator {
-        if stored.uploader.as_deref() == Some(ours.node_id) && !ours.node_id.is_empty() {
-            return Verdict::Replace("the stored config is this node's own earlier export");
-        }
-        return Verdict::Keep(
-            "this node still runs the config it started with (a cache or a bootstrap file may be stale); it exports once it sees a config change",
-        );
-    }
     match stored.applied_at {
         Some(t) if t > ours.seen_at => Verdict::Keep("it was first seen later (node clocks)"),
         _ => Verdict::Replace(
@@ -82,10 +69,6 @@ pub(super) fn decide(ours: &Ours<'_>, stored: &RemoteMeta, now: u64) -> Verdict 
 }
 
 /// The node has held only this config since it started.
-fn is_startup(ours: &Ours<'_>) -> bool {
-    matches!(ours.held, [only] if only == ours.hash)
-}
-
 /// Records that a root context of this node now holds `hash` (`prev`: what that root context
 /// held before). New content goes last; content held before moves last again only when this root
 /// context was up to date (a rollback), not when it lags behind another one (workers are
@@ -136,28 +119,33 @@ mod tests {
             held,
             updated_at_ms: updated,
             seen_at: NOW,
-            node_id: "node-3",
-            operator: false,
         }
     }
 
-    /// The case: node-3 restarts from a cache holding C2 while node-1 exported C5.
-    /// node-3 saw C2 last (its clock says "now", later than node-1's), yet the stored C5 stays.
+    /// The case: node-3 restarts from a cache holding C2 while node-1 exported C5. Where
+    /// both carry Kong's logical time the stored C5 stays; without it, the first-seen times
+    /// decide (node-3 saw C2 "now", later: it replaces C5 — the case rule 3 was meant for, left
+    /// open: docs/election.md).
     #[test]
-    fn a_node_restarted_from_a_stale_config_keeps_the_stored_one() {
+    fn a_node_restarted_from_a_stale_config_keeps_the_stored_one_by_logical_time() {
         let h = held(&["C2"]);
-        let c5 = stored("C5", "node-1", NOW - 60_000, None);
-        assert!(matches!(
-            decide(&ours("C2", &h, None), &c5, NOW),
-            Verdict::Keep(_)
-        ));
-        // Kong's logical time says the same where both have it.
         let c5 = stored("C5", "node-1", NOW - 60_000, Some(5_000));
         assert!(matches!(
             decide(&ours("C2", &h, Some(2_000)), &c5, NOW),
             Verdict::Keep(_)
         ));
-        // Once it sees a change (C6) its config is newer than what it started with.
+        let c5 = stored("C5", "node-1", NOW - 60_000, None);
+        assert!(matches!(
+            decide(&ours("C2", &h, None), &c5, NOW),
+            Verdict::Replace(_)
+        ));
+        // A config seen later on another node stays.
+        let c5 = stored("C5", "node-1", NOW + 1, None);
+        assert!(matches!(
+            decide(&ours("C2", &h, None), &c5, NOW),
+            Verdict::Keep(_)
+        ));
+        // Once it sees a change (C6) its config is newer than what it held before.
         let h = held(&["C2", "C6"]);
         assert!(matches!(
             decide(
@@ -170,32 +158,18 @@ mod tests {
     }
 
     #[test]
-    fn a_started_node_replaces_only_its_own_export_or_an_older_logical_time() {
+    fn logical_time_decides_and_is_not_believed_far_in_the_future() {
         let h = held(&["B"]);
-        // A reload or restart with a new config over this node's own export.
-        assert!(matches!(
-            decide(&ours("B", &h, None), &stored("A", "node-3", NOW, None), NOW),
-            Verdict::Replace(_)
-        ));
-        // Another node's export (or Kong Enterprise's, with no metadata) stays.
+        // Kong Enterprise's object (no metadata) is replaced.
         assert!(matches!(
             decide(&ours("B", &h, None), &RemoteMeta::default(), NOW),
-            Verdict::Keep(_)
-        ));
-        // Nor from an operator's one-shot export (then the first-seen times decide, as before).
-        let operator = Ours {
-            operator: true,
-            ..ours("B", &h, None)
-        };
-        assert!(matches!(
-            decide(&operator, &stored("A", "node-1", NOW - 1, None), NOW),
             Verdict::Replace(_)
         ));
-        // Unless Kong's logical time shows ours is newer.
+        // Kong's logical time shows ours is newer, even against a later first-seen time.
         assert!(matches!(
             decide(
                 &ours("B", &h, Some(9_000)),
-                &stored("A", "node-1", NOW, Some(8_000)),
+                &stored("A", "node-1", NOW + 1, Some(8_000)),
                 NOW
             ),
             Verdict::Replace(_)
@@ -204,7 +178,7 @@ mod tests {
         assert!(matches!(
             decide(
                 &ours("B", &h, Some(9_000)),
-                &stored("A", "node-3", NOW, Some(NOW + 7_200_000)),
+                &stored("A", "node-3", NOW - 1, Some(NOW + 7_200_000)),
                 NOW
             ),
             Verdict::Replace(_)

@@ -535,11 +535,10 @@ fn a_newer_config_from_another_node_is_not_overwritten() {
     );
 }
 
-/// An object written by Kong itself (no config-bridge metadata) is not replaced by the config the
-/// node started with (it may be a stale cache: docs/election.md, "Which config is newer"), and is
-/// replaced, with `If-Match` on its ETag, by the node's next config change.
+/// An object written by Kong itself (no config-bridge metadata) is replaced, with `If-Match` on
+/// its ETag, carrying the next `config-sequence`.
 #[test]
-fn a_foreign_object_is_replaced_by_the_next_change_not_by_the_config_the_node_started_with() {
+fn an_older_foreign_object_is_replaced_with_if_match() {
     let cfg = config(&doc("A"), serde_json::json!({}));
     let mut sim = Sim::new(CasRules::Envoy, 2, &cfg);
     sim.now = 100_000;
@@ -554,34 +553,17 @@ fn a_foreign_object_is_replaced_by_the_next_change_not_by_the_config_the_node_st
     );
     sim.apply_all(&doc("A"));
     sim.run_until(110_000);
-    let methods = sim.methods();
-    assert_eq!(methods, ["HEAD"]);
-    assert!(sim
-        .logs(Level::Info)
-        .iter()
-        .any(|l| l.contains("still runs the config it started with")));
-    sim.apply_all(&doc("B"));
-    sim.run_until(120_000);
-    let methods = sim.methods();
-    assert_eq!(methods, ["HEAD", "PUT"]);
-    assert_eq!(
-        sim.dispatches[1].2.request.header("if-match"),
-        Some("\"old\"")
-    );
-    assert_eq!(
-        sim.dispatches[1]
-            .2
-            .request
-            .header("x-amz-meta-config-sequence"),
-        Some("1")
-    );
-    assert_eq!(sim.s3.put_bodies(), vec![(111_000, doc("B"))]);
+    assert_eq!(sim.methods(), ["HEAD", "PUT"]);
+    let put = &sim.dispatches[1].2.request;
+    assert_eq!(put.header("if-match"), Some("\"old\""));
+    assert_eq!(put.header("x-amz-meta-config-sequence"), Some("1"));
+    assert_eq!(sim.s3.put_bodies(), vec![(102_000, doc("A"))]);
 }
 
 /// The stale node: another node exported C5 a minute ago; this node restarts from a
-/// cache holding C2 (seen "now" by its clock, later than the export's `config-applied-at`). It
-/// keeps C5 (before, the later first-seen time let it overwrite); Kong's logical time, where the
-/// documents have one, says the same. Its next change is exported, with the next sequence.
+/// cache holding C2 (seen "now" by its clock, later than the export's `config-applied-at`). Kong's
+/// logical time (the entities' newest `updated_at`) says C5 is newer: it is kept (before, the later
+/// first-seen time let C2 overwrite it). Its next change is exported, with the next sequence.
 #[test]
 fn a_node_restarted_from_a_stale_config_does_not_overwrite_the_newer_export() {
     let c = |v: u32| {
@@ -593,7 +575,7 @@ fn a_node_restarted_from_a_stale_config_does_not_overwrite_the_newer_export() {
     // A host clock in 2023, as Kong's timestamps (a logical time far past the clock is not
     // believed).
     const T0: u64 = 1_700_000_000_000;
-    for with_logical_time in [false, true] {
+    {
         let cfg = config(&c(2), serde_json::json!({}));
         let mut sim = Sim::new(CasRules::Ngx, 2, &cfg);
         sim.now = T0 + 600_000;
@@ -605,12 +587,10 @@ fn a_node_restarted_from_a_stale_config_does_not_overwrite_the_newer_export() {
             ("x-amz-meta-uploader".to_string(), "node-b".to_string()),
             ("x-amz-meta-config-sequence".to_string(), "5".to_string()),
         ];
-        if with_logical_time {
-            meta.push((
-                "x-amz-meta-config-updated-at".to_string(),
-                "1700000005000".to_string(),
-            ));
-        }
+        meta.push((
+            "x-amz-meta-config-updated-at".to_string(),
+            "1700000005000".to_string(),
+        ));
         sim.s3.objects.insert(
             "/bucket-1/kong/3.9.1/config.json".into(),
             Object {
@@ -628,12 +608,7 @@ fn a_node_restarted_from_a_stale_config_does_not_overwrite_the_newer_export() {
             .filter(|l| l.contains("holds a newer config (uploaded by node-b"))
             .collect();
         assert_eq!(kept.len(), 1, "{kept:?}");
-        let why = if with_logical_time {
-            "entities were updated later"
-        } else {
-            "still runs the config it started with"
-        };
-        assert!(kept[0].contains(why), "{kept:?}");
+        assert!(kept[0].contains("entities were updated later"), "{kept:?}");
         // A change seen while running: exported over C5, conditioned on its ETag, sequence 6.
         sim.apply_all(&c(6));
         sim.run_until(T0 + 710_000);

@@ -157,10 +157,6 @@ pub struct Config {
     pub seal: SealSettings,
     /// Every export also kept as a history object, retention, the import's pin (docs/history.md).
     pub history: HistorySettings,
-    /// An operator's one-shot export (the native tool's `export`), not a setting: the config
-    /// handed over is current, so the rule that keeps a node's first config from replacing
-    /// another one does not apply (docs/election.md, "Which config is newer").
-    pub operator_export: bool,
 }
 
 /// The `config` payload's `_format_version` from a scan's nested members (`None`: the payload
@@ -608,7 +604,6 @@ impl Config {
             election,
             seal,
             history,
-            operator_export: false,
         };
         Ok((cfg, loc))
     }
