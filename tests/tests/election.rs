@@ -227,7 +227,7 @@ fn a_killed_leader_is_replaced_within_interval_plus_five_seconds() {
 #[test]
 #[ignore = "open (issue 26 item 1): the rule it relied on (a node still on its first config keeps \
             another node's export) stopped an nginx reload with a new config from being exported in \
-            the real engine (engine_election), as shared data does not survive the reload; the rule \
+            the real engine (engine_election): its held list had only the new config; the rule \
             was dropped, and without Kong's updated_at this case is decided by node clocks again"]
 fn a_node_restarted_from_a_stale_cached_config_does_not_overwrite_the_newer_export() {
     for profile in profiles() {

@@ -8,9 +8,8 @@
 //! 3. otherwise → the first-seen times decide, as before (node clocks).
 //!
 //! A rule "a node still on the config it started with keeps another node's export" was tried and
-//! dropped: in the real engine an nginx reload with a new configuration looks the same (the
-//! shared data that lists what a node held does not survive it), so the new configuration was
-//! never exported (docs/election.md, "Which config is newer").
+//! dropped: in the real engine a reloaded leader never exported its new configuration, its list of
+//! held configs holding only the new one (docs/election.md, "Which config is newer").
 
 use crate::node_lock::HELD_MAX;
 use crate::store::RemoteMeta;
