@@ -220,13 +220,48 @@ fn exports_to_fake_gcs_server_and_google_cloud_storage_reads_it_back() {
     let body2 = serde_json::to_vec(&doc(2)).unwrap();
     let seen2 = readback(&fake, &bucket, &key_name, &body2);
     assert_eq!(seen2["bytes_equal"], true, "{seen2}");
-    let uploads: Vec<String> = world
+    // config.json's uploads, and the history copies next to it (docs/history.md), each written
+    // right after its config.json.
+    let history_uploads = |w: &World| {
+        w.calls()
+            .into_iter()
+            .filter(|c| {
+                c.request.method == "POST"
+                    && c.request.path.contains("%2Fhistory%2F")
+                    && c.answered_at.is_some()
+            })
+            .count()
+    };
+    assert!(
+        world.advance_until(Duration::from_secs(30), Duration::from_millis(100), |w| {
+            history_uploads(w) >= 2
+        })
+    );
+    let (history, uploads): (Vec<String>, Vec<String>) = world
         .calls()
         .into_iter()
         .filter(|c| c.upstream == fake_hp && c.request.method == "POST")
         .map(|c| c.request.path)
-        .collect();
+        .partition(|p| p.contains("%2Fhistory%2F"));
     assert_eq!(uploads.len(), 2, "{uploads:?}");
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(
+        history.iter().all(|p| p.ends_with("&ifGenerationMatch=0")),
+        "history objects are create-only: {history:?}"
+    );
+    // The newest history object holds the second export, as google-cloud-storage reads it.
+    let history_name = history[1]
+        .split("&name=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .unwrap()
+        .replace("%2F", "/");
+    let seen_history = readback(&fake, &bucket, &history_name, &body2);
+    assert_eq!(seen_history["bytes_equal"], true, "{seen_history}");
+    assert_eq!(
+        seen_history["metadata"]["config-sha256"],
+        seen2["metadata"]["config-sha256"]
+    );
     assert!(uploads[0].ends_with("&ifGenerationMatch=0"), "{uploads:?}");
     assert!(
         uploads[1].ends_with(&format!(
