@@ -444,115 +444,19 @@ impl Config {
     }
 
     fn parse_settings(l: &Lookup<'_>) -> Result<(Config, PayloadLoc), ConfigError> {
-        let export = l.bool(
-            "cluster_fallback_config_export",
-            &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
-            false,
-        )?;
-        let import = l.bool(
-            "cluster_fallback_config_import",
-            &["KONG_CLUSTER_FALLBACK_CONFIG_IMPORT"],
-            false,
-        )?;
-        if !export && !import {
-            return err(
-                "cluster_fallback_config_export",
-                "export and import are both off; turn on cluster_fallback_config_export or cluster_fallback_config_import",
-            );
-        }
-
-        let (storage_raw, storage_field) = l
-            .string(
-                "cluster_fallback_config_storage",
-                &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
-            )?
-            .ok_or_else(|| ConfigError {
-                strict: false,
-                field: "cluster_fallback_config_storage".into(),
-                reason: "is required when export or import is on".into(),
-            })?;
-        let location = StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
-            strict: false,
-            field: storage_field,
-            reason: r,
-        })?;
+        let (export, import) = parse_modes(l)?;
+        let location = parse_location(l)?;
         let export_delay_ms = l.seconds_ms(
             "cluster_fallback_config_export_delay",
             &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY"],
             60,
             86_400,
         )?;
-
-        let (gateway_version, gv_field) = l
-            .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
-            .ok_or_else(|| ConfigError {
-                strict: false,
-                field: "gateway_version".into(),
-                reason:
-                    "is required (it is part of the storage key <prefix>/<version>/config.json)"
-                        .into(),
-            })?;
-        validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
-            strict: false,
-            field: gv_field,
-            reason: r,
-        })?;
-
-        let node_id = match l.string("node_id", &["CONFIG_BRIDGE_NODE_ID", "HOSTNAME"])? {
-            None => None,
-            Some((id, field)) => {
-                if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-                    return err(field, "must be at most 128 visible ASCII characters");
-                }
-                // It names the node's election registration (`<time>-<id>` on S3, `<id>` on
-                // GCS): a `/` would put it in a sub-folder the other nodes skip (docs/election.md).
-                if id.contains('/') {
-                    return err(
-                        field,
-                        "must not contain '/' (it names the election registration)",
-                    );
-                }
-                Some(id)
-            }
-        };
-
-        let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
-        let host_tick_ms = l.uint("host_tick_ms", &[], tick_period_ms.min(50), 10, 600_000)?;
-        if host_tick_ms > tick_period_ms {
-            return err("host_tick_ms", "must not be larger than tick_period_ms");
-        }
-        let call_timeout_ms = l.uint("call_timeout_ms", &[], 10_000, 100, 600_000)?;
-        let lease_ttl_ms = l.uint("lease_ttl_ms", &[], 15_000, 1, 3_600_000)?;
-        if lease_ttl_ms < 2 * tick_period_ms {
-            return err(
-                "lease_ttl_ms",
-                "must be at least twice tick_period_ms (the holder renews it every tick)",
-            );
-        }
-        let retry_base_ms = l.uint("retry_base_ms", &[], 1000, 1, 3_600_000)?;
-        let retry_max_ms = l.uint("retry_max_ms", &[], 60_000, 1, 86_400_000)?;
-        if retry_max_ms < retry_base_ms {
-            return err("retry_max_ms", "must not be smaller than retry_base_ms");
-        }
-
+        let gateway_version = parse_gateway_version(l)?;
+        let node_id = parse_node_id(l)?;
+        let timing = parse_timing(l)?;
         let strict_config = l.bool("strict_config", &["CONFIG_BRIDGE_STRICT_CONFIG"], false)?;
-        let shared_data_namespace = match l.string("shared_data_namespace", &[])? {
-            None => None,
-            Some((ns, _)) if ns == "*" => None,
-            Some((ns, field)) => {
-                if ns.len() > 64
-                    || !ns
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-                {
-                    return err(
-                        field,
-                        "must be \"*\" or the name of an shm_kv zone (letters, digits, '_', '-', '.'; at most 64)",
-                    );
-                }
-                Some(ns)
-            }
-        };
+        let shared_data_namespace = parse_namespace(l)?;
         let (source, loc) = parse_source(l, export)?;
         let import_settings = if import {
             Some(import::parse_import(l)?)
@@ -562,28 +466,7 @@ impl Config {
         let election = election::parse_election(l)?;
         let seal = seal::parse_seal(l)?;
         let history = history::parse_history(l)?;
-        let (backend, default_upstream) = match location.backend {
-            Backend::S3 => {
-                let s3 = parse_s3(l, export || import)?;
-                let u = default_s3_upstream(&s3);
-                (StorageBackend::S3(s3), u)
-            }
-            Backend::Gcs => {
-                let g = gcs::parse_gcs(l, export)?;
-                let u = g.default_upstream();
-                (StorageBackend::Gcs(g), u)
-            }
-        };
-        let upstream = match l.string("storage_upstream", &[])? {
-            Some((u, _)) => u,
-            None => default_upstream,
-        };
-        let storage = StorageSettings {
-            location,
-            upstream,
-            backend,
-        };
-
+        let storage = parse_storage(l, location, export, import)?;
         let cfg = Config {
             export,
             import,
@@ -593,12 +476,12 @@ impl Config {
             import_settings,
             gateway_version,
             node_id,
-            tick_period_ms,
-            host_tick_ms,
-            call_timeout_ms,
-            lease_ttl_ms,
-            retry_base_ms,
-            retry_max_ms,
+            tick_period_ms: timing.tick_period_ms,
+            host_tick_ms: timing.host_tick_ms,
+            call_timeout_ms: timing.call_timeout_ms,
+            lease_ttl_ms: timing.lease_ttl_ms,
+            retry_base_ms: timing.retry_base_ms,
+            retry_max_ms: timing.retry_max_ms,
             strict_config,
             shared_data_namespace,
             election,
@@ -626,6 +509,173 @@ impl Config {
             None => self.config_key(),
         }
     }
+}
+
+/// `cluster_fallback_config_export` and `_import`: at least one must be on.
+fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), ConfigError> {
+    let export = l.bool(
+        "cluster_fallback_config_export",
+        &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
+        false,
+    )?;
+    let import = l.bool(
+        "cluster_fallback_config_import",
+        &["KONG_CLUSTER_FALLBACK_CONFIG_IMPORT"],
+        false,
+    )?;
+    if !export && !import {
+        return err(
+            "cluster_fallback_config_export",
+            "export and import are both off; turn on cluster_fallback_config_export or cluster_fallback_config_import",
+        );
+    }
+    Ok((export, import))
+}
+
+/// `cluster_fallback_config_storage`: required, `s3://` or `gcs://`/`gs://`.
+fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, ConfigError> {
+    let (storage_raw, storage_field) = l
+        .string(
+            "cluster_fallback_config_storage",
+            &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
+        )?
+        .ok_or_else(|| ConfigError {
+            strict: false,
+            field: "cluster_fallback_config_storage".into(),
+            reason: "is required when export or import is on".into(),
+        })?;
+    StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
+        strict: false,
+        field: storage_field,
+        reason: r,
+    })
+}
+
+/// `gateway_version`: required, part of the storage key.
+fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, ConfigError> {
+    let (gateway_version, gv_field) = l
+        .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
+        .ok_or_else(|| ConfigError {
+            strict: false,
+            field: "gateway_version".into(),
+            reason: "is required (it is part of the storage key <prefix>/<version>/config.json)"
+                .into(),
+        })?;
+    validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
+        strict: false,
+        field: gv_field,
+        reason: r,
+    })?;
+    Ok(gateway_version)
+}
+
+/// `node_id` (or `HOSTNAME`): visible ASCII, no `/`.
+fn parse_node_id(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+    let Some((id, field)) = l.string("node_id", &["CONFIG_BRIDGE_NODE_ID", "HOSTNAME"])? else {
+        return Ok(None);
+    };
+    if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return err(field, "must be at most 128 visible ASCII characters");
+    }
+    // It names the node's election registration (`<time>-<id>` on S3, `<id>` on GCS): a `/`
+    // would put it in a sub-folder the other nodes skip (docs/election.md).
+    if id.contains('/') {
+        return err(
+            field,
+            "must not contain '/' (it names the election registration)",
+        );
+    }
+    Ok(Some(id))
+}
+
+/// The timers and retry bounds, with the rules that tie them together.
+struct Timing {
+    tick_period_ms: u64,
+    host_tick_ms: u64,
+    call_timeout_ms: u64,
+    lease_ttl_ms: u64,
+    retry_base_ms: u64,
+    retry_max_ms: u64,
+}
+
+fn parse_timing(l: &Lookup<'_>) -> Result<Timing, ConfigError> {
+    let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
+    let host_tick_ms = l.uint("host_tick_ms", &[], tick_period_ms.min(50), 10, 600_000)?;
+    if host_tick_ms > tick_period_ms {
+        return err("host_tick_ms", "must not be larger than tick_period_ms");
+    }
+    let call_timeout_ms = l.uint("call_timeout_ms", &[], 10_000, 100, 600_000)?;
+    let lease_ttl_ms = l.uint("lease_ttl_ms", &[], 15_000, 1, 3_600_000)?;
+    if lease_ttl_ms < 2 * tick_period_ms {
+        return err(
+            "lease_ttl_ms",
+            "must be at least twice tick_period_ms (the holder renews it every tick)",
+        );
+    }
+    let retry_base_ms = l.uint("retry_base_ms", &[], 1000, 1, 3_600_000)?;
+    let retry_max_ms = l.uint("retry_max_ms", &[], 60_000, 1, 86_400_000)?;
+    if retry_max_ms < retry_base_ms {
+        return err("retry_max_ms", "must not be smaller than retry_base_ms");
+    }
+    Ok(Timing {
+        tick_period_ms,
+        host_tick_ms,
+        call_timeout_ms,
+        lease_ttl_ms,
+        retry_base_ms,
+        retry_max_ms,
+    })
+}
+
+/// `shared_data_namespace`: `*` (the default zone) or an shm_kv zone's name.
+fn parse_namespace(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+    match l.string("shared_data_namespace", &[])? {
+        None => Ok(None),
+        Some((ns, _)) if ns == "*" => Ok(None),
+        Some((ns, field)) => {
+            if ns.len() > 64
+                || !ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return err(
+                    field,
+                    "must be \"*\" or the name of an shm_kv zone (letters, digits, '_', '-', '.'; at most 64)",
+                );
+            }
+            Ok(Some(ns))
+        }
+    }
+}
+
+/// The backend's own settings and the upstream its calls go to.
+fn parse_storage(
+    l: &Lookup<'_>,
+    location: StorageUrl,
+    export: bool,
+    import: bool,
+) -> Result<StorageSettings, ConfigError> {
+    let (backend, default_upstream) = match location.backend {
+        Backend::S3 => {
+            let s3 = parse_s3(l, export || import)?;
+            let u = default_s3_upstream(&s3);
+            (StorageBackend::S3(s3), u)
+        }
+        Backend::Gcs => {
+            let g = gcs::parse_gcs(l, export)?;
+            let u = g.default_upstream();
+            (StorageBackend::Gcs(g), u)
+        }
+    };
+    let upstream = match l.string("storage_upstream", &[])? {
+        Some((u, _)) => u,
+        None => default_upstream,
+    };
+    Ok(StorageSettings {
+        location,
+        upstream,
+        backend,
+    })
 }
 
 #[cfg(test)]
