@@ -35,6 +35,7 @@ pub mod json_scan;
 pub mod node_lock;
 pub mod redact;
 pub mod seal;
+pub mod secret;
 pub mod settings;
 
 pub mod store;

@@ -129,7 +129,7 @@ impl Lookup<'_> {
     }
 
     pub(crate) fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, ConfigError> {
-        Ok(self.string(key, env)?.map(|(s, _)| Secret(s)))
+        Ok(self.string(key, env)?.map(|(s, _)| Secret::new(s)))
     }
 }
 

@@ -40,27 +40,11 @@ pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
 use scanner::{check_json, first_byte, json_string, json_syntax_reason, object_members};
 pub use seal::SealSettings;
 use source::parse_source;
+pub use source::KongAdminSettings;
 use storage::{validate_gateway_version, Backend, StorageUrl};
 pub use storage::{StorageBackend, StorageSettings};
 
-/// A value that must never be logged; `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub(crate) use crate::secret::Secret;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -122,7 +106,7 @@ pub enum SourceConfig {
         poll_interval_ms: u64,
     },
     /// A Kong Admin API (`/status` probe, entity collections in Kong's flat form).
-    KongAdmin(crate::engine::source::kong_admin::KongAdminSettings),
+    KongAdmin(KongAdminSettings),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -287,8 +287,8 @@ fn imds_provider(l: &Lookup<'_>, required: bool) -> Result<AwsProvider, ConfigEr
             );
         }
         return Ok(AwsProvider::Static(AwsKeys {
-            access_key_id: Secret(String::new()),
-            secret_access_key: Secret(String::new()),
+            access_key_id: Secret::new(String::new()),
+            secret_access_key: Secret::new(String::new()),
             session_token: None,
         }));
     }

@@ -6,8 +6,22 @@ use super::lookup::Lookup;
 use super::scanner::{first_byte, json_string};
 use super::{err, ConfigError, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
-use crate::engine::source::kong_admin::KongAdminSettings;
 use crate::http_url::HttpUrl;
+use crate::secret::Secret;
+
+/// The Kong Admin API's settings (`SourceConfig::KongAdmin` and the importer's), read by
+/// [`parse_kong_admin`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KongAdminSettings {
+    pub url: HttpUrl,
+    pub upstream: String,
+    /// `(header name, token)`: Kong Enterprise RBAC `Kong-Admin-Token`, or any header.
+    pub auth: Option<(String, Secret)>,
+    /// How often `/status` is asked (DB-less change probe).
+    pub poll_interval_ms: u64,
+    /// How often a database-backed node is dumped.
+    pub dump_interval_ms: u64,
+}
 
 pub(crate) fn parse_source(
     l: &Lookup<'_>,

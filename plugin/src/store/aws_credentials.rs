@@ -20,7 +20,7 @@ use super::timestamp::{rfc3339_ms, shift, unshift};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
 use crate::node_lock::SharedStore;
-use crate::settings::Secret;
+use crate::secret::Secret;
 
 /// The ECS/EKS container-credentials host for `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`.
 pub const ECS_CREDENTIALS_HOST: &str = "http://169.254.170.2";

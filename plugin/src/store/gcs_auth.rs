@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
-use crate::settings::Secret;
+use crate::secret::Secret;
 
 pub const SCOPE_READ_WRITE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 pub const SCOPE_READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";

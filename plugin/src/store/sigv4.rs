@@ -182,7 +182,7 @@ pub(crate) fn amz_dates_for_tests(now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Secret;
+    use crate::secret::Secret;
 
     const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     /// 2013-05-24T00:00:00Z, the date of AWS's S3 examples.
