@@ -12,6 +12,7 @@
 //! and PutObject parameters), `storage` (the storage URL and key layout). Document checks live in
 //! `crate::document`.
 
+pub mod aws;
 mod election;
 pub mod gcs;
 mod history;

@@ -5,10 +5,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::aws::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
 use super::lookup::{object_or_json_string, Lookup};
 use super::{err, ConfigError, Secret};
 use crate::http_url::{percent_encode, HttpUrl};
-use crate::store::aws_credentials::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Settings {
