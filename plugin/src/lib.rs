@@ -34,6 +34,7 @@ pub mod http_url;
 pub mod json_scan;
 pub mod node_lock;
 pub mod redact;
+pub mod rs256;
 pub mod seal;
 pub mod secret;
 pub mod settings;
