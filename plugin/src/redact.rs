@@ -286,9 +286,9 @@ impl ChainEdit for Redaction {
 /// (`cargo bench -p config-bridge --bench slicing`), so well under a callback's budget in wasm.
 pub const SLICE_BYTES: usize = 1024 * 1024;
 
-/// The deepest nesting the rewriter follows (as `json_scan::MAX_DEPTH`): a deeper document is
+/// The deepest nesting the rewriter follows (as `json::scan::MAX_DEPTH`): a deeper document is
 /// refused rather than passed on unread.
-pub const MAX_DEPTH: usize = crate::json_scan::MAX_DEPTH;
+pub const MAX_DEPTH: usize = crate::json::scan::MAX_DEPTH;
 
 /// The document a [`Rewriter`] finished with.
 #[derive(Debug)]

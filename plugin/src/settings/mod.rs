@@ -7,7 +7,7 @@
 
 //!
 //! Modules by responsibility: `lookup` (a setting from the filter configuration, else its
-//! environment variable), `scanner` (the filter configuration's JSON split into members without
+//! environment variable), `crate::json::members` (the filter configuration's JSON split into members without
 //! decoding the payload), `source` (where the exported config comes from), `s3` (S3 credentials
 //! and PutObject parameters), `storage` (the storage URL and key layout). Document checks live in
 //! `crate::document`.
@@ -19,7 +19,6 @@ mod history;
 mod import;
 mod lookup;
 pub mod s3;
-pub(crate) mod scanner;
 mod seal;
 mod source;
 pub mod storage;
@@ -30,7 +29,10 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::http_url::HttpUrl;
-use crate::json_scan::{Summary, ValueKind};
+use crate::json::members::{
+    check_json, first_byte, json_string, json_syntax_reason, object_members,
+};
+use crate::json::scan::{Summary, ValueKind};
 pub use election::ElectionSettings;
 pub use gcs::GcsSettings;
 pub use history::HistorySettings;
@@ -38,7 +40,6 @@ pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
 use s3::{default_s3_upstream, parse_s3};
 pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
-use scanner::{check_json, first_byte, json_string, json_syntax_reason, object_members};
 pub use seal::SealSettings;
 use source::parse_source;
 pub use source::KongAdminSettings;
@@ -317,7 +318,7 @@ impl Config {
     }
 
     /// `parse_owned` for a filter configuration whose JSON object a resumable scan
-    /// (`json_scan::Scanner`, with `config` as its nested member) has already validated and split
+    /// (`json::scan::Scanner`, with `config` as its nested member) has already validated and split
     /// in slices: nothing here walks the whole text again. `bytes` must be the scanned text.
     pub fn parse_scanned(
         bytes: Vec<u8>,
@@ -1263,11 +1264,11 @@ mod tests {
         }
     }
 
-    /// A scan done in slices (`json_scan`) gives the same configuration, or the same error field,
+    /// A scan done in slices (`json::scan`) gives the same configuration, or the same error field,
     /// as the one-pass parse, for every shipped example and every invalid case.
     #[test]
     fn parsing_a_sliced_scan_agrees_with_the_one_pass_parse() {
-        use crate::json_scan::{Progress, Scanner};
+        use crate::json::scan::{Progress, Scanner};
         let scan = |text: &[u8]| {
             let mut scanner = Scanner::new(Some("config"));
             loop {

@@ -3,10 +3,10 @@
 use std::rc::Rc;
 
 use super::lookup::Lookup;
-use super::scanner::{first_byte, json_string};
 use super::{err, ConfigError, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
 use crate::http_url::HttpUrl;
+use crate::json::members::{first_byte, json_string};
 use crate::secret::Secret;
 
 /// The Kong Admin API's settings (`SourceConfig::KongAdmin` and the importer's), read by

@@ -20,7 +20,7 @@ use crate::document::{hex, sha256};
 use crate::flat_form::{Collection, FlatBuilder, COLLECTIONS};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::percent_encode;
-use crate::settings::scanner::{check_json, json_string, object_members};
+use crate::json::members::{check_json, json_string, object_members};
 pub use crate::settings::KongAdminSettings;
 
 /// `configuration_hash` of a DB-less node with no configuration.
