@@ -357,57 +357,12 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         scanned: Option<&Summary>,
     ) -> Result<(Config, PayloadLoc), ConfigError> {
-        let not_object = || ConfigError {
-            strict: false,
-            field: "configuration".into(),
-            reason: "expected a JSON object or a JSON string holding one".into(),
-        };
-        // Validated as JSON without a tree, then split into members (byte ranges): the `config`
-        // payload is located, never decoded; the other settings are small and become `Value`s.
-        let (members, config_format_version) = match scanned {
-            Some(summary) => {
-                if summary.root != ValueKind::Object {
-                    return Err(not_object());
-                }
-                let members = summary
-                    .members
-                    .iter()
-                    .map(|m| (m.key.clone(), m.value.start, m.value.end))
-                    .collect::<Vec<_>>();
-                (members, scanned_format_version(summary, text))
-            }
-            None => {
-                check_json(text).map_err(|e| ConfigError {
-                    strict: false,
-                    field: "configuration".into(),
-                    reason: json_syntax_reason(&e),
-                })?;
-                (object_members(text).ok_or_else(not_object)?, None)
-            }
-        };
-        let mut obj = Map::new();
-        let mut config = None;
-        // The first bad member is reported once `strict_config` (wherever it is) has been read.
-        let mut first_error = None;
-        for (k, start, end) in members {
-            if !SETTINGS.contains(&k.as_str()) {
-                first_error.get_or_insert((k, "unknown setting".to_string()));
-                continue;
-            }
-            if k == "config" {
-                config = Some((start, end));
-                continue;
-            }
-            let raw = text.get(start..end).unwrap_or_default();
-            match serde_json::from_slice::<Value>(raw) {
-                Ok(value) => {
-                    obj.insert(k, value);
-                }
-                Err(e) => {
-                    first_error.get_or_insert((k, json_syntax_reason(&e)));
-                }
-            }
-        }
+        let (members, config_format_version) = top_level_members(text, scanned)?;
+        let SettingsValues {
+            obj,
+            config,
+            first_error,
+        } = settings_values(text, members);
         let l = Lookup {
             obj: &obj,
             config,
@@ -494,6 +449,89 @@ impl Config {
             Some(id) => format!("{}{id}.json", self.history_prefix()),
             None => self.config_key(),
         }
+    }
+}
+
+/// A setting's name and what is wrong with it.
+type FieldError = (String, String);
+
+/// The configuration's members, sorted out: each known setting's value, the payload's range.
+struct SettingsValues {
+    obj: Map<String, Value>,
+    config: Option<(usize, usize)>,
+    first_error: Option<FieldError>,
+}
+
+/// An object's members: (unescaped key, start and end of the raw value).
+type MemberRanges = Vec<(String, usize, usize)>;
+
+/// Settings as (key, raw value's byte range), and the payload's `_format_version` when a sliced
+/// scan already read it; validated as JSON without a tree. The `config` payload is located, never
+/// decoded.
+fn top_level_members(
+    text: &[u8],
+    scanned: Option<&Summary>,
+) -> Result<(MemberRanges, Option<Result<(), String>>), ConfigError> {
+    let not_object = || ConfigError {
+        strict: false,
+        field: "configuration".into(),
+        reason: "expected a JSON object or a JSON string holding one".into(),
+    };
+    // Validated as JSON without a tree, then split into members (byte ranges): the `config`
+    // payload is located, never decoded; the other settings are small and become `Value`s.
+    Ok(match scanned {
+        Some(summary) => {
+            if summary.root != ValueKind::Object {
+                return Err(not_object());
+            }
+            let members = summary
+                .members
+                .iter()
+                .map(|m| (m.key.clone(), m.value.start, m.value.end))
+                .collect::<Vec<_>>();
+            (members, scanned_format_version(summary, text))
+        }
+        None => {
+            check_json(text).map_err(|e| ConfigError {
+                strict: false,
+                field: "configuration".into(),
+                reason: json_syntax_reason(&e),
+            })?;
+            (object_members(text).ok_or_else(not_object)?, None)
+        }
+    })
+}
+
+/// Each known setting's value decoded (they are small), the `config` payload's range, and the
+/// first bad member (reported once `strict_config` has been read).
+fn settings_values(text: &[u8], members: MemberRanges) -> SettingsValues {
+    let mut obj = Map::new();
+    let mut config = None;
+    // The first bad member is reported once `strict_config` (wherever it is) has been read.
+    let mut first_error = None;
+    for (k, start, end) in members {
+        if !SETTINGS.contains(&k.as_str()) {
+            first_error.get_or_insert((k, "unknown setting".to_string()));
+            continue;
+        }
+        if k == "config" {
+            config = Some((start, end));
+            continue;
+        }
+        let raw = text.get(start..end).unwrap_or_default();
+        match serde_json::from_slice::<Value>(raw) {
+            Ok(value) => {
+                obj.insert(k, value);
+            }
+            Err(e) => {
+                first_error.get_or_insert((k, json_syntax_reason(&e)));
+            }
+        }
+    }
+    SettingsValues {
+        obj,
+        config,
+        first_error,
     }
 }
 

@@ -425,58 +425,13 @@ pub fn s3_params_to_headers(
             );
         }
         if param == "Metadata" {
-            let Value::Object(meta) = value else {
-                return err(field, "expected an object of string values");
-            };
-            for (k, v) in meta {
-                let mfield = format!("{field}.{k}");
-                let key = k.to_ascii_lowercase();
-                if key.is_empty()
-                    || !key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return err(
-                        mfield,
-                        "metadata keys may only contain letters, digits, '-' and '_'",
-                    );
-                }
-                if RESERVED_METADATA.contains(&key.as_str()) {
-                    return err(mfield, "is written by config-bridge itself");
-                }
-                let Value::String(v) = v else {
-                    return err(mfield, "expected a string");
-                };
-                if !header_value_ok(v) {
-                    return err(mfield, "must be non-empty printable US-ASCII");
-                }
-                headers.push((format!("x-amz-meta-{key}"), v.clone()));
-            }
+            metadata_headers(value, &field, &mut headers)?;
             continue;
         }
         let Some((_, header)) = S3_PARAMS.iter().find(|(p, _)| p == param) else {
             return err(field, "unknown S3 PutObject parameter");
         };
-        let text = match (param.as_str(), value) {
-            ("Tagging", Value::Object(tags)) => {
-                let mut pairs = Vec::new();
-                for (k, v) in tags {
-                    let Value::String(v) = v else {
-                        return err(field, "tag values must be strings");
-                    };
-                    pairs.push(format!(
-                        "{}={}",
-                        percent_encode(k, false),
-                        percent_encode(v, false)
-                    ));
-                }
-                pairs.join("&")
-            }
-            ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
-            ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
-            (_, Value::String(s)) => s.clone(),
-            _ => return err(field, "expected a string"),
-        };
+        let text = param_text(param, value, &field)?;
         if !header_value_ok(&text) {
             return err(field, "must be non-empty printable US-ASCII");
         }
@@ -489,4 +444,65 @@ pub fn s3_params_to_headers(
     }
     headers.sort();
     Ok(headers)
+}
+
+/// `Metadata`: an object of strings, each an `x-amz-meta-<key>` header.
+fn metadata_headers(
+    value: &Value,
+    field: &str,
+    headers: &mut Vec<(String, String)>,
+) -> Result<(), ConfigError> {
+    let Value::Object(meta) = value else {
+        return err(field, "expected an object of string values");
+    };
+    for (k, v) in meta {
+        let mfield = format!("{field}.{k}");
+        let key = k.to_ascii_lowercase();
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return err(
+                mfield,
+                "metadata keys may only contain letters, digits, '-' and '_'",
+            );
+        }
+        if RESERVED_METADATA.contains(&key.as_str()) {
+            return err(mfield, "is written by config-bridge itself");
+        }
+        let Value::String(v) = v else {
+            return err(mfield, "expected a string");
+        };
+        if !header_value_ok(v) {
+            return err(mfield, "must be non-empty printable US-ASCII");
+        }
+        headers.push((format!("x-amz-meta-{key}"), v.clone()));
+    }
+    Ok(())
+}
+
+/// A parameter's value as its header's text: strings as they are, `Tagging` as a URL-encoded
+/// query, `BucketKeyEnabled` as `true`/`false`.
+fn param_text(param: &str, value: &Value, field: &str) -> Result<String, ConfigError> {
+    Ok(match (param, value) {
+        ("Tagging", Value::Object(tags)) => {
+            let mut pairs = Vec::new();
+            for (k, v) in tags {
+                let Value::String(v) = v else {
+                    return err(field, "tag values must be strings");
+                };
+                pairs.push(format!(
+                    "{}={}",
+                    percent_encode(k, false),
+                    percent_encode(v, false)
+                ));
+            }
+            pairs.join("&")
+        }
+        ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
+        ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
+        (_, Value::String(s)) => s.clone(),
+        _ => return err(field, "expected a string"),
+    })
 }
