@@ -124,57 +124,9 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
     } else {
         SCOPE_READ_ONLY
     };
-    // The key file's text, or (Kong 3.5+ hands JSON over as JSON) the key as an object.
-    let key = match l.get("gcp_service_account", &["GCP_SERVICE_ACCOUNT"]) {
-        None => None,
-        Some(r) => match r.value {
-            Value::String(s) if s.trim().is_empty() => None,
-            Value::String(s) => Some((s, r.field)),
-            v @ Value::Object(_) => Some((v.to_string(), r.field)),
-            _ => {
-                return err(
-                    r.field,
-                    "expected the JSON key file (a string or an object)",
-                )
-            }
-        },
-    };
-    let tokens = match key {
-        Some((json, field)) => {
-            // The reason names what is wrong, never a value (the key is a secret).
-            let key = ServiceAccountKey::parse(&json).or_else(|r| err(&field, r))?;
-            let (token_uri, aud) = match l.string("gcs_token_uri", &[])? {
-                Some((raw, f)) => (HttpUrl::parse(&raw).or_else(|r| err(f, r))?, raw),
-                None => {
-                    let raw = key.token_uri.as_deref().unwrap_or(GOOGLE_TOKEN_URI);
-                    let url = HttpUrl::parse(raw)
-                        .or_else(|r| err(&field, format!("has an unusable token_uri: {r}")))?;
-                    (url, raw.trim().to_string())
-                }
-            };
-            let upstream = match l.string("gcs_token_upstream", &[])? {
-                Some((u, _)) => u,
-                None => token_uri.upstream(),
-            };
-            TokenProvider::ServiceAccount {
-                key,
-                token_uri,
-                aud,
-                upstream,
-            }
-        }
-        None => {
-            // Workload identity: the metadata server of the machine or the GKE node.
-            let url = url(l, "gcs_metadata_url", &["GCE_METADATA_HOST"], METADATA_URL)?;
-            if url.path_and_query.contains('?') {
-                return err("gcs_metadata_url", "must not have a query string");
-            }
-            let upstream = match l.string("gcs_metadata_upstream", &[])? {
-                Some((u, _)) => u,
-                None => url.upstream(),
-            };
-            TokenProvider::Metadata { url, upstream }
-        }
+    let tokens = match service_account_key(l)? {
+        Some((json, field)) => service_account_provider(l, &json, &field)?,
+        None => metadata_provider(l)?,
     };
     if endpoint.path_and_query.contains('?') {
         return err("gcs_endpoint", "must not have a query string");
@@ -184,6 +136,65 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
         tokens,
         scope,
     })
+}
+
+/// `gcp_service_account`: the key file's text, or (Kong 3.5+ hands JSON over as JSON) the key
+/// as an object; with the field it came from.
+fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, String)>, ConfigError> {
+    let Some(r) = l.get("gcp_service_account", &["GCP_SERVICE_ACCOUNT"]) else {
+        return Ok(None);
+    };
+    match r.value {
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) => Ok(Some((s, r.field))),
+        v @ Value::Object(_) => Ok(Some((v.to_string(), r.field))),
+        _ => err(
+            r.field,
+            "expected the JSON key file (a string or an object)",
+        ),
+    }
+}
+
+/// Tokens from a JWT grant signed with the service account's key.
+fn service_account_provider(
+    l: &Lookup<'_>,
+    json: &str,
+    field: &str,
+) -> Result<TokenProvider, ConfigError> {
+    // The reason names what is wrong, never a value (the key is a secret).
+    let key = ServiceAccountKey::parse(json).or_else(|r| err(field, r))?;
+    let (token_uri, aud) = match l.string("gcs_token_uri", &[])? {
+        Some((raw, f)) => (HttpUrl::parse(&raw).or_else(|r| err(f, r))?, raw),
+        None => {
+            let raw = key.token_uri.as_deref().unwrap_or(GOOGLE_TOKEN_URI);
+            let url = HttpUrl::parse(raw)
+                .or_else(|r| err(field, format!("has an unusable token_uri: {r}")))?;
+            (url, raw.trim().to_string())
+        }
+    };
+    let upstream = match l.string("gcs_token_upstream", &[])? {
+        Some((u, _)) => u,
+        None => token_uri.upstream(),
+    };
+    Ok(TokenProvider::ServiceAccount {
+        key,
+        token_uri,
+        aud,
+        upstream,
+    })
+}
+
+/// Workload identity: the metadata server of the machine or the GKE node.
+fn metadata_provider(l: &Lookup<'_>) -> Result<TokenProvider, ConfigError> {
+    let url = url(l, "gcs_metadata_url", &["GCE_METADATA_HOST"], METADATA_URL)?;
+    if url.path_and_query.contains('?') {
+        return err("gcs_metadata_url", "must not have a query string");
+    }
+    let upstream = match l.string("gcs_metadata_upstream", &[])? {
+        Some((u, _)) => u,
+        None => url.upstream(),
+    };
+    Ok(TokenProvider::Metadata { url, upstream })
 }
 
 #[cfg(test)]
