@@ -12,7 +12,7 @@ use crate::rs256::sign::SignJob;
 use serde_json::{json, Value};
 
 use crate::http::{HttpResponse, OutboundRequest};
-use crate::http_url::percent_encode;
+use crate::http_url::{percent_encode, HttpUrl};
 use crate::secret::Secret;
 pub use crate::settings::gcs::{
     ServiceAccountKey, TokenProvider, GOOGLE_TOKEN_URI, METADATA_URL, SCOPE_READ_ONLY,
@@ -185,76 +185,51 @@ impl TokenCache {
             return None;
         }
         let request = match &self.provider {
-            TokenProvider::ServiceAccount {
-                key,
-                token_uri,
-                aud,
-                upstream,
-            } => {
-                let step = match self.pending.as_mut() {
-                    Some(pending) => pending.step(),
-                    None => {
-                        let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
-                        match key.start_assertion(self.scope, aud, iat_ms / 1000) {
-                            Ok(pending) => self.pending = Some(pending),
-                            Err(e) => {
-                                self.failed(e, now_ms);
-                            }
-                        }
-                        return None;
-                    }
-                };
-                let assertion = match step {
-                    None => return None,
-                    Some(Ok(a)) => {
-                        self.pending = None;
-                        a
-                    }
-                    Some(Err(e)) => {
-                        self.pending = None;
-                        self.failed(e, now_ms);
-                        return None;
-                    }
-                };
-                let body = format!(
-                    "grant_type={}&assertion={assertion}",
-                    percent_encode(JWT_BEARER_GRANT, false)
-                );
-                OutboundRequest {
-                    upstream: upstream.clone(),
-                    method: "POST".into(),
-                    path: token_uri.path_and_query.clone(),
-                    authority: token_uri.authority(),
-                    scheme: token_uri.scheme.clone(),
-                    headers: vec![
-                        (
-                            "content-type".into(),
-                            "application/x-www-form-urlencoded".into(),
-                        ),
-                        ("content-length".into(), body.len().to_string()),
-                        ("accept".into(), "application/json".into()),
-                    ],
-                    body: Rc::new(body.into_bytes()),
-                }
-            }
             TokenProvider::Metadata { url, upstream } => {
-                let base = url.path().trim_end_matches('/');
-                OutboundRequest {
-                    upstream: upstream.clone(),
-                    method: "GET".into(),
-                    path: format!(
-                        "{base}{METADATA_TOKEN_PATH}?scopes={}",
-                        percent_encode(self.scope, false)
-                    ),
-                    authority: url.authority(),
-                    scheme: url.scheme.clone(),
-                    headers: vec![("metadata-flavor".into(), "Google".into())],
-                    body: Rc::default(),
-                }
+                metadata_request(url, upstream, self.scope)
+            }
+            TokenProvider::ServiceAccount { .. } => {
+                let assertion = self.assertion_step(now_ms)?;
+                let TokenProvider::ServiceAccount {
+                    token_uri,
+                    upstream,
+                    ..
+                } = &self.provider
+                else {
+                    return None;
+                };
+                grant_request(token_uri, upstream, &assertion)
             }
         };
         self.requests += 1;
         Some(request)
+    }
+
+    /// One slice of the JWT's signature (the first call only starts it); the assertion once it
+    /// is signed. A failure is counted and backs off.
+    fn assertion_step(&mut self, now_ms: u64) -> Option<String> {
+        let TokenProvider::ServiceAccount { key, aud, .. } = &self.provider else {
+            return None;
+        };
+        let Some(pending) = self.pending.as_mut() else {
+            let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
+            match key.start_assertion(self.scope, aud, iat_ms / 1000) {
+                Ok(pending) => self.pending = Some(pending),
+                Err(e) => {
+                    self.failed(e, now_ms);
+                }
+            }
+            return None;
+        };
+        let signed = pending.step()?;
+        self.pending = None;
+        match signed {
+            Ok(assertion) => Some(assertion),
+            Err(e) => {
+                self.failed(e, now_ms);
+                None
+            }
+        }
     }
 
     /// Whether an assertion is half-signed (the next `request` runs its next slice).
@@ -382,6 +357,47 @@ fn token_error(resp: &HttpResponse) -> String {
 
 /// Base64url without padding (RFC 7515's JWS encoding): the standard alphabet's two symbols
 /// swapped and the padding dropped.
+/// The JWT grant: the signed assertion exchanged at the key's token URI.
+fn grant_request(token_uri: &HttpUrl, upstream: &str, assertion: &str) -> OutboundRequest {
+    let body = format!(
+        "grant_type={}&assertion={assertion}",
+        percent_encode(JWT_BEARER_GRANT, false)
+    );
+    OutboundRequest {
+        upstream: upstream.to_string(),
+        method: "POST".into(),
+        path: token_uri.path_and_query.clone(),
+        authority: token_uri.authority(),
+        scheme: token_uri.scheme.clone(),
+        headers: vec![
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+            ("content-length".into(), body.len().to_string()),
+            ("accept".into(), "application/json".into()),
+        ],
+        body: Rc::new(body.into_bytes()),
+    }
+}
+
+/// The metadata server's token for the default service account, for `scope`.
+fn metadata_request(url: &HttpUrl, upstream: &str, scope: &str) -> OutboundRequest {
+    let base = url.path().trim_end_matches('/');
+    OutboundRequest {
+        upstream: upstream.to_string(),
+        method: "GET".into(),
+        path: format!(
+            "{base}{METADATA_TOKEN_PATH}?scopes={}",
+            percent_encode(scope, false)
+        ),
+        authority: url.authority(),
+        scheme: url.scheme.clone(),
+        headers: vec![("metadata-flavor".into(), "Google".into())],
+        body: Rc::default(),
+    }
+}
+
 pub fn base64url(data: &[u8]) -> String {
     crate::document::base64(data)
         .chars()
