@@ -15,8 +15,6 @@ pub mod election_objects;
 pub mod gcs;
 pub mod gcs_auth;
 pub mod lineage;
-pub mod rsa_key;
-pub mod rsa_sign;
 pub mod s3;
 pub mod sigv4;
 pub mod timestamp;
