@@ -505,10 +505,7 @@ fn chaos_with_clock_skew_and_slow_requests() {
 }
 
 /// The same with `s3_conditional_writes: false`: nothing but the election keeps uploads apart.
-/// Ignored: with the default seed two nodes lead at once at minute 1038 (a node restarted under
-/// skew; under investigation). `cargo test --test election -- --ignored` runs it.
 #[test]
-#[ignore = "two leaders at minute 1038 with the default seed: open"]
 fn chaos_with_clock_skew_and_without_conditional_writes() {
     chaos_test(
         3_000,

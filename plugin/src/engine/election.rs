@@ -366,6 +366,15 @@ impl Election {
                     // Counted from when the registration was sent: the store stamped it no
                     // earlier, and the answer may come up to a call timeout later.
                     let sent = self.round_started.min(now);
+                    if self.registered_at.is_some_and(|prev| sent > self.valid_after(prev)) {
+                        // This node's registration went stale meanwhile (failed rounds, an answer
+                        // a reconfiguration dropped): the others may have listed without it, so
+                        // their refreshes since its entry prove nothing. It enters anew (found
+                        // by the chaos test without conditional writes: two leaders).
+                        self.entered_store_ms = None;
+                        self.seen_since_entry.clear();
+                        self.eligible_from = None;
+                    }
                     self.registered_at = Some(sent);
                     self.note_refresh(shared, sent);
                     if self.eligible_from.is_none() && self.entry == Entry::Takeover {
@@ -496,6 +505,9 @@ impl Election {
             format!("election: {what}; leadership unchanged"),
         );
         fx.metric(Metric::ElectionFailuresTotal, 1);
+        // The gauge is the node's: a worker that took the lease over from a leader that died
+        // reports what it knows (found by the chaos test: a partitioned node's gauge stayed 1).
+        fx.metric(Metric::ElectionLeader, u64::from(self.leading));
         let retry = (self.settings.interval_ms / 10)
             .clamp(1_000, 30_000)
             .min(self.settings.interval_ms);
@@ -518,7 +530,13 @@ impl Election {
                 self.candidates.push((key, me));
             }
         }
-        self.adopt_older_registration(node_id, now, store_now, shared, fx);
+        // Took back a stale older registration: the others listed this node under its newer,
+        // younger key, so nothing they did yet shows they saw it older.
+        let re_entered = self.adopt_older_registration(node_id, now, store_now, shared, fx);
+        if re_entered {
+            self.entered_store_ms = None;
+            self.seen_since_entry.clear();
+        }
         let window = interval.saturating_add(FRESHNESS_GRACE_MS);
         let mut fresh: Vec<&ElectionCandidate> = self
             .candidates
@@ -552,13 +570,17 @@ impl Election {
         }
         let first_in_line = leader_id.as_deref() == Some(node_id);
         // When this node entered the race (its registration's first listed store time).
-        let entered = *self.entered_store_ms.get_or_insert_with(|| {
-            self.candidates
-                .iter()
-                .filter(|(_, c)| c.node_id == node_id)
-                .map(|(_, c)| c.refreshed_ms)
-                .max()
-                .unwrap_or(registered_store)
+        // Not this round when it just took back an older registration: its entry begins when that
+        // registration is refreshed (the next round).
+        let entered = (!re_entered).then(|| {
+            *self.entered_store_ms.get_or_insert_with(|| {
+                self.candidates
+                    .iter()
+                    .filter(|(_, c)| c.node_id == node_id)
+                    .map(|(_, c)| c.refreshed_ms)
+                    .max()
+                    .unwrap_or(registered_store)
+            })
         });
         // A node first in line leads once nobody else can be leading: no other fresh
         // candidate, or every other one refreshed (and so listed, and saw this node older)
@@ -566,9 +588,12 @@ impl Election {
         // over the lease of a node already in line leads at once (`Entry::Takeover`).
         let others: Vec<&&ElectionCandidate> =
             fresh.iter().filter(|c| c.node_id != node_id).collect();
-        let seen_after = entered.saturating_add(DATE_RESOLUTION_MS);
+        let seen_after = entered.map(|e| e.saturating_add(DATE_RESOLUTION_MS));
         let settled_at = self.margin_settle();
-        for c in others.iter().filter(|c| c.refreshed_ms > seen_after) {
+        for c in others
+            .iter()
+            .filter(|c| seen_after.is_some_and(|s| c.refreshed_ms > s))
+        {
             if !self.seen_since_entry.iter().any(|(id, _)| *id == c.node_id)
                 && self.seen_since_entry.len() < 1_000
             {
@@ -582,9 +607,11 @@ impl Election {
                 .find(|(id, _)| *id == c.node_id)
                 .map(|(_, t)| *t)
         };
-        let seen_by_all = others
-            .iter()
-            .all(|c| first_seen(c).is_some_and(|t| store_now >= t.saturating_add(settled_at)));
+        let seen_by_all = others.is_empty()
+            || (entered.is_some()
+                && others.iter().all(|c| {
+                    first_seen(c).is_some_and(|t| store_now >= t.saturating_add(settled_at))
+                }));
         let eligible = self.leading || self.eligible_from.is_some_and(|t| now >= t) || seen_by_all;
         let leading = first_in_line && eligible;
         if leading != self.leading {
@@ -676,9 +703,12 @@ impl Election {
 
     /// Until when a registration sent at `registered_at` lets this node lead (local time).
     fn valid_until(&self, now: u64) -> u64 {
-        self.registered_at
-            .unwrap_or(now)
-            .saturating_add(self.settings.interval_ms)
+        self.valid_after(self.registered_at.unwrap_or(now))
+    }
+
+    /// Until when a registration sent at `sent` counts for sure (local time).
+    fn valid_after(&self, sent: u64) -> u64 {
+        sent.saturating_add(self.settings.interval_ms)
             .saturating_add(FRESHNESS_GRACE_MS)
             .saturating_sub(self.margin_ms)
     }
@@ -686,6 +716,7 @@ impl Election {
     /// The listing shows an older registration of this node (its shared data was wiped by a
     /// reload or a restart, so it registered anew): it takes that place back from the next
     /// round on, and deletes the newer key (one registration per node).
+    /// Returns whether it took back a registration that had gone stale (the others may lead).
     fn adopt_older_registration(
         &mut self,
         node_id: &str,
@@ -693,9 +724,9 @@ impl Election {
         store_now: u64,
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
-    ) {
+    ) -> bool {
         let Some(mine) = self.register_time_ms else {
-            return;
+            return false;
         };
         let older = self
             .candidates
@@ -704,7 +735,7 @@ impl Election {
             .min_by_key(|(_, c)| c.register_time_ms)
             .map(|(key, c)| (key.clone(), c.register_time_ms, c.refreshed_ms));
         let Some((key, t, refreshed_ms)) = older else {
-            return;
+            return false;
         };
         // Still fresh (the node's previous workers refreshed it moments ago: a reload): nobody
         // else can have led meanwhile, so no settle round, as for a lease takeover.
@@ -712,7 +743,8 @@ impl Election {
             .saturating_add(self.settings.interval_ms)
             .saturating_add(FRESHNESS_GRACE_MS)
             .saturating_sub(self.margin_ms);
-        if store_now < fresh_until {
+        let fresh = store_now < fresh_until;
+        if fresh {
             self.entry = Entry::Takeover;
             self.eligible_from = Some(now);
         }
@@ -734,6 +766,7 @@ impl Election {
             Level::Info,
             "election: this node registered before (its shared data was reset); it keeps its first registration",
         );
+        !fresh
     }
 
     /// The listing was refused (401/403): this node cannot see the other candidates. Kong's

@@ -539,13 +539,13 @@ fn rfc3339_helper_matches_the_parser() {
     assert_eq!(rfc3339_ms(&rfc3339(T0 + 42)), Some(T0 + 42));
 }
 
-#[test]
-fn a_leader_whose_registration_went_stale_waits_for_the_successor_to_step_down() {
+/// node-a leads, then cannot refresh (its requests fail: `down`) until node-b has taken over.
+/// Returns both nodes, the bucket, the failing one and the time node-b leads.
+fn node_b_takes_over_from_a_cut_off_node_a() -> (Node, Node, Bucket, Bucket, u64) {
     let mut bucket = Bucket::new();
     let mut nodes = vec![Node::new("node-a", 0), Node::new("node-b", 0)];
     run(&mut nodes, &mut bucket, T0, T0 + 8000);
     assert_eq!(leaders(&nodes, T0 + 8000), ["node-a"]);
-    // node-a cannot refresh for a while (its requests fail): it lapses, node-b takes over.
     let mut a = nodes.remove(0);
     let mut b = nodes.remove(0);
     let mut down = Bucket::new();
@@ -557,19 +557,29 @@ fn a_leader_whose_registration_went_stale_waits_for_the_successor_to_step_down()
         b.step(&mut bucket, at);
         assert!(!(a.leads(at) && b.leads(at)), "two leaders at +{}", at - T0);
     }
+    (a, b, bucket, down, at)
+}
+
+#[test]
+fn a_leader_whose_registration_went_stale_waits_for_the_successor_to_step_down() {
+    // node-a cannot refresh for a while (its requests fail): it lapses, node-b takes over.
+    let (mut a, mut b, mut bucket, _, at) = node_b_takes_over_from_a_cut_off_node_a();
     // node-a is back: it is older and takes over again, but never while node-b still leads.
-    let mut a_back = None;
+    a_leads_again(&mut a, &mut b, &mut bucket, at);
+}
+
+/// Steps both nodes each second until node-a leads (at most a minute), never two leaders.
+fn a_leads_again(a: &mut Node, b: &mut Node, bucket: &mut Bucket, mut at: u64) {
     for _ in 0..60 {
         at += 1000;
-        a.step(&mut bucket, at);
-        b.step(&mut bucket, at);
+        a.step(bucket, at);
+        b.step(bucket, at);
         assert!(!(a.leads(at) && b.leads(at)), "two leaders at +{}", at - T0);
         if a.leads(at) {
-            a_back = Some(at);
-            break;
+            return;
         }
     }
-    assert!(a_back.is_some(), "node-a leads again");
+    panic!("node-a does not lead again");
 }
 
 #[test]
@@ -679,4 +689,79 @@ fn a_leader_whose_listing_fails_after_its_refresh_steps_down_until_a_listing_suc
         round + 2000,
     );
     assert!(a.leads(round + 2000));
+}
+
+/// The chaos test's two leaders (no conditional writes, seed 13907095858650157569, minute
+/// 1038): node-a, first in line but waiting for node-b to step down, lists once, then its
+/// registration goes stale (refreshes failing: a reconfiguration dropped an answer, then a reset
+/// connection). node-b refreshes and lists while node-a is stale, so it never saw node-a; node-a
+/// then registers again and took node-b's refresh, which came after node-a first entered, for
+/// "node-b listed and saw me older": both led. A registration that went stale starts a new entry.
+#[test]
+fn a_waiting_node_whose_registration_went_stale_does_not_count_refreshes_from_before() {
+    let (mut a, mut b, mut bucket, mut down, mut at) = node_b_takes_over_from_a_cut_off_node_a();
+    let key = |bucket: &Bucket, id: &str| {
+        bucket
+            .objects
+            .iter()
+            .find(|(k, _)| k.ends_with(id))
+            .map(|(_, m)| *m)
+            .unwrap()
+    };
+    // node-a is back for one round: it registers and lists (node-b older than its entry: wait).
+    let before = key(&bucket, "node-a");
+    while key(&bucket, "node-a") == before {
+        at += 1000;
+        a.step(&mut bucket, at);
+        b.step(&mut bucket, at);
+        assert!(!(a.leads(at) && b.leads(at)), "two leaders at +{}", at - T0);
+    }
+    let entered = key(&bucket, "node-a");
+    assert!(!a.leads(at));
+    // Then cut off again until node-b has refreshed (and listed) while node-a was stale.
+    let window = INTERVAL + FRESHNESS_GRACE_MS;
+    while key(&bucket, "node-b") <= entered + window {
+        at += 1000;
+        a.step(&mut down, at);
+        b.step(&mut bucket, at);
+        assert!(!(a.leads(at) && b.leads(at)), "two leaders at +{}", at - T0);
+    }
+    // Back for good: node-a leads again only once node-b has stepped down.
+    a_leads_again(&mut a, &mut b, &mut bucket, at);
+}
+
+/// The chaos test's two leaders (default seed, minute 2448): node-a restarts (its shared data is
+/// gone) after its registration went stale while node-b leads. It registers a new key (younger
+/// than node-b's), lists, and takes its older, stale registration back. node-b listed the new key
+/// and saw node-a younger: a refresh of node-b proves nothing until node-b has listed the older
+/// registration refreshed, so node-a's entry begins with that refresh.
+#[test]
+fn a_node_taking_back_a_stale_older_registration_waits_for_the_leader_to_see_it() {
+    let mut bucket = Bucket::new();
+    let mut a = Node::new("node-a", 0);
+    a.step(&mut bucket, T0);
+    let mut b = Node::new("node-b", 0);
+    let mut at = T0;
+    while !b.leads(at) {
+        at += 1000;
+        b.step(&mut bucket, at);
+        assert!(at < T0 + 3 * INTERVAL, "node-b never led");
+    }
+    // node-a restarts with fresh shared data.
+    let mut a_back = Node::new("node-a", 0);
+    drop(a);
+    for _ in 0..(3 * INTERVAL / 1000) {
+        at += 1000;
+        a_back.step(&mut bucket, at);
+        b.step(&mut bucket, at);
+        assert!(
+            !(a_back.leads(at) && b.leads(at)),
+            "two leaders at +{}",
+            at - T0
+        );
+    }
+    assert!(
+        a_back.leads(at) && !b.leads(at),
+        "node-a is older: it leads"
+    );
 }
