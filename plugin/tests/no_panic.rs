@@ -903,6 +903,7 @@ fn signing_after_year_9999_does_not_panic() {
                     sha256: sha256(&body),
                     sequence: now,
                     updated_at_ms: Some(now),
+                    supersedes: vec!["0123456789ab".into()],
                     seal: Vec::new(),
                 };
                 store.put("k", &body, &Precondition::IfAbsent, &meta, now)

@@ -81,6 +81,7 @@ fn put(s3: &MockS3, store: &dyn ObjectStore, key: &str, body: &[u8]) -> PutOutco
         sha256: sha256(body),
         sequence: 1,
         updated_at_ms: None,
+        supersedes: Vec::new(),
         seal: Vec::new(),
     };
     let body = Rc::new(body.to_vec());

@@ -53,6 +53,7 @@ pub const RESERVED_METADATA: &[&str] = &[
     "config-sha256",
     "config-sequence",
     "config-updated-at",
+    "config-supersedes",
     // Sealed exports (docs/sealed-exports.md).
     crate::seal::META_SIGNATURE,
     crate::seal::META_SIGNATURE_KEY,
