@@ -17,6 +17,14 @@
 //! real-engine bench measures. Run: `cargo bench -p config-bridge --bench slicing`
 //! (`SLICING_MB=50` for one size).
 
+// Test code may panic; the crate's no-panic lints (plugin/Cargo.toml) are for the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};

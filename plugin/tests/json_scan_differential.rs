@@ -8,6 +8,14 @@
 //! scanner is stricter (UTF-8, lone surrogates, nesting limit): it never accepts what `IgnoredAny`
 //! refuses.
 
+// Test code may panic; the crate's no-panic lints (plugin/Cargo.toml) are for the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use config_bridge::json::scan::{
