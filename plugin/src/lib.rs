@@ -39,6 +39,7 @@ pub mod settings;
 
 pub mod store;
 pub mod updated_at;
+pub mod vec_map;
 
 #[cfg(target_arch = "wasm32")]
 mod shell;
