@@ -21,6 +21,7 @@
 pub mod backoff;
 pub mod config_report;
 pub mod debounce;
+pub mod decimal;
 pub mod digest;
 pub mod document;
 pub mod document_check;
