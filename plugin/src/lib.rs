@@ -32,10 +32,12 @@ pub mod history;
 pub mod host_memory;
 pub mod http;
 pub mod http_url;
-pub mod json_scan;
+pub mod json;
 pub mod node_lock;
 pub mod redact;
+pub mod rs256;
 pub mod seal;
+pub mod secret;
 pub mod settings;
 
 pub mod store;

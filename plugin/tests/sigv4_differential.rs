@@ -18,7 +18,8 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use config_bridge::http_url::percent_encode;
-use config_bridge::settings::{HeaderList, S3Settings, Secret};
+use config_bridge::secret::Secret;
+use config_bridge::settings::{HeaderList, S3Settings};
 use config_bridge::store::aws_credentials::{AwsKeys, AwsProvider};
 use config_bridge::store::sigv4::sign_v4;
 

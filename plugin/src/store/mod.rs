@@ -14,8 +14,6 @@ pub mod aws_credentials;
 pub mod election_objects;
 pub mod gcs;
 pub mod gcs_auth;
-pub mod rsa_key;
-pub mod rsa_sign;
 pub mod s3;
 pub mod sigv4;
 pub mod timestamp;

@@ -529,7 +529,8 @@ mod tests {
     use super::*;
     use crate::document::sha256;
     use crate::http_url::HttpUrl;
-    use crate::settings::{HeaderList, Secret};
+    use crate::secret::Secret;
+    use crate::settings::HeaderList;
     use crate::store::aws_credentials::AwsKeys;
     use base64::Engine as _;
     use hmac::{Hmac, KeyInit, Mac};
