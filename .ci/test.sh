@@ -41,6 +41,13 @@ python3 -m pytest -q tests/interop
 echo "== OCI packaging round trip through a real registry"
 bash .ci/oci-roundtrip.sh
 
+echo "== the shipped module (cargo xtask package: wasm-opt -Oz of the build) in the harness and the real engine"
+# The suites above ran cargo's build of the filter; this runs the export, GCS, sealed-export and
+# import suites and a real-engine export on the packaged bytes (README, "Packaging").
+cargo xtask package --out target/package >/dev/null
+CONFIG_BRIDGE_WASM="$PWD/target/package/config_bridge.wasm" cargo test --workspace -q \
+  --test export_faults --test gcs_export --test sealed_exports --test import --test engine_export
+
 echo "== the README's main job, as on a fresh machine (no C compiler for wasm32)"
 bash .ci/first-touch.sh
 echo "ci: all steps passed"

@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod config_report;
 pub mod debounce;
+pub mod decimal;
 pub mod digest;
 pub mod document;
 pub mod document_check;
@@ -30,6 +31,7 @@ pub mod settings;
 
 pub mod store;
 pub mod updated_at;
+pub mod vec_map;
 
 #[cfg(target_arch = "wasm32")]
 mod shell;

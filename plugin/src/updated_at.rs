@@ -13,7 +13,7 @@ const NEEDLE: &[u8] = b"\"updated_at\"";
 /// The longest `: <number>` read after the key (whitespace and digits), past a slice's end.
 const TAIL_MAX: usize = 64;
 /// Later than this (ms since the epoch, year 9999) is no timestamp.
-const MAX_MS: f64 = 253_402_300_799_000.0;
+const MAX_MS: u64 = 253_402_300_799_000;
 
 /// The scan of one document.
 #[derive(Clone, Debug, Default)]
@@ -98,9 +98,8 @@ fn number_after_colon(body: &[u8], at: usize) -> Option<u64> {
         .position(|c| !(c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')))
         .unwrap_or(digits.len());
     let text = std::str::from_utf8(digits.get(..len)?).ok()?;
-    let secs: f64 = text.parse().ok()?;
-    let ms = (secs * 1000.0).round();
-    (ms.is_finite() && (0.0..=MAX_MS).contains(&ms)).then_some(ms as u64)
+    let ms = crate::decimal::parse(text)?.milli()?;
+    (ms <= MAX_MS).then_some(ms)
 }
 
 #[cfg(test)]

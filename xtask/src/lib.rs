@@ -9,3 +9,4 @@ pub mod package;
 pub mod push;
 pub mod release_build;
 pub mod targz;
+pub mod wasm_opt;

@@ -23,9 +23,12 @@ enum Command {
         /// Output directory [default: <cargo target dir>/package]
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Package this .wasm instead of building the filter.
+        /// Package this .wasm as it is instead of building the filter.
         #[arg(long)]
         wasm: Option<PathBuf>,
+        /// Skip binaryen's `wasm-opt -Oz` after the build (the result is not the shipped module).
+        #[arg(long, conflicts_with = "wasm")]
+        no_wasm_opt: bool,
         /// Tag of the CNCF layout; the compat layout gets TAG-compat [default: the crate version]
         #[arg(long)]
         tag: Option<String>,
@@ -53,6 +56,7 @@ fn main() -> Result<()> {
         Command::Package {
             out,
             wasm,
+            no_wasm_opt,
             tag,
             source,
             push,
@@ -64,13 +68,18 @@ fn main() -> Result<()> {
             let opts = package::Options {
                 out: out.clone(),
                 wasm,
+                wasm_opt: !no_wasm_opt,
                 tag: tag.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
                 source,
                 push: push.as_deref().map(Reference::parse).transpose()?,
             };
             let o = package::run(&opts)?;
+            let optimised = o
+                .linked_size
+                .map(|n| format!(", wasm-opt -Oz from {n}"))
+                .unwrap_or_default();
             println!(
-                "wasm      {} ({} bytes, sha256:{})",
+                "wasm      {} ({} bytes{optimised}, sha256:{})",
                 o.wasm_path.display(),
                 o.wasm_size,
                 o.wasm_sha256

@@ -6,7 +6,7 @@ use crate::{
     image::{cncf_image, compat_image, ImageInfo},
     layout, meta,
     push::{Client, Reference},
-    release_build,
+    release_build, wasm_opt,
 };
 use anyhow::{Context, Result};
 use oci_spec::image::Digest;
@@ -32,8 +32,11 @@ pub fn bare_hex(digest: &Digest) -> String {
 
 pub struct Options {
     pub out: PathBuf,
-    /// Package this module instead of building one.
+    /// Package this module as it is instead of building one.
     pub wasm: Option<PathBuf>,
+    /// Run the pinned `wasm-opt -Oz` on the module built (`wasm_opt.rs`); off only for a module
+    /// that is not the shipped one (`--no-wasm-opt`).
+    pub wasm_opt: bool,
     /// Tag of the CNCF layout (`org.opencontainers.image.ref.name`); the compat layout gets
     /// `<tag>-compat`, the tags `--push` gives them in a registry.
     pub tag: String,
@@ -45,6 +48,8 @@ pub struct Options {
 pub struct Outcome {
     pub wasm_path: PathBuf,
     pub wasm_size: u64,
+    /// The size cargo's build had before `wasm-opt`, when it ran.
+    pub linked_size: Option<u64>,
     pub wasm_sha256: String,
     pub cncf_digest: String,
     pub compat_digest: String,
@@ -62,9 +67,15 @@ pub fn source_date_epoch() -> Result<u64> {
 }
 
 pub fn run(opts: &Options) -> Result<Outcome> {
-    let built = match &opts.wasm {
-        Some(path) => path.clone(),
-        None => release_build::build()?,
+    let (built, linked_size) = match &opts.wasm {
+        Some(path) => (path.clone(), None),
+        None if opts.wasm_opt => {
+            let linked = release_build::build()?;
+            let optimised = linked.with_extension("opt.wasm");
+            wasm_opt::optimise(&linked, &optimised)?;
+            (optimised, Some(fs::metadata(&linked)?.len()))
+        }
+        None => (release_build::build()?, None),
     };
     let wasm = fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
     anyhow::ensure!(
@@ -119,6 +130,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     Ok(Outcome {
         wasm_path,
         wasm_size: wasm.len() as u64,
+        linked_size,
         wasm_sha256: sha256_hex(&wasm),
         cncf_digest: cncf.manifest_digest().to_string(),
         compat_digest: compat.manifest_digest().to_string(),
@@ -140,6 +152,7 @@ mod tests {
         let o = run(&Options {
             out: out.clone(),
             wasm: Some(wasm),
+            wasm_opt: true,
             tag: "1.2.3".into(),
             source: None,
             push: None,

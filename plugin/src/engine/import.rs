@@ -41,6 +41,7 @@ use crate::seal::{ObjectMeta, Start, Unsealed, Unsealer, SEAL_SLICE_BYTES};
 use crate::settings::KongAdminSettings;
 use crate::settings::{ImportSettings, SealSettings};
 use crate::store::{GetOutcome, ObjectStore, RemoteMeta};
+use crate::vec_map::VecMap;
 
 const EMPTY_HASH: &str = "00000000000000000000000000000000";
 /// The tag a bootstrap configuration's only service carries (examples/kong/fallback-node/).
@@ -89,7 +90,7 @@ pub(super) struct Import {
     failures: u32,
     done: bool,
     /// "Waiting" lines said once per reason (until the import happens), not every cycle.
-    said: std::collections::BTreeSet<&'static str>,
+    said: VecMap<&'static str, ()>,
     /// Signatures and encryption the import requires (docs/sealed-exports.md).
     seal: SealSettings,
     /// A downloaded sealed object being hashed, verified and decrypted a slice per tick.
@@ -123,7 +124,7 @@ impl Import {
             refused: None,
             failures: 0,
             done: false,
-            said: std::collections::BTreeSet::new(),
+            said: VecMap::new(),
             seal: SealSettings::default(),
             unsealing: None,
         }
@@ -393,7 +394,7 @@ impl Import {
         let since = *self.probe_failing_since.get_or_insert(now);
         if now.saturating_sub(since) >= self.settings.grace_ms {
             self.next = Step::Fetch;
-            if self.said.insert("probe") {
+            if self.said.insert("probe", ()).is_none() {
                 fx.log(
                     Level::Warn,
                     format!("the source of truth is unreachable ({reason}) for {} s; importing the last export", self.settings.grace_ms / 1000),
@@ -637,7 +638,7 @@ impl Import {
         self.failures = 0;
         self.next = Step::Status;
         self.next_at = now.saturating_add(self.settings.check_interval_ms);
-        if self.said.insert(why) {
+        if self.said.insert(why, ()).is_none() {
             fx.log(Level::Info, format!("import: {why}"));
         }
     }

@@ -111,15 +111,15 @@ impl Lookup<'_> {
         let Some(r) = self.get(key, env) else {
             return Ok(default_s * 1000);
         };
-        let n = match &r.value {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse::<f64>().ok(),
+        // Read exactly as decimal text (`decimal.rs`: no float parser in the module).
+        let text = match &r.value {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.trim().to_string()),
             _ => None,
         };
-        match n {
-            Some(n) if n.is_finite() && n >= 0.0 && n <= max_s as f64 => {
-                Ok((n * 1000.0).round() as u64)
-            }
+        let n = text.as_deref().and_then(crate::decimal::parse);
+        match n.map(|d| (d.milli(), d.cmp_int(max_s))) {
+            Some((Some(ms), order)) if order.is_le() => Ok(ms),
             Some(_) => err(
                 r.field,
                 format!("must be a number of seconds between 0 and {max_s}"),

@@ -1,14 +1,13 @@
 //! Metric ids, defined lazily; a host without the metrics ABI (or with partial support) disables
 //! them for good instead of failing anything else.
 
-use std::collections::BTreeMap;
-
 use super::hostcalls;
 use crate::engine::{Metric, MetricKind};
+use crate::vec_map::VecMap;
 
 #[derive(Default)]
 pub(super) struct Metrics {
-    ids: BTreeMap<&'static str, u32>,
+    ids: VecMap<&'static str, u32>,
     disabled: bool,
 }
 
@@ -17,7 +16,7 @@ impl Metrics {
         if self.disabled {
             return;
         }
-        let id = match self.ids.get(metric.name()) {
+        let id = match self.ids.get(&metric.name()) {
             Some(id) => *id,
             None => {
                 let kind = match metric.kind() {

@@ -8,7 +8,6 @@ mod hostcalls;
 mod metrics;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::config_report::{inert_line, summary};
@@ -17,6 +16,7 @@ use crate::http::HttpResponse;
 use crate::json::scan::{Progress, Scanner};
 use crate::node_lock::SharedStore;
 use crate::settings::{Config, ConfigError};
+use crate::vec_map::VecMap;
 use hostcalls::LogLevel;
 use metrics::Metrics;
 
@@ -49,7 +49,7 @@ fn log(level: Level, message: &str) {
 /// Every root context of this worker (one per filter instance), by context id.
 #[derive(Default)]
 pub(crate) struct Filter {
-    roots: BTreeMap<u32, Root>,
+    roots: VecMap<u32, Root>,
     /// Root contexts created so far: part of each one's identity.
     created: u64,
 }
@@ -59,8 +59,7 @@ impl Filter {
         self.created += 1;
         let created = self.created;
         self.roots
-            .entry(context_id)
-            .or_insert_with(|| Root::new(context_id, created));
+            .get_or_insert_with(context_id, || Root::new(context_id, created));
     }
 
     /// `on_done`: a root context going away withdraws its election registration (graceful
@@ -81,8 +80,7 @@ impl Filter {
         }
         let created = self.created;
         self.roots
-            .entry(context_id)
-            .or_insert_with(|| Root::new(context_id, created))
+            .get_or_insert_with(context_id, || Root::new(context_id, created))
     }
 
     fn configure(&mut self, context_id: u32) -> bool {
@@ -160,7 +158,7 @@ struct Root {
     /// When the engine last ticked (it ticks every `tick_period_ms`, or every host tick when busy).
     last_engine_tick: u64,
     /// Host call token → engine call id (no hashing: no `RandomState`, whose seeding may panic).
-    calls: BTreeMap<u32, CallId>,
+    calls: VecMap<u32, CallId>,
     metrics: Metrics,
 }
 
@@ -185,7 +183,7 @@ impl Root {
             pending: None,
             tick_set: false,
             last_engine_tick: 0,
-            calls: BTreeMap::new(),
+            calls: VecMap::new(),
             metrics: Metrics::default(),
         }
     }
