@@ -1,5 +1,3 @@
-#![warn(unreachable_pub)]
-#![warn(missing_docs)]
 //! A proxy-wasm host for tests and experiments: loads a real filter `.wasm` with wasmtime and runs
 //! it without a gateway — virtual clock, many workers and nodes, shared data, dispatched HTTP calls
 //! routed to in-process handlers (mock S3/GCS/Kong, closures) or real TCP endpoints, and the

@@ -630,6 +630,7 @@ fn signed_put(s3: &S3, body: &[u8], applied_at: u64, uploader: &str) {
         sha256: config_bridge::document::sha256(body),
         sequence: 1,
         updated_at_ms: None,
+        supersedes: Vec::new(),
         seal: Vec::new(),
     };
     let req = store

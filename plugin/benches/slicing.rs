@@ -3,7 +3,7 @@
 //! filter configuration (`{"...settings...", "config": {...}}`):
 //!
 //! * serde_json validation of the whole filter configuration (`from_slice::<IgnoredAny>`),
-//! * `json_scan::Scanner` over the same text in one step (validation, top-level members and the
+//! * `json::scan::Scanner` over the same text in one step (validation, top-level members and the
 //!   `config` member's members),
 //! * SHA-256 of the `config` payload in one piece,
 //! * the longest single step of the scanner and of `digest::Digester` at budgets of 256 KiB,
@@ -17,13 +17,21 @@
 //! real-engine bench measures. Run: `cargo bench -p config-bridge --bench slicing`
 //! (`SLICING_MB=50` for one size).
 
+// Test code may panic; the crate's no-panic lints (plugin/Cargo.toml) are for the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use config_bridge::digest::Digester;
 use config_bridge::document_check::{CheckStep, DocumentCheck};
-use config_bridge::json_scan::{Progress, Scanner};
+use config_bridge::json::scan::{Progress, Scanner};
 use config_bridge::redact::{Redaction, Rewriter, Step};
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::settings::scanner::{check_json, first_byte, json_syntax_reason, object_members};
+use crate::json::members::{check_json, first_byte, json_syntax_reason, object_members};
 
 /// A configuration as the engine sees it. The body is shared (with the filter configuration and
 /// the upload request), never copied; it is hashed once, here, and the digest reused for the

@@ -1,5 +1,5 @@
 //! A downloaded declarative configuration checked a slice at a time before it is imported
-//! (docs/architecture.md, "Import"): JSON syntax (the resumable `json_scan::Scanner`), a
+//! (docs/architecture.md, "Import"): JSON syntax (the resumable `json::scan::Scanner`), a
 //! non-empty `_format_version`, and the SHA-256 of the bytes against the `config-sha256` metadata.
 //! An object may be up to `import_max_bytes` (128 MiB by default); checked whole it was one
 //! callback proportional to its size, so each step reads at most `CHECK_SLICE_BYTES` for the
@@ -8,7 +8,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::json_scan::{ErrorKind, Progress, Scanner, Summary, ValueKind, MAX_DEPTH};
+use crate::json::scan::{ErrorKind, Progress, Scanner, Summary, ValueKind, MAX_DEPTH};
 
 /// Bytes scanned, and bytes hashed, per step.
 pub const CHECK_SLICE_BYTES: usize = 1024 * 1024;

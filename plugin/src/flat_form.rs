@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::settings::scanner::{
+use crate::json::members::{
     check_json, first_byte, json_string, json_syntax_reason, object_members, skip_value, skip_ws,
 };
 

@@ -69,6 +69,7 @@ pub const PLAIN_HEADERS: &[&str] = &[
     "x-amz-meta-config-sha256",
     "x-amz-meta-config-sequence",
     "x-amz-meta-config-updated-at",
+    "x-amz-meta-config-supersedes",
 ];
 
 /// Header names with their values shown or `<redacted>`.

@@ -47,6 +47,9 @@ pub struct NodeRecord {
     /// The `config-sequence` of the object as this node last wrote or read it (0: none), as
     /// `version` is its ETag: the next write carries one more.
     pub sequence: u64,
+    /// Short hashes of that object's config and of the configs it superseded, newest first
+    /// (`store::lineage::of_object`): the next write's `config-supersedes`.
+    pub lineage: Vec<String>,
 }
 
 /// Hashes kept in `NodeRecord::held`.
@@ -82,6 +85,7 @@ impl NodeRecord {
             "newest": self.newest.as_ref().map(|n| json!({"hash": n.hash, "seen_at": n.seen_at})),
             "held": self.held,
             "sequence": self.sequence,
+            "lineage": self.lineage,
         })
     }
 
@@ -105,20 +109,25 @@ impl NodeRecord {
                     seen_at: get_u64(n, "seen_at"),
                 })
             }),
-            held: m
-                .get("held")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .take(HELD_MAX)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            held: strings(m, "held", HELD_MAX),
             sequence: get_u64(m, "sequence"),
+            lineage: strings(m, "lineage", crate::store::lineage::SUPERSEDES_MAX),
         }
     }
+}
+
+/// The first `max` strings of an array field (none if missing or mistyped).
+fn strings(m: &serde_json::Map<String, Value>, key: &str, max: usize) -> Vec<String> {
+    m.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .take(max)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn decode(bytes: &[u8]) -> NodeRecord {

@@ -286,9 +286,9 @@ impl ChainEdit for Redaction {
 /// (`cargo bench -p config-bridge --bench slicing`), so well under a callback's budget in wasm.
 pub const SLICE_BYTES: usize = 1024 * 1024;
 
-/// The deepest nesting the rewriter follows (as `json_scan::MAX_DEPTH`): a deeper document is
+/// The deepest nesting the rewriter follows (as `json::scan::MAX_DEPTH`): a deeper document is
 /// refused rather than passed on unread.
-pub const MAX_DEPTH: usize = crate::json_scan::MAX_DEPTH;
+pub const MAX_DEPTH: usize = crate::json::scan::MAX_DEPTH;
 
 /// The document a [`Rewriter`] finished with.
 #[derive(Debug)]
@@ -419,75 +419,85 @@ impl<E: ChainEdit> Rewriter<E> {
         while i < end {
             let Some(&b) = t.get(i) else { break };
             if self.in_string {
-                if self.escape {
-                    self.escape = false;
-                } else if b == b'\\' {
-                    self.escape = true;
-                } else if b == b'"' {
-                    self.in_string = false;
-                    self.string_end(&t, i);
-                } else {
-                    // Skip to the next quote or backslash (the bulk of a document is strings).
-                    let rest = t.get(i..end).unwrap_or_default();
-                    match rest.iter().position(|&c| c == b'"' || c == b'\\') {
-                        Some(n) if n > 0 => {
-                            i += n;
-                            continue;
-                        }
-                        Some(_) => {}
-                        None => {
-                            i = end;
-                            continue;
-                        }
-                    }
-                }
-                i += 1;
+                i = self.string_byte(&t, i, end, b);
                 continue;
             }
-            match b {
-                b' ' | b'\t' | b'\n' | b'\r' => {}
-                b'"' => {
-                    self.string_is_key = self.expect_key && self.stack.last() == Some(&b'{');
-                    if !self.string_is_key {
-                        self.value_start(i, b);
-                    }
-                    self.in_string = true;
-                    self.string_start = i;
-                    self.expect_key = false;
-                }
-                b'{' | b'[' => {
-                    self.value_start(i, b);
-                    self.stack.push(b);
-                    if self.stack.len() > MAX_DEPTH {
-                        return Err(format!("it is nested deeper than {MAX_DEPTH} levels"));
-                    }
-                    self.expect_key = b == b'{';
-                }
-                b'}' | b']' => {
-                    let open = if b == b'}' { b'{' } else { b'[' };
-                    if self.stack.pop() != Some(open) {
-                        return Err(not_json(i));
-                    }
-                    self.expect_key = false;
-                    self.value_key = None;
-                    self.container_end(&t, i)?;
-                }
-                b',' => {
-                    self.expect_key = self.stack.last() == Some(&b'{');
-                    self.value_key = None;
-                }
-                b':' => {
-                    self.value_key = self.pending_key.take();
-                    self.expect_key = false;
-                }
-                _ => self.value_start(i, b),
-            }
+            self.structural_byte(&t, i, b)?;
             i += 1;
         }
         self.pos = end.max(self.pos);
         if self.pos < t.len() {
             return Ok(false);
         }
+        self.scan_finished(&t)
+    }
+
+    /// Inside a string at `t[i] == b`: where scanning goes on (strings are most of a document,
+    /// so plain runs are skipped to the next quote or backslash at once).
+    fn string_byte(&mut self, t: &[u8], i: usize, end: usize, b: u8) -> usize {
+        if self.escape {
+            self.escape = false;
+        } else if b == b'\\' {
+            self.escape = true;
+        } else if b == b'"' {
+            self.in_string = false;
+            self.string_end(t, i);
+        } else {
+            let rest = t.get(i..end).unwrap_or_default();
+            return match rest.iter().position(|&c| c == b'"' || c == b'\\') {
+                Some(n) => i + n.max(1),
+                None => end,
+            };
+        }
+        i + 1
+    }
+
+    /// A byte outside strings: whitespace, a string's opening quote, or structure.
+    fn structural_byte(&mut self, t: &[u8], i: usize, b: u8) -> Result<(), String> {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b'"' => {
+                self.string_is_key = self.expect_key && self.stack.last() == Some(&b'{');
+                if !self.string_is_key {
+                    self.value_start(i, b);
+                }
+                self.in_string = true;
+                self.string_start = i;
+                self.expect_key = false;
+            }
+            b'{' | b'[' => {
+                self.value_start(i, b);
+                self.stack.push(b);
+                if self.stack.len() > MAX_DEPTH {
+                    return Err(format!("it is nested deeper than {MAX_DEPTH} levels"));
+                }
+                self.expect_key = b == b'{';
+            }
+            b'}' | b']' => {
+                let open = if b == b'}' { b'{' } else { b'[' };
+                if self.stack.pop() != Some(open) {
+                    return Err(not_json(i));
+                }
+                self.expect_key = false;
+                self.value_key = None;
+                self.container_end(t, i)?;
+            }
+            b',' => {
+                self.expect_key = self.stack.last() == Some(&b'{');
+                self.value_key = None;
+            }
+            b':' => {
+                self.value_key = self.pending_key.take();
+                self.expect_key = false;
+            }
+            _ => self.value_start(i, b),
+        }
+        Ok(())
+    }
+
+    /// The whole document is scanned: well-formed, and either nothing to change (`Ok(true)`) or
+    /// the splice phase set up.
+    fn scan_finished(&mut self, t: &[u8]) -> Result<bool, String> {
         if self.in_string || !self.stack.is_empty() || self.capture.is_some() {
             return Err("it is not well-formed JSON (it ends inside a value)".to_string());
         }

@@ -1,4 +1,4 @@
-//! `json_scan::Scanner` against serde_json: validity against `from_slice::<Value>` (what serde_json
+//! `json::scan::Scanner` against serde_json: validity against `from_slice::<Value>` (what serde_json
 //! accepts when it decodes strings) and `from_slice::<IgnoredAny>` (which skips them), member keys
 //! and exact byte ranges against `Value`, on hand-written edge cases, generated documents and
 //! mutations of both, each scanned at several budgets (the result must not depend on them).
@@ -8,9 +8,17 @@
 //! scanner is stricter (UTF-8, lone surrogates, nesting limit): it never accepts what `IgnoredAny`
 //! refuses.
 
+// Test code may panic; the crate's no-panic lints (plugin/Cargo.toml) are for the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use config_bridge::json_scan::{
+use config_bridge::json::scan::{
     validate_all, ErrorKind, Member, Progress, ScanError, Scanner, Summary, ValueKind, MAX_DEPTH,
 };
 use serde::de::IgnoredAny;

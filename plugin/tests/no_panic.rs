@@ -2,6 +2,14 @@
 //! is a wasm trap with `panic = "abort"`). Deterministic pseudo-random cases from a hand-written
 //! PRNG; every case runs under `catch_unwind` so a failure names its exact input.
 
+// Test code may panic; the crate's no-panic lints (plugin/Cargo.toml) are for the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -895,6 +903,7 @@ fn signing_after_year_9999_does_not_panic() {
                     sha256: sha256(&body),
                     sequence: now,
                     updated_at_ms: Some(now),
+                    supersedes: vec!["0123456789ab".into()],
                     seal: Vec::new(),
                 };
                 store.put("k", &body, &Precondition::IfAbsent, &meta, now)

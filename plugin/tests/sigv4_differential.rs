@@ -8,6 +8,14 @@
 //! Two disagreements this found were ours, and are fixed in `sigv4.rs`: S3 trims and collapses
 //! only spaces in header values (tabs are kept), and reads a raw `+` in a query as a space.
 
+// Test code may panic; the crate's no-panic lints (plugin/Cargo.toml) are for the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
@@ -18,7 +26,8 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use config_bridge::http_url::percent_encode;
-use config_bridge::settings::{HeaderList, S3Settings, Secret};
+use config_bridge::secret::Secret;
+use config_bridge::settings::{HeaderList, S3Settings};
 use config_bridge::store::aws_credentials::{AwsKeys, AwsProvider};
 use config_bridge::store::sigv4::sign_v4;
 

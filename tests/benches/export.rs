@@ -185,7 +185,7 @@ fn run_size(size_mb: usize) -> Measured {
     let native = native_time(&payload_b);
     let native_scan = median_of_7(|| {
         std::hint::black_box(
-            config_bridge::json_scan::Scanner::new(Some("config"))
+            config_bridge::json::scan::Scanner::new(Some("config"))
                 .step(std::hint::black_box(&cfg_b), usize::MAX),
         );
     });

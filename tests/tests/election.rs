@@ -222,13 +222,10 @@ fn a_killed_leader_is_replaced_within_interval_plus_five_seconds() {
 /// Issue 26: a node restarted from a stale cached config does not overwrite the newer export.
 /// node-1 leads and exports v3; node-2, down meanwhile, starts from a cache holding v1 (its clock
 /// sees v1 "now", later than node-1 saw v3). node-1 stops; node-2 takes over, finds v3 stored and
-/// keeps it (docs/election.md, "Which config is newer"). Before, the later first-seen time let it
-/// overwrite v3 with v1. Its next change (v4) is exported over v3.
+/// keeps it: v3's `config-supersedes` names v1, exported and replaced since (docs/election.md,
+/// "Which config is newer"). Before, the later first-seen time let it overwrite v3 with v1. Its
+/// next change (v4) is exported over v3.
 #[test]
-#[ignore = "open (issue 26 item 1): the rule it relied on (a node still on its first config keeps \
-            another node's export) stopped an nginx reload with a new config from being exported in \
-            the real engine (engine_election): its held list had only the new config; the rule \
-            was dropped, and without Kong's updated_at this case is decided by node clocks again"]
 fn a_node_restarted_from_a_stale_cached_config_does_not_overwrite_the_newer_export() {
     for profile in profiles() {
         let s3 = mock_s3();
@@ -262,7 +259,7 @@ fn a_node_restarted_from_a_stale_cached_config_does_not_overwrite_the_newer_expo
         assert_exported(&s3, &declarative(3));
         let kept = f
             .world
-            .logs_containing("still runs the config it started with");
+            .logs_containing("it superseded this config (config-supersedes)");
         assert!(
             kept.iter().any(|l| l.origin.node == "n2"),
             "{}: {:?}",

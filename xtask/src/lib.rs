@@ -1,4 +1,3 @@
-#![warn(unreachable_pub)]
 //! Packaging of the config-bridge filter: release build, Kong meta.json, OCI layouts, registry push.
 
 pub mod canonical_json;

@@ -1,4 +1,3 @@
-#![warn(unreachable_pub)]
 //! Endpoints for the simulated world and for real clients: mock S3, GCS and Kong Admin API, fault
 //! injection, and a TCP server that puts any handler on a port.
 

@@ -1,3 +1,5 @@
+//! The `host-harness` command: a thin layer over `host_harness::cli` (host-harness/README.md).
+
 use clap::Parser;
 
 fn main() {

@@ -16,7 +16,7 @@ fn guest(cell: &OnceLock<PluginModule>, package: &str, lib: &str, profile: &str)
 
 /// The probe guest (`tests/guests/probe`).
 #[allow(dead_code)] // each test binary uses its own guests
-pub fn probe() -> PluginModule {
+pub(crate) fn probe() -> PluginModule {
     static MODULE: OnceLock<PluginModule> = OnceLock::new();
     guest(&MODULE, "abi-probe", "abi_probe", "wasm-release")
 }
@@ -24,7 +24,7 @@ pub fn probe() -> PluginModule {
 /// The HTTP fidelity guest (`tests/guests/h-http`), built with symbols (release, not stripped)
 /// so trap reports can name its frames.
 #[allow(dead_code)]
-pub fn h_http() -> PluginModule {
+pub(crate) fn h_http() -> PluginModule {
     static MODULE: OnceLock<PluginModule> = OnceLock::new();
     guest(&MODULE, "h-http", "h_http", "release")
 }
@@ -32,7 +32,7 @@ pub fn h_http() -> PluginModule {
 /// The differential suite's script guest (`tests/guests/script`): its configuration says which
 /// hostcalls to make in which callback, and it logs each with its result.
 #[allow(dead_code)]
-pub fn script() -> PluginModule {
+pub(crate) fn script() -> PluginModule {
     static MODULE: OnceLock<PluginModule> = OnceLock::new();
     guest(&MODULE, "script-guest", "script_guest", "wasm-release")
 }

@@ -321,6 +321,7 @@ pub fn put_export(env: &[(&str, String)], key: &str, body: &[u8], uploader: &str
         sha256: sha,
         sequence: 1,
         updated_at_ms: None,
+        supersedes: Vec::new(),
         seal: Vec::new(),
     };
     let body = std::rc::Rc::new(body.to_vec());

@@ -16,7 +16,8 @@
 //!     *`).
 //!
 //! At most `MAX_CONFLICT_ROUNDS` such rounds in a row; then it counts as a failed export.
-//! Every write carries `config-sequence`: one more than the object it replaces.
+//! Every write carries `config-sequence`: one more than the object it replaces, and
+//! `config-supersedes`: that object's config and what it had replaced (`store::lineage`).
 
 use std::rc::Rc;
 
@@ -30,7 +31,9 @@ use crate::document::Document;
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::node_lock::{self, NodeRecord, SharedStore};
 use crate::settings::Config;
-use crate::store::{ExportMeta, HeadOutcome, ObjectStore, Precondition, PutOutcome, RemoteMeta};
+use crate::store::{
+    lineage, ExportMeta, HeadOutcome, ObjectStore, Precondition, PutOutcome, RemoteMeta,
+};
 
 const MAX_CONFLICT_ROUNDS: u32 = 3;
 
@@ -50,9 +53,9 @@ enum CallKind {
     Put {
         hash: String,
         bytes: usize,
-        sequence: u64,
+        next: Next,
         /// What the PUT stores, for the history once it is stored.
-        upload: Option<Exported>,
+        upload: Option<Box<Exported>>,
     },
     Head {
         hash: String,
@@ -87,9 +90,29 @@ enum FollowUp {
 #[derive(Debug)]
 pub(super) enum Plan {
     Nothing,
-    /// A PUT: its precondition, when the export began, and the `config-sequence` it writes.
-    Put(Precondition, u64, u64),
+    /// A PUT: its precondition, when the export began, and where it stands after the object it
+    /// replaces.
+    Put(Precondition, u64, Next),
     Head(u64),
+}
+
+/// A write's place after the object it replaces (as the node last wrote or read it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Next {
+    /// `config-sequence`: one more.
+    sequence: u64,
+    /// The replaced object's lineage (`NodeRecord::lineage`); `config-supersedes` leaves out the
+    /// written config itself.
+    replaced: Vec<String>,
+}
+
+impl Next {
+    fn after(rec: &NodeRecord) -> Next {
+        Next {
+            sequence: rec.sequence.saturating_add(1),
+            replaced: rec.lineage.clone(),
+        }
+    }
 }
 
 /// A request the export wants sent, or why it could not be built.
@@ -232,21 +255,20 @@ impl Export {
                 return Plan::Nothing
             }
         }
-        // One more than the object this write replaces (as the node last wrote or read it).
-        let sequence = rec.sequence.saturating_add(1);
+        let next = Next::after(rec);
         let plan = match self.follow_up.clone() {
             Some(FollowUp::Head { since }) => Plan::Head(since),
-            Some(FollowUp::PutWith(p, since)) => Plan::Put(p, since, sequence),
+            Some(FollowUp::PutWith(p, since)) => Plan::Put(p, since, next),
             // The node does not know the stored object: ask before sending the whole body.
             None if !rec.known => Plan::Head(now),
-            None if !self.conditional => Plan::Put(Precondition::None, now, sequence),
+            None if !self.conditional => Plan::Put(Precondition::None, now, next),
             None => Plan::Put(
                 match &rec.version {
                     Some(v) => Precondition::IfMatch(v.clone()),
                     None => Precondition::IfAbsent,
                 },
                 now,
-                sequence,
+                next,
             ),
         };
         // Marks the upload node-wide and keeps the lease at least until its deadline, so no
@@ -267,8 +289,8 @@ impl Export {
         let hash = doc.sha256_hex.clone();
         let out = match plan {
             Plan::Nothing => return None,
-            Plan::Put(pre, since, sequence) => {
-                let meta = self.meta(doc, sequence);
+            Plan::Put(pre, since, next) => {
+                let meta = self.meta(doc, &next);
                 let request = match &meta {
                     Ok(m) => store.put(&self.key, &doc.body, &pre, m, now),
                     Err(e) => Err(e.clone()),
@@ -277,11 +299,13 @@ impl Export {
                     kind: CallKind::Put {
                         hash,
                         bytes: doc.body.len(),
-                        sequence,
-                        upload: meta.ok().map(|meta| Exported {
-                            body: Rc::clone(&doc.body),
-                            meta,
-                            at: now,
+                        next,
+                        upload: meta.ok().map(|meta| {
+                            Box::new(Exported {
+                                body: Rc::clone(&doc.body),
+                                meta,
+                                at: now,
+                            })
                         }),
                     },
                     since,
@@ -300,7 +324,7 @@ impl Export {
 
     /// The metadata an upload of `doc` carries; sealed exports: the signature over the key and
     /// the stored bytes' digest.
-    fn meta(&self, doc: &Document, sequence: u64) -> Result<ExportMeta, String> {
+    fn meta(&self, doc: &Document, next: &Next) -> Result<ExportMeta, String> {
         let seal = crate::seal::export_metadata(
             &self.seal,
             &self.key,
@@ -313,8 +337,9 @@ impl Export {
             applied_at: doc.seen_at,
             sha256_hex: doc.sha256_hex.clone(),
             sha256: doc.sha256,
-            sequence,
+            sequence: next.sequence,
             updated_at_ms: doc.updated_at_ms,
+            supersedes: lineage::for_write(&doc.sha256_hex, &next.replaced),
             seal,
         })
     }
@@ -356,12 +381,13 @@ impl Export {
             CallKind::Put {
                 hash,
                 bytes,
-                sequence,
+                next,
                 upload,
             } => match cx.store.parse_put(&resp) {
                 PutOutcome::Stored { version } => {
-                    self.stored(&call, hash, *bytes, (version, *sequence), cx);
-                    self.exported = upload.clone().map(|u| Exported { at: cx.now, ..u });
+                    let written = (version, next.clone());
+                    self.stored(&call, hash, *bytes, written, cx);
+                    self.exported = upload.clone().map(|u| Exported { at: cx.now, ..*u });
                 }
                 PutOutcome::PreconditionFailed => {
                     let since = call.since;
@@ -380,6 +406,7 @@ impl Export {
                 HeadOutcome::Missing => {
                     self.release(cx, |rec| {
                         rec.version = None;
+                        rec.lineage.clear();
                         rec.known = true;
                     });
                     let pre = if self.conditional {
@@ -417,15 +444,18 @@ impl Export {
         call: &InFlight,
         hash: &str,
         bytes: usize,
-        (version, sequence): (Option<String>, u64),
+        (version, next): (Option<String>, Next),
         cx: &mut Cx<'_>,
     ) {
+        let supersedes = lineage::for_write(hash, &next.replaced);
+        let lineage = lineage::of_object(Some(hash), &supersedes);
         self.conflict_rounds = 0;
         let (delay, started) = (self.delay_ms, call.since);
         let recorded = node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
             rec.schedule.succeeded(hash, started, delay);
             rec.version = version.clone();
-            rec.sequence = sequence;
+            rec.sequence = next.sequence;
+            rec.lineage = lineage.clone();
             rec.known = true;
         });
         let duration = cx.now.saturating_sub(call.since);
@@ -451,6 +481,7 @@ impl Export {
         let hash = call.kind.hash();
         let version = meta.version.clone();
         let sequence = meta.sequence.unwrap_or(0);
+        let stored_lineage = lineage::of_object(meta.sha256_hex.as_deref(), &meta.supersedes);
         // The document may have changed while the HEAD was out: storage holding the current one
         // also means nothing to upload.
         let current = self.doc.as_ref().map(|d| d.sha256_hex.as_str());
@@ -472,6 +503,7 @@ impl Export {
             self.release(cx, |rec| {
                 rec.version = version.clone();
                 rec.sequence = sequence;
+                rec.lineage = stored_lineage.clone();
                 rec.known = true;
             });
             self.follow_up = Some(FollowUp::PutWith(pre, call.since));
@@ -482,6 +514,7 @@ impl Export {
             rec.schedule.settled(&settled);
             rec.version = version.clone();
             rec.sequence = sequence;
+            rec.lineage = stored_lineage.clone();
             rec.known = true;
         });
         self.conflict_rounds = 0;
@@ -512,7 +545,12 @@ impl Export {
             .as_ref()
             .filter(|d| same.as_deref() == Some(d.sha256_hex.as_str()))
         {
-            self.exported = self.meta(doc, sequence).ok().map(|meta| Exported {
+            // The stored object's own place: its sequence, and what it superseded.
+            let stored_place = Next {
+                sequence,
+                replaced: meta.supersedes.clone(),
+            };
+            self.exported = self.meta(doc, &stored_place).ok().map(|meta| Exported {
                 body: Rc::clone(&doc.body),
                 meta,
                 at: cx.now,

@@ -31,7 +31,6 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::effects::{Effects, Level, Metric};
-use super::source::kong_admin::KongAdminSettings;
 use super::CallId;
 use crate::backoff::{Backoff, Rng};
 use crate::document_check::{CheckStep, DocumentCheck};
@@ -39,6 +38,7 @@ use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::HttpUrl;
 use crate::redact::{chain_filters, is_config_bridge, ChainEdit, Rewriter, Step as RewriteStep};
 use crate::seal::{ObjectMeta, Start, Unsealed, Unsealer, SEAL_SLICE_BYTES};
+use crate::settings::KongAdminSettings;
 use crate::settings::{ImportSettings, SealSettings};
 use crate::store::{GetOutcome, ObjectStore, RemoteMeta};
 

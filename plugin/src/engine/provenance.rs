@@ -3,16 +3,19 @@
 //! config is newer"):
 //!
 //! 1. the stored config is one this node held before its current one → ours is newer;
-//! 2. both carry Kong's logical time (the newest `updated_at` of their entities) and they differ
+//! 2. the stored object superseded ours (`config-supersedes` names our config) → the stored one
+//!    is newer;
+//! 3. both carry Kong's logical time (the newest `updated_at` of their entities) and they differ
 //!    → the later one is newer;
-//! 3. otherwise → the first-seen times decide, as before (node clocks).
+//! 4. otherwise → the first-seen times decide (node clocks).
 //!
-//! A rule "a node still on the config it started with keeps another node's export" was tried and
-//! dropped: in the real engine a reloaded leader never exported its new configuration, its list of
-//! held configs holding only the new one (docs/election.md, "Which config is newer").
+//! Rule 2 is what keeps a node restarted from a stale cache or bootstrap file from overwriting a
+//! newer export: its config was exported once and replaced since. A reload with a new config is
+//! not named there and is exported. ("A node still on the config it started with keeps another
+//! node's export" cannot tell the two apart: a reload looks like a start to the filter.)
 
 use crate::node_lock::HELD_MAX;
-use crate::store::RemoteMeta;
+use crate::store::{lineage, RemoteMeta};
 
 /// A stored logical time this far past this node's clock is not believed (a hostile or broken
 /// writer must not block every later export).
@@ -36,7 +39,7 @@ pub(super) enum Verdict {
     Keep(&'static str),
 }
 
-/// Rules 1–3 above, for a stored object whose content differs from ours.
+/// Rules 1–4 above, for a stored object whose content differs from ours.
 pub(super) fn decide(ours: &Ours<'_>, stored: &RemoteMeta, now: u64) -> Verdict {
     let before_ours = ours
         .held
@@ -47,6 +50,9 @@ pub(super) fn decide(ours: &Ours<'_>, stored: &RemoteMeta, now: u64) -> Verdict 
         if before_ours.iter().any(|h| h == theirs) {
             return Verdict::Replace("this node held the stored config before its current one");
         }
+    }
+    if lineage::names(&stored.supersedes, ours.hash) {
+        return Verdict::Keep("it superseded this config (config-supersedes)");
     }
     let believable = stored
         .updated_at_ms
@@ -67,7 +73,6 @@ pub(super) fn decide(ours: &Ours<'_>, stored: &RemoteMeta, now: u64) -> Verdict 
     }
 }
 
-/// The node has held only this config since it started.
 /// Records that a root context of this node now holds `hash` (`prev`: what that root context
 /// held before). New content goes last; content held before moves last again only when this root
 /// context was up to date (a rollback), not when it lags behind another one (workers are
@@ -122,9 +127,9 @@ mod tests {
     }
 
     /// The issue's case: node-3 restarts from a cache holding C2 while node-1 exported C5. Where
-    /// both carry Kong's logical time the stored C5 stays; without it, the first-seen times
-    /// decide (node-3 saw C2 "now", later: it replaces C5 — the case rule 3 was meant for, left
-    /// open: docs/election.md).
+    /// both carry Kong's logical time the stored C5 stays; without it, and without C5 naming C2
+    /// in `config-supersedes` (next test), the first-seen times decide (node-3 saw C2 "now",
+    /// later: it replaces C5).
     #[test]
     fn a_node_restarted_from_a_stale_config_keeps_the_stored_one_by_logical_time() {
         let h = held(&["C2"]);
@@ -152,6 +157,39 @@ mod tests {
                 &stored("C2", "node-3", NOW, None),
                 NOW
             ),
+            Verdict::Replace(_)
+        ));
+    }
+
+    /// The same without Kong's logical time: C5's `config-supersedes` names C2 (C2 was exported
+    /// and replaced since), so C5 stays although node-3 saw C2 later by its clock. A reload with a
+    /// config never exported (C6) replaces C5, as does a rollback to C2 on a node that held C5.
+    #[test]
+    fn a_config_the_stored_object_superseded_does_not_replace_it() {
+        let hex = |c: char| c.to_string().repeat(64);
+        let (c2, c5, c6) = (hex('2'), hex('5'), hex('6'));
+        let mut c5_meta = stored(&c5, "node-1", NOW - 60_000, None);
+        c5_meta.supersedes = ["444444444444", "333333333333", "222222222222"]
+            .map(String::from)
+            .to_vec();
+        let stale = held(&[&c2]);
+        assert_eq!(
+            decide(&ours(&c2, &stale, None), &c5_meta, NOW),
+            Verdict::Keep("it superseded this config (config-supersedes)")
+        );
+        // Before Kong's logical time: the writer of C5 knew C2 and replaced it.
+        assert!(matches!(
+            decide(&ours(&c2, &stale, Some(NOW)), &c5_meta, NOW),
+            Verdict::Keep(_)
+        ));
+        let reloaded = held(&[&c6]);
+        assert!(matches!(
+            decide(&ours(&c6, &reloaded, None), &c5_meta, NOW),
+            Verdict::Replace(_)
+        ));
+        let rollback = held(&[&c5, &c2]);
+        assert!(matches!(
+            decide(&ours(&c2, &rollback, None), &c5_meta, NOW),
             Verdict::Replace(_)
         ));
     }

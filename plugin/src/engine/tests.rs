@@ -629,6 +629,67 @@ fn a_node_restarted_from_a_stale_config_does_not_overwrite_the_newer_export() {
     }
 }
 
+/// Every write names the configs it superseded (`config-supersedes`, newest first). A node
+/// restarted from a cache holding one of them keeps the stored config, without Kong's logical time
+/// and although its clock saw its config later; a restart or reload with a config never exported
+/// replaces it and extends the list.
+#[test]
+fn a_config_exported_and_replaced_since_does_not_come_back_with_a_restart() {
+    let short = |d: &str| crate::document::sha256_hex(d.as_bytes())[..12].to_string();
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut sim = Sim::new(CasRules::Ngx, 2, &cfg);
+    for (i, v) in ["A", "B", "C"].into_iter().enumerate() {
+        sim.apply_all(&doc(v));
+        sim.run_until((i as u64 + 1) * 100_000);
+    }
+    let bodies: Vec<String> = sim.s3.put_bodies().into_iter().map(|p| p.1).collect();
+    assert_eq!(bodies, [doc("A"), doc("B"), doc("C")]);
+    let supersedes: Vec<Option<String>> = sim
+        .dispatches
+        .iter()
+        .filter(|d| d.2.request.method == "PUT")
+        .map(|d| {
+            d.2.request
+                .header("x-amz-meta-config-supersedes")
+                .map(str::to_string)
+        })
+        .collect();
+    let (a, b) = (short(&doc("A")), short(&doc("B")));
+    assert_eq!(
+        supersedes,
+        [None, Some(a.clone()), Some(format!("{b},{a}"))]
+    );
+
+    // Restarts (fresh shared data), the stored C carried over.
+    let restart = |body: &str| {
+        let mut node = Sim::new(CasRules::Ngx, 2, &config(body, serde_json::json!({})));
+        node.s3.objects = sim.s3.objects.clone();
+        node.now = 400_000;
+        node.apply_all(body);
+        node.run_until(500_000);
+        node
+    };
+    let stale = restart(&doc("A"));
+    assert_eq!(stale.methods(), ["HEAD"]);
+    assert!(
+        stale
+            .logs(Level::Info)
+            .iter()
+            .any(|l| l.contains("holds a newer config") && l.contains("superseded this config")),
+        "{:?}",
+        stale.logs(Level::Info)
+    );
+    let fresh = restart(&doc("D"));
+    assert_eq!(fresh.methods(), ["HEAD", "PUT"]);
+    let put = &fresh.dispatches[1].2.request;
+    let c = short(&doc("C"));
+    assert_eq!(
+        put.header("x-amz-meta-config-supersedes"),
+        Some(format!("{c},{b},{a}").as_str())
+    );
+    assert_eq!(put.header("x-amz-meta-config-sequence"), Some("4"));
+}
+
 /// The effects of the host failing the engine's first request with `reason`.
 fn first_request_fails(reason: &str) -> Vec<Effect> {
     let cfg = config(&doc("A"), serde_json::json!({}));

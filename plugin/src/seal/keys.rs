@@ -42,7 +42,7 @@ impl KeyEntry {
         let Some((id, b64)) = text.trim().split_once(':') else {
             return Err("expected <key id>:<base64 of 32 bytes>".into());
         };
-        let bytes = crate::store::rsa_key::base64_decode(b64.trim())
+        let bytes = crate::rs256::key::base64_decode(b64.trim())
             .ok_or_else(|| "the key is not valid base64".to_string())?;
         let bytes: [u8; 32] = bytes
             .try_into()
@@ -85,7 +85,7 @@ pub fn parse_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<Ke
 mod tests {
     use super::*;
     use crate::document::base64;
-    use crate::store::rsa_key::base64_decode as decode_base64;
+    use crate::rs256::key::base64_decode as decode_base64;
 
     #[test]
     fn base64_round_trips_and_refuses_junk() {

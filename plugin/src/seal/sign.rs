@@ -88,7 +88,7 @@ pub fn verify(
         )
     };
     let applied_at = claimed.applied_at.ok_or_else(bad)?;
-    let sig = crate::store::rsa_key::base64_decode(sig.trim())
+    let sig = crate::rs256::key::base64_decode(sig.trim())
         .and_then(|b| Signature::from_slice(&b).ok())
         .ok_or_else(bad)?;
     let public = VerifyingKey::from_bytes(key.bytes()).map_err(|_| bad())?;
@@ -182,7 +182,7 @@ mod tests {
         assert!(verify(&trusted, unsigned, key, &digest)
             .unwrap_err()
             .contains("not signed"));
-        let mut raw = crate::store::rsa_key::base64_decode(&sig).unwrap();
+        let mut raw = crate::rs256::key::base64_decode(&sig).unwrap();
         raw[10] ^= 1;
         let flipped = base64(&raw);
         let f = Claimed {

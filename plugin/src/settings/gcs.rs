@@ -7,10 +7,80 @@ use serde_json::Value;
 use super::lookup::Lookup;
 use super::{err, ConfigError};
 use crate::http_url::HttpUrl;
-use crate::store::gcs_auth::{
-    ServiceAccountKey, TokenProvider, GOOGLE_TOKEN_URI, METADATA_URL, SCOPE_READ_ONLY,
-    SCOPE_READ_WRITE,
-};
+use crate::rs256::RsaSigner;
+
+pub const SCOPE_READ_WRITE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
+pub const SCOPE_READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub const METADATA_URL: &str = "http://metadata.google.internal";
+/// The parts of a service-account JSON key the token flow needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccountKey {
+    pub client_email: String,
+    /// The JWT's `kid`.
+    pub private_key_id: Option<String>,
+    /// The key's `token_uri` (Google's when absent).
+    pub token_uri: Option<String>,
+    pub signer: RsaSigner,
+}
+
+impl ServiceAccountKey {
+    /// The JSON key file as `gcloud iam service-accounts keys create` writes it. The error says
+    /// what is wrong without quoting any of it.
+    pub fn parse(json: &str) -> Result<ServiceAccountKey, String> {
+        let v: Value = serde_json::from_str(json.trim())
+            .map_err(|_| "is not a JSON service-account key".to_string())?;
+        let Value::Object(m) = v else {
+            return Err("is not a JSON service-account key (expected an object)".into());
+        };
+        let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        if let Some(t) = text("type") {
+            if t != "service_account" {
+                return Err("has type other than \"service_account\"".into());
+            }
+        }
+        let client_email = text("client_email")
+            .filter(|e| !e.is_empty())
+            .ok_or("has no client_email")?;
+        let pem = text("private_key").ok_or("has no private_key")?;
+        let signer = RsaSigner::from_pem(&pem).map_err(|e| format!("private_key {e}"))?;
+        let token_uri = text("token_uri").filter(|u| !u.is_empty());
+        Ok(ServiceAccountKey {
+            client_email,
+            private_key_id: text("private_key_id").filter(|k| !k.is_empty()),
+            token_uri,
+            signer,
+        })
+    }
+}
+
+/// How tokens are obtained.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenProvider {
+    /// JWT grant at `token_uri`, reached through `upstream`; `aud`: the token URI exactly as
+    /// written (Google compares the string).
+    ServiceAccount {
+        key: ServiceAccountKey,
+        token_uri: HttpUrl,
+        aud: String,
+        upstream: String,
+    },
+    /// The metadata server at `url` (its base), reached through `upstream`.
+    Metadata { url: HttpUrl, upstream: String },
+}
+
+impl TokenProvider {
+    pub fn describe(&self) -> String {
+        match self {
+            TokenProvider::ServiceAccount { token_uri, key, .. } => {
+                format!("{token_uri} (for {})", key.client_email)
+            }
+            TokenProvider::Metadata { url, .. } => {
+                format!("the metadata server {}://{}", url.scheme, url.authority())
+            }
+        }
+    }
+}
 
 pub const GOOGLE_STORAGE_URL: &str = "https://storage.googleapis.com";
 
@@ -54,57 +124,9 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
     } else {
         SCOPE_READ_ONLY
     };
-    // The key file's text, or (Kong 3.5+ hands JSON over as JSON) the key as an object.
-    let key = match l.get("gcp_service_account", &["GCP_SERVICE_ACCOUNT"]) {
-        None => None,
-        Some(r) => match r.value {
-            Value::String(s) if s.trim().is_empty() => None,
-            Value::String(s) => Some((s, r.field)),
-            v @ Value::Object(_) => Some((v.to_string(), r.field)),
-            _ => {
-                return err(
-                    r.field,
-                    "expected the JSON key file (a string or an object)",
-                )
-            }
-        },
-    };
-    let tokens = match key {
-        Some((json, field)) => {
-            // The reason names what is wrong, never a value (the key is a secret).
-            let key = ServiceAccountKey::parse(&json).or_else(|r| err(&field, r))?;
-            let (token_uri, aud) = match l.string("gcs_token_uri", &[])? {
-                Some((raw, f)) => (HttpUrl::parse(&raw).or_else(|r| err(f, r))?, raw),
-                None => {
-                    let raw = key.token_uri.as_deref().unwrap_or(GOOGLE_TOKEN_URI);
-                    let url = HttpUrl::parse(raw)
-                        .or_else(|r| err(&field, format!("has an unusable token_uri: {r}")))?;
-                    (url, raw.trim().to_string())
-                }
-            };
-            let upstream = match l.string("gcs_token_upstream", &[])? {
-                Some((u, _)) => u,
-                None => token_uri.upstream(),
-            };
-            TokenProvider::ServiceAccount {
-                key,
-                token_uri,
-                aud,
-                upstream,
-            }
-        }
-        None => {
-            // Workload identity: the metadata server of the machine or the GKE node.
-            let url = url(l, "gcs_metadata_url", &["GCE_METADATA_HOST"], METADATA_URL)?;
-            if url.path_and_query.contains('?') {
-                return err("gcs_metadata_url", "must not have a query string");
-            }
-            let upstream = match l.string("gcs_metadata_upstream", &[])? {
-                Some((u, _)) => u,
-                None => url.upstream(),
-            };
-            TokenProvider::Metadata { url, upstream }
-        }
+    let tokens = match service_account_key(l)? {
+        Some((json, field)) => service_account_provider(l, &json, &field)?,
+        None => metadata_provider(l)?,
     };
     if endpoint.path_and_query.contains('?') {
         return err("gcs_endpoint", "must not have a query string");
@@ -116,10 +138,69 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
     })
 }
 
+/// `gcp_service_account`: the key file's text, or (Kong 3.5+ hands JSON over as JSON) the key
+/// as an object; with the field it came from.
+fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, String)>, ConfigError> {
+    let Some(r) = l.get("gcp_service_account", &["GCP_SERVICE_ACCOUNT"]) else {
+        return Ok(None);
+    };
+    match r.value {
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) => Ok(Some((s, r.field))),
+        v @ Value::Object(_) => Ok(Some((v.to_string(), r.field))),
+        _ => err(
+            r.field,
+            "expected the JSON key file (a string or an object)",
+        ),
+    }
+}
+
+/// Tokens from a JWT grant signed with the service account's key.
+fn service_account_provider(
+    l: &Lookup<'_>,
+    json: &str,
+    field: &str,
+) -> Result<TokenProvider, ConfigError> {
+    // The reason names what is wrong, never a value (the key is a secret).
+    let key = ServiceAccountKey::parse(json).or_else(|r| err(field, r))?;
+    let (token_uri, aud) = match l.string("gcs_token_uri", &[])? {
+        Some((raw, f)) => (HttpUrl::parse(&raw).or_else(|r| err(f, r))?, raw),
+        None => {
+            let raw = key.token_uri.as_deref().unwrap_or(GOOGLE_TOKEN_URI);
+            let url = HttpUrl::parse(raw)
+                .or_else(|r| err(field, format!("has an unusable token_uri: {r}")))?;
+            (url, raw.trim().to_string())
+        }
+    };
+    let upstream = match l.string("gcs_token_upstream", &[])? {
+        Some((u, _)) => u,
+        None => token_uri.upstream(),
+    };
+    Ok(TokenProvider::ServiceAccount {
+        key,
+        token_uri,
+        aud,
+        upstream,
+    })
+}
+
+/// Workload identity: the metadata server of the machine or the GKE node.
+fn metadata_provider(l: &Lookup<'_>) -> Result<TokenProvider, ConfigError> {
+    let url = url(l, "gcs_metadata_url", &["GCE_METADATA_HOST"], METADATA_URL)?;
+    if url.path_and_query.contains('?') {
+        return err("gcs_metadata_url", "must not have a query string");
+    }
+    let upstream = match l.string("gcs_metadata_upstream", &[])? {
+        Some((u, _)) => u,
+        None => url.upstream(),
+    };
+    Ok(TokenProvider::Metadata { url, upstream })
+}
+
 #[cfg(test)]
 mod tests {
+    use super::TokenProvider;
     use crate::settings::{Config, StorageBackend};
-    use crate::store::gcs_auth::TokenProvider;
     use serde_json::json;
 
     fn parse(
@@ -151,7 +232,7 @@ mod tests {
             let StorageBackend::Gcs(g) = &c.storage.backend else {
                 panic!("not GCS")
             };
-            assert_eq!(g.scope, crate::store::gcs_auth::SCOPE_READ_ONLY);
+            assert_eq!(g.scope, super::SCOPE_READ_ONLY);
             match &g.tokens {
                 TokenProvider::Metadata { url, upstream } => {
                     assert_eq!(url.to_string(), "http://127.0.0.1:8080/");

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::lookup::Lookup;
 use super::source::parse_kong_admin;
+use super::KongAdminSettings;
 use super::{err, ConfigError};
-use crate::engine::source::kong_admin::KongAdminSettings;
 use crate::http_url::HttpUrl;
 
 /// What the import sub-machine needs.

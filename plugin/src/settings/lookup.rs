@@ -19,7 +19,7 @@ pub(crate) struct Lookup<'a> {
     /// The filter configuration text.
     pub(crate) text: &'a [u8],
     /// The `config` payload's `_format_version` check, when a sliced scan already found its
-    /// members (`json_scan`): no second pass over a large payload.
+    /// members (`json::scan`): no second pass over a large payload.
     pub(crate) config_format_version: Option<Result<(), String>>,
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -129,7 +129,7 @@ impl Lookup<'_> {
     }
 
     pub(crate) fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, ConfigError> {
-        Ok(self.string(key, env)?.map(|(s, _)| Secret(s)))
+        Ok(self.string(key, env)?.map(|(s, _)| Secret::new(s)))
     }
 }
 

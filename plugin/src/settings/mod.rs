@@ -7,18 +7,18 @@
 
 //!
 //! Modules by responsibility: `lookup` (a setting from the filter configuration, else its
-//! environment variable), `scanner` (the filter configuration's JSON split into members without
+//! environment variable), `crate::json::members` (the filter configuration's JSON split into members without
 //! decoding the payload), `source` (where the exported config comes from), `s3` (S3 credentials
 //! and PutObject parameters), `storage` (the storage URL and key layout). Document checks live in
 //! `crate::document`.
 
+pub mod aws;
 mod election;
 pub mod gcs;
 mod history;
 mod import;
 mod lookup;
 pub mod s3;
-pub(crate) mod scanner;
 mod seal;
 mod source;
 pub mod storage;
@@ -29,7 +29,10 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::http_url::HttpUrl;
-use crate::json_scan::{Summary, ValueKind};
+use crate::json::members::{
+    check_json, first_byte, json_string, json_syntax_reason, object_members,
+};
+use crate::json::scan::{Summary, ValueKind};
 pub use election::ElectionSettings;
 pub use gcs::GcsSettings;
 pub use history::HistorySettings;
@@ -37,30 +40,13 @@ pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
 use s3::{default_s3_upstream, parse_s3};
 pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
-use scanner::{check_json, first_byte, json_string, json_syntax_reason, object_members};
 pub use seal::SealSettings;
 use source::parse_source;
+pub use source::KongAdminSettings;
 use storage::{validate_gateway_version, Backend, StorageUrl};
 pub use storage::{StorageBackend, StorageSettings};
 
-/// A value that must never be logged; `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub(crate) use crate::secret::Secret;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -122,7 +108,7 @@ pub enum SourceConfig {
         poll_interval_ms: u64,
     },
     /// A Kong Admin API (`/status` probe, entity collections in Kong's flat form).
-    KongAdmin(crate::engine::source::kong_admin::KongAdminSettings),
+    KongAdmin(KongAdminSettings),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -332,7 +318,7 @@ impl Config {
     }
 
     /// `parse_owned` for a filter configuration whose JSON object a resumable scan
-    /// (`json_scan::Scanner`, with `config` as its nested member) has already validated and split
+    /// (`json::scan::Scanner`, with `config` as its nested member) has already validated and split
     /// in slices: nothing here walks the whole text again. `bytes` must be the scanned text.
     pub fn parse_scanned(
         bytes: Vec<u8>,
@@ -371,57 +357,12 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         scanned: Option<&Summary>,
     ) -> Result<(Config, PayloadLoc), ConfigError> {
-        let not_object = || ConfigError {
-            strict: false,
-            field: "configuration".into(),
-            reason: "expected a JSON object or a JSON string holding one".into(),
-        };
-        // Validated as JSON without a tree, then split into members (byte ranges): the `config`
-        // payload is located, never decoded; the other settings are small and become `Value`s.
-        let (members, config_format_version) = match scanned {
-            Some(summary) => {
-                if summary.root != ValueKind::Object {
-                    return Err(not_object());
-                }
-                let members = summary
-                    .members
-                    .iter()
-                    .map(|m| (m.key.clone(), m.value.start, m.value.end))
-                    .collect::<Vec<_>>();
-                (members, scanned_format_version(summary, text))
-            }
-            None => {
-                check_json(text).map_err(|e| ConfigError {
-                    strict: false,
-                    field: "configuration".into(),
-                    reason: json_syntax_reason(&e),
-                })?;
-                (object_members(text).ok_or_else(not_object)?, None)
-            }
-        };
-        let mut obj = Map::new();
-        let mut config = None;
-        // The first bad member is reported once `strict_config` (wherever it is) has been read.
-        let mut first_error = None;
-        for (k, start, end) in members {
-            if !SETTINGS.contains(&k.as_str()) {
-                first_error.get_or_insert((k, "unknown setting".to_string()));
-                continue;
-            }
-            if k == "config" {
-                config = Some((start, end));
-                continue;
-            }
-            let raw = text.get(start..end).unwrap_or_default();
-            match serde_json::from_slice::<Value>(raw) {
-                Ok(value) => {
-                    obj.insert(k, value);
-                }
-                Err(e) => {
-                    first_error.get_or_insert((k, json_syntax_reason(&e)));
-                }
-            }
-        }
+        let (members, config_format_version) = top_level_members(text, scanned)?;
+        let SettingsValues {
+            obj,
+            config,
+            first_error,
+        } = settings_values(text, members);
         let l = Lookup {
             obj: &obj,
             config,
@@ -444,115 +385,19 @@ impl Config {
     }
 
     fn parse_settings(l: &Lookup<'_>) -> Result<(Config, PayloadLoc), ConfigError> {
-        let export = l.bool(
-            "cluster_fallback_config_export",
-            &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
-            false,
-        )?;
-        let import = l.bool(
-            "cluster_fallback_config_import",
-            &["KONG_CLUSTER_FALLBACK_CONFIG_IMPORT"],
-            false,
-        )?;
-        if !export && !import {
-            return err(
-                "cluster_fallback_config_export",
-                "export and import are both off; turn on cluster_fallback_config_export or cluster_fallback_config_import",
-            );
-        }
-
-        let (storage_raw, storage_field) = l
-            .string(
-                "cluster_fallback_config_storage",
-                &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
-            )?
-            .ok_or_else(|| ConfigError {
-                strict: false,
-                field: "cluster_fallback_config_storage".into(),
-                reason: "is required when export or import is on".into(),
-            })?;
-        let location = StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
-            strict: false,
-            field: storage_field,
-            reason: r,
-        })?;
+        let (export, import) = parse_modes(l)?;
+        let location = parse_location(l)?;
         let export_delay_ms = l.seconds_ms(
             "cluster_fallback_config_export_delay",
             &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT_DELAY"],
             60,
             86_400,
         )?;
-
-        let (gateway_version, gv_field) = l
-            .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
-            .ok_or_else(|| ConfigError {
-                strict: false,
-                field: "gateway_version".into(),
-                reason:
-                    "is required (it is part of the storage key <prefix>/<version>/config.json)"
-                        .into(),
-            })?;
-        validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
-            strict: false,
-            field: gv_field,
-            reason: r,
-        })?;
-
-        let node_id = match l.string("node_id", &["CONFIG_BRIDGE_NODE_ID", "HOSTNAME"])? {
-            None => None,
-            Some((id, field)) => {
-                if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-                    return err(field, "must be at most 128 visible ASCII characters");
-                }
-                // It names the node's election registration (`<time>-<id>` on S3, `<id>` on
-                // GCS): a `/` would put it in a sub-folder the other nodes skip (docs/election.md).
-                if id.contains('/') {
-                    return err(
-                        field,
-                        "must not contain '/' (it names the election registration)",
-                    );
-                }
-                Some(id)
-            }
-        };
-
-        let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
-        let host_tick_ms = l.uint("host_tick_ms", &[], tick_period_ms.min(50), 10, 600_000)?;
-        if host_tick_ms > tick_period_ms {
-            return err("host_tick_ms", "must not be larger than tick_period_ms");
-        }
-        let call_timeout_ms = l.uint("call_timeout_ms", &[], 10_000, 100, 600_000)?;
-        let lease_ttl_ms = l.uint("lease_ttl_ms", &[], 15_000, 1, 3_600_000)?;
-        if lease_ttl_ms < 2 * tick_period_ms {
-            return err(
-                "lease_ttl_ms",
-                "must be at least twice tick_period_ms (the holder renews it every tick)",
-            );
-        }
-        let retry_base_ms = l.uint("retry_base_ms", &[], 1000, 1, 3_600_000)?;
-        let retry_max_ms = l.uint("retry_max_ms", &[], 60_000, 1, 86_400_000)?;
-        if retry_max_ms < retry_base_ms {
-            return err("retry_max_ms", "must not be smaller than retry_base_ms");
-        }
-
+        let gateway_version = parse_gateway_version(l)?;
+        let node_id = parse_node_id(l)?;
+        let timing = parse_timing(l)?;
         let strict_config = l.bool("strict_config", &["CONFIG_BRIDGE_STRICT_CONFIG"], false)?;
-        let shared_data_namespace = match l.string("shared_data_namespace", &[])? {
-            None => None,
-            Some((ns, _)) if ns == "*" => None,
-            Some((ns, field)) => {
-                if ns.len() > 64
-                    || !ns
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-                {
-                    return err(
-                        field,
-                        "must be \"*\" or the name of an shm_kv zone (letters, digits, '_', '-', '.'; at most 64)",
-                    );
-                }
-                Some(ns)
-            }
-        };
+        let shared_data_namespace = parse_namespace(l)?;
         let (source, loc) = parse_source(l, export)?;
         let import_settings = if import {
             Some(import::parse_import(l)?)
@@ -562,28 +407,7 @@ impl Config {
         let election = election::parse_election(l)?;
         let seal = seal::parse_seal(l)?;
         let history = history::parse_history(l)?;
-        let (backend, default_upstream) = match location.backend {
-            Backend::S3 => {
-                let s3 = parse_s3(l, export || import)?;
-                let u = default_s3_upstream(&s3);
-                (StorageBackend::S3(s3), u)
-            }
-            Backend::Gcs => {
-                let g = gcs::parse_gcs(l, export)?;
-                let u = g.default_upstream();
-                (StorageBackend::Gcs(g), u)
-            }
-        };
-        let upstream = match l.string("storage_upstream", &[])? {
-            Some((u, _)) => u,
-            None => default_upstream,
-        };
-        let storage = StorageSettings {
-            location,
-            upstream,
-            backend,
-        };
-
+        let storage = parse_storage(l, location, export, import)?;
         let cfg = Config {
             export,
             import,
@@ -593,12 +417,12 @@ impl Config {
             import_settings,
             gateway_version,
             node_id,
-            tick_period_ms,
-            host_tick_ms,
-            call_timeout_ms,
-            lease_ttl_ms,
-            retry_base_ms,
-            retry_max_ms,
+            tick_period_ms: timing.tick_period_ms,
+            host_tick_ms: timing.host_tick_ms,
+            call_timeout_ms: timing.call_timeout_ms,
+            lease_ttl_ms: timing.lease_ttl_ms,
+            retry_base_ms: timing.retry_base_ms,
+            retry_max_ms: timing.retry_max_ms,
             strict_config,
             shared_data_namespace,
             election,
@@ -626,6 +450,256 @@ impl Config {
             None => self.config_key(),
         }
     }
+}
+
+/// A setting's name and what is wrong with it.
+type FieldError = (String, String);
+
+/// The configuration's members, sorted out: each known setting's value, the payload's range.
+struct SettingsValues {
+    obj: Map<String, Value>,
+    config: Option<(usize, usize)>,
+    first_error: Option<FieldError>,
+}
+
+/// An object's members: (unescaped key, start and end of the raw value).
+type MemberRanges = Vec<(String, usize, usize)>;
+
+/// Settings as (key, raw value's byte range), and the payload's `_format_version` when a sliced
+/// scan already read it; validated as JSON without a tree. The `config` payload is located, never
+/// decoded.
+fn top_level_members(
+    text: &[u8],
+    scanned: Option<&Summary>,
+) -> Result<(MemberRanges, Option<Result<(), String>>), ConfigError> {
+    let not_object = || ConfigError {
+        strict: false,
+        field: "configuration".into(),
+        reason: "expected a JSON object or a JSON string holding one".into(),
+    };
+    // Validated as JSON without a tree, then split into members (byte ranges): the `config`
+    // payload is located, never decoded; the other settings are small and become `Value`s.
+    Ok(match scanned {
+        Some(summary) => {
+            if summary.root != ValueKind::Object {
+                return Err(not_object());
+            }
+            let members = summary
+                .members
+                .iter()
+                .map(|m| (m.key.clone(), m.value.start, m.value.end))
+                .collect::<Vec<_>>();
+            (members, scanned_format_version(summary, text))
+        }
+        None => {
+            check_json(text).map_err(|e| ConfigError {
+                strict: false,
+                field: "configuration".into(),
+                reason: json_syntax_reason(&e),
+            })?;
+            (object_members(text).ok_or_else(not_object)?, None)
+        }
+    })
+}
+
+/// Each known setting's value decoded (they are small), the `config` payload's range, and the
+/// first bad member (reported once `strict_config` has been read).
+fn settings_values(text: &[u8], members: MemberRanges) -> SettingsValues {
+    let mut obj = Map::new();
+    let mut config = None;
+    // The first bad member is reported once `strict_config` (wherever it is) has been read.
+    let mut first_error = None;
+    for (k, start, end) in members {
+        if !SETTINGS.contains(&k.as_str()) {
+            first_error.get_or_insert((k, "unknown setting".to_string()));
+            continue;
+        }
+        if k == "config" {
+            config = Some((start, end));
+            continue;
+        }
+        let raw = text.get(start..end).unwrap_or_default();
+        match serde_json::from_slice::<Value>(raw) {
+            Ok(value) => {
+                obj.insert(k, value);
+            }
+            Err(e) => {
+                first_error.get_or_insert((k, json_syntax_reason(&e)));
+            }
+        }
+    }
+    SettingsValues {
+        obj,
+        config,
+        first_error,
+    }
+}
+
+/// `cluster_fallback_config_export` and `_import`: at least one must be on.
+fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), ConfigError> {
+    let export = l.bool(
+        "cluster_fallback_config_export",
+        &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
+        false,
+    )?;
+    let import = l.bool(
+        "cluster_fallback_config_import",
+        &["KONG_CLUSTER_FALLBACK_CONFIG_IMPORT"],
+        false,
+    )?;
+    if !export && !import {
+        return err(
+            "cluster_fallback_config_export",
+            "export and import are both off; turn on cluster_fallback_config_export or cluster_fallback_config_import",
+        );
+    }
+    Ok((export, import))
+}
+
+/// `cluster_fallback_config_storage`: required, `s3://` or `gcs://`/`gs://`.
+fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, ConfigError> {
+    let (storage_raw, storage_field) = l
+        .string(
+            "cluster_fallback_config_storage",
+            &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
+        )?
+        .ok_or_else(|| ConfigError {
+            strict: false,
+            field: "cluster_fallback_config_storage".into(),
+            reason: "is required when export or import is on".into(),
+        })?;
+    StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
+        strict: false,
+        field: storage_field,
+        reason: r,
+    })
+}
+
+/// `gateway_version`: required, part of the storage key.
+fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, ConfigError> {
+    let (gateway_version, gv_field) = l
+        .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
+        .ok_or_else(|| ConfigError {
+            strict: false,
+            field: "gateway_version".into(),
+            reason: "is required (it is part of the storage key <prefix>/<version>/config.json)"
+                .into(),
+        })?;
+    validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
+        strict: false,
+        field: gv_field,
+        reason: r,
+    })?;
+    Ok(gateway_version)
+}
+
+/// `node_id` (or `HOSTNAME`): visible ASCII, no `/`.
+fn parse_node_id(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+    let Some((id, field)) = l.string("node_id", &["CONFIG_BRIDGE_NODE_ID", "HOSTNAME"])? else {
+        return Ok(None);
+    };
+    if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return err(field, "must be at most 128 visible ASCII characters");
+    }
+    // It names the node's election registration (`<time>-<id>` on S3, `<id>` on GCS): a `/`
+    // would put it in a sub-folder the other nodes skip (docs/election.md).
+    if id.contains('/') {
+        return err(
+            field,
+            "must not contain '/' (it names the election registration)",
+        );
+    }
+    Ok(Some(id))
+}
+
+/// The timers and retry bounds, with the rules that tie them together.
+struct Timing {
+    tick_period_ms: u64,
+    host_tick_ms: u64,
+    call_timeout_ms: u64,
+    lease_ttl_ms: u64,
+    retry_base_ms: u64,
+    retry_max_ms: u64,
+}
+
+fn parse_timing(l: &Lookup<'_>) -> Result<Timing, ConfigError> {
+    let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
+    let host_tick_ms = l.uint("host_tick_ms", &[], tick_period_ms.min(50), 10, 600_000)?;
+    if host_tick_ms > tick_period_ms {
+        return err("host_tick_ms", "must not be larger than tick_period_ms");
+    }
+    let call_timeout_ms = l.uint("call_timeout_ms", &[], 10_000, 100, 600_000)?;
+    let lease_ttl_ms = l.uint("lease_ttl_ms", &[], 15_000, 1, 3_600_000)?;
+    if lease_ttl_ms < 2 * tick_period_ms {
+        return err(
+            "lease_ttl_ms",
+            "must be at least twice tick_period_ms (the holder renews it every tick)",
+        );
+    }
+    let retry_base_ms = l.uint("retry_base_ms", &[], 1000, 1, 3_600_000)?;
+    let retry_max_ms = l.uint("retry_max_ms", &[], 60_000, 1, 86_400_000)?;
+    if retry_max_ms < retry_base_ms {
+        return err("retry_max_ms", "must not be smaller than retry_base_ms");
+    }
+    Ok(Timing {
+        tick_period_ms,
+        host_tick_ms,
+        call_timeout_ms,
+        lease_ttl_ms,
+        retry_base_ms,
+        retry_max_ms,
+    })
+}
+
+/// `shared_data_namespace`: `*` (the default zone) or an shm_kv zone's name.
+fn parse_namespace(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+    match l.string("shared_data_namespace", &[])? {
+        None => Ok(None),
+        Some((ns, _)) if ns == "*" => Ok(None),
+        Some((ns, field)) => {
+            if ns.len() > 64
+                || !ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return err(
+                    field,
+                    "must be \"*\" or the name of an shm_kv zone (letters, digits, '_', '-', '.'; at most 64)",
+                );
+            }
+            Ok(Some(ns))
+        }
+    }
+}
+
+/// The backend's own settings and the upstream its calls go to.
+fn parse_storage(
+    l: &Lookup<'_>,
+    location: StorageUrl,
+    export: bool,
+    import: bool,
+) -> Result<StorageSettings, ConfigError> {
+    let (backend, default_upstream) = match location.backend {
+        Backend::S3 => {
+            let s3 = parse_s3(l, export || import)?;
+            let u = default_s3_upstream(&s3);
+            (StorageBackend::S3(s3), u)
+        }
+        Backend::Gcs => {
+            let g = gcs::parse_gcs(l, export)?;
+            let u = g.default_upstream();
+            (StorageBackend::Gcs(g), u)
+        }
+    };
+    let upstream = match l.string("storage_upstream", &[])? {
+        Some((u, _)) => u,
+        None => default_upstream,
+    };
+    Ok(StorageSettings {
+        location,
+        upstream,
+        backend,
+    })
 }
 
 #[cfg(test)]
@@ -1228,11 +1302,11 @@ mod tests {
         }
     }
 
-    /// A scan done in slices (`json_scan`) gives the same configuration, or the same error field,
+    /// A scan done in slices (`json::scan`) gives the same configuration, or the same error field,
     /// as the one-pass parse, for every shipped example and every invalid case.
     #[test]
     fn parsing_a_sliced_scan_agrees_with_the_one_pass_parse() {
-        use crate::json_scan::{Progress, Scanner};
+        use crate::json::scan::{Progress, Scanner};
         let scan = |text: &[u8]| {
             let mut scanner = Scanner::new(Some("config"));
             loop {

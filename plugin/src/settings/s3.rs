@@ -5,10 +5,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::aws::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
 use super::lookup::{object_or_json_string, Lookup};
 use super::{err, ConfigError, Secret};
 use crate::http_url::{percent_encode, HttpUrl};
-use crate::store::aws_credentials::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Settings {
@@ -53,6 +53,7 @@ pub const RESERVED_METADATA: &[&str] = &[
     "config-sha256",
     "config-sequence",
     "config-updated-at",
+    "config-supersedes",
     // Sealed exports (docs/sealed-exports.md).
     crate::seal::META_SIGNATURE,
     crate::seal::META_SIGNATURE_KEY,
@@ -153,6 +154,20 @@ fn parse_credentials(
     region: &str,
     required: bool,
 ) -> Result<AwsProvider, ConfigError> {
+    if let Some(keys) = static_keys(l)? {
+        return Ok(keys);
+    }
+    if let Some(container) = container_provider(l)? {
+        return Ok(container);
+    }
+    if let Some(web) = web_identity_provider(l, region)? {
+        return Ok(web);
+    }
+    imds_provider(l, required)
+}
+
+/// Both keys, or neither (then the chain goes on).
+fn static_keys(l: &Lookup<'_>) -> Result<Option<AwsProvider>, ConfigError> {
     let access_key_id = l.secret("aws_access_key_id", &["AWS_ACCESS_KEY_ID"])?;
     let secret_access_key = l.secret("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"])?;
     let session_token = l.secret("aws_session_token", &["AWS_SESSION_TOKEN"])?;
@@ -161,26 +176,26 @@ fn parse_credentials(
             if !access_key_id.expose().bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return err("aws_access_key_id", "must contain only letters and digits");
             }
-            return Ok(AwsProvider::Static(AwsKeys {
+            Ok(Some(AwsProvider::Static(AwsKeys {
                 access_key_id,
                 secret_access_key,
                 session_token,
-            }));
+            })))
         }
-        (Some(_), None) => {
-            return err(
+        (Some(_), None) => err(
                 "aws_secret_access_key",
                 "is not configured (set it or AWS_SECRET_ACCESS_KEY, or neither key to use the credential chain)",
-            )
-        }
-        (None, Some(_)) => {
-            return err(
+            ),
+        (None, Some(_)) => err(
                 "aws_access_key_id",
                 "is not configured (set it or AWS_ACCESS_KEY_ID, or neither key to use the credential chain)",
-            )
-        }
-        (None, None) => {}
+            ),
+        (None, None) => Ok(None),
     }
+}
+
+/// The container credentials endpoint (ECS, EKS Pod Identity), if configured.
+fn container_provider(l: &Lookup<'_>) -> Result<Option<AwsProvider>, ConfigError> {
     let container = match url_setting(
         l,
         "aws_container_credentials_uri",
@@ -203,56 +218,67 @@ fn parse_credentials(
             }
         },
     };
-    if let Some(url) = container {
-        let upstream = upstream_of(l, "aws_container_credentials_upstream", &url)?;
-        let authorization = l.secret(
-            "aws_container_authorization_token",
-            &["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
-        )?;
-        return Ok(AwsProvider::Container {
-            url,
-            upstream,
-            authorization,
-        });
-    }
-    if let Some(token) = l.secret("aws_web_identity_token", &[])? {
-        let Some((role_arn, _)) = l.string("aws_role_arn", &["AWS_ROLE_ARN"])? else {
-            return err(
-                "aws_role_arn",
-                "is not configured (aws_web_identity_token needs the role to assume; set it or AWS_ROLE_ARN)",
-            );
-        };
-        let session_name = match l.string("aws_role_session_name", &["AWS_ROLE_SESSION_NAME"])? {
-            Some((n, field)) => {
-                let ok = n.len() <= 64
-                    && n.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"=,.@-_".contains(&b));
-                if !ok {
-                    return err(
-                        field,
-                        "must be 2 to 64 characters of letters, digits and =,.@-_",
-                    );
-                }
-                n
+    let Some(url) = container else {
+        return Ok(None);
+    };
+    let upstream = upstream_of(l, "aws_container_credentials_upstream", &url)?;
+    let authorization = l.secret(
+        "aws_container_authorization_token",
+        &["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
+    )?;
+    Ok(Some(AwsProvider::Container {
+        url,
+        upstream,
+        authorization,
+    }))
+}
+
+/// STS AssumeRoleWithWebIdentity, if a token is configured.
+fn web_identity_provider(l: &Lookup<'_>, region: &str) -> Result<Option<AwsProvider>, ConfigError> {
+    let Some(token) = l.secret("aws_web_identity_token", &[])? else {
+        return Ok(None);
+    };
+    let Some((role_arn, _)) = l.string("aws_role_arn", &["AWS_ROLE_ARN"])? else {
+        return err(
+            "aws_role_arn",
+            "is not configured (aws_web_identity_token needs the role to assume; set it or AWS_ROLE_ARN)",
+        );
+    };
+    let session_name = match l.string("aws_role_session_name", &["AWS_ROLE_SESSION_NAME"])? {
+        Some((n, field)) => {
+            let ok = n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"=,.@-_".contains(&b));
+            if !ok {
+                return err(
+                    field,
+                    "must be 2 to 64 characters of letters, digits and =,.@-_",
+                );
             }
-            None => "config-bridge".to_string(),
-        };
-        let sts = match url_setting(l, "aws_sts_endpoint", &["AWS_ENDPOINT_URL_STS"])? {
-            Some((u, _)) => u,
-            None if region.is_empty() => HttpUrl::parse("https://sts.amazonaws.com")
-                .or_else(|r| err("aws_sts_endpoint", r))?,
-            None => HttpUrl::parse(&format!("https://sts.{region}.amazonaws.com"))
-                .or_else(|r| err("aws_sts_endpoint", r))?,
-        };
-        let upstream = upstream_of(l, "aws_sts_upstream", &sts)?;
-        return Ok(AwsProvider::WebIdentity {
-            sts,
-            upstream,
-            role_arn,
-            session_name,
-            token,
-        });
-    }
+            n
+        }
+        None => "config-bridge".to_string(),
+    };
+    let sts = match url_setting(l, "aws_sts_endpoint", &["AWS_ENDPOINT_URL_STS"])? {
+        Some((u, _)) => u,
+        None if region.is_empty() => {
+            HttpUrl::parse("https://sts.amazonaws.com").or_else(|r| err("aws_sts_endpoint", r))?
+        }
+        None => HttpUrl::parse(&format!("https://sts.{region}.amazonaws.com"))
+            .or_else(|r| err("aws_sts_endpoint", r))?,
+    };
+    let upstream = upstream_of(l, "aws_sts_upstream", &sts)?;
+    Ok(Some(AwsProvider::WebIdentity {
+        sts,
+        upstream,
+        role_arn,
+        session_name,
+        token,
+    }))
+}
+
+/// IMDSv2, unless disabled (then no credentials: an error if they are required).
+fn imds_provider(l: &Lookup<'_>, required: bool) -> Result<AwsProvider, ConfigError> {
     let imds_off = l.bool("aws_imds_disabled", &["AWS_EC2_METADATA_DISABLED"], false)?;
     if imds_off {
         if required {
@@ -262,8 +288,8 @@ fn parse_credentials(
             );
         }
         return Ok(AwsProvider::Static(AwsKeys {
-            access_key_id: Secret(String::new()),
-            secret_access_key: Secret(String::new()),
+            access_key_id: Secret::new(String::new()),
+            secret_access_key: Secret::new(String::new()),
             session_token: None,
         }));
     }
@@ -400,58 +426,13 @@ pub fn s3_params_to_headers(
             );
         }
         if param == "Metadata" {
-            let Value::Object(meta) = value else {
-                return err(field, "expected an object of string values");
-            };
-            for (k, v) in meta {
-                let mfield = format!("{field}.{k}");
-                let key = k.to_ascii_lowercase();
-                if key.is_empty()
-                    || !key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return err(
-                        mfield,
-                        "metadata keys may only contain letters, digits, '-' and '_'",
-                    );
-                }
-                if RESERVED_METADATA.contains(&key.as_str()) {
-                    return err(mfield, "is written by config-bridge itself");
-                }
-                let Value::String(v) = v else {
-                    return err(mfield, "expected a string");
-                };
-                if !header_value_ok(v) {
-                    return err(mfield, "must be non-empty printable US-ASCII");
-                }
-                headers.push((format!("x-amz-meta-{key}"), v.clone()));
-            }
+            metadata_headers(value, &field, &mut headers)?;
             continue;
         }
         let Some((_, header)) = S3_PARAMS.iter().find(|(p, _)| p == param) else {
             return err(field, "unknown S3 PutObject parameter");
         };
-        let text = match (param.as_str(), value) {
-            ("Tagging", Value::Object(tags)) => {
-                let mut pairs = Vec::new();
-                for (k, v) in tags {
-                    let Value::String(v) = v else {
-                        return err(field, "tag values must be strings");
-                    };
-                    pairs.push(format!(
-                        "{}={}",
-                        percent_encode(k, false),
-                        percent_encode(v, false)
-                    ));
-                }
-                pairs.join("&")
-            }
-            ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
-            ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
-            (_, Value::String(s)) => s.clone(),
-            _ => return err(field, "expected a string"),
-        };
+        let text = param_text(param, value, &field)?;
         if !header_value_ok(&text) {
             return err(field, "must be non-empty printable US-ASCII");
         }
@@ -464,4 +445,65 @@ pub fn s3_params_to_headers(
     }
     headers.sort();
     Ok(headers)
+}
+
+/// `Metadata`: an object of strings, each an `x-amz-meta-<key>` header.
+fn metadata_headers(
+    value: &Value,
+    field: &str,
+    headers: &mut Vec<(String, String)>,
+) -> Result<(), ConfigError> {
+    let Value::Object(meta) = value else {
+        return err(field, "expected an object of string values");
+    };
+    for (k, v) in meta {
+        let mfield = format!("{field}.{k}");
+        let key = k.to_ascii_lowercase();
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return err(
+                mfield,
+                "metadata keys may only contain letters, digits, '-' and '_'",
+            );
+        }
+        if RESERVED_METADATA.contains(&key.as_str()) {
+            return err(mfield, "is written by config-bridge itself");
+        }
+        let Value::String(v) = v else {
+            return err(mfield, "expected a string");
+        };
+        if !header_value_ok(v) {
+            return err(mfield, "must be non-empty printable US-ASCII");
+        }
+        headers.push((format!("x-amz-meta-{key}"), v.clone()));
+    }
+    Ok(())
+}
+
+/// A parameter's value as its header's text: strings as they are, `Tagging` as a URL-encoded
+/// query, `BucketKeyEnabled` as `true`/`false`.
+fn param_text(param: &str, value: &Value, field: &str) -> Result<String, ConfigError> {
+    Ok(match (param, value) {
+        ("Tagging", Value::Object(tags)) => {
+            let mut pairs = Vec::new();
+            for (k, v) in tags {
+                let Value::String(v) = v else {
+                    return err(field, "tag values must be strings");
+                };
+                pairs.push(format!(
+                    "{}={}",
+                    percent_encode(k, false),
+                    percent_encode(v, false)
+                ));
+            }
+            pairs.join("&")
+        }
+        ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
+        ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
+        (_, Value::String(s)) => s.clone(),
+        _ => return err(field, "expected a string"),
+    })
 }

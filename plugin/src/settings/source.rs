@@ -3,11 +3,25 @@
 use std::rc::Rc;
 
 use super::lookup::Lookup;
-use super::scanner::{first_byte, json_string};
 use super::{err, ConfigError, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
-use crate::engine::source::kong_admin::KongAdminSettings;
 use crate::http_url::HttpUrl;
+use crate::json::members::{first_byte, json_string};
+use crate::secret::Secret;
+
+/// The Kong Admin API's settings (`SourceConfig::KongAdmin` and the importer's), read by
+/// [`parse_kong_admin`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KongAdminSettings {
+    pub url: HttpUrl,
+    pub upstream: String,
+    /// `(header name, token)`: Kong Enterprise RBAC `Kong-Admin-Token`, or any header.
+    pub auth: Option<(String, Secret)>,
+    /// How often `/status` is asked (DB-less change probe).
+    pub poll_interval_ms: u64,
+    /// How often a database-backed node is dumped.
+    pub dump_interval_ms: u64,
+}
 
 pub(crate) fn parse_source(
     l: &Lookup<'_>,
@@ -18,90 +32,8 @@ pub(crate) fn parse_source(
         .map(|(s, _)| s)
         .unwrap_or_else(|| "filter".to_string());
     match kind.as_str() {
-        "filter" => {
-            let empty = SourceConfig::Filter {
-                document: Rc::default(),
-            };
-            let (start, end) = match l.config {
-                Some((start, end)) if l.text.get(start..end) != Some(b"null") => (start, end),
-                _ if export => {
-                    return err(
-                        "config",
-                        "is required when config_source is \"filter\" and export is on",
-                    )
-                }
-                _ => return Ok((empty, PayloadLoc::None)),
-            };
-            let not_object = || {
-                ConfigError {
-                strict: false,
-                field: "config".into(),
-                reason: "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into(),
-            }
-            };
-            let raw = l.text.get(start..end).unwrap_or_default();
-            let loc = match first_byte(raw) {
-                Some(b'{') => {
-                    // Already validated as JSON with the whole filter configuration.
-                    let checked = match &l.config_format_version {
-                        Some(scanned) => scanned.clone(),
-                        None => check_format_version(raw),
-                    };
-                    checked.map_err(|r| ConfigError {
-                        strict: false,
-                        field: "config".into(),
-                        reason: r,
-                    })?;
-                    PayloadLoc::Range(start, end)
-                }
-                // Kong 3.4 style: the document as a JSON string, unescaped once.
-                Some(b'"') => {
-                    let doc = json_string(raw).map_err(|_| not_object())?;
-                    if first_byte(doc.as_bytes()) != Some(b'{') {
-                        return Err(not_object());
-                    }
-                    validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
-                        strict: false,
-                        field: "config".into(),
-                        reason: r,
-                    })?;
-                    PayloadLoc::Owned(doc.into_bytes())
-                }
-                _ => return Err(not_object()),
-            };
-            Ok((empty, loc))
-        }
-        "url" => {
-            let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
-                strict: false,
-                field: "config_url".into(),
-                reason: "is required when config_source is \"url\"".into(),
-            })?;
-            let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
-                field,
-                reason: r,
-                strict: false,
-            })?;
-            let upstream = l
-                .string("config_url_upstream", &[])?
-                .map(|(u, _)| u)
-                .unwrap_or_else(|| url.upstream());
-            let poll_interval_ms = l.seconds_ms("config_poll_interval", &[], 10, 86_400)?;
-            if poll_interval_ms < 100 {
-                return err("config_poll_interval", "must be at least 0.1 seconds");
-            }
-            if l.config.is_some() {
-                return err("config", "must not be set when config_source is \"url\"");
-            }
-            Ok((
-                SourceConfig::Url {
-                    url,
-                    upstream,
-                    poll_interval_ms,
-                },
-                PayloadLoc::None,
-            ))
-        }
+        "filter" => filter_source(l, export),
+        "url" => url_source(l),
         "kong_admin" => {
             if l.config.is_some() {
                 return err(
@@ -117,6 +49,95 @@ pub(crate) fn parse_source(
             "must be \"filter\", \"url\" or \"kong_admin\"",
         ),
     }
+}
+
+/// `config_source: "filter"`: the document is the filter's own `config` (an object, or a JSON
+/// string holding one as Kong 3.4 stores it).
+fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
+    let empty = SourceConfig::Filter {
+        document: Rc::default(),
+    };
+    let (start, end) = match l.config {
+        Some((start, end)) if l.text.get(start..end) != Some(b"null") => (start, end),
+        _ if export => {
+            return err(
+                "config",
+                "is required when config_source is \"filter\" and export is on",
+            )
+        }
+        _ => return Ok((empty, PayloadLoc::None)),
+    };
+    let not_object = || ConfigError {
+        strict: false,
+        field: "config".into(),
+        reason:
+            "expected a JSON object (a Kong declarative configuration) or a JSON string holding one"
+                .into(),
+    };
+    let raw = l.text.get(start..end).unwrap_or_default();
+    let loc = match first_byte(raw) {
+        Some(b'{') => {
+            // Already validated as JSON with the whole filter configuration.
+            let checked = match &l.config_format_version {
+                Some(scanned) => scanned.clone(),
+                None => check_format_version(raw),
+            };
+            checked.map_err(|r| ConfigError {
+                strict: false,
+                field: "config".into(),
+                reason: r,
+            })?;
+            PayloadLoc::Range(start, end)
+        }
+        // Kong 3.4 style: the document as a JSON string, unescaped once.
+        Some(b'"') => {
+            let doc = json_string(raw).map_err(|_| not_object())?;
+            if first_byte(doc.as_bytes()) != Some(b'{') {
+                return Err(not_object());
+            }
+            validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
+                strict: false,
+                field: "config".into(),
+                reason: r,
+            })?;
+            PayloadLoc::Owned(doc.into_bytes())
+        }
+        _ => return Err(not_object()),
+    };
+    Ok((empty, loc))
+}
+
+/// `config_source: "url"`: the document is polled from `config_url`.
+fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
+    let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
+        strict: false,
+        field: "config_url".into(),
+        reason: "is required when config_source is \"url\"".into(),
+    })?;
+    let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
+        field,
+        reason: r,
+        strict: false,
+    })?;
+    let upstream = l
+        .string("config_url_upstream", &[])?
+        .map(|(u, _)| u)
+        .unwrap_or_else(|| url.upstream());
+    let poll_interval_ms = l.seconds_ms("config_poll_interval", &[], 10, 86_400)?;
+    if poll_interval_ms < 100 {
+        return err("config_poll_interval", "must be at least 0.1 seconds");
+    }
+    if l.config.is_some() {
+        return err("config", "must not be set when config_source is \"url\"");
+    }
+    Ok((
+        SourceConfig::Url {
+            url,
+            upstream,
+            poll_interval_ms,
+        },
+        PayloadLoc::None,
+    ))
 }
 
 /// The Kong Admin API (source and importer): `kong_admin_url` (default the node's own

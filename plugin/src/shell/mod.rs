@@ -14,7 +14,7 @@ use std::rc::Rc;
 use crate::config_report::{inert_line, summary};
 use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
 use crate::http::HttpResponse;
-use crate::json_scan::{Progress, Scanner};
+use crate::json::scan::{Progress, Scanner};
 use crate::node_lock::SharedStore;
 use crate::settings::{Config, ConfigError};
 use hostcalls::LogLevel;

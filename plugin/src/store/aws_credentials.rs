@@ -20,12 +20,9 @@ use super::timestamp::{rfc3339_ms, shift, unshift};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
 use crate::node_lock::SharedStore;
-use crate::settings::Secret;
+use crate::secret::Secret;
+pub use crate::settings::aws::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
 
-/// The ECS/EKS container-credentials host for `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`.
-pub const ECS_CREDENTIALS_HOST: &str = "http://169.254.170.2";
-/// The instance metadata service (`AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides it).
-pub const IMDS_URL: &str = "http://169.254.169.254";
 /// IMDSv2 session tokens are asked for this long (AWS's SDKs ask for 6 hours).
 pub const IMDS_TOKEN_TTL_S: u64 = 21_600;
 const IMDS_TOKEN_PATH: &str = "/latest/api/token";
@@ -37,60 +34,6 @@ const RETRY_BASE_MS: u64 = 1000;
 const RETRY_MAX_MS: u64 = 60_000;
 /// The longest answer read from a credentials endpoint.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-/// One set of AWS keys. `Debug` shows none of them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AwsKeys {
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
-}
-
-/// Where credentials come from, in the order the settings select them (docs/credentials.md).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AwsProvider {
-    /// `aws_access_key_id` / `AWS_ACCESS_KEY_ID` and friends: used as they are.
-    Static(AwsKeys),
-    /// `GET <url>` with `Authorization: <token>` when there is one (ECS task roles:
-    /// `169.254.170.2` + the relative URI; EKS Pod Identity: a full URI and a token).
-    Container {
-        url: HttpUrl,
-        upstream: String,
-        authorization: Option<Secret>,
-    },
-    /// IMDSv2 at `url` (its base).
-    Imds { url: HttpUrl, upstream: String },
-    /// STS `AssumeRoleWithWebIdentity` (unsigned) at `sts`.
-    WebIdentity {
-        sts: HttpUrl,
-        upstream: String,
-        role_arn: String,
-        session_name: String,
-        token: Secret,
-    },
-}
-
-impl AwsProvider {
-    /// For log lines: the provider and its endpoint, never a credential.
-    pub fn describe(&self) -> String {
-        match self {
-            AwsProvider::Static(_) => "static keys (settings or environment)".to_string(),
-            AwsProvider::Container { url, .. } => {
-                format!("container credentials at {}", endpoint(url))
-            }
-            AwsProvider::Imds { url, .. } => {
-                format!("the instance metadata service {}", endpoint(url))
-            }
-            AwsProvider::WebIdentity { sts, role_arn, .. } => {
-                format!("STS web identity at {} for {role_arn}", endpoint(sts))
-            }
-        }
-    }
-}
-
-fn endpoint(url: &HttpUrl) -> String {
-    format!("{}://{}", url.scheme, url.authority())
-}
 
 /// Credentials in hand. Times are this node's clock (ms).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,92 +163,50 @@ impl CredentialChain {
                 url,
                 upstream,
                 authorization,
-            } => {
-                let mut headers = vec![("accept".to_string(), "application/json".to_string())];
-                if let Some(token) = authorization {
-                    headers.push(("authorization".into(), token.expose().to_string()));
-                }
-                let req = get(url, upstream, url.path_and_query.clone(), headers);
-                (Step::Credentials, req)
-            }
-            AwsProvider::Imds { url, upstream } => {
-                let base = url.path().trim_end_matches('/');
-                match (&self.imds_token, &self.imds_role) {
-                    (Some((token, until)), role) if now_ms < *until => {
-                        let headers = vec![(
-                            "x-aws-ec2-metadata-token".to_string(),
-                            token.expose().to_string(),
-                        )];
-                        match role {
-                            None => (
-                                Step::ImdsRole,
-                                get(url, upstream, format!("{base}{IMDS_ROLE_PATH}"), headers),
-                            ),
-                            Some(role) => (
-                                Step::Credentials,
-                                get(
-                                    url,
-                                    upstream,
-                                    format!(
-                                        "{base}{IMDS_ROLE_PATH}{}",
-                                        percent_encode(role, false)
-                                    ),
-                                    headers,
-                                ),
-                            ),
-                        }
-                    }
-                    _ => {
-                        let mut req = get(
-                            url,
-                            upstream,
-                            format!("{base}{IMDS_TOKEN_PATH}"),
-                            vec![(
-                                "x-aws-ec2-metadata-token-ttl-seconds".to_string(),
-                                IMDS_TOKEN_TTL_S.to_string(),
-                            )],
-                        );
-                        req.method = "PUT".into();
-                        req.headers.push(("content-length".into(), "0".into()));
-                        (Step::ImdsToken, req)
-                    }
-                }
-            }
+            } => (
+                Step::Credentials,
+                container_request(url, upstream, authorization.as_ref()),
+            ),
+            AwsProvider::Imds { url, upstream } => self.imds_request(url, upstream, now_ms),
             AwsProvider::WebIdentity {
                 sts,
                 upstream,
                 role_arn,
                 session_name,
                 token,
-            } => {
-                // In the body, not the URL: the token must not reach an access log.
-                let body = format!(
-                    "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&WebIdentityToken={}",
-                    percent_encode(role_arn, false),
-                    percent_encode(session_name, false),
-                    percent_encode(token.expose(), false)
-                );
-                let mut req = get(
-                    sts,
-                    upstream,
-                    sts.path_and_query.clone(),
-                    vec![
-                        (
-                            "content-type".to_string(),
-                            "application/x-www-form-urlencoded".to_string(),
-                        ),
-                        ("content-length".into(), body.len().to_string()),
-                        ("accept".into(), "application/xml".into()),
-                    ],
-                );
-                req.method = "POST".into();
-                req.body = Rc::new(body.into_bytes());
-                (Step::Credentials, req)
-            }
+            } => (
+                Step::Credentials,
+                web_identity_request(sts, upstream, role_arn, session_name, token),
+            ),
         };
         self.step = Some(step);
         self.requests += 1;
         Some(request)
+    }
+
+    /// IMDSv2 takes three requests: a session token, the role's name, then its credentials.
+    fn imds_request(&self, url: &HttpUrl, upstream: &str, now_ms: u64) -> (Step, OutboundRequest) {
+        let base = url.path().trim_end_matches('/');
+        let Some((token, until)) = &self.imds_token else {
+            return (Step::ImdsToken, imds_token_request(url, upstream, base));
+        };
+        if now_ms >= *until {
+            return (Step::ImdsToken, imds_token_request(url, upstream, base));
+        }
+        let headers = vec![(
+            "x-aws-ec2-metadata-token".to_string(),
+            token.expose().to_string(),
+        )];
+        match &self.imds_role {
+            None => (
+                Step::ImdsRole,
+                get(url, upstream, format!("{base}{IMDS_ROLE_PATH}"), headers),
+            ),
+            Some(role) => {
+                let path = format!("{base}{IMDS_ROLE_PATH}{}", percent_encode(role, false));
+                (Step::Credentials, get(url, upstream, path, headers))
+            }
+        }
     }
 
     /// The provider's answer to the last request (`Err`: the call failed, with the host's
@@ -358,58 +259,60 @@ impl CredentialChain {
             return Err(self.failed(line, now_ms));
         }
         let body = resp.body.get(..MAX_ANSWER_BYTES).unwrap_or(&resp.body);
-        match step {
-            Step::ImdsToken => {
-                let token = String::from_utf8_lossy(body).trim().to_string();
-                if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(self.failed(
-                        format!("{what} answered the token request without a usable token"),
-                        now_ms,
-                    ));
-                }
-                let ttl_ms = resp
-                    .header("x-aws-ec2-metadata-token-ttl-seconds")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(IMDS_TOKEN_TTL_S)
-                    .min(IMDS_TOKEN_TTL_S)
-                    * 1000;
-                // Renewed a minute early, so a request never leaves with a dying token.
-                let until = now_ms + ttl_ms - 60_000u64.min(ttl_ms / 2);
-                self.imds_token = Some((Secret::new(token), until));
+        let outcome = match step {
+            Step::ImdsToken => self.took_imds_token(&resp, body, now_ms),
+            Step::ImdsRole => self.took_imds_role(body),
+            Step::Credentials => self.took_credentials(body, now_ms),
+        };
+        outcome.map_err(|line| self.failed(format!("{what} {line}"), now_ms))
+    }
+
+    /// IMDSv2's session token: kept (and shared) until a minute before its TTL ends.
+    fn took_imds_token(
+        &mut self,
+        resp: &HttpResponse,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let token = String::from_utf8_lossy(body).trim().to_string();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("answered the token request without a usable token".into());
+        }
+        let ttl_ms = resp
+            .header("x-aws-ec2-metadata-token-ttl-seconds")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(IMDS_TOKEN_TTL_S)
+            .min(IMDS_TOKEN_TTL_S)
+            * 1000;
+        // Renewed a minute early, so a request never leaves with a dying token.
+        let until = now_ms + ttl_ms - 60_000u64.min(ttl_ms / 2);
+        self.imds_token = Some((Secret::new(token), until));
+        self.save_imds_session();
+        Ok(())
+    }
+
+    /// IMDS: the instance's role name (the first non-empty line).
+    fn took_imds_role(&mut self, body: &[u8]) -> Result<(), String> {
+        let text = String::from_utf8_lossy(body);
+        match text.lines().map(str::trim).find(|l| !l.is_empty()) {
+            Some(role) if role.bytes().all(|b| b.is_ascii_graphic()) => {
+                self.imds_role = Some(role.to_string());
                 self.save_imds_session();
                 Ok(())
             }
-            Step::ImdsRole => {
-                let text = String::from_utf8_lossy(body);
-                let role = text.lines().map(str::trim).find(|l| !l.is_empty());
-                match role {
-                    Some(role) if role.bytes().all(|b| b.is_ascii_graphic()) => {
-                        self.imds_role = Some(role.to_string());
-                        self.save_imds_session();
-                        Ok(())
-                    }
-                    _ => Err(self.failed(
-                        format!(
-                            "{what} has no IAM role for this instance (attach an instance profile)"
-                        ),
-                        now_ms,
-                    )),
-                }
-            }
-            Step::Credentials => {
-                let parsed = match &self.provider {
-                    AwsProvider::WebIdentity { .. } => parse_sts_xml(body),
-                    _ => parse_credentials_json(body),
-                };
-                match parsed {
-                    Ok((keys, expiration)) => {
-                        self.store(keys, expiration, now_ms);
-                        Ok(())
-                    }
-                    Err(e) => Err(self.failed(format!("{what} answered {e}"), now_ms)),
-                }
-            }
+            _ => Err("has no IAM role for this instance (attach an instance profile)".into()),
         }
+    }
+
+    /// The credentials themselves: JSON (container, IMDS) or STS's XML.
+    fn took_credentials(&mut self, body: &[u8], now_ms: u64) -> Result<(), String> {
+        let (keys, expiration) = match &self.provider {
+            AwsProvider::WebIdentity { .. } => parse_sts_xml(body),
+            _ => parse_credentials_json(body),
+        }
+        .map_err(|e| format!("answered {e}"))?;
+        self.store(keys, expiration, now_ms);
+        Ok(())
     }
 
     /// New credentials; `expiration`: the provider's time (ms), `None` for keys that do not
@@ -525,6 +428,68 @@ fn imds_session(provider: &AwsProvider) -> Option<ImdsSession> {
 fn refresh_time(now_ms: u64, expires_at: u64) -> u64 {
     let lifetime = expires_at.saturating_sub(now_ms);
     expires_at.saturating_sub(REFRESH_MARGIN_MS.min(lifetime / 2))
+}
+
+/// `GET` the container credentials endpoint, with its authorization token if there is one.
+fn container_request(
+    url: &HttpUrl,
+    upstream: &str,
+    authorization: Option<&Secret>,
+) -> OutboundRequest {
+    let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+    if let Some(token) = authorization {
+        headers.push(("authorization".into(), token.expose().to_string()));
+    }
+    get(url, upstream, url.path_and_query.clone(), headers)
+}
+
+/// IMDSv2's `PUT` for a session token.
+fn imds_token_request(url: &HttpUrl, upstream: &str, base: &str) -> OutboundRequest {
+    let mut req = get(
+        url,
+        upstream,
+        format!("{base}{IMDS_TOKEN_PATH}"),
+        vec![(
+            "x-aws-ec2-metadata-token-ttl-seconds".to_string(),
+            IMDS_TOKEN_TTL_S.to_string(),
+        )],
+    );
+    req.method = "PUT".into();
+    req.headers.push(("content-length".into(), "0".into()));
+    req
+}
+
+/// STS `AssumeRoleWithWebIdentity` (unsigned). The token goes in the body, not the URL: it must
+/// not reach an access log.
+fn web_identity_request(
+    sts: &HttpUrl,
+    upstream: &str,
+    role_arn: &str,
+    session_name: &str,
+    token: &Secret,
+) -> OutboundRequest {
+    let body = format!(
+        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&WebIdentityToken={}",
+        percent_encode(role_arn, false),
+        percent_encode(session_name, false),
+        percent_encode(token.expose(), false)
+    );
+    let mut req = get(
+        sts,
+        upstream,
+        sts.path_and_query.clone(),
+        vec![
+            (
+                "content-type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+            ("content-length".into(), body.len().to_string()),
+            ("accept".into(), "application/xml".into()),
+        ],
+    );
+    req.method = "POST".into();
+    req.body = Rc::new(body.into_bytes());
+    req
 }
 
 fn get(

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::election_objects::ElectionCandidate;
 use super::gcs_auth::TokenCache;
+use super::lineage;
 use super::timestamp::rfc3339_ms;
 use super::{
     DeleteOutcome, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore,
@@ -24,6 +25,7 @@ pub const META_APPLIED_AT: &str = "config-applied-at";
 pub const META_SHA256: &str = "config-sha256";
 pub const META_SEQUENCE: &str = "config-sequence";
 pub const META_UPDATED_AT: &str = "config-updated-at";
+pub const META_SUPERSEDES: &str = "config-supersedes";
 /// On an election registration: the time of its last refresh (ms, this node's clock). A refresh
 /// is a metadata update (PATCH), as Kong Enterprise refreshes: `updated` moves, `timeCreated`
 /// (the register time every node reads) stays (docs/election.md, "GCS").
@@ -175,6 +177,10 @@ impl ObjectStore for GcsStore {
         if let Some(m) = metadata.as_object_mut() {
             if let Some(ms) = meta.updated_at_ms {
                 m.insert(META_UPDATED_AT.to_string(), Value::String(ms.to_string()));
+            }
+            if !meta.supersedes.is_empty() {
+                let list = lineage::render(&meta.supersedes);
+                m.insert(META_SUPERSEDES.to_string(), Value::String(list));
             }
             for (name, value) in &meta.seal {
                 m.insert((*name).to_string(), Value::String(value.clone()));
@@ -344,6 +350,9 @@ impl ObjectStore for GcsStore {
                     sha256_hex: meta_header(META_SHA256).map(str::to_string),
                     sequence: meta_header(META_SEQUENCE).and_then(|v| v.trim().parse().ok()),
                     updated_at_ms: meta_header(META_UPDATED_AT).and_then(|v| v.trim().parse().ok()),
+                    supersedes: meta_header(META_SUPERSEDES)
+                        .map(lineage::parse)
+                        .unwrap_or_default(),
                     seal: crate::seal::SealMeta::read(|k| meta_header(k).map(str::to_string)),
                 };
                 GetOutcome::Found {
@@ -471,6 +480,9 @@ fn resource_meta(v: &Value) -> RemoteMeta {
         sha256_hex: meta(META_SHA256),
         sequence: meta(META_SEQUENCE).and_then(|s| s.trim().parse().ok()),
         updated_at_ms: meta(META_UPDATED_AT).and_then(|s| s.trim().parse().ok()),
+        supersedes: meta(META_SUPERSEDES)
+            .map(|s| lineage::parse(&s))
+            .unwrap_or_default(),
         seal: crate::seal::SealMeta::read(meta),
     }
 }
@@ -574,6 +586,7 @@ mod tests {
                     sha256: crate::document::sha256(b"{}"),
                     sequence: 4,
                     updated_at_ms: Some(1_700_000_000_000),
+                    supersedes: vec!["0123456789ab".into(), "ba9876543210".into()],
                     seal: Vec::new(),
                 },
                 1000,
@@ -592,6 +605,10 @@ mod tests {
         assert!(body.contains(r#""config-sequence":"4""#), "{body}");
         assert!(
             body.contains(r#""config-updated-at":"1700000000000""#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#""config-supersedes":"0123456789ab,ba9876543210""#),
             "{body}"
         );
         s.on_unauthorized(2000);
@@ -673,7 +690,7 @@ mod tests {
         let h = s.parse_head(&resp(
             200,
             &[],
-            r#"{"generation":"5","metadata":{"uploader":"n2","config-applied-at":"42","config-sha256":"ab","config-sequence":"9","config-updated-at":"1700000000000"}}"#,
+            r#"{"generation":"5","metadata":{"uploader":"n2","config-applied-at":"42","config-sha256":"ab","config-sequence":"9","config-updated-at":"1700000000000","config-supersedes":"0123456789ab,zz"}}"#,
         ));
         assert_eq!(
             h,
@@ -684,6 +701,7 @@ mod tests {
                 sha256_hex: Some("ab".into()),
                 sequence: Some(9),
                 updated_at_ms: Some(1_700_000_000_000),
+                supersedes: vec!["0123456789ab".into()],
                 ..Default::default()
             })
         );

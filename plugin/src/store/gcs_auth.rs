@@ -6,20 +6,19 @@
 //! endpoint, the HTTP status and Google's `error` / `error_description` only.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::rc::Rc;
 
-use super::rsa_sign::{SignJob, SigningKeyParts};
+use crate::rs256::sign::SignJob;
 use serde_json::{json, Value};
 
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
-use crate::settings::Secret;
+use crate::secret::Secret;
+pub use crate::settings::gcs::{
+    ServiceAccountKey, TokenProvider, GOOGLE_TOKEN_URI, METADATA_URL, SCOPE_READ_ONLY,
+    SCOPE_READ_WRITE,
+};
 
-pub const SCOPE_READ_WRITE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
-pub const SCOPE_READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
-pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-pub const METADATA_URL: &str = "http://metadata.google.internal";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// Google accepts assertions that live at most one hour.
@@ -30,47 +29,6 @@ const REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
 /// After a failed token request the next one waits 1 s, doubling up to 60 s.
 const RETRY_BASE_MS: u64 = 1000;
 const RETRY_MAX_MS: u64 = 60_000;
-
-/// An RSA private key ready to sign (parsed once, at configuration time). Compared by its DER
-/// bytes; `Debug` never shows them.
-#[derive(Clone)]
-pub struct RsaSigner {
-    der: Secret,
-    key: Rc<SigningKeyParts>,
-}
-
-impl PartialEq for RsaSigner {
-    fn eq(&self, other: &Self) -> bool {
-        self.der == other.der
-    }
-}
-impl Eq for RsaSigner {}
-
-impl fmt::Debug for RsaSigner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RsaSigner(***)")
-    }
-}
-
-impl RsaSigner {
-    /// A PEM private key: PKCS#8 (`BEGIN PRIVATE KEY`, what Google issues) or PKCS#1 (`BEGIN RSA
-    /// PRIVATE KEY`). The error never quotes the key.
-    pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
-        let (key, der) = super::rsa_key::private_key_from_pem(pem)?;
-        let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
-        let key = SigningKeyParts::new(key).ok_or("is not a valid RSA private key")?;
-        Ok(RsaSigner {
-            der: Secret::new(hex),
-            key: Rc::new(key),
-        })
-    }
-
-    /// RSASSA-PKCS1-v1_5 with SHA-256 (deterministic; the host's randomness only blinds the
-    /// private-key operation), as slices to run one per tick (`store/rsa_sign.rs`).
-    pub fn start(&self, message: &[u8]) -> Result<SignJob, String> {
-        SignJob::new(Rc::clone(&self.key), message)
-    }
-}
 
 /// A JWT grant assertion whose signature is being computed, a slice per call of `step`.
 pub struct PendingAssertion {
@@ -95,46 +53,7 @@ impl PendingAssertion {
     }
 }
 
-/// The parts of a service-account JSON key the token flow needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceAccountKey {
-    pub client_email: String,
-    /// The JWT's `kid`.
-    pub private_key_id: Option<String>,
-    /// The key's `token_uri` (Google's when absent).
-    pub token_uri: Option<String>,
-    pub signer: RsaSigner,
-}
-
 impl ServiceAccountKey {
-    /// The JSON key file as `gcloud iam service-accounts keys create` writes it. The error says
-    /// what is wrong without quoting any of it.
-    pub fn parse(json: &str) -> Result<ServiceAccountKey, String> {
-        let v: Value = serde_json::from_str(json.trim())
-            .map_err(|_| "is not a JSON service-account key".to_string())?;
-        let Value::Object(m) = v else {
-            return Err("is not a JSON service-account key (expected an object)".into());
-        };
-        let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
-        if let Some(t) = text("type") {
-            if t != "service_account" {
-                return Err("has type other than \"service_account\"".into());
-            }
-        }
-        let client_email = text("client_email")
-            .filter(|e| !e.is_empty())
-            .ok_or("has no client_email")?;
-        let pem = text("private_key").ok_or("has no private_key")?;
-        let signer = RsaSigner::from_pem(&pem).map_err(|e| format!("private_key {e}"))?;
-        let token_uri = text("token_uri").filter(|u| !u.is_empty());
-        Ok(ServiceAccountKey {
-            client_email,
-            private_key_id: text("private_key_id").filter(|k| !k.is_empty()),
-            token_uri,
-            signer,
-        })
-    }
-
     /// The signed grant assertion: RS256, `kid`, `iss`, `scope`, `aud`, one hour from `now_s`.
     pub fn assertion(&self, scope: &str, aud: &str, now_s: u64) -> Result<String, String> {
         self.start_assertion(scope, aud, now_s)?.finish()
@@ -165,34 +84,6 @@ impl ServiceAccountKey {
         );
         let job = self.signer.start(input.as_bytes())?;
         Ok(PendingAssertion { input, job })
-    }
-}
-
-/// How tokens are obtained.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenProvider {
-    /// JWT grant at `token_uri`, reached through `upstream`; `aud`: the token URI exactly as
-    /// written (Google compares the string).
-    ServiceAccount {
-        key: ServiceAccountKey,
-        token_uri: HttpUrl,
-        aud: String,
-        upstream: String,
-    },
-    /// The metadata server at `url` (its base), reached through `upstream`.
-    Metadata { url: HttpUrl, upstream: String },
-}
-
-impl TokenProvider {
-    pub fn describe(&self) -> String {
-        match self {
-            TokenProvider::ServiceAccount { token_uri, key, .. } => {
-                format!("{token_uri} (for {})", key.client_email)
-            }
-            TokenProvider::Metadata { url, .. } => {
-                format!("the metadata server {}://{}", url.scheme, url.authority())
-            }
-        }
     }
 }
 
@@ -287,83 +178,58 @@ impl TokenCache {
 
     /// The token request, when a token is missing or due for renewal and no failed attempt is
     /// backing off. Signing the JWT (one RSA-2048 signature) is sliced: each call runs one slice
-    /// (a tick each in the filter) and the request comes with the last (`store/rsa_sign.rs`).
+    /// (a tick each in the filter) and the request comes with the last (`rs256/sign.rs`).
     pub fn request(&mut self, now_ms: u64) -> Option<OutboundRequest> {
         let due = self.token().is_none_or(|t| now_ms >= t.refresh_at);
         if !due || now_ms < self.next_attempt_at {
             return None;
         }
         let request = match &self.provider {
-            TokenProvider::ServiceAccount {
-                key,
-                token_uri,
-                aud,
-                upstream,
-            } => {
-                let step = match self.pending.as_mut() {
-                    Some(pending) => pending.step(),
-                    None => {
-                        let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
-                        match key.start_assertion(self.scope, aud, iat_ms / 1000) {
-                            Ok(pending) => self.pending = Some(pending),
-                            Err(e) => {
-                                self.failed(e, now_ms);
-                            }
-                        }
-                        return None;
-                    }
-                };
-                let assertion = match step {
-                    None => return None,
-                    Some(Ok(a)) => {
-                        self.pending = None;
-                        a
-                    }
-                    Some(Err(e)) => {
-                        self.pending = None;
-                        self.failed(e, now_ms);
-                        return None;
-                    }
-                };
-                let body = format!(
-                    "grant_type={}&assertion={assertion}",
-                    percent_encode(JWT_BEARER_GRANT, false)
-                );
-                OutboundRequest {
-                    upstream: upstream.clone(),
-                    method: "POST".into(),
-                    path: token_uri.path_and_query.clone(),
-                    authority: token_uri.authority(),
-                    scheme: token_uri.scheme.clone(),
-                    headers: vec![
-                        (
-                            "content-type".into(),
-                            "application/x-www-form-urlencoded".into(),
-                        ),
-                        ("content-length".into(), body.len().to_string()),
-                        ("accept".into(), "application/json".into()),
-                    ],
-                    body: Rc::new(body.into_bytes()),
-                }
-            }
             TokenProvider::Metadata { url, upstream } => {
-                let base = url.path().trim_end_matches('/');
-                OutboundRequest {
-                    upstream: upstream.clone(),
-                    method: "GET".into(),
-                    path: format!(
-                        "{base}{METADATA_TOKEN_PATH}?scopes={}",
-                        percent_encode(self.scope, false)
-                    ),
-                    authority: url.authority(),
-                    scheme: url.scheme.clone(),
-                    headers: vec![("metadata-flavor".into(), "Google".into())],
-                    body: Rc::default(),
-                }
+                metadata_request(url, upstream, self.scope)
+            }
+            TokenProvider::ServiceAccount { .. } => {
+                let assertion = self.assertion_step(now_ms)?;
+                let TokenProvider::ServiceAccount {
+                    token_uri,
+                    upstream,
+                    ..
+                } = &self.provider
+                else {
+                    return None;
+                };
+                grant_request(token_uri, upstream, &assertion)
             }
         };
         self.requests += 1;
         Some(request)
+    }
+
+    /// One slice of the JWT's signature (the first call only starts it); the assertion once it
+    /// is signed. A failure is counted and backs off.
+    fn assertion_step(&mut self, now_ms: u64) -> Option<String> {
+        let TokenProvider::ServiceAccount { key, aud, .. } = &self.provider else {
+            return None;
+        };
+        let Some(pending) = self.pending.as_mut() else {
+            let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
+            match key.start_assertion(self.scope, aud, iat_ms / 1000) {
+                Ok(pending) => self.pending = Some(pending),
+                Err(e) => {
+                    self.failed(e, now_ms);
+                }
+            }
+            return None;
+        };
+        let signed = pending.step()?;
+        self.pending = None;
+        match signed {
+            Ok(assertion) => Some(assertion),
+            Err(e) => {
+                self.failed(e, now_ms);
+                None
+            }
+        }
     }
 
     /// Whether an assertion is half-signed (the next `request` runs its next slice).
@@ -491,6 +357,47 @@ fn token_error(resp: &HttpResponse) -> String {
 
 /// Base64url without padding (RFC 7515's JWS encoding): the standard alphabet's two symbols
 /// swapped and the padding dropped.
+/// The JWT grant: the signed assertion exchanged at the key's token URI.
+fn grant_request(token_uri: &HttpUrl, upstream: &str, assertion: &str) -> OutboundRequest {
+    let body = format!(
+        "grant_type={}&assertion={assertion}",
+        percent_encode(JWT_BEARER_GRANT, false)
+    );
+    OutboundRequest {
+        upstream: upstream.to_string(),
+        method: "POST".into(),
+        path: token_uri.path_and_query.clone(),
+        authority: token_uri.authority(),
+        scheme: token_uri.scheme.clone(),
+        headers: vec![
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+            ("content-length".into(), body.len().to_string()),
+            ("accept".into(), "application/json".into()),
+        ],
+        body: Rc::new(body.into_bytes()),
+    }
+}
+
+/// The metadata server's token for the default service account, for `scope`.
+fn metadata_request(url: &HttpUrl, upstream: &str, scope: &str) -> OutboundRequest {
+    let base = url.path().trim_end_matches('/');
+    OutboundRequest {
+        upstream: upstream.to_string(),
+        method: "GET".into(),
+        path: format!(
+            "{base}{METADATA_TOKEN_PATH}?scopes={}",
+            percent_encode(scope, false)
+        ),
+        authority: url.authority(),
+        scheme: url.scheme.clone(),
+        headers: vec![("metadata-flavor".into(), "Google".into())],
+        body: Rc::default(),
+    }
+}
+
 pub fn base64url(data: &[u8]) -> String {
     crate::document::base64(data)
         .chars()
@@ -516,14 +423,14 @@ mod tests {
         assert_eq!(base64url(b"foob"), "Zm9vYg");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
         assert_eq!(
-            super::super::rsa_key::base64_decode("Zm9v\nYmFy").unwrap(),
+            crate::rs256::key::base64_decode("Zm9v\nYmFy").unwrap(),
             b"foobar"
         );
         assert_eq!(
-            super::super::rsa_key::base64_decode("Zm9vYg==").unwrap(),
+            crate::rs256::key::base64_decode("Zm9vYg==").unwrap(),
             b"foob"
         );
-        assert_eq!(super::super::rsa_key::base64_decode("Zm9v*"), None);
+        assert_eq!(crate::rs256::key::base64_decode("Zm9v*"), None);
     }
 
     /// The assertion verified by an independent RS256 implementation (the mock's, RustCrypto

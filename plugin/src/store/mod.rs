@@ -14,8 +14,7 @@ pub mod aws_credentials;
 pub mod election_objects;
 pub mod gcs;
 pub mod gcs_auth;
-pub mod rsa_key;
-pub mod rsa_sign;
+pub mod lineage;
 pub mod s3;
 pub mod sigv4;
 pub mod timestamp;
@@ -45,6 +44,9 @@ pub struct ExportMeta {
     pub sequence: u64,
     /// `config-updated-at`: the config's newest `updated_at`, ms, when it has one.
     pub updated_at_ms: Option<u64>,
+    /// `config-supersedes` (`lineage`): short hashes of the configs this write replaced, newest
+    /// first; not written when empty.
+    pub supersedes: Vec<String>,
     /// A sealed export's metadata (`seal::export_metadata`): name (without the store's prefix)
     /// and value; empty otherwise.
     pub seal: Vec<(&'static str, String)>,
@@ -126,6 +128,8 @@ pub struct RemoteMeta {
     /// `config-sequence` and `config-updated-at` (ms), when the writer set them.
     pub sequence: Option<u64>,
     pub updated_at_ms: Option<u64>,
+    /// `config-supersedes` (`lineage::parse`; empty when absent).
+    pub supersedes: Vec<String>,
     /// Signature and encryption key ids of a sealed export (docs/sealed-exports.md).
     pub seal: crate::seal::SealMeta,
 }

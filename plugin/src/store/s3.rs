@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use super::aws_credentials::{AwsProvider, CredentialChain};
 use super::election_objects::{self, ElectionCandidate};
+use super::lineage;
 use super::sigv4::sign_v4;
 use super::timestamp::{rfc3339_ms, shift};
 use super::{
@@ -29,6 +30,7 @@ pub const META_APPLIED_AT: &str = "x-amz-meta-config-applied-at";
 pub const META_SEQUENCE: &str = "x-amz-meta-config-sequence";
 pub const META_UPDATED_AT: &str = "x-amz-meta-config-updated-at";
 pub const META_SHA256: &str = "x-amz-meta-config-sha256";
+pub const META_SUPERSEDES: &str = "x-amz-meta-config-supersedes";
 
 pub struct S3Store {
     settings: S3Settings,
@@ -304,6 +306,9 @@ impl ObjectStore for S3Store {
         if let Some(ms) = meta.updated_at_ms {
             headers.push((META_UPDATED_AT.into(), ms.to_string()));
         }
+        if !meta.supersedes.is_empty() {
+            headers.push((META_SUPERSEDES.into(), lineage::render(&meta.supersedes)));
+        }
         for (name, value) in &meta.seal {
             headers.push((format!("x-amz-meta-{name}"), value.clone()));
         }
@@ -455,6 +460,10 @@ fn remote_meta(resp: &HttpResponse) -> RemoteMeta {
         updated_at_ms: resp
             .header(META_UPDATED_AT)
             .and_then(|v| v.trim().parse().ok()),
+        supersedes: resp
+            .header(META_SUPERSEDES)
+            .map(lineage::parse)
+            .unwrap_or_default(),
         seal: crate::seal::SealMeta::read(|k| {
             resp.header(&format!("x-amz-meta-{k}")).map(str::to_string)
         }),
@@ -529,7 +538,8 @@ mod tests {
     use super::*;
     use crate::document::sha256;
     use crate::http_url::HttpUrl;
-    use crate::settings::{HeaderList, Secret};
+    use crate::secret::Secret;
+    use crate::settings::HeaderList;
     use crate::store::aws_credentials::AwsKeys;
     use base64::Engine as _;
     use hmac::{Hmac, KeyInit, Mac};
@@ -643,6 +653,7 @@ mod tests {
             sha256: sha256(body),
             sequence: 1,
             updated_at_ms: None,
+            supersedes: Vec::new(),
             seal: Vec::new(),
         }
     }
@@ -660,7 +671,10 @@ mod tests {
                 "kong dp/3.9+1/config.json",
                 &body,
                 &Precondition::IfMatch("\"abc\"".into()),
-                &meta(&body),
+                &ExportMeta {
+                    supersedes: vec!["0123456789ab".into(), "ba9876543210".into()],
+                    ..meta(&body)
+                },
                 T_2013,
             )
             .unwrap();
@@ -688,6 +702,10 @@ mod tests {
             )
         );
         assert_eq!(req.header("x-amz-meta-uploader"), Some("node-1"));
+        assert_eq!(
+            req.header("x-amz-meta-config-supersedes"),
+            Some("0123456789ab,ba9876543210")
+        );
         assert_eq!(req.header("if-match"), Some("\"abc\""));
         assert_eq!(req.header("x-amz-storage-class"), Some("STANDARD_IA"));
         assert_eq!(req.header("x-amz-date"), Some("20130524T000000Z"));
@@ -714,6 +732,7 @@ mod tests {
                 "x-amz-meta-config-applied-at",
                 "x-amz-meta-config-sequence",
                 "x-amz-meta-config-sha256",
+                "x-amz-meta-config-supersedes",
                 "x-amz-meta-uploader",
                 "x-amz-storage-class"
             ]
@@ -1009,6 +1028,7 @@ mod tests {
                 ("x-amz-meta-config-sha256", "ab"),
                 ("x-amz-meta-config-sequence", "9"),
                 ("x-amz-meta-config-updated-at", "1700000000000"),
+                ("x-amz-meta-config-supersedes", "0123456789ab,ba9876543210"),
             ],
             "",
         ));
@@ -1021,6 +1041,7 @@ mod tests {
                 sha256_hex: Some("ab".into()),
                 sequence: Some(9),
                 updated_at_ms: Some(1_700_000_000_000),
+                supersedes: vec!["0123456789ab".into(), "ba9876543210".into()],
                 ..Default::default()
             })
         );

@@ -48,6 +48,34 @@ pub fn sign_v4(
             token.expose().to_string(),
         ));
     }
+    let (canonical_request, signed_headers) =
+        canonical_request(method, url, headers, &added, payload_sha256_hex)?;
+    let scope = format!("{date}/{region}/s3/aws4_request");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical_request.as_bytes()).into())
+    );
+    let key = signing_key(keys, &date, region);
+    let signature = hex(&hmac(&key, string_to_sign.as_bytes()));
+    added.push((
+        "authorization".to_string(),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+            keys.access_key_id.expose()
+        ),
+    ));
+    Ok(added)
+}
+
+/// The canonical request and its signed-header list: every header (given and added),
+/// lower-cased, trimmed, sorted; the path as sent; the query canonicalised.
+fn canonical_request(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    added: &[(String, String)],
+    payload_sha256_hex: &str,
+) -> Result<(String, String), String> {
     let path_and_query = url
         .split_once("://")
         .and_then(|(_, rest)| rest.find('/').and_then(|i| rest.get(i..)))
@@ -74,11 +102,11 @@ pub fn sign_v4(
         "{method}\n{path}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_sha256_hex}",
         canonical_query(query)
     );
-    let scope = format!("{date}/{region}/s3/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()).into())
-    );
+    Ok((canonical_request, signed_headers))
+}
+
+/// The day's signing key: the secret HMAC-chained through date, region, service and terminator.
+fn signing_key(keys: &AwsKeys, date: &str, region: &str) -> [u8; 32] {
     let mut key = hmac(
         format!("AWS4{}", keys.secret_access_key.expose()).as_bytes(),
         date.as_bytes(),
@@ -86,15 +114,7 @@ pub fn sign_v4(
     for part in [region, "s3", "aws4_request"] {
         key = hmac(&key, part.as_bytes());
     }
-    let signature = hex(&hmac(&key, string_to_sign.as_bytes()));
-    added.push((
-        "authorization".to_string(),
-        format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            keys.access_key_id.expose()
-        ),
-    ));
-    Ok(added)
+    key
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -182,7 +202,7 @@ pub(crate) fn amz_dates_for_tests(now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Secret;
+    use crate::secret::Secret;
 
     const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     /// 2013-05-24T00:00:00Z, the date of AWS's S3 examples.

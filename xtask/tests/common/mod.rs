@@ -10,7 +10,7 @@ use std::{
 };
 
 /// The workspace root.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -18,7 +18,7 @@ pub fn root() -> PathBuf {
 }
 
 /// The meta.json `config_schema`, checked against the draft-4 metaschema and compiled.
-pub fn validator() -> jsonschema::Validator {
+pub(crate) fn validator() -> jsonschema::Validator {
     let schema = xtask::meta::config_schema().expect("meta.json shape");
     jsonschema::draft4::meta::validate(&schema).expect("config_schema is a valid draft-4 schema");
     jsonschema::draft4::new(&schema).expect("config_schema compiles")
@@ -26,7 +26,7 @@ pub fn validator() -> jsonschema::Validator {
 
 /// Settings the examples may leave to the environment (Kong's env vars), as a node would have them.
 /// None of them turns export/import on or names the storage: those must come from the example.
-pub fn env() -> impl Fn(&str) -> Option<String> {
+pub(crate) fn env() -> impl Fn(&str) -> Option<String> {
     let vars: HashMap<&str, &str> = HashMap::from([
         ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
         (
@@ -40,24 +40,24 @@ pub fn env() -> impl Fn(&str) -> Option<String> {
 }
 
 /// The filter's parser on the bytes a host hands to `on_configure`.
-pub fn parser_accepts_bytes(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn parser_accepts_bytes(bytes: &[u8]) -> Result<(), String> {
     Config::parse(bytes, &env())
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
-pub fn parser_accepts(config: &Value) -> Result<(), String> {
+pub(crate) fn parser_accepts(config: &Value) -> Result<(), String> {
     parser_accepts_bytes(config.to_string().as_bytes())
 }
 
-pub fn schema_errors(v: &jsonschema::Validator, config: &Value) -> Vec<String> {
+pub(crate) fn schema_errors(v: &jsonschema::Validator, config: &Value) -> Vec<String> {
     v.iter_errors(config)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect()
 }
 
 /// Fails with every problem found, one a line (tests collect them all before failing).
-pub fn assert_no_problems(problems: &[String]) {
+pub(crate) fn assert_no_problems(problems: &[String]) {
     assert!(
         problems.is_empty(),
         "{} problem(s):\n{}",
@@ -67,7 +67,7 @@ pub fn assert_no_problems(problems: &[String]) {
 }
 
 /// A Kubernetes container's `env:` as the process sees it (secrets as placeholders).
-pub fn container_env(container: &Value) -> HashMap<String, String> {
+pub(crate) fn container_env(container: &Value) -> HashMap<String, String> {
     container["env"]
         .as_array()
         .into_iter()
@@ -84,7 +84,7 @@ pub fn container_env(container: &Value) -> HashMap<String, String> {
 }
 
 /// A `KEY=value` env file (comments and blank lines skipped).
-pub fn env_file(path: &Path) -> HashMap<String, String> {
+pub(crate) fn env_file(path: &Path) -> HashMap<String, String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -96,7 +96,7 @@ pub fn env_file(path: &Path) -> HashMap<String, String> {
 
 /// The filter's parser with `mode` on and the rest from `env`, as the native tool runs it:
 /// why it refuses them, if it does.
-pub fn tool_settings_refused(
+pub(crate) fn tool_settings_refused(
     what: &str,
     mode: &str,
     env: &HashMap<String, String>,

@@ -19,9 +19,9 @@ use super::PollResult;
 use crate::document::{hex, sha256};
 use crate::flat_form::{Collection, FlatBuilder, COLLECTIONS};
 use crate::http::{HttpResponse, OutboundRequest};
-use crate::http_url::{percent_encode, HttpUrl};
-use crate::settings::scanner::{check_json, json_string, object_members};
-use crate::settings::Secret;
+use crate::http_url::percent_encode;
+use crate::json::members::{check_json, json_string, object_members};
+pub use crate::settings::KongAdminSettings;
 
 /// `configuration_hash` of a DB-less node with no configuration.
 const EMPTY_HASH: &str = "00000000000000000000000000000000";
@@ -30,19 +30,6 @@ const MAX_PASSES: u32 = 5;
 const PAGE_SIZE: u32 = 1000;
 /// The longest wait between polls after failures.
 const MAX_BACKOFF_MS: u64 = 300_000;
-
-/// Settings of the source (see `settings::SourceConfig::KongAdmin`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KongAdminSettings {
-    pub url: HttpUrl,
-    pub upstream: String,
-    /// `(header name, token)`: Kong Enterprise RBAC `Kong-Admin-Token`, or any header.
-    pub auth: Option<(String, Secret)>,
-    /// How often `/status` is asked (DB-less change probe).
-    pub poll_interval_ms: u64,
-    /// How often a database-backed node is dumped.
-    pub dump_interval_ms: u64,
-}
 
 #[derive(Debug)]
 enum State {
@@ -421,6 +408,8 @@ fn check_status(resp: &HttpResponse, what: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http_url::HttpUrl;
+    use crate::secret::Secret;
     use serde_json::{json, Value};
     use std::collections::BTreeMap;
 

@@ -80,7 +80,7 @@ mod tests {
             poll_interval_ms: 5000,
         }) {
             super::super::Source::Url(p) => p,
-            _ => unreachable!(),
+            _ => panic!("not a URL source"),
         }
     }
 

@@ -262,7 +262,7 @@ mod tests {
             harness_mocks::gcs::ServiceAccountKey::generate("a@p.iam.gserviceaccount.com");
         let json = generated.to_json("https://oauth2.googleapis.com/token");
         let pem = json["private_key"].as_str().unwrap();
-        super::super::rsa_key::private_key_from_pem(pem).unwrap().0
+        super::super::key::private_key_from_pem(pem).unwrap().0
     }
 
     #[test]

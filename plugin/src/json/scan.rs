@@ -466,25 +466,7 @@ impl Scanner {
             self.nested = (kind == ValueKind::Object).then(Vec::new);
         }
         self.state = match b {
-            b'{' | b'[' => {
-                if self.depth >= MAX_DEPTH {
-                    return Err(self.error(ErrorKind::DepthLimitExceeded));
-                }
-                if b == b'{' {
-                    self.objects |= 1u128.checked_shl(self.depth as u32).unwrap_or(0);
-                } else {
-                    self.objects &= !1u128.checked_shl(self.depth as u32).unwrap_or(0);
-                }
-                self.depth += 1;
-                if self.depth == 2 && self.at_chosen && b == b'{' {
-                    self.in_chosen = true;
-                }
-                if b == b'{' {
-                    State::ObjectFirst
-                } else {
-                    State::ArrayFirst
-                }
-            }
+            b'{' | b'[' => self.open_container(b == b'{')?,
             b'"' => State::Str {
                 role: StrRole::Value,
                 esc: Esc::None,
@@ -507,6 +489,28 @@ impl Scanner {
         };
         self.pos += 1;
         Ok(())
+    }
+
+    /// `{` or `[` opens a container one level deeper: the state after it.
+    fn open_container(&mut self, object: bool) -> Result<State, ScanError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(ErrorKind::DepthLimitExceeded));
+        }
+        let bit = 1u128.checked_shl(self.depth as u32).unwrap_or(0);
+        if object {
+            self.objects |= bit;
+        } else {
+            self.objects &= !bit;
+        }
+        self.depth += 1;
+        if self.depth == 2 && self.at_chosen && object {
+            self.in_chosen = true;
+        }
+        Ok(if object {
+            State::ObjectFirst
+        } else {
+            State::ArrayFirst
+        })
     }
 
     /// A value at the current depth ended just before `end`.
@@ -768,14 +772,7 @@ impl Scanner {
         let mut record = role == StrRole::RecordedKey;
         while self.pos < limit {
             if esc == Esc::None {
-                let rest = text.get(self.pos..limit).unwrap_or_default();
-                let run = plain_run(rest);
-                if record {
-                    // Printable ASCII: one char per byte.
-                    let plain = rest.get(..run).unwrap_or_default();
-                    self.key.extend(plain.iter().map(|&b| char::from(b)));
-                }
-                self.pos += run;
+                self.skip_plain_run(text, limit, record);
                 if self.pos >= limit {
                     break;
                 }
@@ -783,150 +780,186 @@ impl Scanner {
             let Some(&b) = text.get(self.pos) else {
                 break;
             };
-            esc = match esc {
-                Esc::None => match b {
-                    b'"' => {
-                        self.end_string(text, limit, role)?;
-                        // Often the next string (key, then value) has already begun.
-                        match self.state {
-                            State::Str { role: r, esc: e } => {
-                                (role, esc, record) = (r, e, r == StrRole::RecordedKey);
-                                continue;
-                            }
-                            _ => return Ok(()),
-                        }
+            if esc == Esc::None && b == b'"' {
+                self.end_string(text, limit, role)?;
+                // Often the next string (key, then value) has already begun.
+                match self.state {
+                    State::Str { role: r, esc: e } => {
+                        (role, esc, record) = (r, e, r == StrRole::RecordedKey);
+                        continue;
                     }
-                    b'\\' => Esc::Backslash,
-                    0..=0x1f => return Err(self.error(ErrorKind::ControlCharacterInString)),
-                    0x80.. => {
-                        let (need, lo, hi) = match b {
-                            0xc2..=0xdf => (1, 0x80, 0xbf),
-                            0xe0 => (2, 0xa0, 0xbf),
-                            0xed => (2, 0x80, 0x9f),
-                            0xe1..=0xef => (2, 0x80, 0xbf),
-                            0xf0 => (3, 0x90, 0xbf),
-                            0xf1..=0xf3 => (3, 0x80, 0xbf),
-                            0xf4 => (3, 0x80, 0x8f),
-                            // 0x80..=0xc1 and 0xf5..: never a valid first byte.
-                            _ => return Err(self.error(ErrorKind::InvalidUtf8)),
-                        };
-                        Esc::Utf8 {
-                            need,
-                            lo,
-                            hi,
-                            size: need + 1,
-                        }
-                    }
-                    // Plain bytes are consumed above, a run at a time; one here is still plain.
-                    _ => {
-                        if record {
-                            self.key.push(char::from(b));
-                        }
-                        Esc::None
-                    }
-                },
-                Esc::Utf8 { need, lo, hi, size } => {
-                    if !(lo..=hi).contains(&b) {
-                        return Err(self.error(ErrorKind::InvalidUtf8));
-                    }
-                    if need > 1 {
-                        Esc::Utf8 {
-                            need: need - 1,
-                            lo: 0x80,
-                            hi: 0xbf,
-                            size,
-                        }
-                    } else {
-                        if record {
-                            // The whole (now validated) sequence, perhaps begun in an earlier
-                            // step: the buffer is the same.
-                            let start = (self.pos + 1).saturating_sub(usize::from(size));
-                            let c = text
-                                .get(start..=self.pos)
-                                .and_then(|seq| std::str::from_utf8(seq).ok())
-                                .ok_or(self.error(ErrorKind::InvalidUtf8))?;
-                            self.key.push_str(c);
-                        }
-                        Esc::None
-                    }
+                    _ => return Ok(()),
                 }
-                Esc::Backslash => {
-                    let decoded = match b {
-                        b'"' | b'\\' | b'/' => b,
-                        b'b' => 0x08,
-                        b'f' => 0x0c,
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'u' => 0,
-                        _ => return Err(self.error(ErrorKind::InvalidEscape)),
-                    };
-                    if b == b'u' {
-                        Esc::Hex {
-                            digits: 0,
-                            acc: 0,
-                            high: 0,
-                        }
-                    } else {
-                        if record {
-                            self.key.push(char::from(decoded));
-                        }
-                        Esc::None
-                    }
-                }
-                Esc::Hex { digits, acc, high } => {
-                    let d = hex_value(b).ok_or(self.error(ErrorKind::InvalidUnicodeEscape))?;
-                    let acc = (acc << 4) | d;
-                    if digits < 3 {
-                        Esc::Hex {
-                            digits: digits + 1,
-                            acc,
-                            high,
-                        }
-                    } else if high != 0 {
-                        // The second half of a pair must be a low surrogate.
-                        if !(0xdc00..=0xdfff).contains(&acc) {
-                            return Err(self.error(ErrorKind::LoneSurrogate));
-                        }
-                        if record {
-                            let c = 0x1_0000
-                                + ((u32::from(high) - 0xd800) << 10)
-                                + (u32::from(acc) - 0xdc00);
-                            self.push_key_char(c)?;
-                        }
-                        Esc::None
-                    } else if (0xd800..=0xdbff).contains(&acc) {
-                        Esc::PairBackslash { high: acc }
-                    } else if (0xdc00..=0xdfff).contains(&acc) {
-                        return Err(self.error(ErrorKind::LoneSurrogate));
-                    } else {
-                        if record {
-                            self.push_key_char(u32::from(acc))?;
-                        }
-                        Esc::None
-                    }
-                }
-                Esc::PairBackslash { high } => {
-                    if b != b'\\' {
-                        return Err(self.error(ErrorKind::LoneSurrogate));
-                    }
-                    Esc::PairU { high }
-                }
-                Esc::PairU { high } => {
-                    if b != b'u' {
-                        return Err(self.error(ErrorKind::LoneSurrogate));
-                    }
-                    Esc::Hex {
-                        digits: 0,
-                        acc: 0,
-                        high,
-                    }
-                }
-            };
+            }
+            esc = self.string_byte(text, b, esc, record)?;
             self.pos += 1;
         }
         self.state = State::Str { role, esc };
         Ok(())
+    }
+
+    /// Consumes the run of plain printable ASCII at `self.pos` (recording it into the key).
+    fn skip_plain_run(&mut self, text: &[u8], limit: usize, record: bool) {
+        let rest = text.get(self.pos..limit).unwrap_or_default();
+        let run = plain_run(rest);
+        if record {
+            // Printable ASCII: one char per byte.
+            let plain = rest.get(..run).unwrap_or_default();
+            self.key.extend(plain.iter().map(|&b| char::from(b)));
+        }
+        self.pos += run;
+    }
+
+    /// One byte of string content other than a closing quote, in state `esc`: the next state.
+    fn string_byte(
+        &mut self,
+        text: &[u8],
+        b: u8,
+        esc: Esc,
+        record: bool,
+    ) -> Result<Esc, ScanError> {
+        match esc {
+            Esc::None => self.plain_byte(b, record),
+            Esc::Utf8 { need, lo, hi, size } => {
+                if !(lo..=hi).contains(&b) {
+                    return Err(self.error(ErrorKind::InvalidUtf8));
+                }
+                if need > 1 {
+                    return Ok(Esc::Utf8 {
+                        need: need - 1,
+                        lo: 0x80,
+                        hi: 0xbf,
+                        size,
+                    });
+                }
+                if record {
+                    self.record_utf8(text, size)?;
+                }
+                Ok(Esc::None)
+            }
+            Esc::Backslash => self.escape_byte(b, record),
+            Esc::Hex { digits, acc, high } => self.hex_byte(b, digits, acc, high, record),
+            Esc::PairBackslash { high } if b == b'\\' => Ok(Esc::PairU { high }),
+            Esc::PairU { high } if b == b'u' => Ok(Esc::Hex {
+                digits: 0,
+                acc: 0,
+                high,
+            }),
+            Esc::PairBackslash { .. } | Esc::PairU { .. } => {
+                Err(self.error(ErrorKind::LoneSurrogate))
+            }
+        }
+    }
+
+    /// A byte outside any escape or multi-byte sequence (not `"`, which ends the string).
+    fn plain_byte(&mut self, b: u8, record: bool) -> Result<Esc, ScanError> {
+        match b {
+            b'\\' => Ok(Esc::Backslash),
+            0..=0x1f => Err(self.error(ErrorKind::ControlCharacterInString)),
+            0x80.. => {
+                let (need, lo, hi) = match b {
+                    0xc2..=0xdf => (1, 0x80, 0xbf),
+                    0xe0 => (2, 0xa0, 0xbf),
+                    0xed => (2, 0x80, 0x9f),
+                    0xe1..=0xef => (2, 0x80, 0xbf),
+                    0xf0 => (3, 0x90, 0xbf),
+                    0xf1..=0xf3 => (3, 0x80, 0xbf),
+                    0xf4 => (3, 0x80, 0x8f),
+                    // 0x80..=0xc1 and 0xf5..: never a valid first byte.
+                    _ => return Err(self.error(ErrorKind::InvalidUtf8)),
+                };
+                Ok(Esc::Utf8 {
+                    need,
+                    lo,
+                    hi,
+                    size: need + 1,
+                })
+            }
+            // Plain bytes are consumed a run at a time; one here is still plain.
+            _ => {
+                if record {
+                    self.key.push(char::from(b));
+                }
+                Ok(Esc::None)
+            }
+        }
+    }
+
+    /// Records the multi-byte sequence ending at `self.pos` (now validated), perhaps begun in an
+    /// earlier step: the buffer is the same.
+    fn record_utf8(&mut self, text: &[u8], size: u8) -> Result<(), ScanError> {
+        let start = (self.pos + 1).saturating_sub(usize::from(size));
+        let c = text
+            .get(start..=self.pos)
+            .and_then(|seq| std::str::from_utf8(seq).ok())
+            .ok_or(self.error(ErrorKind::InvalidUtf8))?;
+        self.key.push_str(c);
+        Ok(())
+    }
+
+    /// The byte after a backslash.
+    fn escape_byte(&mut self, b: u8, record: bool) -> Result<Esc, ScanError> {
+        let decoded = match b {
+            b'"' | b'\\' | b'/' => b,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                return Ok(Esc::Hex {
+                    digits: 0,
+                    acc: 0,
+                    high: 0,
+                })
+            }
+            _ => return Err(self.error(ErrorKind::InvalidEscape)),
+        };
+        if record {
+            self.key.push(char::from(decoded));
+        }
+        Ok(Esc::None)
+    }
+
+    /// A hex digit of a `\u` escape; `high` is the pending high surrogate, or 0.
+    fn hex_byte(
+        &mut self,
+        b: u8,
+        digits: u8,
+        acc: u16,
+        high: u16,
+        record: bool,
+    ) -> Result<Esc, ScanError> {
+        let d = hex_value(b).ok_or(self.error(ErrorKind::InvalidUnicodeEscape))?;
+        let acc = (acc << 4) | d;
+        if digits < 3 {
+            return Ok(Esc::Hex {
+                digits: digits + 1,
+                acc,
+                high,
+            });
+        }
+        if high != 0 {
+            // The second half of a pair must be a low surrogate.
+            if !(0xdc00..=0xdfff).contains(&acc) {
+                return Err(self.error(ErrorKind::LoneSurrogate));
+            }
+            if record {
+                let c = 0x1_0000 + ((u32::from(high) - 0xd800) << 10) + (u32::from(acc) - 0xdc00);
+                self.push_key_char(c)?;
+            }
+            return Ok(Esc::None);
+        }
+        match acc {
+            0xd800..=0xdbff => Ok(Esc::PairBackslash { high: acc }),
+            0xdc00..=0xdfff => Err(self.error(ErrorKind::LoneSurrogate)),
+            _ => {
+                if record {
+                    self.push_key_char(u32::from(acc))?;
+                }
+                Ok(Esc::None)
+            }
+        }
     }
 }
 
