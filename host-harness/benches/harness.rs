@@ -8,7 +8,10 @@
 //!   10 virtual minutes),
 //! * one dispatched-call round trip (dispatch from `on_tick`, closure handler answering at once,
 //!   answer delivered to the root context), as wall time per call over many ticks, with the cost of
-//!   a tick without a call subtracted.
+//!   a tick without a call subtracted,
+//! * HTTP exchanges through the probe's HTTP context (request and response bodies, every phase,
+//!   `on_log`/`on_done`/`on_delete`): a plain one, and one paused in `on_request_headers` until a
+//!   dispatched call's answer resumes it (the scheduler and the exchange's pause and resume).
 //!
 //! Run: `cargo bench -p host-harness --bench harness` (plain `main`, prints a table).
 
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use host_harness::http::{CallContext, HttpRequest, HttpResponse, Reply};
-use host_harness::{HostProfile, NodeSpec, PluginModule, World};
+use host_harness::{HostProfile, HttpExchange, NodeSpec, PluginModule, World};
 use serde_json::json;
 
 fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
@@ -52,6 +55,7 @@ fn main() {
     worker_start(&module, &mut rows);
     simulation_speed(&module, &mut rows);
     call_round_trip(&module, &mut rows);
+    http_exchanges(&module, &mut rows);
     print_table(&rows);
 }
 
@@ -191,6 +195,44 @@ fn call_round_trip(module: &PluginModule, rows: &mut Vec<Row>) {
         value: us(per_call.saturating_sub(per_tick_plain)),
         detail: format!("plain tick: {}", us(per_tick_plain)),
     });
+}
+
+/// 5. HTTP exchanges, wall time per exchange over many on one worker.
+fn http_exchanges(module: &PluginModule, rows: &mut Vec<Row>) {
+    let n: u32 = 2000;
+    let plain = json!({});
+    let paused = json!({"pause_for_call": true, "upstream": "u", "authority": "a"});
+    for (what, config) in [
+        ("HTTP exchange", plain),
+        ("HTTP exchange paused for a call", paused),
+    ] {
+        let mut world = World::new(HostProfile::ngx_wasm_module());
+        world.route(
+            "u",
+            Arc::new(|_: &HttpRequest, _: &CallContext| Reply::now(HttpResponse::new(200))),
+        );
+        let node = world
+            .add_node(NodeSpec::new("n1", module).filter(config.to_string()))
+            .expect("add node");
+        let t = Instant::now();
+        for _ in 0..n {
+            let exchange = HttpExchange::request("POST", "/p", b"user=me".to_vec()).respond(
+                200,
+                &[("content-type", "text/plain")],
+                b"welcome",
+            );
+            let out = world.http(node, 0, 0, exchange);
+            assert_eq!(out.status(), 200, "{what}");
+            assert!(!out.stuck && !out.failed, "{what}");
+        }
+        let wall = t.elapsed();
+        assert!(world.traps().is_empty());
+        rows.push(Row {
+            what: what.to_string(),
+            value: us(wall.div_f64(f64::from(n))),
+            detail: format!("{n} exchanges in {}", ms(wall)),
+        });
+    }
 }
 
 fn print_table(rows: &[Row]) {

@@ -290,33 +290,7 @@ pub fn describe(n: usize, at: Duration, req: &RequestSpec, outcome: &HttpOutcome
         req.path,
         outcome.context_id
     );
-    let phases: Vec<String> = outcome
-        .actions
-        .iter()
-        .map(|(phase, action)| format!("{phase}={action:?}"))
-        .collect();
-    let _ = writeln!(out, "  phases: {}", phases.join(" "));
-    // Every guest callback of the exchange with its arguments (count or size, end of stream).
-    for c in &outcome.callbacks {
-        let result = c.result.map(|r| format!(" -> {r}")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  callback {}#{}{:?}{result}",
-            c.name, c.context, c.args
-        );
-    }
-    if outcome.failed {
-        let _ = writeln!(
-            out,
-            "  FAILED: the filter trapped or the worker died (see the traps below)"
-        );
-    }
-    if outcome.stuck {
-        let _ = writeln!(
-            out,
-            "  STUCK: a phase stayed paused past the exchange's max pause"
-        );
-    }
+    describe_callbacks(&mut out, outcome);
     let m = &outcome.data.messages;
     show_headers(
         &mut out,
@@ -344,6 +318,38 @@ pub fn describe(n: usize, at: Duration, req: &RequestSpec, outcome: &HttpOutcome
     );
     let _ = writeln!(out, "  response body: {}", show_body(&m.response_body));
     out
+}
+
+/// The phases with their actions, every guest callback with its arguments and result, and
+/// whether the exchange failed or stayed stuck.
+fn describe_callbacks(out: &mut String, outcome: &HttpOutcome) {
+    let phases: Vec<String> = outcome
+        .actions
+        .iter()
+        .map(|(phase, action)| format!("{phase}={action:?}"))
+        .collect();
+    let _ = writeln!(out, "  phases: {}", phases.join(" "));
+    // Every guest callback of the exchange with its arguments (count or size, end of stream).
+    for c in &outcome.callbacks {
+        let result = c.result.map(|r| format!(" -> {r}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  callback {}#{}{:?}{result}",
+            c.name, c.context, c.args
+        );
+    }
+    if outcome.failed {
+        let _ = writeln!(
+            out,
+            "  FAILED: the filter trapped or the worker died (see the traps below)"
+        );
+    }
+    if outcome.stuck {
+        let _ = writeln!(
+            out,
+            "  STUCK: a phase stayed paused past the exchange's max pause"
+        );
+    }
 }
 
 #[cfg(test)]

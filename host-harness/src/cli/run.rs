@@ -102,6 +102,31 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let response = ResponseSpec::parse(&args.response)?;
     let module = PluginModule::load(&args.wasm)?;
+    let mut world = build_world(&args, profile, &module, &config)?;
+    let bad_exchanges = send_requests(&mut world, &requests, &response);
+    let duration = Duration::from_secs_f64(args.seconds);
+    if args.realtime {
+        world.run_realtime(duration);
+    } else {
+        world.advance(duration);
+    }
+    let failed = print_calls(&world);
+    let traps = world.traps().len() + world.fatal_errors().len();
+    if world.profile().hostility.is_some() {
+        println!("--- {} injection(s)", world.injections().len());
+    }
+    println!("--- {traps} trap(s), {failed} failed call(s)");
+    let bad = traps > 0 || failed > 0 || bad_exchanges > 0;
+    Ok(if args.strict && bad { 1 } else { 0 })
+}
+
+/// The world `run` asks for: routes to TCP upstreams, `--nodes` nodes of `--workers` workers.
+fn build_world(
+    args: &RunArgs,
+    profile: HostProfile,
+    module: &PluginModule,
+    config: &[u8],
+) -> Result<World> {
     let mut world = if args.realtime {
         World::new_realtime(profile)
     } else {
@@ -118,15 +143,20 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .map(|e| split_pair(e, "--env"))
         .collect::<Result<_>>()?;
     for i in 0..args.nodes {
-        let mut spec = NodeSpec::new(&format!("node{}", i + 1), &module)
+        let mut spec = NodeSpec::new(&format!("node{}", i + 1), module)
             .workers(args.workers)
-            .filter(config.clone())
+            .filter(config.to_vec())
             .seed(i as u64);
         spec.env = env.clone();
         world.add_node(spec)?;
     }
+    Ok(world)
+}
+
+/// Sends each request (at its virtual time) through the filter on node 1, worker 1, and prints
+/// it; returns how many failed or stayed stuck.
+fn send_requests(world: &mut World, requests: &[RequestSpec], response: &ResponseSpec) -> usize {
     let mut bad_exchanges = 0;
-    let mut first = None;
     for (i, req) in requests.iter().enumerate() {
         if let Some(at) = req.at {
             let now = world.elapsed();
@@ -135,8 +165,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             }
         }
         let at = world.elapsed();
-        let node = *first.get_or_insert(crate::NodeId(0));
-        let outcome = world.http(node, 0, 0, req.exchange(&response));
+        let outcome = world.http(crate::NodeId(0), 0, 0, req.exchange(response));
         if outcome.failed || outcome.stuck {
             bad_exchanges += 1;
         }
@@ -148,25 +177,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             requests.len()
         );
     }
-    let duration = Duration::from_secs_f64(args.seconds);
-    if args.realtime {
-        world.run_realtime(duration);
-    } else {
-        world.advance(duration);
-    }
-    let failed = print_calls(&world);
-    let traps = world.traps().len() + world.fatal_errors().len();
-    if world.profile().hostility.is_some() {
-        println!("--- {} injection(s)", world.injections().len());
-    }
-    println!("--- {traps} trap(s), {failed} failed call(s)");
-    Ok(
-        if args.strict && (traps > 0 || failed > 0 || bad_exchanges > 0) {
-            1
-        } else {
-            0
-        },
-    )
+    bad_exchanges
 }
 
 /// Prints every call and how it ended; returns how many failed.

@@ -117,71 +117,72 @@ fn park(url: &str) -> ! {
 /// Starts the mock and serves until the process is killed.
 pub fn run(command: ServeCommand) -> Result<i32> {
     match command {
-        ServeCommand::S3(a) => {
-            let mut config = MockS3Config {
-                region: a.region,
-                domain: a.domain,
-                buckets: a.buckets,
-                ..Default::default()
-            };
-            if let Some((ak, sk)) =
-                pair(a.access_key, a.secret_key, "--access-key and --secret-key")?
-            {
-                let mut c = S3Credential::new(&ak, &sk);
-                c.session_token = a.session_token;
-                config.credentials.push(c);
-            }
-            if let Some((ak, sk)) = pair(
-                a.read_only_access_key,
-                a.read_only_secret_key,
-                "--read-only-access-key and --read-only-secret-key",
-            )? {
-                config
-                    .credentials
-                    .push(S3Credential::new(&ak, &sk).read_only());
-            }
-            let server = serve::spawn(
-                Arc::new(MockS3::from_config(&config)),
-                &format!("{}:{}", a.listen.host, a.listen.port),
-            )?;
-            park(&server.url())
-        }
-        ServeCommand::Gcs(a) => {
-            let gcs = MockGcs::new();
-            for b in &a.buckets {
-                gcs.create_bucket(b);
-            }
-            let server = serve::spawn(
-                Arc::new(gcs.clone()),
-                &format!("{}:{}", a.listen.host, a.listen.port),
-            )?;
-            // Key files and object links must name the served address.
-            gcs.set_base_url(&server.url());
-            if let Some(path) = a.key_out {
-                let key = gcs.new_service_account_key(&a.key_email);
-                std::fs::write(&path, serde_json::to_vec_pretty(&key)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            park(&server.url())
-        }
-        ServeCommand::Kong(a) => {
-            let kong = if a.database {
-                MockKongAdmin::database(&a.version)
-            } else {
-                MockKongAdmin::dbless(&a.version)
-            };
-            if let Some(path) = a.config {
-                let text =
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                kong.set_config(
-                    serde_json::from_slice(&text).context("the --config file is not JSON")?,
-                );
-            }
-            let server = serve::spawn(
-                Arc::new(kong.clone()),
-                &format!("{}:{}", a.listen.host, a.listen.port),
-            )?;
-            park(&server.url())
-        }
+        ServeCommand::S3(a) => serve_s3(a),
+        ServeCommand::Gcs(a) => serve_gcs(a),
+        ServeCommand::Kong(a) => serve_kong(a),
     }
+}
+
+fn serve_s3(a: S3Args) -> Result<i32> {
+    let mut config = MockS3Config {
+        region: a.region,
+        domain: a.domain,
+        buckets: a.buckets,
+        ..Default::default()
+    };
+    if let Some((ak, sk)) = pair(a.access_key, a.secret_key, "--access-key and --secret-key")? {
+        let mut c = S3Credential::new(&ak, &sk);
+        c.session_token = a.session_token;
+        config.credentials.push(c);
+    }
+    if let Some((ak, sk)) = pair(
+        a.read_only_access_key,
+        a.read_only_secret_key,
+        "--read-only-access-key and --read-only-secret-key",
+    )? {
+        config
+            .credentials
+            .push(S3Credential::new(&ak, &sk).read_only());
+    }
+    let server = serve::spawn(
+        Arc::new(MockS3::from_config(&config)),
+        &format!("{}:{}", a.listen.host, a.listen.port),
+    )?;
+    park(&server.url())
+}
+
+fn serve_gcs(a: GcsArgs) -> Result<i32> {
+    let gcs = MockGcs::new();
+    for b in &a.buckets {
+        gcs.create_bucket(b);
+    }
+    let server = serve::spawn(
+        Arc::new(gcs.clone()),
+        &format!("{}:{}", a.listen.host, a.listen.port),
+    )?;
+    // Key files and object links must name the served address.
+    gcs.set_base_url(&server.url());
+    if let Some(path) = a.key_out {
+        let key = gcs.new_service_account_key(&a.key_email);
+        std::fs::write(&path, serde_json::to_vec_pretty(&key)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    park(&server.url())
+}
+
+fn serve_kong(a: KongArgs) -> Result<i32> {
+    let kong = if a.database {
+        MockKongAdmin::database(&a.version)
+    } else {
+        MockKongAdmin::dbless(&a.version)
+    };
+    if let Some(path) = a.config {
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        kong.set_config(serde_json::from_slice(&text).context("the --config file is not JSON")?);
+    }
+    let server = serve::spawn(
+        Arc::new(kong.clone()),
+        &format!("{}:{}", a.listen.host, a.listen.port),
+    )?;
+    park(&server.url())
 }

@@ -143,10 +143,7 @@ impl World {
 
     /// Current size of a worker's linear memory (wasm memory never shrinks: this is its peak).
     pub fn guest_memory_bytes(&mut self, node: NodeId, worker: usize) -> Option<usize> {
-        let wr = &mut self.nodes[node.0].workers[worker];
-        let (store, instance) = (wr.store.as_mut()?, wr.instance?);
-        let mem = instance.get_memory(&mut *store, "memory")?;
-        Some(mem.data_size(&*store))
+        self.nodes[node.0].workers[worker].memory_bytes()
     }
 
     /// Whether the world runs on the wall clock ([`World::new_realtime`]) instead of virtual time.

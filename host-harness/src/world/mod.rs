@@ -2,17 +2,28 @@
 //! clock and an event queue. Everything a guest causes — ticks, call answers, queue notifications —
 //! is an event delivered after the guest call that caused it has returned, in time order.
 //!
+//! The world is a router over sub-machines that own their state:
+//!
+//! * `worker` (`Worker`): one simulated worker process: its wasmtime `Store` and instance, root
+//!   contexts, tick timers, call tokens, trap recovery; it keeps the events its guest calls cause.
+//! * `exchange` (`Exchange`): one HTTP exchange's run state, stepping against one worker
+//!   (`Exchange::step(&mut self, &mut Worker, now) -> Step`), and the pure rules of how a host
+//!   builds its messages.
+//! * `scheduler` (`Scheduler`): the clock and the event queue.
+//!
+//! and the world's own parts, each routing to those:
+//!
 //! * [`spec`]: what a node runs and what an HTTP exchange sends ([`NodeSpec`], [`HttpExchange`]).
-//! * `scheduler`: the event queue in virtual time, ticks and queue notifications.
-//! * `lifecycle`: instantiating workers, starting, killing, restarting and reloading them,
-//!   reconfiguring, calling guest exports, trap recovery, refused configurations.
-//! * `calls`: dispatched calls routed to handlers, their records, failures per profile, answers.
-//! * `http`: HTTP exchanges through a filter chain ([`HttpOutcome`]).
+//! * `events`: advancing time, delivering each due event to the worker or exchange it concerns.
+//! * `lifecycle`: adding nodes, starting, killing, restarting, reloading and reconfiguring workers.
+//! * `calls`: delivering dispatched calls' answers (records, what the callback reads).
+//! * `http`: the HTTP API ([`World::http`], [`World::start_http`], ...) and [`HttpOutcome`].
 //! * `tcp`: L4 connections through a stream context (Envoy) ([`TcpOutcome`]).
 //! * `hostile`: the callbacks a hostile profile adds (lost, unknown tokens and contexts, twice).
 //! * `inspect`: logs, calls, traps, metrics, shared data, injections.
 
 mod calls;
+mod events;
 mod exchange;
 mod hostile;
 mod http;
@@ -22,105 +33,48 @@ mod scheduler;
 /// What a test sets up: nodes, filters, HTTP exchanges.
 pub mod spec;
 mod tcp;
+mod worker;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use wasmtime::{Instance, InstancePre, Store};
-
 pub use self::http::{Action, CallbackCall, ExchangeId, HttpOutcome};
-use self::scheduler::Scheduled;
+use self::scheduler::Scheduler;
 pub use self::spec::{FilterSpec, HttpExchange, NodeSpec};
 pub use self::tcp::{TcpExchange, TcpOutcome};
-use crate::abi::Host;
+use self::worker::{Blueprint, Worker};
 use crate::clock::Clock;
 use crate::http::SharedHandler;
 use crate::profile::HostProfile;
-use crate::record::{LogLevel, Origin};
+use crate::record::LogLevel;
 use crate::state::{lock, NodeShared, WorldShared};
 
 /// Index of a node in its world.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NodeId(pub usize);
 
-/// One tick timer of a root context.
-#[derive(Clone)]
-struct Timer {
-    id: u64,
-    period: Duration,
-}
-
-struct RootRuntime {
-    id: u32,
-    configured: Option<bool>,
-    timers: Vec<Timer>,
-    /// After a recovery ngx_wasm_module adds a tick timer instead of replacing the old one.
-    add_timer_on_next_period: bool,
-}
-
-struct WorkerRuntime {
-    store: Option<Store<Host>>,
-    instance: Option<Instance>,
-    generation: u64,
-    roots: Vec<RootRuntime>,
-    next_context: u32,
-    /// ngx_wasm_module's per-process call tokens (from 0), kept across trap recoveries.
-    tokens: Arc<std::sync::atomic::AtomicU32>,
-    dead: Option<String>,
-    recovering: bool,
-    /// Trapped, to be recovered when a request or a tick needs the instance
-    /// ([`HostProfile::lazy_recovery`](crate::HostProfile::lazy_recovery)).
-    pending_recovery: bool,
-}
-
-impl WorkerRuntime {
-    fn not_started() -> Self {
-        WorkerRuntime {
-            store: None,
-            instance: None,
-            generation: 0,
-            roots: Vec::new(),
-            next_context: 0,
-            tokens: Default::default(),
-            dead: Some("not started".into()),
-            recovering: false,
-            pending_recovery: false,
-        }
-    }
-
-    /// Drops the instance: the worker is dead for `reason`.
-    fn die(&mut self, reason: String) {
-        self.store = None;
-        self.instance = None;
-        self.dead = Some(reason);
-        self.pending_recovery = false;
-    }
-}
-
-struct NodeRuntime {
+/// A node: what it runs, what its workers share, and its workers.
+struct Node {
     spec: NodeSpec,
     shared: Arc<NodeShared>,
-    pre: InstancePre<Host>,
-    workers: Vec<WorkerRuntime>,
+    blueprint: Arc<Blueprint>,
+    workers: Vec<Worker>,
 }
 
 /// A simulated world of nodes and workers on one clock. Not `Sync`: drive it from one thread;
 /// run worlds in parallel freely (there is no global state).
+///
+/// Each worker owns its instance, timers and trap recovery; each HTTP exchange owns its run
+/// state and steps against its worker; the scheduler owns the clock and the event queue. The
+/// world hands each event to what it concerns, and what workers cause to the scheduler.
 pub struct World {
     shared: Arc<WorldShared>,
-    nodes: Vec<NodeRuntime>,
-    events: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<Node>,
+    scheduler: Scheduler,
     /// HTTP exchanges, in flight or finished.
-    exchanges: Vec<Option<exchange::ExchangeRun>>,
+    exchanges: Vec<Option<exchange::Exchange>>,
     /// Exchanges not finished yet (driven after each event).
     active_exchanges: Vec<usize>,
-    /// The streams of an instance that trapped, as it left them, by (node, worker, key): what the
-    /// host still does with them (a stashed local response) comes from here.
-    orphaned_streams: std::collections::HashMap<(usize, usize, u32), crate::abi::StreamData>,
-    seq: u64,
-    next_timer: u64,
     allow_traps: bool,
     realtime: bool,
 }
@@ -142,14 +96,11 @@ impl World {
 
     fn with_clock(profile: HostProfile, clock: Clock, realtime: bool) -> Self {
         World {
-            shared: Arc::new(WorldShared::new(clock, profile)),
+            shared: Arc::new(WorldShared::new(clock.clone(), profile)),
             nodes: Vec::new(),
-            events: BinaryHeap::new(),
+            scheduler: Scheduler::new(clock),
             exchanges: Vec::new(),
             active_exchanges: Vec::new(),
-            orphaned_streams: Default::default(),
-            seq: 0,
-            next_timer: 1,
             allow_traps: false,
             realtime,
         }
@@ -167,7 +118,7 @@ impl World {
 
     /// Virtual time since the world started.
     pub fn elapsed(&self) -> Duration {
-        self.shared.clock.elapsed()
+        self.scheduler.now()
     }
 
     /// Traps and host crashes are expected: do not fail the test when the world is dropped.
@@ -201,42 +152,16 @@ impl World {
         self
     }
 
-    /// The root context id of filter `i` of node `n`. Envoy counts contexts from 1; in
-    /// ngx_wasm_module a root context's id is its filter's id, a crc32 of its name and
-    /// configuration (`get_filter_id`), and HTTP contexts count from 1 per worker: the harness
-    /// derives a large id from the name and position (stable across reconfigurations).
-    pub(crate) fn root_id(&self, n: usize, i: usize) -> u32 {
-        match self.shared.profile.http {
-            crate::profile::HttpModel::Envoy => i as u32 + 1,
-            crate::profile::HttpModel::Ngx => {
-                let name = self.nodes[n]
-                    .spec
-                    .filters
-                    .get(i)
-                    .map(|f| f.name.as_str())
-                    .unwrap_or("");
-                filter_id(name, i)
-            }
+    /// Runs `f` on a worker, then hands what its guest calls caused to the scheduler (before
+    /// anything else is scheduled: the queue keeps the order things happened in).
+    fn on_worker<R>(&mut self, n: usize, w: usize, f: impl FnOnce(&mut Worker) -> R) -> R {
+        let worker = &mut self.nodes[n].workers[w];
+        let r = f(worker);
+        for (due, event) in worker.take_caused() {
+            self.scheduler.schedule(due, event);
         }
+        r
     }
-
-    fn origin(&self, n: usize, w: usize) -> Origin {
-        Origin {
-            node: self.nodes[n].spec.name.clone(),
-            worker: w,
-        }
-    }
-}
-
-/// A stable id in `0x1000_0000..0x7000_0000` (clear of HTTP context ids and of the hostile
-/// profile's bogus ids) from a filter's name and position: FNV-1a.
-fn filter_id(name: &str, i: usize) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes().chain((i as u32).to_le_bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    0x1000_0000 + h % 0x6000_0000
 }
 
 impl Drop for World {

@@ -7,7 +7,7 @@
 use anyhow::{anyhow, Result};
 
 use super::http::{Action, CallbackCall};
-use super::lifecycle::Invoke;
+use super::worker::{Invoke, Worker};
 use super::{NodeId, World};
 use crate::abi::{Callback, Direction, StreamData};
 use crate::profile::HttpModel;
@@ -56,127 +56,106 @@ impl World {
                 self.shared.profile.name
             ));
         }
-        let (n, w) = (node.0, worker);
-        let root = self.root_id(n, filter);
-        let wr = &mut self.nodes[n].workers[w];
-        let ctx = wr.next_context;
-        wr.next_context += 1;
-        let Some(store) = wr.store.as_mut().filter(|_| wr.dead.is_none()) else {
-            return Ok(TcpOutcome {
+        let outcome = self.on_worker(node.0, worker, |w| Connection::run(w, filter, &exchange));
+        Ok(outcome)
+    }
+}
+
+/// One connection's stream context on a worker.
+struct Connection<'w> {
+    worker: &'w mut Worker,
+    out: TcpOutcome,
+}
+
+impl Connection<'_> {
+    /// The whole connection: context creation, both directions' data, the closes, the end.
+    fn run(worker: &mut Worker, filter: usize, exchange: &TcpExchange) -> TcpOutcome {
+        let root = worker.root_id(filter);
+        let ctx = worker.new_context();
+        let running = worker.is_running();
+        let Some(host) = worker.host_mut().filter(|_| running) else {
+            return TcpOutcome {
                 failed: true,
                 ..Default::default()
-            });
+            };
         };
-        let host = store.data_mut();
         host.stream_of.insert(ctx, ctx);
         host.streams.insert(ctx, StreamData::default());
-        let mut out = TcpOutcome {
+        let out = TcpOutcome {
             context_id: ctx,
             ..Default::default()
         };
-        let mut ok = self
-            .l4_call(&mut out, n, w, Callback::HttpCreate, &[root as i32])
-            .is_some()
-            && self
-                .l4_call(&mut out, n, w, Callback::NewConnection, &[])
-                .is_some();
+        let mut conn = Connection { worker, out };
+        let mut ok = conn.call(Callback::HttpCreate, &[root as i32]).is_some()
+            && conn.call(Callback::NewConnection, &[]).is_some();
         for (downstream, chunks) in [(true, &exchange.downstream), (false, &exchange.upstream)] {
-            if !ok {
-                break;
-            }
-            ok = self.l4_direction(&mut out, n, w, downstream, chunks);
+            ok = ok && conn.direction(downstream, chunks);
         }
         if ok {
-            for (cb, peer) in [
-                (Callback::DownstreamClose, PEER_REMOTE),
-                (Callback::UpstreamClose, PEER_LOCAL),
-                (Callback::Log, 0),
-                (Callback::Done, 0),
-                (Callback::Delete, 0),
-            ] {
-                let args: &[i32] = if peer == 0 { &[] } else { &[peer] };
-                if self.l4_call(&mut out, n, w, cb, args).is_none() {
-                    break;
-                }
-            }
+            conn.close();
         }
-        if let Some(store) = self.nodes[n].workers[w].store.as_mut() {
-            let host = store.data_mut();
+        if let Some(host) = conn.worker.host_mut() {
             host.stream_of.remove(&ctx);
             host.streams.remove(&ctx);
         }
-        Ok(out)
+        conn.out
+    }
+
+    /// The two connection closes, `on_log`, `on_done`, `on_delete`; stops at a trap.
+    fn close(&mut self) {
+        for (cb, peer) in [
+            (Callback::DownstreamClose, PEER_REMOTE),
+            (Callback::UpstreamClose, PEER_LOCAL),
+            (Callback::Log, 0),
+            (Callback::Done, 0),
+            (Callback::Delete, 0),
+        ] {
+            let args: &[i32] = if peer == 0 { &[] } else { &[peer] };
+            if self.call(cb, args).is_none() {
+                break;
+            }
+        }
     }
 
     /// The chunks of one direction; returns false when the context trapped.
-    fn l4_direction(
-        &mut self,
-        out: &mut TcpOutcome,
-        n: usize,
-        w: usize,
-        downstream: bool,
-        chunks: &[Vec<u8>],
-    ) -> bool {
-        let cb = if downstream {
-            Callback::DownstreamData
-        } else {
-            Callback::UpstreamData
+    fn direction(&mut self, downstream: bool, chunks: &[Vec<u8>]) -> bool {
+        let (cb, dir) = match downstream {
+            // Downstream data is kept as the request body, upstream data as the response's.
+            true => (Callback::DownstreamData, Direction::Request),
+            false => (Callback::UpstreamData, Direction::Response),
         };
-        // Downstream data is kept as the request body, upstream data as the response's.
-        let dir = if downstream {
-            Direction::Request
-        } else {
-            Direction::Response
-        };
+        let ctx = self.out.context_id;
         let mut buffered = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
             let eos = i + 1 == chunks.len();
             buffered.extend_from_slice(chunk);
-            let ctx = out.context_id;
-            if let Some(s) = self.l4_stream(n, w, ctx) {
+            if let Some(s) = self.worker.stream_mut(ctx) {
                 *s.body_mut(dir) = buffered.clone();
             }
             let args = [buffered.len() as i32, eos as i32];
-            let Some(action) = self.l4_call(out, n, w, cb, &args) else {
+            let Some(action) = self.call(cb, &args) else {
                 return false;
             };
             // The filter may have rewritten the data.
             buffered = self
-                .l4_stream(n, w, ctx)
+                .worker
+                .stream(ctx)
                 .map(|s| s.body(dir).clone())
                 .unwrap_or_default();
             if action == Action::Continue {
-                let sent = std::mem::take(&mut buffered);
-                let to = if downstream {
-                    &mut out.to_upstream
-                } else {
-                    &mut out.to_downstream
+                let to = match downstream {
+                    true => &mut self.out.to_upstream,
+                    false => &mut self.out.to_downstream,
                 };
-                to.extend_from_slice(&sent);
+                to.append(&mut buffered);
             }
         }
         true
     }
 
-    fn l4_stream(&mut self, n: usize, w: usize, ctx: u32) -> Option<&mut StreamData> {
-        self.nodes[n].workers[w]
-            .store
-            .as_mut()?
-            .data_mut()
-            .streams
-            .get_mut(&ctx)
-    }
-
-    /// Calls an L4 context's callback and records it; `None` if it trapped.
-    fn l4_call(
-        &mut self,
-        out: &mut TcpOutcome,
-        n: usize,
-        w: usize,
-        cb: Callback,
-        args: &[i32],
-    ) -> Option<Action> {
-        let ctx = out.context_id;
+    /// Calls the context's callback and records it; `None` if it trapped.
+    fn call(&mut self, cb: Callback, args: &[i32]) -> Option<Action> {
+        let ctx = self.out.context_id;
         let func = match cb {
             Callback::HttpCreate => "proxy_on_context_create",
             Callback::NewConnection => "proxy_on_new_connection",
@@ -190,11 +169,11 @@ impl World {
         };
         let mut all = vec![ctx as i32];
         all.extend_from_slice(args);
-        let result = match self.invoke(n, w, cb, ctx, func, &all) {
+        let result = match self.worker.invoke(cb, ctx, func, &all) {
             Invoke::Returned(v) => Some(v),
             Invoke::Failed => None,
         };
-        out.callbacks.push(CallbackCall {
+        self.out.callbacks.push(CallbackCall {
             context: ctx,
             name: func.trim_start_matches("proxy_"),
             args: args.to_vec(),
@@ -202,7 +181,7 @@ impl World {
         });
         match result {
             None => {
-                out.failed = true;
+                self.out.failed = true;
                 None
             }
             Some(v) if v.unwrap_or(0) == 0 => Some(Action::Continue),

@@ -142,95 +142,41 @@ fn service_names(body: &[u8]) -> Vec<String> {
     names
 }
 
+/// Whether the exported object holds exactly the services `names`.
+fn holds(s3: &MockS3, key: &str, names: &[&str]) -> impl Fn() -> bool {
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let (s3, key) = (s3.clone(), key.to_string());
+    move || {
+        s3.object(BUCKET, &key)
+            .is_some_and(|o| service_names(&o.body) == want)
+    }
+}
+
+/// The operator's changes inside one debounce window (step 2), each adding a service.
+const WINDOW: [&[&str]; 3] = [
+    &["orders", "payments", "catalog", "search"],
+    &["orders", "payments", "catalog", "search", "reviews"],
+    &[
+        "orders",
+        "payments",
+        "catalog",
+        "search",
+        "reviews",
+        "inventory",
+    ],
+];
+
 /// Runs the story under `profile`, printing it; see the module docs.
 pub fn scenario(module: &PluginModule, profile: HostProfile) -> Result<StoryOutcome> {
     let mut stage = Stage::new(profile);
     let (s3, key) = (stage.s3.clone(), stage.key.clone());
-    let holds = |names: &[&str]| {
-        let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        want.sort();
-        let (s3, key) = (s3.clone(), key.clone());
-        move || {
-            s3.object(BUCKET, &key)
-                .is_some_and(|o| service_names(&o.body) == want)
-        }
-    };
-
-    // 1. The source node exports its own configuration.
-    // Entity timestamps from the virtual clock's epoch, not the wall clock.
-    stage
-        .cp_admin
-        .set_now(std::time::UNIX_EPOCH + Duration::from_secs(crate::clock::DEFAULT_EPOCH_SECS));
     let exporter = exporter_config(&stage.profile);
-    let v1 = ["orders", "payments", "catalog"];
-    stage.cp_admin.set_config(cp_config(&v1, &exporter));
-    let what = format!(
-        "starts: the source of truth, a database-backed Kong node ({} entities); its config-bridge chain reads its own Admin API (config_source: kong_admin), election on",
-        entity_total(&stage.cp_admin)
-    );
-    let cp = stage.start_source(module, SOURCE, &what, &exporter)?;
-    let first = stage
-        .t
-        .run(&mut stage.world, Duration::from_secs(90), holds(&v1));
-
-    // 2. Three changes inside one debounce window.
+    let (cp, first) = source_exports(&mut stage, module, &exporter)?;
     let uploads_before = config_puts(&s3, &key);
-    let steps: [&[&str]; 3] = [
-        &["orders", "payments", "catalog", "search"],
-        &["orders", "payments", "catalog", "search", "reviews"],
-        &[
-            "orders",
-            "payments",
-            "catalog",
-            "search",
-            "reviews",
-            "inventory",
-        ],
-    ];
-    stage.world.advance(Duration::from_secs(1));
-    stage.t.flush(&stage.world);
-    for (i, services) in steps.iter().enumerate() {
-        let added = services.last().copied().unwrap_or_default();
-        stage.t.event(
-            &stage.world,
-            "operator",
-            &format!(
-                "change {}/3 inside the {DELAY_SECONDS} s debounce window: service {added} added",
-                i + 1
-            ),
-        );
-        stage.cp_admin.set_config(cp_config(services, &exporter));
-        stage.world.advance(Duration::from_secs(1));
-        stage.t.flush(&stage.world);
-    }
-    let v2 = steps[2];
-    let coalesced = first
-        && stage
-            .t
-            .run(&mut stage.world, Duration::from_secs(60), holds(v2));
+    let coalesced = first && window_changes(&mut stage, &exporter);
     let window_uploads = config_puts(&s3, &key) - uploads_before;
-
-    // 3. A change whose first PUT gets 503 SlowDown.
-    let put_path = format!("/{BUCKET}/{key}");
-    stage.faulty.push_matching(
-        move |r: &HttpRequest, _: &CallContext| r.method == "PUT" && r.path == put_path,
-        Fault::slow_down(),
-    );
-    let v3 = [v2, &["pricing"]].concat();
-    stage.t.event(
-        &stage.world,
-        "operator",
-        "change: service pricing added (mock S3 will answer its first PUT 503 SlowDown)",
-    );
-    stage.cp_admin.set_config(cp_config(&v3, &exporter));
-    let retried = coalesced
-        && stage
-            .t
-            .run(&mut stage.world, Duration::from_secs(60), holds(&v3));
-    let retried_503 = retried && stage.faulty.injected().iter().any(|e| e.method == "PUT");
-    stage.world.advance(Duration::from_secs(3));
-    stage.t.flush(&stage.world);
-
+    let (retried, retried_503) = slowed_down_change(&mut stage, &exporter, coalesced);
     // 4. The source node dies; a new, empty fallback node imports the backup.
     let done =
         stage.source_dies_and_a_fallback_imports(module, (cp, SOURCE), Duration::from_secs(120))?;
@@ -241,13 +187,115 @@ pub fn scenario(module: &PluginModule, profile: HostProfile) -> Result<StoryOutc
         1,
     );
     stage.t.event(&stage.world, "fallback-1", &serves);
+    report_s3(&mut stage);
+    let led = stage
+        .world
+        .logs_containing("election: this node now leads the export")
+        .iter()
+        .any(|l| l.origin.to_string().starts_with(SOURCE));
+    let outcome = StoryOutcome {
+        led,
+        uploads: config_puts(&s3, &key),
+        window_changes: WINDOW.len(),
+        window_uploads,
+        retried_503,
+        exported_services: s3
+            .object(BUCKET, &key)
+            .map(|o| service_names(&o.body))
+            .unwrap_or_default(),
+        imported: retried && done.imported,
+        chain_import_only: done.chain_import_only,
+        entities: done.entities,
+        import_after_down: done.imported.then_some(done.after_down),
+        traps: stage.traps(),
+        lines: Vec::new(),
+    };
+    stage.t.push(String::new());
+    stage.t.push(summary(&outcome, done.after_down));
+    Ok(StoryOutcome {
+        lines: stage.t.lines,
+        ..outcome
+    })
+}
 
+/// Step 1: the source node starts and exports its own configuration. Returns the node and
+/// whether the export holds its services.
+fn source_exports(
+    stage: &mut Stage,
+    module: &PluginModule,
+    exporter: &Value,
+) -> Result<(crate::NodeId, bool)> {
+    // Entity timestamps from the virtual clock's epoch, not the wall clock.
+    stage
+        .cp_admin
+        .set_now(std::time::UNIX_EPOCH + Duration::from_secs(crate::clock::DEFAULT_EPOCH_SECS));
+    let v1 = ["orders", "payments", "catalog"];
+    stage.cp_admin.set_config(cp_config(&v1, exporter));
+    let what = format!(
+        "starts: the source of truth, a database-backed Kong node ({} entities); its config-bridge chain reads its own Admin API (config_source: kong_admin), election on",
+        entity_total(&stage.cp_admin)
+    );
+    let cp = stage.start_source(module, SOURCE, &what, exporter)?;
+    let done = holds(&stage.s3, &stage.key, &v1);
+    let first = stage.t.run(&mut stage.world, Duration::from_secs(90), done);
+    Ok((cp, first))
+}
+
+/// Step 2: three changes inside one debounce window; returns whether the last one was exported.
+fn window_changes(stage: &mut Stage, exporter: &Value) -> bool {
+    stage.world.advance(Duration::from_secs(1));
+    stage.t.flush(&stage.world);
+    for (i, services) in WINDOW.iter().enumerate() {
+        let added = services.last().copied().unwrap_or_default();
+        stage.t.event(
+            &stage.world,
+            "operator",
+            &format!(
+                "change {}/3 inside the {DELAY_SECONDS} s debounce window: service {added} added",
+                i + 1
+            ),
+        );
+        stage.cp_admin.set_config(cp_config(services, exporter));
+        stage.world.advance(Duration::from_secs(1));
+        stage.t.flush(&stage.world);
+    }
+    let done = holds(&stage.s3, &stage.key, WINDOW[2]);
+    stage.t.run(&mut stage.world, Duration::from_secs(60), done)
+}
+
+/// Step 3: a change whose first PUT gets 503 SlowDown. Returns whether it was exported (after
+/// the steps before went well), and whether a PUT was answered 503 on the way.
+fn slowed_down_change(stage: &mut Stage, exporter: &Value, so_far: bool) -> (bool, bool) {
+    let put_path = format!("/{BUCKET}/{}", stage.key);
+    stage.faulty.push_matching(
+        move |r: &HttpRequest, _: &CallContext| r.method == "PUT" && r.path == put_path,
+        Fault::slow_down(),
+    );
+    let v3 = [WINDOW[2], &["pricing"]].concat();
+    stage.t.event(
+        &stage.world,
+        "operator",
+        "change: service pricing added (mock S3 will answer its first PUT 503 SlowDown)",
+    );
+    stage.cp_admin.set_config(cp_config(&v3, exporter));
+    let done = holds(&stage.s3, &stage.key, &v3);
+    let retried = so_far && stage.t.run(&mut stage.world, Duration::from_secs(60), done);
+    let retried_503 = retried && stage.faulty.injected().iter().any(|e| e.method == "PUT");
+    stage.world.advance(Duration::from_secs(3));
+    stage.t.flush(&stage.world);
+    (retried, retried_503)
+}
+
+/// What mock S3 saw for the configuration object, faults marked; the election's and history's
+/// requests counted.
+fn report_s3(stage: &mut Stage) {
     stage.t.push(String::new());
     stage.t.push(
         "what mock S3 saw for the configuration object (faults injected in front of it marked):"
             .into(),
     );
-    let mut answered = s3
+    let mut answered = stage
+        .s3
         .requests()
         .into_iter()
         .filter(|r| r.path.ends_with("/config.json"));
@@ -281,46 +329,22 @@ pub fn scenario(module: &PluginModule, profile: HostProfile) -> Result<StoryOutc
     stage.t.push(format!(
         "  (and {election} leader-election requests under fallback/{GATEWAY}/election/, {history} history requests under fallback/{GATEWAY}/history/)"
     ));
+}
 
-    let traps = stage.traps();
-    let led = stage
-        .world
-        .logs_containing("election: this node now leads the export")
-        .iter()
-        .any(|l| l.origin.to_string().starts_with(SOURCE));
-    let uploads = config_puts(&s3, &key);
-    let exported_services = s3
-        .object(BUCKET, &key)
-        .map(|o| service_names(&o.body))
-        .unwrap_or_default();
-    let outcome = StoryOutcome {
-        led,
-        uploads,
-        window_changes: steps.len(),
-        window_uploads,
-        retried_503,
-        exported_services,
-        imported: retried && done.imported,
-        chain_import_only: done.chain_import_only,
-        entities: done.entities,
-        import_after_down: done.imported.then_some(done.after_down),
-        traps,
-        lines: Vec::new(),
-    };
-    stage.t.push(String::new());
-    stage.t.push(format!(
-        "{}: {SOURCE} {} the election and made {uploads} uploads (3 changes in one window: {window_uploads} upload; a 503 {}); fallback-1 {} {} entities {:.0} s after {SOURCE} went down; {traps} trap(s)",
-        if outcome.ok() { "DEMO OK" } else { "DEMO FAILED" },
-        if led { "won" } else { "did NOT win" },
-        if retried_503 { "retried" } else { "NOT retried" },
-        if outcome.imported { "imported" } else { "did NOT import" },
-        done.entities,
-        done.after_down,
-    ));
-    Ok(StoryOutcome {
-        lines: stage.t.lines,
-        ..outcome
-    })
+/// The story's last line.
+fn summary(o: &StoryOutcome, after_down: f64) -> String {
+    format!(
+        "{}: {SOURCE} {} the election and made {} uploads (3 changes in one window: {} upload; a 503 {}); fallback-1 {} {} entities {:.0} s after {SOURCE} went down; {} trap(s)",
+        if o.ok() { "DEMO OK" } else { "DEMO FAILED" },
+        if o.led { "won" } else { "did NOT win" },
+        o.uploads,
+        o.window_uploads,
+        if o.retried_503 { "retried" } else { "NOT retried" },
+        if o.imported { "imported" } else { "did NOT import" },
+        o.entities,
+        after_down,
+        o.traps,
+    )
 }
 
 /// PUTs of the configuration object that mock S3 accepted.

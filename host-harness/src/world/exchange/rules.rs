@@ -1,66 +1,9 @@
-//! One HTTP exchange's run state and the pure rules of how a host builds its messages: where the
-//! exchange is ([`Step`]), which direction a phase runs in ([`Direction`]), the state it carries
-//! between steps ([`ExchangeRun`]), and the headers and bodies a host makes (nginx's shim
-//! headers, local responses, the 500 page). The stepping against a worker is `super::http`.
+//! The pure rules of how a host builds an exchange's messages: the headers and bodies it makes
+//! (nginx's shim headers, local responses, the 500 page), body chunks, the guest export of each
+//! callback. No worker, no state: unit-tested alone.
 
-use crate::abi::{Callback, LocalResponse, StreamData};
+use crate::abi::{Callback, LocalResponse};
 use crate::profile::HttpModel;
-
-use super::{HttpExchange, HttpOutcome};
-
-pub(crate) use crate::abi::Direction;
-
-/// Where an exchange is. `pos` is a position in the direction's chain order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Step {
-    Headers {
-        dir: Direction,
-        pos: usize,
-    },
-    Body {
-        dir: Direction,
-        chunk: usize,
-        pos: usize,
-    },
-    Trailers {
-        dir: Direction,
-        pos: usize,
-    },
-    Upstream,
-    Close,
-    Finished,
-}
-
-/// An exchange in flight.
-pub(super) struct ExchangeRun {
-    pub(super) n: usize,
-    pub(super) w: usize,
-    pub(super) generation: u64,
-    /// The exchange's key in the worker's streams (its first context).
-    pub(super) key: u32,
-    /// Filter index of each chain position, and its context.
-    pub(super) filters: Vec<usize>,
-    pub(super) ctxs: Vec<u32>,
-    pub(super) input: HttpExchange,
-    pub(super) step: Step,
-    /// Paused, waiting for the filter to resume this direction.
-    pub(super) waiting: Option<Direction>,
-    /// Bumped at each pause: a timeout for an older pause is ignored.
-    pub(super) pause_seq: u64,
-    /// The current pause's timeout is scheduled.
-    pub(super) timeout_set: bool,
-    /// Body chunks of the direction being run (request first, then response).
-    pub(super) chunks: Vec<Vec<u8>>,
-    /// Per filter: the body it has buffered (Pause on a body), and whether ngx buffers to eof.
-    pub(super) buffers: Vec<Vec<u8>>,
-    pub(super) buffering_to_eof: Vec<bool>,
-    /// Body data on its way through the chain, and what left it.
-    pub(super) carry: Vec<u8>,
-    pub(super) forwarded: Vec<u8>,
-    /// The exchange as last seen (kept when the worker's instance is replaced after a trap).
-    pub(super) snapshot: StreamData,
-    pub(super) outcome: HttpOutcome,
-}
 
 /// nginx's 500 page (`ngx_http_error_500_page` and its tail), as the engine answers a trap.
 pub(super) const NGINX_500: &str =
@@ -221,6 +164,7 @@ pub(super) fn local_response_message(
 
 #[cfg(test)]
 mod tests {
+    use super::super::Direction;
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
