@@ -234,8 +234,8 @@ impl Engine {
         let mut out = Vec::new();
         if let Some(key) = self.election.resign() {
             if let Ok(request) = self.store.delete(&key, now) {
-                // Even with a round in flight: its answer is ignored, the withdrawal matters.
-                self.push_call(Owner::Election, request, now, &mut out);
+                // Even with a round in flight (an owner of its own): the withdrawal matters.
+                self.push_call(Owner::Withdrawal, request, now, &mut out);
             }
         }
         out
@@ -446,30 +446,29 @@ impl Engine {
         now: u64,
         out: &mut Vec<Dispatch>,
     ) {
-        let Some(request) = request else { return };
-        if self.calls.busy(owner) {
-            return;
+        if let Some(request) = request {
+            self.push_call(owner, request, now, out);
         }
-        self.push_call(owner, request, now, out);
     }
 
-    /// Registers a call of `owner` and queues its dispatch; its id.
+    /// Registers a call of `owner` and queues its dispatch; its id. `None` (nothing sent) while
+    /// `owner` has a call in flight: the call table keeps one call per owner.
     fn push_call(
         &mut self,
         owner: Owner,
         request: OutboundRequest,
         now: u64,
         out: &mut Vec<Dispatch>,
-    ) -> CallId {
+    ) -> Option<CallId> {
         let timeout_ms = self.cfg.call_timeout_ms;
-        let id = self.calls.open(owner, now.saturating_add(timeout_ms));
+        let id = self.calls.open(owner, now.saturating_add(timeout_ms))?;
         out.push(Dispatch {
             id,
             owner,
             request,
             timeout_ms,
         });
-        id
+        Some(id)
     }
 
     /// The node id written as `uploader`: the setting, else one shared by the node's workers.
@@ -567,14 +566,20 @@ impl Engine {
         fx: &mut Effects,
         out: &mut Vec<Dispatch>,
     ) {
+        if self.calls.busy(Owner::Export) {
+            return;
+        }
         let Some(outgoing) = self.export.request(plan, self.store.as_ref(), now) else {
             return;
         };
-        match outgoing.request.clone() {
-            Ok(request) => {
-                let id = self.push_call(Owner::Export, request, now, out);
-                self.export.sent(id, outgoing);
-            }
+        let sent = match outgoing.request.clone() {
+            Ok(request) => self
+                .push_call(Owner::Export, request, now, out)
+                .ok_or_else(|| "a call of the export is in flight".to_string()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(id) => self.export.sent(id, outgoing),
             Err(e) => {
                 let mut cx = export_cx!(self, now, shared, fx);
                 self.export.not_sent(outgoing, &e, &mut cx);
@@ -592,9 +597,11 @@ impl Engine {
         match import.poll(now, self.store.as_ref(), fx) {
             None => {}
             Some(Ok(request)) => {
-                let id = self.push_call(Owner::Import, request, now, out);
-                if let Some(import) = self.import.as_mut() {
-                    import.sent(id);
+                // The table has room: `busy` was checked above.
+                if let Some(id) = self.push_call(Owner::Import, request, now, out) {
+                    if let Some(import) = self.import.as_mut() {
+                        import.sent(id);
+                    }
                 }
             }
             Some(Err(e)) => fx.log(Level::Warn, format!("import: cannot build a request: {e}")),
@@ -684,7 +691,7 @@ impl Engine {
         // Import's Kong Admin calls share the owner: a 401 there costs at most one extra fetch.
         let store_call = matches!(
             owner,
-            Owner::Export | Owner::Import | Owner::Election | Owner::History
+            Owner::Export | Owner::Import | Owner::Election | Owner::Withdrawal | Owner::History
         );
         if store_call && self.store.rejects_credentials(&response) {
             self.store.on_unauthorized(now);
@@ -732,6 +739,7 @@ impl Engine {
                 self.election
                     .on_answer(response, now, node_id, self.store.as_ref(), shared, fx);
             }
+            Owner::Withdrawal => withdrawn(response.status, fx),
             Owner::Store => {
                 if let Err(e) = self.store.on_prerequisite(Ok(response), now) {
                     fx.log(Level::Warn, e);
@@ -773,6 +781,10 @@ impl Engine {
                 }
             }
             Owner::Election => self.election.on_failure(reason, now, fx),
+            Owner::Withdrawal => fx.log(
+                Level::Warn,
+                format!("election: withdrawing this node's registration failed: {reason}"),
+            ),
             Owner::History => self
                 .history
                 .on_failure(reason, now, self.store.as_ref(), fx),
@@ -795,6 +807,18 @@ impl Engine {
                 ),
             );
         }
+    }
+}
+
+/// The answer to the withdrawal of a replaced configuration's registration (2xx or 404: gone).
+fn withdrawn(status: u16, fx: &mut Effects) {
+    if (200..300).contains(&status) || status == 404 {
+        fx.log(Level::Debug, "election: registration withdrawn");
+    } else {
+        fx.log(
+            Level::Warn,
+            format!("election: withdrawing this node's registration got HTTP {status}"),
+        );
     }
 }
 
