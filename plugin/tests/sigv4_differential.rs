@@ -27,8 +27,8 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use config_bridge::http_url::percent_encode;
 use config_bridge::secret::Secret;
+use config_bridge::settings::aws::{AwsKeys, AwsProvider};
 use config_bridge::settings::{HeaderList, S3Settings};
-use config_bridge::store::aws_credentials::{AwsKeys, AwsProvider};
 use config_bridge::store::sigv4::sign_v4;
 
 fn keys(s3: &S3Settings) -> &AwsKeys {

@@ -393,7 +393,7 @@ fn jwt_signing_time_in_wasm_and_native() {
     let ticks = g.world.callback_times()["on_tick"].clone();
 
     let key =
-        config_bridge::store::gcs_auth::ServiceAccountKey::parse(&g.key_json.to_string()).unwrap();
+        config_bridge::settings::gcs::ServiceAccountKey::parse(&g.key_json.to_string()).unwrap();
     let start = Instant::now();
     let rounds = 20;
     for i in 0..rounds {

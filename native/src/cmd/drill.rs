@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use config_bridge::document::sha256_hex;
-use config_bridge::engine::source::kong_admin::{KongAdmin, KongAdminSettings};
+use config_bridge::engine::source::kong_admin::KongAdmin;
 use config_bridge::engine::source::PollResult;
 use config_bridge::engine::{config_post_request, flattened_errors};
+use config_bridge::settings::KongAdminSettings;
 use config_bridge::settings::{Config, SourceConfig};
 use serde_json::{json, Map, Value};
 

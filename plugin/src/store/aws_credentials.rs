@@ -21,7 +21,7 @@ use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
 use crate::node_lock::SharedStore;
 use crate::secret::Secret;
-pub use crate::settings::aws::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
+use crate::settings::aws::{AwsKeys, AwsProvider};
 
 /// IMDSv2 session tokens are asked for this long (AWS's SDKs ask for 6 hours).
 pub const IMDS_TOKEN_TTL_S: u64 = 21_600;

@@ -531,7 +531,7 @@ fn status_reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::gcs_auth::{TokenProvider, SCOPE_READ_WRITE};
+    use crate::settings::gcs::{TokenProvider, SCOPE_READ_WRITE};
 
     fn store() -> GcsStore {
         let settings = GcsSettings {

@@ -14,10 +14,7 @@ use serde_json::{json, Value};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
 use crate::secret::Secret;
-pub use crate::settings::gcs::{
-    ServiceAccountKey, TokenProvider, GOOGLE_TOKEN_URI, METADATA_URL, SCOPE_READ_ONLY,
-    SCOPE_READ_WRITE,
-};
+use crate::settings::gcs::{ServiceAccountKey, TokenProvider};
 
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
@@ -413,6 +410,7 @@ pub fn base64url(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::gcs::{GOOGLE_TOKEN_URI, SCOPE_READ_ONLY};
 
     #[test]
     fn base64url_matches_rfc4648_vectors() {

@@ -10,7 +10,7 @@
 
 use std::rc::Rc;
 
-use super::aws_credentials::{AwsProvider, CredentialChain};
+use super::aws_credentials::CredentialChain;
 use super::election_objects::{self, ElectionCandidate};
 use super::lineage;
 use super::sigv4::sign_v4;
@@ -23,6 +23,7 @@ use crate::document::{hex, sha256_hex};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::percent_encode;
 use crate::node_lock::SharedStore;
+use crate::settings::aws::AwsProvider;
 use crate::settings::S3Settings;
 
 pub const META_UPLOADER: &str = "x-amz-meta-uploader";
@@ -542,8 +543,8 @@ mod tests {
     use crate::document::sha256;
     use crate::http_url::HttpUrl;
     use crate::secret::Secret;
+    use crate::settings::aws::AwsKeys;
     use crate::settings::HeaderList;
-    use crate::store::aws_credentials::AwsKeys;
     use base64::Engine as _;
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::{Digest, Sha256};

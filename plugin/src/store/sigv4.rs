@@ -10,9 +10,9 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::aws_credentials::AwsKeys;
 use crate::document::hex;
 use crate::http_url::percent_encode;
+use crate::settings::aws::AwsKeys;
 
 /// 9999-12-31T23:59:59.999Z: the last instant a SigV4 date (`YYYYMMDD`) can express.
 const MAX_SIGNABLE_MS: u64 = 253_402_300_799_999;

@@ -21,7 +21,7 @@ use crate::flat_form::{Collection, FlatBuilder, COLLECTIONS};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::percent_encode;
 use crate::json::members::{check_json, json_string, object_members};
-pub use crate::settings::KongAdminSettings;
+use crate::settings::KongAdminSettings;
 
 /// `configuration_hash` of a DB-less node with no configuration.
 const EMPTY_HASH: &str = "00000000000000000000000000000000";
