@@ -688,6 +688,27 @@ fn stale_version(rng: &mut Rng, version: u32, stored: &[u32], chaos: Chaos) -> O
     recent.get(rng.below(recent.len() as u64) as usize).copied()
 }
 
+/// On a failed invariant: the last `span` of the nodes' log lines about exports and the
+/// election, and of the config object's requests.
+fn dump_recent(world: &World, s3: &MockS3, span: Duration) {
+    let from = world.elapsed().saturating_sub(span);
+    for l in world.logs().iter().filter(|l| l.at >= from) {
+        eprintln!("{:?} {} {}", l.at, l.origin, l.message);
+    }
+    let wall_from =
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(world.clock().guest_wall_nanos()) - span;
+    for r in s3
+        .requests()
+        .iter()
+        .filter(|r| r.key == CONFIG_KEY && r.time >= wall_from)
+    {
+        eprintln!(
+            "{:?} {} {} {} {}",
+            r.time, r.node, r.method, r.key, r.status
+        );
+    }
+}
+
 /// The version `declarative(n)` carries, read back from stored bytes.
 fn version_of(body: &[u8]) -> Option<u32> {
     let v: Value = serde_json::from_slice(body).ok()?;
@@ -914,10 +935,10 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
                 "minute {minute}"
             );
             assert!(v <= version, "minute {minute}: v{v} was never applied");
-            assert!(
-                v >= max_stored,
-                "minute {minute}: write {writes_checked} stored v{v} over the newer v{max_stored}"
-            );
+            if v < max_stored {
+                dump_recent(&world, &s3, secs(180));
+                panic!("minute {minute}: write {writes_checked} stored v{v} over the newer v{max_stored}");
+            }
             if v > max_stored {
                 stored_order.push(v);
             }
