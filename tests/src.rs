@@ -8,6 +8,8 @@
 
 #[path = "src/differential.rs"]
 pub mod differential;
+#[path = "src/kong_ee.rs"]
+pub mod kong_ee;
 #[path = "src/kong_setup.rs"]
 pub mod kong_setup;
 #[path = "native_sigv4.rs"]

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use config_bridge_tests::kong_ee::{self, election_prefix, KongNode, MixedFleet, S3Election};
+use config_bridge_tests::native_sigv4::Signer;
 use config_bridge_tests::*;
 use host_harness::mocks::faults::{Fault, Faulty};
 use host_harness::mocks::s3::MockS3;
@@ -375,6 +377,172 @@ fn a_kong_enterprise_registration_counts_and_leads_while_it_is_older_and_fresh()
     assert_exported(&s3, &declarative(1));
 }
 
+/// Issue 26: a mixed fleet on S3. Two Kong Enterprise nodes of the model
+/// (`config_bridge_tests::kong_ee`: registrations `<register time>-<node id>` PUT again every
+/// round with the `cluster_fallback_export_s3_config` headers, one ListObjectsV2 page, Kong's
+/// rule) and two config-bridge nodes share the bucket. kong-a registers first and leads; when it
+/// stops, the oldest config-bridge node takes over (kong-b, registered later, agrees); when both
+/// config-bridge nodes die, kong-b takes over. Every second at most one node leads, each export
+/// comes from the node leading then, and once settled all agree on the leader.
+#[test]
+fn a_mixed_fleet_with_kong_enterprise_on_s3_agrees_on_one_leader() {
+    let profile = HostProfile::ngx_wasm_module();
+    let s3 = mock_s3();
+    let mut world = world_with_storage(&profile, s3.clone());
+    let s3_config = json!({"StorageClass": "STANDARD_IA", "ServerSideEncryption": "AES256"});
+    let store = S3Election {
+        s3: &s3,
+        signer: Signer {
+            access_key: ACCESS_KEY,
+            secret_key: SECRET_KEY,
+            region: REGION,
+        },
+        bucket: BUCKET,
+        prefix: election_prefix(PREFIX, GATEWAY_VERSION),
+        extra_headers: vec![
+            ("x-amz-storage-class".into(), "STANDARD_IA".into()),
+            ("x-amz-server-side-encryption".into(), "AES256".into()),
+        ],
+    };
+    assert_eq!(store.prefix, ELECTION_PREFIX);
+    let mut fleet = MixedFleet {
+        ours: Vec::new(),
+        kong: Vec::new(),
+        interval: secs(INTERVAL_S),
+    };
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_nanos(world.clock().guest_wall_nanos());
+    let mut kong_a = KongNode::new("kong-a-3c1d", t0, secs(0));
+    kong_a.tick(&store, t0, secs(INTERVAL_S));
+    assert!(kong_a.leads, "kong-a alone leads: {:?}", kong_a.view);
+    fleet.kong.push(kong_a);
+    for i in 1..=2 {
+        let mut cfg = elector_config(&profile, &declarative(1), &format!("node-{i}"));
+        cfg["cluster_fallback_export_s3_config"] = s3_config.clone();
+        fleet.add_ours(&mut world, i, &cfg);
+    }
+    // Who led at the end of each second, and the Kong nodes' exports (Kong exports while it
+    // leads and its config changed).
+    let mut led: Vec<(SystemTime, Vec<String>)> = Vec::new();
+    let mut kong_exported: Vec<(String, u32)> = Vec::new();
+    let mut operator_version = 1;
+    let mut ours_led = None;
+    for second in 1..=200u64 {
+        let t = fleet.step(&mut world, &store);
+        match second {
+            15 => fleet.kong.push(KongNode::new("kong-b-9e07", t, secs(3))),
+            60 => fleet.kong[0].stop(),
+            100 => {
+                operator_version = 2;
+                for (node, id) in fleet.ours.clone() {
+                    world.reconfigure(node, 0, {
+                        let mut cfg = elector_config(&profile, &declarative(2), &id);
+                        cfg["cluster_fallback_export_s3_config"] = s3_config.clone();
+                        cfg.to_string()
+                    });
+                }
+            }
+            129 => {
+                // Ours exported the operator's change.
+                assert_exported(&s3, &declarative(2));
+                let obj = s3.object(BUCKET, CONFIG_KEY).unwrap();
+                assert!(obj
+                    .metadata
+                    .iter()
+                    .any(|(k, v)| k == "uploader" && v.starts_with("node-")));
+            }
+            130 => {
+                for (node, _) in fleet.ours.drain(..) {
+                    for w in 0..2 {
+                        world.kill_worker(node, w);
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A Kong node exports its config (the operator's, as ours) once while it leads.
+        for k in fleet.kong.iter().filter(|k| k.leads) {
+            let done = (k.node_id.clone(), operator_version);
+            if !kong_exported.contains(&done) {
+                let body = payload_bytes(&declarative(operator_version));
+                assert!(store.export(&k.node_id, CONFIG_KEY, &body, t));
+                kong_exported.push(done);
+            }
+        }
+        let leaders = fleet.leaders(&world);
+        assert!(leaders.len() <= 1, "at {second} s: leaders {leaders:?}");
+        led.push((t, leaders));
+        // Settled: kong-a (from kong-b's first round), then ours (kong-a stale at its last
+        // refresh + 15 s; ours within + 3 s; kong-b's next round within an interval), then
+        // kong-b (ours stale + kong-b's next round).
+        let settled = match second {
+            20..=59 => Some("kong-a-3c1d".to_string()),
+            90..=129 => None,
+            170.. => Some("kong-b-9e07".to_string()),
+            _ => continue,
+        };
+        let leader = fleet
+            .agreed_leader(&world)
+            .unwrap_or_else(|e| panic!("at {second} s: {e}"));
+        match settled {
+            Some(expected) => assert_eq!(leader, expected, "at {second} s"),
+            None => {
+                assert!(leader.starts_with("node-"), "at {second} s: {leader}");
+                assert_eq!(*ours_led.get_or_insert(leader.clone()), leader);
+            }
+        }
+    }
+    let ours_led = ours_led.expect("a config-bridge node led");
+    // Every export came from the node leading in that second (or the one before).
+    let uploads: Vec<(String, SystemTime)> = s3
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.key == CONFIG_KEY && r.status == 200)
+        .map(|r| match r.node.strip_prefix('n') {
+            Some(i) if r.node.len() == 2 => (format!("node-{i}"), r.time),
+            _ => (r.node, r.time),
+        })
+        .collect();
+    // kong-a's v1; ours (perhaps v1 again over Kong's object, which carries no config-bridge
+    // metadata) and v2; kong-b's v2.
+    let exporters: Vec<&str> = uploads.iter().map(|(n, _)| n.as_str()).collect();
+    let (first, rest) = exporters.split_first().unwrap();
+    let (last, middle) = rest.split_last().unwrap();
+    assert_eq!(
+        (*first, *last),
+        ("kong-a-3c1d", "kong-b-9e07"),
+        "{uploads:?}"
+    );
+    assert!(
+        !middle.is_empty() && middle.iter().all(|n| *n == ours_led),
+        "{uploads:?}"
+    );
+    for (uploader, at) in &uploads {
+        let i = led.iter().position(|(t, _)| t >= at).unwrap();
+        let around = &led[i.saturating_sub(1)..=i];
+        assert!(
+            around.iter().any(|(_, l)| l.contains(uploader)),
+            "{uploader} exported at {at:?} while {around:?} led"
+        );
+    }
+    // Both products' registrations carry the s3-config headers, under Kong's names.
+    let regs: Vec<String> = s3
+        .list_keys(BUCKET)
+        .into_iter()
+        .filter(|k| k.starts_with(ELECTION_PREFIX))
+        .collect();
+    assert_eq!(regs.len(), 4, "{regs:?}");
+    for key in &regs {
+        let obj = s3.object(BUCKET, key).unwrap();
+        assert_eq!(obj.storage_class(), "STANDARD_IA", "{key}");
+        assert_eq!(obj.header("content-type"), Some("text/plain"), "{key}");
+        assert!(
+            kong_ee::parse_s3_name(&key[ELECTION_PREFIX.len()..]).is_some(),
+            "{key}"
+        );
+    }
+    assert!(world.traps().is_empty());
+}
+
 #[test]
 fn list_and_register_failures_leave_leadership_unchanged() {
     for profile in profiles() {
@@ -518,6 +686,27 @@ fn stale_version(rng: &mut Rng, version: u32, stored: &[u32], chaos: Chaos) -> O
         .filter(|&v| v < version)
         .collect();
     recent.get(rng.below(recent.len() as u64) as usize).copied()
+}
+
+/// On a failed invariant: the last `span` of the nodes' log lines about exports and the
+/// election, and of the config object's requests.
+fn dump_recent(world: &World, s3: &MockS3, span: Duration) {
+    let from = world.elapsed().saturating_sub(span);
+    for l in world.logs().iter().filter(|l| l.at >= from) {
+        eprintln!("{:?} {} {}", l.at, l.origin, l.message);
+    }
+    let wall_from =
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(world.clock().guest_wall_nanos()) - span;
+    for r in s3
+        .requests()
+        .iter()
+        .filter(|r| r.key == CONFIG_KEY && r.time >= wall_from)
+    {
+        eprintln!(
+            "{:?} {} {} {} {}",
+            r.time, r.node, r.method, r.key, r.status
+        );
+    }
 }
 
 /// The version `declarative(n)` carries, read back from stored bytes.
@@ -746,10 +935,10 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
                 "minute {minute}"
             );
             assert!(v <= version, "minute {minute}: v{v} was never applied");
-            assert!(
-                v >= max_stored,
-                "minute {minute}: write {writes_checked} stored v{v} over the newer v{max_stored}"
-            );
+            if v < max_stored {
+                dump_recent(&world, &s3, secs(180));
+                panic!("minute {minute}: write {writes_checked} stored v{v} over the newer v{max_stored}");
+            }
             if v > max_stored {
                 stored_order.push(v);
             }

@@ -417,14 +417,19 @@ impl Export {
                     self.follow_up = Some(FollowUp::PutWith(pre, call.since));
                 }
                 HeadOutcome::Failed(e) => {
-                    // Do not insist on asking: the retry writes conditionally (If-None-Match: *),
-                    // whose answer also carries the store's error code (HEAD answers have no
-                    // body), and a 412 brings the HEAD back.
-                    let recorded =
-                        node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
-                            rec.known = true;
-                        });
-                    record_problem(recorded, cx.fx);
+                    // With conditional writes, do not insist on asking: the retry writes
+                    // conditionally (If-None-Match: *), whose answer also carries the store's
+                    // error code (HEAD answers have no body), and a 412 brings the HEAD back.
+                    // Without them the retry asks again: an unconditional write would replace an
+                    // object nobody read (a node restarted from a stale config over a newer
+                    // export: found by the chaos test, docs/election.md "Measured").
+                    if self.conditional {
+                        let recorded =
+                            node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
+                                rec.known = true;
+                            });
+                        record_problem(recorded, cx.fx);
+                    }
                     let why = format!("{e} (from {})", cx.store.upstream());
                     self.failed_with(&call, &why, e.needs_operator(), cx)
                 }

@@ -49,6 +49,8 @@ struct FakeS3 {
     next_etag: u32,
     /// Status codes to answer the next PUTs with (front first).
     fail_next: Vec<u16>,
+    /// Status codes to answer the next HEADs with (front first).
+    fail_heads: Vec<u16>,
     /// Answer nothing at all (a host that never calls back).
     blackhole: bool,
 }
@@ -63,6 +65,7 @@ impl FakeS3 {
             body: body.as_bytes().to_vec(),
         };
         match req.method.as_str() {
+            "HEAD" if !self.fail_heads.is_empty() => resp(self.fail_heads.remove(0), vec![], ""),
             "HEAD" => match cur {
                 None => resp(404, vec![], ""),
                 Some(o) => {
@@ -636,12 +639,7 @@ fn a_node_restarted_from_a_stale_config_does_not_overwrite_the_newer_export() {
 #[test]
 fn a_config_exported_and_replaced_since_does_not_come_back_with_a_restart() {
     let short = |d: &str| crate::document::sha256_hex(d.as_bytes())[..12].to_string();
-    let cfg = config(&doc("A"), serde_json::json!({}));
-    let mut sim = Sim::new(CasRules::Ngx, 2, &cfg);
-    for (i, v) in ["A", "B", "C"].into_iter().enumerate() {
-        sim.apply_all(&doc(v));
-        sim.run_until((i as u64 + 1) * 100_000);
-    }
+    let sim = exported_a_b_c();
     let bodies: Vec<String> = sim.s3.put_bodies().into_iter().map(|p| p.1).collect();
     assert_eq!(bodies, [doc("A"), doc("B"), doc("C")]);
     let supersedes: Vec<Option<String>> = sim
@@ -688,6 +686,51 @@ fn a_config_exported_and_replaced_since_does_not_come_back_with_a_restart() {
         Some(format!("{c},{b},{a}").as_str())
     );
     assert_eq!(put.header("x-amz-meta-config-sequence"), Some("4"));
+}
+
+/// A node that exported A, then B, then C (each replacing the one before).
+fn exported_a_b_c() -> Sim {
+    let cfg = config(&doc("A"), serde_json::json!({}));
+    let mut sim = Sim::new(CasRules::Ngx, 2, &cfg);
+    for (i, v) in ["A", "B", "C"].into_iter().enumerate() {
+        sim.apply_all(&doc(v));
+        sim.run_until((i as u64 + 1) * 100_000);
+    }
+    sim
+}
+
+/// A node restarted from a cache holding A (stored: C, which superseded B and A) whose first HEAD
+/// is answered 500 asks again before any upload, and keeps C. Without conditional writes the retry
+/// was an unconditional PUT of A over C, the object never read (the chaos test without conditional
+/// writes, `CHAOS_SEED=2`: a node restarted from its bootstrap config v1 stored it over v439).
+/// With them the retry is `If-None-Match: *`, whose 412 brings the HEAD back.
+#[test]
+fn a_failed_head_is_never_followed_by_a_write_over_the_object_unread() {
+    let stored = exported_a_b_c().s3.objects;
+    for (conditional, methods) in [
+        (false, ["HEAD", "HEAD"].as_slice()),
+        (true, &["HEAD", "PUT", "HEAD"]),
+    ] {
+        let cfg = config(
+            &doc("A"),
+            serde_json::json!({ "s3_conditional_writes": conditional }),
+        );
+        let mut node = Sim::new(CasRules::Ngx, 2, &cfg);
+        node.s3.objects = stored.clone();
+        node.s3.fail_heads = vec![500];
+        node.now = 400_000;
+        node.apply_all(&doc("A"));
+        node.run_until(500_000);
+        assert_eq!(node.methods(), methods, "conditional writes {conditional}");
+        assert!(node.s3.puts.is_empty(), "{:?}", node.s3.put_bodies());
+        assert!(
+            node.logs(Level::Info)
+                .iter()
+                .any(|l| l.contains("holds a newer config") && l.contains("superseded this config")),
+            "{:?}",
+            node.logs(Level::Info)
+        );
+    }
 }
 
 /// The effects of the host failing the engine's first request with `reason`.
