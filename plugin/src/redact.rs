@@ -542,7 +542,7 @@ impl<E: ChainEdit> Rewriter<E> {
         // Most keys have no escape: compared as bytes, nothing allocated (one per key of a
         // large document would cost more than the scan).
         self.pending_key = if inner.contains(&b'\\') {
-            let key = serde_json::from_slice::<String>(raw).ok();
+            let key = crate::json::members::json_string(raw).ok();
             key.and_then(|key| edit.keys().iter().copied().find(|k| *k == key))
         } else {
             edit.keys().iter().copied().find(|k| k.as_bytes() == inner)
