@@ -116,12 +116,21 @@ fn shr1(a: &mut [u32]) {
     }
 }
 
-/// `2a + low` reduced modulo `m`, for `a < m` (the result is below `2m`: one subtraction).
+/// 1 if `a < b` (the borrow of `a − b`), without changing either.
+fn lt_bit(a: &[u32], b: &[u32]) -> u32 {
+    let mut borrow = 0u64;
+    for (&x, y) in a.iter().zip(padded(b)) {
+        borrow = u64::from(x).wrapping_sub(u64::from(y)).wrapping_sub(borrow) >> 63;
+    }
+    borrow as u32
+}
+
+/// `2a + low` reduced modulo `m`, for `a < m` (the result is below `2m`: one subtraction, which
+/// wraps correctly when the doubling carried out of the limbs).
 fn double_mod(a: &mut [u32], low: u32, m: &[u32]) {
     let carry = shl1(a, low);
-    let mut t = a.to_vec();
-    let borrow = sub_masked(&mut t, m, u32::MAX);
-    select(a, &t, mask(carry | (borrow ^ 1)));
+    let subtract = carry | (lt_bit(a, m) ^ 1);
+    sub_masked(a, m, mask(subtract));
 }
 
 /// A big-endian byte string as `len` limbs; `None` if the number needs more.
@@ -331,9 +340,7 @@ impl Invert {
         } = self;
         for _ in 0..steps.min(self.steps_left) {
             let odd = mask(a.first().copied().unwrap_or(0));
-            let mut d = a.clone();
-            let a_below_b = sub_masked(&mut d, b, u32::MAX);
-            let swap = odd & mask(a_below_b);
+            let swap = odd & mask(lt_bit(a, b));
             swap_masked(a, b, swap);
             swap_masked(u, v, swap);
             sub_masked(a, b, odd);

@@ -22,10 +22,11 @@ const SHA256_DIGEST_INFO: [u8; 19] = [
 ];
 
 /// The work of one slice, in limb operations: a window of an exponentiation over `n` limbs costs
-/// ~`10·n²` (five Montgomery products), a step of the inversion ~`12·n`. This is half an
+/// ~`10·n²` (five Montgomery products), a step of the inversion ~`12·n`. This is a quarter of an
 /// exponentiation modulo a 1024-bit prime with its blinded exponent (1088 bits): a 2048-bit key
-/// takes seven slices; larger keys take more slices of the same length.
-const WORK_PER_SLICE: usize = 136 * 10 * 32 * 32;
+/// takes 13 slices (~10–15 ms each in wasm on a loaded machine, BENCHMARKS.md); larger keys take
+/// more slices of the same length.
+const WORK_PER_SLICE: usize = 68 * 10 * 32 * 32;
 
 /// A two-prime key, its parts checked against each other once, at configuration time.
 pub struct SigningKeyParts {
@@ -341,8 +342,8 @@ mod tests {
             .unwrap();
             let (sig, steps) = sliced(&parts, message);
             assert_eq!(
-                steps, 7,
-                "inversion (3 slices), mod p (2), mod q (2, the last recombines)"
+                steps, 13,
+                "inversion (5 slices), mod p (4), mod q (4, the last recombines)"
             );
             let expect = SigningKey::<Sha256>::new(reference).sign(message).to_vec();
             assert_eq!(sig, expect, "key {i}");
