@@ -246,19 +246,7 @@ pub fn update_if_owner(
     me: u64,
     mut f: impl FnMut(&mut NodeRecord),
 ) -> Result<bool, String> {
-    for _ in 0..4 {
-        let Some((mut rec, cas)) = read(store, key)? else {
-            continue;
-        };
-        if rec.owner != me {
-            return Ok(false);
-        }
-        f(&mut rec);
-        if store.set(key, &encode(&rec)?, Some(cas))? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    update_where(store, key, Some(me), &mut f)
 }
 
 /// Applies `f` to the record whoever holds the lease (CAS, a few attempts). Returns whether
@@ -268,10 +256,24 @@ pub fn update(
     key: &str,
     mut f: impl FnMut(&mut NodeRecord),
 ) -> Result<bool, String> {
+    update_where(store, key, None, &mut f)
+}
+
+/// `update` / `update_if_owner`, one copy in the module for all their closures (`dyn`: each
+/// caller's closure made a ~700-byte copy of the loop).
+fn update_where(
+    store: &mut dyn SharedStore,
+    key: &str,
+    owner: Option<u64>,
+    f: &mut dyn FnMut(&mut NodeRecord),
+) -> Result<bool, String> {
     for _ in 0..4 {
         let Some((mut rec, cas)) = read(store, key)? else {
             continue;
         };
+        if owner.is_some_and(|me| rec.owner != me) {
+            return Ok(false);
+        }
         f(&mut rec);
         if store.set(key, &encode(&rec)?, Some(cas))? {
             return Ok(true);

@@ -155,7 +155,7 @@ pub fn is_config_bridge(filter: &Value) -> bool {
     match filter.get("config") {
         Some(Value::Object(o)) => has_markers(o),
         Some(Value::String(s)) => matches!(
-            serde_json::from_str::<Value>(s),
+            serde_json::from_slice::<Value>(s.as_bytes()),
             Ok(Value::Object(o)) if has_markers(&o)
         ),
         _ => false,
@@ -197,10 +197,10 @@ fn redact_s3_params(value: &mut Value) -> bool {
             keep(o);
             true
         }
-        Value::String(s) => match serde_json::from_str::<Value>(s) {
+        Value::String(s) => match serde_json::from_slice::<Value>(s.as_bytes()) {
             Ok(Value::Object(mut o)) => {
                 keep(&mut o);
-                *s = Value::Object(o).to_string();
+                *s = crate::json::to_text(&Value::Object(o));
                 true
             }
             _ => false,
@@ -224,10 +224,10 @@ pub fn redact_filter(filter: &mut Value) -> bool {
     };
     match config {
         Value::Object(o) => redact_settings(o),
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
+        Value::String(text) => match serde_json::from_slice::<Value>(text.as_bytes()) {
             Ok(Value::Object(mut o)) => {
                 redact_settings(&mut o);
-                *text = Value::Object(o).to_string();
+                *text = crate::json::to_text(&Value::Object(o));
             }
             // Unreadable: nothing of it is known to be harmless.
             _ => *text = "{}".to_string(),
@@ -542,7 +542,7 @@ impl<E: ChainEdit> Rewriter<E> {
         // Most keys have no escape: compared as bytes, nothing allocated (one per key of a
         // large document would cost more than the scan).
         self.pending_key = if inner.contains(&b'\\') {
-            let key = serde_json::from_slice::<String>(raw).ok();
+            let key = crate::json::members::json_string(raw).ok();
             key.and_then(|key| edit.keys().iter().copied().find(|k| *k == key))
         } else {
             edit.keys().iter().copied().find(|k| k.as_bytes() == inner)

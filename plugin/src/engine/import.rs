@@ -823,7 +823,7 @@ impl ChainEdit for ImportEdit {
                 Some(own) => {
                     let own = match own {
                         // Kong 3.4 passes the configuration as a string: keep the shape.
-                        Value::Object(_) if was_string => Value::String(own.to_string()),
+                        Value::Object(_) if was_string => Value::String(crate::json::to_text(own)),
                         other => other.clone(),
                     };
                     f.insert("config".into(), own);

@@ -8,3 +8,11 @@
 
 pub mod members;
 pub mod scan;
+
+/// A `Value` as compact JSON text. Used instead of `Value`'s `Display` (`to_string()`), which
+/// builds serde_json's serializer twice more (compact and pretty, through a `fmt::Write`
+/// adapter): ~5 KB of the module (BENCHMARKS.md, "Issue 25"). Serialising a `Value` cannot fail
+/// (its keys are strings); an empty string would be the answer if it did.
+pub(crate) fn to_text(v: &serde_json::Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}

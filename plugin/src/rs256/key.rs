@@ -3,11 +3,8 @@
 //!
 //! The DER is read here, by hand, instead of through the `pkcs1`/`pkcs8`/`der` crates: the key is
 //! a fixed shape (a SEQUENCE of INTEGERs, optionally wrapped in PKCS#8's PrivateKeyInfo) and
-//! those crates added ~60 KB to the `.wasm` (docs/gcs.md). The arithmetic stays in RustCrypto's
-//! `rsa` (constant time); `PrivateKey::from_components` validates the parts. Errors never quote
-//! the key.
-
-use rsa::{BoxedUint, PrivateKey};
+//! those crates added ~60 KB to the `.wasm` (docs/gcs.md). The parts are checked against each
+//! other in `sign.rs` (`SigningKeyParts::new`). Errors never quote the key.
 
 /// rsaEncryption, 1.2.840.113549.1.1.1, as a DER OBJECT IDENTIFIER.
 const RSA_ENCRYPTION_OID: &[u8] = &[
@@ -18,7 +15,7 @@ const INTEGER: u8 = 0x02;
 const OCTET_STRING: u8 = 0x04;
 
 /// The key of the first PEM block of `pem`, or why there is none (never quoting it).
-pub fn private_key_from_pem(pem: &str) -> Result<(PrivateKey, Vec<u8>), String> {
+pub fn private_key_from_pem(pem: &str) -> Result<(KeyComponents, Vec<u8>), String> {
     let (label, der) = pem_decode(pem).ok_or("is not a PEM private key")?;
     let pkcs1 = match label.as_str() {
         "PRIVATE KEY" => pkcs8_inner(&der)?,
@@ -43,34 +40,44 @@ fn pkcs8_inner(der: &[u8]) -> Result<&[u8], String> {
     outer.take(OCTET_STRING).ok_or_else(invalid)
 }
 
+/// The integers of a two-prime RSA private key, big-endian without leading zero bytes. `d` is
+/// not kept: the signature uses the CRT values (`dp`, `dq`, `qinv`).
+pub struct KeyComponents {
+    pub n: Vec<u8>,
+    pub e: Vec<u8>,
+    pub p: Vec<u8>,
+    pub q: Vec<u8>,
+    pub dp: Vec<u8>,
+    pub dq: Vec<u8>,
+    pub qinv: Vec<u8>,
+}
+
 /// RSAPrivateKey ::= SEQUENCE { version, n, e, d, p, q, dP, dQ, qInv } (two primes only).
-/// `None`: not that shape; `Some(Err)`: the parts do not make a usable key.
-fn pkcs1_private_key(der: &[u8]) -> Option<Result<PrivateKey, String>> {
+/// `None`: not that shape; `Some(Err)`: not a key this filter signs with.
+fn pkcs1_private_key(der: &[u8]) -> Option<Result<KeyComponents, String>> {
     let mut r = Reader::new(Reader::new(der).take(SEQUENCE)?);
     if !unsigned(r.take(INTEGER)?).is_empty() {
         // Version 1 is multi-prime (RFC 8017 A.1.2): not what Google issues.
         return Some(Err("is a multi-prime RSA key (unsupported)".into()));
     }
-    let n = unsigned(r.take(INTEGER)?);
-    let e = unsigned(r.take(INTEGER)?);
-    let d = unsigned(r.take(INTEGER)?);
-    let p = unsigned(r.take(INTEGER)?);
-    let q = unsigned(r.take(INTEGER)?);
-    let bits = u32::try_from(n.len()).ok()?.checked_mul(8)?;
+    let mut int = || Some(unsigned(r.take(INTEGER)?).to_vec());
+    let (n, e, _d) = (int()?, int()?, int()?);
+    let (p, q, dp, dq, qinv) = (int()?, int()?, int()?, int()?, int()?);
+    let bits = n.len().checked_mul(8)?;
     if !(2048..=8192).contains(&bits) {
         return Some(Err(
             "is an RSA key of an unsupported size (2048 to 8192 bits)".into(),
         ));
     }
-    let uint = |b: &[u8], bits: u32| BoxedUint::from_be_slice(b, bits).ok();
-    let e_bits = u32::try_from(e.len()).ok()?.checked_mul(8)?.max(8);
-    let key = PrivateKey::from_components(
-        uint(n, bits)?,
-        uint(e, e_bits)?,
-        uint(d, bits)?,
-        vec![uint(p, bits)?, uint(q, bits)?],
-    );
-    Some(key.map_err(|_| "is not a valid RSA private key".to_string()))
+    Some(Ok(KeyComponents {
+        n,
+        e,
+        p,
+        q,
+        dp,
+        dq,
+        qinv,
+    }))
 }
 
 /// A DER INTEGER's content as an unsigned big-endian number (leading zero bytes dropped).
@@ -183,7 +190,7 @@ mod tests {
         let pem = |label: &str, body: &str| {
             format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
         };
-        let err = |r: Result<(PrivateKey, Vec<u8>), String>| r.err().unwrap_or_default();
+        let err = |r: Result<(KeyComponents, Vec<u8>), String>| r.err().unwrap_or_default();
         assert_eq!(
             err(private_key_from_pem("nothing")),
             "is not a PEM private key"

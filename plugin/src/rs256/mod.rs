@@ -38,7 +38,7 @@ impl RsaSigner {
     pub fn from_pem(pem: &str) -> Result<RsaSigner, String> {
         let (key, der) = key::private_key_from_pem(pem)?;
         let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
-        let key = SigningKeyParts::new(key).ok_or("is not a valid RSA private key")?;
+        let key = SigningKeyParts::new(&key).ok_or("is not a valid RSA private key")?;
         Ok(RsaSigner {
             der: Secret::new(hex),
             key: Rc::new(key),

@@ -28,7 +28,7 @@ impl ServiceAccountKey {
     /// The JSON key file as `gcloud iam service-accounts keys create` writes it. The error says
     /// what is wrong without quoting any of it.
     pub fn parse(json: &str) -> Result<ServiceAccountKey, String> {
-        let v: Value = serde_json::from_str(json.trim())
+        let v: Value = serde_json::from_slice(json.trim().as_bytes())
             .map_err(|_| "is not a JSON service-account key".to_string())?;
         let Value::Object(m) = v else {
             return Err("is not a JSON service-account key (expected an object)".into());
@@ -147,7 +147,7 @@ fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, String)>, Confi
     match r.value {
         Value::String(s) if s.trim().is_empty() => Ok(None),
         Value::String(s) => Ok(Some((s, r.field))),
-        v @ Value::Object(_) => Ok(Some((v.to_string(), r.field))),
+        v @ Value::Object(_) => Ok(Some((crate::json::to_text(&v), r.field))),
         _ => err(
             r.field,
             "expected the JSON key file (a string or an object)",

@@ -149,7 +149,7 @@ pub(crate) fn parse_bool(v: &Value) -> Option<bool> {
 pub(crate) fn object_or_json_string(v: Value) -> Option<Map<String, Value>> {
     match v {
         Value::Object(m) => Some(m),
-        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+        Value::String(s) => match serde_json::from_slice::<Value>(s.as_bytes()) {
             Ok(Value::Object(m)) => Some(m),
             _ => None,
         },

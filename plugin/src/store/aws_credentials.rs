@@ -600,15 +600,14 @@ struct SharedCredentials {
 
 impl SharedCredentials {
     fn encode(&self, id: &str) -> Vec<u8> {
-        json!({
+        crate::json::to_text(&json!({
             "provider": id,
             "access_key_id": self.keys.access_key_id.expose(),
             "secret_access_key": self.keys.secret_access_key.expose(),
             "session_token": self.keys.session_token.as_ref().map(Secret::expose),
             "expires": self.expires_store_ms,
             "refresh": self.refresh_store_ms,
-        })
-        .to_string()
+        }))
         .into_bytes()
     }
 

@@ -113,7 +113,7 @@ impl GcsStore {
             "config-bridge-{}",
             crate::document::sha256_hex(data).get(..32).unwrap_or("0")
         );
-        let resource = resource.to_string();
+        let resource = crate::json::to_text(&resource);
         let mut body = Vec::with_capacity(data.len() + resource.len() + 256);
         body.extend_from_slice(
             format!(
@@ -397,7 +397,8 @@ impl ElectionObjects for GcsStore {
     fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
         // A refresh, as Kong Enterprise refreshes: a metadata update keeps `timeCreated` (the
         // register time) and moves `updated`. A missing object answers 404: `create_marker`.
-        let patch = json!({ "metadata": { META_REFRESHED_AT: now_ms.to_string() } }).to_string();
+        let patch =
+            crate::json::to_text(&json!({ "metadata": { META_REFRESHED_AT: now_ms.to_string() } }));
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
         self.request(
             "PATCH",

@@ -76,8 +76,8 @@ impl ServiceAccountKey {
         });
         let input = format!(
             "{}.{}",
-            base64url(header.to_string().as_bytes()),
-            base64url(claims.to_string().as_bytes())
+            base64url(crate::json::to_text(&header).as_bytes()),
+            base64url(crate::json::to_text(&claims).as_bytes())
         );
         let job = self.signer.start(input.as_bytes())?;
         Ok(PendingAssertion { input, job })
