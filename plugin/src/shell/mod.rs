@@ -121,7 +121,7 @@ impl SharedStore for HostShared {
 /// Configurations up to this size are validated and parsed in `on_configure` itself.
 const SCAN_SYNC_MAX: usize = 1024 * 1024;
 /// Bytes of a larger configuration validated per tick, and the tick period meanwhile.
-const SCAN_SLICE_BYTES: usize = 2 * 1024 * 1024;
+const SCAN_SLICE_BYTES: usize = 1024 * 1024;
 /// The host's tick period (unless `host_tick_ms` says otherwise), set once per root context: the
 /// engine's own `tick_period_ms` and the stepwise work (scan, dump, sliced hash) are paced from it.
 const HOST_TICK_MS: u64 = 50;
