@@ -2,7 +2,8 @@
 //! 0.1.8, AssemblyScript 0.14.13; source and `build.sh` in `tests/assemblyscript/`, the `.wasm`
 //! checked in and rebuilt bit for bit by the script). It registers its root context as
 //! `add_header`, which it finds through `plugin_root_id`: Envoy's `root_id`, set here as a node
-//! property. (ngx_wasm_module answers a number there, so the SDK finds no root context.)
+//! property. (ngx_wasm_module answers "0" there in every context, checked against the engine by
+//! the differential case `prop_plugin_root_id`, so the SDK finds no root context.)
 
 use host_harness::{HostProfile, HttpExchange, NodeSpec, PluginModule, World};
 

@@ -60,31 +60,34 @@ pub fn parse(text: &str) -> Option<Decimal> {
     if digits == 0 {
         return None;
     }
-    if let Some((b'e' | b'E', tail)) = rest.split_first() {
-        let (exp_negative, tail) = match tail.split_first() {
-            Some((b'-', t)) => (true, t),
-            Some((b'+', t)) => (false, t),
-            _ => (false, tail),
-        };
-        if tail.is_empty() || !tail.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let e = tail.iter().fold(0i32, |e, d| {
-            e.saturating_mul(10)
-                .saturating_add(i32::from(d - b'0'))
-                .min(MAX_EXPONENT)
-        });
-        exponent = exponent.saturating_add(if exp_negative { -e } else { e });
-        rest = &[];
-    }
-    if !rest.is_empty() {
-        return None;
+    match rest.split_first() {
+        None => {}
+        Some((b'e' | b'E', tail)) => exponent = exponent.saturating_add(exponent_part(tail)?),
+        Some(_) => return None,
     }
     Some(Decimal {
         negative: negative && mantissa != 0,
         mantissa,
         exponent: exponent.clamp(-MAX_EXPONENT, MAX_EXPONENT),
     })
+}
+
+/// The digits after `e`/`E` (with an optional sign), to the end of the text; clamped.
+fn exponent_part(text: &[u8]) -> Option<i32> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', t)) => (true, t),
+        Some((b'+', t)) => (false, t),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let e = digits.iter().fold(0i32, |e, d| {
+        e.saturating_mul(10)
+            .saturating_add(i32::from(d - b'0'))
+            .min(MAX_EXPONENT)
+    });
+    Some(if negative { -e } else { e })
 }
 
 impl Decimal {

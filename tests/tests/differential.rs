@@ -127,6 +127,9 @@ fn cases() -> Vec<Case> {
         .request(get("/")),
         // ---- local responses ----
         Case::new("local_403", on("request_headers", json!([["local", "403", "denied", "X-Hello:1"]]))).request(get("/")),
+        // The SDK's http_auth_random example answers "Access forbidden.\n": a body already ending in LF.
+        Case::new("local_body_ending_in_lf", on("request_headers", json!([["local", "403", "Access forbidden.\n"]])))
+            .request(get("/")),
         Case::new("local_204_empty", on("request_headers", json!([["local", "204", ""]]))).request(get("/")),
         Case::new("local_status_1000", on("request_headers", json!([["local", "1000", "x"]]))).request(get("/")).alone(),
         Case::new("local_from_response_headers", on("response_headers", json!([["local", "500", "late"]])))
@@ -151,6 +154,14 @@ fn cases() -> Vec<Case> {
         .request(get("/")),
         // The engine crashes (SIGSEGV) on this: alone, it shows as no response and no trace.
         Case::new("prop_plugin_name_configure", on("configure", json!([["prop", "plugin_name"]]))).alone(),
+        Case::new(
+            "prop_plugin_root_id",
+            script(&[
+                ("configure", json!([["prop", "plugin_root_id"]])),
+                ("request_headers", json!([["prop", "plugin_root_id"]])),
+            ]),
+        )
+        .request(get("/")),
         Case::new("prop_unknown", on("request_headers", json!([["prop", "no.such.prop"]]))).request(get("/")),
         Case::new(
             "prop_set_unknown",

@@ -440,7 +440,8 @@ impl Rng {
     }
 }
 
-/// What a chaos run adds to store faults, kills, partitions and restarts.
+/// What a chaos run adds to store faults, kills, partitions, restarts and restarts from a stale
+/// cached config.
 #[derive(Clone, Copy, Default)]
 struct Chaos {
     /// Per-node clock skew up to ±30 s, drifting every minute, and answers slowed by up to the
@@ -448,10 +449,28 @@ struct Chaos {
     skew_and_slow: bool,
     /// `s3_conditional_writes: false` on every node.
     unconditional: bool,
+    /// The configs carry Kong's `updated_at` (a database-backed node, a control plane's push): a
+    /// stale restart may then come up with any earlier config, the bootstrap one included (rule
+    /// 3 of "Which config is newer" orders them). Without it (DB-less files) a stale restart
+    /// comes up with a config one of the last few exports replaced: what rule 2
+    /// (`config-supersedes`) decides; an older or never-exported one falls to node clocks, a
+    /// documented limit (docs/election.md).
+    updated_at: bool,
+}
+
+/// The operator's config number `version`: `declarative(version)`, with Kong's `updated_at`
+/// (one second per version, a day before the run starts) when the variant has it.
+fn chaos_doc(version: u32, chaos: Chaos) -> Value {
+    let mut doc = declarative(version);
+    if chaos.updated_at {
+        let day_before = host_harness::clock::DEFAULT_EPOCH_SECS - 86_400;
+        doc["services"][0]["updated_at"] = json!(day_before + u64::from(version));
+    }
+    doc
 }
 
 fn chaos_config(profile: &HostProfile, version: u32, node_id: &str, chaos: Chaos) -> Value {
-    let mut cfg = filter_config(profile, &declarative(version));
+    let mut cfg = filter_config(profile, &chaos_doc(version, chaos));
     if chaos.unconditional {
         cfg["s3_conditional_writes"] = json!(false);
     }
@@ -474,6 +493,33 @@ const CHAOS_TICK_S: u64 = 10;
 const CHAOS_DELAY_S: u64 = 30;
 const CHAOS_RETRY_MAX_S: u64 = 60;
 
+/// Per virtual minute while faults are on: a node restarts from a stale cached config.
+const STALE_RESTART_CHANCE: f64 = 0.004;
+/// Without `updated_at`, a stale cache holds one of the last this many stored versions (rule 2
+/// names up to 32 replaced configs; a few more exports may come before the stale node's turn).
+const STALE_RECENT: usize = 16;
+
+/// The config a stale cache brings back, below the operator's `version` (`Chaos::updated_at`):
+/// with `updated_at`, the bootstrap config a third of the time, else any earlier one; without,
+/// one of the last `STALE_RECENT` stored versions (`stored`: distinct, in the order stored).
+fn stale_version(rng: &mut Rng, version: u32, stored: &[u32], chaos: Chaos) -> Option<u32> {
+    if chaos.updated_at {
+        return match version {
+            0 | 1 => None,
+            _ if rng.chance(1.0 / 3.0) => Some(1),
+            _ => Some(1 + rng.below(u64::from(version - 1)) as u32),
+        };
+    }
+    let recent: Vec<u32> = stored
+        .iter()
+        .rev()
+        .take(STALE_RECENT)
+        .copied()
+        .filter(|&v| v < version)
+        .collect();
+    recent.get(rng.below(recent.len() as u64) as usize).copied()
+}
+
 /// The version `declarative(n)` carries, read back from stored bytes.
 fn version_of(body: &[u8]) -> Option<u32> {
     let v: Value = serde_json::from_slice(body).ok()?;
@@ -482,23 +528,28 @@ fn version_of(body: &[u8]) -> Option<u32> {
 }
 
 /// 3 nodes × 2 workers under random store faults (5xx, timeouts, lost answers), worker kills,
-/// node partitions and restarts, with a config change every few minutes. Invariants, checked
-/// every virtual minute: the stored config is one that was applied and never older than one
-/// stored before; at most one leader outside a hand-over window after a disruption; zero traps.
-/// After the faults stop, the newest config lands within delay + interval (+ retry backoff).
+/// node partitions, restarts and restarts from a stale cached config (an earlier config the
+/// fleet held: see `Chaos::updated_at`), with a config change every few minutes. Invariants:
+/// every version the mock S3 stored is one that was applied, and once version N was stored no
+/// version below N ever is (the operator's configs are numbered in the order made; a stale
+/// cache brings back a lower number); at most one leader, checked every virtual minute, outside
+/// a hand-over window after a disruption; zero traps. After the faults stop, the newest config
+/// lands within delay + interval (+ retry backoff).
 #[test]
 fn chaos_three_nodes_ten_thousand_virtual_minutes() {
     chaos_test(10_000, Chaos::default());
 }
 
 /// The same, with every node's clock skewed by up to ±30 s (drifting each minute) and answers
-/// slowed by up to the call timeout (5 s).
+/// slowed by up to the call timeout (5 s); the configs carry Kong's `updated_at`, so a stale
+/// restart may bring back any earlier config.
 #[test]
 fn chaos_with_clock_skew_and_slow_requests() {
     chaos_test(
         3_000,
         Chaos {
             skew_and_slow: true,
+            updated_at: true,
             ..Chaos::default()
         },
     );
@@ -512,6 +563,7 @@ fn chaos_with_clock_skew_and_without_conditional_writes() {
         Chaos {
             skew_and_slow: true,
             unconditional: true,
+            updated_at: true,
         },
     );
 }
@@ -537,7 +589,10 @@ fn chaos_test(default_minutes: u64, chaos: Chaos) {
 fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
     let started = std::time::Instant::now();
     let mut rng = Rng(seed | 1);
+    // Stale restarts draw from their own generator: the other faults of a seed stay as they were.
+    let mut stale_rng = Rng((seed.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15) | 1);
     let s3 = mock_s3();
+    s3.keep_history(BUCKET, CONFIG_KEY);
     let faulty = Faulty::new(Arc::new(s3.clone()));
     faulty.seed(seed);
     let mut world = world_with_storage(profile, faulty.shared());
@@ -579,7 +634,10 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
     let mut partitioned: Vec<(usize, u64)> = Vec::new(); // (node, heal at minute)
     let mut dead: Vec<(usize, usize, u64)> = Vec::new(); // (node, worker, restart at minute)
     let mut max_stored = 0u32;
-    let mut stored_versions = 0usize;
+    // Distinct versions in the order first stored; how many writes of the history were checked.
+    let mut stored_order: Vec<u32> = Vec::new();
+    let mut writes_checked = 0usize;
+    let mut stale_restarts = 0u32;
     let mut leader_minutes = [0u64; 3];
     for minute in 1..=minutes {
         let faults_on = minute < quiet_from;
@@ -650,6 +708,23 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
                     last_disruption = world.elapsed();
                 }
             }
+            if stale_rng.chance(STALE_RESTART_CHANCE) {
+                // Half the time the leader, which reads the stored object at its next export.
+                let leader = (0..3).find(|&i| world.metric(nodes[i], LEADER_GAUGE) == Some(1));
+                let n = match leader {
+                    Some(l) if stale_rng.chance(0.5) => l,
+                    _ => stale_rng.below(3) as usize,
+                };
+                let old = stale_version(&mut stale_rng, version, &stored_order, chaos);
+                if let (false, Some(old)) = (dead.iter().any(|d| d.0 == n), old) {
+                    let cfg = chaos_config(profile, old, &format!("node-{}", n + 1), chaos);
+                    world
+                        .reload_node_with(nodes[n], 0, cfg.to_string())
+                        .unwrap();
+                    stale_restarts += 1;
+                    last_disruption = world.elapsed();
+                }
+            }
         }
         if (faults_on && rng.chance(0.25)) || minute == quiet_from + 1 {
             version += 1;
@@ -660,18 +735,23 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
         }
         world.advance(secs(60));
 
-        // Invariants.
-        if let Some(obj) = s3.object(BUCKET, CONFIG_KEY) {
+        // Invariants. Every write of the minute, in order: never an older config over a newer.
+        for obj in s3.history(BUCKET, CONFIG_KEY, writes_checked) {
+            writes_checked += 1;
             let v = version_of(&obj.body)
                 .unwrap_or_else(|| panic!("minute {minute}: stored bytes are no applied config"));
-            assert_eq!(obj.body, payload_bytes(&declarative(v)), "minute {minute}");
+            assert_eq!(
+                obj.body,
+                payload_bytes(&chaos_doc(v, chaos)),
+                "minute {minute}"
+            );
             assert!(v <= version, "minute {minute}: v{v} was never applied");
             assert!(
                 v >= max_stored,
-                "minute {minute}: v{v} replaced the newer v{max_stored}"
+                "minute {minute}: write {writes_checked} stored v{v} over the newer v{max_stored}"
             );
             if v > max_stored {
-                stored_versions += 1;
+                stored_order.push(v);
             }
             max_stored = v;
         }
@@ -710,8 +790,12 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
         .into_iter()
         .rfind(|r| r.method == "PUT" && r.key == CONFIG_KEY && r.status == 200)
         .expect("uploads happened");
+    let stored_now = s3
+        .object(BUCKET, CONFIG_KEY)
+        .and_then(|o| version_of(&o.body));
     assert_eq!(
-        max_stored, version,
+        stored_now,
+        Some(version),
         "the newest config landed after the faults stopped"
     );
     let quiet_change = last_disruption + secs(60);
@@ -730,10 +814,19 @@ fn run_chaos(profile: &HostProfile, seed: u64, minutes: u64, chaos: Chaos) {
     assert!(world.traps().is_empty(), "{:?}", world.traps());
     let injected = faulty.injected().len();
     assert!(injected > 100, "faults were injected ({injected})");
+    // The stale restarts happened, and stale nodes met a newer stored config and kept it (the
+    // invariant above says no such meeting ended with the older one written).
+    let kept = world.logs_containing("holds a newer config").len();
+    assert!(
+        stale_restarts > 0 && kept > 0,
+        "stale restarts {stale_restarts}, newer stored configs kept {kept}"
+    );
     eprintln!(
-        "chaos (skew and slow: {}, conditional writes: {}): seed {seed}, {minutes} virtual minutes, {version} configs, {stored_versions} stored versions, {injected} faults, leader minutes {leader_minutes:?}, skew at the end {skew:?} ms, {:?}",
+        "chaos (skew and slow: {}, conditional writes: {}, updated_at: {}): seed {seed}, {minutes} virtual minutes, {version} configs, {} stored versions in {writes_checked} writes, {injected} faults, {stale_restarts} stale restarts, {kept} newer stored configs kept, leader minutes {leader_minutes:?}, skew at the end {skew:?} ms, {:?}",
         chaos.skew_and_slow,
         !chaos.unconditional,
+        chaos.updated_at,
+        stored_order.len(),
         started.elapsed()
     );
 }

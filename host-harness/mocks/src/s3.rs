@@ -164,6 +164,8 @@ struct Store {
     /// The mock's clock minus the world's (ms): a node whose clock is off by -x sees a store
     /// whose clock is off by +x (`Date`, the 15-minute signature window, `LastModified`).
     clock_offset_ms: i64,
+    /// Every version stored under the keys asked for (`keep_history`), oldest first.
+    history: BTreeMap<(String, String), Vec<StoredObject>>,
 }
 
 struct Inner {
@@ -305,6 +307,7 @@ impl MockS3 {
                     seq: 0,
                     temporary: Vec::new(),
                     clock_offset_ms: 0,
+                    history: BTreeMap::new(),
                 }),
             }),
         }
@@ -366,6 +369,26 @@ impl MockS3 {
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<StoredObject> {
         self.lock().buckets.get(bucket)?.get(key).cloned()
+    }
+
+    /// From now on, keeps every version a request stores under `key` (see [`MockS3::history`]):
+    /// what was stored in between two looks at the bucket, e.g. an older config written over a
+    /// newer one and replaced again.
+    pub fn keep_history(&self, bucket: &str, key: &str) {
+        self.lock()
+            .history
+            .entry((bucket.to_string(), key.to_string()))
+            .or_default();
+    }
+
+    /// The versions requests stored under `key` since [`MockS3::keep_history`], oldest first,
+    /// from the `from`-th on.
+    pub fn history(&self, bucket: &str, key: &str, from: usize) -> Vec<StoredObject> {
+        self.lock()
+            .history
+            .get(&(bucket.to_string(), key.to_string()))
+            .map(|h| h.get(from..).unwrap_or_default().to_vec())
+            .unwrap_or_default()
     }
 
     /// Stores an object without a request (creating the bucket if needed); returns its ETag.
@@ -530,10 +553,11 @@ impl MockS3 {
                 return Err(S3Error::access_denied());
             }
         }
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut *guard;
         if bucket.is_empty() {
             return match req.method.as_str() {
-                "GET" => Ok(list_buckets(&store)),
+                "GET" => Ok(list_buckets(store)),
                 m => Err(S3Error::new(
                     405,
                     "MethodNotAllowed",
@@ -579,7 +603,18 @@ impl MockS3 {
             .get_mut(bucket)
             .ok_or_else(|| S3Error::no_such_bucket(bucket))?;
         match req.method.as_str() {
-            "PUT" => put_object(req, ctx, objects, key, body, &trailers),
+            "PUT" => {
+                let resp = put_object(req, ctx, objects, key, body, &trailers)?;
+                if let (Some(h), Some(o)) = (
+                    store
+                        .history
+                        .get_mut(&(bucket.to_string(), key.to_string())),
+                    objects.get(key),
+                ) {
+                    h.push(o.clone());
+                }
+                Ok(resp)
+            }
             "GET" | "HEAD" => get_object(req, objects, key),
             "DELETE" => {
                 // S3 answers 204 whether or not the key existed.

@@ -324,6 +324,35 @@ fn conditional_writes() {
     assert_eq!(r.status, 412);
 }
 
+/// `keep_history`: every version stored by a request under the key, refused writes and other
+/// keys left out.
+#[test]
+fn history_keeps_every_version_stored_under_a_watched_key() {
+    let s3 = mock();
+    assert_eq!(put(&s3, &rw(), "/b/k", b"before").status, 200);
+    s3.keep_history("b", "k");
+    for body in [&b"1"[..], b"2", b"1"] {
+        assert_eq!(put(&s3, &rw(), "/b/k", body).status, 200);
+    }
+    assert_eq!(put(&s3, &rw(), "/b/other", b"x").status, 200);
+    let refused = rw().sign(
+        HttpRequest::new("PUT", "/b/k")
+            .with_body(b"3".to_vec())
+            .with_header("if-none-match", "*"),
+    );
+    assert_eq!(call(&s3, refused).status, 412);
+    let bodies = |from| -> Vec<Vec<u8>> {
+        s3.history("b", "k", from)
+            .into_iter()
+            .map(|o| o.body)
+            .collect()
+    };
+    assert_eq!(bodies(0), [b"1".to_vec(), b"2".to_vec(), b"1".to_vec()]);
+    assert_eq!(bodies(2), [b"1".to_vec()]);
+    assert!(bodies(9).is_empty());
+    assert!(s3.history("b", "other", 0).is_empty());
+}
+
 #[test]
 fn exactly_one_concurrent_if_none_match_writer_wins() {
     let s3 = mock();

@@ -1,6 +1,7 @@
 //! The call table: which sub-machine owns each call in flight, and until when it may wait.
-//! At most one call per owner is in flight, so a tick emits at most one request per sub-machine
-//! and the table stays tiny. Ids are never reused for the life of a root context (a late answer
+//! At most one call per owner is in flight — `open` refuses a second one, so the rule does not
+//! rest on each caller checking first — a tick emits at most one request per sub-machine and
+//! the table stays tiny. Ids are never reused for the life of a root context (a late answer
 //! to an abandoned call must not match a new one).
 
 /// Identifies one dispatched call inside the core (the shell maps host tokens to it).
@@ -15,6 +16,10 @@ pub enum Owner {
     Source,
     Import,
     Election,
+    /// The withdrawal of this node's registration when its configuration is replaced
+    /// (`Engine::stop`): sent even while an election round is in flight, whose answer stays the
+    /// election's.
+    Withdrawal,
     /// History objects: record, list, prune (docs/history.md).
     History,
 }
@@ -42,8 +47,12 @@ impl Default for CallTable {
 }
 
 impl CallTable {
-    /// Registers a new call of `owner`, answerable until `deadline`.
-    pub(crate) fn open(&mut self, owner: Owner, deadline: u64) -> CallId {
+    /// Registers a new call of `owner`, answerable until `deadline`; `None` (nothing registered)
+    /// while `owner` has a call in flight.
+    pub(crate) fn open(&mut self, owner: Owner, deadline: u64) -> Option<CallId> {
+        if self.busy(owner) {
+            return None;
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.entries.push(Entry {
@@ -51,7 +60,7 @@ impl CallTable {
             owner,
             deadline,
         });
-        id
+        Some(id)
     }
 
     pub(crate) fn busy(&self, owner: Owner) -> bool {
@@ -90,8 +99,8 @@ mod tests {
     #[test]
     fn ids_are_unique_owners_tracked_and_deadlines_expire() {
         let mut t = CallTable::default();
-        let a = t.open(Owner::Export, 100);
-        let b = t.open(Owner::Source, 50);
+        let a = t.open(Owner::Export, 100).unwrap();
+        let b = t.open(Owner::Source, 50).unwrap();
         assert_ne!(a, b);
         assert!(t.busy(Owner::Export) && t.busy(Owner::Source) && !t.busy(Owner::Import));
         assert_eq!(t.expired(49), vec![]);
@@ -99,10 +108,23 @@ mod tests {
         assert_eq!(t.take(b), None, "expired calls are gone");
         assert_eq!(t.take(a), Some(Owner::Export));
         assert_eq!(t.take(a), None, "answered once");
-        let c = t.open(Owner::Export, 10);
+        let c = t.open(Owner::Export, 10).unwrap();
         assert!(c > a);
         let mut next = CallTable::default();
         next.continue_ids(&t);
-        assert!(next.open(Owner::Export, 1) > c);
+        assert!(next.open(Owner::Export, 1).unwrap() > c);
+    }
+
+    #[test]
+    fn a_second_call_of_an_owner_is_refused_until_the_first_is_answered() {
+        let mut t = CallTable::default();
+        let a = t.open(Owner::Election, 100).unwrap();
+        assert_eq!(t.open(Owner::Election, 100), None);
+        // Another owner is not held up, and the withdrawal has a slot of its own.
+        let w = t.open(Owner::Withdrawal, 100).unwrap();
+        assert_eq!(t.take(a), Some(Owner::Election));
+        assert_eq!(t.take(w), Some(Owner::Withdrawal));
+        assert!(t.open(Owner::Election, 100).is_some());
+        assert_eq!(t.entries.len(), 1);
     }
 }

@@ -215,36 +215,7 @@ impl History {
     ) {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => {}
-            Phase::Listing { .. } => match store.parse_list(&resp) {
-                ListOutcome::Page { entries, next } => {
-                    for e in &entries {
-                        if let Some(entry) = self.entry(&e.key) {
-                            self.listed.push(entry);
-                        }
-                    }
-                    match next {
-                        Some(token) if self.list_tokens.contains(&token) => self.failed(
-                            "listing failed: the store repeated a continuation token",
-                            None,
-                            now,
-                            fx,
-                        ),
-                        Some(token) if self.list_tokens.len() + 1 < MAX_LIST_PAGES => {
-                            self.list_tokens.push(token.clone());
-                            self.phase = Phase::Listing { next: Some(token) };
-                        }
-                        Some(_) => {
-                            self.cut = true;
-                            self.listed_all(now, store, fx);
-                        }
-                        None => self.listed_all(now, store, fx),
-                    }
-                }
-                ListOutcome::Failed(e) => {
-                    let why = format!("listing {} failed: {e}", store.describe(&self.prefix));
-                    self.failed(&why, e.needs_operator(), now, fx);
-                }
-            },
+            Phase::Listing { .. } => self.listed_page(store.parse_list(&resp), now, store, fx),
             Phase::Writing { key } => match store.parse_put(&resp) {
                 // 412: a create-only write found the object there (same second, same digest).
                 PutOutcome::Stored { .. } | PutOutcome::PreconditionFailed => {
@@ -277,6 +248,45 @@ impl History {
                     self.failed(&why, e.needs_operator(), now, fx);
                 }
             },
+        }
+    }
+
+    /// One page of the history's listing: the next page, or the whole list to plan from.
+    fn listed_page(
+        &mut self,
+        page: ListOutcome,
+        now: u64,
+        store: &dyn ObjectStore,
+        fx: &mut Effects,
+    ) {
+        let (entries, next) = match page {
+            ListOutcome::Page { entries, next } => (entries, next),
+            ListOutcome::Failed(e) => {
+                let why = format!("listing {} failed: {e}", store.describe(&self.prefix));
+                return self.failed(&why, e.needs_operator(), now, fx);
+            }
+        };
+        for e in &entries {
+            if let Some(entry) = self.entry(&e.key) {
+                self.listed.push(entry);
+            }
+        }
+        match next {
+            Some(token) if self.list_tokens.contains(&token) => self.failed(
+                "listing failed: the store repeated a continuation token",
+                None,
+                now,
+                fx,
+            ),
+            Some(token) if self.list_tokens.len() + 1 < MAX_LIST_PAGES => {
+                self.list_tokens.push(token.clone());
+                self.phase = Phase::Listing { next: Some(token) };
+            }
+            Some(_) => {
+                self.cut = true;
+                self.listed_all(now, store, fx);
+            }
+            None => self.listed_all(now, store, fx),
         }
     }
 

@@ -575,33 +575,20 @@ impl Import {
                 fx.metric(Metric::ImportsTotal, 1);
             }
             400 => {
-                self.refused = pending.meta.version.clone();
-                fx.log(
-                    Level::Error,
-                    format!(
-                        "the node's Admin API refused {}: {}; this export is not tried again",
-                        self.where_,
-                        flattened_errors(&resp.body)
-                    ),
+                let why = format!(
+                    "the node's Admin API refused {}: {}",
+                    self.where_,
+                    flattened_errors(&resp.body)
                 );
-                fx.metric(Metric::ImportFailuresTotal, 1);
-                self.next = Step::Status;
-                self.retry_quietly(now);
+                self.refused_by_admin(&pending, &why, now, fx);
             }
             413 => {
-                // The same body would be refused again: not retried until the export changes.
-                self.refused = pending.meta.version.clone();
-                fx.log(
-                    Level::Error,
-                    format!(
-                        "the node's Admin API refused {} as too large (HTTP 413, {} bytes): raise Kong's nginx_admin_client_max_body_size; this export is not tried again",
-                        self.where_,
-                        pending.body.len()
-                    ),
+                let why = format!(
+                    "the node's Admin API refused {} as too large (HTTP 413, {} bytes): raise Kong's nginx_admin_client_max_body_size",
+                    self.where_,
+                    pending.body.len()
                 );
-                fx.metric(Metric::ImportFailuresTotal, 1);
-                self.next = Step::Status;
-                self.retry_quietly(now);
+                self.refused_by_admin(&pending, &why, now, fx);
             }
             s => {
                 // 429, 5xx: retried (the object stays pending; the node is checked again).
@@ -614,6 +601,19 @@ impl Import {
                 }
             }
         }
+    }
+
+    /// The Admin API refused this export (400, 413): the same body would be refused again, so it
+    /// is not tried until the export changes.
+    fn refused_by_admin(&mut self, pending: &Pending, why: &str, now: u64, fx: &mut Effects) {
+        self.refused = pending.meta.version.clone();
+        fx.log(
+            Level::Error,
+            format!("{why}; this export is not tried again"),
+        );
+        fx.metric(Metric::ImportFailuresTotal, 1);
+        self.next = Step::Status;
+        self.retry_quietly(now);
     }
 
     /// A failed step: warn, back off, and start the cycle again.

@@ -234,8 +234,8 @@ impl Engine {
         let mut out = Vec::new();
         if let Some(key) = self.election.resign() {
             if let Ok(request) = self.store.delete(&key, now) {
-                // Even with a round in flight: its answer is ignored, the withdrawal matters.
-                self.push_call(Owner::Election, request, now, &mut out);
+                // Even with a round in flight (an owner of its own): the withdrawal matters.
+                self.push_call(Owner::Withdrawal, request, now, &mut out);
             }
         }
         out
@@ -297,11 +297,11 @@ impl Engine {
         match event {
             Event::ConfigApplied(body) => self.offer_body(body, now, shared, &mut fx),
             Event::CallAnswered { id, response } => match self.calls.take(id) {
-                Some(owner) => self.answered(owner, id, response, now, shared, &mut fx),
+                Some(owner) => self.answer(owner, id, Ok(response), now, shared, &mut fx),
                 None => late(id, &mut fx),
             },
             Event::CallFailed { id, reason } => match self.calls.take(id) {
-                Some(owner) => self.failed(owner, id, &reason, now, shared, &mut fx),
+                Some(owner) => self.answer(owner, id, Err(reason), now, shared, &mut fx),
                 None => late(id, &mut fx),
             },
             Event::AnswerTooLarge {
@@ -314,7 +314,7 @@ impl Engine {
                 }
                 (Some(owner), _) => {
                     let reason = format!("the answer announces {announced} bytes; not read");
-                    self.failed(owner, id, &reason, now, shared, &mut fx);
+                    self.answer(owner, id, Err(reason), now, shared, &mut fx);
                 }
                 (None, _) => late(id, &mut fx),
             },
@@ -330,7 +330,7 @@ impl Engine {
         let mut expired = Vec::new();
         for (id, owner) in self.calls.expired(now) {
             let reason = format!("no answer within {} ms", self.cfg.call_timeout_ms);
-            self.failed(owner, id, &reason, now, shared, &mut fx);
+            self.answer(owner, id, Err(reason), now, shared, &mut fx);
             expired.push(id);
         }
         if self.holder {
@@ -446,30 +446,29 @@ impl Engine {
         now: u64,
         out: &mut Vec<Dispatch>,
     ) {
-        let Some(request) = request else { return };
-        if self.calls.busy(owner) {
-            return;
+        if let Some(request) = request {
+            self.push_call(owner, request, now, out);
         }
-        self.push_call(owner, request, now, out);
     }
 
-    /// Registers a call of `owner` and queues its dispatch; its id.
+    /// Registers a call of `owner` and queues its dispatch; its id. `None` (nothing sent) while
+    /// `owner` has a call in flight: the call table keeps one call per owner.
     fn push_call(
         &mut self,
         owner: Owner,
         request: OutboundRequest,
         now: u64,
         out: &mut Vec<Dispatch>,
-    ) -> CallId {
+    ) -> Option<CallId> {
         let timeout_ms = self.cfg.call_timeout_ms;
-        let id = self.calls.open(owner, now.saturating_add(timeout_ms));
+        let id = self.calls.open(owner, now.saturating_add(timeout_ms))?;
         out.push(Dispatch {
             id,
             owner,
             request,
             timeout_ms,
         });
-        id
+        Some(id)
     }
 
     /// The node id written as `uploader`: the setting, else one shared by the node's workers.
@@ -520,12 +519,15 @@ impl Engine {
                 }
             },
         );
+        self.lease_outcome(lease, fx)
+    }
+
+    /// Whether this root context holds the node's lease now, said once per change.
+    fn lease_outcome(&mut self, lease: Lease<Plan>, fx: &mut Effects) -> Option<Plan> {
         match lease {
             Lease::Held(plan) => {
                 self.shared_data_broken = false;
-                if !self.holder {
-                    self.holder = true;
-                }
+                self.holder = true;
                 if !self.holder_said && self.cfg.export {
                     self.holder_said = true;
                     fx.log(
@@ -540,9 +542,7 @@ impl Engine {
             }
             Lease::Follower { .. } | Lease::Lost => {
                 self.shared_data_broken = false;
-                if self.holder {
-                    self.holder = false;
-                }
+                self.holder = false;
                 if self.holder_said {
                     self.holder_said = false;
                     fx.log(
@@ -567,14 +567,20 @@ impl Engine {
         fx: &mut Effects,
         out: &mut Vec<Dispatch>,
     ) {
+        if self.calls.busy(Owner::Export) {
+            return;
+        }
         let Some(outgoing) = self.export.request(plan, self.store.as_ref(), now) else {
             return;
         };
-        match outgoing.request.clone() {
-            Ok(request) => {
-                let id = self.push_call(Owner::Export, request, now, out);
-                self.export.sent(id, outgoing);
-            }
+        let sent = match outgoing.request.clone() {
+            Ok(request) => self
+                .push_call(Owner::Export, request, now, out)
+                .ok_or_else(|| "a call of the export is in flight".to_string()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(id) => self.export.sent(id, outgoing),
             Err(e) => {
                 let mut cx = export_cx!(self, now, shared, fx);
                 self.export.not_sent(outgoing, &e, &mut cx);
@@ -592,9 +598,11 @@ impl Engine {
         match import.poll(now, self.store.as_ref(), fx) {
             None => {}
             Some(Ok(request)) => {
-                let id = self.push_call(Owner::Import, request, now, out);
-                if let Some(import) = self.import.as_mut() {
-                    import.sent(id);
+                // The table has room: `busy` was checked above.
+                if let Some(id) = self.push_call(Owner::Import, request, now, out) {
+                    if let Some(import) = self.import.as_mut() {
+                        import.sent(id);
+                    }
                 }
             }
             Some(Err(e)) => fx.log(Level::Warn, format!("import: cannot build a request: {e}")),
@@ -670,118 +678,138 @@ impl Engine {
         self.open(Owner::Source, request, now, out);
     }
 
-    fn answered(
+    /// A call's answer (`Err`: the call failed, with the reason) to the sub-machine that owns it.
+    fn answer(
         &mut self,
         owner: Owner,
         id: CallId,
-        response: HttpResponse,
+        answer: Result<HttpResponse, String>,
         now: u64,
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
+        if let Ok(response) = &answer {
+            self.learn_from_store_answer(owner, response, now);
+        }
+        match owner {
+            Owner::Export => self.export_answer(id, answer, now, shared, fx),
+            Owner::History => match answer {
+                Ok(response) => self
+                    .history
+                    .on_answer(response, now, self.store.as_ref(), fx),
+                Err(reason) => self
+                    .history
+                    .on_failure(&reason, now, self.store.as_ref(), fx),
+            },
+            Owner::Source => self.source_answer(answer, now, shared, fx),
+            Owner::Import => {
+                if let Some(import) = self.import.as_mut() {
+                    let store = self.store.as_ref();
+                    match answer {
+                        Ok(response) => import.on_answer(id, response, now, store, fx),
+                        Err(reason) => import.on_failure(id, &reason, now, store, fx),
+                    }
+                }
+            }
+            Owner::Election => match answer {
+                Ok(response) => {
+                    let node_id = self.export.node_id().unwrap_or_default();
+                    self.election.on_answer(
+                        response,
+                        now,
+                        node_id,
+                        self.store.as_ref(),
+                        shared,
+                        fx,
+                    );
+                }
+                Err(reason) => self.election.on_failure(&reason, now, fx),
+            },
+            Owner::Withdrawal => withdrawn(answer, fx),
+            Owner::Store => {
+                let answered = answer.is_ok();
+                if let Err(e) = self.store.on_prerequisite(answer, now) {
+                    fx.log(Level::Warn, e);
+                }
+                if answered {
+                    self.store
+                        .share(&self.cfg.shared_key(CREDENTIALS_KEY), shared, now);
+                }
+            }
+        }
+    }
+
+    /// The export's answer; a stored export goes into the history.
+    fn export_answer(
+        &mut self,
+        id: CallId,
+        answer: Result<HttpResponse, String>,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        let mut cx = export_cx!(self, now, shared, fx);
+        match answer {
+            Ok(response) => self.export.on_answer(id, response, &mut cx),
+            Err(reason) => self.export.on_failure(id, &reason, &mut cx),
+        }
+        if let Some(exported) = self.export.take_exported() {
+            self.history.record(exported, fx);
+        }
+    }
+
+    /// What any answer of the store says about the store itself: credentials it no longer takes,
+    /// its clock.
+    fn learn_from_store_answer(&mut self, owner: Owner, response: &HttpResponse, now: u64) {
         // A store that authenticates with a token (GCS) or expiring keys (S3 `ExpiredToken`)
         // fetches new ones on the next tick; the call itself fails and is retried by its owner.
         // Import's Kong Admin calls share the owner: a 401 there costs at most one extra fetch.
         let store_call = matches!(
             owner,
-            Owner::Export | Owner::Import | Owner::Election | Owner::History
+            Owner::Export | Owner::Import | Owner::Election | Owner::Withdrawal | Owner::History
         );
-        if store_call && self.store.rejects_credentials(&response) {
+        if store_call && self.store.rejects_credentials(response) {
             self.store.on_unauthorized(now);
         }
         // The store's clock, from its `Date`: signatures use it (docs/credentials.md). Only
         // answers known to come from the store count (the import's Kong Admin calls and the
         // credential endpoints run on this node's clock), and any answer refusing the clock.
-        if matches!(owner, Owner::Export | Owner::Election) || self.store.rejects_clock(&response) {
+        if matches!(owner, Owner::Export | Owner::Election) || self.store.rejects_clock(response) {
             if let Some(skew) = clock_skew_ms(response.header("date"), now) {
                 self.clock_skew_ms = skew;
                 self.store.set_clock_skew(skew);
             }
         }
-        match owner {
-            Owner::Export => {
-                let mut cx = export_cx!(self, now, shared, fx);
-                self.export.on_answer(id, response, &mut cx);
-                if let Some(exported) = self.export.take_exported() {
-                    self.history.record(exported, fx);
-                }
-            }
-            Owner::History => self
-                .history
-                .on_answer(response, now, self.store.as_ref(), fx),
-            Owner::Source => match self.source.on_response(response, now) {
-                PollResult::Unchanged => {}
-                PollResult::Fetched(body) => self.offer_body(Rc::new(body), now, shared, fx),
-                PollResult::Note(line) => fx.log(Level::Info, line),
-                PollResult::Failed(reason) => {
-                    let line = format!(
-                        "fetching the config from {} failed: {reason}",
-                        self.source.describe()
-                    );
-                    fx.log(Level::Warn, line);
-                    fx.metric(Metric::SourceErrorsTotal, 1);
-                }
-            },
-            Owner::Import => {
-                if let Some(import) = self.import.as_mut() {
-                    import.on_answer(id, response, now, self.store.as_ref(), fx);
-                }
-            }
-            Owner::Election => {
-                let node_id = self.export.node_id().unwrap_or_default();
-                self.election
-                    .on_answer(response, now, node_id, self.store.as_ref(), shared, fx);
-            }
-            Owner::Store => {
-                if let Err(e) = self.store.on_prerequisite(Ok(response), now) {
-                    fx.log(Level::Warn, e);
-                }
-                self.store
-                    .share(&self.cfg.shared_key(CREDENTIALS_KEY), shared, now);
-            }
-        }
     }
 
-    fn failed(
+    /// The source's answer: a new document to export, or a line saying why not.
+    fn source_answer(
         &mut self,
-        owner: Owner,
-        id: CallId,
-        reason: &str,
+        answer: Result<HttpResponse, String>,
         now: u64,
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
-        match owner {
-            Owner::Export => {
-                let mut cx = export_cx!(self, now, shared, fx);
-                self.export.on_failure(id, reason, &mut cx);
-            }
-            Owner::Source => {
+        let reason = match answer {
+            Ok(response) => match self.source.on_response(response, now) {
+                PollResult::Unchanged => return,
+                PollResult::Fetched(body) => {
+                    return self.offer_body(Rc::new(body), now, shared, fx)
+                }
+                PollResult::Note(line) => return fx.log(Level::Info, line),
+                PollResult::Failed(reason) => reason,
+            },
+            Err(reason) => {
                 self.source.on_failure(now);
-                fx.log(
-                    Level::Warn,
-                    format!(
-                        "fetching the config from {} failed: {reason}",
-                        self.source.describe()
-                    ),
-                );
-                fx.metric(Metric::SourceErrorsTotal, 1);
+                reason
             }
-            Owner::Import => {
-                if let Some(import) = self.import.as_mut() {
-                    import.on_failure(id, reason, now, self.store.as_ref(), fx);
-                }
-            }
-            Owner::Election => self.election.on_failure(reason, now, fx),
-            Owner::History => self
-                .history
-                .on_failure(reason, now, self.store.as_ref(), fx),
-            Owner::Store => {
-                if let Err(e) = self.store.on_prerequisite(Err(reason.to_string()), now) {
-                    fx.log(Level::Warn, e);
-                }
-            }
-        }
+        };
+        let line = format!(
+            "fetching the config from {} failed: {reason}",
+            self.source.describe()
+        );
+        fx.log(Level::Warn, line);
+        fx.metric(Metric::SourceErrorsTotal, 1);
     }
 
     /// Logged once per outage, not on every tick.
@@ -796,6 +824,21 @@ impl Engine {
             );
         }
     }
+}
+
+/// The answer to the withdrawal of a replaced configuration's registration (2xx or 404: gone).
+fn withdrawn(answer: Result<HttpResponse, String>, fx: &mut Effects) {
+    let failure = match answer {
+        Ok(r) if (200..300).contains(&r.status) || r.status == 404 => {
+            return fx.log(Level::Debug, "election: registration withdrawn");
+        }
+        Ok(r) => format!("got HTTP {}", r.status),
+        Err(reason) => format!("failed: {reason}"),
+    };
+    fx.log(
+        Level::Warn,
+        format!("election: withdrawing this node's registration {failure}"),
+    );
 }
 
 fn late(id: CallId, fx: &mut Effects) {

@@ -1485,3 +1485,74 @@ fn a_413_from_the_admin_api_is_not_retried_and_names_the_kong_setting() {
         errors[0]
     );
 }
+
+/// `stop` withdraws the registration even while an election round is in flight, as a call of its
+/// own: the round's answer still reaches the election, and the table never holds two calls of
+/// one owner.
+#[test]
+fn the_withdrawal_on_stop_does_not_take_the_election_rounds_slot() {
+    let cfg = config(&doc("A"), serde_json::json!({"election": true}));
+    let mut e = Engine::new(cfg, 7);
+    let mut shared = FakeStore::new(CasRules::Ngx);
+    e.on_event(
+        Event::ConfigApplied(Rc::new(doc("A").into_bytes())),
+        0,
+        &mut shared,
+    );
+    // Ticks until the election's first request (the registration) is out.
+    let mut round = None;
+    for s in 1..=10 {
+        let out = e.tick(s * 1000, &mut shared).dispatches;
+        if let Some(d) = out.into_iter().find(|d| d.owner == Owner::Election) {
+            round = Some(d);
+            break;
+        }
+    }
+    let round = round.expect("an election round starts");
+    assert_eq!(round.request.method, "PUT", "the registration");
+    let withdrawal = e.stop(11_000);
+    assert_eq!(
+        withdrawal
+            .iter()
+            .map(|d| (d.owner, d.request.method.as_str()))
+            .collect::<Vec<_>>(),
+        [(Owner::Withdrawal, "DELETE")]
+    );
+    assert!(
+        withdrawal[0].request.path.contains("node-a"),
+        "{withdrawal:?}"
+    );
+    // The registration's answer is the election's (not a late answer), the withdrawal's its own.
+    let ok = |status| HttpResponse {
+        status,
+        headers: vec![("etag".into(), "\"e1\"".into())],
+        body: Vec::new(),
+    };
+    let fx = e.on_event(
+        Event::CallAnswered {
+            id: round.id,
+            response: ok(200),
+        },
+        11_100,
+        &mut shared,
+    );
+    assert!(
+        !fx.iter()
+            .any(|f| matches!(f, Effect::Log(_, m) if m.contains("late or unknown"))),
+        "{fx:?}"
+    );
+    let fx = e.on_event(
+        Event::CallAnswered {
+            id: withdrawal[0].id,
+            response: ok(503),
+        },
+        11_200,
+        &mut shared,
+    );
+    assert!(
+        fx.iter().any(
+            |f| matches!(f, Effect::Log(Level::Warn, m) if m.contains("withdrawing this node's registration got HTTP 503"))
+        ),
+        "{fx:?}"
+    );
+}

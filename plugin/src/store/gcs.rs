@@ -12,8 +12,8 @@ use super::gcs_auth::TokenCache;
 use super::lineage;
 use super::timestamp::rfc3339_ms;
 use super::{
-    DeleteOutcome, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore,
-    Precondition, PutOutcome, RemoteMeta, StoreError,
+    DeleteOutcome, ElectionObjects, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome,
+    ObjectStore, Precondition, PutOutcome, RemoteMeta, StoreError,
 };
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
@@ -251,66 +251,6 @@ impl ObjectStore for GcsStore {
         )
     }
 
-    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        // A refresh, as Kong Enterprise refreshes: a metadata update keeps `timeCreated` (the
-        // register time) and moves `updated`. A missing object answers 404: `create_marker`.
-        let patch = json!({ "metadata": { META_REFRESHED_AT: now_ms.to_string() } }).to_string();
-        let headers = vec![("content-type".to_string(), "application/json".to_string())];
-        self.request(
-            "PATCH",
-            self.object_path(key),
-            headers,
-            Rc::new(patch.into_bytes()),
-            now_ms,
-        )
-    }
-
-    fn create_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        // Kong's GCS election objects: empty `text/plain`. Created only if absent, so a racing
-        // refresh's object (and its `timeCreated`) is never replaced.
-        self.upload(
-            key,
-            "text/plain",
-            None,
-            &[],
-            &Precondition::IfAbsent,
-            now_ms,
-        )
-    }
-
-    fn refreshes_in_place(&self) -> bool {
-        true
-    }
-
-    fn election_key(&self, election_prefix: &str, node_id: &str, _register_time_ms: u64) -> String {
-        format!("{election_prefix}{node_id}")
-    }
-
-    fn election_candidate(
-        &self,
-        election_prefix: &str,
-        entry: &ListEntry,
-    ) -> Result<ElectionCandidate, String> {
-        let name = entry
-            .key
-            .strip_prefix(election_prefix)
-            .unwrap_or(&entry.key);
-        if name.is_empty() || name.contains('/') {
-            return Err(format!("not `<node_id>`: {name:?}"));
-        }
-        let register_time_ms = entry
-            .created_ms
-            .ok_or_else(|| format!("no timeCreated for {name:?}"))?;
-        let refreshed_ms = entry
-            .modified_ms
-            .ok_or_else(|| format!("no updated time for {name:?}"))?;
-        Ok(ElectionCandidate {
-            node_id: name.to_string(),
-            register_time_ms,
-            refreshed_ms,
-        })
-    }
-
     fn parse_put(&self, resp: &HttpResponse) -> PutOutcome {
         match resp.status {
             200..=299 => PutOutcome::Stored {
@@ -449,6 +389,69 @@ impl ObjectStore for GcsStore {
         now_ms: u64,
     ) -> Result<(), String> {
         self.tokens.answered(answer, now_ms)
+    }
+}
+
+/// Kong Enterprise's registration objects on this store (docs/election.md).
+impl ElectionObjects for GcsStore {
+    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        // A refresh, as Kong Enterprise refreshes: a metadata update keeps `timeCreated` (the
+        // register time) and moves `updated`. A missing object answers 404: `create_marker`.
+        let patch = json!({ "metadata": { META_REFRESHED_AT: now_ms.to_string() } }).to_string();
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        self.request(
+            "PATCH",
+            self.object_path(key),
+            headers,
+            Rc::new(patch.into_bytes()),
+            now_ms,
+        )
+    }
+
+    fn create_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        // Kong's GCS election objects: empty `text/plain`. Created only if absent, so a racing
+        // refresh's object (and its `timeCreated`) is never replaced.
+        self.upload(
+            key,
+            "text/plain",
+            None,
+            &[],
+            &Precondition::IfAbsent,
+            now_ms,
+        )
+    }
+
+    fn refreshes_in_place(&self) -> bool {
+        true
+    }
+
+    fn election_key(&self, election_prefix: &str, node_id: &str, _register_time_ms: u64) -> String {
+        format!("{election_prefix}{node_id}")
+    }
+
+    fn election_candidate(
+        &self,
+        election_prefix: &str,
+        entry: &ListEntry,
+    ) -> Result<ElectionCandidate, String> {
+        let name = entry
+            .key
+            .strip_prefix(election_prefix)
+            .unwrap_or(&entry.key);
+        if name.is_empty() || name.contains('/') {
+            return Err(format!("not `<node_id>`: {name:?}"));
+        }
+        let register_time_ms = entry
+            .created_ms
+            .ok_or_else(|| format!("no timeCreated for {name:?}"))?;
+        let refreshed_ms = entry
+            .modified_ms
+            .ok_or_else(|| format!("no updated time for {name:?}"))?;
+        Ok(ElectionCandidate {
+            node_id: name.to_string(),
+            register_time_ms,
+            refreshed_ms,
+        })
     }
 }
 

@@ -185,7 +185,8 @@ pub enum DeleteOutcome {
 /// classify: conditional put, get, head, list (prefix, paging) and delete. A store may need a
 /// prerequisite request first (GCS: an OAuth2 token) — the orchestrator sends it when
 /// `prerequisite` returns one and hands the answer back, before any other request of the store.
-pub trait ObjectStore {
+/// The election's registration objects are a trait of their own (`ElectionObjects`).
+pub trait ObjectStore: ElectionObjects {
     /// `s3://bucket/key`, for log lines.
     fn describe(&self, key: &str) -> String;
     /// The `dispatch_http_call` upstream (`host:port` or a cluster name), for log lines.
@@ -216,28 +217,6 @@ pub trait ObjectStore {
         now_ms: u64,
     ) -> Result<OutboundRequest, String>;
     fn delete(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
-    /// An empty registration object (Kong's election objects: empty `text/plain`, no metadata);
-    /// answered through `parse_put`.
-    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
-    /// Creates a registration `put_marker` answered 404 for (GCS refreshes with a metadata
-    /// update, which needs the object); answered through `parse_put`.
-    fn create_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        self.put_marker(key, now_ms)
-    }
-    /// Whether `put_marker` refreshes an existing registration in place (and answers 404 when
-    /// there is none: `create_marker` follows).
-    fn refreshes_in_place(&self) -> bool {
-        false
-    }
-    /// The full key of this node's registration under `election_prefix` (ends with `/`).
-    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String;
-    /// A listed object under `election_prefix` as a candidate, as Kong parses it; `Err` names
-    /// what is malformed (the election logs it and skips the object).
-    fn election_candidate(
-        &self,
-        election_prefix: &str,
-        entry: &ListEntry,
-    ) -> Result<election_objects::ElectionCandidate, String>;
     fn parse_put(&self, resp: &HttpResponse) -> PutOutcome;
     fn parse_head(&self, resp: &HttpResponse) -> HeadOutcome;
     fn parse_get(&self, resp: HttpResponse) -> GetOutcome;
@@ -286,6 +265,34 @@ pub trait ObjectStore {
     ) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// The election's registration objects as Kong Enterprise names, writes and lists them
+/// (docs/election.md): how a store registers, refreshes and reads back a candidate. Apart from
+/// `ObjectStore` so a store's election behaviour is one impl block, checked against Kong's.
+pub trait ElectionObjects {
+    /// An empty registration object (Kong's election objects: empty `text/plain`, no metadata);
+    /// answered through `parse_put`.
+    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String>;
+    /// Creates a registration `put_marker` answered 404 for (GCS refreshes with a metadata
+    /// update, which needs the object); answered through `parse_put`.
+    fn create_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        self.put_marker(key, now_ms)
+    }
+    /// Whether `put_marker` refreshes an existing registration in place (and answers 404 when
+    /// there is none: `create_marker` follows).
+    fn refreshes_in_place(&self) -> bool {
+        false
+    }
+    /// The full key of this node's registration under `election_prefix` (ends with `/`).
+    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String;
+    /// A listed object under `election_prefix` as a candidate, as Kong parses it; `Err` names
+    /// what is malformed (the election logs it and skips the object).
+    fn election_candidate(
+        &self,
+        election_prefix: &str,
+        entry: &ListEntry,
+    ) -> Result<election_objects::ElectionCandidate, String>;
 }
 
 /// One log-safe line: no control characters, at most `max` characters.

@@ -16,8 +16,8 @@ use super::lineage;
 use super::sigv4::sign_v4;
 use super::timestamp::{rfc3339_ms, shift};
 use super::{
-    DeleteOutcome, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome, ObjectStore,
-    Precondition, PutOutcome, RemoteMeta, StoreError,
+    DeleteOutcome, ElectionObjects, ExportMeta, GetOutcome, HeadOutcome, ListEntry, ListOutcome,
+    ObjectStore, Precondition, PutOutcome, RemoteMeta, StoreError,
 };
 use crate::document::{hex, sha256_hex};
 use crate::http::{HttpResponse, OutboundRequest};
@@ -324,46 +324,6 @@ impl ObjectStore for S3Store {
         self.build("PUT", key, headers, Rc::clone(body), &payload_hash, now_ms)
     }
 
-    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
-        let mut headers = vec![
-            ("content-type".into(), "text/plain".into()),
-            ("content-length".into(), "0".into()),
-        ];
-        // As Kong Enterprise does: the `cluster_fallback_export_s3_config` headers (encryption,
-        // ACL, ...) on election objects too (a bucket policy requiring them would refuse them).
-        headers.extend(self.settings.extra_headers.0.iter().cloned());
-        let empty = sha256_hex(b"");
-        self.build("PUT", key, headers, Rc::default(), &empty, now_ms)
-    }
-
-    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String {
-        format!(
-            "{election_prefix}{}",
-            election_objects::s3_name(node_id, register_time_ms)
-        )
-    }
-
-    fn election_candidate(
-        &self,
-        election_prefix: &str,
-        entry: &ListEntry,
-    ) -> Result<ElectionCandidate, String> {
-        let name = entry
-            .key
-            .strip_prefix(election_prefix)
-            .unwrap_or(&entry.key);
-        let (register_time_ms, node_id) = election_objects::parse_s3_name(name)
-            .ok_or_else(|| format!("not `<register_time>-<node_id>`: {name:?}"))?;
-        let refreshed_ms = entry
-            .modified_ms
-            .ok_or_else(|| format!("no LastModified for {name:?}"))?;
-        Ok(ElectionCandidate {
-            node_id: node_id.to_string(),
-            register_time_ms,
-            refreshed_ms,
-        })
-    }
-
     fn head(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
         let empty = sha256_hex(b"");
         let headers = self.sse_c_headers();
@@ -442,6 +402,49 @@ impl ObjectStore for S3Store {
             404 => HeadOutcome::Missing,
             _ => HeadOutcome::Failed(error_from(resp)),
         }
+    }
+}
+
+/// Kong Enterprise's registration objects on this store (docs/election.md).
+impl ElectionObjects for S3Store {
+    fn put_marker(&self, key: &str, now_ms: u64) -> Result<OutboundRequest, String> {
+        let mut headers = vec![
+            ("content-type".into(), "text/plain".into()),
+            ("content-length".into(), "0".into()),
+        ];
+        // As Kong Enterprise does: the `cluster_fallback_export_s3_config` headers (encryption,
+        // ACL, ...) on election objects too (a bucket policy requiring them would refuse them).
+        headers.extend(self.settings.extra_headers.0.iter().cloned());
+        let empty = sha256_hex(b"");
+        self.build("PUT", key, headers, Rc::default(), &empty, now_ms)
+    }
+
+    fn election_key(&self, election_prefix: &str, node_id: &str, register_time_ms: u64) -> String {
+        format!(
+            "{election_prefix}{}",
+            election_objects::s3_name(node_id, register_time_ms)
+        )
+    }
+
+    fn election_candidate(
+        &self,
+        election_prefix: &str,
+        entry: &ListEntry,
+    ) -> Result<ElectionCandidate, String> {
+        let name = entry
+            .key
+            .strip_prefix(election_prefix)
+            .unwrap_or(&entry.key);
+        let (register_time_ms, node_id) = election_objects::parse_s3_name(name)
+            .ok_or_else(|| format!("not `<register_time>-<node_id>`: {name:?}"))?;
+        let refreshed_ms = entry
+            .modified_ms
+            .ok_or_else(|| format!("no LastModified for {name:?}"))?;
+        Ok(ElectionCandidate {
+            node_id: node_id.to_string(),
+            register_time_ms,
+            refreshed_ms,
+        })
     }
 }
 
