@@ -39,6 +39,18 @@ impl Signer<'_> {
         body: &[u8],
         time: SystemTime,
     ) -> Vec<(String, String)> {
+        self.sign_hashed(method, url, headers, &sha256_hex(body), time)
+    }
+
+    /// [`Signer::sign`] with the body's SHA-256 (lower-case hex) already computed.
+    pub fn sign_hashed(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body_sha256_hex: &str,
+        time: SystemTime,
+    ) -> Vec<(String, String)> {
         let identity: Identity =
             Credentials::new(self.access_key, self.secret_key, None, None, "tests").into();
         let mut settings = SigningSettings::default();
@@ -58,7 +70,7 @@ impl Signer<'_> {
             method,
             url,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Precomputed(sha256_hex(body)),
+            SignableBody::Precomputed(body_sha256_hex.to_string()),
         )
         .expect("signable request");
         let (instructions, _) = sign(request, &params).expect("sign").into_parts();

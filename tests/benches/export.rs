@@ -17,9 +17,21 @@
 //! `Instant` the moment the PUT arrives, then passes it to the mock S3 (which verifies the
 //! signature and checksum: that part is excluded from the times).
 //!
+//! Also, for the warm export: the longest guest callback of each kind (issue 25), the guest's time
+//! by phase (configure, scan + cut, redact + hash, request build + sign, answers, host copies)
+//! against the same steps natively with the filter's own code, and the native baseline a second
+//! time with a SHA-256 without CPU extensions (wasm has none).
+//!
 //! Run: `cargo bench -p config-bridge-tests --bench export` (release). `EXPORT_BENCH_SIZES_MB=1,10`
 //! limits the sizes.
 
+#[path = "support/kinds.rs"]
+mod kinds;
+#[path = "support/soft_sha256.rs"]
+mod soft_sha256;
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +41,7 @@ use config_bridge_tests::{
     CONFIG_KEY, REGION, SECRET_KEY,
 };
 use host_harness::http::{CallContext, Handler, HttpRequest, Reply};
+use host_harness::record::CallbackTimes;
 use host_harness::{HostProfile, NodeSpec, World};
 use serde_json::{json, Value};
 
@@ -75,9 +88,17 @@ fn declarative_of_size(target: usize, variant: u32) -> Value {
 
 /// What a native exporter does per upload, minus the network: hash the payload, sign the PUT.
 fn native_sign(body: &[u8]) -> usize {
+    sign_hashed(
+        &config_bridge_tests::native_sigv4::sha256_hex(body),
+        body.len(),
+    )
+}
+
+/// The SigV4 signature of the PUT of a body of `len` bytes whose SHA-256 is known.
+fn sign_hashed(sha256_hex: &str, len: usize) -> usize {
     let headers = [
         ("content-type".to_string(), "application/json".to_string()),
-        ("content-length".to_string(), body.len().to_string()),
+        ("content-length".to_string(), len.to_string()),
         ("host".to_string(), "s3.test:9000".to_string()),
         ("x-amz-meta-uploader".to_string(), "node-a".to_string()),
     ];
@@ -88,7 +109,7 @@ fn native_sign(body: &[u8]) -> usize {
     };
     let url = format!("http://s3.test:9000/{BUCKET}/{CONFIG_KEY}");
     signer
-        .sign("PUT", &url, &headers, body, SystemTime::now())
+        .sign_hashed("PUT", &url, &headers, sha256_hex, SystemTime::now())
         .len()
 }
 
@@ -99,16 +120,181 @@ fn native_time(body: &[u8]) -> Duration {
 }
 
 fn median_of_7(mut f: impl FnMut()) -> Duration {
+    median_of_7_with(|| (), |()| f())
+}
+
+/// Median of 7 runs of `f` on a fresh input from `setup` each (not timed).
+fn median_of_7_with<T>(mut setup: impl FnMut() -> T, mut f: impl FnMut(T)) -> Duration {
     let mut samples: Vec<Duration> = (0..7)
         .map(|_| {
+            let input = setup();
             let t = Instant::now();
-            f();
+            f(input);
             t.elapsed()
         })
         .collect();
     samples.sort();
     samples[samples.len() / 2]
 }
+
+/// The filter's steps on the same bytes, natively, with its own code (`config_bridge`), median of
+/// 7 each: what the guest's phases cost without wasm.
+#[derive(Default)]
+struct NativeSteps {
+    /// `json::scan` of the filter configuration.
+    scan: Duration,
+    /// The payload moved to the front of the configuration text (`settings::PayloadCut`).
+    cut: Duration,
+    /// `redact::Rewriter` over the payload (no filter chains: nothing edited, nothing copied).
+    redact: Duration,
+    /// SHA-256 as the filter's `sha2` computes it natively (x86 SHA extensions where present).
+    hash: Duration,
+    /// The same hash without CPU extensions ([`soft_sha256`]).
+    hash_soft: Duration,
+    /// `updated_at::newest_updated_at_ms` over the payload.
+    updated_at: Duration,
+    /// SigV4 signing of the PUT, the hash given.
+    sign: Duration,
+}
+
+impl NativeSteps {
+    fn measure(filter_config: &[u8], payload: &[u8]) -> NativeSteps {
+        use config_bridge::json::scan::{Progress, Scanner};
+        let mut range = 0..0;
+        let scan = median_of_7(|| {
+            if let Progress::Done(s) = Scanner::new(Some("config")).step(filter_config, usize::MAX)
+            {
+                range = s.member("config").map(|m| m.value.clone()).unwrap_or(0..0);
+            }
+        });
+        let cut = median_of_7_with(
+            || filter_config.to_vec(),
+            |mut text| {
+                text.copy_within(range.clone(), 0);
+                std::hint::black_box(text);
+            },
+        );
+        let redact = median_of_7_with(
+            || Rc::new(payload.to_vec()),
+            |body| {
+                let done =
+                    config_bridge::redact::Rewriter::run(body, config_bridge::redact::Redaction);
+                std::hint::black_box(done.map(|d| d.edited).ok());
+            },
+        );
+        let hex = config_bridge_tests::native_sigv4::sha256_hex(payload);
+        assert_eq!(
+            soft_sha256::sha256(payload),
+            config_bridge::document::sha256(payload),
+            "the software SHA-256 agrees with sha2"
+        );
+        NativeSteps {
+            scan,
+            cut,
+            redact,
+            hash: median_of_7(|| {
+                std::hint::black_box(config_bridge::document::sha256(payload));
+            }),
+            hash_soft: median_of_7(|| {
+                std::hint::black_box(soft_sha256::sha256(payload));
+            }),
+            updated_at: median_of_7(|| {
+                std::hint::black_box(config_bridge::updated_at::newest_updated_at_ms(payload));
+            }),
+            sign: median_of_7(|| {
+                std::hint::black_box(sign_hashed(&hex, payload.len()));
+            }),
+        }
+    }
+}
+
+/// Where the guest's time goes during the warm export, step by step of virtual time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// `on_configure`: the settings read, the large configuration kept for the ticks.
+    Configure,
+    /// Ticks validating the configuration (`json::scan`) and cutting its payload out, up to the
+    /// tick that logs "configured" (it also starts the redaction).
+    ScanCut,
+    /// Ticks redacting, hashing and finding `updated_at` (`engine::prepare`), and the HEAD.
+    Prepare,
+    /// The tick that dispatches the PUT: the document's last hash slice, then the request built
+    /// and signed (its copy out is the host's, below).
+    BuildSign,
+    /// `on_http_call_response`: the HEAD's and the PUT's answers.
+    Answers,
+    /// Ticks after the PUT went out (until 50 ms later).
+    After,
+}
+
+const PHASES: [(Phase, &str); 6] = [
+    (Phase::Configure, "on_configure"),
+    (Phase::ScanCut, "scan + cut"),
+    (Phase::Prepare, "redact + hash"),
+    (Phase::BuildSign, "last slice + PUT"),
+    (Phase::Answers, "answers"),
+    (Phase::After, "ticks after"),
+];
+
+/// Attributes the guest time of each step (the callback-time deltas) to the phase under way.
+struct PhaseClock {
+    last: BTreeMap<String, CallbackTimes>,
+    configured_lines: usize,
+    puts: usize,
+    /// In ticks: scanning until "configured", then preparing.
+    ticks_in: Phase,
+    guest: BTreeMap<Phase, Duration>,
+    /// The longest callback of each phase: wall (copies apart), and CPU time (copies included).
+    longest: BTreeMap<Phase, (Duration, Duration)>,
+    copy: Duration,
+}
+
+impl PhaseClock {
+    fn new(world: &World, puts: usize) -> PhaseClock {
+        PhaseClock {
+            last: world.callback_times(),
+            configured_lines: world.logs_containing(CONFIGURED).len(),
+            puts,
+            ticks_in: Phase::ScanCut,
+            guest: BTreeMap::new(),
+            longest: BTreeMap::new(),
+            copy: Duration::ZERO,
+        }
+    }
+
+    fn step(&mut self, world: &World, puts: usize) {
+        let now = world.callback_times();
+        for (kind, t) in &now {
+            let before = self.last.get(kind).cloned().unwrap_or_default();
+            let guest = t.total_guest.saturating_sub(before.total_guest);
+            self.copy += t.total_copy.saturating_sub(before.total_copy);
+            let phase = match kind.as_str() {
+                "on_configure" => Phase::Configure,
+                "on_http_call_response" => Phase::Answers,
+                _ if puts > self.puts => Phase::BuildSign,
+                _ => self.ticks_in,
+            };
+            *self.guest.entry(phase).or_default() += guest;
+            // One worker, 10 ms steps, a 50 ms host tick: one callback of a kind per step.
+            let cpu = t.total_cpu.saturating_sub(before.total_cpu);
+            let longest = self.longest.entry(phase).or_default();
+            *longest = (longest.0.max(guest), longest.1.max(cpu));
+        }
+        self.last = now;
+        if puts > self.puts {
+            self.ticks_in = Phase::After;
+        }
+        self.puts = puts;
+        let configured = world.logs_containing(CONFIGURED).len();
+        if configured > self.configured_lines && self.ticks_in == Phase::ScanCut {
+            self.ticks_in = Phase::Prepare;
+        }
+        self.configured_lines = configured;
+    }
+}
+
+/// What the shell logs when a configuration is applied.
+const CONFIGURED: &str = "configured (root context";
 
 /// Wraps the mock S3: remembers when each PUT of the config object arrived, and its size.
 #[derive(Clone, Default)]
@@ -138,6 +324,14 @@ struct Measured {
     native: Duration,
     /// Native validation of the same filter configuration (json_scan, the filter's own scanner).
     native_scan: Duration,
+    /// The filter's steps natively.
+    steps: NativeSteps,
+    /// Every callback kind during the warm export.
+    kinds: BTreeMap<String, CallbackTimes>,
+    /// The warm export's guest time by phase, and the host's copies.
+    phases: BTreeMap<Phase, Duration>,
+    phase_longest: BTreeMap<Phase, (Duration, Duration)>,
+    phase_copy: Duration,
     /// Guest callbacks during the warm export: (longest callback, its guest time), the longest
     /// host copy inside one callback, and the totals.
     longest: (String, Duration),
@@ -189,6 +383,7 @@ fn run_size(size_mb: usize) -> Measured {
                 .step(std::hint::black_box(&cfg_b), usize::MAX),
         );
     });
+    let steps = NativeSteps::measure(&cfg_b, &payload_b);
     let limit = Duration::from_secs(600);
 
     // Cold: node start with the config.
@@ -211,15 +406,21 @@ fn run_size(size_mb: usize) -> Measured {
 
     // Warm: a new config of the same size through on_configure.
     let mut warm_configure = Duration::ZERO;
+    world.reset_callback_times();
+    let mut phases = PhaseClock::new(&world, clock.count());
     let warm = match &node {
         Ok(node) if cold.is_ok() => {
-            world.reset_callback_times();
             let t0 = Instant::now();
             let results = world.reconfigure(*node, 0, cfg_b.clone());
             warm_configure = t0.elapsed();
+            let put_seen = clock.clone();
+            let arrived = world.advance_until(limit, Duration::from_millis(10), |w| {
+                phases.step(w, put_seen.count());
+                put_seen.count() >= 2
+            });
             if results != vec![Some(true)] {
                 Err(format!("reconfigure returned {results:?}"))
-            } else if !until_put(&mut world, &clock, 2, limit) {
+            } else if !arrived {
                 Err(format!(
                     "no PUT within {limit:?} virtual; last logs: {:?}",
                     tail_logs(&world)
@@ -231,6 +432,7 @@ fn run_size(size_mb: usize) -> Measured {
         _ => Err("skipped (cold run failed)".into()),
     };
     world.advance(Duration::from_millis(50));
+    phases.step(&world, clock.count());
     let times = world.callback_times();
     let longest = times
         .iter()
@@ -269,6 +471,11 @@ fn run_size(size_mb: usize) -> Measured {
         memory,
         native,
         native_scan,
+        steps,
+        kinds: times.clone(),
+        phase_longest: phases.longest.clone(),
+        phases: phases.guest,
+        phase_copy: phases.copy,
         longest,
         longest_copy,
         guest_total,
@@ -393,4 +600,86 @@ fn main() {
     println!(
         "native total = json_scan validation of the filter config + SHA-256 + SigV4 signing (breakdown: scan, hash+sign columns above)"
     );
+    print_kinds(&rows);
+    print_cost(&rows);
+}
+
+/// The longest callback of each kind during the warm export (issue 25: none over 20 ms).
+fn print_kinds(rows: &[Measured]) {
+    println!();
+    println!(
+        "callbacks by kind during the warm export (wall guest time, the host's copies apart; CPU time of the call, copies included):"
+    );
+    println!("{}", kinds::header("size", 5));
+    for r in rows {
+        for (kind, t) in &r.kinds {
+            println!("{}", kinds::row(&format!("{}M", r.size_mb), 5, kind, t));
+        }
+    }
+}
+
+/// Guest CPU per export by phase against the filter's same steps natively, and the ratio to the
+/// native baseline, also with a SHA-256 without CPU extensions.
+fn print_cost(rows: &[Measured]) {
+    println!();
+    println!(
+        "guest CPU per warm export by phase, and the same steps natively (filter's own code):"
+    );
+    for r in rows {
+        let s = &r.steps;
+        let native_of = |p: Phase| match p {
+            Phase::ScanCut => format!("scan {} + cut {}", fmt_ms(s.scan), fmt_ms(s.cut)),
+            Phase::Prepare => format!(
+                "redact {} + hash {} (soft {}) + updated_at {}",
+                fmt_ms(s.redact),
+                fmt_ms(s.hash),
+                fmt_ms(s.hash_soft),
+                fmt_ms(s.updated_at)
+            ),
+            Phase::BuildSign => format!("sign {} (and a hash slice)", fmt_ms(s.sign)),
+            _ => String::new(),
+        };
+        for (p, name) in PHASES {
+            let t = r.phases.get(&p).copied().unwrap_or_default();
+            let longest = r.phase_longest.get(&p).copied().unwrap_or_default();
+            println!(
+                "{:>4}M {:<18} {:>11} (longest {:>8}, CPU {:>8})   {}",
+                r.size_mb,
+                name,
+                fmt_ms(t),
+                fmt_ms(longest.0),
+                fmt_ms(longest.1),
+                native_of(p)
+            );
+        }
+        println!(
+            "{:>4}M {:<18} {:>11}",
+            r.size_mb,
+            "host copies",
+            fmt_ms(r.phase_copy)
+        );
+        let guest: Duration = r.phases.values().sum::<Duration>() + r.phase_copy;
+        let all_steps = s.scan + s.cut + s.redact + s.hash + s.updated_at + s.sign;
+        let baseline = s.scan + r.native;
+        let soft = s.scan + s.hash_soft + s.sign;
+        let ratio = |d: Duration| guest.as_secs_f64() / d.as_secs_f64().max(1e-9);
+        println!(
+            "{:>4}M guest {} (incl. copies) | native baseline (scan + SHA-256 + SigV4) {} = {:.1}x | \
+             baseline with software SHA-256 {} = {:.1}x | all the filter's steps natively {} = {:.1}x",
+            r.size_mb,
+            fmt_ms(guest),
+            fmt_ms(baseline),
+            ratio(baseline),
+            fmt_ms(soft),
+            ratio(soft),
+            fmt_ms(all_steps),
+            ratio(all_steps)
+        );
+        println!(
+            "{:>4}M SHA-256 natively: {:.0} MB/s with the CPU's SHA extensions, {:.0} MB/s without",
+            r.size_mb,
+            r.payload_bytes as f64 / 1e6 / s.hash.as_secs_f64().max(1e-9),
+            r.payload_bytes as f64 / 1e6 / s.hash_soft.as_secs_f64().max(1e-9)
+        );
+    }
 }

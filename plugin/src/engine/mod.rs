@@ -50,7 +50,7 @@ const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
 const CREDENTIALS_KEY: &str = "config-bridge/v1/store-credentials";
 /// Bytes of a document hashed per tick: a larger one is hashed across ticks, so no callback does
 /// work proportional to a large configuration (docs/architecture.md).
-pub const DIGEST_SLICE_BYTES: usize = 2 * 1024 * 1024;
+pub const DIGEST_SLICE_BYTES: usize = 1024 * 1024;
 
 /// The export's context, borrowing the orchestrator's fields next to `self.export` (disjoint
 /// borrows: a method taking `&self` could not lend them while the export is mutated).

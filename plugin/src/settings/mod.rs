@@ -18,6 +18,7 @@ pub mod gcs;
 mod history;
 mod import;
 mod lookup;
+mod payload_cut;
 pub mod s3;
 mod seal;
 mod source;
@@ -38,6 +39,8 @@ pub use gcs::GcsSettings;
 pub use history::HistorySettings;
 pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
+pub use payload_cut::PayloadCut;
+use payload_cut::PayloadLoc;
 use s3::{default_s3_upstream, parse_s3};
 pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
 pub use seal::SealSettings;
@@ -253,14 +256,6 @@ pub const SETTINGS: &[&str] = &[
     "import_decryption_keys",
 ];
 
-/// Where the `config` payload is: a byte range of the filter configuration text (an object given
-/// inline), or its own buffer (a JSON string holding the document, unescaped).
-enum PayloadLoc {
-    None,
-    Range(usize, usize),
-    Owned(Vec<u8>),
-}
-
 impl Config {
     pub fn parse(
         bytes: &[u8],
@@ -319,37 +314,21 @@ impl Config {
 
     /// `parse_owned` for a filter configuration whose JSON object a resumable scan
     /// (`json::scan::Scanner`, with `config` as its nested member) has already validated and split
-    /// in slices: nothing here walks the whole text again. `bytes` must be the scanned text.
+    /// in slices: nothing here walks the whole text again. `bytes` must be the scanned text. The
+    /// configuration comes without its payload: the caller steps the `PayloadCut` to the end,
+    /// then `PayloadCut::finish` hands over the configuration with it.
     pub fn parse_scanned(
         bytes: Vec<u8>,
         summary: &Summary,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    ) -> Result<(Config, PayloadCut), ConfigError> {
         let (cfg, loc) = Config::parse_text(&bytes, env, Some(summary))?;
-        Config::with_payload(cfg, loc, bytes)
+        Ok((cfg, PayloadCut::new(loc, bytes)?))
     }
 
-    /// Cuts the inline `config` payload out of the configuration text, in place.
-    fn with_payload(
-        mut cfg: Config,
-        loc: PayloadLoc,
-        text: Vec<u8>,
-    ) -> Result<Config, ConfigError> {
-        if let SourceConfig::Filter { document } = &mut cfg.source {
-            let payload = match loc {
-                PayloadLoc::None => Vec::new(),
-                PayloadLoc::Owned(v) => v,
-                PayloadLoc::Range(start, end) if start <= end && end <= text.len() => {
-                    let mut v = text;
-                    v.truncate(end);
-                    v.drain(..start);
-                    v
-                }
-                PayloadLoc::Range(..) => return err("config", "could not be located"),
-            };
-            *document = Rc::new(payload);
-        }
-        Ok(cfg)
+    /// Cuts the inline `config` payload out of the configuration text, in place, at once.
+    fn with_payload(cfg: Config, loc: PayloadLoc, text: Vec<u8>) -> Result<Config, ConfigError> {
+        Ok(PayloadCut::new(loc, text)?.finish_now(cfg))
     }
 
     fn parse_text(
@@ -1343,7 +1322,11 @@ mod tests {
         for case in cases {
             let text = case.to_string().into_bytes();
             let summary = scan(&text).expect("valid JSON");
-            let sliced = Config::parse_scanned(text.clone(), &summary, &env);
+            let sliced =
+                Config::parse_scanned(text.clone(), &summary, &env).map(|(cfg, mut cut)| {
+                    while !cut.step(7) {}
+                    cut.finish(cfg)
+                });
             let whole = Config::parse_owned(text, &env);
             match (sliced, whole) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{case}"),

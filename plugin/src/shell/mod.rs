@@ -15,7 +15,7 @@ use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
 use crate::http::HttpResponse;
 use crate::json::scan::{Progress, Scanner};
 use crate::node_lock::SharedStore;
-use crate::settings::{Config, ConfigError};
+use crate::settings::{Config, ConfigError, PayloadCut};
 use crate::vec_map::VecMap;
 use hostcalls::LogLevel;
 use metrics::Metrics;
@@ -121,15 +121,19 @@ impl SharedStore for HostShared {
 /// Configurations up to this size are validated and parsed in `on_configure` itself.
 const SCAN_SYNC_MAX: usize = 1024 * 1024;
 /// Bytes of a larger configuration validated per tick, and the tick period meanwhile.
-const SCAN_SLICE_BYTES: usize = 2 * 1024 * 1024;
+const SCAN_SLICE_BYTES: usize = 1024 * 1024;
 /// The host's tick period (unless `host_tick_ms` says otherwise), set once per root context: the
 /// engine's own `tick_period_ms` and the stepwise work (scan, dump, sliced hash) are paced from it.
 const HOST_TICK_MS: u64 = 50;
 
-/// A large filter configuration and its resumable validation.
-struct PendingConfig {
-    bytes: Vec<u8>,
-    scanner: Scanner,
+/// Bytes of a large configuration's payload moved per tick when it is cut out of the text.
+const CUT_SLICE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A large filter configuration on its way in: validated a slice per tick, then its payload cut
+/// out of the text a slice per tick; applied only once whole.
+enum PendingConfig {
+    Scanning { bytes: Vec<u8>, scanner: Scanner },
+    Cutting { cfg: Box<Config>, cut: PayloadCut },
 }
 
 /// The worker's environment (what nginx/Kong pass through `env` / `nginx_main_env`).
@@ -207,6 +211,8 @@ impl Root {
     }
 
     fn configure(&mut self) -> bool {
+        // The newest configuration wins: one still being validated or cut is dropped.
+        self.pending = None;
         let bytes = match hostcalls::buffer(hostcalls::PLUGIN_CONFIGURATION, usize::MAX) {
             Ok(b) => b,
             Err(s) => {
@@ -230,7 +236,7 @@ impl Root {
                     bytes.len()
                 ),
             );
-            self.pending = Some(PendingConfig {
+            self.pending = Some(PendingConfig::Scanning {
                 bytes,
                 scanner: Scanner::new(Some("config")),
             });
@@ -247,33 +253,43 @@ impl Root {
         }
     }
 
-    /// The next slice of a large configuration's validation; parses it when complete.
-    fn scan_slice(&mut self) {
-        let Some(pending) = self.pending.as_mut() else {
+    /// The next slice of a large configuration's validation (parsed when complete), or of its
+    /// payload's cut (applied when complete).
+    fn pending_slice(&mut self) {
+        let Some(pending) = self.pending.take() else {
             return;
         };
-        match pending.scanner.step(&pending.bytes, SCAN_SLICE_BYTES) {
-            Progress::More => {}
-            Progress::Invalid(e) => {
-                self.pending = None;
-                let error = ConfigError {
-                    field: "configuration".into(),
-                    reason: format!("not valid JSON ({e})"),
-                    strict: false,
-                };
-                self.go_inert(error);
+        match pending {
+            PendingConfig::Scanning { bytes, mut scanner } => {
+                match scanner.step(&bytes, SCAN_SLICE_BYTES) {
+                    Progress::More => {
+                        self.pending = Some(PendingConfig::Scanning { bytes, scanner })
+                    }
+                    Progress::Invalid(e) => {
+                        let error = ConfigError {
+                            field: "configuration".into(),
+                            reason: format!("not valid JSON ({e})"),
+                            strict: false,
+                        };
+                        self.go_inert(error);
+                    }
+                    // The cut starts at the next tick: this one scanned a slice.
+                    Progress::Done(scanned) => match Config::parse_scanned(bytes, &scanned, &env) {
+                        Ok((cfg, cut)) => {
+                            let cfg = Box::new(cfg);
+                            self.pending = Some(PendingConfig::Cutting { cfg, cut });
+                        }
+                        Err(e) => {
+                            self.go_inert(e);
+                        }
+                    },
+                }
             }
-            Progress::Done(scanned) => {
-                let Some(pending) = self.pending.take() else {
-                    return;
-                };
-                match Config::parse_scanned(pending.bytes, &scanned, &env) {
-                    Ok(cfg) => {
-                        self.apply(cfg, None);
-                    }
-                    Err(e) => {
-                        self.go_inert(e);
-                    }
+            PendingConfig::Cutting { cfg, mut cut } => {
+                if cut.step(CUT_SLICE_BYTES) {
+                    self.apply(cut.finish(*cfg), None);
+                } else {
+                    self.pending = Some(PendingConfig::Cutting { cfg, cut });
                 }
             }
         }
@@ -329,7 +345,7 @@ impl Root {
             return;
         };
         if self.pending.is_some() {
-            self.scan_slice();
+            self.pending_slice();
         }
         if let Some(mut retiring) = self.retiring.take() {
             for d in retiring.stop(now) {

@@ -58,13 +58,15 @@ impl Worker {
         let logs_before = lock(&self.shared.recorder).logs.len();
         self.shared.copy_nanos.store(0, Ordering::Relaxed);
         let started = Instant::now();
+        let cpu_started = thread_cpu();
         let called = call_export(store, instance, func, args);
         let wall = started.elapsed();
+        let cpu = thread_cpu().saturating_sub(cpu_started);
         let Some(called) = called else {
             // Optional exports (`_initialize`, callbacks an old SDK lacks) are skipped.
             return Invoke::Returned(None);
         };
-        self.record_call(cb, func, args, &called, wall);
+        self.record_call(cb, func, args, &called, (wall, cpu));
         match called.result {
             Ok(value) => {
                 self.process_outbox(called.outbox);
@@ -86,7 +88,14 @@ impl Worker {
 
     /// The call in the recorder (when it records callbacks) and its wall time, guest and bulk
     /// copies apart.
-    fn record_call(&self, cb: Callback, func: &str, args: &[i32], called: &Called, wall: Duration) {
+    fn record_call(
+        &self,
+        cb: Callback,
+        func: &str,
+        args: &[i32],
+        called: &Called,
+        (wall, cpu): (Duration, Duration),
+    ) {
         let copied = Duration::from_nanos(self.shared.copy_nanos.load(Ordering::Relaxed));
         let mut rec = lock(&self.shared.recorder);
         if let Some(calls) = rec.callbacks.as_mut() {
@@ -105,6 +114,8 @@ impl Worker {
         t.longest_guest = t.longest_guest.max(guest);
         t.total_copy += copied;
         t.longest_copy = t.longest_copy.max(copied);
+        t.total_cpu += cpu;
+        t.longest_cpu = t.longest_cpu.max(cpu);
     }
 
     /// A guest call trapped (or crashed the host): record it, kill the worker, and recover it
@@ -276,4 +287,19 @@ fn call_export(
         fatal_trap: host.fatal_trap.take(),
         outbox: std::mem::take(&mut host.outbox),
     })
+}
+
+/// The CPU time this thread has used: a guest callback runs on the calling thread, so the
+/// difference around a call is the call's CPU time, whatever else the machine runs.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    match (ok, u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+        (true, Ok(s), Ok(ns)) => Duration::new(s, ns),
+        _ => Duration::ZERO,
+    }
 }
