@@ -52,6 +52,20 @@ impl SigningKeyParts {
     /// `None` unless `n = p·q`, `e` is odd, `e·dP ≡ 1 (mod p−1)`, `e·dQ ≡ 1 (mod q−1)` and
     /// `qInv·q ≡ 1 (mod p)`: the checks `rsa` made, on the CRT values the signature uses.
     pub fn new(c: &KeyComponents) -> Option<SigningKeyParts> {
+        // Sizes first: the work below grows with the square of a part's length, so a key with
+        // an oversized part must be refused before any of it (no callback may stall a worker).
+        // `e` fits in 8 bytes (Google's keys: 65537); `p`, `q` are each at most `n`'s length and
+        // together `n`'s length or one byte more; the CRT values are no longer than their prime.
+        let parts_fit = c.e.len() <= 8
+            && c.p.len() <= c.n.len()
+            && c.q.len() <= c.n.len()
+            && (c.n.len()..=c.n.len() + 1).contains(&(c.p.len() + c.q.len()))
+            && c.dp.len() <= c.p.len()
+            && c.dq.len() <= c.q.len()
+            && c.qinv.len() <= c.p.len();
+        if !parts_fit {
+            return None;
+        }
         let n = Modulus::new(limbs_for(&c.n)?)?;
         let e = limbs_for(&c.e)?;
         let p = Modulus::new(limbs_for(&c.p)?)?;
@@ -388,6 +402,16 @@ mod tests {
             let mut c = components(&key);
             *field(&mut c).last_mut().unwrap() ^= 2;
             assert!(SigningKeyParts::new(&c).is_none(), "part {i}");
+        }
+        // An oversized part (64 KB: ~10^11 limb operations if it reached the arithmetic, so
+        // this test would not finish) is refused by its size alone.
+        for (i, field) in fields.iter().enumerate().skip(1) {
+            let mut c = components(&key);
+            let part = field(&mut c);
+            let mut big = vec![0x7f; 65_536];
+            big.extend_from_slice(part);
+            *part = big;
+            assert!(SigningKeyParts::new(&c).is_none(), "oversized part {i}");
         }
     }
 
