@@ -217,7 +217,9 @@ pub struct CallbackTimes {
     /// The longest copy.
     pub longest_copy: std::time::Duration,
     /// The CPU time of this thread during the longest call (copies included): unlike wall time,
-    /// not inflated by other processes on busy cores. Zero where the OS does not tell.
+    /// not inflated by other processes on busy cores. Zero unless
+    /// [`World::measure_cpu_time`](crate::World::measure_cpu_time) turned it on, or where the OS
+    /// does not tell.
     pub longest_cpu: std::time::Duration,
     /// Their total CPU time (copies included).
     pub total_cpu: std::time::Duration,

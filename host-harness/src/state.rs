@@ -31,6 +31,9 @@ pub(crate) struct WorldShared {
     /// Nanoseconds spent in hostcalls that copy bulk data into or out of the guest (buffers, the
     /// dispatched request) during the current guest call: reported apart from guest time.
     pub copy_nanos: std::sync::atomic::AtomicU64,
+    /// Whether each guest callback's thread CPU time is measured (`World::measure_cpu_time`):
+    /// two `clock_gettime` system calls per callback, off unless a benchmark asks.
+    pub measure_cpu: std::sync::atomic::AtomicBool,
 }
 
 impl WorldShared {
@@ -44,6 +47,7 @@ impl WorldShared {
             log_level: RwLock::new(LogLevel::Trace),
             dice: profile.hostility.as_ref().map(Dice::new),
             copy_nanos: std::sync::atomic::AtomicU64::new(0),
+            measure_cpu: std::sync::atomic::AtomicBool::new(false),
             profile,
         }
     }

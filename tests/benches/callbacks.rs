@@ -79,6 +79,7 @@ fn kong_dump(entities: usize) -> Outcome {
     admin.set_config(doc);
     let s3 = mock_s3();
     let mut world = world_with_storage(&profile, s3.clone());
+    world.measure_cpu_time(true);
     route_host(&mut world, CP_ADMIN, admin.clone());
     add_node(
         &mut world,
@@ -106,6 +107,7 @@ fn import(mb: usize) -> Outcome {
     let t0 = Instant::now();
     let profile = HostProfile::ngx_wasm_module();
     let mut f = Fallback::new(&profile);
+    f.world.measure_cpu_time(true);
     let doc = document_of(mb * 1024 * 1024, json_len);
     let body = serde_json::to_vec(&doc).expect("serialise");
     assert_eq!(
@@ -142,6 +144,7 @@ fn election() -> Outcome {
     let profile = HostProfile::ngx_wasm_module();
     let s3 = mock_s3();
     let mut world = world_with_storage(&profile, s3.clone());
+    world.measure_cpu_time(true);
     for i in 1..=3 {
         let mut cfg = filter_config(&profile, &declarative(i));
         cfg["election"] = json!(true);
@@ -172,6 +175,7 @@ fn gcs_token() -> Outcome {
     let t0 = Instant::now();
     let profile = HostProfile::ngx_wasm_module();
     let mut g = gcs_support::gcs_world(&profile);
+    g.world.measure_cpu_time(true);
     let cfg = gcs_support::gcs_config(&profile, &declarative(1), Some(&g.key_json));
     start_node(&mut g.world, 1, &cfg);
     let mock = g.mock.clone();

@@ -361,6 +361,7 @@ fn run_size(size_mb: usize) -> Measured {
         inner.handle(req, ctx)
     };
     let mut world = World::new(profile.clone());
+    world.measure_cpu_time(true);
     route_storage(&mut world, handler);
 
     let config_for = |doc: &Value| {

@@ -39,6 +39,16 @@ impl World {
         lock(&self.shared.recorder).callback_times.clone()
     }
 
+    /// Measures each guest callback's thread CPU time from now on (`CallbackTimes::longest_cpu`,
+    /// `total_cpu`), or stops. Off by default: it costs two system calls per callback, which
+    /// slows a long simulation by about half (BENCHMARKS.md, host harness).
+    pub fn measure_cpu_time(&mut self, on: bool) -> &mut Self {
+        self.shared
+            .measure_cpu
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
     /// Records every guest callback with its arguments from now on (or stops and forgets).
     pub fn record_callbacks(&mut self, on: bool) -> &mut Self {
         lock(&self.shared.recorder).callbacks = on.then(Vec::new);
