@@ -356,7 +356,7 @@ fn retention_holds_over_ten_thousand_minutes_with_faults(profile: HostProfile, g
     const MINUTE: u64 = 60;
     const TICK: u64 = 5 * MINUTE;
     let started = std::time::Instant::now();
-    let cfg = json!({
+    let mut cfg = json!({
         "cluster_fallback_history": true,
         "cluster_fallback_history_keep": KEEP,
         "cluster_fallback_history_max_age": MAX_AGE_MS / 1000,
@@ -369,12 +369,18 @@ fn retention_holds_over_ten_thousand_minutes_with_faults(profile: HostProfile, g
         "retry_base_ms": 1000,
         "retry_max_ms": 30_000,
     });
+    if gcs {
+        // A host tick a minute (the filter's own work stays every 5 minutes): the JWT is signed
+        // a slice per host tick, 13 slices for a 2048-bit key (docs/gcs.md), and at one slice
+        // per 5 minutes its `iat` would be over an hour old when sent, refused as expired.
+        cfg["host_tick_ms"] = serde_json::json!(60_000);
+    }
     let mut s = setup(&profile, gcs, cfg, KEEP, MAX_AGE_MS);
     let what = format!("{} {}", profile.name, s.mock.name());
     s.faults.seed(23);
     if let Mock::Gcs(g) = &s.mock {
-        // Day-long tokens: a renewal (its JWT signed a slice per 5-minute tick) delays the
-        // store's requests by several ticks, a few times in the week rather than hourly.
+        // Day-long tokens: a renewal (its JWT signed a slice per host tick) delays the store's
+        // requests, a few times in the week rather than hourly.
         g.set_token_lifetime(Duration::from_secs(86_400));
     }
     let fault = if gcs {
