@@ -798,7 +798,9 @@ fn s3s_fs_two_nodes_elect_one_uploader_with_kongs_registrations_listed_by_boto3(
     let Some(srv) = s3s("election") else { return };
     let d = doc(1);
     let (mut world, prefix, election_prefix, _) = start_electors(&srv, "election", &d);
-    let ok = world.advance_until(Duration::from_secs(30), Duration::from_millis(100), |w| {
+    // 60 s (30 election rounds): once in six runs under load, 30 s passed without an export
+    // (stop 32's closing note; cause not found yet).
+    let ok = world.advance_until(Duration::from_secs(60), Duration::from_millis(100), |w| {
         !w.logs_containing("exported config to").is_empty()
     });
     assert!(
