@@ -567,9 +567,8 @@ impl Engine {
         fx: &mut Effects,
         out: &mut Vec<Dispatch>,
     ) {
-        if self.calls.busy(Owner::Export) {
-            return;
-        }
+        // No plan while the export has a call in flight (`lease` plans with the table's `busy`);
+        // should one come anyway, the table refuses it below and the export hears why.
         let Some(outgoing) = self.export.request(plan, self.store.as_ref(), now) else {
             return;
         };
