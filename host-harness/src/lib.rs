@@ -70,6 +70,7 @@ pub(crate) mod abi;
 pub use abi::{HttpMessages, LocalResponse, StreamData};
 pub mod cli;
 pub mod clock;
+mod cpu_time;
 pub mod grpc;
 pub mod hostile;
 pub mod module;

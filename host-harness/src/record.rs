@@ -223,6 +223,13 @@ pub struct CallbackTimes {
     pub longest_cpu: std::time::Duration,
     /// Their total CPU time (copies included).
     pub total_cpu: std::time::Duration,
+    /// The longest call's CPU time without the host's copies in it: the guest's own work
+    /// (zero unless measured, as `longest_cpu`).
+    pub longest_guest_cpu: std::time::Duration,
+    /// Their total CPU time without the host's copies.
+    pub total_guest_cpu: std::time::Duration,
+    /// The CPU time of the longest copy (within one call).
+    pub longest_copy_cpu: std::time::Duration,
 }
 
 impl Recorder {

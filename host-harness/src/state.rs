@@ -31,6 +31,8 @@ pub(crate) struct WorldShared {
     /// Nanoseconds spent in hostcalls that copy bulk data into or out of the guest (buffers, the
     /// dispatched request) during the current guest call: reported apart from guest time.
     pub copy_nanos: std::sync::atomic::AtomicU64,
+    /// The thread CPU time of those copies (only while `measure_cpu` is on).
+    pub copy_cpu_nanos: std::sync::atomic::AtomicU64,
     /// Whether each guest callback's thread CPU time is measured (`World::measure_cpu_time`):
     /// two `clock_gettime` system calls per callback, off unless a benchmark asks.
     pub measure_cpu: std::sync::atomic::AtomicBool,
@@ -47,16 +49,31 @@ impl WorldShared {
             log_level: RwLock::new(LogLevel::Trace),
             dice: profile.hostility.as_ref().map(Dice::new),
             copy_nanos: std::sync::atomic::AtomicU64::new(0),
+            copy_cpu_nanos: std::sync::atomic::AtomicU64::new(0),
             measure_cpu: std::sync::atomic::AtomicBool::new(false),
             profile,
         }
     }
 
-    /// Adds time spent copying bulk data between host and guest (see `copy_nanos`).
-    pub(crate) fn add_copy_time(&self, d: std::time::Duration) {
-        let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.copy_nanos
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    /// Runs a hostcall that copies bulk data between host and guest, adding its wall time (and
+    /// its thread CPU time when measured) to the current guest call's copy time (`copy_nanos`).
+    pub(crate) fn time_copy<T>(&self, copy: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cpu = self.measure_cpu.load(Relaxed);
+        let cpu_started = if cpu {
+            crate::cpu_time::thread_cpu()
+        } else {
+            std::time::Duration::ZERO
+        };
+        let t = std::time::Instant::now();
+        let r = copy();
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.copy_nanos.fetch_add(nanos(t.elapsed()), Relaxed);
+        if cpu {
+            let spent = crate::cpu_time::thread_cpu().saturating_sub(cpu_started);
+            self.copy_cpu_nanos.fetch_add(nanos(spent), Relaxed);
+        }
+        r
     }
 
     /// With a hostile profile, whether to inject `kind` at this decision point and which variant;

@@ -5,8 +5,9 @@
 //! the plain id string, and disabled services left out with their routes and every row pointing at
 //! either (docs/kong.md). Null fields are dropped (Kong's own export keeps them; both import the same).
 //!
-//! The document is written as the pages arrive (one page of at most 1,000 entities per call
-//! answer), so no callback does work proportional to the whole configuration.
+//! The document is written as the pages arrive (at most 1,000 entities a page), each page a slice
+//! of its entities at a time ([`Page`]), so no callback does work proportional to a page or to
+//! the whole configuration.
 
 use std::collections::BTreeSet;
 
@@ -66,6 +67,51 @@ pub const COLLECTIONS: &[Collection] = &[
     c("oauth2_tokens", "/oauth2_tokens"),
 ];
 
+/// One Admin API page (`{"data": [...], "next": ...}`), validated, its entities written into the
+/// flat form a slice at a time ([`FlatBuilder::add_entities`]): a page of 1,000 entities is
+/// hundreds of KB, too much to rewrite in one host callback (BENCHMARKS.md, issue 25).
+#[derive(Debug)]
+pub struct Page {
+    collection: &'static str,
+    body: Vec<u8>,
+    /// The next entity's first byte in `body` (inside the `data` array).
+    pos: usize,
+    done: bool,
+    /// The path of the next page (Kong's `next`), if any.
+    pub next: Option<String>,
+}
+
+impl Page {
+    /// Checks that `body` is JSON with a `data` array, and reads its `next`.
+    pub fn open(collection: &'static str, body: Vec<u8>) -> Result<Page, String> {
+        check_json(&body).map_err(|e| format!("the page is {}", json_syntax_reason(&e)))?;
+        let members = object_members(&body).ok_or("the page is not a JSON object")?;
+        let mut data = None;
+        let mut next = None;
+        for (key, start, end) in members {
+            let raw = body.get(start..end).unwrap_or_default();
+            match key.as_str() {
+                "data" if first_byte(raw) == Some(b'[') => data = Some(start),
+                "data" => data = None,
+                "next" if first_byte(raw) == Some(b'"') => {
+                    next = json_string(raw).ok().filter(|n| !n.is_empty());
+                }
+                _ => {}
+            }
+        }
+        let open = data.ok_or("the page has no \"data\" array")?;
+        let pos = skip_ws(&body, open + 1);
+        let done = body.get(pos) == Some(&b']');
+        Ok(Page {
+            collection,
+            body,
+            pos,
+            done,
+            next,
+        })
+    }
+}
+
 /// The flat document being written.
 #[derive(Debug)]
 pub struct FlatBuilder {
@@ -115,39 +161,46 @@ impl FlatBuilder {
         &self.upstreams
     }
 
-    /// Adds one page of `collection` as the Admin API returned it (`{"data": [...], "next":
-    /// ...}`); returns the path of the next page, if any. The page is rewritten as text (no tree
-    /// of its entities is built: smaller module, less memory, one pass).
+    /// Adds one page of `collection` as the Admin API returned it, whole (tests, small pages);
+    /// returns the path of the next page, if any. The filter goes a slice at a time
+    /// ([`Page::open`], [`FlatBuilder::add_entities`]).
     pub fn add_page(
         &mut self,
         collection: &'static str,
         page: &[u8],
     ) -> Result<Option<String>, String> {
-        check_json(page).map_err(|e| format!("the page is {}", json_syntax_reason(&e)))?;
-        let members = object_members(page).ok_or("the page is not a JSON object")?;
-        let mut data = None;
-        let mut next = None;
-        for (key, start, end) in members {
-            let raw = page.get(start..end).unwrap_or_default();
-            match key.as_str() {
-                "data" => data = Some(raw),
-                "next" if first_byte(raw) == Some(b'"') => {
-                    next = json_string(raw).ok().filter(|n| !n.is_empty());
-                }
-                _ => {}
+        let mut page = Page::open(collection, page.to_vec())?;
+        while !self.add_entities(&mut page, usize::MAX)? {}
+        Ok(page.next)
+    }
+
+    /// Writes the next entities of `page` into the document, about `budget` bytes of them (at
+    /// least one entity); `Ok(true)` once the page is all written. The page is rewritten as text
+    /// (no tree of its entities is built: smaller module, less memory, one pass).
+    pub fn add_entities(&mut self, page: &mut Page, budget: usize) -> Result<bool, String> {
+        let collection = page.collection;
+        let t = page.body.as_slice();
+        let stop = page.pos.saturating_add(budget.max(1));
+        while !page.done && page.pos < stop {
+            let start = page.pos;
+            let mut end = skip_value(t, start).ok_or("the page's \"data\" array is cut short")?;
+            let next = skip_ws(t, end);
+            while end > start && t.get(end - 1).is_some_and(|b| b.is_ascii_whitespace()) {
+                end -= 1;
             }
-        }
-        let data = data.ok_or("the page has no \"data\" array")?;
-        let elements = array_elements(data).ok_or("the page has no \"data\" array")?;
-        for (start, end) in elements {
-            let entity = data.get(start..end).unwrap_or_default();
+            let entity = t.get(start..end).unwrap_or_default();
             let fields = object_members(entity)
                 .ok_or_else(|| format!("{collection}: an entity that is not a JSON object"))?;
             if self.keep(collection, entity, &fields) {
                 self.write(collection, entity, &fields);
             }
+            match t.get(next) {
+                Some(b',') => page.pos = skip_ws(t, next + 1),
+                Some(b']') => page.done = true,
+                _ => return Err("the page's \"data\" array is cut short".to_string()),
+            }
         }
-        Ok(next)
+        Ok(page.done)
     }
 
     /// The finished document.
@@ -308,33 +361,6 @@ fn foreign_key_raw(value: &[u8]) -> Option<&[u8]> {
 /// The id a foreign key value points at.
 fn foreign_key(value: &[u8]) -> Option<String> {
     foreign_key_raw(value).and_then(|id| json_string(id).ok())
-}
-
-/// The elements of a JSON array as byte ranges; `t` must be valid JSON. `None`: not an array.
-fn array_elements(t: &[u8]) -> Option<Vec<(usize, usize)>> {
-    let mut i = skip_ws(t, 0);
-    if t.get(i) != Some(&b'[') {
-        return None;
-    }
-    i = skip_ws(t, i + 1);
-    let mut out = Vec::new();
-    if t.get(i) == Some(&b']') {
-        return Some(out);
-    }
-    loop {
-        let start = i;
-        let mut end = skip_value(t, start)?;
-        i = skip_ws(t, end);
-        while end > start && t.get(end - 1).is_some_and(|b| b.is_ascii_whitespace()) {
-            end -= 1;
-        }
-        out.push((start, end));
-        match *t.get(i)? {
-            b',' => i = skip_ws(t, i + 1),
-            b']' => return Some(out),
-            _ => return None,
-        }
-    }
 }
 
 /// `s` as a JSON string (Kong's field names are plain ASCII; anything else is escaped).
@@ -518,6 +544,37 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_page_written_in_any_slices_is_the_page_written_whole() {
+        let entities: Vec<Value> = (0..40)
+            .map(|i| json!({"id": format!("r{i}"), "service": {"id": "s1"}, "name": null, "paths": [format!("/p{i}")]}))
+            .collect();
+        let body = json!({"next": "/routes?offset=x", "data": entities})
+            .to_string()
+            .into_bytes();
+        let mut whole = FlatBuilder::new();
+        assert_eq!(
+            whole.add_page("routes", &body).unwrap().as_deref(),
+            Some("/routes?offset=x")
+        );
+        let whole = whole.finish();
+        for budget in [1, 17, 100, 1_000] {
+            let mut b = FlatBuilder::new();
+            let mut page = Page::open("routes", body.clone()).unwrap();
+            let mut steps = 0;
+            while !b.add_entities(&mut page, budget).unwrap() {
+                steps += 1;
+            }
+            assert!(steps > 0 || budget >= body.len());
+            assert_eq!(b.entity_count(), 40);
+            assert_eq!(b.finish(), whole, "budget {budget}");
+        }
+        // An empty page is done at once.
+        let mut page = Page::open("routes", br#"{"data": [ ], "next": null}"#.to_vec()).unwrap();
+        assert!(FlatBuilder::new().add_entities(&mut page, 1).unwrap());
+        assert_eq!(page.next, None);
     }
 
     #[test]

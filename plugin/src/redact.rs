@@ -18,7 +18,8 @@
 //! Documents reach tens of MB: [`Rewriter`] finds the `filter_chains` values a slice at a time
 //! (a byte-level state machine, no tree of the document), parses only those values (small), and
 //! splices the edited ones into a copy, also a slice at a time. The import uses the same rewriter
-//! (its own edit: replace the configurations, refuse plugins by policy).
+//! (its own edit: replace the configurations, refuse plugins by policy). The same pass finds the
+//! document's newest `updated_at` (`crate::updated_at`): one read of the document, not two.
 
 use std::rc::Rc;
 
@@ -298,6 +299,8 @@ pub struct Rewritten<E> {
     /// How many values were changed.
     pub edited: usize,
     pub edit: E,
+    /// The newest `updated_at` member of the rewritten document (`crate::updated_at`), in ms.
+    pub updated_at_ms: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -334,6 +337,11 @@ pub struct Rewriter<E> {
     capture: Option<(&'static str, usize, usize)>,
     /// (start, end, new bytes) in document order.
     edits: Vec<(usize, usize, Vec<u8>)>,
+    /// An `updated_at` key was just read (before its `:`), and then its value is next.
+    updated_at_key: bool,
+    updated_at_value: bool,
+    /// The newest `updated_at` so far (ms).
+    updated_at_ms: Option<u64>,
 }
 
 /// The outcome of one [`Rewriter::step`].
@@ -363,6 +371,9 @@ impl<E: ChainEdit> Rewriter<E> {
             value_key: None,
             capture: None,
             edits: Vec::new(),
+            updated_at_key: false,
+            updated_at_value: false,
+            updated_at_ms: None,
         }
     }
 
@@ -408,6 +419,7 @@ impl<E: ChainEdit> Rewriter<E> {
             body,
             edited: self.edits.len(),
             edit,
+            updated_at_ms: self.updated_at_ms,
         })
     }
 
@@ -444,7 +456,7 @@ impl<E: ChainEdit> Rewriter<E> {
             self.string_end(t, i);
         } else {
             let rest = t.get(i..end).unwrap_or_default();
-            return match rest.iter().position(|&c| c == b'"' || c == b'\\') {
+            return match quote_or_backslash(rest) {
                 Some(n) => i + n.max(1),
                 None => end,
             };
@@ -459,14 +471,14 @@ impl<E: ChainEdit> Rewriter<E> {
             b'"' => {
                 self.string_is_key = self.expect_key && self.stack.last() == Some(&b'{');
                 if !self.string_is_key {
-                    self.value_start(i, b);
+                    self.value_start(t, i, b);
                 }
                 self.in_string = true;
                 self.string_start = i;
                 self.expect_key = false;
             }
             b'{' | b'[' => {
-                self.value_start(i, b);
+                self.value_start(t, i, b);
                 self.stack.push(b);
                 if self.stack.len() > MAX_DEPTH {
                     return Err(format!("it is nested deeper than {MAX_DEPTH} levels"));
@@ -488,9 +500,10 @@ impl<E: ChainEdit> Rewriter<E> {
             }
             b':' => {
                 self.value_key = self.pending_key.take();
+                self.updated_at_value = std::mem::take(&mut self.updated_at_key);
                 self.expect_key = false;
             }
-            _ => self.value_start(i, b),
+            _ => self.value_start(t, i, b),
         }
         Ok(())
     }
@@ -516,7 +529,10 @@ impl<E: ChainEdit> Rewriter<E> {
         Ok(false)
     }
 
-    fn value_start(&mut self, i: usize, b: u8) {
+    fn value_start(&mut self, t: &[u8], i: usize, b: u8) {
+        if std::mem::take(&mut self.updated_at_value) {
+            self.updated_at_ms = self.updated_at_ms.max(crate::updated_at::number_ms(t, i));
+        }
         let key = self.value_key.take();
         if self.capture.is_none() && (b == b'[' || b == b'{') {
             if let Some(key) = key {
@@ -531,22 +547,29 @@ impl<E: ChainEdit> Rewriter<E> {
         }
         self.string_is_key = false;
         self.pending_key = None;
-        if self.capture.is_some() || i.saturating_sub(self.string_start) > 256 {
+        let raw = t.get(self.string_start..=i).unwrap_or_default();
+        let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+        self.updated_at_key = false;
+        if inner.len() > 256 {
+            return;
+        }
+        // Most keys have no escape: compared as bytes, nothing allocated (one per key of a
+        // large document would cost more than the scan).
+        let escaped = inner.contains(&b'\\');
+        let key = escaped.then(|| crate::json::members::json_string(raw).ok());
+        let is = |name: &str| match &key {
+            Some(decoded) => decoded.as_deref() == Some(name),
+            None => inner == name.as_bytes(),
+        };
+        // Inside a captured value it is read from the value itself (`container_end`).
+        self.updated_at_key = self.capture.is_none() && is(crate::updated_at::KEY);
+        if self.capture.is_some() {
             return;
         }
         let Some(edit) = self.edit.as_ref() else {
             return;
         };
-        let raw = t.get(self.string_start..=i).unwrap_or_default();
-        let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
-        // Most keys have no escape: compared as bytes, nothing allocated (one per key of a
-        // large document would cost more than the scan).
-        self.pending_key = if inner.contains(&b'\\') {
-            let key = crate::json::members::json_string(raw).ok();
-            key.and_then(|key| edit.keys().iter().copied().find(|k| *k == key))
-        } else {
-            edit.keys().iter().copied().find(|k| k.as_bytes() == inner)
-        };
+        self.pending_key = edit.keys().iter().copied().find(|k| is(k));
     }
 
     fn container_end(&mut self, t: &[u8], i: usize) -> Result<(), String> {
@@ -563,11 +586,16 @@ impl<E: ChainEdit> Rewriter<E> {
         let Some(edit) = self.edit.as_mut() else {
             return Ok(());
         };
-        if edit.edit(key, &mut value)? {
+        let newest = if edit.edit(key, &mut value)? {
             let new = serde_json::to_vec(&value)
                 .map_err(|_| format!("a {key} value cannot be written"))?;
+            let newest = crate::updated_at::newest_updated_at_ms(&new);
             self.edits.push((start, i + 1, new));
-        }
+            newest
+        } else {
+            crate::updated_at::newest_updated_at_ms(raw)
+        };
+        self.updated_at_ms = self.updated_at_ms.max(newest);
         Ok(())
     }
 
@@ -603,6 +631,33 @@ impl<E: ChainEdit> Rewriter<E> {
             }
         }
     }
+}
+
+/// The first `"` or `\\` in `t`, eight bytes at a time (wasm has no `memchr`; strings are most
+/// of a document, and this search most of the rewriter's time in them).
+fn quote_or_backslash(t: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A high bit in each lane of `w` that is zero: exact for the lowest such lane (a borrow only
+    // runs upwards), which is the one taken.
+    let zero_lanes = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut chunks = t.chunks_exact(8);
+    let mut n = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let mask =
+            zero_lanes(w ^ (ONES * u64::from(b'"'))) | zero_lanes(w ^ (ONES * u64::from(b'\\')));
+        if mask != 0 {
+            return Some(n + (mask.trailing_zeros() / 8) as usize);
+        }
+        n += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter()
+        .position(|&c| c == b'"' || c == b'\\')
+        .map(|p| n + p)
 }
 
 /// A bracket that closes nothing open, at byte `i`.
@@ -816,6 +871,79 @@ mod tests {
             Rewriter::new(body, Redaction).step(1),
             Step::Working
         ));
+    }
+
+    /// The rewriter's `updated_at` (found in its own pass) is the byte scan's over what it
+    /// writes, in any slices: the newest member anywhere, in a chain it edited or left alone,
+    /// never the letters in a string or an escaped look-alike key.
+    #[test]
+    fn the_newest_updated_at_comes_from_the_same_pass() {
+        let mut edited_chain = chain(own_config());
+        edited_chain["updated_at"] = json!(1_700_000_300);
+        let mut config_with_a_bogus_member = own_config();
+        config_with_a_bogus_member["updated_at"] = json!(1_999_999_999);
+        let doc = json!({
+            "_format_version": "3.0",
+            "services": [{"name": "updated_at", "updated_at": 1_700_000_000, "tags": ["\"updated_at\": 1900000000"],
+                "filter_chains": [{"updated_at": 1_700_000_200.5, "filters": [{"name": "other", "config": {}}]}]}],
+            "filter_chains": [edited_chain, chain(config_with_a_bogus_member)],
+            "a\"updated_at": 1_800_000_000u64,
+            "targets": [{"updated_at": 1_700_000_100.125}, {"updated_at": null}]
+        });
+        let body = Rc::new(serde_json::to_vec_pretty(&doc).unwrap());
+        for budget in [1, 5, 64, body.len()] {
+            let mut r = Rewriter::new(Rc::clone(&body), Redaction);
+            let done = loop {
+                match r.step(budget) {
+                    Step::Working => {}
+                    Step::Done(d) => break d,
+                    Step::Failed(why) => panic!("{why}"),
+                }
+            };
+            assert_eq!(done.edited, 1, "the bogus member is redacted out");
+            assert_eq!(
+                done.updated_at_ms,
+                crate::updated_at::newest_updated_at_ms(&done.body)
+            );
+            assert_eq!(
+                done.updated_at_ms,
+                Some(1_700_000_300_000),
+                "budget {budget}"
+            );
+        }
+        let none = Rewriter::run(Rc::new(br#"{"services":[]}"#.to_vec()), Redaction).unwrap();
+        assert_eq!(none.updated_at_ms, None);
+    }
+
+    #[test]
+    fn the_word_at_a_time_search_finds_what_a_byte_search_finds() {
+        let alphabet = [
+            b'a',
+            b'"',
+            b'\\',
+            0x80,
+            0xff,
+            0x22 ^ 0x80,
+            0x5c ^ 0x01,
+            0x00,
+        ];
+        let mut seed = 7u64;
+        for len in 0..70 {
+            for _ in 0..40 {
+                let t: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        // Mostly plain bytes, so matches land anywhere.
+                        let pick = (seed >> 33) as usize % 40;
+                        alphabet.get(pick).copied().unwrap_or(b'x')
+                    })
+                    .collect();
+                let naive = t.iter().position(|&c| c == b'"' || c == b'\\');
+                assert_eq!(quote_or_backslash(&t), naive, "{t:?}");
+            }
+        }
     }
 
     #[test]

@@ -3,71 +3,38 @@
 //! that decide which of two configs is newer without node clocks (docs/election.md, "Which config
 //! is newer").
 //!
-//! A byte scan for the member `"updated_at": <number>` at any depth, a slice at a time (no tree is
-//! built; a 50 MB document is scanned across ticks like its hash). A member is a key: its opening
-//! quote follows `{` or `,` (after whitespace), so the same letters inside a string value are
-//! never taken for one. Kong writes integer seconds (`typedefs.auto_timestamp_s`) and, for
+//! The export finds it in the redaction's pass over the document (`redact::Rewriter`, which reads
+//! every key anyway: one pass, not two). Here: reading the number, and a byte scan for the member
+//! `"updated_at": <number>` at any depth for small texts (a filter chain the rewriter parsed, tests,
+//! the benchmark's native step). A member is a key: its opening quote follows `{` or `,` (after
+//! whitespace), so the same letters inside a string value are never taken for one. Kong writes integer seconds (`typedefs.auto_timestamp_s`) and, for
 //! targets, seconds with milliseconds; the result is in milliseconds.
 
+/// The member's name.
+pub const KEY: &str = "updated_at";
 const NEEDLE: &[u8] = b"\"updated_at\"";
-/// The longest `: <number>` read after the key (whitespace and digits), past a slice's end.
+/// The longest `: <number>` read after the key (whitespace and digits).
 const TAIL_MAX: usize = 64;
 /// Later than this (ms since the epoch, year 9999) is no timestamp.
 const MAX_MS: u64 = 253_402_300_799_000;
 
-/// The scan of one document.
-#[derive(Clone, Debug, Default)]
-pub struct UpdatedAt {
-    pos: usize,
-    newest_ms: Option<u64>,
-}
-
-impl UpdatedAt {
-    pub fn new() -> UpdatedAt {
-        UpdatedAt::default()
-    }
-
-    /// Scans about `budget` more bytes of `body` (the same body every call); `true` once the
-    /// whole body is scanned.
-    pub fn step(&mut self, body: &[u8], budget: usize) -> bool {
-        let end = self.pos.saturating_add(budget.max(1)).min(body.len());
-        while self.pos < end {
-            let Some(rest) = body.get(self.pos..end) else {
-                break;
-            };
-            let Some(at) = find(rest, b'"') else {
-                self.pos = end;
-                break;
-            };
-            let quote = self.pos + at;
-            self.pos = quote + 1;
-            if body.get(quote..quote + NEEDLE.len()) != Some(NEEDLE) || !opens_member(body, quote) {
-                continue;
-            }
-            let after = quote + NEEDLE.len();
-            if let Some(ms) = number_after_colon(body, after) {
-                self.newest_ms = Some(self.newest_ms.map_or(ms, |n| n.max(ms)));
-            }
-            self.pos = after;
-        }
-        self.pos >= body.len()
-    }
-
-    /// The newest `updated_at` seen (ms since the epoch), if any.
-    pub fn newest_ms(&self) -> Option<u64> {
-        self.newest_ms
-    }
-}
-
-/// The newest `updated_at` of a whole document at once (small documents).
+/// The newest `updated_at` member of a whole text (ms since the epoch), if any.
 pub fn newest_updated_at_ms(body: &[u8]) -> Option<u64> {
-    let mut scan = UpdatedAt::new();
-    scan.step(body, body.len());
-    scan.newest_ms()
-}
-
-fn find(hay: &[u8], b: u8) -> Option<usize> {
-    hay.iter().position(|&c| c == b)
+    let mut newest = None;
+    let mut pos = 0;
+    while let Some(at) = body
+        .get(pos..)
+        .and_then(|rest| rest.iter().position(|&c| c == b'"'))
+    {
+        let quote = pos + at;
+        pos = quote + 1;
+        if body.get(quote..quote + NEEDLE.len()) != Some(NEEDLE) || !opens_member(body, quote) {
+            continue;
+        }
+        pos = quote + NEEDLE.len();
+        newest = newest.max(number_after_colon(body, pos));
+    }
+    newest
 }
 
 /// The quote at `at` opens an object member: `{` or `,` before it, whitespace aside.
@@ -92,7 +59,13 @@ fn number_after_colon(body: &[u8], at: usize) -> Option<u64> {
         .get(i..)?
         .iter()
         .position(|c| !c.is_ascii_whitespace())?;
-    let digits = tail.get(i..)?;
+    number_ms(tail, i)
+}
+
+/// The number that starts at `t[at]` as milliseconds; `None` for anything else (`null`, a
+/// string, a negative or absurd number).
+pub fn number_ms(t: &[u8], at: usize) -> Option<u64> {
+    let digits = t.get(at..t.len().min(at.saturating_add(TAIL_MAX)))?;
     let len = digits
         .iter()
         .position(|c| !(c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-')))
@@ -135,26 +108,12 @@ mod tests {
     }
 
     #[test]
-    fn every_slice_size_gives_the_whole_scan() {
-        let mut doc = String::from("{\"services\":[");
-        for i in 0..300 {
-            doc.push_str(&format!(
-                "{{\"name\":\"updated_at-{i}\",\"updated_at\":  {},\"tags\":[\"updated_at\"]}},",
-                1_700_000_000 + (i * 7919) % 1000
-            ));
-        }
-        doc.push_str("{}]}");
-        let whole = newest_updated_at_ms(doc.as_bytes());
-        let newest = (0..300).map(|i| 1_700_000_000 + (i * 7919) % 1000).max();
-        assert_eq!(whole, newest.map(|s| s * 1000));
-        for budget in [1, 2, 7, 13, 64, 1000] {
-            let mut scan = UpdatedAt::new();
-            let mut steps = 0;
-            while !scan.step(doc.as_bytes(), budget) {
-                steps += 1;
-                assert!(steps < doc.len() + 1, "stuck");
-            }
-            assert_eq!(scan.newest_ms(), whole, "budget {budget}");
-        }
+    fn a_number_is_read_where_it_starts() {
+        let t = b"[1700000000.5, null, -1, 99999999999999999]";
+        assert_eq!(number_ms(t, 1), Some(1_700_000_000_500));
+        assert_eq!(number_ms(t, 15), None);
+        assert_eq!(number_ms(t, 21), None);
+        assert_eq!(number_ms(t, 25), None, "later than year 9999");
+        assert_eq!(number_ms(t, 99), None);
     }
 }

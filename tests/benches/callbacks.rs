@@ -1,12 +1,14 @@
-//! The longest guest callback of each kind in the scenarios of issue 25 other than the export
-//! (that one is `--bench export`): a Kong Admin API dump of about 10,000 entities, the import's
-//! check of a 50 MB object, election rounds, and the GCS token's RS256 signature. The real
-//! `config-bridge` .wasm (shipping profile) in the host harness, ngx_wasm_module profile; wall
-//! time of each guest callback with the host's bulk copies (buffers in, requests out) apart.
+//! The longest guest callback of each kind in the scenarios of issue 25 other than the export of
+//! an object configuration (that one is `--bench export`): a Kong Admin API dump of about 10,000
+//! entities, the import of a 50 MB object, election rounds, the GCS token's RS256 signature, and
+//! the export of a Kong 3.4 string configuration (the filter configuration as a JSON string). The
+//! real `config-bridge` .wasm (shipping profile, or `CONFIG_BRIDGE_WASM`) in the host harness,
+//! ngx_wasm_module profile; wall and CPU time of each guest callback with the host's bulk copies
+//! (buffers in, requests out) apart.
 //!
 //! Run: `cargo bench -p config-bridge-tests --bench callbacks` (release).
-//! `CALLBACK_BENCH=kong,import,election,gcs` picks scenarios; `CALLBACK_BENCH_IMPORT_MB=50` and
-//! `CALLBACK_BENCH_ENTITIES=10000` set the sizes.
+//! `CALLBACK_BENCH=kong,import,election,gcs,string` picks scenarios; `CALLBACK_BENCH_IMPORT_MB=50`,
+//! `CALLBACK_BENCH_STRING_MB=50` and `CALLBACK_BENCH_ENTITIES=10000` set the sizes.
 
 #[path = "../tests/gcs_support/mod.rs"]
 mod gcs_support;
@@ -88,17 +90,25 @@ fn kong_dump(entities: usize) -> Outcome {
         &admin_source_config(&profile, CP_ADMIN),
         &[],
     );
-    let stored = |s3: &host_harness::mocks::s3::MockS3| s3.object(BUCKET, CONFIG_KEY);
-    let ok = world.advance_until(secs(600), ms(50), |_| stored(&s3).is_some());
-    let done = match stored(&s3) {
+    let done = run_to_export(&mut world, &s3);
+    outcome(format!("Kong Admin dump, {n} entities"), &world, done, t0)
+}
+
+/// Runs the world until the config object is stored (at most 10 virtual minutes).
+fn run_to_export(
+    world: &mut World,
+    s3: &host_harness::mocks::s3::MockS3,
+) -> Result<String, String> {
+    let stored = || s3.object(BUCKET, CONFIG_KEY);
+    let ok = world.advance_until(secs(600), ms(50), |_| stored().is_some());
+    match stored() {
         Some(o) if ok => Ok(format!(
             "exported {} bytes at {:.1} s virtual",
             o.body.len(),
             world.elapsed().as_secs_f64()
         )),
-        _ => Err(format!("not exported; {:?}", last_logs(&world))),
-    };
-    outcome(format!("Kong Admin dump, {n} entities"), &world, done, t0)
+        _ => Err(format!("not exported; {:?}", last_logs(world))),
+    }
 }
 
 /// A fallback node downloads a `mb` MB object, checks it a slice per tick, rewrites it and
@@ -136,6 +146,25 @@ fn import(mb: usize) -> Outcome {
     };
     let name = format!("import of a {:.1} MB object", body.len() as f64 / 1e6);
     outcome(name, &f.world, done, t0)
+}
+
+/// A Kong 3.4 node: the filter configuration is a JSON string holding the object, whose `config`
+/// is a `mb` MB document; unescaped, validated and cut a slice per tick, then exported.
+fn string_config(mb: usize) -> Outcome {
+    let t0 = Instant::now();
+    let profile = HostProfile::ngx_wasm_module();
+    let doc = document_of(mb * 1024 * 1024, json_len);
+    let cfg = Value::String(filter_config(&profile, &doc).to_string());
+    let s3 = mock_s3();
+    let mut world = world_with_storage(&profile, s3.clone());
+    world.measure_cpu_time(true);
+    add_node(&mut world, "n1", 1, &cfg, &[]);
+    let done = run_to_export(&mut world, &s3);
+    let name = format!(
+        "export of a {:.1} MB string configuration (Kong 3.4)",
+        cfg.to_string().len() as f64 / 1e6
+    );
+    outcome(name, &world, done, t0)
 }
 
 /// Three backup nodes electing a leader every 10 s, for 60 s of virtual time.
@@ -208,10 +237,10 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let picked =
-        std::env::var("CALLBACK_BENCH").unwrap_or_else(|_| "kong,import,election,gcs".into());
+    let picked = std::env::var("CALLBACK_BENCH")
+        .unwrap_or_else(|_| "kong,import,election,gcs,string".into());
     let wanted = |s: &str| picked.split(',').any(|p| p.trim() == s);
-    let wasm = host_harness::wasm_build::config_bridge().expect("build config-bridge");
+    let wasm = config_bridge_tests::real_engine::module_path();
     let _ = plugin_module();
     let mut rows = Vec::new();
     if wanted("kong") {
@@ -230,9 +259,13 @@ fn main() {
         eprintln!("callbacks bench: GCS token ...");
         rows.push(gcs_token());
     }
+    if wanted("string") {
+        eprintln!("callbacks bench: Kong 3.4 string configuration ...");
+        rows.push(string_config(env_number("CALLBACK_BENCH_STRING_MB", 50)));
+    }
     println!();
     println!(
-        "config-bridge callbacks by kind — {} ({} bytes); ngx_wasm_module profile; guest wall time, the host's copies apart",
+        "config-bridge callbacks by kind — {} ({} bytes); ngx_wasm_module profile; guest wall and CPU time, the host's copies apart",
         wasm.display(),
         std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)
     );

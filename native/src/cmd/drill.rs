@@ -446,21 +446,30 @@ fn read_admin(settings: KongAdminSettings, http: &Http, deadline: Instant) -> Re
     let fail = |why: String| Outcome::new(Exit::Source, format!("reading {url}: {why}"));
     let mut admin = KongAdmin::new(settings);
     loop {
-        match admin.poll(now_ms()) {
-            Some(request) => {
-                let resp = http.send(&request).map_err(&fail)?;
-                match admin.on_response(resp, now_ms()) {
-                    PollResult::Fetched(doc) => return Ok(Some(doc)),
-                    PollResult::Failed(why) => return Err(fail(why)),
-                    PollResult::Note(note)
-                        if note.contains("no configuration") || note.contains("no entities") =>
-                    {
-                        return Ok(None)
-                    }
-                    PollResult::Note(_) | PollResult::Unchanged => {}
+        // A page is written into the flat form a slice per step between requests.
+        let result = match admin.step(now_ms()) {
+            PollResult::Unchanged => match admin.poll(now_ms()) {
+                Some(request) => {
+                    let resp = http.send(&request).map_err(&fail)?;
+                    admin.on_response(resp, now_ms())
                 }
+                None if admin.busy() => PollResult::Unchanged,
+                None => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    PollResult::Unchanged
+                }
+            },
+            other => other,
+        };
+        match result {
+            PollResult::Fetched(doc) => return Ok(Some(doc)),
+            PollResult::Failed(why) => return Err(fail(why)),
+            PollResult::Note(note)
+                if note.contains("no configuration") || note.contains("no entities") =>
+            {
+                return Ok(None)
             }
-            None => std::thread::sleep(std::time::Duration::from_millis(10)),
+            PollResult::Note(_) | PollResult::Unchanged => {}
         }
         if Instant::now() >= deadline {
             return Err(fail("no consistent configuration before --timeout".into()));

@@ -351,7 +351,7 @@ impl Engine {
                         self.dispatch_export(plan, now, shared, &mut fx, &mut dispatches);
                         self.dispatch_history(now, &mut fx, &mut dispatches);
                     }
-                    self.dispatch_source(now, &mut dispatches);
+                    self.dispatch_source(now, shared, &mut fx, &mut dispatches);
                 }
             } else {
                 self.history.not_leading();
@@ -668,11 +668,20 @@ impl Engine {
         }
     }
 
-    /// The lease holder polls the source when it is due (URL, Kong Admin API).
-    fn dispatch_source(&mut self, now: u64, out: &mut Vec<Dispatch>) {
+    /// The lease holder does a slice of the source's work between requests (a Kong Admin API
+    /// page written into the flat form), then polls the source when it is due.
+    fn dispatch_source(
+        &mut self,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+        out: &mut Vec<Dispatch>,
+    ) {
         if self.calls.busy(Owner::Source) {
             return;
         }
+        let result = self.source.step(now);
+        self.source_result(result, now, shared, fx);
         let request = self.source.poll(now);
         self.open(Owner::Source, request, now, out);
     }
@@ -789,19 +798,29 @@ impl Engine {
         shared: &mut dyn SharedStore,
         fx: &mut Effects,
     ) {
-        let reason = match answer {
-            Ok(response) => match self.source.on_response(response, now) {
-                PollResult::Unchanged => return,
-                PollResult::Fetched(body) => {
-                    return self.offer_body(Rc::new(body), now, shared, fx)
-                }
-                PollResult::Note(line) => return fx.log(Level::Info, line),
-                PollResult::Failed(reason) => reason,
-            },
+        let result = match answer {
+            Ok(response) => self.source.on_response(response, now),
             Err(reason) => {
                 self.source.on_failure(now);
-                reason
+                PollResult::Failed(reason)
             }
+        };
+        self.source_result(result, now, shared, fx);
+    }
+
+    /// What the source gave: a new document to export, or a line saying why not.
+    fn source_result(
+        &mut self,
+        result: PollResult,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        let reason = match result {
+            PollResult::Unchanged => return,
+            PollResult::Fetched(body) => return self.offer_body(Rc::new(body), now, shared, fx),
+            PollResult::Note(line) => return fx.log(Level::Info, line),
+            PollResult::Failed(reason) => reason,
         };
         let line = format!(
             "fetching the config from {} failed: {reason}",

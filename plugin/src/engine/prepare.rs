@@ -1,7 +1,7 @@
 //! A document on its way to the export: redacted (`redact`: every config-bridge filter
-//! configuration in it keeps only its non-secret settings), then hashed and its newest
-//! `updated_at` found (`crate::updated_at`). Each a slice per tick when the document is large, so
-//! no callback does work proportional to its size.
+//! configuration in it keeps only its non-secret settings; the same pass finds its newest
+//! `updated_at`, `crate::updated_at`), then hashed. Each a slice per tick when the document is
+//! large, so no callback does work proportional to its size.
 //!
 //! Every source goes through here (the filter's own `config`, a URL, a Kong Admin API dump, and
 //! the native tool's `export`, which drives the same engine): no secret setting of a
@@ -14,13 +14,12 @@ use std::rc::Rc;
 use crate::digest::Digester;
 use crate::document::Document;
 use crate::redact::{Redaction, Rewriter, Step, SLICE_BYTES};
-use crate::updated_at::{newest_updated_at_ms, UpdatedAt};
 
 #[derive(Debug)]
 enum Stage {
     Redacting(Rewriter<Redaction>),
-    /// Hashed, and its newest `updated_at` found (`crate::updated_at`), in the same slices.
-    Digesting(Digester, UpdatedAt),
+    /// Hashed; its newest `updated_at` (ms) is known from the redaction's pass.
+    Digesting(Digester, Option<u64>),
 }
 
 /// One document being prepared, and when it was seen.
@@ -49,27 +48,21 @@ impl Prepare {
                     "the config is not exported: {why} (its config-bridge filters cannot be checked for secrets)"
                 ))),
                 Step::Done(done) => {
-                    let body = done.body;
+                    let (body, updated_at_ms) = (done.body, done.updated_at_ms);
                     if body.len() <= SLICE_BYTES {
-                        let updated_at_ms = newest_updated_at_ms(&body);
                         return Some(Ok(Document {
                             updated_at_ms,
                             ..Document::new(body, self.seen_at)
                         }));
                     }
-                    self.stage = Stage::Digesting(Digester::new(body), UpdatedAt::new());
+                    self.stage = Stage::Digesting(Digester::new(body), updated_at_ms);
                     None
                 }
             },
-            Stage::Digesting(d, scan) => {
-                let scanned = scan.step(d.body(), budget);
+            Stage::Digesting(d, updated_at_ms) => {
                 let sha256 = d.step(budget)?;
-                if !scanned {
-                    // Hashing is done; the scan catches up over the next slices.
-                    return None;
-                }
                 Some(Ok(Document {
-                    updated_at_ms: scan.newest_ms(),
+                    updated_at_ms: *updated_at_ms,
                     ..Document::with_digest(Rc::clone(d.body()), sha256, self.seen_at)
                 }))
             }

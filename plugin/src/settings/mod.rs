@@ -39,8 +39,8 @@ pub use gcs::GcsSettings;
 pub use history::HistorySettings;
 pub use import::ImportSettings;
 use lookup::{parse_bool, Lookup};
-pub use payload_cut::PayloadCut;
 use payload_cut::PayloadLoc;
+pub use payload_cut::{PayloadCut, StringUnescape, Unescaped};
 use s3::{default_s3_upstream, parse_s3};
 pub use s3::{s3_params_to_headers, HeaderList, S3Settings, RESERVED_METADATA};
 pub use seal::SealSettings;
@@ -1329,7 +1329,7 @@ mod tests {
                 });
             let whole = Config::parse_owned(text, &env);
             match (sliced, whole) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "{case}"),
+                (Ok(a), Ok(b)) => assert_eq!(a, Some(b), "{case}"),
                 (Err(a), Err(b)) => assert_eq!((a.field, a.strict), (b.field, b.strict), "{case}"),
                 (a, b) => panic!("{case}: sliced {a:?} vs whole {b:?}"),
             }

@@ -1,6 +1,10 @@
-//! The inline `config` payload cut out of the filter configuration text in place, a slice at a
-//! time: one move of a 50 MB payload down its buffer was ~15 ms of a single callback in wasm
-//! (BENCHMARKS.md, "Longest callback"). No second payload-sized buffer is allocated.
+//! A large filter configuration's buffer turned into what the filter keeps, in place and a slice
+//! at a time (no second buffer of its size, no callback proportional to it):
+//!
+//! * [`StringUnescape`]: Kong 3.4 hands the filter its configuration as a JSON string holding the
+//!   object; it is unescaped where it lies (the text only shrinks), then validated like an object.
+//! * [`PayloadCut`]: the inline `config` payload moved to the front of the text. One move of a
+//!   50 MB payload was ~15 ms of a single callback in wasm (BENCHMARKS.md, "Longest callback").
 
 use std::rc::Rc;
 
@@ -56,35 +60,173 @@ impl PayloadCut {
         self.moved >= self.len
     }
 
-    /// The whole cut at once (small configurations): `finish` after the last step.
+    /// The whole cut at once (small configurations).
     pub(super) fn finish_now(mut self, cfg: Config) -> Config {
         while !self.step(usize::MAX) {}
-        self.finish(cfg)
+        self.install(cfg)
     }
 
-    /// The configuration with its payload, once `step` returned `true`; the text is released
-    /// beyond the payload. (Called early it would hand over a partial payload: the shell calls
-    /// it only after the last step.)
-    pub fn finish(self, mut cfg: Config) -> Config {
+    /// The configuration with its payload, once `step` returned `true`; `None` before (a cut
+    /// not finished never hands over a payload, partial or empty). The text is released beyond
+    /// the payload.
+    pub fn finish(self, cfg: Config) -> Option<Config> {
+        (self.moved >= self.len).then(|| self.install(cfg))
+    }
+
+    /// The moved payload into the configuration (every byte of it is moved).
+    fn install(mut self, mut cfg: Config) -> Config {
+        self.text.truncate(self.len);
         if let SourceConfig::Filter { document } = &mut cfg.source {
-            *document = Rc::new(self.payload());
+            *document = Rc::new(self.text);
         }
         cfg
     }
+}
 
-    fn payload(mut self) -> Vec<u8> {
-        if self.moved < self.len {
-            // Not all moved: never a partial document.
-            return Vec::new();
-        }
-        self.text.truncate(self.len);
-        self.text
+/// A JSON string (the whole buffer, whitespace around it allowed) unescaped in place, front to
+/// back: the write position never passes the read position, since every escape is at least as
+/// long as what it stands for.
+#[derive(Debug, Default)]
+pub struct StringUnescape {
+    /// Next byte to read (`None`: the opening quote is not found yet).
+    read: Option<usize>,
+    write: usize,
+    done: bool,
+}
+
+/// The outcome of one [`StringUnescape::step`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unescaped {
+    More,
+    /// The buffer now holds the string's content, and nothing else.
+    Done,
+    /// Not a valid JSON string (why; never any of its content).
+    Invalid(&'static str),
+}
+
+impl StringUnescape {
+    pub fn new() -> StringUnescape {
+        StringUnescape::default()
     }
+
+    /// Reads about `budget` more bytes of `text` (the same buffer at every call), writing the
+    /// unescaped content over its front; truncates it when the string ends.
+    pub fn step(&mut self, text: &mut Vec<u8>, budget: usize) -> Unescaped {
+        if self.done {
+            return Unescaped::Invalid("already unescaped");
+        }
+        let mut r = match self.read {
+            Some(r) => r,
+            None => match text.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(at) if text.get(at) == Some(&b'"') => at + 1,
+                _ => return Unescaped::Invalid("not a JSON string"),
+            },
+        };
+        let stop = r.saturating_add(budget.max(1));
+        while r < stop {
+            let Some(&b) = text.get(r) else {
+                return Unescaped::Invalid("the string does not end");
+            };
+            match b {
+                b'"' => return self.end(text, r + 1),
+                b'\\' => {
+                    let (ch, len) = match escape(text, r + 1) {
+                        Some(e) => e,
+                        None => return Unescaped::Invalid("an invalid escape"),
+                    };
+                    let mut buf = [0u8; 4];
+                    for &c in ch.encode_utf8(&mut buf).as_bytes() {
+                        put(text, &mut self.write, c);
+                    }
+                    r += 1 + len;
+                }
+                0..=0x1f => return Unescaped::Invalid("a control character in the string"),
+                _ => {
+                    put(text, &mut self.write, b);
+                    r += 1;
+                }
+            }
+        }
+        self.read = Some(r);
+        Unescaped::More
+    }
+
+    /// The closing quote is read: only whitespace may follow.
+    fn end(&mut self, text: &mut Vec<u8>, after: usize) -> Unescaped {
+        let rest = text.get(after..).unwrap_or_default();
+        if !rest.iter().all(u8::is_ascii_whitespace) {
+            return Unescaped::Invalid("more after the string");
+        }
+        self.done = true;
+        text.truncate(self.write);
+        Unescaped::Done
+    }
+}
+
+/// Writes `b` at `*w` (behind the read position) and advances.
+fn put(text: &mut [u8], w: &mut usize, b: u8) {
+    if let Some(slot) = text.get_mut(*w) {
+        *slot = b;
+    }
+    *w += 1;
+}
+
+/// The escape whose letter is at `t[at]` (after the backslash): the character and the escape's
+/// length after the backslash. `\u` surrogates must come in pairs (as serde_json requires).
+fn escape(t: &[u8], at: usize) -> Option<(char, usize)> {
+    let simple = match *t.get(at)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hi = hex4(t, at + 1)?;
+            if !(0xD800..0xE000).contains(&hi) {
+                return Some((char::from_u32(hi)?, 5));
+            }
+            // A high surrogate, then `\u` and a low one.
+            if hi >= 0xDC00 || t.get(at + 5..at + 7)? != b"\\u" {
+                return None;
+            }
+            let lo = hex4(t, at + 7)?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return None;
+            }
+            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+            return Some((char::from_u32(c)?, 11));
+        }
+        _ => return None,
+    };
+    Some((simple, 1))
+}
+
+fn hex4(t: &[u8], at: usize) -> Option<u32> {
+    let digits = t.get(at..at + 4)?;
+    digits
+        .iter()
+        .try_fold(0u32, |n, &d| Some(n * 16 + char::from(d).to_digit(16)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A configuration whose source is the filter's own `config` (its document replaced by a cut).
+    fn config() -> Config {
+        let text = br#"{"cluster_fallback_config_export":"on","cluster_fallback_config_storage":"s3://bucket/p","gateway_version":"3.9.1","aws_region":"r","aws_access_key_id":"AK","aws_secret_access_key":"SK","config":{"_format_version":"3.0"}}"#;
+        Config::parse(text, &|_| None).unwrap()
+    }
+
+    fn document(cfg: &Config) -> &[u8] {
+        match &cfg.source {
+            SourceConfig::Filter { document } => document,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn a_cut_in_any_slices_equals_the_range() {
@@ -103,8 +245,9 @@ mod tests {
                     steps += 1;
                     assert!(steps <= text.len());
                 }
+                let cfg = cut.finish(config()).unwrap();
                 assert_eq!(
-                    cut.payload(),
+                    document(&cfg),
                     &text[start..end],
                     "{start}..{end} by {budget}"
                 );
@@ -115,9 +258,75 @@ mod tests {
     #[test]
     fn an_unfinished_cut_hands_over_nothing() {
         let text = b"{\"config\":{\"_format_version\":\"3.0\"}}".to_vec();
-        let mut cut = PayloadCut::new(PayloadLoc::Range(10, 36), text).unwrap();
+        let mut cut = PayloadCut::new(PayloadLoc::Range(10, 35), text.clone()).unwrap();
         assert!(!cut.step(5));
-        assert!(cut.payload().is_empty());
+        assert!(cut.finish(config()).is_none());
+        // Finished, the same cut hands over the whole payload.
+        let mut cut = PayloadCut::new(PayloadLoc::Range(10, 35), text).unwrap();
+        while !cut.step(5) {}
+        let cfg = cut.finish(config()).unwrap();
+        assert_eq!(document(&cfg), b"{\"_format_version\":\"3.0\"}");
+    }
+
+    /// Unescaped in `budget` slices: the content, or the reason.
+    fn unescape(text: &[u8], budget: usize) -> Result<Vec<u8>, &'static str> {
+        let mut buf = text.to_vec();
+        let mut u = StringUnescape::new();
+        for _ in 0..=text.len() {
+            match u.step(&mut buf, budget) {
+                Unescaped::More => {}
+                Unescaped::Done => return Ok(buf),
+                Unescaped::Invalid(why) => return Err(why),
+            }
+        }
+        panic!("no progress");
+    }
+
+    #[test]
+    fn a_string_unescaped_in_any_slices_is_serde_jsons() {
+        let inner = serde_json::json!({
+            "a": "quote \" backslash \\ slash / tab \t nl \n cr \r bs \u{8} ff \u{c} nul \u{0}",
+            "é": "\u{e9}\u{1F600}\u{10FFFF}\u{7f}",
+            "config": {"_format_version": "3.0", "k": ["x\"y"]}
+        })
+        .to_string();
+        let mut outer = serde_json::to_vec(&serde_json::Value::String(inner.clone())).unwrap();
+        // Escapes serde does not write: `\/`, `\u` for plain and astral characters.
+        outer.extend_from_slice(b"  ");
+        outer.splice(1..1, br#"\/\u0041\ud83d\ude00\u00e9"#.iter().copied());
+        let expected = format!("/A\u{1F600}\u{e9}{inner}");
+        for budget in [1, 2, 5, 11, 64, usize::MAX] {
+            let got = unescape(&outer, budget).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), expected, "budget {budget}");
+        }
+        assert_eq!(unescape(b" \"\" ", 1).unwrap(), b"");
+    }
+
+    #[test]
+    fn what_is_not_one_json_string_is_refused() {
+        for bad in [
+            &b"{}"[..],
+            b"",
+            b"\"abc",
+            b"\"a\"x",
+            b"\"a\\qb\"",
+            b"\"a\\u12\"",
+            b"\"\\ud800\"",
+            b"\"\\ud800\\u0041\"",
+            b"\"\\udc00\\udc00\"",
+            b"\"a\nb\"",
+            b"\"a\\",
+        ] {
+            for budget in [1, 3, usize::MAX] {
+                assert!(
+                    unescape(bad, budget).is_err(),
+                    "{} by {budget}",
+                    String::from_utf8_lossy(bad)
+                );
+                let serde = serde_json::from_slice::<String>(bad);
+                assert!(serde.is_err(), "{}", String::from_utf8_lossy(bad));
+            }
+        }
     }
 
     #[test]

@@ -13,9 +13,10 @@ use std::rc::Rc;
 use crate::config_report::{inert_line, summary};
 use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
 use crate::http::HttpResponse;
+use crate::json::members::first_byte;
 use crate::json::scan::{Progress, Scanner};
 use crate::node_lock::SharedStore;
-use crate::settings::{Config, ConfigError, PayloadCut};
+use crate::settings::{Config, ConfigError, PayloadCut, StringUnescape, Unescaped};
 use crate::vec_map::VecMap;
 use hostcalls::LogLevel;
 use metrics::Metrics;
@@ -129,11 +130,21 @@ const HOST_TICK_MS: u64 = 50;
 /// Bytes of a large configuration's payload moved per tick when it is cut out of the text.
 const CUT_SLICE_BYTES: usize = 8 * 1024 * 1024;
 
-/// A large filter configuration on its way in: validated a slice per tick, then its payload cut
-/// out of the text a slice per tick; applied only once whole.
+/// A large filter configuration on its way in: unescaped (a JSON string, Kong 3.4) and validated
+/// a slice per tick, then its payload cut out of the text a slice per tick; applied only once whole.
 enum PendingConfig {
-    Scanning { bytes: Vec<u8>, scanner: Scanner },
-    Cutting { cfg: Box<Config>, cut: PayloadCut },
+    Unescaping {
+        bytes: Vec<u8>,
+        unescape: StringUnescape,
+    },
+    Scanning {
+        bytes: Vec<u8>,
+        scanner: Scanner,
+    },
+    Cutting {
+        cfg: Box<Config>,
+        cut: PayloadCut,
+    },
 }
 
 /// The worker's environment (what nginx/Kong pass through `env` / `nginx_main_env`).
@@ -227,8 +238,9 @@ impl Root {
         };
         // A large configuration (it embeds the document to export) is validated a slice per tick:
         // no callback walks tens of MB (docs/architecture.md). Until then the previous
-        // configuration, if any, keeps working. A JSON string (Kong 3.4) is parsed at once.
-        if bytes.len() > SCAN_SYNC_MAX && bytes.first() == Some(&b'{') {
+        // configuration, if any, keeps working. A JSON string (Kong 3.4) is unescaped first.
+        let first = bytes.first().copied();
+        if bytes.len() > SCAN_SYNC_MAX && matches!(first, Some(b'{' | b'"')) {
             log(
                 Level::Info,
                 &format!(
@@ -236,9 +248,14 @@ impl Root {
                     bytes.len()
                 ),
             );
-            self.pending = Some(PendingConfig::Scanning {
-                bytes,
-                scanner: Scanner::new(Some("config")),
+            self.pending = Some(if first == Some(b'"') {
+                let unescape = StringUnescape::new();
+                PendingConfig::Unescaping { bytes, unescape }
+            } else {
+                PendingConfig::Scanning {
+                    bytes,
+                    scanner: Scanner::new(Some("config")),
+                }
             });
             self.ensure_ticks(HOST_TICK_MS);
             return true;
@@ -260,6 +277,7 @@ impl Root {
             return;
         };
         match pending {
+            PendingConfig::Unescaping { bytes, unescape } => self.unescape_slice(bytes, unescape),
             PendingConfig::Scanning { bytes, mut scanner } => {
                 match scanner.step(&bytes, SCAN_SLICE_BYTES) {
                     Progress::More => {
@@ -287,12 +305,43 @@ impl Root {
             }
             PendingConfig::Cutting { cfg, mut cut } => {
                 if cut.step(CUT_SLICE_BYTES) {
-                    self.apply(cut.finish(*cfg), None);
+                    match cut.finish(*cfg) {
+                        Some(cfg) => self.apply(cfg, None),
+                        // Not reached (the last step was taken); never an empty payload.
+                        None => self.go_inert(ConfigError {
+                            field: "config".into(),
+                            reason: "could not be cut out of the configuration".into(),
+                            strict: false,
+                        }),
+                    };
                 } else {
                     self.pending = Some(PendingConfig::Cutting { cfg, cut });
                 }
             }
         }
+    }
+
+    /// The next slice of a JSON string configuration's unescaping (Kong 3.4), in place; then its
+    /// text is validated like an object's.
+    fn unescape_slice(&mut self, mut bytes: Vec<u8>, mut unescape: StringUnescape) {
+        let reason = match unescape.step(&mut bytes, SCAN_SLICE_BYTES) {
+            Unescaped::More => {
+                self.pending = Some(PendingConfig::Unescaping { bytes, unescape });
+                return;
+            }
+            Unescaped::Done if first_byte(&bytes) == Some(b'{') => {
+                let scanner = Scanner::new(Some("config"));
+                self.pending = Some(PendingConfig::Scanning { bytes, scanner });
+                return;
+            }
+            Unescaped::Done => "expected a JSON object or a JSON string holding one".to_string(),
+            Unescaped::Invalid(why) => format!("not valid JSON ({why})"),
+        };
+        self.go_inert(ConfigError {
+            field: "configuration".into(),
+            reason,
+            strict: false,
+        });
     }
 
     /// A valid configuration: (re)configures the engine and hands it its own document.

@@ -26,10 +26,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
         "proxy_get_buffer_bytes",
         |c: C, ty: u32, start: u32, max: u32, ptr_out: u32, size_out: u32| {
             let world = c.data().world.clone();
-            let t = std::time::Instant::now();
-            let r = proxy_get_buffer_bytes(c, ty, start, max, ptr_out, size_out);
-            world.add_copy_time(t.elapsed());
-            r
+            world.time_copy(|| proxy_get_buffer_bytes(c, ty, start, max, ptr_out, size_out))
         },
     )?;
     linker.func_wrap("env", "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;

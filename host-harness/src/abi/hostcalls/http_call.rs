@@ -23,10 +23,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> Result<()> {
         "proxy_http_call",
         |c: C, up, us, hp, hs, bp, bs, tp, ts, timeout_ms, token_out| {
             let world = c.data().world.clone();
-            let t = std::time::Instant::now();
-            let r = proxy_http_call(c, up, us, hp, hs, bp, bs, tp, ts, timeout_ms, token_out);
-            world.add_copy_time(t.elapsed());
-            r
+            world.time_copy(|| {
+                proxy_http_call(c, up, us, hp, hs, bp, bs, tp, ts, timeout_ms, token_out)
+            })
         },
     )?;
     Ok(())

@@ -57,18 +57,19 @@ impl Worker {
         store.data_mut().effective_context = ctx;
         let logs_before = lock(&self.shared.recorder).logs.len();
         self.shared.copy_nanos.store(0, Ordering::Relaxed);
+        self.shared.copy_cpu_nanos.store(0, Ordering::Relaxed);
         let started = Instant::now();
         // Thread CPU time costs two system calls per callback: only when asked (benchmarks).
         let cpu_time = self.shared.measure_cpu.load(Ordering::Relaxed);
         let cpu_started = if cpu_time {
-            thread_cpu()
+            crate::cpu_time::thread_cpu()
         } else {
             Duration::ZERO
         };
         let called = call_export(store, instance, func, args);
         let wall = started.elapsed();
         let cpu = if cpu_time {
-            thread_cpu().saturating_sub(cpu_started)
+            crate::cpu_time::thread_cpu().saturating_sub(cpu_started)
         } else {
             Duration::ZERO
         };
@@ -107,6 +108,7 @@ impl Worker {
         (wall, cpu): (Duration, Duration),
     ) {
         let copied = Duration::from_nanos(self.shared.copy_nanos.load(Ordering::Relaxed));
+        let copied_cpu = Duration::from_nanos(self.shared.copy_cpu_nanos.load(Ordering::Relaxed));
         let mut rec = lock(&self.shared.recorder);
         if let Some(calls) = rec.callbacks.as_mut() {
             calls.push(crate::record::GuestCall {
@@ -126,6 +128,10 @@ impl Worker {
         t.longest_copy = t.longest_copy.max(copied);
         t.total_cpu += cpu;
         t.longest_cpu = t.longest_cpu.max(cpu);
+        let guest_cpu = cpu.saturating_sub(copied_cpu);
+        t.total_guest_cpu += guest_cpu;
+        t.longest_guest_cpu = t.longest_guest_cpu.max(guest_cpu);
+        t.longest_copy_cpu = t.longest_copy_cpu.max(copied_cpu);
     }
 
     /// A guest call trapped (or crashed the host): record it, kill the worker, and recover it
@@ -297,19 +303,4 @@ fn call_export(
         fatal_trap: host.fatal_trap.take(),
         outbox: std::mem::take(&mut host.outbox),
     })
-}
-
-/// The CPU time this thread has used: a guest callback runs on the calling thread, so the
-/// difference around a call is the call's CPU time, whatever else the machine runs.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
-    match (ok, u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
-        (true, Ok(s), Ok(ns)) => Duration::new(s, ns),
-        _ => Duration::ZERO,
-    }
 }

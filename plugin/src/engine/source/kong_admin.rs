@@ -10,14 +10,20 @@
 //! snapshot to read from). The collections are chosen over `GET /config` (DB-less only, a YAML
 //! string to parse in one callback, and a YAML parser in the module): docs/kong.md.
 //!
+//! A page's entities are written into the flat form a slice per tick (`PAGE_SLICE_BYTES`), and a
+//! database-backed dump is hashed a slice per tick, so no callback does work proportional to a
+//! page or to the configuration (BENCHMARKS.md, issue 25).
+//!
 //! Never emitted: a partial dump (any failed page aborts it), an empty configuration (it would
 //! replace the last good backup with nothing), an inconsistent one.
 
 use std::rc::Rc;
 
 use super::PollResult;
-use crate::document::{hex, sha256};
-use crate::flat_form::{Collection, FlatBuilder, COLLECTIONS};
+use crate::digest::Digester;
+use crate::document::hex;
+use crate::engine::DIGEST_SLICE_BYTES;
+use crate::flat_form::{Collection, FlatBuilder, Page, COLLECTIONS};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::percent_encode;
 use crate::json::members::{check_json, json_string, object_members};
@@ -28,6 +34,9 @@ const EMPTY_HASH: &str = "00000000000000000000000000000000";
 /// Redoing a dump that keeps changing: give up after this many passes (and retry next poll).
 const MAX_PASSES: u32 = 5;
 const PAGE_SIZE: u32 = 1000;
+/// Bytes of a page's entities written into the flat form per tick: a page of 1,000 entities was
+/// ~26 ms of one callback in wasm at load ~9 (BENCHMARKS.md, issue 25).
+const PAGE_SLICE_BYTES: usize = 64 * 1024;
 /// The longest wait between polls after failures.
 const MAX_BACKOFF_MS: u64 = 300_000;
 
@@ -37,6 +46,8 @@ enum State {
     /// `GET /status` before a dump.
     Probing,
     Dumping(Dump),
+    /// A database-backed dump being hashed a slice per tick (two dumps in a row must agree).
+    Hashing(Digester),
     /// `GET /status` after a DB-less dump: the hash must not have moved.
     Verifying {
         hash: String,
@@ -57,6 +68,8 @@ struct Dump {
     builder: FlatBuilder,
     /// `true` while waiting for a page's answer.
     waiting: bool,
+    /// The page answered, being written into the flat form a slice per tick.
+    page: Option<Page>,
 }
 
 #[derive(Debug)]
@@ -98,7 +111,37 @@ impl KongAdmin {
 
     /// A dump is in progress: one page per tick, so the shell ticks faster meanwhile.
     pub fn busy(&self) -> bool {
-        matches!(self.state, State::Dumping(_) | State::Verifying { .. })
+        matches!(
+            self.state,
+            State::Dumping(_) | State::Hashing(_) | State::Verifying { .. }
+        )
+    }
+
+    /// One slice of the work between requests (a page written into the flat form, a dump
+    /// hashed); called on the lease holder's ticks before `poll`.
+    pub fn step(&mut self, now: u64) -> PollResult {
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        let result = match state {
+            State::Dumping(dump) if dump.page.is_some() => self.write_slice(dump),
+            State::Hashing(mut digester) => match digester.step(DIGEST_SLICE_BYTES) {
+                Some(sha) => {
+                    let body = Rc::clone(digester.body());
+                    drop(digester);
+                    let document = Rc::try_unwrap(body).unwrap_or_else(|rc| rc.as_ref().clone());
+                    self.agreed(document, hex(&sha))
+                }
+                None => {
+                    self.state = State::Hashing(digester);
+                    PollResult::Unchanged
+                }
+            },
+            // Nothing to do between requests (and nothing to settle: an idle tick is no success).
+            other => {
+                self.state = other;
+                return PollResult::Unchanged;
+            }
+        };
+        self.settle(result, now)
     }
 
     /// The next request, if one is due (called on ticks by the lease holder when no source call
@@ -114,7 +157,7 @@ impl KongAdmin {
                 *sent = true;
                 Some(self.get("/status".to_string()))
             }
-            State::Dumping(dump) if !dump.waiting => {
+            State::Dumping(dump) if !dump.waiting && dump.page.is_none() => {
                 let path = next_page_path(dump)?;
                 dump.waiting = true;
                 let path = self.path(&path);
@@ -133,11 +176,20 @@ impl KongAdmin {
     pub fn on_response(&mut self, resp: HttpResponse, now: u64) -> PollResult {
         let state = std::mem::replace(&mut self.state, State::Idle);
         let result = match state {
-            State::Idle => PollResult::Unchanged,
             State::Probing => self.probed(&resp, now),
             State::Dumping(dump) => self.page(dump, resp),
             State::Verifying { hash, document, .. } => self.verified(&resp, hash, document),
+            // No request of these is in flight: a stray answer changes nothing.
+            other @ (State::Idle | State::Hashing(_)) => {
+                self.state = other;
+                PollResult::Unchanged
+            }
         };
+        self.settle(result, now)
+    }
+
+    /// Failures back off; a success, or an idle outcome, resets the count.
+    fn settle(&mut self, result: PollResult, now: u64) -> PollResult {
         match &result {
             PollResult::Failed(_) => self.back_off(now),
             PollResult::Fetched(_) => self.failures = 0,
@@ -198,6 +250,7 @@ impl KongAdmin {
             upstream: 0,
             builder: FlatBuilder::new(),
             waiting: false,
+            page: None,
         });
         PollResult::Unchanged
     }
@@ -214,26 +267,53 @@ impl KongAdmin {
         if let Err(e) = check_status(&resp, collection.path) {
             return PollResult::Failed(format!("{e}; the dump is abandoned"));
         }
-        let next = match dump.builder.add_page(collection.name, &resp.body) {
-            Ok(next) => next,
-            Err(e) => return PollResult::Failed(format!("{}: {e}", collection.path)),
-        };
-        match next {
-            Some(n) => {
-                dump.next = Some(n);
+        match Page::open(collection.name, resp.body) {
+            Ok(page) => {
+                // Written into the flat form on the next ticks (`step`).
+                dump.page = Some(page);
                 self.state = State::Dumping(dump);
                 PollResult::Unchanged
             }
-            None if collection.per_upstream
-                && dump.upstream + 1 < dump.builder.upstream_ids().len() =>
-            {
-                dump.upstream += 1;
-                dump.next = None;
-                self.state = State::Dumping(dump);
-                PollResult::Unchanged
-            }
-            None => self.next_collection(dump),
+            Err(e) => PollResult::Failed(format!("{}: {e}", collection.path)),
         }
+    }
+
+    /// One slice of the page being written; when it is all written, the next page, upstream or
+    /// collection. A bad entity abandons the dump.
+    fn write_slice(&mut self, mut dump: Dump) -> PollResult {
+        let Some(mut page) = dump.page.take() else {
+            self.state = State::Dumping(dump);
+            return PollResult::Unchanged;
+        };
+        let Some(collection) = COLLECTIONS.get(dump.collection).copied() else {
+            return PollResult::Unchanged;
+        };
+        match dump.builder.add_entities(&mut page, PAGE_SLICE_BYTES) {
+            Err(e) => PollResult::Failed(format!("{}: {e}", collection.path)),
+            Ok(false) => {
+                dump.page = Some(page);
+                self.state = State::Dumping(dump);
+                PollResult::Unchanged
+            }
+            Ok(true) => {
+                dump.next = page.next;
+                self.advance(dump, collection)
+            }
+        }
+    }
+
+    /// A page is written: its next page, the next upstream's targets, or the next collection.
+    fn advance(&mut self, mut dump: Dump, collection: Collection) -> PollResult {
+        if dump.next.is_some() {
+            self.state = State::Dumping(dump);
+            return PollResult::Unchanged;
+        }
+        if collection.per_upstream && dump.upstream + 1 < dump.builder.upstream_ids().len() {
+            dump.upstream += 1;
+            self.state = State::Dumping(dump);
+            return PollResult::Unchanged;
+        }
+        self.next_collection(dump)
     }
 
     fn next_collection(&mut self, mut dump: Dump) -> PollResult {
@@ -273,13 +353,16 @@ impl KongAdmin {
                 };
                 PollResult::Unchanged
             }
-            None => self.agreed(document),
+            // Hashed a slice per tick (`step`), then `agreed`.
+            None => {
+                self.state = State::Hashing(Digester::new(Rc::new(document)));
+                PollResult::Unchanged
+            }
         }
     }
 
     /// Database-backed: a dump counts when the one before it had the same content.
-    fn agreed(&mut self, document: Vec<u8>) -> PollResult {
-        let sha = hex(&sha256(&document));
+    fn agreed(&mut self, document: Vec<u8>, sha: String) -> PollResult {
         if self.emitted_dump.as_deref() == Some(sha.as_str()) {
             self.previous_dump = Some(sha);
             self.passes = 0;
@@ -501,6 +584,11 @@ mod tests {
         let mut out = Vec::new();
         let mut now = from;
         while now < until {
+            // As the engine does on a tick: a slice of work, then a request if one is due.
+            let r = k.step(now);
+            if r != PollResult::Unchanged {
+                out.push(r);
+            }
             if let Some(req) = k.poll(now) {
                 let resp = admin.answer(&req);
                 let r = k.on_response(resp, now);
@@ -666,6 +754,82 @@ mod tests {
                 "{path}: {out:?}"
             );
         }
+    }
+
+    /// Consumers with a long field, so a page of 1,000 is several `PAGE_SLICE_BYTES` slices.
+    fn fat_consumers(n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"id": format!("c{i:05}"), "username": format!("user-{i}"), "custom_id": "x".repeat(300)}))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_is_written_over_several_ticks_and_no_request_goes_meanwhile() {
+        let mut admin = dbless(&[Some("h1")]).with("/consumers", fat_consumers(2500));
+        let mut k = KongAdmin::new(settings(None));
+        let (mut writing_ticks, mut now) = (0, 0);
+        let mut out = Vec::new();
+        while now < 60_000 {
+            out.push(k.step(now));
+            let writing = matches!(&k.state, State::Dumping(d) if d.page.is_some());
+            writing_ticks += usize::from(writing);
+            let req = k.poll(now);
+            assert!(
+                !(writing && req.is_some()),
+                "a request while a page is written"
+            );
+            if let Some(req) = req {
+                let resp = admin.answer(&req);
+                out.push(k.on_response(resp, now));
+            }
+            now += 100;
+        }
+        out.retain(|r| *r != PollResult::Unchanged);
+        // 2,500 consumers of ~360 bytes: ~900 KB in 3 pages, 64 KiB a slice.
+        assert!(writing_ticks >= 12, "{writing_ticks} ticks of writing");
+        let [PollResult::Fetched(doc)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        let doc: Value = serde_json::from_slice(doc).unwrap();
+        assert_eq!(doc["consumers"].as_array().unwrap().len(), 2500);
+        assert_eq!(doc["consumers"][2499]["id"], json!("c02499"));
+    }
+
+    #[test]
+    fn a_bad_entity_late_in_a_page_abandons_the_dump() {
+        let mut data = fat_consumers(900);
+        data.push(json!(7));
+        let body = json!({"data": data, "next": null}).to_string().into_bytes();
+        let mut admin = dbless(&[Some("h1")]);
+        admin.fail_path = Some(("/consumers".into(), 200, body));
+        let mut k = KongAdmin::new(settings(None));
+        let out = run(&mut k, &mut admin, 0, 20_000);
+        assert!(
+            out.iter().all(|r| matches!(r, PollResult::Failed(e) if e.contains("/consumers: consumers: an entity that is not a JSON object"))),
+            "{out:?}"
+        );
+        assert!(!out.is_empty() && matches!(k.state, State::Idle));
+        // Each failure doubles the wait (1, 2, 4, 8 s...): the idle ticks between polls, where
+        // `step` has nothing to do, do not count as successes.
+        assert!(out.len() <= 5, "{} failures in 20 s", out.len());
+        admin.fail_path = None;
+        let out = run(&mut k, &mut admin, 20_000, 80_000);
+        assert!(matches!(&out[..], [PollResult::Fetched(_)]), "{out:?}");
+    }
+
+    #[test]
+    fn a_database_dump_is_hashed_across_ticks_before_two_are_compared() {
+        // ~1.5 MB of consumers: two 1 MiB hash slices per dump.
+        let mut admin = dbless(&[None]).with("/consumers", fat_consumers(4000));
+        let mut k = KongAdmin::new(settings(None));
+        let (mut hashing_ticks, mut now, mut out) = (0, 0, Vec::new());
+        while now < 20_000 && out.is_empty() {
+            out.extend(run(&mut k, &mut admin, now, now + 100));
+            hashing_ticks += usize::from(matches!(k.state, State::Hashing(_)));
+            now += 100;
+        }
+        assert!(matches!(&out[..], [PollResult::Fetched(_)]), "{out:?}");
+        assert!(hashing_ticks >= 2, "{hashing_ticks}");
     }
 
     #[test]

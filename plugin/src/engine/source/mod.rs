@@ -70,6 +70,15 @@ impl Source {
         }
     }
 
+    /// A slice of the work between requests (a Kong Admin API page written into the flat form,
+    /// a dump hashed): called on the lease holder's ticks when no source call is in flight.
+    pub fn step(&mut self, now: u64) -> PollResult {
+        match self {
+            Source::KongAdmin(k) => k.step(now),
+            Source::Filter | Source::Url(_) => PollResult::Unchanged,
+        }
+    }
+
     /// The source's call failed at the transport level (or timed out).
     pub fn on_failure(&mut self, now: u64) {
         if let Source::KongAdmin(k) = self {
