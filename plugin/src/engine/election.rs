@@ -544,14 +544,14 @@ impl Election {
             .map(|(_, c)| c)
             .filter(|c| store_now <= c.refreshed_ms.saturating_add(window))
             .collect();
-        fresh.sort_by(|a, b| {
+        crate::sort::sort_by(&mut fresh, |a, b| {
             (a.register_time_ms, a.node_id.as_str()).cmp(&(b.register_time_ms, b.node_id.as_str()))
         });
         let leader = fresh.first().map(|c| (*c).clone());
         // A node registered several times (a reload wipes shared data, so it registers anew):
         // one candidate. Its oldest fresh registration stands for it (Kong's order is kept).
         let mut nodes: Vec<&str> = fresh.iter().map(|c| c.node_id.as_str()).collect();
-        nodes.sort_unstable();
+        crate::sort::sort(&mut nodes);
         nodes.dedup();
         let fresh_nodes = nodes.len();
         fx.metric(Metric::ElectionCandidates, fresh_nodes as u64);
