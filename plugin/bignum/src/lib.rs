@@ -184,11 +184,17 @@ pub fn mul(a: &[u32], b: &[u32]) -> Limbs {
     out
 }
 
-/// Whether `a` and `b` are the same number (lengths may differ). Not constant time: for public
-/// values and for the key checks, where only validity is learnt.
+/// Whether `a` and `b` are the same number (lengths may differ). Constant time (every limb is
+/// compared, no early exit): besides the key checks and public values, the signing path compares
+/// numbers derived from secrets with it (the blinding inverse's GCD with 1 in `Invert::run`, the
+/// fault check `s^e = em` in `rs256/sign.rs`).
 pub fn same(a: &[u32], b: &[u32]) -> bool {
     let len = a.len().max(b.len());
-    padded(a).take(len).eq(padded(b).take(len))
+    let all = padded(a)
+        .zip(padded(b))
+        .take(len)
+        .fold(1u32, |all, (x, y)| all & eq_bit(x, y));
+    black_box(all) == 1
 }
 
 /// An odd modulus above 1 with its Montgomery constants (`R = 2^(32·limbs)`).
@@ -484,6 +490,16 @@ mod tests {
         );
         assert!(Modulus::new(num(10)).is_none());
         assert!(Modulus::new(num(1)).is_none());
+    }
+
+    #[test]
+    fn same_compares_values_across_lengths() {
+        assert!(same(&[5], &[5, 0, 0]));
+        assert!(same(&[], &[0, 0]));
+        assert!(!same(&[5, 0, 1], &[5]));
+        assert!(!same(&[1, 2], &[1, 3]));
+        assert!(!same(&[2, 2], &[1, 2]));
+        assert!(same(&[u32::MAX, 7], &[u32::MAX, 7]));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::node_lock::SharedStore;
 use crate::settings::ElectionSettings;
 use crate::store::election_objects::ElectionCandidate;
 use crate::store::timestamp::http_date_ms;
-use crate::store::{DeleteOutcome, ListOutcome, ObjectStore, PutOutcome, StoreError};
+use crate::store::{DeleteOutcome, ListEntry, ListOutcome, ObjectStore, PutOutcome, StoreError};
 
 /// Kong's grace on top of the interval before a candidate counts as gone.
 pub(crate) const FRESHNESS_GRACE_MS: u64 = 5_000;
@@ -263,57 +263,12 @@ impl Election {
                 "election: s3_conditional_writes is off: nothing but the election's margins keeps two overlapping uploads apart (docs/election.md, \"Margins\")",
             );
         }
-        if self.leading && now >= self.leader_until {
-            // No successful round for too long (the store unreachable, a partition): the others
-            // no longer count this node, so it must not export either.
-            self.leading = false;
-            self.entry = Entry::Rejoin;
-            self.eligible_from = None;
-            self.entered_store_ms = None;
-            self.seen_since_entry.clear();
-            fx.log(
-                Level::Warn,
-                "election: this node no longer leads the export (its registration could not be refreshed)",
-            );
-            fx.metric(Metric::ElectionLeader, 0);
-        }
+        self.lapse_if_expired(now, fx);
         if !matches!(self.phase, Phase::Idle) {
             return None;
         }
-        if self.register_time_ms.is_none() {
-            match self.load_register_time(shared) {
-                // The node registered before (another worker held the lease): no delay; it
-                // rejoins unless its registration is still fresh.
-                Ok(Some((t, refreshed))) => {
-                    self.register_time_ms = Some(t);
-                    let fresh_until = refreshed
-                        .saturating_add(self.settings.interval_ms)
-                        .saturating_add(FRESHNESS_GRACE_MS)
-                        .saturating_sub(self.margin_ms);
-                    self.entry = if now < fresh_until {
-                        Entry::Takeover
-                    } else {
-                        Entry::Rejoin
-                    };
-                }
-                Ok(None) => {
-                    let first = *self.first_poll.get_or_insert(now);
-                    if now < first.saturating_add(self.spread_ms) {
-                        return None;
-                    }
-                    match self.store_register_time(shared, now) {
-                        Ok(t) => self.register_time_ms = Some(t),
-                        Err(e) => {
-                            fx.log(Level::Warn, format!("election: shared data: {e}"));
-                            return None;
-                        }
-                    }
-                }
-                Err(e) => {
-                    fx.log(Level::Warn, format!("election: shared data: {e}"));
-                    return None;
-                }
-            }
+        if self.register_time_ms.is_none() && !self.find_register_time(now, shared, fx) {
+            return None;
         }
         if now < self.next_round_at {
             return None;
@@ -324,6 +279,67 @@ impl Election {
         let key = store.election_key(&self.prefix, node_id, register_time);
         self.registered_key = Some(key.clone());
         Some(store.put_marker(&key, now))
+    }
+
+    /// No successful round for too long (the store unreachable, a partition): the others no
+    /// longer count this node, so it must not export either.
+    fn lapse_if_expired(&mut self, now: u64, fx: &mut Effects) {
+        if !self.leading || now < self.leader_until {
+            return;
+        }
+        self.leading = false;
+        self.entry = Entry::Rejoin;
+        self.eligible_from = None;
+        self.entered_store_ms = None;
+        self.seen_since_entry.clear();
+        fx.log(
+            Level::Warn,
+            "election: this node no longer leads the export (its registration could not be refreshed)",
+        );
+        fx.metric(Metric::ElectionLeader, 0);
+    }
+
+    /// Sets the node's register time, the first time this election needs it; returns false
+    /// while there is none yet (the first round's spread, a shared-data error).
+    fn find_register_time(
+        &mut self,
+        now: u64,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) -> bool {
+        match self.load_register_time(shared) {
+            // The node registered before (another worker held the lease): no delay; it
+            // rejoins unless its registration is still fresh.
+            Ok(Some((t, refreshed))) => {
+                self.register_time_ms = Some(t);
+                self.entry = if now < self.valid_after(refreshed) {
+                    Entry::Takeover
+                } else {
+                    Entry::Rejoin
+                };
+                true
+            }
+            Ok(None) => {
+                let first = *self.first_poll.get_or_insert(now);
+                if now < first.saturating_add(self.spread_ms) {
+                    return false;
+                }
+                match self.store_register_time(shared, now) {
+                    Ok(t) => {
+                        self.register_time_ms = Some(t);
+                        true
+                    }
+                    Err(e) => {
+                        fx.log(Level::Warn, format!("election: shared data: {e}"));
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                fx.log(Level::Warn, format!("election: shared data: {e}"));
+                false
+            }
+        }
     }
 
     /// The next request of a round under way (a list page, a cleanup), if any.
@@ -362,28 +378,7 @@ impl Election {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => {}
             phase @ (Phase::Registering | Phase::Creating) => match store.parse_put(&response) {
-                PutOutcome::Stored { .. } => {
-                    // Counted from when the registration was sent: the store stamped it no
-                    // earlier, and the answer may come up to a call timeout later.
-                    let sent = self.round_started.min(now);
-                    if self.registered_at.is_some_and(|prev| sent > self.valid_after(prev)) {
-                        // This node's registration went stale meanwhile (failed rounds, an answer
-                        // a reconfiguration dropped): the others may have listed without it, so
-                        // their refreshes since its entry prove nothing. It enters anew (found
-                        // by the chaos test without conditional writes: two leaders).
-                        self.entered_store_ms = None;
-                        self.seen_since_entry.clear();
-                        self.eligible_from = None;
-                    }
-                    self.registered_at = Some(sent);
-                    self.note_refresh(shared, sent);
-                    if self.eligible_from.is_none() && self.entry == Entry::Takeover {
-                        self.eligible_from = Some(now);
-                    }
-                    self.candidates.clear();
-                    self.list_tokens.clear();
-                    self.phase = Phase::Listing { next: None };
-                }
+                PutOutcome::Stored { .. } => self.registered(now, shared),
                 PutOutcome::Failed(e)
                     if e.status == 404
                         && store.refreshes_in_place()
@@ -396,45 +391,8 @@ impl Election {
             },
             Phase::Listing { .. } => match store.parse_list(&response) {
                 ListOutcome::Page { entries, next } => {
-                    for entry in &entries {
-                        if entry.key == self.prefix {
-                            continue;
-                        }
-                        match store.election_candidate(&self.prefix, entry) {
-                            Ok(c) => self.candidates.push((entry.key.clone(), c)),
-                            Err(why) => {
-                                if self.malformed_logged.len() < 1_000
-                                    && self.malformed_logged.insert(entry.key.clone())
-                                {
-                                    fx.log(
-                                        Level::Info,
-                                        format!("election: skipping {}: {why}", store.describe(&entry.key)),
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    match next {
-                        Some(token) if self.list_tokens.contains(&token) => self.listing_failed(
-                            now,
-                            "listing candidates failed: the store repeated a continuation token",
-                            fx,
-                        ),
-                        Some(token) if self.list_tokens.len() < MAX_LIST_PAGES as usize => {
-                            self.list_tokens.push(token.clone());
-                            self.phase = Phase::Listing { next: Some(token) };
-                        }
-                        Some(_) => {
-                            fx.log(
-                                Level::Warn,
-                                format!(
-                                    "election: the listing was cut after {MAX_LIST_PAGES} pages; deciding on what it read"
-                                ),
-                            );
-                            self.decide(now, node_id, shared, fx)
-                        }
-                        None => self.decide(now, node_id, shared, fx),
-                    }
+                    self.add_candidates(&entries, store, fx);
+                    self.next_page(next, now, node_id, shared, fx);
                 }
                 ListOutcome::Failed(e) if matches!(e.status, 401 | 403) => {
                     self.listing_refused(now, node_id, &e, fx)
@@ -455,6 +413,87 @@ impl Election {
                     format!("election: withdrawing the registration failed: {e} (it goes stale instead)"),
                 ),
             },
+        }
+    }
+
+    /// The registration (or its creation) was stored: the round lists the candidates next.
+    fn registered(&mut self, now: u64, shared: &mut dyn SharedStore) {
+        // Counted from when the registration was sent: the store stamped it no
+        // earlier, and the answer may come up to a call timeout later.
+        let sent = self.round_started.min(now);
+        if self
+            .registered_at
+            .is_some_and(|prev| sent > self.valid_after(prev))
+        {
+            // This node's registration went stale meanwhile (failed rounds, an answer
+            // a reconfiguration dropped): the others may have listed without it, so
+            // their refreshes since its entry prove nothing. It enters anew (found
+            // by the chaos test without conditional writes: two leaders).
+            self.entered_store_ms = None;
+            self.seen_since_entry.clear();
+            self.eligible_from = None;
+        }
+        self.registered_at = Some(sent);
+        self.note_refresh(shared, sent);
+        if self.eligible_from.is_none() && self.entry == Entry::Takeover {
+            self.eligible_from = Some(now);
+        }
+        self.candidates.clear();
+        self.list_tokens.clear();
+        self.phase = Phase::Listing { next: None };
+    }
+
+    /// A listing page's candidates; keys that are not registrations are skipped (logged once).
+    fn add_candidates(&mut self, entries: &[ListEntry], store: &dyn ObjectStore, fx: &mut Effects) {
+        for entry in entries {
+            if entry.key == self.prefix {
+                continue;
+            }
+            match store.election_candidate(&self.prefix, entry) {
+                Ok(c) => self.candidates.push((entry.key.clone(), c)),
+                Err(why) => {
+                    if self.malformed_logged.len() < 1_000
+                        && self.malformed_logged.insert(entry.key.clone())
+                    {
+                        fx.log(
+                            Level::Info,
+                            format!("election: skipping {}: {why}", store.describe(&entry.key)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a listing page: the next page, or the decision on what was read.
+    fn next_page(
+        &mut self,
+        next: Option<String>,
+        now: u64,
+        node_id: &str,
+        shared: &mut dyn SharedStore,
+        fx: &mut Effects,
+    ) {
+        match next {
+            Some(token) if self.list_tokens.contains(&token) => self.listing_failed(
+                now,
+                "listing candidates failed: the store repeated a continuation token",
+                fx,
+            ),
+            Some(token) if self.list_tokens.len() < MAX_LIST_PAGES as usize => {
+                self.list_tokens.push(token.clone());
+                self.phase = Phase::Listing { next: Some(token) };
+            }
+            Some(_) => {
+                fx.log(
+                    Level::Warn,
+                    format!(
+                        "election: the listing was cut after {MAX_LIST_PAGES} pages; deciding on what it read"
+                    ),
+                );
+                self.decide(now, node_id, shared, fx)
+            }
+            None => self.decide(now, node_id, shared, fx),
         }
     }
 
@@ -514,22 +553,12 @@ impl Election {
         self.next_round_at = now.saturating_add(retry);
     }
 
+    /// The round's listing is complete: who leads, whether this node does, when it looks again,
+    /// and which long-stale registrations it deletes.
     fn decide(&mut self, now: u64, node_id: &str, shared: &mut dyn SharedStore, fx: &mut Effects) {
-        let interval = self.settings.interval_ms;
         let store_now = shift(now, self.skew_ms);
         let registered_store = shift(self.registered_at.unwrap_or(now), self.skew_ms);
-        // This node registered a moment ago; a listing that lags behind still counts it.
-        if let Some(t) = self.register_time_ms {
-            if !self.candidates.iter().any(|(_, c)| c.node_id == node_id) {
-                let key = self.registered_key.clone().unwrap_or_default();
-                let me = ElectionCandidate {
-                    node_id: node_id.to_string(),
-                    register_time_ms: t,
-                    refreshed_ms: registered_store,
-                };
-                self.candidates.push((key, me));
-            }
-        }
+        self.count_own_registration(node_id, registered_store);
         // Took back a stale older registration: the others listed this node under its newer,
         // younger key, so nothing they did yet shows they saw it older.
         let re_entered = self.adopt_older_registration(node_id, now, store_now, shared, fx);
@@ -537,83 +566,159 @@ impl Election {
             self.entered_store_ms = None;
             self.seen_since_entry.clear();
         }
-        let window = interval.saturating_add(FRESHNESS_GRACE_MS);
-        let mut fresh: Vec<&ElectionCandidate> = self
-            .candidates
+        // Decided on here; the next round lists anew.
+        let candidates = std::mem::take(&mut self.candidates);
+        let fresh = self.fresh_candidates(&candidates, store_now);
+        let fresh_nodes = distinct_nodes(&fresh);
+        fx.metric(Metric::ElectionCandidates, fresh_nodes as u64);
+        let leader = fresh.first().copied();
+        let leader_id = leader.map(|c| c.node_id.clone());
+        self.note_leader(leader_id.as_deref(), fresh_nodes, fx);
+        let first_in_line = leader_id.as_deref() == Some(node_id);
+        // Not this round when it just took back an older registration: its entry begins when that
+        // registration is refreshed (the next round).
+        let entered =
+            (!re_entered).then(|| self.entered_store(&candidates, node_id, registered_store));
+        let others: Vec<&ElectionCandidate> = fresh
+            .iter()
+            .copied()
+            .filter(|c| c.node_id != node_id)
+            .collect();
+        self.note_seen_since_entry(&others, entered);
+        let eligible = self.leading
+            || self.eligible_from.is_some_and(|t| now >= t)
+            || self.seen_by_all(&others, entered, store_now);
+        let leading = first_in_line && eligible;
+        self.lead(leading, leader_id, now, fx);
+        let leader_elsewhere = leader.filter(|l| l.node_id != node_id);
+        self.next_round_at =
+            self.next_round_time(now, first_in_line && !leading, &others, leader_elsewhere);
+        if leading {
+            self.queue_cleanup(&candidates, node_id, store_now, fx);
+        }
+        if !self.stale.is_empty() {
+            self.phase = Phase::Cleaning;
+        }
+    }
+
+    /// This node registered a moment ago; a listing that lags behind still counts it.
+    fn count_own_registration(&mut self, node_id: &str, registered_store: u64) {
+        let Some(t) = self.register_time_ms else {
+            return;
+        };
+        if self.candidates.iter().any(|(_, c)| c.node_id == node_id) {
+            return;
+        }
+        let key = self.registered_key.clone().unwrap_or_default();
+        let me = ElectionCandidate {
+            node_id: node_id.to_string(),
+            register_time_ms: t,
+            refreshed_ms: registered_store,
+        };
+        self.candidates.push((key, me));
+    }
+
+    /// The fresh candidates (`store_now <= refreshed + interval + 5 s`) in Kong's order: the
+    /// smallest register time first, ties broken by node id. The first leads.
+    fn fresh_candidates<'c>(
+        &self,
+        candidates: &'c [(String, ElectionCandidate)],
+        store_now: u64,
+    ) -> Vec<&'c ElectionCandidate> {
+        let window = self.freshness_window();
+        let mut fresh: Vec<&ElectionCandidate> = candidates
             .iter()
             .map(|(_, c)| c)
             .filter(|c| store_now <= c.refreshed_ms.saturating_add(window))
             .collect();
-        fresh.sort_by(|a, b| {
+        crate::sort::sort_by(&mut fresh, |a, b| {
             (a.register_time_ms, a.node_id.as_str()).cmp(&(b.register_time_ms, b.node_id.as_str()))
         });
-        let leader = fresh.first().map(|c| (*c).clone());
-        // A node registered several times (a reload wipes shared data, so it registers anew):
-        // one candidate. Its oldest fresh registration stands for it (Kong's order is kept).
-        let mut nodes: Vec<&str> = fresh.iter().map(|c| c.node_id.as_str()).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        let fresh_nodes = nodes.len();
-        fx.metric(Metric::ElectionCandidates, fresh_nodes as u64);
+        fresh
+    }
 
-        let leader_id = leader.as_ref().map(|c| c.node_id.clone());
-        if leader_id != self.leader {
-            fx.log(
-                Level::Info,
-                format!(
-                    "election: leader is {} ({} fresh candidate(s))",
-                    leader_id.as_deref().unwrap_or("nobody"),
-                    fresh_nodes
-                ),
-            );
-            fx.metric(Metric::ElectionLeaderChangesTotal, 1);
+    /// How long after its refresh a candidate counts: Kong's interval + 5 s.
+    fn freshness_window(&self) -> u64 {
+        self.settings.interval_ms.saturating_add(FRESHNESS_GRACE_MS)
+    }
+
+    /// Logs and counts a change of leader.
+    fn note_leader(&self, leader_id: Option<&str>, fresh_nodes: usize, fx: &mut Effects) {
+        if leader_id == self.leader.as_deref() {
+            return;
         }
-        let first_in_line = leader_id.as_deref() == Some(node_id);
-        // When this node entered the race (its registration's first listed store time).
-        // Not this round when it just took back an older registration: its entry begins when that
-        // registration is refreshed (the next round).
-        let entered = (!re_entered).then(|| {
-            *self.entered_store_ms.get_or_insert_with(|| {
-                self.candidates
-                    .iter()
-                    .filter(|(_, c)| c.node_id == node_id)
-                    .map(|(_, c)| c.refreshed_ms)
-                    .max()
-                    .unwrap_or(registered_store)
-            })
-        });
-        // A node first in line leads once nobody else can be leading: no other fresh
-        // candidate, or every other one refreshed (and so listed, and saw this node older)
-        // since it entered, long enough ago for that listing to be answered. A worker taking
-        // over the lease of a node already in line leads at once (`Entry::Takeover`).
-        let others: Vec<&&ElectionCandidate> =
-            fresh.iter().filter(|c| c.node_id != node_id).collect();
-        let seen_after = entered.map(|e| e.saturating_add(DATE_RESOLUTION_MS));
-        let settled_at = self.margin_settle();
-        for c in others
-            .iter()
-            .filter(|c| seen_after.is_some_and(|s| c.refreshed_ms > s))
-        {
-            if !self.seen_since_entry.iter().any(|(id, _)| *id == c.node_id)
-                && self.seen_since_entry.len() < 1_000
-            {
+        fx.log(
+            Level::Info,
+            format!(
+                "election: leader is {} ({} fresh candidate(s))",
+                leader_id.unwrap_or("nobody"),
+                fresh_nodes
+            ),
+        );
+        fx.metric(Metric::ElectionLeaderChangesTotal, 1);
+    }
+
+    /// When this node entered the race (its registration's first listed store time).
+    fn entered_store(
+        &mut self,
+        candidates: &[(String, ElectionCandidate)],
+        node_id: &str,
+        registered_store: u64,
+    ) -> u64 {
+        *self.entered_store_ms.get_or_insert_with(|| {
+            candidates
+                .iter()
+                .filter(|(_, c)| c.node_id == node_id)
+                .map(|(_, c)| c.refreshed_ms)
+                .max()
+                .unwrap_or(registered_store)
+        })
+    }
+
+    /// Records the first refresh of each other candidate that refreshed (and so listed) after
+    /// this node entered.
+    fn note_seen_since_entry(&mut self, others: &[&ElectionCandidate], entered: Option<u64>) {
+        let Some(seen_after) = entered.map(|e| e.saturating_add(DATE_RESOLUTION_MS)) else {
+            return;
+        };
+        for c in others.iter().filter(|c| c.refreshed_ms > seen_after) {
+            if self.first_seen(&c.node_id).is_none() && self.seen_since_entry.len() < 1_000 {
                 self.seen_since_entry
                     .push((c.node_id.clone(), c.refreshed_ms));
             }
         }
-        let first_seen = |c: &ElectionCandidate| {
-            self.seen_since_entry
-                .iter()
-                .find(|(id, _)| *id == c.node_id)
-                .map(|(_, t)| *t)
-        };
-        let seen_by_all = others.is_empty()
+    }
+
+    /// The first refresh (store time) of `node_id` seen since this node entered.
+    fn first_seen(&self, node_id: &str) -> Option<u64> {
+        self.seen_since_entry
+            .iter()
+            .find(|(id, _)| id == node_id)
+            .map(|(_, t)| *t)
+    }
+
+    /// A node first in line leads once nobody else can be leading: no other fresh
+    /// candidate, or every other one refreshed (and so listed, and saw this node older)
+    /// since it entered, long enough ago for that listing to be answered. A worker taking
+    /// over the lease of a node already in line leads at once (`Entry::Takeover`, through
+    /// `eligible_from`).
+    fn seen_by_all(
+        &self,
+        others: &[&ElectionCandidate],
+        entered: Option<u64>,
+        store_now: u64,
+    ) -> bool {
+        let settled_at = self.margin_settle();
+        others.is_empty()
             || (entered.is_some()
                 && others.iter().all(|c| {
-                    first_seen(c).is_some_and(|t| store_now >= t.saturating_add(settled_at))
-                }));
-        let eligible = self.leading || self.eligible_from.is_some_and(|t| now >= t) || seen_by_all;
-        let leading = first_in_line && eligible;
+                    self.first_seen(&c.node_id)
+                        .is_some_and(|t| store_now >= t.saturating_add(settled_at))
+                }))
+    }
+
+    /// Takes the round's outcome: whether this node leads, and until when it may.
+    fn lead(&mut self, leading: bool, leader_id: Option<String>, now: u64, fx: &mut Effects) {
         if leading != self.leading {
             fx.log(
                 Level::Info,
@@ -634,14 +739,25 @@ impl Election {
         self.leader = leader_id;
         // The others count this node until its refresh + interval + 5 s: stop leading earlier.
         self.leader_until = self.valid_until(now);
+    }
 
-        self.next_round_at = self.round_started.saturating_add(self.round_period());
-        if first_in_line && !leading {
+    /// When the next round starts: a round period after this one's start, earlier for a node
+    /// waiting first in line or following a leader that may go stale meanwhile.
+    fn next_round_time(
+        &self,
+        now: u64,
+        waiting_first: bool,
+        others: &[&ElectionCandidate],
+        leader_elsewhere: Option<&ElectionCandidate>,
+    ) -> u64 {
+        let mut next = self.round_started.saturating_add(self.round_period());
+        if waiting_first {
             // Look again once the others have had their next round (a config-bridge node
             // refreshes every round period, Kong every interval: whichever comes first).
+            let settled_at = self.margin_settle();
             let next_seen = others
                 .iter()
-                .map(|c| match first_seen(c) {
+                .map(|c| match self.first_seen(&c.node_id) {
                     Some(t) => t,
                     None => c.refreshed_ms.saturating_add(self.round_period()),
                 })
@@ -651,46 +767,50 @@ impl Election {
                 })
                 .filter(|&t| t > now)
                 .min()
-                .unwrap_or(self.next_round_at);
-            self.next_round_at = next_seen
-                .max(now.saturating_add(1_000))
-                .min(self.next_round_at);
+                .unwrap_or(next);
+            next = next_seen.max(now.saturating_add(1_000)).min(next);
         }
-        if let Some(l) = leader.as_ref().filter(|l| l.node_id != node_id) {
+        if let Some(l) = leader_elsewhere {
             // Look again just after the leader would go stale, in local time.
-            let stale_at = unshift(l.refreshed_ms.saturating_add(window), self.skew_ms)
-                .saturating_add(FOLLOWER_CHECK_MARGIN_MS);
-            self.next_round_at = self
-                .next_round_at
-                .min(stale_at.max(now.saturating_add(1_000)));
+            let stale_at = unshift(
+                l.refreshed_ms.saturating_add(self.freshness_window()),
+                self.skew_ms,
+            )
+            .saturating_add(FOLLOWER_CHECK_MARGIN_MS);
+            next = next.min(stale_at.max(now.saturating_add(1_000)));
         }
+        next
+    }
 
-        if leading {
-            let cutoff = cleanup_after_ms(interval);
-            let before = self.stale.len();
-            self.stale.extend(
-                self.candidates
-                    .iter()
-                    .filter(|(_, c)| {
-                        c.node_id != node_id && store_now > c.refreshed_ms.saturating_add(cutoff)
-                    })
-                    .map(|(key, _)| key.clone())
-                    .take(CLEANUP_PER_ROUND),
+    /// The leader deletes registrations of other nodes silent for long (`cleanup_after_ms`), at
+    /// most `CLEANUP_PER_ROUND` per round.
+    fn queue_cleanup(
+        &mut self,
+        candidates: &[(String, ElectionCandidate)],
+        node_id: &str,
+        store_now: u64,
+        fx: &mut Effects,
+    ) {
+        let cutoff = cleanup_after_ms(self.settings.interval_ms);
+        let before = self.stale.len();
+        self.stale.extend(
+            candidates
+                .iter()
+                .filter(|(_, c)| {
+                    c.node_id != node_id && store_now > c.refreshed_ms.saturating_add(cutoff)
+                })
+                .map(|(key, _)| key.clone())
+                .take(CLEANUP_PER_ROUND),
+        );
+        if self.stale.len() > before {
+            fx.log(
+                Level::Info,
+                format!(
+                    "election: deleting {} long-stale registration(s)",
+                    self.stale.len() - before
+                ),
             );
-            if self.stale.len() > before {
-                fx.log(
-                    Level::Info,
-                    format!(
-                        "election: deleting {} long-stale registration(s)",
-                        self.stale.len() - before
-                    ),
-                );
-            }
         }
-        if !self.stale.is_empty() {
-            self.phase = Phase::Cleaning;
-        }
-        self.candidates.clear();
     }
 
     /// How long after another candidate's refresh its listing has surely been answered (a call
@@ -873,6 +993,16 @@ impl Election {
 
 fn round_period(interval_ms: u64) -> u64 {
     (interval_ms / 4 * 3).max(1_000)
+}
+
+/// How many nodes the fresh candidates are. A node registered several times (a reload wipes
+/// shared data, so it registers anew) is one candidate; its oldest fresh registration stands for
+/// it in Kong's order.
+fn distinct_nodes(fresh: &[&ElectionCandidate]) -> usize {
+    let mut nodes: Vec<&str> = fresh.iter().map(|c| c.node_id.as_str()).collect();
+    crate::sort::sort(&mut nodes);
+    nodes.dedup();
+    nodes.len()
 }
 
 fn parse_record(s: &str) -> Option<(u64, u64)> {

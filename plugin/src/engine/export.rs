@@ -401,39 +401,43 @@ impl Export {
                     self.failed_with(&call, &why, e.needs_operator(), cx)
                 }
             },
-            CallKind::Head { .. } => match cx.store.parse_head(&resp) {
-                HeadOutcome::Found(meta) => self.head_found(&call, meta, cx),
-                HeadOutcome::Missing => {
-                    self.release(cx, |rec| {
-                        rec.version = None;
-                        rec.lineage.clear();
-                        rec.known = true;
-                    });
-                    let pre = if self.conditional {
-                        Precondition::IfAbsent
-                    } else {
-                        Precondition::None
-                    };
-                    self.follow_up = Some(FollowUp::PutWith(pre, call.since));
+            CallKind::Head { .. } => self.head_answered(&call, &resp, cx),
+        }
+    }
+
+    fn head_answered(&mut self, call: &InFlight, resp: &HttpResponse, cx: &mut Cx<'_>) {
+        match cx.store.parse_head(resp) {
+            HeadOutcome::Found(meta) => self.head_found(call, meta, cx),
+            HeadOutcome::Missing => {
+                self.release(cx, |rec| {
+                    rec.version = None;
+                    rec.lineage.clear();
+                    rec.known = true;
+                });
+                let pre = if self.conditional {
+                    Precondition::IfAbsent
+                } else {
+                    Precondition::None
+                };
+                self.follow_up = Some(FollowUp::PutWith(pre, call.since));
+            }
+            HeadOutcome::Failed(e) => {
+                // With conditional writes, do not insist on asking: the retry writes
+                // conditionally (If-None-Match: *), whose answer also carries the store's
+                // error code (HEAD answers have no body), and a 412 brings the HEAD back.
+                // Without them the retry asks again: an unconditional write would replace an
+                // object nobody read (a node restarted from a stale config over a newer
+                // export: found by the chaos test, docs/election.md "Measured").
+                if self.conditional {
+                    let recorded =
+                        node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
+                            rec.known = true;
+                        });
+                    record_problem(recorded, cx.fx);
                 }
-                HeadOutcome::Failed(e) => {
-                    // With conditional writes, do not insist on asking: the retry writes
-                    // conditionally (If-None-Match: *), whose answer also carries the store's
-                    // error code (HEAD answers have no body), and a 412 brings the HEAD back.
-                    // Without them the retry asks again: an unconditional write would replace an
-                    // object nobody read (a node restarted from a stale config over a newer
-                    // export: found by the chaos test, docs/election.md "Measured").
-                    if self.conditional {
-                        let recorded =
-                            node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
-                                rec.known = true;
-                            });
-                        record_problem(recorded, cx.fx);
-                    }
-                    let why = format!("{e} (from {})", cx.store.upstream());
-                    self.failed_with(&call, &why, e.needs_operator(), cx)
-                }
-            },
+                let why = format!("{e} (from {})", cx.store.upstream());
+                self.failed_with(call, &why, e.needs_operator(), cx)
+            }
         }
     }
 
@@ -484,43 +488,28 @@ impl Export {
 
     fn head_found(&mut self, call: &InFlight, meta: RemoteMeta, cx: &mut Cx<'_>) {
         let hash = call.kind.hash();
-        let version = meta.version.clone();
-        let sequence = meta.sequence.unwrap_or(0);
-        let stored_lineage = lineage::of_object(meta.sha256_hex.as_deref(), &meta.supersedes);
-        // The document may have changed while the HEAD was out: storage holding the current one
-        // also means nothing to upload.
-        let current = self.doc.as_ref().map(|d| d.sha256_hex.as_str());
-        let stored = meta.sha256_hex.as_deref();
-        let same = if stored == Some(hash) {
-            Some(hash.to_string())
-        } else {
-            stored.filter(|s| Some(*s) == current).map(str::to_string)
-        };
+        let same = self.same_content(hash, meta.sha256_hex.as_deref());
         let verdict = match same {
             Some(_) => None,
             None => Some(self.which_is_newer(hash, &meta, cx)),
         };
-        if let Some(Verdict::Replace(_)) = verdict {
-            let pre = match version.clone() {
-                Some(v) if self.conditional => Precondition::IfMatch(v),
-                _ => Precondition::None,
-            };
-            self.release(cx, |rec| {
-                rec.version = version.clone();
-                rec.sequence = sequence;
-                rec.lineage = stored_lineage.clone();
-                rec.known = true;
-            });
-            self.follow_up = Some(FollowUp::PutWith(pre, call.since));
-            return;
-        }
+        let why_kept = match verdict {
+            Some(Verdict::Replace(_)) => {
+                let pre = match meta.version.clone() {
+                    Some(v) if self.conditional => Precondition::IfMatch(v),
+                    _ => Precondition::None,
+                };
+                self.release(cx, |rec| knows_stored(rec, &meta));
+                self.follow_up = Some(FollowUp::PutWith(pre, call.since));
+                return;
+            }
+            Some(Verdict::Keep(why)) => why,
+            None => "",
+        };
         let settled = same.clone().unwrap_or_else(|| hash.to_string());
         let recorded = node_lock::update_if_owner(cx.shared, cx.record_key, cx.me, |rec| {
             rec.schedule.settled(&settled);
-            rec.version = version.clone();
-            rec.sequence = sequence;
-            rec.lineage = stored_lineage.clone();
-            rec.known = true;
+            knows_stored(rec, &meta);
         });
         self.conflict_rounds = 0;
         let what = cx.store.describe(&self.key);
@@ -530,37 +519,49 @@ impl Export {
                 short(&settled)
             )
         } else {
-            let why = match verdict {
-                Some(Verdict::Keep(why)) => why,
-                _ => "",
-            };
             format!(
-                "{what} holds a newer config (uploaded by {}, applied at {} ms, sequence {}): {why}; not overwriting it",
+                "{what} holds a newer config (uploaded by {}, applied at {} ms, sequence {}): {why_kept}; not overwriting it",
                 meta.uploader.as_deref().unwrap_or("unknown"),
                 meta.applied_at.unwrap_or(0),
-                sequence
+                meta.sequence.unwrap_or(0)
             )
         };
         cx.fx.log(Level::Info, msg);
         record_problem(recorded, cx.fx);
-        // Storage holds the current document: the history records it too (a leader may have
-        // stopped between `config.json` and its history object; docs/history.md).
-        if let Some(doc) = self
+        self.note_stored_current(same.as_deref(), &meta, cx.now);
+    }
+
+    /// The content both the HEAD's object and ours (the call's, or the current document: it
+    /// may have changed while the HEAD was out) have, if any: nothing to upload then.
+    fn same_content(&self, hash: &str, stored: Option<&str>) -> Option<String> {
+        let current = self.doc.as_ref().map(|d| d.sha256_hex.as_str());
+        if stored == Some(hash) {
+            Some(hash.to_string())
+        } else {
+            stored.filter(|s| Some(*s) == current).map(str::to_string)
+        }
+    }
+
+    /// Storage holds the current document: the history records it too (a leader may have
+    /// stopped between `config.json` and its history object; docs/history.md).
+    fn note_stored_current(&mut self, same: Option<&str>, meta: &RemoteMeta, now: u64) {
+        let Some(doc) = self
             .doc
             .as_ref()
-            .filter(|d| same.as_deref() == Some(d.sha256_hex.as_str()))
-        {
-            // The stored object's own place: its sequence, and what it superseded.
-            let stored_place = Next {
-                sequence,
-                replaced: meta.supersedes.clone(),
-            };
-            self.exported = self.meta(doc, &stored_place).ok().map(|meta| Exported {
-                body: Rc::clone(&doc.body),
-                meta,
-                at: cx.now,
-            });
-        }
+            .filter(|d| same == Some(d.sha256_hex.as_str()))
+        else {
+            return;
+        };
+        // The stored object's own place: its sequence, and what it superseded.
+        let stored_place = Next {
+            sequence: meta.sequence.unwrap_or(0),
+            replaced: meta.supersedes.clone(),
+        };
+        self.exported = self.meta(doc, &stored_place).ok().map(|meta| Exported {
+            body: Rc::clone(&doc.body),
+            meta,
+            at: now,
+        });
     }
 
     /// Whether our document replaces the stored one, whose content differs
@@ -666,6 +667,14 @@ impl Export {
         cx.fx.metric(Metric::ExportFailuresTotal, 1);
         record_problem(recorded, cx.fx);
     }
+}
+
+/// The node record knows the stored object as a HEAD read it.
+fn knows_stored(rec: &mut NodeRecord, meta: &RemoteMeta) {
+    rec.version = meta.version.clone();
+    rec.sequence = meta.sequence.unwrap_or(0);
+    rec.lineage = lineage::of_object(meta.sha256_hex.as_deref(), &meta.supersedes);
+    rec.known = true;
 }
 
 fn record_problem(recorded: Result<bool, String>, fx: &mut Effects) {

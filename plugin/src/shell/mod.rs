@@ -498,58 +498,59 @@ impl Root {
         // Read even when the header count is 0: ngx_wasm_module reports failures in
         // `:dispatch_status`.
         let headers = hostcalls::call_response_headers().unwrap_or_default();
-        let status = headers
-            .iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.trim().parse::<u16>().ok());
-        let Some(status) = status else {
-            let reason = headers
-                .iter()
-                .find(|(k, _)| k == ":dispatch_status")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| "no response".to_string());
-            self.event(Event::CallFailed { id, reason });
-            return;
+        let status = match answer_status(&headers) {
+            Ok(status) => status,
+            Err(reason) => return self.event(Event::CallFailed { id, reason }),
         };
         // A body larger than the call may have is refused on its announced size, before the
         // filter allocates or copies any of it (`import_max_bytes`).
         let limit = self.engine.as_ref().and_then(|e| e.answer_limit(id));
         let too_large = limit.is_some_and(|l| body_size as u64 > l);
-        let body = if body_size > 0 && !too_large {
-            match hostcalls::buffer(hostcalls::HTTP_CALL_RESPONSE_BODY, body_size) {
-                Ok(b) => b,
-                Err(s) => {
-                    let reason = format!("cannot read the response body (status {})", s.0);
-                    self.event(Event::CallFailed { id, reason });
-                    return;
-                }
+        let body = match answer_body(if too_large { 0 } else { body_size }) {
+            Ok(body) => body,
+            Err(reason) => return self.event(Event::CallFailed { id, reason }),
+        };
+        let response = HttpResponse {
+            status,
+            headers: headers
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .collect(),
+            body,
+        };
+        self.event(if too_large {
+            Event::AnswerTooLarge {
+                id,
+                response,
+                announced: body_size as u64,
             }
         } else {
-            Vec::new()
-        };
-        let headers = headers
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with(':'))
-            .collect();
-        if too_large {
-            self.event(Event::AnswerTooLarge {
-                id,
-                response: HttpResponse {
-                    status,
-                    headers,
-                    body: Vec::new(),
-                },
-                announced: body_size as u64,
-            });
-            return;
-        }
-        self.event(Event::CallAnswered {
-            id,
-            response: HttpResponse {
-                status,
-                headers,
-                body,
-            },
+            Event::CallAnswered { id, response }
         });
     }
+}
+
+/// A call answer's `:status`, or why there is none (the host's `:dispatch_status`).
+fn answer_status(headers: &[(String, String)]) -> Result<u16, String> {
+    if let Some(status) = headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.trim().parse::<u16>().ok())
+    {
+        return Ok(status);
+    }
+    Err(headers
+        .iter()
+        .find(|(k, _)| k == ":dispatch_status")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "no response".to_string()))
+}
+
+/// A call answer's body of `size` bytes (none read for 0).
+fn answer_body(size: usize) -> Result<Vec<u8>, String> {
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    hostcalls::buffer(hostcalls::HTTP_CALL_RESPONSE_BODY, size)
+        .map_err(|s| format!("cannot read the response body (status {})", s.0))
 }

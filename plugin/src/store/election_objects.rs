@@ -3,6 +3,8 @@
 //! `<register_time>-<node_id>` with the register time in seconds as Lua's `tostring` prints
 //! `ngx.now()`; GCS objects named `<node_id>` (the store's timestamps carry the times).
 
+use super::ListEntry;
+
 /// One candidate read back from a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElectionCandidate {
@@ -11,6 +13,30 @@ pub struct ElectionCandidate {
     pub register_time_ms: u64,
     /// The last refresh (the object's modification time), ms since the epoch.
     pub refreshed_ms: u64,
+}
+
+/// A listed registration as a candidate. `parse` reads `(register_time_ms, node_id)` from the
+/// object's name below `election_prefix` (each store names them its own way); the refresh is the
+/// entry's modification time, which the store calls `modified` (for the error).
+pub fn candidate<'e>(
+    election_prefix: &str,
+    entry: &'e ListEntry,
+    modified: &str,
+    parse: impl FnOnce(&'e str) -> Result<(u64, &'e str), String>,
+) -> Result<ElectionCandidate, String> {
+    let name = entry
+        .key
+        .strip_prefix(election_prefix)
+        .unwrap_or(&entry.key);
+    let (register_time_ms, node_id) = parse(name)?;
+    let refreshed_ms = entry
+        .modified_ms
+        .ok_or_else(|| format!("no {modified} for {name:?}"))?;
+    Ok(ElectionCandidate {
+        node_id: node_id.to_string(),
+        register_time_ms,
+        refreshed_ms,
+    })
 }
 
 /// Seconds with up to three decimals, trailing zeros dropped: what Lua's `tostring(ngx.now())`

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
 
-use super::election_objects::ElectionCandidate;
+use super::election_objects::{self, ElectionCandidate};
 use super::gcs_auth::TokenCache;
 use super::lineage;
 use super::timestamp::rfc3339_ms;
@@ -435,23 +435,15 @@ impl ElectionObjects for GcsStore {
         election_prefix: &str,
         entry: &ListEntry,
     ) -> Result<ElectionCandidate, String> {
-        let name = entry
-            .key
-            .strip_prefix(election_prefix)
-            .unwrap_or(&entry.key);
-        if name.is_empty() || name.contains('/') {
-            return Err(format!("not `<node_id>`: {name:?}"));
-        }
-        let register_time_ms = entry
-            .created_ms
-            .ok_or_else(|| format!("no timeCreated for {name:?}"))?;
-        let refreshed_ms = entry
-            .modified_ms
-            .ok_or_else(|| format!("no updated time for {name:?}"))?;
-        Ok(ElectionCandidate {
-            node_id: name.to_string(),
-            register_time_ms,
-            refreshed_ms,
+        // The register time is the object's creation (`timeCreated`), as Kong Enterprise reads it.
+        election_objects::candidate(election_prefix, entry, "updated time", |name| {
+            if name.is_empty() || name.contains('/') {
+                return Err(format!("not `<node_id>`: {name:?}"));
+            }
+            let created = entry
+                .created_ms
+                .ok_or_else(|| format!("no timeCreated for {name:?}"))?;
+            Ok((created, name))
         })
     }
 }

@@ -20,6 +20,11 @@ const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// Google accepts assertions that live at most one hour.
 const ASSERTION_LIFETIME_S: u64 = 3600;
+/// A half-signed assertion older than this is dropped and signed anew: sent any later, it could
+/// reach the token endpoint past its `exp` (one hour after `iat`), given clock skew and the call's
+/// own time. A signing at one slice per host tick of up to about 4 minutes still finishes under
+/// it (docs/gcs.md, "Signing in slices").
+const ASSERTION_MAX_AGE_MS: u64 = (ASSERTION_LIFETIME_S - 5 * 60) * 1000;
 /// A token is renewed this long before it expires (capped at half its lifetime), so a request
 /// never leaves with a token that dies on the way.
 const REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
@@ -110,8 +115,9 @@ pub struct TokenCache {
     last_error: Option<String>,
     /// Token requests sent so far and the time the last JWT signature took (diagnostics).
     pub requests: u64,
-    /// The assertion being signed, a slice per call of `request` (docs/gcs.md).
-    pending: Option<PendingAssertion>,
+    /// The assertion being signed, a slice per call of `request` (docs/gcs.md), and when its
+    /// signing started (local ms).
+    pending: Option<(u64, PendingAssertion)>,
     /// The store's clock minus this node's (ms): the assertion's `iat`/`exp` are Google's time.
     skew_ms: i64,
 }
@@ -179,6 +185,10 @@ impl TokenCache {
     pub fn request(&mut self, now_ms: u64) -> Option<OutboundRequest> {
         let due = self.token().is_none_or(|t| now_ms >= t.refresh_at);
         if !due || now_ms < self.next_attempt_at {
+            // A half-signed assertion is not kept for later (another root context of this
+            // worker got the token meanwhile: `TOKENS` is shared): resumed at the next renewal,
+            // its `iat` would be about an hour old.
+            self.pending = None;
             return None;
         }
         let request = match &self.provider {
@@ -208,10 +218,19 @@ impl TokenCache {
         let TokenProvider::ServiceAccount { key, aud, .. } = &self.provider else {
             return None;
         };
-        let Some(pending) = self.pending.as_mut() else {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|(since, _)| now_ms.saturating_sub(*since) > ASSERTION_MAX_AGE_MS)
+        {
+            // Its slices waited too long (this worker sent no store request meanwhile: the lease
+            // was elsewhere, nothing to export): its `iat` is too old to send.
+            self.pending = None;
+        }
+        let Some((_, pending)) = self.pending.as_mut() else {
             let iat_ms = super::timestamp::shift(now_ms, self.skew_ms);
             match key.start_assertion(self.scope, aud, iat_ms / 1000) {
-                Ok(pending) => self.pending = Some(pending),
+                Ok(pending) => self.pending = Some((now_ms, pending)),
                 Err(e) => {
                     self.failed(e, now_ms);
                 }
@@ -467,5 +486,78 @@ mod tests {
         assert!(authority
             .verify_assertion(&jwt, &["https://elsewhere/token".to_string()], now)
             .is_err());
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn service_account() -> TokenProvider {
+        let generated =
+            harness_mocks::gcs::ServiceAccountKey::generate("a@p.iam.gserviceaccount.com");
+        let file = generated.to_json(GOOGLE_TOKEN_URI).to_string();
+        TokenProvider::ServiceAccount {
+            key: ServiceAccountKey::parse(&file).unwrap(),
+            token_uri: HttpUrl::parse(GOOGLE_TOKEN_URI).unwrap(),
+            aud: GOOGLE_TOKEN_URI.to_string(),
+            upstream: "google".into(),
+        }
+    }
+
+    /// Calls `request` every `step` ms from `now` until the grant leaves: when it left, and its
+    /// assertion's `iat`.
+    fn grant_sent(cache: &mut TokenCache, now: u64, step: u64) -> (u64, u64) {
+        let (at, request) = (0..100)
+            .map(|i| now + i * step)
+            .find_map(|at| cache.request(at).map(|r| (at, r)))
+            .expect("a grant request within 100 calls");
+        let body = String::from_utf8(request.body.to_vec()).unwrap();
+        let assertion = body.split("assertion=").nth(1).unwrap();
+        let claims = assertion.split('.').nth(1).unwrap();
+        let claims = crate::rs256::key::base64_decode(&claims.replace('-', "+").replace('_', "/"));
+        let claims: Value = serde_json::from_slice(&claims.unwrap()).unwrap();
+        (at, claims["iat"].as_u64().unwrap())
+    }
+
+    /// A signing whose slices stopped for two hours (no store request meanwhile) starts again
+    /// rather than send an assertion past its `exp`.
+    #[test]
+    fn a_signing_resumed_too_late_starts_again_with_a_fresh_iat() {
+        let mut cache = TokenCache::new(service_account(), SCOPE_READ_ONLY);
+        assert!(
+            cache.request(T0).is_none() && cache.signing(),
+            "signing started"
+        );
+        assert!(cache.request(T0 + 1000).is_none(), "one slice");
+        let later = T0 + 2 * 3600 * 1000;
+        assert_eq!(grant_sent(&mut cache, later, 1000).1, later / 1000);
+        // A signing at one slice a minute (13 slices) still sends its first `iat`.
+        let mut slow = TokenCache::new(service_account(), SCOPE_READ_ONLY);
+        let (sent_at, iat) = grant_sent(&mut slow, later, 60_000);
+        assert!(
+            sent_at - later > 10 * 60_000,
+            "the test needs a long signing"
+        );
+        assert_eq!(iat, later / 1000);
+    }
+
+    /// A token another root context of the worker got meanwhile (the cache is shared) ends a
+    /// half-done signing: at the next renewal the signing starts anew.
+    #[test]
+    fn a_signing_is_dropped_when_a_shared_token_arrives() {
+        let provider = service_account();
+        let mut cache = TokenCache::new(provider.clone(), SCOPE_READ_ONLY);
+        let mut other = TokenCache::new(provider, SCOPE_READ_ONLY);
+        assert!(cache.request(T0).is_none() && cache.signing());
+        let token = HttpResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: br#"{"access_token":"t","expires_in":1200}"#.to_vec(),
+        };
+        other.answered(Ok(token), T0 + 1000).unwrap();
+        assert!(cache.request(T0 + 2000).is_none(), "not due");
+        assert!(!cache.signing(), "the half-done signing is dropped");
+        // Renewal after 20 min - 5 min.
+        let renewal = T0 + 1000 + 15 * 60 * 1000;
+        assert!(cache.request(renewal - 1).is_none());
+        assert_eq!(grant_sent(&mut cache, renewal, 1000).1, renewal / 1000);
     }
 }

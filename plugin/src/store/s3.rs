@@ -432,19 +432,9 @@ impl ElectionObjects for S3Store {
         election_prefix: &str,
         entry: &ListEntry,
     ) -> Result<ElectionCandidate, String> {
-        let name = entry
-            .key
-            .strip_prefix(election_prefix)
-            .unwrap_or(&entry.key);
-        let (register_time_ms, node_id) = election_objects::parse_s3_name(name)
-            .ok_or_else(|| format!("not `<register_time>-<node_id>`: {name:?}"))?;
-        let refreshed_ms = entry
-            .modified_ms
-            .ok_or_else(|| format!("no LastModified for {name:?}"))?;
-        Ok(ElectionCandidate {
-            node_id: node_id.to_string(),
-            register_time_ms,
-            refreshed_ms,
+        election_objects::candidate(election_prefix, entry, "LastModified", |name| {
+            election_objects::parse_s3_name(name)
+                .ok_or_else(|| format!("not `<register_time>-<node_id>`: {name:?}"))
         })
     }
 }
