@@ -124,6 +124,19 @@ impl StringUnescape {
         };
         let stop = r.saturating_add(budget.max(1));
         while r < stop {
+            // A run of plain bytes is moved at once (most of a configuration).
+            let end = stop.min(text.len());
+            let rest = text.get(r..end).unwrap_or_default();
+            let run = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .unwrap_or(rest.len());
+            if run > 0 {
+                text.copy_within(r..r + run, self.write);
+                self.write += run;
+                r += run;
+                continue;
+            }
             let Some(&b) = text.get(r) else {
                 return Unescaped::Invalid("the string does not end");
             };
