@@ -138,7 +138,7 @@ pub fn prune_plan_partial(
     max_deletes: usize,
 ) -> Vec<String> {
     let mut ranked: Vec<&HistoryEntry> = entries.iter().collect();
-    ranked.sort_by(|a, b| newest_first(a, b));
+    crate::sort::sort_by(&mut ranked, |a, b| newest_first(a, b));
     // The same key listed twice (a store repeating a page) is one object.
     ranked.dedup_by(|a, b| a.key == b.key);
     let keep_count = keep_count.max(1);

@@ -29,6 +29,7 @@ pub mod rs256;
 pub mod seal;
 pub mod secret;
 pub mod settings;
+pub mod sort;
 
 pub mod store;
 pub mod updated_at;

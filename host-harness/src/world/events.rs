@@ -33,6 +33,26 @@ impl World {
         done(self)
     }
 
+    /// [`World::advance_until`] on the wall clock: runs in `step`s of real time until `done` holds
+    /// or `limit` passes. For a world that talks to real servers whose clocks matter to the
+    /// filter (the election judges freshness on the store's clock): advancing virtual time
+    /// faster than the server's makes the node's clock run ahead of it without bound.
+    pub fn run_realtime_until(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        mut done: impl FnMut(&World) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if done(self) {
+                return true;
+            }
+            self.run_realtime(step.min(deadline.saturating_duration_since(Instant::now())));
+        }
+        done(self)
+    }
+
     /// Runs for `duration` of real time, delivering events when the wall clock reaches them.
     pub fn run_realtime(&mut self, duration: Duration) {
         let start_wall = Instant::now();

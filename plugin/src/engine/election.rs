@@ -631,7 +631,7 @@ impl Election {
             .map(|(_, c)| c)
             .filter(|c| store_now <= c.refreshed_ms.saturating_add(window))
             .collect();
-        fresh.sort_by(|a, b| {
+        crate::sort::sort_by(&mut fresh, |a, b| {
             (a.register_time_ms, a.node_id.as_str()).cmp(&(b.register_time_ms, b.node_id.as_str()))
         });
         fresh
@@ -1000,7 +1000,7 @@ fn round_period(interval_ms: u64) -> u64 {
 /// it in Kong's order.
 fn distinct_nodes(fresh: &[&ElectionCandidate]) -> usize {
     let mut nodes: Vec<&str> = fresh.iter().map(|c| c.node_id.as_str()).collect();
-    nodes.sort_unstable();
+    crate::sort::sort(&mut nodes);
     nodes.dedup();
     nodes.len()
 }

@@ -443,7 +443,7 @@ pub fn s3_params_to_headers(
         }
         headers.push((header.to_string(), text));
     }
-    headers.sort();
+    crate::sort::sort(&mut headers);
     Ok(headers)
 }
 

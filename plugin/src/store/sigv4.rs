@@ -88,7 +88,7 @@ fn canonical_request(
         .chain(added.iter())
         .map(|(k, v)| (k.to_ascii_lowercase(), canonical_value(v)))
         .collect();
-    all.sort();
+    crate::sort::sort(&mut all);
     if all.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
         return Err("cannot sign the request: a header is given twice".to_string());
     }
@@ -158,7 +158,7 @@ fn canonical_query(query: &str) -> String {
             )
         })
         .collect();
-    pairs.sort();
+    crate::sort::sort(&mut pairs);
     pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
