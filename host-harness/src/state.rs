@@ -107,10 +107,10 @@ impl WorldShared {
             return Some(h.clone());
         }
         let default_port = if https { 443 } else { 80 };
-        match upstream.rsplit_once(':') {
-            Some((host, port)) if port == default_port.to_string() => routes.get(host).cloned(),
-            Some(_) => None,
-            None => routes.get(&format!("{upstream}:{default_port}")).cloned(),
+        match host_and_port(upstream) {
+            (host, Some(port)) if port == default_port => routes.get(host).cloned(),
+            (_, Some(_)) => None,
+            (_, None) => routes.get(&format!("{upstream}:{default_port}")).cloned(),
         }
     }
 }
@@ -281,9 +281,30 @@ impl NodeShared {
     }
 }
 
+/// An upstream `host[:port]` split at its port, if it ends with one (`[::1]:80` → `[::1]`, 80;
+/// `[::1]` has none).
+pub(crate) fn host_and_port(upstream: &str) -> (&str, Option<u16>) {
+    match upstream.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(port) => (host, Some(port)),
+            Err(_) => (upstream, None),
+        },
+        None => (upstream, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstreams_split_at_a_numeric_port_only() {
+        assert_eq!(host_and_port("s3.local:9000"), ("s3.local", Some(9000)));
+        assert_eq!(host_and_port("[::1]:80"), ("[::1]", Some(80)));
+        assert_eq!(host_and_port("[::1]"), ("[::1]", None));
+        assert_eq!(host_and_port("cluster_s3"), ("cluster_s3", None));
+        assert_eq!(host_and_port("host:http"), ("host:http", None));
+    }
 
     #[test]
     fn cas_rules_of_both_hosts() {

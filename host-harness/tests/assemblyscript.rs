@@ -7,6 +7,9 @@
 
 use host_harness::{HostProfile, HttpExchange, NodeSpec, PluginModule, World};
 
+mod common;
+use common::assert_no_traps;
+
 fn add_header() -> PluginModule {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -45,5 +48,5 @@ fn the_assemblyscript_sdks_readme_filter_adds_its_header_in_the_envoy_profile() 
     let header = response_header(&mut world, "what ever you want");
     assert_eq!(header.as_deref(), Some("what ever you want"));
     assert_eq!(response_header(&mut world, "x").as_deref(), Some("x"));
-    assert!(world.traps().is_empty(), "{}", world.traps()[0].summary());
+    assert_no_traps(&world);
 }

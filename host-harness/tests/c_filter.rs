@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use host_harness::{HostProfile, HttpExchange, NodeSpec, PluginModule, World};
 
+mod common;
+use common::assert_no_traps;
+
 fn c_filter() -> PluginModule {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/c/filter.wasm");
     PluginModule::load(path).expect("loading the C filter")
@@ -61,14 +64,6 @@ fn the_c_filter_adds_its_header_answers_locally_and_ticks_in_both_profiles() {
             !world.logs_containing("c-filter: configured").is_empty(),
             "{name}"
         );
-        assert!(
-            world.traps().is_empty(),
-            "{name}: {:?}",
-            world
-                .traps()
-                .iter()
-                .map(|t| t.summary())
-                .collect::<Vec<_>>()
-        );
+        assert_no_traps(&world);
     }
 }

@@ -9,6 +9,9 @@ use std::{path::Path, sync::Arc, time::Duration};
 use host_harness::http::{CallContext, HttpRequest, HttpResponse, Reply};
 use host_harness::{wasm_build, HostProfile, HttpExchange, NodeSpec, PluginModule, World};
 
+mod common;
+use common::assert_no_traps;
+
 /// Builds one example (`package` `proxy-wasm-example-<name>`) in release, the SDK's own profile.
 fn example(name: &str) -> PluginModule {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk-examples");
@@ -21,11 +24,6 @@ fn example(name: &str) -> PluginModule {
 
 fn messages(world: &World) -> Vec<String> {
     world.logs().into_iter().map(|l| l.message).collect()
-}
-
-fn assert_no_traps(world: &World) {
-    let traps: Vec<String> = world.traps().iter().map(|t| t.summary()).collect();
-    assert!(traps.is_empty(), "{}: {traps:?}", world.profile().name);
 }
 
 /// "Hello, World!" at start, then a line every 5 s with the time and a random byte.

@@ -19,6 +19,7 @@ pub mod flat_form;
 pub mod header_map;
 pub mod history;
 pub mod host_memory;
+pub mod host_tick;
 pub mod http;
 pub mod http_url;
 pub mod json;

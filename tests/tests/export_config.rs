@@ -335,3 +335,43 @@ fn a_large_configuration_is_exported_exactly_and_a_newer_one_replaces_it_in_flig
     );
     assert!(world.traps().is_empty());
 }
+
+/// A large first configuration is validated across host ticks of 50 ms, a period set before its
+/// `host_tick_ms` is known (a root context sets it once): a longer `host_tick_ms` still paces the
+/// filter's stepwise work (the document's sliced checks and hash, a slice per work tick), and a
+/// shorter one than the host's period is refused with one warning naming the field.
+#[test]
+fn a_large_first_configuration_keeps_its_host_tick_ms() {
+    let profile = HostProfile::ngx_wasm_module();
+    let big = large_doc(1, 6 * 1024 * 1024);
+    // When the first storage call leaves, with the given timing settings.
+    let first_call = |timing: Value| {
+        let s3 = mock_s3();
+        let mut world = world_with_storage(&profile, s3.clone());
+        let mut cfg = filter_config(&profile, &big);
+        cfg["cluster_fallback_config_export_delay"] = json!(0);
+        for (k, v) in timing.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        start_node(&mut world, 1, &cfg);
+        let stored = |_: &World| s3.object(BUCKET, CONFIG_KEY).is_some();
+        assert!(world.advance_until(secs(120), ms(100), stored), "{timing}");
+        assert_exported(&s3, &big);
+        assert!(world.traps().is_empty());
+        let first = world.calls().iter().map(|c| c.sent_at).min().unwrap();
+        let warned = world.logs_containing("host_tick_ms").len();
+        (first, warned)
+    };
+    let (default, warned) = first_call(json!({}));
+    assert_eq!(warned, 0);
+    let (slow, warned) = first_call(json!({"host_tick_ms": 1000}));
+    assert_eq!(warned, 0);
+    eprintln!("first storage call: {default:?} at the default host tick, {slow:?} at 1 s");
+    // Six slices of each of the document's stepwise passes, one per second.
+    assert!(default < secs(3), "{default:?}");
+    assert!(slow >= secs(6), "{slow:?}: host_tick_ms ignored");
+    // Shorter than the 50 ms the validation needed: one warning, the work at 50 ms.
+    let (fast, warned) = first_call(json!({"tick_period_ms": 20, "host_tick_ms": 20}));
+    assert_eq!(warned, 1, "one warning naming host_tick_ms");
+    assert!(fast < secs(3), "{fast:?}");
+}

@@ -355,6 +355,39 @@ pub(crate) struct Host {
 }
 
 impl Host {
+    /// The store data of a new instance of a worker at `origin`: no root context yet (the caller
+    /// adds its filters' `root_configs` and `root_names`), nothing in flight.
+    pub(crate) fn new(
+        wasi: WasiP1Ctx,
+        world: Arc<WorldShared>,
+        node: Arc<NodeShared>,
+        origin: Origin,
+        generation: u64,
+        worker_tokens: Option<Arc<std::sync::atomic::AtomicU32>>,
+    ) -> Host {
+        Host {
+            wasi,
+            world,
+            node,
+            origin,
+            generation,
+            callback: Callback::Initialize,
+            effective_context: 0,
+            root_configs: HashMap::new(),
+            streams: HashMap::new(),
+            stream_of: HashMap::new(),
+            root_names: HashMap::new(),
+            worker_tokens,
+            call_response: None,
+            grpc_message: None,
+            grpc_status: None,
+            outbox: Outbox::default(),
+            fatal: None,
+            fatal_trap: None,
+            tick_set: Default::default(),
+        }
+    }
+
     pub(crate) fn is_root(&self, context_id: u32) -> bool {
         self.root_configs.contains_key(&context_id)
     }
@@ -415,31 +448,20 @@ pub(crate) fn provided_imports(engine: &Engine) -> wasmtime::Result<Vec<(String,
 
 /// A host for listing a linker's definitions (no guest ever runs in it).
 pub(crate) fn probe_host() -> Host {
-    Host {
-        wasi: wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
-        world: Arc::new(WorldShared::new(
-            crate::clock::Clock::virtual_default(),
-            crate::profile::HostProfile::envoy(),
-        )),
-        node: NodeShared::new("probe", "probe"),
-        origin: Origin {
-            node: "probe".into(),
-            worker: 0,
-        },
-        generation: 0,
-        callback: Callback::Initialize,
-        effective_context: 0,
-        root_configs: HashMap::new(),
-        streams: HashMap::new(),
-        stream_of: HashMap::new(),
-        root_names: HashMap::new(),
-        worker_tokens: None,
-        call_response: None,
-        grpc_message: None,
-        grpc_status: None,
-        outbox: Outbox::default(),
-        fatal: None,
-        fatal_trap: None,
-        tick_set: Default::default(),
-    }
+    let world = WorldShared::new(
+        crate::clock::Clock::virtual_default(),
+        crate::profile::HostProfile::envoy(),
+    );
+    let origin = Origin {
+        node: "probe".into(),
+        worker: 0,
+    };
+    Host::new(
+        wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
+        Arc::new(world),
+        NodeShared::new("probe", "probe"),
+        origin,
+        0,
+        None,
+    )
 }

@@ -2,9 +2,10 @@
 
 use std::sync::OnceLock;
 
-use host_harness::PluginModule;
+use host_harness::{PluginModule, World};
 
 /// A guest under `tests/guests/`, built for wasm32-wasip1 once per test binary.
+#[allow(dead_code)] // test binaries that build no guest (they share `assert_no_traps`)
 fn guest(cell: &OnceLock<PluginModule>, package: &str, lib: &str, profile: &str) -> PluginModule {
     cell.get_or_init(|| {
         let path = host_harness::wasm_build::build(package, lib, profile)
@@ -35,4 +36,11 @@ pub(crate) fn h_http() -> PluginModule {
 pub(crate) fn script() -> PluginModule {
     static MODULE: OnceLock<PluginModule> = OnceLock::new();
     guest(&MODULE, "script-guest", "script_guest", "wasm-release")
+}
+
+/// Fails the test when a guest trapped in `world`, naming the profile and every trap.
+#[allow(dead_code)] // not every test binary checks traps with it
+pub(crate) fn assert_no_traps(world: &World) {
+    let traps: Vec<String> = world.traps().iter().map(|t| t.summary()).collect();
+    assert!(traps.is_empty(), "{}: {traps:?}", world.profile().name);
 }

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use crate::config_report::{inert_line, summary};
 use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
+use crate::host_tick;
 use crate::http::HttpResponse;
 use crate::json::members::first_byte;
 use crate::json::scan::{Progress, Scanner};
@@ -125,6 +126,8 @@ const SCAN_SYNC_MAX: usize = 1024 * 1024;
 const SCAN_SLICE_BYTES: usize = 1024 * 1024;
 /// The host's tick period (unless `host_tick_ms` says otherwise), set once per root context: the
 /// engine's own `tick_period_ms` and the stepwise work (scan, dump, sliced hash) are paced from it.
+/// A large or invalid first configuration sets it before any `host_tick_ms` is known; a longer
+/// `host_tick_ms` is then kept by `host_tick::due`, a shorter one cannot be (`warn_host_tick`).
 const HOST_TICK_MS: u64 = 50;
 
 /// Bytes of a large configuration's payload moved per tick when it is cut out of the text.
@@ -168,8 +171,12 @@ struct Root {
     inert: Option<Inert>,
     /// A large configuration being validated a slice per tick.
     pending: Option<PendingConfig>,
-    /// The host's tick period is set (it can be set only once: `ensure_ticks`).
-    tick_set: bool,
+    /// The host's tick period, once set (it can be set only once: `ensure_ticks`).
+    tick_period_ms: Option<u64>,
+    /// The `host_tick_ms` last said not to apply (one warning per value).
+    host_tick_warned: Option<u64>,
+    /// When the engine's work last ran (every `host_tick_ms`: `host_tick::due`).
+    last_work_tick: u64,
     /// When the engine last ticked (it ticks every `tick_period_ms`, or every host tick when busy).
     last_engine_tick: u64,
     /// Host call token → engine call id (no hashing: no `RandomState`, whose seeding may panic).
@@ -196,7 +203,9 @@ impl Root {
             retiring: None,
             inert: None,
             pending: None,
-            tick_set: false,
+            tick_period_ms: None,
+            host_tick_warned: None,
+            last_work_tick: 0,
             last_engine_tick: 0,
             calls: VecMap::new(),
             metrics: Metrics::default(),
@@ -347,6 +356,7 @@ impl Root {
     /// A valid configuration: (re)configures the engine and hands it its own document.
     fn apply(&mut self, cfg: Config, own_text: Option<Rc<Vec<u8>>>) -> bool {
         self.ensure_ticks(cfg.host_tick_ms);
+        self.warn_host_tick(cfg.host_tick_ms);
         self.inert = None;
         self.metrics.apply(Metric::ConfigInvalid, 0);
         let summary = summary(&cfg);
@@ -411,7 +421,19 @@ impl Root {
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
-        // The host ticks every HOST_TICK_MS; the engine every `tick_period_ms`, or at every host
+        // The work runs every `host_tick_ms`, also where the host ticks faster (its period was
+        // set before this configuration was known).
+        let period = self.tick_period_ms.unwrap_or(0);
+        if !host_tick::due(
+            now,
+            self.last_work_tick,
+            engine.config().host_tick_ms,
+            period,
+        ) {
+            return;
+        }
+        self.last_work_tick = now;
+        // The host ticks every `host_tick_ms`; the engine every `tick_period_ms`, or at every host
         // tick while it has stepwise work (a dump, a sliced hash).
         // A clock that went back (or a bogus reading earlier) must not stop the engine for good.
         let due = now < self.last_engine_tick
@@ -448,20 +470,38 @@ impl Root {
     /// `set_tick_period` ("tick_period already set": docs/host-behaviours.md), and Kong re-runs
     /// `on_configure` when a filter chain's configuration changes.
     fn ensure_ticks(&mut self, period_ms: u64) {
-        if self.tick_set {
+        if self.tick_period_ms.is_some() {
             return;
         }
         // The engine's first tick comes one `tick_period_ms` after the first configuration, as it
         // would with a host timer of that period.
         self.last_engine_tick = hostcalls::now_ms().unwrap_or(0);
         match hostcalls::set_tick_period_ms(period_ms) {
-            Ok(()) => self.tick_set = true,
+            Ok(()) => self.tick_period_ms = Some(period_ms),
             // Refused: no timer was set, so the next configuration may try again.
             Err(s) => log(
                 Level::Error,
                 &format!("cannot set the tick period (status {})", s.0),
             ),
         }
+    }
+
+    /// A `host_tick_ms` shorter than the host's period, which was set before (by an earlier
+    /// configuration, or for validating a large one): the host cannot tick faster, say so once.
+    fn warn_host_tick(&mut self, host_tick_ms: u64) {
+        let Some(period) = self.tick_period_ms.filter(|&p| p > host_tick_ms) else {
+            return;
+        };
+        if self.host_tick_warned == Some(host_tick_ms) {
+            return;
+        }
+        self.host_tick_warned = Some(host_tick_ms);
+        log(
+            Level::Warn,
+            &format!(
+                "host_tick_ms {host_tick_ms} cannot apply: the host already ticks this root context every {period} ms (it sets the period once, here before this configuration was known: a large or invalid configuration came first); the filter works every {period} ms"
+            ),
+        );
     }
 
     fn dispatch(&mut self, d: Dispatch) {

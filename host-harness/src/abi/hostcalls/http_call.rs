@@ -208,10 +208,7 @@ fn request(
 
 /// Whether `host[:port]` names an IP address (`127.0.0.1:1`, `[::1]:80`).
 fn is_ip_literal(upstream: &str) -> bool {
-    let host = match upstream.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h,
-        _ => upstream,
-    };
+    let (host, _) = crate::state::host_and_port(upstream);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.parse::<std::net::IpAddr>().is_ok()
 }

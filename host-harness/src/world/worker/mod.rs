@@ -24,7 +24,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 pub(super) use self::invoke::Invoke;
 use super::scheduler::Event;
 use super::spec::{FilterSpec, NodeSpec};
-use crate::abi::{self, CallResponseData, Callback, Host, Outbox, StreamData};
+use crate::abi::{self, CallResponseData, Callback, Host, StreamData};
 use crate::clock::{WasiMonotonic, WasiWall};
 use crate::profile::{HostProfile, HttpModel};
 use crate::record::{LogLevel, LogLine, Origin, TrapRecord};
@@ -419,27 +419,17 @@ impl Worker {
             .collect();
         let worker_tokens =
             (self.shared.profile.http == HttpModel::Ngx).then(|| self.tokens.clone());
-        Host {
+        let mut host = Host::new(
             wasi,
-            world: self.shared.clone(),
-            node: self.node_shared.clone(),
-            origin: self.origin.clone(),
+            self.shared.clone(),
+            self.node_shared.clone(),
+            self.origin.clone(),
             generation,
-            callback: Callback::Initialize,
-            effective_context: 0,
-            root_configs,
-            streams: Default::default(),
-            stream_of: Default::default(),
-            root_names,
             worker_tokens,
-            call_response: None,
-            grpc_message: None,
-            grpc_status: None,
-            outbox: Outbox::default(),
-            fatal: None,
-            fatal_trap: None,
-            tick_set: Default::default(),
-        }
+        );
+        host.root_configs = root_configs;
+        host.root_names = root_names;
+        host
     }
 
     /// Makes a new instance the worker's, with one root runtime per filter. A recovered root
