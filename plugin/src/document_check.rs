@@ -2,16 +2,17 @@
 //! (docs/architecture.md, "Import"): JSON syntax (the resumable `json::scan::Scanner`), a
 //! non-empty `_format_version`, and the SHA-256 of the bytes against the `config-sha256` metadata.
 //! An object may be up to `import_max_bytes` (128 MiB by default); checked whole it was one
-//! callback proportional to its size, so each step reads at most `CHECK_SLICE_BYTES` for the
-//! syntax and as many for the hash.
+//! callback proportional to its size, so each step reads at most `CHECK_SLICE_BYTES`, for the
+//! syntax or for the hash.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::json::scan::{ErrorKind, Progress, Scanner, Summary, ValueKind, MAX_DEPTH};
 
-/// Bytes scanned, and bytes hashed, per step.
-pub const CHECK_SLICE_BYTES: usize = 1024 * 1024;
+/// Bytes scanned, or bytes hashed, per step: scanning 1 MiB was 11-12 ms of guest CPU in wasm at
+/// load 2-4 on 2 cores (BENCHMARKS.md, issue 25, speed5).
+pub const CHECK_SLICE_BYTES: usize = 512 * 1024;
 
 /// Where a check is.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,25 +47,16 @@ impl DocumentCheck {
         }
     }
 
-    /// The next slice of `text` (the same bytes at every step).
+    /// The next slice of `text` (the same bytes at every step): a slice of the scan or one of
+    /// the hash, whichever is behind, so a step costs one slice, not two (BENCHMARKS.md,
+    /// issue 25, speed5).
     pub fn step(&mut self, text: &[u8]) -> CheckStep {
-        if self.summary.is_none() {
-            match self.scanner.step(text, CHECK_SLICE_BYTES) {
-                Progress::More => {}
-                Progress::Done(summary) => self.summary = Some(summary),
-                Progress::Invalid(e) => {
-                    return CheckStep::Invalid(if text.trim_ascii_start().first() != Some(&b'{') {
-                        "is not a JSON object".into()
-                    } else if e.kind == ErrorKind::DepthLimitExceeded {
-                        // In the words of the rewriter, which used to meet such documents first.
-                        format!("is nested deeper than {MAX_DEPTH} levels")
-                    } else {
-                        format!("is {e}").to_ascii_lowercase()
-                    });
-                }
+        let hashing = self.expected_sha256_hex.is_some() && self.hashed < text.len();
+        if self.summary.is_none() && (!hashing || self.scanner.position() <= self.hashed) {
+            if let Err(why) = self.scan_slice(text) {
+                return CheckStep::Invalid(why);
             }
-        }
-        if self.expected_sha256_hex.is_some() && self.hashed < text.len() {
+        } else if hashing {
             let end = text
                 .len()
                 .min(self.hashed.saturating_add(CHECK_SLICE_BYTES));
@@ -77,6 +69,25 @@ impl DocumentCheck {
         match &self.summary {
             Some(summary) if hashed => self.verdict(text, summary),
             _ => CheckStep::Working,
+        }
+    }
+
+    /// One slice of the syntax check: `Err` says why the text is refused.
+    fn scan_slice(&mut self, text: &[u8]) -> Result<(), String> {
+        match self.scanner.step(text, CHECK_SLICE_BYTES) {
+            Progress::More => Ok(()),
+            Progress::Done(summary) => {
+                self.summary = Some(summary);
+                Ok(())
+            }
+            Progress::Invalid(e) => Err(if text.trim_ascii_start().first() != Some(&b'{') {
+                "is not a JSON object".into()
+            } else if e.kind == ErrorKind::DepthLimitExceeded {
+                // In the words of the rewriter, which used to meet such documents first.
+                format!("is nested deeper than {MAX_DEPTH} levels")
+            } else {
+                format!("is {e}").to_ascii_lowercase()
+            }),
         }
     }
 
@@ -146,12 +157,12 @@ mod tests {
         let (verdict, steps) = run(&doc, Some(sha.clone()));
         assert_eq!(verdict, CheckStep::Valid);
         assert!(validate_declarative_json(&doc).is_ok());
+        // A step scans or hashes a slice, never both.
         let slices = doc.len().div_ceil(CHECK_SLICE_BYTES);
-        assert!(
-            steps >= slices && steps <= slices + 1,
-            "{steps} steps, {slices} slices"
-        );
-        assert_eq!(run(&doc, None).0, CheckStep::Valid);
+        assert_eq!(steps, 2 * slices, "{steps} steps, {slices} slices");
+        let (verdict, steps) = run(&doc, None);
+        assert_eq!(verdict, CheckStep::Valid);
+        assert_eq!(steps, slices);
         // The same document under another's hash, and truncated under its own.
         let other = sha256_hex(b"{}");
         assert!(

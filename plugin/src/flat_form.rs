@@ -13,9 +13,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::json::members::{
-    check_json, first_byte, json_string, json_syntax_reason, object_members, skip_value, skip_ws,
-};
+use crate::json::members::{first_byte, json_string, object_members, skip_value, skip_ws};
+use crate::json::scan::{Progress, Scanner, ValueKind};
 
 /// One entity collection: its name in the flat form and its Admin API path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,50 +66,73 @@ pub const COLLECTIONS: &[Collection] = &[
     c("oauth2_tokens", "/oauth2_tokens"),
 ];
 
-/// One Admin API page (`{"data": [...], "next": ...}`), validated, its entities written into the
-/// flat form a slice at a time ([`FlatBuilder::add_entities`]): a page of 1,000 entities is
-/// hundreds of KB, too much to rewrite in one host callback (BENCHMARKS.md, issue 25).
+/// One Admin API page (`{"data": [...], "next": ...}`), validated and then its entities written
+/// into the flat form a slice at a time ([`FlatBuilder::add_entities`]): a page of 1,000 entities
+/// is hundreds of KB, too much to validate or rewrite in one host callback (BENCHMARKS.md,
+/// issue 25).
 #[derive(Debug)]
 pub struct Page {
     collection: &'static str,
     body: Vec<u8>,
-    /// The next entity's first byte in `body` (inside the `data` array).
+    /// The page's validation while it is under way (`None` once the page is valid); boxed, as
+    /// a scanner is large and a dump holds its page.
+    scan: Option<Box<Scanner>>,
+    /// The next entity's first byte in `body` (inside the `data` array), once validated.
     pos: usize,
     done: bool,
-    /// The path of the next page (Kong's `next`), if any.
+    /// The path of the next page (Kong's `next`), if any, once validated.
     pub next: Option<String>,
 }
 
 impl Page {
-    /// Checks that `body` is JSON with a `data` array, and reads its `next`.
-    pub fn open(collection: &'static str, body: Vec<u8>) -> Result<Page, String> {
-        check_json(&body).map_err(|e| format!("the page is {}", json_syntax_reason(&e)))?;
-        let members = object_members(&body).ok_or("the page is not a JSON object")?;
-        let mut data = None;
-        let mut next = None;
-        for (key, start, end) in members {
-            let raw = body.get(start..end).unwrap_or_default();
-            match key.as_str() {
-                "data" if first_byte(raw) == Some(b'[') => data = Some(start),
-                "data" => data = None,
-                "next" if first_byte(raw) == Some(b'"') => {
-                    next = json_string(raw).ok().filter(|n| !n.is_empty());
-                }
-                _ => {}
-            }
-        }
-        let open = data.ok_or("the page has no \"data\" array")?;
-        let pos = skip_ws(&body, open + 1);
-        let done = body.get(pos) == Some(&b']');
-        Ok(Page {
+    /// A page as the Admin API answered it; nothing is read yet (`FlatBuilder::add_entities`
+    /// validates it first, a slice at a time).
+    pub fn open(collection: &'static str, body: Vec<u8>) -> Page {
+        Page {
             collection,
             body,
-            pos,
-            done,
-            next,
-        })
+            scan: Some(Box::new(Scanner::new(None))),
+            pos: 0,
+            done: false,
+            next: None,
+        }
+    }
+
+    /// Validates at most `budget` more bytes; once the page is valid JSON, finds its `data`
+    /// array and its `next`. `Ok(true)`: validated.
+    fn validate(&mut self, budget: usize) -> Result<bool, String> {
+        let Some(scan) = self.scan.as_mut() else {
+            return Ok(true);
+        };
+        let summary = match scan.step(&self.body, budget) {
+            Progress::More => return Ok(false),
+            Progress::Invalid(e) => return Err(format!("the page is {e}").to_ascii_lowercase()),
+            Progress::Done(summary) => summary,
+        };
+        self.scan = None;
+        if summary.root != ValueKind::Object {
+            return Err("the page is not a JSON object".into());
+        }
+        let raw = |key: &str| {
+            let m = summary.member(key)?;
+            Some((m.kind, m.value.start, self.body.get(m.value.clone())?))
+        };
+        let Some((ValueKind::Array, open, _)) = raw("data") else {
+            return Err("the page has no \"data\" array".into());
+        };
+        self.next = match raw("next") {
+            Some((ValueKind::String, _, text)) => json_string(text).ok().filter(|n| !n.is_empty()),
+            _ => None,
+        };
+        self.pos = skip_ws(&self.body, open + 1);
+        self.done = self.body.get(self.pos) == Some(&b']');
+        Ok(true)
     }
 }
+
+/// Bytes of a page validated per call of [`FlatBuilder::add_entities`] for each byte of entities
+/// it would write: validating costs a fraction of rewriting (BENCHMARKS.md, issue 25, speed5).
+const VALIDATE_PER_WRITE: usize = 8;
 
 /// The flat document being written.
 #[derive(Debug)]
@@ -169,15 +191,30 @@ impl FlatBuilder {
         collection: &'static str,
         page: &[u8],
     ) -> Result<Option<String>, String> {
-        let mut page = Page::open(collection, page.to_vec())?;
+        let mut page = Page::open(collection, page.to_vec());
         while !self.add_entities(&mut page, usize::MAX)? {}
         Ok(page.next)
     }
 
     /// Writes the next entities of `page` into the document, about `budget` bytes of them (at
-    /// least one entity); `Ok(true)` once the page is all written. The page is rewritten as text
-    /// (no tree of its entities is built: smaller module, less memory, one pass).
-    pub fn add_entities(&mut self, page: &mut Page, budget: usize) -> Result<bool, String> {
+    /// least one entity); `Ok(true)` once the page is all written. Until the page is validated,
+    /// a call validates `VALIDATE_PER_WRITE` times `budget` bytes of it first (a call that
+    /// finishes the validation writes with what is left of its budget). The page is
+    /// rewritten as text (no tree of its entities is built: smaller module, less memory, one
+    /// pass).
+    pub fn add_entities(&mut self, page: &mut Page, mut budget: usize) -> Result<bool, String> {
+        if let Some(scan) = &page.scan {
+            let before = scan.position();
+            if !page.validate(budget.saturating_mul(VALIDATE_PER_WRITE))? {
+                return Ok(false);
+            }
+            // What the validation left of this call's budget goes to the entities.
+            let read = page.body.len().saturating_sub(before);
+            budget = budget.saturating_sub(read / VALIDATE_PER_WRITE);
+            if budget == 0 || page.done {
+                return Ok(page.done);
+            }
+        }
         let collection = page.collection;
         let t = page.body.as_slice();
         let stop = page.pos.saturating_add(budget.max(1));
@@ -562,7 +599,7 @@ mod tests {
         let whole = whole.finish();
         for budget in [1, 17, 100, 1_000] {
             let mut b = FlatBuilder::new();
-            let mut page = Page::open("routes", body.clone()).unwrap();
+            let mut page = Page::open("routes", body.clone());
             let mut steps = 0;
             while !b.add_entities(&mut page, budget).unwrap() {
                 steps += 1;
@@ -571,10 +608,17 @@ mod tests {
             assert_eq!(b.entity_count(), 40);
             assert_eq!(b.finish(), whole, "budget {budget}");
         }
-        // An empty page is done at once.
-        let mut page = Page::open("routes", br#"{"data": [ ], "next": null}"#.to_vec()).unwrap();
-        assert!(FlatBuilder::new().add_entities(&mut page, 1).unwrap());
+        // An empty page is done once validated: at once with the budget for it, else in
+        // slices (4 calls validate its 27 bytes 8 at a time).
+        let empty = br#"{"data": [ ], "next": null}"#.to_vec();
+        let mut page = Page::open("routes", empty.clone());
+        assert!(FlatBuilder::new().add_entities(&mut page, 4).unwrap());
         assert_eq!(page.next, None);
+        let mut page = Page::open("routes", empty);
+        let mut b = FlatBuilder::new();
+        let calls = (1..=10).find(|_| b.add_entities(&mut page, 1).unwrap());
+        assert_eq!(calls, Some(4));
+        assert_eq!(b.entity_count(), 0);
     }
 
     #[test]

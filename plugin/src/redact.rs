@@ -283,9 +283,9 @@ impl ChainEdit for Redaction {
     }
 }
 
-/// Bytes a [`Rewriter`] reads per tick in the filter: about 10 ms at 50 MB natively
-/// (`cargo bench -p config-bridge --bench slicing`), so well under a callback's budget in wasm.
-pub const SLICE_BYTES: usize = 1024 * 1024;
+/// Bytes a [`Rewriter`] reads per tick in the filter: 1 MiB was 14-15 ms of guest CPU in wasm at
+/// load 2-4 on 2 cores, about twice that under load (BENCHMARKS.md, issue 25, speed5).
+pub const SLICE_BYTES: usize = 512 * 1024;
 
 /// The deepest nesting the rewriter follows (as `json::scan::MAX_DEPTH`): a deeper document is
 /// refused rather than passed on unread.

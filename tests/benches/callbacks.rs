@@ -9,12 +9,16 @@
 //! Run: `cargo bench -p config-bridge-tests --bench callbacks` (release).
 //! `CALLBACK_BENCH=kong,import,election,gcs,string` picks scenarios; `CALLBACK_BENCH_IMPORT_MB=50`,
 //! `CALLBACK_BENCH_STRING_MB=50` and `CALLBACK_BENCH_ENTITIES=10000` set the sizes.
+//! `CALLBACK_BENCH_TRACE=<ms>` also prints each 50 ms step of virtual time (about one tick) whose
+//! longest callback took more guest CPU than that, with the guest's last log line: which tick
+//! of a scenario is the long one.
 
 #[path = "../tests/gcs_support/mod.rs"]
 mod gcs_support;
 #[path = "support/kinds.rs"]
 mod kinds;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -38,12 +42,72 @@ fn outcome(name: String, world: &World, done: Result<String, String>, t0: Instan
     if !world.traps().is_empty() {
         eprintln!("{name}: traps {:?}", world.traps());
     }
+    let mut kinds = TRACED.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    merge(&mut kinds, world.callback_times());
     Outcome {
         name,
         done,
-        kinds: world.callback_times(),
+        kinds,
         wall: t0.elapsed(),
     }
+}
+
+thread_local! {
+    /// The callback times of the steps already traced (the world's are reset after each).
+    static TRACED: RefCell<BTreeMap<String, CallbackTimes>> = RefCell::default();
+}
+
+/// `from`'s callback times added to `into` (counts and totals summed, the longest kept).
+fn merge(into: &mut BTreeMap<String, CallbackTimes>, from: BTreeMap<String, CallbackTimes>) {
+    for (kind, f) in from {
+        let t = into.entry(kind).or_default();
+        t.count += f.count;
+        t.total_guest += f.total_guest;
+        t.longest_guest = t.longest_guest.max(f.longest_guest);
+        t.total_copy += f.total_copy;
+        t.longest_copy = t.longest_copy.max(f.longest_copy);
+        t.total_cpu += f.total_cpu;
+        t.longest_cpu = t.longest_cpu.max(f.longest_cpu);
+        t.total_guest_cpu += f.total_guest_cpu;
+        t.longest_guest_cpu = t.longest_guest_cpu.max(f.longest_guest_cpu);
+        t.longest_copy_cpu = t.longest_copy_cpu.max(f.longest_copy_cpu);
+    }
+}
+
+/// `World::advance_until` in 50 ms steps; with `CALLBACK_BENCH_TRACE=<ms>`, each step whose
+/// longest callback took more guest CPU than that is printed with the guest's last log line.
+fn advance_traced(world: &mut World, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
+    let Some(over) = std::env::var("CALLBACK_BENCH_TRACE")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    else {
+        return world.advance_until(limit, ms(50), done);
+    };
+    let deadline = world.elapsed() + limit;
+    while world.elapsed() < deadline && !done(world) {
+        world.advance(ms(50));
+        let step = world.callback_times();
+        world.reset_callback_times();
+        for (kind, t) in &step {
+            if t.longest_guest_cpu.as_secs_f64() * 1e3 > over {
+                let last = world.with_recorder(|r| {
+                    r.logs
+                        .last()
+                        .map(|l| l.message.chars().take(140).collect::<String>())
+                });
+                eprintln!(
+                    "[trace {:>8.2} s] {kind} x{}: guest CPU {}, copy CPU {}; last log: {}",
+                    world.elapsed().as_secs_f64(),
+                    t.count,
+                    kinds::fmt_ms(t.longest_guest_cpu),
+                    kinds::fmt_ms(t.longest_copy_cpu),
+                    last.unwrap_or_default()
+                );
+            }
+        }
+        TRACED.with(|t| merge(&mut t.borrow_mut(), step));
+    }
+    done(world)
 }
 
 /// Entities of a flat document (every array of a non-`_` key).
@@ -100,7 +164,7 @@ fn run_to_export(
     s3: &host_harness::mocks::s3::MockS3,
 ) -> Result<String, String> {
     let stored = || s3.object(BUCKET, CONFIG_KEY);
-    let ok = world.advance_until(secs(600), ms(50), |_| stored().is_some());
+    let ok = advance_traced(world, secs(600), |_| stored().is_some());
     match stored() {
         Some(o) if ok => Ok(format!(
             "exported {} bytes at {:.1} s virtual",
@@ -132,7 +196,7 @@ fn import(mb: usize) -> Outcome {
             .iter()
             .any(|c| c.request.method == "POST")
     };
-    let ok = f.world.advance_until(secs(300), ms(50), posted);
+    let ok = advance_traced(&mut f.world, secs(300), posted);
     let applied = log_messages(&f.world, APPLIED).len();
     let done = if ok {
         Ok(format!(

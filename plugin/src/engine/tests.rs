@@ -974,8 +974,16 @@ fn a_corrupt_export_is_reported_and_never_applied() {
     };
     let mut shared = FakeStore::new(CasRules::Ngx);
     let mut errors = Vec::new();
+    let mut said_in_answers = 0;
     for now in (0..60_000).step_by(1000) {
-        for d in e.tick(now, &mut shared).dispatches {
+        // The check runs on ticks: the answer that carries the body only takes it.
+        let out = e.tick(now, &mut shared);
+        for f in out.effects {
+            if let Effect::Log(Level::Error, m) = f {
+                errors.push(m);
+            }
+        }
+        for d in out.dispatches {
             let resp = if d.request.upstream == "127.0.0.1:8001" {
                 node.handle(&d.request)
             } else {
@@ -990,6 +998,7 @@ fn a_corrupt_export_is_reported_and_never_applied() {
                 &mut shared,
             ) {
                 if let Effect::Log(Level::Error, m) = f {
+                    said_in_answers += 1;
                     errors.push(m);
                 }
             }
@@ -997,6 +1006,7 @@ fn a_corrupt_export_is_reported_and_never_applied() {
     }
     assert!(node.posted.is_empty());
     assert_eq!(errors.len(), 1, "said once: {errors:?}");
+    assert_eq!(said_in_answers, 0, "checked in the answer's callback");
     assert!(errors[0].contains("is not applied"), "{}", errors[0]);
 }
 

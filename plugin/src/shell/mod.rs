@@ -122,13 +122,18 @@ impl SharedStore for HostShared {
 
 /// Configurations up to this size are validated and parsed in `on_configure` itself.
 const SCAN_SYNC_MAX: usize = 1024 * 1024;
-/// Bytes of a larger configuration validated per tick, and the tick period meanwhile.
-const SCAN_SLICE_BYTES: usize = 1024 * 1024;
+/// Bytes of a larger configuration validated per tick: 1 MiB was 10-12 ms of guest CPU in wasm
+/// at load 2-4 on 2 cores, about twice that under load (BENCHMARKS.md, issue 25, speed5).
+const SCAN_SLICE_BYTES: usize = 512 * 1024;
 /// The host's tick period (unless `host_tick_ms` says otherwise), set once per root context: the
 /// engine's own `tick_period_ms` and the stepwise work (scan, dump, sliced hash) are paced from it.
 /// A large or invalid first configuration sets it before any `host_tick_ms` is known; a longer
 /// `host_tick_ms` is then kept by `host_tick::due`, a shorter one cannot be (`warn_host_tick`).
 const HOST_TICK_MS: u64 = 50;
+
+/// Bytes of a JSON string configuration (Kong 3.4) unescaped per tick: 7-8 ms of guest CPU in
+/// wasm at load 2-4 on 2 cores, cheaper than the validation (BENCHMARKS.md, issue 25, speed5).
+const UNESCAPE_SLICE_BYTES: usize = 1024 * 1024;
 
 /// Bytes of a large configuration's payload moved per tick when it is cut out of the text.
 const CUT_SLICE_BYTES: usize = 8 * 1024 * 1024;
@@ -333,7 +338,7 @@ impl Root {
     /// The next slice of a JSON string configuration's unescaping (Kong 3.4), in place; then its
     /// text is validated like an object's.
     fn unescape_slice(&mut self, mut bytes: Vec<u8>, mut unescape: StringUnescape) {
-        let reason = match unescape.step(&mut bytes, SCAN_SLICE_BYTES) {
+        let reason = match unescape.step(&mut bytes, UNESCAPE_SLICE_BYTES) {
             Unescaped::More => {
                 self.pending = Some(PendingConfig::Unescaping { bytes, unescape });
                 return;

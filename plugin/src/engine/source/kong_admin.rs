@@ -267,15 +267,10 @@ impl KongAdmin {
         if let Err(e) = check_status(&resp, collection.path) {
             return PollResult::Failed(format!("{e}; the dump is abandoned"));
         }
-        match Page::open(collection.name, resp.body) {
-            Ok(page) => {
-                // Written into the flat form on the next ticks (`step`).
-                dump.page = Some(page);
-                self.state = State::Dumping(dump);
-                PollResult::Unchanged
-            }
-            Err(e) => PollResult::Failed(format!("{}: {e}", collection.path)),
-        }
+        // Validated, then written into the flat form, on the next ticks (`step`).
+        dump.page = Some(Page::open(collection.name, resp.body));
+        self.state = State::Dumping(dump);
+        PollResult::Unchanged
     }
 
     /// One slice of the page being written; when it is all written, the next page, upstream or
