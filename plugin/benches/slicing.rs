@@ -8,10 +8,10 @@
 //! * SHA-256 of the `config` payload in one piece,
 //! * the longest single step of the scanner and of `digest::Digester` at budgets of 256 KiB,
 //!   1 MiB and 4 MiB (what one host callback would cost), with the number of steps,
-//! * the export's redaction (`redact::Rewriter`, the engine's 1 MiB slice) of the payload with a
+//! * the export's redaction (`redact::Rewriter`, the engine's slice) of the payload with a
 //!   config-bridge chain at its end (so the whole document is scanned, then copied),
 //! * the import's check of a downloaded object (`document_check::DocumentCheck`: JSON syntax,
-//!   `_format_version`, SHA-256 against `config-sha256`) whole and in its 1 MiB slices.
+//!   `_format_version`, SHA-256 against `config-sha256`) whole and in its slices.
 //!
 //! Native numbers only (release profile); the filter runs them in wasm, slower by a factor the
 //! real-engine bench measures. Run: `cargo bench -p config-bridge --bench slicing`
@@ -317,7 +317,8 @@ fn main() {
             l
         });
         println!(
-            "  redaction, 1 MiB slices: longest step {:>9} ({} steps, {} chain edited)",
+            "  redaction, {} KiB slices: longest step {:>9} ({} steps, {} chain edited)",
+            config_bridge::redact::SLICE_BYTES / 1024,
             ms(redact_longest),
             redact_steps.0,
             redact_steps.1
@@ -337,8 +338,9 @@ fn main() {
             l
         });
         println!(
-            "  import check (JSON, _format_version, SHA-256): whole {:>9}; 1 MiB slices: longest step {:>9} ({} steps)",
+            "  import check (JSON, _format_version, SHA-256): whole {:>9}; {} KiB slices: longest step {:>9} ({} steps)",
             ms(whole_check),
+            config_bridge::document_check::CHECK_SLICE_BYTES / 1024,
             ms(check_longest),
             check_steps
         );

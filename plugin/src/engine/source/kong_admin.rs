@@ -10,9 +10,10 @@
 //! snapshot to read from). The collections are chosen over `GET /config` (DB-less only, a YAML
 //! string to parse in one callback, and a YAML parser in the module): docs/kong.md.
 //!
-//! A page's entities are written into the flat form a slice per tick (`PAGE_SLICE_BYTES`), and a
-//! database-backed dump is hashed a slice per tick, so no callback does work proportional to a
-//! page or to the configuration (BENCHMARKS.md, issue 25).
+//! A page is validated, then its entities are written into the flat form, a slice per tick
+//! (`PAGE_SLICE_BYTES`; the answer only takes the body), and a database-backed dump is hashed a
+//! slice per tick, so no callback does work proportional to a page or to the configuration
+//! (BENCHMARKS.md, issue 25).
 //!
 //! Never emitted: a partial dump (any failed page aborts it), an empty configuration (it would
 //! replace the last good backup with nothing), an inconsistent one.
