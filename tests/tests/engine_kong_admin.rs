@@ -77,6 +77,8 @@ fn the_node_admin_api_as_source_three_changes_three_exports() {
             json!(format!("00000000-0000-4000-8000-00000000000{n}"))
         );
     }
+    // The store has the object before the filter reads the PUT's answer and logs it.
+    node.wait_until(WAIT, |n| n.entries_containing(EXPORTED).len() >= 3);
     assert_eq!(
         node.entries_containing(EXPORTED).len(),
         3,
