@@ -374,8 +374,9 @@ impl Engine {
         fx: &mut Effects,
     ) {
         // Newer than any document still being prepared: that one is dropped. One larger than a
-        // slice is prepared from the next tick on: the callback that brought it (a source's
-        // answer, a configuration's last slice) has done its share (BENCHMARKS.md, issue 25).
+        // slice is left to the engine's ticks, a slice each: the callback that brought it (a
+        // source's answer, the tick that applies a configuration and then ticks the engine)
+        // does no more than one slice (BENCHMARKS.md, issue 25, speed5).
         let at_once = body.len() <= crate::redact::SLICE_BYTES;
         self.digesting = Some(Prepare::new(body, now));
         if at_once {
