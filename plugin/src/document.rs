@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use serde_json::Value;
+use crate::json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::json::members::{check_json, first_byte, json_syntax_reason, object_members};
@@ -62,12 +62,10 @@ pub(crate) fn check_format_version(text: &[u8]) -> Result<(), String> {
         .rev()
         .find(|(k, _, _)| k == "_format_version")
     {
-        Some((_, start, end)) => {
-            match text.get(*start..*end).map(serde_json::from_slice::<Value>) {
-                Some(Ok(Value::String(s))) if !s.is_empty() => Ok(()),
-                _ => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
-            }
-        }
+        Some((_, start, end)) => match text.get(*start..*end).map(crate::json::parse) {
+            Some(Ok(Value::String(s))) if !s.is_empty() => Ok(()),
+            _ => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
+        },
         None => Err("is not a Kong declarative configuration (no _format_version)".to_string()),
     }
 }

@@ -85,6 +85,8 @@ pub enum ErrorKind {
     KeyMustBeString,
     TrailingComma,
     InvalidNumber,
+    /// A number beyond `f64`'s range (only `value::parse` refuses it, as serde_json did).
+    NumberOutOfRange,
     /// Not `true`, `false` or `null`.
     InvalidLiteral,
     /// A byte below 0x20 inside a string.
@@ -115,6 +117,7 @@ impl ErrorKind {
             ErrorKind::KeyMustBeString => "object key must be a string",
             ErrorKind::TrailingComma => "trailing comma",
             ErrorKind::InvalidNumber => "invalid number",
+            ErrorKind::NumberOutOfRange => "number out of range",
             ErrorKind::InvalidLiteral => "invalid literal (expected true, false or null)",
             ErrorKind::ControlCharacterInString => "control character in string",
             ErrorKind::InvalidEscape => "invalid escape in string",

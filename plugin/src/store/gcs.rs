@@ -5,7 +5,8 @@
 
 use std::rc::Rc;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use super::election_objects::{self, ElectionCandidate};
 use super::gcs_auth::TokenCache;
@@ -449,7 +450,7 @@ impl ElectionObjects for GcsStore {
 }
 
 fn json_body(resp: &HttpResponse) -> Option<Value> {
-    serde_json::from_slice(&resp.body).ok()
+    crate::json::parse(&resp.body).ok()
 }
 
 /// GCS sends int64 fields (generation, size) as JSON strings; accept numbers too.
