@@ -317,9 +317,16 @@ enum Phase {
 /// Rewrites the values of some member names anywhere in a JSON document, a slice per step.
 #[derive(Debug)]
 pub struct Rewriter<E> {
-    body: Rc<Vec<u8>>,
     /// `None` once finished.
     edit: Option<E>,
+    core: Core,
+}
+
+/// The rewriter's scan and splice, shared by every edit type: one copy in the module where a
+/// generic `Rewriter<E>` had one per edit (BENCHMARKS.md, "Issue 25, lean5").
+#[derive(Debug)]
+struct Core {
+    body: Rc<Vec<u8>>,
     phase: Phase,
     pos: usize,
     stack: Vec<u8>,
@@ -357,23 +364,8 @@ pub enum Step<E> {
 impl<E: ChainEdit> Rewriter<E> {
     pub fn new(body: Rc<Vec<u8>>, edit: E) -> Rewriter<E> {
         Rewriter {
-            body,
             edit: Some(edit),
-            phase: Phase::Scan,
-            pos: 0,
-            stack: Vec::new(),
-            in_string: false,
-            escape: false,
-            string_start: 0,
-            string_is_key: false,
-            expect_key: false,
-            pending_key: None,
-            value_key: None,
-            capture: None,
-            edits: Vec::new(),
-            updated_at_key: false,
-            updated_at_value: false,
-            updated_at_ms: None,
+            core: Core::new(body),
         }
     }
 
@@ -392,12 +384,12 @@ impl<E: ChainEdit> Rewriter<E> {
     /// Reads (then copies) at most about `budget` more bytes.
     pub fn step(&mut self, budget: usize) -> Step<E> {
         let budget = budget.max(1);
-        if self.edit.is_none() {
+        let Some(edit) = self.edit.as_mut() else {
             return Step::Failed("the rewrite was already finished".to_string());
-        }
-        let result = match &mut self.phase {
-            Phase::Scan => self.scan(budget),
-            Phase::Splice { .. } => Ok(self.splice(budget)),
+        };
+        let result = match &mut self.core.phase {
+            Phase::Scan => self.core.scan(budget, edit),
+            Phase::Splice { .. } => Ok(self.core.splice(budget)),
         };
         match result {
             Ok(true) => self.finish(),
@@ -407,34 +399,57 @@ impl<E: ChainEdit> Rewriter<E> {
     }
 
     fn finish(&mut self) -> Step<E> {
-        let phase = std::mem::replace(&mut self.phase, Phase::Scan);
+        let phase = std::mem::replace(&mut self.core.phase, Phase::Scan);
         let body = match phase {
             Phase::Splice { out, .. } => Rc::new(out),
-            Phase::Scan => Rc::clone(&self.body),
+            Phase::Scan => Rc::clone(&self.core.body),
         };
         let Some(edit) = self.edit.take() else {
             return Step::Failed("the rewrite was already finished".to_string());
         };
         Step::Done(Rewritten {
             body,
-            edited: self.edits.len(),
+            edited: self.core.edits.len(),
             edit,
-            updated_at_ms: self.updated_at_ms,
+            updated_at_ms: self.core.updated_at_ms,
         })
+    }
+}
+
+impl Core {
+    fn new(body: Rc<Vec<u8>>) -> Core {
+        Core {
+            body,
+            phase: Phase::Scan,
+            pos: 0,
+            stack: Vec::new(),
+            in_string: false,
+            escape: false,
+            string_start: 0,
+            string_is_key: false,
+            expect_key: false,
+            pending_key: None,
+            value_key: None,
+            capture: None,
+            edits: Vec::new(),
+            updated_at_key: false,
+            updated_at_value: false,
+            updated_at_ms: None,
+        }
     }
 
     /// Scans a slice; `Ok(true)`: done and nothing to splice.
-    fn scan(&mut self, budget: usize) -> Result<bool, String> {
+    fn scan(&mut self, budget: usize, edit: &mut dyn ChainEdit) -> Result<bool, String> {
         let t = Rc::clone(&self.body);
         let end = self.pos.saturating_add(budget).min(t.len());
         let mut i = self.pos;
         while i < end {
             let Some(&b) = t.get(i) else { break };
             if self.in_string {
-                i = self.string_byte(&t, i, end, b);
+                i = self.string_byte(&t, i, end, b, edit);
                 continue;
             }
-            self.structural_byte(&t, i, b)?;
+            self.structural_byte(&t, i, b, edit)?;
             i += 1;
         }
         self.pos = end.max(self.pos);
@@ -446,14 +461,21 @@ impl<E: ChainEdit> Rewriter<E> {
 
     /// Inside a string at `t[i] == b`: where scanning goes on (strings are most of a document,
     /// so plain runs are skipped to the next quote or backslash at once).
-    fn string_byte(&mut self, t: &[u8], i: usize, end: usize, b: u8) -> usize {
+    fn string_byte(
+        &mut self,
+        t: &[u8],
+        i: usize,
+        end: usize,
+        b: u8,
+        edit: &dyn ChainEdit,
+    ) -> usize {
         if self.escape {
             self.escape = false;
         } else if b == b'\\' {
             self.escape = true;
         } else if b == b'"' {
             self.in_string = false;
-            self.string_end(t, i);
+            self.string_end(t, i, edit);
         } else {
             let rest = t.get(i..end).unwrap_or_default();
             return match quote_or_backslash(rest) {
@@ -465,7 +487,13 @@ impl<E: ChainEdit> Rewriter<E> {
     }
 
     /// A byte outside strings: whitespace, a string's opening quote, or structure.
-    fn structural_byte(&mut self, t: &[u8], i: usize, b: u8) -> Result<(), String> {
+    fn structural_byte(
+        &mut self,
+        t: &[u8],
+        i: usize,
+        b: u8,
+        edit: &mut dyn ChainEdit,
+    ) -> Result<(), String> {
         match b {
             b' ' | b'\t' | b'\n' | b'\r' => {}
             b'"' => {
@@ -492,7 +520,7 @@ impl<E: ChainEdit> Rewriter<E> {
                 }
                 self.expect_key = false;
                 self.value_key = None;
-                self.container_end(t, i)?;
+                self.container_end(t, i, edit)?;
             }
             b',' => {
                 self.expect_key = self.stack.last() == Some(&b'{');
@@ -541,7 +569,7 @@ impl<E: ChainEdit> Rewriter<E> {
         }
     }
 
-    fn string_end(&mut self, t: &[u8], i: usize) {
+    fn string_end(&mut self, t: &[u8], i: usize, edit: &dyn ChainEdit) {
         if !self.string_is_key {
             return;
         }
@@ -566,13 +594,15 @@ impl<E: ChainEdit> Rewriter<E> {
         if self.capture.is_some() {
             return;
         }
-        let Some(edit) = self.edit.as_ref() else {
-            return;
-        };
         self.pending_key = edit.keys().iter().copied().find(|k| is(k));
     }
 
-    fn container_end(&mut self, t: &[u8], i: usize) -> Result<(), String> {
+    fn container_end(
+        &mut self,
+        t: &[u8],
+        i: usize,
+        edit: &mut dyn ChainEdit,
+    ) -> Result<(), String> {
         let Some((key, start, depth)) = self.capture else {
             return Ok(());
         };
@@ -583,9 +613,6 @@ impl<E: ChainEdit> Rewriter<E> {
         let raw = t.get(start..=i).unwrap_or_default();
         let mut value: Value =
             crate::json::parse(raw).map_err(|e| format!("a {key} value cannot be read ({e})"))?;
-        let Some(edit) = self.edit.as_mut() else {
-            return Ok(());
-        };
         let newest = if edit.edit(key, &mut value)? {
             let new = crate::json::to_vec(&value);
             let newest = crate::updated_at::newest_updated_at_ms(&new);
