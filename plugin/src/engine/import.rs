@@ -807,7 +807,8 @@ impl ChainEdit for ImportEdit {
             };
             if let Some(name) = entities.into_iter().find_map(|e| self.refused(e)) {
                 return Err(format!(
-                    "it holds a {name:?} plugin, which import_refuse_plugins refuses"
+                    "it holds a {} plugin, which import_refuse_plugins refuses",
+                    crate::json::quoted(name)
                 ));
             }
             return Ok(false);

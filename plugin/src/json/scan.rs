@@ -85,7 +85,8 @@ pub enum ErrorKind {
     KeyMustBeString,
     TrailingComma,
     InvalidNumber,
-    /// A number beyond `f64`'s range (only `value::parse` refuses it, as serde_json did).
+    /// A number beyond `f64`'s range: refused by `value::parse` (as serde_json's `Value`), not
+    /// by the scanner.
     NumberOutOfRange,
     /// Not `true`, `false` or `null`.
     InvalidLiteral,

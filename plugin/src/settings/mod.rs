@@ -2,8 +2,8 @@
 //!
 //! Pure: `Config::parse(bytes, env)` sees the environment only through the `env` lookup, so the
 //! shell passes WASI's environment and tests pass a map. Every error names ONE field and the reason
-//! in one line, and never quotes a value (values may be secrets, and serde_json's own messages echo
-//! them, so they are never forwarded).
+//! in one line, and never quotes a value (values may be secrets: JSON errors carry only a category
+//! and a byte offset, `crate::json::scan`).
 
 //!
 //! Modules by responsibility: `lookup` (a setting from the filter configuration, else its

@@ -439,11 +439,11 @@ impl ElectionObjects for GcsStore {
         // The register time is the object's creation (`timeCreated`), as Kong Enterprise reads it.
         election_objects::candidate(election_prefix, entry, "updated time", |name| {
             if name.is_empty() || name.contains('/') {
-                return Err(format!("not `<node_id>`: {name:?}"));
+                return Err(format!("not `<node_id>`: {}", crate::json::quoted(name)));
             }
             let created = entry
                 .created_ms
-                .ok_or_else(|| format!("no timeCreated for {name:?}"))?;
+                .ok_or_else(|| format!("no timeCreated for {}", crate::json::quoted(name)))?;
             Ok((created, name))
         })
     }
