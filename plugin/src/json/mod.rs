@@ -12,8 +12,8 @@ pub mod scan;
 pub mod value;
 
 /// `s` as a JSON string literal (quotes, backslashes and control characters escaped), for
-/// messages: `{s:?}` would bring `str`'s `Debug` and with it core's Unicode tables into the module
-/// (BENCHMARKS.md, "Issue 25, lean5").
+/// messages: smaller in the module than `{s:?}`, `str`'s `Debug` (BENCHMARKS.md, "Issue 25,
+/// lean5").
 pub(crate) fn quoted(s: &str) -> String {
     let mut out = Vec::new();
     value::write_string(s, &mut out);
