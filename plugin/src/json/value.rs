@@ -1,6 +1,6 @@
 //! The filter's one JSON tree, for the small documents it reads and writes whole (settings,
 //! Admin API and store answers, lock and election objects, JWT claims, GCS metadata). It replaces
-//! `serde_json::Value`, whose parser, printer and float tables were ~45 KB of the module
+//! `serde_json::Value`, whose parser, printer and float tables were 43 KB of the packaged module
 //! (BENCHMARKS.md, "Issue 25, lean5").
 //!
 //! * Acceptance is `scan`'s (RFC 8259 as serde_json reads it: UTF-8, no lone surrogates, depth
@@ -791,5 +791,69 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&to_text(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_sorted_and_the_last_duplicate_wins_as_in_serde_json() {
+        let text = br#"{"b":1,"a":{"y":[true,null],"x":"\u00e9\n"},"b":2,"":-3}"#;
+        let v = parse(text).unwrap();
+        let serde: serde_json::Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(to_vec(&v), serde_json::to_vec(&serde).unwrap());
+        assert_eq!(v["b"].as_u64(), Some(2));
+        assert_eq!(v[""].as_i64(), Some(-3));
+        assert_eq!(v["a"]["y"][0].as_bool(), Some(true));
+        assert!(v["a"]["y"][1].is_null() && v["missing"][7].is_null());
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["", "a", "b"]);
+    }
+
+    #[test]
+    fn map_edits_keep_the_order() {
+        let mut m = Map::new();
+        assert_eq!(m.insert("k".into(), Value::from(1u64)), None);
+        m.insert("c".into(), Value::Null);
+        assert_eq!(m.insert("k".into(), "v".into()), Some(Value::from(1u64)));
+        m.retain(|k, _| k != "c");
+        assert_eq!(to_text(&Value::Object(m.clone())), r#"{"k":"v"}"#);
+        assert_eq!(m.remove("k"), Some(Value::from("v")));
+        assert!(m.is_empty() && m.remove("k").is_none());
+    }
+
+    #[test]
+    fn the_macro_builds_what_serde_jsons_builds() {
+        let name = String::from("n\"1");
+        let none: Option<u64> = None;
+        let ours = crate::json!({
+            "name": name,
+            "n": 7u64,
+            "neg": -2i64,
+            "list": [1u32, "two", null, {"deep": [false]}],
+            "none": none,
+            "some": Some("x"),
+            "null": null,
+        });
+        let serde = serde_json::json!({
+            "name": name, "n": 7, "neg": -2, "list": [1, "two", null, {"deep": [false]}],
+            "none": null, "some": "x", "null": null,
+        });
+        assert_eq!(to_vec(&ours), serde_json::to_vec(&serde).unwrap());
+    }
+
+    #[test]
+    fn errors_name_a_category_and_offset_only() {
+        let e = parse(br#"{"secret": 1e999}"#).unwrap_err();
+        assert_eq!((e.kind, e.offset), (ErrorKind::NumberOutOfRange, 11));
+        assert_eq!(
+            e.to_string(),
+            "not valid JSON (number out of range at byte 11)"
+        );
+        let e = parse(br#"{"secret": "x",}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TrailingComma);
+        assert!(!e.to_string().contains("secret"));
     }
 }
