@@ -11,8 +11,16 @@ pub(crate) fn json_syntax_reason(e: &ScanError) -> String {
     e.to_string().to_ascii_lowercase()
 }
 
-/// A JSON string value, unescaped.
+/// A JSON string value, unescaped. Most are keys without escapes (every key of a Kong Admin page):
+/// those are copied at once, the others parsed.
 pub(crate) fn json_string(text: &[u8]) -> Result<String, ScanError> {
+    if let [b'"', inner @ .., b'"'] = text {
+        if inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+            if let Ok(s) = std::str::from_utf8(inner) {
+                return Ok(s.to_string());
+            }
+        }
+    }
     match parse(text)? {
         Value::String(s) => Ok(s),
         _ => Err(ScanError {
@@ -111,6 +119,38 @@ pub(crate) fn object_members(t: &[u8]) -> Option<Vec<(String, usize, usize)>> {
             b',' => i = skip_ws(t, i + 1),
             b'}' => return Some(out),
             _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_string_agrees_with_serde_json_with_and_without_escapes() {
+        let cases: [&[u8]; 12] = [
+            br#""plain key""#,
+            br#""""#,
+            "\"é € 😀\"".as_bytes(),
+            br#""a\"b\\c\/d\u00e9\ud83d\ude00\n""#,
+            b"\"raw\x01control\"",
+            b"\"bad \xff utf-8\"",
+            b"\"\xed\xa0\x80 encoded surrogate\"",
+            br#""\ud800 lone""#,
+            br#""unterminated"#,
+            br#""a" "b""#,
+            br#""two"""#,
+            b"42",
+        ];
+        for text in cases {
+            let serde = serde_json::from_slice::<String>(text).ok();
+            assert_eq!(
+                json_string(text).ok(),
+                serde,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 }
