@@ -44,7 +44,7 @@ impl Document {
 
 /// The minimum a Kong declarative configuration has (the importer checks the same): a JSON object
 /// with a non-empty string `_format_version`. Checked on the JSON text without building a tree
-/// (`IgnoredAny`); only `_format_version` is decoded. The reason reads after "the document" /
+/// (`json::scan`); only `_format_version` is decoded. The reason reads after "the document" /
 /// "the answer".
 pub fn validate_declarative_json(text: &[u8]) -> Result<(), String> {
     if first_byte(text) != Some(b'{') {
