@@ -10,7 +10,8 @@
 //! After a failure, the retry waits a jittered backoff; if newer content arrives meanwhile it takes
 //! the pending retry's slot (same time) and its attempt count starts again.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use crate::backoff::{Backoff, Rng};
 
@@ -38,11 +39,11 @@ pub struct Schedule {
 // deserializers, their error paths and float formatting) costs ~25 KB of module size. Missing or
 // mistyped fields read as their defaults, as `#[serde(default)]` did.
 
-pub(crate) fn get_u64(m: &Map<String, Value>, k: &str) -> u64 {
+pub(crate) fn get_u64(m: &Map, k: &str) -> u64 {
     m.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 
-pub(crate) fn get_string(m: &Map<String, Value>, k: &str) -> Option<String> {
+pub(crate) fn get_string(m: &Map, k: &str) -> Option<String> {
     m.get(k).and_then(Value::as_str).map(str::to_string)
 }
 
@@ -305,7 +306,7 @@ mod tests {
         s.exported = Some("h0".into());
         let json = s.to_json().to_string();
         assert!(json.len() < 200, "{json}");
-        let back: Value = serde_json::from_str(&json).unwrap();
+        let back: Value = crate::json::parse(json.as_bytes()).unwrap();
         assert_eq!(Schedule::from_json(&back), s);
         assert_eq!(
             Schedule::from_json(&json!({"failures": "x"})),

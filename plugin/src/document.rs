@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use serde_json::Value;
+use crate::json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::json::members::{check_json, first_byte, json_syntax_reason, object_members};
@@ -44,7 +44,7 @@ impl Document {
 
 /// The minimum a Kong declarative configuration has (the importer checks the same): a JSON object
 /// with a non-empty string `_format_version`. Checked on the JSON text without building a tree
-/// (`IgnoredAny`); only `_format_version` is decoded. The reason reads after "the document" /
+/// (`json::scan`); only `_format_version` is decoded. The reason reads after "the document" /
 /// "the answer".
 pub fn validate_declarative_json(text: &[u8]) -> Result<(), String> {
     if first_byte(text) != Some(b'{') {
@@ -62,12 +62,10 @@ pub(crate) fn check_format_version(text: &[u8]) -> Result<(), String> {
         .rev()
         .find(|(k, _, _)| k == "_format_version")
     {
-        Some((_, start, end)) => {
-            match text.get(*start..*end).map(serde_json::from_slice::<Value>) {
-                Some(Ok(Value::String(s))) if !s.is_empty() => Ok(()),
-                _ => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
-            }
-        }
+        Some((_, start, end)) => match text.get(*start..*end).map(crate::json::parse) {
+            Some(Ok(Value::String(s))) if !s.is_empty() => Ok(()),
+            _ => Err("_format_version must be a non-empty string such as \"3.0\"".to_string()),
+        },
         None => Err("is not a Kong declarative configuration (no _format_version)".to_string()),
     }
 }

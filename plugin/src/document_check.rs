@@ -5,7 +5,7 @@
 //! callback proportional to its size, so each step either scans `CHECK_SLICE_BYTES` or hashes
 //! `engine::DIGEST_SLICE_BYTES`.
 
-use serde_json::Value;
+use crate::json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::engine::DIGEST_SLICE_BYTES;
@@ -100,7 +100,7 @@ impl DocumentCheck {
         let version = summary
             .member("_format_version")
             .and_then(|m| text.get(m.value.clone()));
-        match version.map(serde_json::from_slice::<Value>) {
+        match version.map(crate::json::parse) {
             None => {
                 return CheckStep::Invalid(
                     "is not a Kong declarative configuration (no _format_version)".into(),
@@ -146,10 +146,9 @@ mod tests {
     /// A configuration of about `mb` MiB.
     fn big(mb: usize) -> Vec<u8> {
         let services: Vec<Value> = (0..mb * 4000)
-            .map(|i| serde_json::json!({"name": format!("svc-{i}"), "url": "http://a:80/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}))
+            .map(|i| crate::json!({"name": format!("svc-{i}"), "url": "http://a:80/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}))
             .collect();
-        serde_json::to_vec(&serde_json::json!({"_format_version": "3.0", "services": services}))
-            .unwrap()
+        crate::json::to_vec(&crate::json!({"_format_version": "3.0", "services": services}))
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::json::members::{first_byte, json_string, object_members, skip_value, skip_ws};
 use crate::json::scan::{Progress, Scanner, ValueKind};
@@ -351,7 +351,7 @@ impl FlatBuilder {
     /// puts its own configuration there anyway (`engine::import`). The engine redacts the whole
     /// document again before the export (every source goes through it).
     fn write_filter_chain(&mut self, entity: &[u8]) {
-        let Ok(Value::Object(mut chain)) = serde_json::from_slice::<Value>(entity) else {
+        let Ok(Value::Object(mut chain)) = crate::json::parse(entity) else {
             // Not expected (the page was validated): keep the document well-formed anyway.
             self.out.extend_from_slice(entity);
             self.entities += 1;
@@ -372,10 +372,8 @@ impl FlatBuilder {
                 crate::redact::redact_filter(filter);
             }
         }
-        match serde_json::to_vec(&Value::Object(chain)) {
-            Ok(bytes) => self.out.extend_from_slice(&bytes),
-            Err(_) => self.out.extend_from_slice(entity),
-        }
+        self.out
+            .extend_from_slice(&crate::json::to_vec(&Value::Object(chain)));
         self.entities += 1;
     }
 }

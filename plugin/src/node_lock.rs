@@ -14,7 +14,8 @@
 //! A holder renews the lease on every tick; when its worker dies, the lease expires after
 //! `lease_ttl_ms` and the next root context to tick takes over.
 
-use serde_json::{json, Value};
+use crate::json;
+use crate::json::Value;
 
 use crate::debounce::{get_string, get_u64, Schedule};
 
@@ -117,7 +118,7 @@ impl NodeRecord {
 }
 
 /// The first `max` strings of an array field (none if missing or mistyped).
-fn strings(m: &serde_json::Map<String, Value>, key: &str, max: usize) -> Vec<String> {
+fn strings(m: &crate::json::Map, key: &str, max: usize) -> Vec<String> {
     m.get(key)
         .and_then(Value::as_array)
         .map(|a| {
@@ -132,13 +133,13 @@ fn strings(m: &serde_json::Map<String, Value>, key: &str, max: usize) -> Vec<Str
 
 fn decode(bytes: &[u8]) -> NodeRecord {
     // A record we cannot read (older format, corruption) is replaced, not fatal.
-    serde_json::from_slice::<Value>(bytes)
+    crate::json::parse(bytes)
         .map(|v| NodeRecord::from_json(&v))
         .unwrap_or_default()
 }
 
 fn encode(rec: &NodeRecord) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(&rec.to_json()).map_err(|e| format!("cannot encode node record: {e}"))
+    Ok(crate::json::to_vec(&rec.to_json()))
 }
 
 /// Reads the record, creating an empty one if the key is missing; returns it with its cas.

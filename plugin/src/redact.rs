@@ -23,7 +23,7 @@
 
 use std::rc::Rc;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 /// The names a config-bridge filter has in a filter chain (Kong names a filter after its module
 /// file: `config_bridge.wasm`).
@@ -152,11 +152,11 @@ pub fn is_config_bridge(filter: &Value) -> bool {
     {
         return true;
     }
-    let has_markers = |o: &Map<String, Value>| OWN_MARKERS.iter().any(|k| o.contains_key(*k));
+    let has_markers = |o: &Map| OWN_MARKERS.iter().any(|k| o.contains_key(k));
     match filter.get("config") {
         Some(Value::Object(o)) => has_markers(o),
         Some(Value::String(s)) => matches!(
-            serde_json::from_slice::<Value>(s.as_bytes()),
+            crate::json::parse(s.as_bytes()),
             Ok(Value::Object(o)) if has_markers(&o)
         ),
         _ => false,
@@ -164,7 +164,7 @@ pub fn is_config_bridge(filter: &Value) -> bool {
 }
 
 /// Keeps only the allowed settings of one config-bridge configuration object.
-fn redact_settings(config: &mut Map<String, Value>) {
+fn redact_settings(config: &mut Map) {
     let old = std::mem::take(config);
     for (key, mut value) in old {
         let Some((_, keep)) = NON_SECRET_SETTINGS.iter().find(|(k, _)| *k == key) else {
@@ -190,7 +190,7 @@ fn redact_settings(config: &mut Map<String, Value>) {
 /// `cluster_fallback_export_s3_config` (object or JSON string) with only the allowed parameters;
 /// false: unreadable, drop it.
 fn redact_s3_params(value: &mut Value) -> bool {
-    let keep = |o: &mut Map<String, Value>| {
+    let keep = |o: &mut Map| {
         o.retain(|k, _| NON_SECRET_S3_PARAMS.contains(&k.as_str()));
     };
     match value {
@@ -198,7 +198,7 @@ fn redact_s3_params(value: &mut Value) -> bool {
             keep(o);
             true
         }
-        Value::String(s) => match serde_json::from_slice::<Value>(s.as_bytes()) {
+        Value::String(s) => match crate::json::parse(s.as_bytes()) {
             Ok(Value::Object(mut o)) => {
                 keep(&mut o);
                 *s = crate::json::to_text(&Value::Object(o));
@@ -225,7 +225,7 @@ pub fn redact_filter(filter: &mut Value) -> bool {
     };
     match config {
         Value::Object(o) => redact_settings(o),
-        Value::String(text) => match serde_json::from_slice::<Value>(text.as_bytes()) {
+        Value::String(text) => match crate::json::parse(text.as_bytes()) {
             Ok(Value::Object(mut o)) => {
                 redact_settings(&mut o);
                 *text = crate::json::to_text(&Value::Object(o));
@@ -317,9 +317,16 @@ enum Phase {
 /// Rewrites the values of some member names anywhere in a JSON document, a slice per step.
 #[derive(Debug)]
 pub struct Rewriter<E> {
-    body: Rc<Vec<u8>>,
     /// `None` once finished.
     edit: Option<E>,
+    core: Core,
+}
+
+/// The rewriter's scan and splice, shared by every edit type: one copy in the module where a
+/// generic `Rewriter<E>` had one per edit (BENCHMARKS.md, "Issue 25, lean5").
+#[derive(Debug)]
+struct Core {
+    body: Rc<Vec<u8>>,
     phase: Phase,
     pos: usize,
     stack: Vec<u8>,
@@ -357,23 +364,8 @@ pub enum Step<E> {
 impl<E: ChainEdit> Rewriter<E> {
     pub fn new(body: Rc<Vec<u8>>, edit: E) -> Rewriter<E> {
         Rewriter {
-            body,
             edit: Some(edit),
-            phase: Phase::Scan,
-            pos: 0,
-            stack: Vec::new(),
-            in_string: false,
-            escape: false,
-            string_start: 0,
-            string_is_key: false,
-            expect_key: false,
-            pending_key: None,
-            value_key: None,
-            capture: None,
-            edits: Vec::new(),
-            updated_at_key: false,
-            updated_at_value: false,
-            updated_at_ms: None,
+            core: Core::new(body),
         }
     }
 
@@ -392,12 +384,12 @@ impl<E: ChainEdit> Rewriter<E> {
     /// Reads (then copies) at most about `budget` more bytes.
     pub fn step(&mut self, budget: usize) -> Step<E> {
         let budget = budget.max(1);
-        if self.edit.is_none() {
+        let Some(edit) = self.edit.as_mut() else {
             return Step::Failed("the rewrite was already finished".to_string());
-        }
-        let result = match &mut self.phase {
-            Phase::Scan => self.scan(budget),
-            Phase::Splice { .. } => Ok(self.splice(budget)),
+        };
+        let result = match &mut self.core.phase {
+            Phase::Scan => self.core.scan(budget, edit),
+            Phase::Splice { .. } => Ok(self.core.splice(budget)),
         };
         match result {
             Ok(true) => self.finish(),
@@ -407,34 +399,57 @@ impl<E: ChainEdit> Rewriter<E> {
     }
 
     fn finish(&mut self) -> Step<E> {
-        let phase = std::mem::replace(&mut self.phase, Phase::Scan);
+        let phase = std::mem::replace(&mut self.core.phase, Phase::Scan);
         let body = match phase {
             Phase::Splice { out, .. } => Rc::new(out),
-            Phase::Scan => Rc::clone(&self.body),
+            Phase::Scan => Rc::clone(&self.core.body),
         };
         let Some(edit) = self.edit.take() else {
             return Step::Failed("the rewrite was already finished".to_string());
         };
         Step::Done(Rewritten {
             body,
-            edited: self.edits.len(),
+            edited: self.core.edits.len(),
             edit,
-            updated_at_ms: self.updated_at_ms,
+            updated_at_ms: self.core.updated_at_ms,
         })
+    }
+}
+
+impl Core {
+    fn new(body: Rc<Vec<u8>>) -> Core {
+        Core {
+            body,
+            phase: Phase::Scan,
+            pos: 0,
+            stack: Vec::new(),
+            in_string: false,
+            escape: false,
+            string_start: 0,
+            string_is_key: false,
+            expect_key: false,
+            pending_key: None,
+            value_key: None,
+            capture: None,
+            edits: Vec::new(),
+            updated_at_key: false,
+            updated_at_value: false,
+            updated_at_ms: None,
+        }
     }
 
     /// Scans a slice; `Ok(true)`: done and nothing to splice.
-    fn scan(&mut self, budget: usize) -> Result<bool, String> {
+    fn scan(&mut self, budget: usize, edit: &mut dyn ChainEdit) -> Result<bool, String> {
         let t = Rc::clone(&self.body);
         let end = self.pos.saturating_add(budget).min(t.len());
         let mut i = self.pos;
         while i < end {
             let Some(&b) = t.get(i) else { break };
             if self.in_string {
-                i = self.string_byte(&t, i, end, b);
+                i = self.string_byte(&t, i, end, b, edit);
                 continue;
             }
-            self.structural_byte(&t, i, b)?;
+            self.structural_byte(&t, i, b, edit)?;
             i += 1;
         }
         self.pos = end.max(self.pos);
@@ -446,14 +461,21 @@ impl<E: ChainEdit> Rewriter<E> {
 
     /// Inside a string at `t[i] == b`: where scanning goes on (strings are most of a document,
     /// so plain runs are skipped to the next quote or backslash at once).
-    fn string_byte(&mut self, t: &[u8], i: usize, end: usize, b: u8) -> usize {
+    fn string_byte(
+        &mut self,
+        t: &[u8],
+        i: usize,
+        end: usize,
+        b: u8,
+        edit: &dyn ChainEdit,
+    ) -> usize {
         if self.escape {
             self.escape = false;
         } else if b == b'\\' {
             self.escape = true;
         } else if b == b'"' {
             self.in_string = false;
-            self.string_end(t, i);
+            self.string_end(t, i, edit);
         } else {
             let rest = t.get(i..end).unwrap_or_default();
             return match quote_or_backslash(rest) {
@@ -465,7 +487,13 @@ impl<E: ChainEdit> Rewriter<E> {
     }
 
     /// A byte outside strings: whitespace, a string's opening quote, or structure.
-    fn structural_byte(&mut self, t: &[u8], i: usize, b: u8) -> Result<(), String> {
+    fn structural_byte(
+        &mut self,
+        t: &[u8],
+        i: usize,
+        b: u8,
+        edit: &mut dyn ChainEdit,
+    ) -> Result<(), String> {
         match b {
             b' ' | b'\t' | b'\n' | b'\r' => {}
             b'"' => {
@@ -492,7 +520,7 @@ impl<E: ChainEdit> Rewriter<E> {
                 }
                 self.expect_key = false;
                 self.value_key = None;
-                self.container_end(t, i)?;
+                self.container_end(t, i, edit)?;
             }
             b',' => {
                 self.expect_key = self.stack.last() == Some(&b'{');
@@ -541,7 +569,7 @@ impl<E: ChainEdit> Rewriter<E> {
         }
     }
 
-    fn string_end(&mut self, t: &[u8], i: usize) {
+    fn string_end(&mut self, t: &[u8], i: usize, edit: &dyn ChainEdit) {
         if !self.string_is_key {
             return;
         }
@@ -566,13 +594,15 @@ impl<E: ChainEdit> Rewriter<E> {
         if self.capture.is_some() {
             return;
         }
-        let Some(edit) = self.edit.as_ref() else {
-            return;
-        };
         self.pending_key = edit.keys().iter().copied().find(|k| is(k));
     }
 
-    fn container_end(&mut self, t: &[u8], i: usize) -> Result<(), String> {
+    fn container_end(
+        &mut self,
+        t: &[u8],
+        i: usize,
+        edit: &mut dyn ChainEdit,
+    ) -> Result<(), String> {
         let Some((key, start, depth)) = self.capture else {
             return Ok(());
         };
@@ -581,14 +611,10 @@ impl<E: ChainEdit> Rewriter<E> {
         }
         self.capture = None;
         let raw = t.get(start..=i).unwrap_or_default();
-        let mut value: Value = serde_json::from_slice(raw)
-            .map_err(|e| format!("a {key} value cannot be read ({:?} error)", e.classify()))?;
-        let Some(edit) = self.edit.as_mut() else {
-            return Ok(());
-        };
+        let mut value: Value =
+            crate::json::parse(raw).map_err(|e| format!("a {key} value cannot be read ({e})"))?;
         let newest = if edit.edit(key, &mut value)? {
-            let new = serde_json::to_vec(&value)
-                .map_err(|_| format!("a {key} value cannot be written"))?;
+            let new = crate::json::to_vec(&value);
             let newest = crate::updated_at::newest_updated_at_ms(&new);
             self.edits.push((start, i + 1, new));
             newest
@@ -668,7 +694,7 @@ fn not_json(i: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json;
 
     /// Every secret setting, with a value that must never come out.
     const SECRETS: &[(&str, &str)] = &[
@@ -701,7 +727,7 @@ mod tests {
     }
 
     fn redacted(doc: &Value) -> (String, usize) {
-        let body = Rc::new(serde_json::to_vec(doc).unwrap());
+        let body = Rc::new(crate::json::to_vec(doc));
         let done = Rewriter::run(body, Redaction).unwrap();
         (String::from_utf8(done.body.to_vec()).unwrap(), done.edited)
     }
@@ -743,7 +769,7 @@ mod tests {
         let (text, edited) = redacted(&doc);
         assert_clean(&text);
         assert_eq!(edited, 4);
-        let out: Value = serde_json::from_str(&text).unwrap();
+        let out: Value = crate::json::parse(text.as_bytes()).unwrap();
         let want = json!({
             "cluster_fallback_config_export": "on",
             "cluster_fallback_config_storage": "s3://b/p",
@@ -758,7 +784,7 @@ mod tests {
         );
         let string_form = &out["services"][0]["filter_chains"][0]["filters"][0]["config"];
         assert_eq!(
-            serde_json::from_str::<Value>(string_form.as_str().unwrap()).unwrap(),
+            crate::json::parse(string_form.as_str().unwrap().as_bytes()).unwrap(),
             want
         );
         // Other filters are not touched, nor anything else.
@@ -773,7 +799,8 @@ mod tests {
     fn each_secret_setting_alone_is_removed_under_any_name_or_form() {
         for (k, v) in SECRETS {
             for name in ["config_bridge", "renamed"] {
-                let config = json!({"cluster_fallback_config_storage": "s3://b/p", *k: v});
+                let mut config = json!({"cluster_fallback_config_storage": "s3://b/p"});
+                config[*k] = json!(v);
                 for config in [config.clone(), json!(config.to_string())] {
                     let doc = json!({"_format_version": "3.0", "filter_chains": [
                         {"filters": [{"name": name, "config": config}]}
@@ -817,7 +844,7 @@ mod tests {
         ]}]});
         let (text, _) = redacted(&doc);
         assert!(!text.contains("SECRET-RAW"));
-        let out: Value = serde_json::from_str(&text).unwrap();
+        let out: Value = crate::json::parse(text.as_bytes()).unwrap();
         assert_eq!(out["filter_chains"][0]["filters"][0]["config"], json!("{}"));
         assert_eq!(out["filter_chains"][0]["filters"][1]["config"], json!({}));
         // A document without config-bridge filters comes back as the same allocation.
@@ -838,7 +865,7 @@ mod tests {
         let done = Rewriter::run(Rc::new(text.into_bytes()), Redaction).unwrap();
         let out = String::from_utf8(done.body.to_vec()).unwrap();
         assert_clean(&out);
-        let v: Value = serde_json::from_str(&out).unwrap();
+        let v: Value = crate::json::parse(out.as_bytes()).unwrap();
         assert_eq!(v["a"], json!("\"filter_chains\":["));
         assert_eq!(v["b"], json!(["{", "\\"]));
     }
@@ -851,7 +878,7 @@ mod tests {
             "filter_chains": [chain(json!(own_config().to_string()))],
             "tail": ["x", 1, true, null, {"k": "v"}]
         });
-        let body = Rc::new(serde_json::to_vec_pretty(&doc).unwrap());
+        let body = Rc::new(serde_json::to_vec_pretty(&crate::json::value::to_serde(&doc)).unwrap());
         let whole = Rewriter::run(Rc::clone(&body), Redaction).unwrap().body;
         for budget in [1, 2, 3, 7, 64, 1000, body.len()] {
             let mut r = Rewriter::new(Rc::clone(&body), Redaction);
@@ -890,7 +917,7 @@ mod tests {
             "a\"updated_at": 1_800_000_000u64,
             "targets": [{"updated_at": 1_700_000_100.125}, {"updated_at": null}]
         });
-        let body = Rc::new(serde_json::to_vec_pretty(&doc).unwrap());
+        let body = Rc::new(serde_json::to_vec_pretty(&crate::json::value::to_serde(&doc)).unwrap());
         for budget in [1, 5, 64, body.len()] {
             let mut r = Rewriter::new(Rc::clone(&body), Redaction);
             let done = loop {

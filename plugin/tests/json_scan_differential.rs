@@ -7,6 +7,11 @@
 //! valid here while serde_json refuses it as out of `f64` range. Compared with `IgnoredAny` the
 //! scanner is stricter (UTF-8, lone surrogates, nesting limit): it never accepts what `IgnoredAny`
 //! refuses.
+//!
+//! Every input is also read by the filter's own tree (`json::value`, which replaced serde_json's
+//! `Value` in the module): it must accept exactly what serde_json's `Value` accepts (numbers out of
+//! `f64` range included), and write the same compact text; where serde_json would print a number as
+//! the nearest `f64` (`1.50` as `1.5`) the texts must still read back as the same serde value.
 
 // Test code may panic; the crate's no-panic lints (plugin/Cargo.toml) are for the filter.
 // `cfg(test)` (always set here) is what brings the whole file, helpers included, under
@@ -17,6 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use config_bridge::json::scan::{
     validate_all, ErrorKind, Member, Progress, ScanError, Scanner, Summary, ValueKind, MAX_DEPTH,
 };
+use config_bridge::json::value as tree;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
@@ -144,6 +150,7 @@ fn check(text: &[u8], budgets: &[usize], counts: &mut Counts) -> Result<Summary,
     } else if ignored_ok {
         counts.stricter_than_ignored_any += 1;
     }
+    check_tree(text, verdict);
     match verdict {
         Verdict::Valid => {
             counts.valid += 1;
@@ -164,6 +171,52 @@ fn check(text: &[u8], budgets: &[usize], counts: &mut Counts) -> Result<Summary,
         Verdict::OutOfRange => counts.out_of_range += 1,
     }
     whole
+}
+
+/// Whether a serde value holds a number serde_json keeps as `f64` (printed in its own form).
+fn has_float(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(a) => a.iter().any(has_float),
+        Value::Object(m) => m.values().any(has_float),
+        _ => false,
+    }
+}
+
+/// The filter's tree against serde_json's `Value`: same acceptance, same compact text (or, for
+/// `f64` numbers, text that reads back as the same serde value), and its own text reads back as
+/// the same tree.
+fn check_tree(text: &[u8], verdict: Verdict) {
+    let ours = catch_unwind(AssertUnwindSafe(|| tree::parse(text)))
+        .unwrap_or_else(|_| panic!("tree PANIC on {}", show(text)));
+    let theirs = match (verdict, ours) {
+        (Verdict::Valid, Ok(ours)) => ours,
+        (Verdict::Valid, Err(e)) => {
+            panic!("tree refused ({e}) what serde_json accepts: {}", show(text))
+        }
+        (_, Ok(_)) => panic!("tree accepted what serde_json refuses: {}", show(text)),
+        (_, Err(_)) => return,
+    };
+    let serde: Value = serde_json::from_slice(text).unwrap();
+    let written = tree::to_vec(&theirs);
+    let serde_written = serde_json::to_vec(&serde).unwrap();
+    if has_float(&serde) {
+        let back: Value = serde_json::from_slice(&written).unwrap();
+        assert_eq!(back, serde, "{}", show(text));
+    } else {
+        assert_eq!(
+            show(&written),
+            show(&serde_written),
+            "written from {}",
+            show(text)
+        );
+    }
+    assert_eq!(
+        tree::parse(&written).as_ref(),
+        Ok(&theirs),
+        "{}",
+        show(text)
+    );
 }
 
 fn kind_of(v: &Value) -> ValueKind {
@@ -838,4 +891,89 @@ fn truncations_of_a_document_are_all_refused_but_numbers() {
         }
     }
     println!("truncations: {counts:?}");
+}
+
+#[test]
+fn tree_number_range_escapes_and_fixtures() {
+    // serde_json's `Value` refuses a number that rounds past `f64::MAX`; so does the tree.
+    for t in [
+        "1e400",
+        "[-1e400]",
+        "{\"a\":1.5E+999999999999999999999}",
+        "1.7976931348623159e308",
+        &format!("17976931348623159{}", "0".repeat(292)),
+        "0.0001797693134862316e312",
+    ] {
+        assert_eq!(serde_verdict(t.as_bytes()), Verdict::OutOfRange, "{t}");
+        let e = tree::parse(t.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NumberOutOfRange, "{t}");
+    }
+    for t in [
+        "1.7976931348623157e308",
+        "0e999999999999999999999",
+        "0.000e400",
+        "1e-400",
+        "-0",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "[1.50, 1E2, 0.1e1]",
+    ] {
+        assert_eq!(serde_verdict(t.as_bytes()), Verdict::Valid, "{t}");
+        check_tree(t.as_bytes(), Verdict::Valid);
+        // The text of a number is kept as it was read.
+        let kept = String::from_utf8(tree::to_vec(&tree::parse(t.as_bytes()).unwrap())).unwrap();
+        assert_eq!(kept, t.replace(' ', ""));
+    }
+    // The one difference: the tree's bound is exact (what rounds to `f64::MAX` is in range), while
+    // serde_json's default float parsing (no `float_roundtrip`) overflows up to an ulp below it.
+    let t = b"-1.7976931348623158e308";
+    assert_eq!(serde_verdict(t), Verdict::OutOfRange);
+    assert!(tree::parse(t).is_ok());
+    assert_eq!("-1.7976931348623158e308".parse::<f64>(), Ok(-f64::MAX));
+    // Integers within `u64`/`i64` print exactly as serde_json prints them.
+    for t in [
+        "0",
+        "-1",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "[1,-2,{\"a\":3}]",
+    ] {
+        let serde: Value = serde_json::from_slice(t.as_bytes()).unwrap();
+        assert_eq!(
+            tree::to_vec(&tree::parse(t.as_bytes()).unwrap()),
+            serde_json::to_vec(&serde).unwrap()
+        );
+    }
+    // Every escape and control character, surrogate pairs, non-ASCII, `/` and DEL.
+    let mut s = String::from("\"");
+    for c in 0u32..0x80 {
+        s.push_str(&format!("\\u{c:04x}"));
+    }
+    s.push_str("\\ud83d\\ude00\\/\\b\\f\\n\\r\\t\\\"\\\\ é € 😀 \u{2028}\"");
+    let serde: Value = serde_json::from_slice(s.as_bytes()).unwrap();
+    let ours = tree::parse(s.as_bytes()).unwrap();
+    assert_eq!(ours.as_str(), serde.as_str());
+    assert_eq!(tree::to_vec(&ours), serde_json::to_vec(&serde).unwrap());
+    // The repository's JSON fixtures and examples, written back as serde_json writes them.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = 0;
+    for dir in [
+        "tests/fixtures/kong",
+        "examples/kong/3.4",
+        "examples/kong/3.5",
+        "examples/kong/3.6",
+        "examples/kong/3.7-3.9",
+        "examples/iam",
+        "examples/envoy",
+    ] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read(&path).unwrap();
+                check_tree(&text, serde_verdict(&text));
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 9, "{files} fixtures");
 }

@@ -858,7 +858,7 @@ fn shared_data_records_never_panic() {
         guarded(
             || format!("node record {}", show(&bytes)),
             || {
-                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                if let Ok(v) = config_bridge::json::parse(&bytes) {
                     let r = NodeRecord::from_json(&v);
                     let _ = Schedule::from_json(&v);
                     let _ = r.to_json().to_string();

@@ -28,7 +28,7 @@
 
 use std::rc::Rc;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::effects::{Effects, Level, Metric};
 use super::CallId;
@@ -690,7 +690,7 @@ fn status_hash(body: &[u8]) -> Option<String> {
 
 /// A `/services` page holding exactly one service, tagged as the bootstrap's.
 fn only_bootstrap(page: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(page) else {
+    let Ok(v) = crate::json::parse(page) else {
         return false;
     };
     match v.get("data").and_then(Value::as_array).map(Vec::as_slice) {
@@ -705,7 +705,7 @@ fn only_bootstrap(page: &[u8]) -> bool {
 /// Kong's flattened errors as one line: the message, then entity type, name or id and messages
 /// of each error — never the entities' contents (they may hold credentials).
 pub fn flattened_errors(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+    let Ok(v) = crate::json::parse(body) else {
         return "no readable error body".into();
     };
     let mut parts = vec![v
@@ -723,7 +723,7 @@ pub fn flattened_errors(body: &[u8]) -> String {
             .unwrap_or("entity");
         let name = ["entity_name", "entity_id"]
             .iter()
-            .find_map(|k| e.get(*k).and_then(Value::as_str))
+            .find_map(|k| e.get(k).and_then(Value::as_str))
             .unwrap_or("?");
         let messages: Vec<&str> = e
             .get("errors")
@@ -776,7 +776,7 @@ impl ImportEdit {
     /// `own`: this node's filter configuration text; `refuse_plugins`: `import_refuse_plugins`.
     pub(crate) fn new(own: Option<&[u8]>, refuse_plugins: &[String]) -> ImportEdit {
         ImportEdit {
-            own: own.and_then(|t| serde_json::from_slice::<Value>(t).ok()),
+            own: own.and_then(|t| crate::json::parse(t).ok()),
             refuse_plugins: refuse_plugins.to_vec(),
         }
     }
@@ -807,7 +807,8 @@ impl ChainEdit for ImportEdit {
             };
             if let Some(name) = entities.into_iter().find_map(|e| self.refused(e)) {
                 return Err(format!(
-                    "it holds a {name:?} plugin, which import_refuse_plugins refuses"
+                    "it holds a {} plugin, which import_refuse_plugins refuses",
+                    crate::json::quoted(name)
                 ));
             }
             return Ok(false);
@@ -833,7 +834,7 @@ impl ChainEdit for ImportEdit {
                     let empty = if was_string {
                         Value::String("{}".into())
                     } else {
-                        Value::Object(serde_json::Map::new())
+                        Value::Object(crate::json::Map::new())
                     };
                     f.insert("config".into(), empty);
                     f.insert("enabled".into(), Value::Bool(false));
@@ -857,14 +858,14 @@ pub fn rewrite_for_import(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json;
 
     const OWN: &[u8] =
         br#"{"cluster_fallback_config_import":"on","cluster_fallback_config_storage":"s3://b/p"}"#;
 
     fn rewrite(doc: &Value, own: Option<&[u8]>) -> Value {
         let out = rewrite_for_import(doc.to_string().as_bytes(), own, &[]).unwrap();
-        serde_json::from_slice(&out).unwrap()
+        crate::json::parse(&out).unwrap()
     }
 
     fn exporter_chain(config: Value) -> Value {
@@ -891,7 +892,7 @@ mod tests {
             ]
         });
         let out = rewrite(&doc, Some(OWN));
-        let own_v: Value = serde_json::from_slice(OWN).unwrap();
+        let own_v: Value = crate::json::parse(OWN).unwrap();
         assert_eq!(out["filter_chains"][0]["filters"][0]["config"], own_v);
         assert_eq!(
             out["filter_chains"][0]["filters"][1]["config"],
@@ -930,7 +931,7 @@ mod tests {
             "routes": [{"name": "r2", "filter_chains": [exporter_chain(string_config)]}]
         });
         let out = rewrite(&doc, Some(OWN));
-        let own_v: Value = serde_json::from_slice(OWN).unwrap();
+        let own_v: Value = crate::json::parse(OWN).unwrap();
         assert!(!out.to_string().contains("EXPORTER-SECRET"), "{out}");
         assert!(
             !out.to_string().contains("cluster_fallback_config_export"),

@@ -1,33 +1,38 @@
 //! The filter configuration's JSON, split into top-level members (key, byte range) without
 //! decoding any value: the `config` payload (up to tens of MB) is located, never parsed into a
-//! tree. serde_json validates; these functions only walk already-valid text.
+//! tree. `scan` validates; these functions only walk already-valid text.
 
-use serde::de::{Error as _, IgnoredAny};
-use serde_json::Value;
+use super::scan::{validate_all, ErrorKind, ScanError};
+use super::value::{parse, Value};
 
-/// serde_json's syntax errors carry only a position; its type errors may quote values, so only the
-/// category and position are reported.
-pub(crate) fn json_syntax_reason(e: &serde_json::Error) -> String {
-    format!(
-        "not valid JSON ({:?} error at line {} column {})",
-        e.classify(),
-        e.line(),
-        e.column()
-    )
-    .to_ascii_lowercase()
+/// Why text is not valid JSON: a category and a byte offset, never the input (values may be
+/// secrets). Lower case, as the reasons it is part of.
+pub(crate) fn json_syntax_reason(e: &ScanError) -> String {
+    e.to_string().to_ascii_lowercase()
 }
 
-/// A JSON string value, unescaped.
-pub(crate) fn json_string(text: &[u8]) -> Result<String, serde_json::Error> {
-    match serde_json::from_slice::<Value>(text)? {
+/// A JSON string value, unescaped. Most are keys without escapes (every key of a Kong Admin page):
+/// those are copied at once, the others parsed.
+pub(crate) fn json_string(text: &[u8]) -> Result<String, ScanError> {
+    if let [b'"', inner @ .., b'"'] = text {
+        if inner.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+            if let Ok(s) = std::str::from_utf8(inner) {
+                return Ok(s.to_string());
+            }
+        }
+    }
+    match parse(text)? {
         Value::String(s) => Ok(s),
-        _ => Err(serde_json::Error::custom("not a JSON string")),
+        _ => Err(ScanError {
+            kind: ErrorKind::ExpectedValue,
+            offset: 0,
+        }),
     }
 }
 
-/// Checks that `text` is one valid JSON value, without building anything (`IgnoredAny`).
-pub(crate) fn check_json(text: &[u8]) -> Result<(), serde_json::Error> {
-    serde_json::from_slice::<IgnoredAny>(text).map(|_| ())
+/// Checks that `text` is one valid JSON value, without building anything (`scan`).
+pub(crate) fn check_json(text: &[u8]) -> Result<(), ScanError> {
+    validate_all(text).map(|_| ())
 }
 
 /// The first byte that is not JSON whitespace.
@@ -114,6 +119,38 @@ pub(crate) fn object_members(t: &[u8]) -> Option<Vec<(String, usize, usize)>> {
             b',' => i = skip_ws(t, i + 1),
             b'}' => return Some(out),
             _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_string_agrees_with_serde_json_with_and_without_escapes() {
+        let cases: [&[u8]; 12] = [
+            br#""plain key""#,
+            br#""""#,
+            "\"é € 😀\"".as_bytes(),
+            br#""a\"b\\c\/d\u00e9\ud83d\ude00\n""#,
+            b"\"raw\x01control\"",
+            b"\"bad \xff utf-8\"",
+            b"\"\xed\xa0\x80 encoded surrogate\"",
+            br#""\ud800 lone""#,
+            br#""unterminated"#,
+            br#""a" "b""#,
+            br#""two"""#,
+            b"42",
+        ];
+        for text in cases {
+            let serde = serde_json::from_slice::<String>(text).ok();
+            assert_eq!(
+                json_string(text).ok(),
+                serde,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 }

@@ -1,18 +1,23 @@
-//! JSON without building trees: the filter's documents reach tens of MB and are never decoded
-//! whole.
+//! JSON: the filter's large documents (tens of MB) are never decoded whole; small ones are read
+//! into one tree of the crate's own.
 //!
 //! * `scan`: a resumable validator, a slice per tick, that records the top-level members (and
 //!   one chosen member's members) on the way: large filter configurations and downloaded exports.
 //! * `members`: walks text that is already valid (small configurations, Admin API answers) and
-//!   splits an object into members by byte range, with serde_json for validation and unescaping.
+//!   splits an object into members by byte range, with `scan` for validation.
+//! * `value`: the one tree ([`Value`]) for small documents read or written whole.
 
 pub mod members;
 pub mod scan;
+pub mod value;
 
-/// A `Value` as compact JSON text. Used instead of `Value`'s `Display` (`to_string()`), which
-/// builds serde_json's serializer twice more (compact and pretty, through a `fmt::Write`
-/// adapter): ~5 KB of the module (BENCHMARKS.md, "Issue 25"). Serialising a `Value` cannot fail
-/// (its keys are strings); an empty string would be the answer if it did.
-pub(crate) fn to_text(v: &serde_json::Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+/// `s` as a JSON string literal (quotes, backslashes and control characters escaped), for
+/// messages: smaller in the module than `{s:?}`, `str`'s `Debug` (BENCHMARKS.md, "Issue 25,
+/// lean5").
+pub(crate) fn quoted(s: &str) -> String {
+    let mut out = Vec::new();
+    value::write_string(s, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
+
+pub use value::{parse, to_text, to_vec, Map, Number, ToValue, Value};

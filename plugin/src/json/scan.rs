@@ -85,6 +85,9 @@ pub enum ErrorKind {
     KeyMustBeString,
     TrailingComma,
     InvalidNumber,
+    /// A number beyond `f64`'s range: refused by `value::parse` (as serde_json's `Value`), not
+    /// by the scanner.
+    NumberOutOfRange,
     /// Not `true`, `false` or `null`.
     InvalidLiteral,
     /// A byte below 0x20 inside a string.
@@ -115,6 +118,7 @@ impl ErrorKind {
             ErrorKind::KeyMustBeString => "object key must be a string",
             ErrorKind::TrailingComma => "trailing comma",
             ErrorKind::InvalidNumber => "invalid number",
+            ErrorKind::NumberOutOfRange => "number out of range",
             ErrorKind::InvalidLiteral => "invalid literal (expected true, false or null)",
             ErrorKind::ControlCharacterInString => "control character in string",
             ErrorKind::InvalidEscape => "invalid escape in string",

@@ -2,7 +2,7 @@
 //! `GCP_SERVICE_ACCOUNT`) or, without one, the metadata server; endpoint overrides for emulators
 //! and the `dispatch_http_call` upstream of each endpoint.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::lookup::Lookup;
 use super::{err, ConfigError};
@@ -28,7 +28,7 @@ impl ServiceAccountKey {
     /// The JSON key file as `gcloud iam service-accounts keys create` writes it. The error says
     /// what is wrong without quoting any of it.
     pub fn parse(json: &str) -> Result<ServiceAccountKey, String> {
-        let v: Value = serde_json::from_slice(json.trim().as_bytes())
+        let v: Value = crate::json::parse(json.trim().as_bytes())
             .map_err(|_| "is not a JSON service-account key".to_string())?;
         let Value::Object(m) = v else {
             return Err("is not a JSON service-account key (expected an object)".into());

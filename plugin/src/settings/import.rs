@@ -1,7 +1,7 @@
 //! Import settings (`cluster_fallback_config_import`): the node's Admin API (shared with the
 //! `kong_admin` source), an optional probe of the source of truth, the grace period and limits.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::lookup::Lookup;
 use super::source::parse_kong_admin;

@@ -1,7 +1,7 @@
 //! One setting's value: the filter configuration first, then the first non-empty environment
 //! variable of its list (nginx and Kong hide most variables from workers, so both ways exist).
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use super::{err, ConfigError, Secret};
 
@@ -13,7 +13,7 @@ pub(crate) struct Raw {
 
 pub(crate) struct Lookup<'a> {
     /// Every setting except `config`, as (small) JSON values.
-    pub(crate) obj: &'a Map<String, Value>,
+    pub(crate) obj: &'a Map,
     /// The `config` setting as a byte range of `text` (its raw JSON text); `null` included.
     pub(crate) config: Option<(usize, usize)>,
     /// The filter configuration text.
@@ -146,10 +146,10 @@ pub(crate) fn parse_bool(v: &Value) -> Option<bool> {
 }
 
 /// A JSON object, or a JSON string holding one (Kong 3.4 passes the filter config as a string).
-pub(crate) fn object_or_json_string(v: Value) -> Option<Map<String, Value>> {
+pub(crate) fn object_or_json_string(v: Value) -> Option<Map> {
     match v {
         Value::Object(m) => Some(m),
-        Value::String(s) => match serde_json::from_slice::<Value>(s.as_bytes()) {
+        Value::String(s) => match crate::json::parse(s.as_bytes()) {
             Ok(Value::Object(m)) => Some(m),
             _ => None,
         },

@@ -2,8 +2,8 @@
 //!
 //! Pure: `Config::parse(bytes, env)` sees the environment only through the `env` lookup, so the
 //! shell passes WASI's environment and tests pass a map. Every error names ONE field and the reason
-//! in one line, and never quotes a value (values may be secrets, and serde_json's own messages echo
-//! them, so they are never forwarded).
+//! in one line, and never quotes a value (values may be secrets: JSON errors carry only a category
+//! and a byte offset, `crate::json::scan`).
 
 //!
 //! Modules by responsibility: `lookup` (a setting from the filter configuration, else its
@@ -27,7 +27,7 @@ pub mod storage;
 use std::fmt;
 use std::rc::Rc;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use crate::http_url::HttpUrl;
 use crate::json::members::{
@@ -436,7 +436,7 @@ type FieldError = (String, String);
 
 /// The configuration's members, sorted out: each known setting's value, the payload's range.
 struct SettingsValues {
-    obj: Map<String, Value>,
+    obj: Map,
     config: Option<(usize, usize)>,
     first_error: Option<FieldError>,
 }
@@ -498,7 +498,7 @@ fn settings_values(text: &[u8], members: MemberRanges) -> SettingsValues {
             continue;
         }
         let raw = text.get(start..end).unwrap_or_default();
-        match serde_json::from_slice::<Value>(raw) {
+        match crate::json::parse(raw) {
             Ok(value) => {
                 obj.insert(k, value);
             }
@@ -698,7 +698,8 @@ mod tests {
         ];
         for doc in docs {
             let t = doc.as_bytes();
-            let expected: Map<String, Value> = serde_json::from_str(doc).expect(doc);
+            let expected: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(doc).expect(doc);
             let members = object_members(t).expect(doc);
             assert_eq!(members.len(), expected.len(), "{doc}");
             for (k, start, end) in &members {
@@ -706,7 +707,7 @@ mod tests {
                     .get(k)
                     .unwrap_or_else(|| panic!("{doc}: unknown key {k}"));
                 let raw = &t[*start..*end];
-                let v: Value = serde_json::from_slice(raw)
+                let v: serde_json::Value = serde_json::from_slice(raw)
                     .unwrap_or_else(|e| panic!("{doc}: member {k} range {raw:?}: {e}"));
                 assert_eq!(&v, ev, "{doc}");
                 assert!(

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use super::aws::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
 use super::lookup::{object_or_json_string, Lookup};
@@ -413,7 +413,7 @@ pub(crate) fn header_value_ok(v: &str) -> bool {
 }
 
 pub fn s3_params_to_headers(
-    map: &Map<String, Value>,
+    map: &Map,
     setting: &str,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let mut headers = Vec::new();

@@ -2,7 +2,7 @@
 //! an importer's verification and decryption keys (lists, for rotation). Keys are given as
 //! `<key id>:<base64 of 32 bytes>`; errors name the setting and never quote a key.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::lookup::Lookup;
 use super::{err, ConfigError};

@@ -14,7 +14,8 @@
 
 use std::rc::Rc;
 
-use serde_json::{json, Value};
+use crate::json;
+use crate::json::Value;
 
 use super::timestamp::{rfc3339_ms, shift, unshift};
 use crate::http::{HttpResponse, OutboundRequest};
@@ -512,7 +513,7 @@ fn get(
 /// Credentials as the container-credentials endpoint and IMDS answer them:
 /// `{"AccessKeyId","SecretAccessKey","Token","Expiration"}` (IMDS adds `"Code":"Success"`).
 fn parse_credentials_json(body: &[u8]) -> Result<(AwsKeys, Option<u64>), String> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| "no JSON credentials".to_string())?;
+    let v: Value = crate::json::parse(body).map_err(|_| "no JSON credentials".to_string())?;
     if let Some(code) = v.get("Code").and_then(Value::as_str) {
         if code != "Success" {
             return Err(format!("Code {}", super::log_safe(code, 64)));
@@ -576,13 +577,11 @@ fn keys_from(
 /// The provider's error code (container endpoint JSON `code`/`Code`, IMDS `Code`, STS XML
 /// `<Code>`), log-safe; never the body as a whole.
 fn provider_error_code(resp: &HttpResponse) -> Option<String> {
-    let from_json = serde_json::from_slice::<Value>(&resp.body)
-        .ok()
-        .and_then(|v| {
-            ["Code", "code", "error"]
-                .iter()
-                .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
-        });
+    let from_json = crate::json::parse(&resp.body).ok().and_then(|v| {
+        ["Code", "code", "error"]
+            .iter()
+            .find_map(|k| v.get(k).and_then(Value::as_str).map(str::to_string))
+    });
     let code = from_json
         .or_else(|| super::s3::xml_element(&String::from_utf8_lossy(&resp.body), "Code"))?;
     let code = super::log_safe(&code, 64);
@@ -613,7 +612,7 @@ impl SharedCredentials {
 
     /// The entry, if it is one of `id`'s.
     fn decode(bytes: &[u8], id: &str) -> Option<SharedCredentials> {
-        let v: Value = serde_json::from_slice(bytes).ok()?;
+        let v: Value = crate::json::parse(bytes).ok()?;
         if v.get("provider")?.as_str()? != id {
             return None;
         }

@@ -31,7 +31,7 @@ pub fn candidate<'e>(
     let (register_time_ms, node_id) = parse(name)?;
     let refreshed_ms = entry
         .modified_ms
-        .ok_or_else(|| format!("no {modified} for {name:?}"))?;
+        .ok_or_else(|| format!("no {modified} for {}", crate::json::quoted(name)))?;
     Ok(ElectionCandidate {
         node_id: node_id.to_string(),
         register_time_ms,

@@ -5,7 +5,8 @@
 
 use std::rc::Rc;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use crate::json::{Map, Value};
 
 use super::election_objects::{self, ElectionCandidate};
 use super::gcs_auth::TokenCache;
@@ -438,18 +439,18 @@ impl ElectionObjects for GcsStore {
         // The register time is the object's creation (`timeCreated`), as Kong Enterprise reads it.
         election_objects::candidate(election_prefix, entry, "updated time", |name| {
             if name.is_empty() || name.contains('/') {
-                return Err(format!("not `<node_id>`: {name:?}"));
+                return Err(format!("not `<node_id>`: {}", crate::json::quoted(name)));
             }
             let created = entry
                 .created_ms
-                .ok_or_else(|| format!("no timeCreated for {name:?}"))?;
+                .ok_or_else(|| format!("no timeCreated for {}", crate::json::quoted(name)))?;
             Ok((created, name))
         })
     }
 }
 
 fn json_body(resp: &HttpResponse) -> Option<Value> {
-    serde_json::from_slice(&resp.body).ok()
+    crate::json::parse(&resp.body).ok()
 }
 
 /// GCS sends int64 fields (generation, size) as JSON strings; accept numbers too.

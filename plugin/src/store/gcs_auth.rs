@@ -8,8 +8,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::json;
+use crate::json::Value;
 use crate::rs256::sign::SignJob;
-use serde_json::{json, Value};
 
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::{percent_encode, HttpUrl};
@@ -283,7 +284,7 @@ impl TokenCache {
             );
             return Err(self.failed(e, now_ms));
         }
-        let parsed = serde_json::from_slice::<Value>(&resp.body).ok();
+        let parsed = crate::json::parse(&resp.body).ok();
         let token = parsed
             .as_ref()
             .and_then(|v| v.get("access_token"))
@@ -338,7 +339,7 @@ pub fn rejects_assertion_time(resp: &HttpResponse) -> bool {
 /// Google's token-endpoint error (`{"error","error_description"}`), or the storage API's JSON
 /// error shape, or the status alone. Never the body as a whole (it could echo the request).
 fn token_error(resp: &HttpResponse) -> String {
-    let v = serde_json::from_slice::<Value>(&resp.body).unwrap_or(Value::Null);
+    let v = crate::json::parse(&resp.body).unwrap_or(Value::Null);
     let error = v.get("error");
     let (code, description) = match error {
         Some(Value::String(code)) => (
@@ -513,7 +514,7 @@ mod tests {
         let assertion = body.split("assertion=").nth(1).unwrap();
         let claims = assertion.split('.').nth(1).unwrap();
         let claims = crate::rs256::key::base64_decode(&claims.replace('-', "+").replace('_', "/"));
-        let claims: Value = serde_json::from_slice(&claims.unwrap()).unwrap();
+        let claims: Value = crate::json::parse(&claims.unwrap()).unwrap();
         (at, claims["iat"].as_u64().unwrap())
     }
 

@@ -433,8 +433,12 @@ impl ElectionObjects for S3Store {
         entry: &ListEntry,
     ) -> Result<ElectionCandidate, String> {
         election_objects::candidate(election_prefix, entry, "LastModified", |name| {
-            election_objects::parse_s3_name(name)
-                .ok_or_else(|| format!("not `<register_time>-<node_id>`: {name:?}"))
+            election_objects::parse_s3_name(name).ok_or_else(|| {
+                format!(
+                    "not `<register_time>-<node_id>`: {}",
+                    crate::json::quoted(name)
+                )
+            })
         })
     }
 }
