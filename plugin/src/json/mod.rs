@@ -7,7 +7,8 @@
 //!   splits an object into members by byte range, with serde_json for validation and unescaping.
 
 pub mod members;
-pub mod scan;
+// Its own crate (`plugin/json-scan`) so the shipping profile builds it for speed (Cargo.toml).
+pub use json_scan as scan;
 
 /// A `Value` as compact JSON text. Used instead of `Value`'s `Display` (`to_string()`), which
 /// builds serde_json's serializer twice more (compact and pretty, through a `fmt::Write`
