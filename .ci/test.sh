@@ -12,7 +12,7 @@ cargo fmt --all -- --check
 
 echo "== clippy (host, and the filter's wasm32 shell which only exists on that target)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo clippy -p config-bridge -p config-bridge-bignum -p abi-probe --target wasm32-wasip1 --quiet -- -D warnings
+cargo clippy -p config-bridge -p config-bridge-bignum -p config-bridge-json-scan -p abi-probe --target wasm32-wasip1 --quiet -- -D warnings
 
 echo "== build (host binaries; the tests build the .wasm themselves)"
 cargo build --workspace --all-targets --quiet

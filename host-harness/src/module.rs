@@ -45,7 +45,13 @@ impl PluginModule {
 
     /// Compiles a module and refuses it when it imports anything the harness does not provide.
     pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
-        let engine = Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("{e:?}"))?;
+        let mut config = wasmtime::Config::new();
+        // `HARNESS_PERF_MAP=1`: the JIT code's symbols for `perf record` (/tmp/perf-<pid>.map),
+        // to see which guest function a long callback spends its time in.
+        if std::env::var_os("HARNESS_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = Engine::new(&config).map_err(|e| anyhow!("{e:?}"))?;
         let module = Module::new(&engine, bytes).map_err(|e| anyhow!("invalid module: {e:?}"))?;
         let missing = missing_imports(&engine, &module)?;
         if !missing.is_empty() {

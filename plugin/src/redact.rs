@@ -461,6 +461,7 @@ impl Core {
 
     /// Inside a string at `t[i] == b`: where scanning goes on (strings are most of a document,
     /// so plain runs are skipped to the next quote or backslash at once).
+    #[inline(always)]
     fn string_byte(
         &mut self,
         t: &[u8],
@@ -478,7 +479,7 @@ impl Core {
             self.string_end(t, i, edit);
         } else {
             let rest = t.get(i..end).unwrap_or_default();
-            return match quote_or_backslash(rest) {
+            return match crate::json::scan::quote_or_backslash(rest) {
                 Some(n) => i + n.max(1),
                 None => end,
             };
@@ -487,6 +488,7 @@ impl Core {
     }
 
     /// A byte outside strings: whitespace, a string's opening quote, or structure.
+    #[inline(always)]
     fn structural_byte(
         &mut self,
         t: &[u8],
@@ -657,33 +659,6 @@ impl Core {
             }
         }
     }
-}
-
-/// The first `"` or `\\` in `t`, eight bytes at a time (wasm has no `memchr`; strings are most
-/// of a document, and this search most of the rewriter's time in them).
-fn quote_or_backslash(t: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A high bit in each lane of `w` that is zero: exact for the lowest such lane (a borrow only
-    // runs upwards), which is the one taken.
-    let zero_lanes = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
-    let mut chunks = t.chunks_exact(8);
-    let mut n = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let mask =
-            zero_lanes(w ^ (ONES * u64::from(b'"'))) | zero_lanes(w ^ (ONES * u64::from(b'\\')));
-        if mask != 0 {
-            return Some(n + (mask.trailing_zeros() / 8) as usize);
-        }
-        n += 8;
-    }
-    let rest = chunks.remainder();
-    rest.iter()
-        .position(|&c| c == b'"' || c == b'\\')
-        .map(|p| n + p)
 }
 
 /// A bracket that closes nothing open, at byte `i`.
@@ -940,37 +915,6 @@ mod tests {
         }
         let none = Rewriter::run(Rc::new(br#"{"services":[]}"#.to_vec()), Redaction).unwrap();
         assert_eq!(none.updated_at_ms, None);
-    }
-
-    #[test]
-    fn the_word_at_a_time_search_finds_what_a_byte_search_finds() {
-        let alphabet = [
-            b'a',
-            b'"',
-            b'\\',
-            0x80,
-            0xff,
-            0x22 ^ 0x80,
-            0x5c ^ 0x01,
-            0x00,
-        ];
-        let mut seed = 7u64;
-        for len in 0..70 {
-            for _ in 0..40 {
-                let t: Vec<u8> = (0..len)
-                    .map(|_| {
-                        seed = seed
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        // Mostly plain bytes, so matches land anywhere.
-                        let pick = (seed >> 33) as usize % 40;
-                        alphabet.get(pick).copied().unwrap_or(b'x')
-                    })
-                    .collect();
-                let naive = t.iter().position(|&c| c == b'"' || c == b'\\');
-                assert_eq!(quote_or_backslash(&t), naive, "{t:?}");
-            }
-        }
     }
 
     #[test]

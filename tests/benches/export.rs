@@ -23,7 +23,8 @@
 //! time with a SHA-256 without CPU extensions (wasm has none).
 //!
 //! Run: `cargo bench -p config-bridge-tests --bench export` (release). `EXPORT_BENCH_SIZES_MB=1,10`
-//! limits the sizes.
+//! limits the sizes; `EXPORT_BENCH_TRACE=1` prints every warm-export callback over 3 ms of guest
+//! CPU with its phase; `HARNESS_PERF_MAP=1` under `perf record` names the guest's functions.
 
 #[path = "support/kinds.rs"]
 mod kinds;
@@ -279,6 +280,13 @@ impl PhaseClock {
                 _ => self.ticks_in,
             };
             *self.guest.entry(phase).or_default() += guest;
+            if std::env::var_os("EXPORT_BENCH_TRACE").is_some() && guest > Duration::from_millis(3)
+            {
+                eprintln!(
+                    "  {kind} ({phase:?}): guest CPU {:.1} ms",
+                    guest.as_secs_f64() * 1e3
+                );
+            }
             // One worker, 10 ms steps, a 50 ms host tick: one callback of a kind per step.
             let wall = t.total_guest.saturating_sub(before.total_guest);
             let longest = self.longest.entry(phase).or_default();

@@ -8,7 +8,9 @@
 //! * `value`: the one tree ([`Value`]) for small documents read or written whole.
 
 pub mod members;
-pub mod scan;
+// `scan` is its own crate (`plugin/json-scan`) so the shipping profile builds it for speed
+// (Cargo.toml).
+pub use json_scan as scan;
 pub mod value;
 
 /// `s` as a JSON string literal (quotes, backslashes and control characters escaped), for
