@@ -9,7 +9,7 @@
 //! of its entities at a time ([`Page`]), so no callback does work proportional to a page or to
 //! the whole configuration.
 
-use std::collections::BTreeSet;
+use crate::vec_map::SortedVecSet;
 
 use crate::json::Value;
 
@@ -141,8 +141,8 @@ pub struct FlatBuilder {
     /// The collection whose array is open, and how many entities it has so far.
     open: Option<(&'static str, usize)>,
     entities: usize,
-    disabled_services: BTreeSet<String>,
-    routes_of_disabled: BTreeSet<String>,
+    disabled_services: SortedVecSet<String>,
+    routes_of_disabled: SortedVecSet<String>,
     upstreams: Vec<String>,
 }
 
@@ -158,8 +158,8 @@ impl FlatBuilder {
             out: br#"{"_format_version":"3.0","_transform":false"#.to_vec(),
             open: None,
             entities: 0,
-            disabled_services: BTreeSet::new(),
-            routes_of_disabled: BTreeSet::new(),
+            disabled_services: SortedVecSet::new(),
+            routes_of_disabled: SortedVecSet::new(),
             upstreams: Vec::new(),
         }
     }

@@ -1,6 +1,9 @@
 //! A map on a `Vec`, searched linearly, for the filter's few-entry tables (root contexts of a
 //! worker, calls in flight, metric ids). Each `BTreeMap<K, V>` the module instantiates costs
 //! ~5 KB of code (BENCHMARKS.md, "Where the bytes go"); this one a few hundred bytes.
+//! [`SortedVecSet`] does the same for `BTreeSet`.
+
+use std::borrow::Borrow;
 
 /// Entries in insertion order; a key at most once.
 #[derive(Clone, Debug)]
@@ -85,6 +88,67 @@ impl<K: PartialEq, V> VecMap<K, V> {
     }
 }
 
+/// A set on a sorted `Vec`, searched by bisection: `BTreeSet`'s order and deduplication, for
+/// sets that are filled and looked up (an insertion shifts the tail: meant for a few thousand
+/// entries at most).
+#[derive(Clone, Debug)]
+pub struct SortedVecSet<T> {
+    items: Vec<T>,
+}
+
+impl<T> Default for SortedVecSet<T> {
+    fn default() -> Self {
+        SortedVecSet { items: Vec::new() }
+    }
+}
+
+impl<T: Ord> SortedVecSet<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `item`; false if it was there already (like `BTreeSet::insert`).
+    pub fn insert(&mut self, item: T) -> bool {
+        match self.items.binary_search(&item) {
+            Ok(_) => false,
+            Err(at) => {
+                self.items.insert(at, item);
+                true
+            }
+        }
+    }
+
+    pub fn contains<Q: Ord + ?Sized>(&self, item: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
+        self.items
+            .binary_search_by(|probe| probe.borrow().cmp(item))
+            .is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// In order, each once.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.items.iter()
+    }
+}
+
+impl<T: Ord> Extend<T> for SortedVecSet<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        for item in items {
+            self.insert(item);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +171,22 @@ mod tests {
         assert_eq!(m.get(&8), Some(&"e"));
         m.clear();
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn sorted_set_keeps_btreesets_order_and_dedup() {
+        let words = ["m", "b", "zz", "b", "a", "m", "", "ab"];
+        let mut set = SortedVecSet::new();
+        let mut tree = std::collections::BTreeSet::new();
+        for w in words {
+            assert_eq!(set.insert(w.to_string()), tree.insert(w.to_string()));
+        }
+        assert_eq!(set.len(), tree.len());
+        assert!(set.iter().eq(tree.iter()));
+        assert!(set.contains("ab") && set.contains("") && !set.contains("c"));
+        set.extend(Some("c".to_string()));
+        set.extend(None);
+        assert!(set.contains("c") && set.len() == tree.len() + 1 && !set.is_empty());
+        assert!(SortedVecSet::<String>::new().is_empty());
     }
 }

@@ -18,7 +18,7 @@
 //! Runs only in the node's lease holder (once per node); the register time is kept in shared data
 //! so a worker taking over the lease keeps the node's place in the queue.
 
-use std::collections::BTreeSet;
+use crate::vec_map::SortedVecSet;
 
 use super::effects::{Effects, Level, Metric};
 use crate::http::{HttpResponse, OutboundRequest};
@@ -129,7 +129,7 @@ pub(super) struct Election {
     skew_warned: bool,
     stale: Vec<String>,
     /// Malformed keys already logged (once each).
-    malformed_logged: BTreeSet<String>,
+    malformed_logged: SortedVecSet<String>,
     /// A registration to delete before anything else (this node stopped leading by
     /// reconfiguration).
     pending_resign: Option<String>,
@@ -172,7 +172,7 @@ impl Election {
             skew_ms: 0,
             skew_warned: false,
             stale: Vec::new(),
-            malformed_logged: BTreeSet::new(),
+            malformed_logged: SortedVecSet::new(),
             pending_resign: None,
             settings: ElectionSettings {
                 interval_ms,
