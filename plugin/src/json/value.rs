@@ -499,13 +499,8 @@ impl Builder<'_> {
     }
 
     fn peek(&mut self) -> Option<u8> {
-        while let Some(&b) = self.t.get(self.i) {
-            if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                return Some(b);
-            }
-            self.i += 1;
-        }
-        None
+        self.i = super::members::skip_ws(self.t, self.i);
+        self.t.get(self.i).copied()
     }
 
     fn value(&mut self) -> Result<Value, ScanError> {
@@ -614,45 +609,11 @@ impl Builder<'_> {
         String::from_utf8(out).map_err(|_| self.fail(ErrorKind::InvalidUtf8))
     }
 
-    /// At `\`: appends the escaped character.
+    /// At `\`: appends the escaped character (a surrogate pair read whole).
     fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), ScanError> {
-        let c = match self.t.get(self.i + 1) {
-            Some(b'n') => '\n',
-            Some(b't') => '\t',
-            Some(b'r') => '\r',
-            Some(b'b') => '\u{8}',
-            Some(b'f') => '\u{c}',
-            Some(b'u') => return self.unicode(out),
-            Some(&b) if matches!(b, b'"' | b'\\' | b'/') => char::from(b),
-            _ => return Err(self.fail(ErrorKind::InvalidEscape)),
-        };
-        self.i += 2;
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        Ok(())
-    }
-
-    fn hex4(&self, at: usize) -> Option<u32> {
-        let s = std::str::from_utf8(self.t.get(at..at + 4)?).ok()?;
-        u32::from_str_radix(s, 16).ok()
-    }
-
-    /// At `\u`: one code point, a surrogate pair read whole.
-    fn unicode(&mut self, out: &mut Vec<u8>) -> Result<(), ScanError> {
-        let bad = self.fail(ErrorKind::InvalidUnicodeEscape);
-        let hi = self.hex4(self.i + 2).ok_or(bad)?;
-        self.i += 6;
-        let code = if (0xD800..0xDC00).contains(&hi) {
-            let lo = match self.t.get(self.i..self.i + 2) {
-                Some(b"\\u") => self.hex4(self.i + 2).ok_or(bad)?,
-                _ => return Err(self.fail(ErrorKind::LoneSurrogate)),
-            };
-            self.i += 6;
-            0x10000 + ((hi - 0xD800) << 10) + lo.wrapping_sub(0xDC00)
-        } else {
-            hi
-        };
-        let c = char::from_u32(code).ok_or(self.fail(ErrorKind::LoneSurrogate))?;
+        let (c, len) =
+            super::escape(self.t, self.i + 1).ok_or(self.fail(ErrorKind::InvalidEscape))?;
+        self.i += 1 + len;
         let mut buf = [0u8; 4];
         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         Ok(())

@@ -143,7 +143,7 @@ impl StringUnescape {
             match b {
                 b'"' => return self.end(text, r + 1),
                 b'\\' => {
-                    let (ch, len) = match escape(text, r + 1) {
+                    let (ch, len) = match crate::json::escape(text, r + 1) {
                         Some(e) => e,
                         None => return Unescaped::Invalid("an invalid escape"),
                     };
@@ -182,46 +182,6 @@ fn put(text: &mut [u8], w: &mut usize, b: u8) {
         *slot = b;
     }
     *w += 1;
-}
-
-/// The escape whose letter is at `t[at]` (after the backslash): the character and the escape's
-/// length after the backslash. `\u` surrogates must come in pairs (as serde_json requires).
-fn escape(t: &[u8], at: usize) -> Option<(char, usize)> {
-    let simple = match *t.get(at)? {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
-        b'u' => {
-            let hi = hex4(t, at + 1)?;
-            if !(0xD800..0xE000).contains(&hi) {
-                return Some((char::from_u32(hi)?, 5));
-            }
-            // A high surrogate, then `\u` and a low one.
-            if hi >= 0xDC00 || t.get(at + 5..at + 7)? != b"\\u" {
-                return None;
-            }
-            let lo = hex4(t, at + 7)?;
-            if !(0xDC00..0xE000).contains(&lo) {
-                return None;
-            }
-            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-            return Some((char::from_u32(c)?, 11));
-        }
-        _ => return None,
-    };
-    Some((simple, 1))
-}
-
-fn hex4(t: &[u8], at: usize) -> Option<u32> {
-    let digits = t.get(at..at + 4)?;
-    digits
-        .iter()
-        .try_fold(0u32, |n, &d| Some(n * 16 + char::from(d).to_digit(16)?))
 }
 
 #[cfg(test)]
