@@ -23,6 +23,7 @@
 
 use std::rc::Rc;
 
+use crate::json::scan::{Found, KeyScan, KeyScanError, Wanted};
 use crate::json::{Map, Value};
 
 /// The names a config-bridge filter has in a filter chain (Kong names a filter after its module
@@ -323,30 +324,15 @@ pub struct Rewriter<E> {
 }
 
 /// The rewriter's scan and splice, shared by every edit type: one copy in the module where a
-/// generic `Rewriter<E>` had one per edit (BENCHMARKS.md, "Issue 25, lean5").
+/// generic `Rewriter<E>` had one per edit (BENCHMARKS.md, "Issue 25, lean5"). The byte-level scan
+/// is `json::scan::KeyScan`, built for speed (BENCHMARKS.md, "Issue 25, speed6").
 #[derive(Debug)]
 struct Core {
     body: Rc<Vec<u8>>,
     phase: Phase,
-    pos: usize,
-    stack: Vec<u8>,
-    in_string: bool,
-    escape: bool,
-    string_start: usize,
-    string_is_key: bool,
-    /// After `{` or `,` in an object: the next string is a key.
-    expect_key: bool,
-    /// A wanted key just read, before its `:`.
-    pending_key: Option<&'static str>,
-    /// After the `:` of a wanted key: the next value is captured.
-    value_key: Option<&'static str>,
-    /// The value being captured: its key, first byte and the nesting depth outside it.
-    capture: Option<(&'static str, usize, usize)>,
+    keys: KeyScan,
     /// (start, end, new bytes) in document order.
     edits: Vec<(usize, usize, Vec<u8>)>,
-    /// An `updated_at` key was just read (before its `:`), and then its value is next.
-    updated_at_key: bool,
-    updated_at_value: bool,
     /// The newest `updated_at` so far (ms).
     updated_at_ms: Option<u64>,
 }
@@ -421,19 +407,8 @@ impl Core {
         Core {
             body,
             phase: Phase::Scan,
-            pos: 0,
-            stack: Vec::new(),
-            in_string: false,
-            escape: false,
-            string_start: 0,
-            string_is_key: false,
-            expect_key: false,
-            pending_key: None,
-            value_key: None,
-            capture: None,
+            keys: KeyScan::new(),
             edits: Vec::new(),
-            updated_at_key: false,
-            updated_at_value: false,
             updated_at_ms: None,
         }
     }
@@ -441,107 +416,55 @@ impl Core {
     /// Scans a slice; `Ok(true)`: done and nothing to splice.
     fn scan(&mut self, budget: usize, edit: &mut dyn ChainEdit) -> Result<bool, String> {
         let t = Rc::clone(&self.body);
-        let end = self.pos.saturating_add(budget).min(t.len());
-        let mut i = self.pos;
-        while i < end {
-            let Some(&b) = t.get(i) else { break };
-            if self.in_string {
-                i = self.string_byte(&t, i, end, b, edit);
-                continue;
+        let end = self.keys.position().saturating_add(budget).min(t.len());
+        let names: Vec<&'static str> = edit.keys().to_vec();
+        // The edit's names (captured whole), then `updated_at` (read where its value starts).
+        let wanted: Vec<Wanted> = names
+            .iter()
+            .map(|n| Wanted {
+                name: n.as_bytes(),
+                capture: true,
+            })
+            .chain([Wanted {
+                name: crate::updated_at::KEY.as_bytes(),
+                capture: false,
+            }])
+            .collect();
+        loop {
+            match self.keys.step(&t, end, &wanted) {
+                Ok(Found::Slice) => break,
+                Ok(Found::EscapedKey { start, end }) => {
+                    // Rare: decoded, then compared (`filter\u005fchains` is `filter_chains`).
+                    let key =
+                        crate::json::members::json_string(t.get(start..end).unwrap_or_default());
+                    let key = key.as_ref().map(String::as_bytes);
+                    self.keys
+                        .key_matched(wanted.iter().position(|w| key == Ok(w.name)));
+                }
+                Ok(Found::Value { at, .. }) => {
+                    let ms = crate::updated_at::number_ms(&t, at);
+                    self.updated_at_ms = self.updated_at_ms.max(ms);
+                }
+                Ok(Found::Captured { want, start, end }) => {
+                    let key = names.get(want).copied().unwrap_or_default();
+                    self.captured(&t, key, start..end, edit)?;
+                }
+                Err(KeyScanError::TooDeep) => {
+                    return Err(format!("it is nested deeper than {MAX_DEPTH} levels"))
+                }
+                Err(KeyScanError::Unbalanced(i)) => return Err(not_json(i)),
             }
-            self.structural_byte(&t, i, b, edit)?;
-            i += 1;
         }
-        self.pos = end.max(self.pos);
-        if self.pos < t.len() {
+        if self.keys.position() < t.len() {
             return Ok(false);
         }
         self.scan_finished(&t)
     }
 
-    /// Inside a string at `t[i] == b`: where scanning goes on (strings are most of a document,
-    /// so plain runs are skipped to the next quote or backslash at once).
-    #[inline(always)]
-    fn string_byte(
-        &mut self,
-        t: &[u8],
-        i: usize,
-        end: usize,
-        b: u8,
-        edit: &dyn ChainEdit,
-    ) -> usize {
-        if self.escape {
-            self.escape = false;
-        } else if b == b'\\' {
-            self.escape = true;
-        } else if b == b'"' {
-            self.in_string = false;
-            self.string_end(t, i, edit);
-        } else {
-            let rest = t.get(i..end).unwrap_or_default();
-            return match crate::json::scan::quote_or_backslash(rest) {
-                Some(n) => i + n.max(1),
-                None => end,
-            };
-        }
-        i + 1
-    }
-
-    /// A byte outside strings: whitespace, a string's opening quote, or structure.
-    #[inline(always)]
-    fn structural_byte(
-        &mut self,
-        t: &[u8],
-        i: usize,
-        b: u8,
-        edit: &mut dyn ChainEdit,
-    ) -> Result<(), String> {
-        match b {
-            b' ' | b'\t' | b'\n' | b'\r' => {}
-            b'"' => {
-                self.string_is_key = self.expect_key && self.stack.last() == Some(&b'{');
-                if !self.string_is_key {
-                    self.value_start(t, i, b);
-                }
-                self.in_string = true;
-                self.string_start = i;
-                self.expect_key = false;
-            }
-            b'{' | b'[' => {
-                self.value_start(t, i, b);
-                self.stack.push(b);
-                if self.stack.len() > MAX_DEPTH {
-                    return Err(format!("it is nested deeper than {MAX_DEPTH} levels"));
-                }
-                self.expect_key = b == b'{';
-            }
-            b'}' | b']' => {
-                let open = if b == b'}' { b'{' } else { b'[' };
-                if self.stack.pop() != Some(open) {
-                    return Err(not_json(i));
-                }
-                self.expect_key = false;
-                self.value_key = None;
-                self.container_end(t, i, edit)?;
-            }
-            b',' => {
-                self.expect_key = self.stack.last() == Some(&b'{');
-                self.value_key = None;
-            }
-            b':' => {
-                self.value_key = self.pending_key.take();
-                self.updated_at_value = std::mem::take(&mut self.updated_at_key);
-                self.expect_key = false;
-            }
-            _ => self.value_start(t, i, b),
-        }
-        Ok(())
-    }
-
     /// The whole document is scanned: well-formed, and either nothing to change (`Ok(true)`) or
     /// the splice phase set up.
     fn scan_finished(&mut self, t: &[u8]) -> Result<bool, String> {
-        if self.in_string || !self.stack.is_empty() || self.capture.is_some() {
+        if self.keys.inside_a_value() {
             return Err("it is not well-formed JSON (it ends inside a value)".to_string());
         }
         if self.edits.is_empty() {
@@ -559,66 +482,22 @@ impl Core {
         Ok(false)
     }
 
-    fn value_start(&mut self, t: &[u8], i: usize, b: u8) {
-        if std::mem::take(&mut self.updated_at_value) {
-            self.updated_at_ms = self.updated_at_ms.max(crate::updated_at::number_ms(t, i));
-        }
-        let key = self.value_key.take();
-        if self.capture.is_none() && (b == b'[' || b == b'{') {
-            if let Some(key) = key {
-                self.capture = Some((key, i, self.stack.len()));
-            }
-        }
-    }
-
-    fn string_end(&mut self, t: &[u8], i: usize, edit: &dyn ChainEdit) {
-        if !self.string_is_key {
-            return;
-        }
-        self.string_is_key = false;
-        self.pending_key = None;
-        let raw = t.get(self.string_start..=i).unwrap_or_default();
-        let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
-        self.updated_at_key = false;
-        if inner.len() > 256 {
-            return;
-        }
-        // Most keys have no escape: compared as bytes, nothing allocated (one per key of a
-        // large document would cost more than the scan).
-        let escaped = inner.contains(&b'\\');
-        let key = escaped.then(|| crate::json::members::json_string(raw).ok());
-        let is = |name: &str| match &key {
-            Some(decoded) => decoded.as_deref() == Some(name),
-            None => inner == name.as_bytes(),
-        };
-        // Inside a captured value it is read from the value itself (`container_end`).
-        self.updated_at_key = self.capture.is_none() && is(crate::updated_at::KEY);
-        if self.capture.is_some() {
-            return;
-        }
-        self.pending_key = edit.keys().iter().copied().find(|k| is(k));
-    }
-
-    fn container_end(
+    /// A captured value of `key` (`t[range]`): parsed, edited, its newest `updated_at` read
+    /// (the scan does not look inside it).
+    fn captured(
         &mut self,
         t: &[u8],
-        i: usize,
+        key: &str,
+        range: std::ops::Range<usize>,
         edit: &mut dyn ChainEdit,
     ) -> Result<(), String> {
-        let Some((key, start, depth)) = self.capture else {
-            return Ok(());
-        };
-        if self.stack.len() != depth {
-            return Ok(());
-        }
-        self.capture = None;
-        let raw = t.get(start..=i).unwrap_or_default();
+        let raw = t.get(range.clone()).unwrap_or_default();
         let mut value: Value =
             crate::json::parse(raw).map_err(|e| format!("a {key} value cannot be read ({e})"))?;
         let newest = if edit.edit(key, &mut value)? {
             let new = crate::json::to_vec(&value);
             let newest = crate::updated_at::newest_updated_at_ms(&new);
-            self.edits.push((start, i + 1, new));
+            self.edits.push((range.start, range.end, new));
             newest
         } else {
             crate::updated_at::newest_updated_at_ms(raw)
@@ -837,12 +716,23 @@ mod tests {
         let text = format!(
             r#"{{"_format_version":"3.0","a":"\"filter_chains\":[","b":["{{","\\"],"filter\u005fchains" : [ {inner} ] }}"#
         );
-        let done = Rewriter::run(Rc::new(text.into_bytes()), Redaction).unwrap();
-        let out = String::from_utf8(done.body.to_vec()).unwrap();
-        assert_clean(&out);
-        let v: Value = crate::json::parse(out.as_bytes()).unwrap();
-        assert_eq!(v["a"], json!("\"filter_chains\":["));
-        assert_eq!(v["b"], json!(["{", "\\"]));
+        // In any slices: an escape or an escaped key split across two steps is still followed.
+        for budget in [1, 2, 3, 5, usize::MAX] {
+            let mut r = Rewriter::new(Rc::new(text.clone().into_bytes()), Redaction);
+            let done = loop {
+                match r.step(budget) {
+                    Step::Working => {}
+                    Step::Done(d) => break d,
+                    Step::Failed(why) => panic!("{why}"),
+                }
+            };
+            assert_eq!(done.edited, 1, "budget {budget}");
+            let out = String::from_utf8(done.body.to_vec()).unwrap();
+            assert_clean(&out);
+            let v: Value = crate::json::parse(out.as_bytes()).unwrap();
+            assert_eq!(v["a"], json!("\"filter_chains\":["));
+            assert_eq!(v["b"], json!(["{", "\\"]));
+        }
     }
 
     #[test]

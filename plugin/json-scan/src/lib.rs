@@ -17,7 +17,8 @@
 //! surrogates, and nesting deeper than [`MAX_DEPTH`] is refused (as serde_json's default recursion
 //! limit does for every type but `IgnoredAny`).
 //!
-//! Also here: [`quote_or_backslash`], the redaction rewriter's string search (`redact`). Both read
+//! Also here: [`KeyScan`], the redaction rewriter's scan (`redact`), and its string search
+//! [`quote_or_backslash`]. Both read
 //! every byte of an export; this crate is built for speed in the shipping profile (Cargo.toml).
 //!
 //! Errors carry a category and a byte offset, never any of the input (values may be secrets).
@@ -26,6 +27,9 @@
 
 use std::fmt;
 use std::ops::Range;
+
+mod keys;
+pub use keys::{Found, KeyScan, KeyScanError, Wanted};
 
 /// The deepest nesting of arrays and objects accepted: serde_json's default recursion limit (128)
 /// refuses the 128th nested container, so 127 is the deepest it parses into a `Value`.
