@@ -48,7 +48,9 @@ pub enum KeyScanError {
 /// Keys longer than this are no wanted name (never decoded).
 const KEY_MAX: usize = 256;
 
-/// The resumable scan (see the module documentation).
+/// The resumable scan (see the module documentation). Outside strings only `"{}[]` matter:
+/// a string is a key when `:` follows it, and only a key of a wanted name (or one with an
+/// escape) is looked at further, so most bytes are passed over a word or a run at a time.
 #[derive(Clone, Debug, Default)]
 pub struct KeyScan {
     pos: usize,
@@ -60,13 +62,8 @@ pub struct KeyScan {
     /// The current string holds an escape.
     escaped: bool,
     string_start: usize,
-    string_is_key: bool,
-    /// After `{` or `,` in an object: the next string is a key.
-    expect_key: bool,
-    /// A wanted key just read, before its `:`.
+    /// A wanted key decoded by the caller ([`KeyScan::key_matched`]), its value not yet seen.
     pending: Option<usize>,
-    /// After the `:` of a wanted key: its value is next.
-    value_key: Option<usize>,
     /// The value being captured: wanted index, first byte, depth outside it.
     capture: Option<(usize, usize, usize)>,
 }
@@ -92,7 +89,8 @@ impl KeyScan {
         self.pending = want;
     }
 
-    /// Reads on until `end` (at most `t.len()`) or the next thing found.
+    /// Reads on until `end` (at most `t.len()`) or the next thing found. `t` is the whole
+    /// document: what follows a key is looked at even past `end`.
     pub fn step(
         &mut self,
         t: &[u8],
@@ -100,24 +98,82 @@ impl KeyScan {
         wanted: &[Wanted<'_>],
     ) -> Result<Found, KeyScanError> {
         let end = end.min(t.len());
-        if self.in_string {
-            if let Some(found) = self.string(t, end, wanted) {
+        if let Some(want) = self.pending.take() {
+            if let Some(found) = self.after_key(t, want, wanted) {
                 return Ok(found);
             }
         }
-        while let Some(&b) = t.get(self.pos).filter(|_| self.pos < end) {
-            let i = self.pos;
-            self.pos = i + 1;
-            if let Some(found) = self.structural(i, b, wanted)? {
-                return Ok(found);
-            }
+        loop {
             if self.in_string {
                 if let Some(found) = self.string(t, end, wanted) {
                     return Ok(found);
                 }
+                if self.in_string {
+                    return Ok(Found::Slice);
+                }
+            }
+            let from = self.pos.min(end);
+            let run = t.get(from..end).unwrap_or_default();
+            let Some(n) = run
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+            else {
+                self.pos = end.max(self.pos);
+                return Ok(Found::Slice);
+            };
+            let i = from + n;
+            self.pos = i + 1;
+            match run.get(n) {
+                Some(b'"') => {
+                    self.in_string = true;
+                    self.escaped = false;
+                    self.string_start = i;
+                }
+                Some(&b @ (b'{' | b'[')) => self.open(b == b'{')?,
+                Some(&b) => {
+                    if let Some(found) = self.close(i, b == b'}')? {
+                        return Ok(found);
+                    }
+                }
+                None => {}
             }
         }
-        Ok(Found::Slice)
+    }
+
+    fn in_object(&self) -> bool {
+        self.depth
+            .checked_sub(1)
+            .is_some_and(|d| self.objects >> d & 1 == 1)
+    }
+
+    fn open(&mut self, object: bool) -> Result<(), KeyScanError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(KeyScanError::TooDeep);
+        }
+        let bit = 1u128 << self.depth;
+        if object {
+            self.objects |= bit;
+        } else {
+            self.objects &= !bit;
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// `}` (`object`) or `]` at byte `i`; the captured value, when this closes it.
+    fn close(&mut self, i: usize, object: bool) -> Result<Option<Found>, KeyScanError> {
+        if self.depth == 0 || self.in_object() != object {
+            return Err(KeyScanError::Unbalanced(i));
+        }
+        self.depth -= 1;
+        match self.capture {
+            Some((want, start, depth)) if depth == self.depth => {
+                self.capture = None;
+                let end = i + 1;
+                Ok(Some(Found::Captured { want, start, end }))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Inside a string: on to its closing quote (or `end`), a quote or backslash at a time
@@ -141,7 +197,7 @@ impl KeyScan {
             if t.get(at) == Some(&b'"') {
                 self.pos = at + 1;
                 self.in_string = false;
-                return self.key_end(t, at, wanted);
+                return self.string_end(t, at, wanted);
             }
             self.escaped = true;
             if at + 1 >= end {
@@ -153,108 +209,54 @@ impl KeyScan {
         }
     }
 
-    fn in_object(&self) -> bool {
-        self.depth
-            .checked_sub(1)
-            .is_some_and(|d| self.objects >> d & 1 == 1)
-    }
-
-    #[inline(always)]
-    fn structural(
-        &mut self,
-        i: usize,
-        b: u8,
-        wanted: &[Wanted<'_>],
-    ) -> Result<Option<Found>, KeyScanError> {
-        match b {
-            b' ' | b'\t' | b'\n' | b'\r' => {}
-            b'"' => {
-                self.string_is_key = self.expect_key && self.in_object();
-                self.expect_key = false;
-                self.in_string = true;
-                self.escaped = false;
-                self.string_start = i;
-                if !self.string_is_key {
-                    return Ok(self.value_start(i, b, wanted));
-                }
-            }
-            b'{' | b'[' => {
-                let found = self.value_start(i, b, wanted);
-                if self.depth >= MAX_DEPTH {
-                    return Err(KeyScanError::TooDeep);
-                }
-                let bit = 1u128 << self.depth;
-                if b == b'{' {
-                    self.objects |= bit;
-                } else {
-                    self.objects &= !bit;
-                }
-                self.depth += 1;
-                self.expect_key = b == b'{';
-                return Ok(found);
-            }
-            b'}' | b']' => {
-                if self.depth == 0 || self.in_object() != (b == b'}') {
-                    return Err(KeyScanError::Unbalanced(i));
-                }
-                self.depth -= 1;
-                self.expect_key = false;
-                self.value_key = None;
-                if let Some((want, start, depth)) = self.capture {
-                    if depth == self.depth {
-                        self.capture = None;
-                        let end = i + 1;
-                        return Ok(Some(Found::Captured { want, start, end }));
-                    }
-                }
-            }
-            b',' => {
-                self.expect_key = self.in_object();
-                self.value_key = None;
-            }
-            b':' => {
-                self.value_key = self.pending.take();
-                self.expect_key = false;
-            }
-            _ => return Ok(self.value_start(i, b, wanted)),
-        }
-        Ok(None)
-    }
-
-    /// A value starts at `i` (its first byte `b`): a wanted name's value is captured (a
-    /// container of a capturing name) or reported (a name that is not captured).
-    #[inline(always)]
-    fn value_start(&mut self, i: usize, b: u8, wanted: &[Wanted<'_>]) -> Option<Found> {
-        let want = self.value_key.take()?;
-        let capture = wanted.get(want)?.capture;
-        if !capture {
-            return Some(Found::Value { want, at: i });
-        }
-        if self.capture.is_none() && (b == b'{' || b == b'[') {
-            self.capture = Some((want, i, self.depth));
-        }
-        None
-    }
-
-    /// A string ended at the quote `t[i]`: when it was a key outside a captured value, whether
-    /// it is a wanted name.
-    fn key_end(&mut self, t: &[u8], i: usize, wanted: &[Wanted<'_>]) -> Option<Found> {
-        if !std::mem::take(&mut self.string_is_key) {
+    /// A string ended at the quote `t[quote]`: a key of a wanted name (outside a captured
+    /// value) goes on to its value; one with an escape goes to the caller first.
+    fn string_end(&mut self, t: &[u8], quote: usize, wanted: &[Wanted<'_>]) -> Option<Found> {
+        if self.capture.is_some() {
             return None;
         }
-        self.pending = None;
         let start = self.string_start;
-        let inner_len = i.saturating_sub(start + 1);
-        if self.capture.is_some() || inner_len > KEY_MAX {
+        let inner = t.get(start + 1..quote).unwrap_or_default();
+        if !self.escaped {
+            let want = wanted.iter().position(|w| w.name == inner)?;
+            return self.after_key(t, want, wanted);
+        }
+        if inner.len() > KEY_MAX || value_after_colon(t, self.pos).is_none() {
             return None;
         }
-        if self.escaped {
-            return Some(Found::EscapedKey { start, end: i + 1 });
+        Some(Found::EscapedKey {
+            start,
+            end: quote + 1,
+        })
+    }
+
+    /// After a string of the wanted name `want` (at `self.pos`): when `:` follows, it was a key,
+    /// and its value is captured or reported.
+    fn after_key(&mut self, t: &[u8], want: usize, wanted: &[Wanted<'_>]) -> Option<Found> {
+        let at = value_after_colon(t, self.pos)?;
+        if !wanted.get(want)?.capture {
+            return Some(Found::Value { want, at });
         }
-        let inner = t.get(start + 1..i).unwrap_or_default();
-        self.pending = wanted.iter().position(|w| w.name == inner);
+        // Its bracket is the next structural byte: the scan opens it one level deeper.
+        if matches!(t.get(at), Some(b'{' | b'[')) {
+            self.capture = Some((want, at, self.depth));
+        }
         None
     }
+}
+
+/// Where the value starts when `t[at..]` is whitespace, `:`, whitespace (a string before it was
+/// a key); `None` otherwise.
+fn value_after_colon(t: &[u8], at: usize) -> Option<usize> {
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let rest = t.get(at..)?;
+    let colon = rest.iter().position(|b| !is_ws(b))?;
+    if rest.get(colon) != Some(&b':') {
+        return None;
+    }
+    let after = rest.get(colon + 1..)?;
+    let value = after.iter().position(|b| !is_ws(b))?;
+    Some(at + colon + 1 + value)
 }
 
 #[cfg(test)]
@@ -322,6 +324,24 @@ mod tests {
     fn scalars_of_a_captured_name_and_keys_in_strings_or_arrays_are_not_found() {
         let t = br#"{"chains":5,"k":["chains",{"chains":null}],"v":"{\"chains\":[1]}"}"#;
         assert_eq!(all(t, t.len()), Ok(vec![]));
+    }
+
+    /// A key is a string that `:` follows, whitespace allowed (here across slice ends), and
+    /// only outside a captured value; a string value equal to a wanted name is no key.
+    #[test]
+    fn keys_are_told_from_values_by_the_colon_after_them() {
+        let t = b"{ \"v\" : \"chains\" ,\n \"chains\"\n :\n [ \"at\", {\"at\": 1} ] , \"at\"\t:\tnull }";
+        let want = vec![
+            Found::Captured {
+                want: 0,
+                start: 33,
+                end: 52,
+            },
+            Found::Value { want: 1, at: 62 },
+        ];
+        for budget in [1, 2, 5, t.len()] {
+            assert_eq!(all(t, budget), Ok(want.clone()), "budget {budget}");
+        }
     }
 
     #[test]
