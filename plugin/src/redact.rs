@@ -735,6 +735,151 @@ mod tests {
         }
     }
 
+    /// Random documents, written as raw text (escaped keys, look-alike strings, whitespace),
+    /// rewritten in random slices, against a redaction of the whole parsed tree: every
+    /// `filter_chains` member value outside another is redacted, nothing else changes, and the
+    /// newest `updated_at` is the tree's.
+    #[test]
+    fn random_documents_agree_with_a_redaction_of_the_whole_tree() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut edited = 0;
+        for round in 0..400 {
+            let mut text = String::new();
+            random_value(&mut seed, 0, true, &mut text);
+            let body = Rc::new(text.clone().into_bytes());
+            let budget = [1, 3, 7, 64, 4096, usize::MAX][round % 6];
+            let mut r = Rewriter::new(Rc::clone(&body), Redaction);
+            let done = loop {
+                match r.step(budget) {
+                    Step::Working => {}
+                    Step::Done(d) => break d,
+                    Step::Failed(why) => panic!("{why}: {text}"),
+                }
+            };
+            let mut want: Value = crate::json::parse(&body).unwrap();
+            let mut newest = None;
+            redact_tree(&mut want, &mut newest);
+            let got: Value = crate::json::parse(&done.body).unwrap();
+            assert_eq!(got, want, "{text}");
+            assert_eq!(done.updated_at_ms, newest, "{text}");
+            edited += done.edited;
+        }
+        assert!(
+            edited > 100,
+            "only {edited} values edited: the documents test little"
+        );
+    }
+
+    fn redact_tree(v: &mut Value, newest: &mut Option<u64>) {
+        match v {
+            Value::Object(o) => {
+                for (k, child) in o.iter_mut() {
+                    let container = matches!(child, Value::Object(_) | Value::Array(_));
+                    if k == "filter_chains" && container {
+                        Redaction.edit(k, child).unwrap();
+                        let found = crate::updated_at::newest_updated_at_ms(&json::to_vec(child));
+                        *newest = (*newest).max(found);
+                        continue;
+                    }
+                    if k == "updated_at" {
+                        let text = json::to_text(child);
+                        *newest = (*newest).max(crate::updated_at::number_ms(text.as_bytes(), 0));
+                    }
+                    redact_tree(child, newest);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|c| redact_tree(c, newest)),
+            _ => {}
+        }
+    }
+
+    fn next(seed: &mut u64, n: u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed % n
+    }
+
+    /// Raw keys and what they decode to (one of each decoded name per object).
+    const KEYS: &[(&str, &str)] = &[
+        (r#""filter_chains""#, "filter_chains"),
+        (r#""filter\u005fchains""#, "filter_chains"),
+        (r#""updated_at""#, "updated_at"),
+        (r#""name""#, "name"),
+        (r#""filters""#, "filters"),
+        (r#""a\"b""#, "a\"b"),
+        (r#""services""#, "services"),
+    ];
+
+    fn random_value(seed: &mut u64, depth: usize, object: bool, out: &mut String) {
+        const WS: &[&str] = &["", " ", "\n  ", "\t"];
+        const STRINGS: &[&str] = &[
+            r#""x""#,
+            r#""filter_chains""#,
+            r#""\"filter_chains\":[""#,
+            r#""updated_at""#,
+            r#""{[\\""#,
+            r#""\u00e9t\u00e9 \"}""#,
+        ];
+        let ws = |seed: &mut u64| WS[next(seed, 4) as usize];
+        let kind = if object {
+            6
+        } else {
+            next(seed, if depth > 3 { 4 } else { 8 })
+        };
+        match kind {
+            0 => out.push_str(&(1_700_000_000 + next(seed, 1000)).to_string()),
+            1 => out.push_str(STRINGS[next(seed, STRINGS.len() as u64) as usize]),
+            2 => out.push_str(["true", "false", "null"][next(seed, 3) as usize]),
+            3 => {
+                let config = own_config();
+                let config = if next(seed, 2) == 0 {
+                    config
+                } else {
+                    json!(config.to_string())
+                };
+                out.push_str(&chain(config).to_string());
+            }
+            4 | 5 => {
+                out.push('[');
+                for i in 0..next(seed, 4) {
+                    out.push_str(if i > 0 { "," } else { "" });
+                    out.push_str(ws(seed));
+                    random_value(seed, depth + 1, false, out);
+                }
+                out.push_str(ws(seed));
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                let mut used: Vec<&str> = Vec::new();
+                for _ in 0..next(seed, 6) {
+                    let (raw, name) = KEYS[next(seed, KEYS.len() as u64) as usize];
+                    if used.contains(&name) {
+                        continue;
+                    }
+                    out.push_str(if used.is_empty() { "" } else { "," });
+                    used.push(name);
+                    out.push_str(ws(seed));
+                    out.push_str(raw);
+                    out.push_str(ws(seed));
+                    out.push(':');
+                    out.push_str(ws(seed));
+                    if name == "filter_chains" && next(seed, 2) == 0 {
+                        // A chain at once, half the time: most of these are to be redacted.
+                        out.push('[');
+                        out.push_str(&chain(own_config()).to_string());
+                        out.push(']');
+                        continue;
+                    }
+                    random_value(seed, depth + 1, false, out);
+                }
+                out.push_str(ws(seed));
+                out.push('}');
+            }
+        }
+    }
+
     #[test]
     fn every_slice_size_gives_the_one_shot_result() {
         let doc = json!({
