@@ -607,6 +607,18 @@ mod tests {
         ]})
     }
 
+    /// The rewrite in slices of `budget` bytes.
+    fn in_slices(body: Rc<Vec<u8>>, budget: usize) -> Rewritten<Redaction> {
+        let mut r = Rewriter::new(body, Redaction);
+        loop {
+            match r.step(budget) {
+                Step::Working => {}
+                Step::Done(d) => break d,
+                Step::Failed(why) => panic!("{why}"),
+            }
+        }
+    }
+
     #[test]
     fn every_kong_form_keeps_only_the_allowed_settings() {
         let string_config = json!(own_config().to_string());
@@ -718,14 +730,7 @@ mod tests {
         );
         // In any slices: an escape or an escaped key split across two steps is still followed.
         for budget in [1, 2, 3, 5, usize::MAX] {
-            let mut r = Rewriter::new(Rc::new(text.clone().into_bytes()), Redaction);
-            let done = loop {
-                match r.step(budget) {
-                    Step::Working => {}
-                    Step::Done(d) => break d,
-                    Step::Failed(why) => panic!("{why}"),
-                }
-            };
+            let done = in_slices(Rc::new(text.clone().into_bytes()), budget);
             assert_eq!(done.edited, 1, "budget {budget}");
             let out = String::from_utf8(done.body.to_vec()).unwrap();
             assert_clean(&out);
@@ -748,14 +753,7 @@ mod tests {
             random_value(&mut seed, 0, true, &mut text);
             let body = Rc::new(text.clone().into_bytes());
             let budget = [1, 3, 7, 64, 4096, usize::MAX][round % 6];
-            let mut r = Rewriter::new(Rc::clone(&body), Redaction);
-            let done = loop {
-                match r.step(budget) {
-                    Step::Working => {}
-                    Step::Done(d) => break d,
-                    Step::Failed(why) => panic!("{why}: {text}"),
-                }
-            };
+            let done = in_slices(Rc::clone(&body), budget);
             let mut want: Value = crate::json::parse(&body).unwrap();
             let mut newest = None;
             redact_tree(&mut want, &mut newest);
@@ -929,14 +927,7 @@ mod tests {
         });
         let body = Rc::new(serde_json::to_vec_pretty(&crate::json::value::to_serde(&doc)).unwrap());
         for budget in [1, 5, 64, body.len()] {
-            let mut r = Rewriter::new(Rc::clone(&body), Redaction);
-            let done = loop {
-                match r.step(budget) {
-                    Step::Working => {}
-                    Step::Done(d) => break d,
-                    Step::Failed(why) => panic!("{why}"),
-                }
-            };
+            let done = in_slices(Rc::clone(&body), budget);
             assert_eq!(done.edited, 1, "the bogus member is redacted out");
             assert_eq!(
                 done.updated_at_ms,
