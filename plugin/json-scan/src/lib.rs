@@ -17,9 +17,9 @@
 //! surrogates, and nesting deeper than [`MAX_DEPTH`] is refused (as serde_json's default recursion
 //! limit does for every type but `IgnoredAny`).
 //!
-//! Also here: [`KeyScan`], the redaction rewriter's scan (`redact`), and its string search
-//! [`quote_or_backslash`]. Both read
-//! every byte of an export; this crate is built for speed in the shipping profile (Cargo.toml).
+//! Also here: [`KeyScan`], the redaction rewriter's scan (`redact`), with its string search
+//! [`quote_or_backslash`]. Both read every byte of an export; this crate is built for speed in the
+//! shipping profile (Cargo.toml).
 //!
 //! Errors carry a category and a byte offset, never any of the input (values may be secrets).
 //! Memory is bounded: the container stack is a 128-bit set, nothing is allocated per byte, only
