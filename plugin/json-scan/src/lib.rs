@@ -491,17 +491,9 @@ impl Scanner {
             b'n' => ValueKind::Null,
             _ => return Err(self.error(ErrorKind::ExpectedValue)),
         };
-        let pos = self.pos;
-        if self.root.is_none() {
-            self.root = Some(kind);
-        }
-        if let Some(m) = self.recorded().and_then(|v| v.last_mut()) {
-            m.value = pos..pos;
-            m.kind = kind;
-        }
-        if self.depth == 1 && self.at_chosen {
-            // The last occurrence of the chosen key decides.
-            self.nested = (kind == ValueKind::Object).then(Vec::new);
+        // Deeper than the recorded members (most values of a document): nothing to note.
+        if self.depth <= 2 {
+            self.note_value(kind);
         }
         self.state = match b {
             b'{' | b'[' => self.open_container(b == b'{')?,
@@ -527,6 +519,23 @@ impl Scanner {
         };
         self.pos += 1;
         Ok(())
+    }
+
+    /// A value of `kind` starts at `self.pos` at depth 0 to 2: the root's kind, a recorded
+    /// member's value.
+    fn note_value(&mut self, kind: ValueKind) {
+        let pos = self.pos;
+        if self.root.is_none() {
+            self.root = Some(kind);
+        }
+        if let Some(m) = self.recorded().and_then(|v| v.last_mut()) {
+            m.value = pos..pos;
+            m.kind = kind;
+        }
+        if self.depth == 1 && self.at_chosen {
+            // The last occurrence of the chosen key decides.
+            self.nested = (kind == ValueKind::Object).then(Vec::new);
+        }
     }
 
     /// `{` or `[` opens a container one level deeper: the state after it.
