@@ -13,6 +13,7 @@
 //! Key bytes never reach a log line, an error, metadata or the object: errors name key ids.
 
 pub mod keys;
+mod sha512;
 pub mod sign;
 pub mod stream;
 
