@@ -5,8 +5,8 @@ use crate::json::Value;
 
 use super::lookup::Lookup;
 use super::source::parse_kong_admin;
-use super::KongAdminSettings;
 use super::{err, ConfigError};
+use super::{Fail, KongAdminSettings};
 use crate::http_url::HttpUrl;
 
 /// What the import sub-machine needs.
@@ -27,7 +27,7 @@ pub struct ImportSettings {
     pub refuse_plugins: Vec<String>,
 }
 
-pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError> {
+pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, Fail> {
     let admin = parse_kong_admin(l)?;
     let probe = match l.string("import_probe_url", &["CONFIG_BRIDGE_IMPORT_PROBE_URL"])? {
         None => None,
@@ -69,7 +69,7 @@ pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError
 
 /// `import_refuse_plugins`: an array of plugin names, or a comma-separated string (its
 /// environment variable). Kong's plugin names: letters, digits, `-`, `_`.
-fn parse_plugin_names(l: &Lookup<'_>) -> Result<Vec<String>, ConfigError> {
+fn parse_plugin_names(l: &Lookup<'_>) -> Result<Vec<String>, Fail> {
     let Some(raw) = l.get(
         "import_refuse_plugins",
         &["CONFIG_BRIDGE_IMPORT_REFUSE_PLUGINS"],

@@ -3,7 +3,7 @@
 
 use crate::json::{Map, Value};
 
-use super::{err, ConfigError, Secret};
+use super::{err, Fail, Secret};
 
 /// One setting's raw value and where it came from (for error messages).
 pub(crate) struct Raw {
@@ -45,7 +45,7 @@ impl Lookup<'_> {
         })
     }
 
-    pub(crate) fn bool(&self, key: &str, env: &[&str], default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn bool(&self, key: &str, env: &[&str], default: bool) -> Result<bool, Fail> {
         match self.get(key, env) {
             None => Ok(default),
             Some(r) => parse_bool(&r.value)
@@ -54,11 +54,7 @@ impl Lookup<'_> {
         }
     }
 
-    pub(crate) fn string(
-        &self,
-        key: &str,
-        env: &[&str],
-    ) -> Result<Option<(String, String)>, ConfigError> {
+    pub(crate) fn string(&self, key: &str, env: &[&str]) -> Result<Option<(String, String)>, Fail> {
         match self.get(key, env) {
             None => Ok(None),
             Some(Raw {
@@ -84,7 +80,7 @@ impl Lookup<'_> {
         default: u64,
         min: u64,
         max: u64,
-    ) -> Result<u64, ConfigError> {
+    ) -> Result<u64, Fail> {
         let Some(r) = self.get(key, env) else {
             return Ok(default);
         };
@@ -107,7 +103,7 @@ impl Lookup<'_> {
         env: &[&str],
         default_s: u64,
         max_s: u64,
-    ) -> Result<u64, ConfigError> {
+    ) -> Result<u64, Fail> {
         let Some(r) = self.get(key, env) else {
             return Ok(default_s * 1000);
         };
@@ -128,7 +124,7 @@ impl Lookup<'_> {
         }
     }
 
-    pub(crate) fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, ConfigError> {
+    pub(crate) fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, Fail> {
         Ok(self.string(key, env)?.map(|(s, _)| Secret::new(s)))
     }
 }

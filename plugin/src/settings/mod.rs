@@ -90,12 +90,17 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
+/// How errors travel inside the parse: boxed, so that each of the ~130 `?` of the settings moves
+/// a pointer instead of copying a whole `ConfigError` (5.9 KB of the packaged module,
+/// BENCHMARKS.md "Issue 25, lean7"). The public functions hand out the `ConfigError` itself.
+type Fail = Box<ConfigError>;
+
+fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Fail> {
+    Err(Box::new(ConfigError {
         strict: false,
         field: field.into(),
         reason: reason.into(),
-    })
+    }))
 }
 
 /// Where the exported configuration comes from.
@@ -276,15 +281,12 @@ impl Config {
                 .is_some_and(|v| parse_bool(&Value::String(v)) == Some(true));
             ConfigError {
                 strict: e.strict || env_strict,
-                ..e
+                ..*e
             }
         })
     }
 
-    fn parse_buffer(
-        bytes: Vec<u8>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    fn parse_buffer(bytes: Vec<u8>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Fail> {
         let not_object = || ConfigError {
             strict: false,
             field: "configuration".into(),
@@ -301,7 +303,7 @@ impl Config {
                 })?;
                 drop(bytes);
                 if first_byte(s.as_bytes()) != Some(b'{') {
-                    return Err(not_object());
+                    return Err(not_object().into());
                 }
                 s.into_bytes()
             }
@@ -322,12 +324,12 @@ impl Config {
         summary: &Summary,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Config, PayloadCut), ConfigError> {
-        let (cfg, loc) = Config::parse_text(&bytes, env, Some(summary))?;
-        Ok((cfg, PayloadCut::new(loc, bytes)?))
+        let (cfg, loc) = Config::parse_text(&bytes, env, Some(summary)).map_err(|e| *e)?;
+        Ok((cfg, PayloadCut::new(loc, bytes).map_err(|e| *e)?))
     }
 
     /// Cuts the inline `config` payload out of the configuration text, in place, at once.
-    fn with_payload(cfg: Config, loc: PayloadLoc, text: Vec<u8>) -> Result<Config, ConfigError> {
+    fn with_payload(cfg: Config, loc: PayloadLoc, text: Vec<u8>) -> Result<Config, Fail> {
         Ok(PayloadCut::new(loc, text)?.finish_now(cfg))
     }
 
@@ -335,7 +337,7 @@ impl Config {
         text: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
         scanned: Option<&Summary>,
-    ) -> Result<(Config, PayloadLoc), ConfigError> {
+    ) -> Result<(Config, PayloadLoc), Fail> {
         let (members, config_format_version) = top_level_members(text, scanned)?;
         let SettingsValues {
             obj,
@@ -354,16 +356,16 @@ impl Config {
             .bool("strict_config", &["CONFIG_BRIDGE_STRICT_CONFIG"], false)
             .unwrap_or(false);
         if let Some((field, reason)) = first_error {
-            return Err(ConfigError {
+            return Err(Box::new(ConfigError {
                 field,
                 reason,
                 strict,
-            });
+            }));
         }
-        Config::parse_settings(&l).map_err(|e| ConfigError { strict, ..e })
+        Config::parse_settings(&l).map_err(|e| Box::new(ConfigError { strict, ..*e }))
     }
 
-    fn parse_settings(l: &Lookup<'_>) -> Result<(Config, PayloadLoc), ConfigError> {
+    fn parse_settings(l: &Lookup<'_>) -> Result<(Config, PayloadLoc), Fail> {
         let (export, import) = parse_modes(l)?;
         let location = parse_location(l)?;
         let export_delay_ms = l.seconds_ms(
@@ -450,7 +452,7 @@ type MemberRanges = Vec<(String, usize, usize)>;
 fn top_level_members(
     text: &[u8],
     scanned: Option<&Summary>,
-) -> Result<(MemberRanges, Option<Result<(), String>>), ConfigError> {
+) -> Result<(MemberRanges, Option<Result<(), String>>), Fail> {
     let not_object = || ConfigError {
         strict: false,
         field: "configuration".into(),
@@ -461,7 +463,7 @@ fn top_level_members(
     Ok(match scanned {
         Some(summary) => {
             if summary.root != ValueKind::Object {
-                return Err(not_object());
+                return Err(not_object().into());
             }
             let members = summary
                 .members
@@ -515,7 +517,7 @@ fn settings_values(text: &[u8], members: MemberRanges) -> SettingsValues {
 }
 
 /// `cluster_fallback_config_export` and `_import`: at least one must be on.
-fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), ConfigError> {
+fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), Fail> {
     let export = l.bool(
         "cluster_fallback_config_export",
         &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
@@ -536,7 +538,7 @@ fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), ConfigError> {
 }
 
 /// `cluster_fallback_config_storage`: required, `s3://` or `gcs://`/`gs://`.
-fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, ConfigError> {
+fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, Fail> {
     let (storage_raw, storage_field) = l
         .string(
             "cluster_fallback_config_storage",
@@ -547,15 +549,11 @@ fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, ConfigError> {
             field: "cluster_fallback_config_storage".into(),
             reason: "is required when export or import is on".into(),
         })?;
-    StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
-        strict: false,
-        field: storage_field,
-        reason: r,
-    })
+    StorageUrl::parse(&storage_raw).or_else(|r| err(storage_field, r))
 }
 
 /// `gateway_version`: required, part of the storage key.
-fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, ConfigError> {
+fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, Fail> {
     let (gateway_version, gv_field) = l
         .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
         .ok_or_else(|| ConfigError {
@@ -573,7 +571,7 @@ fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, ConfigError> {
 }
 
 /// `node_id` (or `HOSTNAME`): visible ASCII, no `/`.
-fn parse_node_id(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+fn parse_node_id(l: &Lookup<'_>) -> Result<Option<String>, Fail> {
     let Some((id, field)) = l.string("node_id", &["CONFIG_BRIDGE_NODE_ID", "HOSTNAME"])? else {
         return Ok(None);
     };
@@ -601,7 +599,7 @@ struct Timing {
     retry_max_ms: u64,
 }
 
-fn parse_timing(l: &Lookup<'_>) -> Result<Timing, ConfigError> {
+fn parse_timing(l: &Lookup<'_>) -> Result<Timing, Fail> {
     let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
     let host_tick_ms = l.uint("host_tick_ms", &[], tick_period_ms.min(50), 10, 600_000)?;
     if host_tick_ms > tick_period_ms {
@@ -631,7 +629,7 @@ fn parse_timing(l: &Lookup<'_>) -> Result<Timing, ConfigError> {
 }
 
 /// `shared_data_namespace`: `*` (the default zone) or an shm_kv zone's name.
-fn parse_namespace(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+fn parse_namespace(l: &Lookup<'_>) -> Result<Option<String>, Fail> {
     match l.string("shared_data_namespace", &[])? {
         None => Ok(None),
         Some((ns, _)) if ns == "*" => Ok(None),
@@ -657,7 +655,7 @@ fn parse_storage(
     location: StorageUrl,
     export: bool,
     import: bool,
-) -> Result<StorageSettings, ConfigError> {
+) -> Result<StorageSettings, Fail> {
     let (backend, default_upstream) = match location.backend {
         Backend::S3 => {
             let s3 = parse_s3(l, export || import)?;

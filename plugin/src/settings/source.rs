@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use super::lookup::Lookup;
-use super::{err, ConfigError, PayloadLoc, SourceConfig};
+use super::{err, ConfigError, Fail, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
 use crate::http_url::HttpUrl;
 use crate::json::members::{first_byte, json_string};
@@ -26,7 +26,7 @@ pub struct KongAdminSettings {
 pub(crate) fn parse_source(
     l: &Lookup<'_>,
     export: bool,
-) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
+) -> Result<(SourceConfig, PayloadLoc), Fail> {
     let kind = l
         .string("config_source", &[])?
         .map(|(s, _)| s)
@@ -53,7 +53,7 @@ pub(crate) fn parse_source(
 
 /// `config_source: "filter"`: the document is the filter's own `config` (an object, or a JSON
 /// string holding one as Kong 3.4 stores it).
-fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
+fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLoc), Fail> {
     let empty = SourceConfig::Filter {
         document: Rc::default(),
     };
@@ -93,7 +93,7 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
         Some(b'"') => {
             let doc = json_string(raw).map_err(|_| not_object())?;
             if first_byte(doc.as_bytes()) != Some(b'{') {
-                return Err(not_object());
+                return Err(not_object().into());
             }
             validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
                 strict: false,
@@ -102,13 +102,13 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
             })?;
             PayloadLoc::Owned(doc.into_bytes())
         }
-        _ => return Err(not_object()),
+        _ => return Err(not_object().into()),
     };
     Ok((empty, loc))
 }
 
 /// `config_source: "url"`: the document is polled from `config_url`.
-fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
+fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), Fail> {
     let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
         strict: false,
         field: "config_url".into(),
@@ -142,7 +142,7 @@ fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), ConfigError>
 
 /// The Kong Admin API (source and importer): `kong_admin_url` (default the node's own
 /// `http://127.0.0.1:8001`), its upstream, an optional token header, poll intervals.
-pub(crate) fn parse_kong_admin(l: &Lookup<'_>) -> Result<KongAdminSettings, ConfigError> {
+pub(crate) fn parse_kong_admin(l: &Lookup<'_>) -> Result<KongAdminSettings, Fail> {
     let (raw, field) = l
         .string("kong_admin_url", &["CONFIG_BRIDGE_KONG_ADMIN_URL"])?
         .unwrap_or_else(|| (DEFAULT_ADMIN_URL.to_string(), "kong_admin_url".to_string()));
