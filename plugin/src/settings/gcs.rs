@@ -4,7 +4,7 @@
 
 use crate::json::Value;
 
-use super::lookup::Lookup;
+use super::lookup::{Field, Lookup};
 use super::{err, Fail};
 use crate::http_url::HttpUrl;
 use crate::rs256::RsaSigner;
@@ -125,7 +125,7 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Fai
         SCOPE_READ_ONLY
     };
     let tokens = match service_account_key(l)? {
-        Some((json, field)) => service_account_provider(l, &json, &field)?,
+        Some((json, field)) => service_account_provider(l, &json, field)?,
         None => metadata_provider(l)?,
     };
     if endpoint.path_and_query.contains('?') {
@@ -140,7 +140,7 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Fai
 
 /// `gcp_service_account`: the key file's text, or (Kong 3.5+ hands JSON over as JSON) the key
 /// as an object; with the field it came from.
-fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, String)>, Fail> {
+fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, Field<'static>)>, Fail> {
     let Some(r) = l.get("gcp_service_account", &["GCP_SERVICE_ACCOUNT"]) else {
         return Ok(None);
     };
@@ -159,7 +159,7 @@ fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, String)>, Fail>
 fn service_account_provider(
     l: &Lookup<'_>,
     json: &str,
-    field: &str,
+    field: Field<'_>,
 ) -> Result<TokenProvider, Fail> {
     // The reason names what is wrong, never a value (the key is a secret).
     let key = ServiceAccountKey::parse(json).or_else(|r| err(field, r))?;

@@ -3,9 +3,9 @@
 
 use crate::json::Value;
 
+use super::err;
 use super::lookup::Lookup;
 use super::source::parse_kong_admin;
-use super::{err, ConfigError};
 use super::{Fail, KongAdminSettings};
 use crate::http_url::HttpUrl;
 
@@ -32,11 +32,7 @@ pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, Fail> {
     let probe = match l.string("import_probe_url", &["CONFIG_BRIDGE_IMPORT_PROBE_URL"])? {
         None => None,
         Some((raw, field)) => {
-            let url = HttpUrl::parse(&raw).map_err(|reason| ConfigError {
-                field,
-                reason,
-                strict: false,
-            })?;
+            let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
             let upstream = l
                 .string("import_probe_upstream", &[])?
                 .map(|(u, _)| u)

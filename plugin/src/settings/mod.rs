@@ -562,11 +562,7 @@ fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, Fail> {
             reason: "is required (it is part of the storage key <prefix>/<version>/config.json)"
                 .into(),
         })?;
-    validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
-        strict: false,
-        field: gv_field,
-        reason: r,
-    })?;
+    validate_gateway_version(&gateway_version).or_else(|r| err(gv_field, r))?;
     Ok(gateway_version)
 }
 

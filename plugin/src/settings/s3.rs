@@ -6,8 +6,8 @@ use std::fmt;
 use crate::json::{Map, Value};
 
 use super::aws::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
-use super::lookup::{object_or_json_string, Lookup};
-use super::{err, ConfigError, Fail, Secret};
+use super::lookup::{object_or_json_string, Field, Lookup};
+use super::{err, Fail, Secret};
 use crate::http_url::{percent_encode, HttpUrl};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,11 +71,7 @@ pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Fai
     let region = l.string("aws_region", &["AWS_REGION", "AWS_DEFAULT_REGION"])?;
     let endpoint = match l.string("storage_endpoint", &["AWS_CONFIG_STORAGE_ENDPOINT"])? {
         None => None,
-        Some((raw, field)) => Some(HttpUrl::parse(&raw).map_err(|r| ConfigError {
-            field,
-            reason: r,
-            strict: false,
-        })?),
+        Some((raw, field)) => Some(HttpUrl::parse(&raw).or_else(|r| err(field, r))?),
     };
     let region = match region {
         Some((r, field)) => {
@@ -101,12 +97,12 @@ pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Fai
     ) {
         None => HeaderList::default(),
         Some(raw) => {
-            let field = raw.field.clone();
-            let map = object_or_json_string(raw.value).ok_or_else(|| ConfigError {
-                strict: false,
-                field: field.clone(),
-                reason: "expected a JSON object (or a JSON string holding one)".into(),
-            })?;
+            let Some(map) = object_or_json_string(raw.value) else {
+                return err(
+                    raw.field,
+                    "expected a JSON object (or a JSON string holding one)",
+                );
+            };
             HeaderList(s3_params_to_headers(
                 &map,
                 "cluster_fallback_export_s3_config",
@@ -124,7 +120,11 @@ pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Fai
 }
 
 /// A URL setting; `default` when unset.
-fn url_setting(l: &Lookup<'_>, key: &str, env: &[&str]) -> Result<Option<(HttpUrl, String)>, Fail> {
+fn url_setting<'k>(
+    l: &Lookup<'_>,
+    key: &'k str,
+    env: &[&'k str],
+) -> Result<Option<(HttpUrl, Field<'k>)>, Fail> {
     match l.string(key, env)? {
         None => Ok(None),
         Some((raw, field)) => match HttpUrl::parse(&raw) {

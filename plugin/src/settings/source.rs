@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use super::lookup::Lookup;
+use super::lookup::{Field, Lookup};
 use super::{err, ConfigError, Fail, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
 use crate::http_url::HttpUrl;
@@ -114,11 +114,7 @@ fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), Fail> {
         field: "config_url".into(),
         reason: "is required when config_source is \"url\"".into(),
     })?;
-    let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
-        field,
-        reason: r,
-        strict: false,
-    })?;
+    let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
     let upstream = l
         .string("config_url_upstream", &[])?
         .map(|(u, _)| u)
@@ -145,12 +141,13 @@ fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), Fail> {
 pub(crate) fn parse_kong_admin(l: &Lookup<'_>) -> Result<KongAdminSettings, Fail> {
     let (raw, field) = l
         .string("kong_admin_url", &["CONFIG_BRIDGE_KONG_ADMIN_URL"])?
-        .unwrap_or_else(|| (DEFAULT_ADMIN_URL.to_string(), "kong_admin_url".to_string()));
-    let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
-        field,
-        reason: r,
-        strict: false,
-    })?;
+        .unwrap_or_else(|| {
+            (
+                DEFAULT_ADMIN_URL.to_string(),
+                Field::named("kong_admin_url"),
+            )
+        });
+    let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
     let upstream = l
         .string("kong_admin_upstream", &[])?
         .map(|(u, _)| u)
