@@ -74,7 +74,7 @@ impl SealMeta {
         if parts.is_empty() {
             "not signed, not encrypted".into()
         } else {
-            parts.join(", ")
+            crate::text::join(&parts, ", ")
         }
     }
 }

@@ -427,7 +427,10 @@ pub fn s3_params_to_headers(map: &Map, setting: &str) -> Result<Vec<(String, Str
         }
         if let Some(allowed) = allowed_values(param) {
             if !allowed.contains(&text.as_str()) {
-                return err(field, format!("must be one of {}", allowed.join(", ")));
+                return err(
+                    field,
+                    format!("must be one of {}", crate::text::join(allowed, ", ")),
+                );
             }
         }
         headers.push((header.to_string(), text));
@@ -488,7 +491,7 @@ fn param_text(param: &str, value: &Value, field: &str) -> Result<String, Fail> {
                     percent_encode(v, false)
                 ));
             }
-            pairs.join("&")
+            crate::text::join(&pairs, "&")
         }
         ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
         ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),
