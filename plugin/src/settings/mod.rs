@@ -95,12 +95,21 @@ fn one_line(s: &str) -> String {
 /// BENCHMARKS.md "Issue 25, lean7"). The public functions hand out the `ConfigError` itself.
 type Fail = Box<ConfigError>;
 
+/// `Err` of `fail`: the conversions stay at the call site, the error is built once, out of line
+/// (built at each of ~80 call sites it was 3.6 KB of the module; BENCHMARKS.md "Issue 25, lean7").
+#[inline(always)]
 fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Fail> {
-    Err(Box::new(ConfigError {
+    Err(fail(field.into(), reason.into()))
+}
+
+/// A settings error (not yet strict: `parse_text` decides that).
+#[inline(never)]
+fn fail(field: String, reason: String) -> Fail {
+    Box::new(ConfigError {
         strict: false,
-        field: field.into(),
-        reason: reason.into(),
-    }))
+        field,
+        reason,
+    })
 }
 
 /// Where the exported configuration comes from.
@@ -287,23 +296,21 @@ impl Config {
     }
 
     fn parse_buffer(bytes: Vec<u8>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Fail> {
-        let not_object = || ConfigError {
-            strict: false,
-            field: "configuration".into(),
-            reason: "expected a JSON object or a JSON string holding one".into(),
+        let not_object = || {
+            fail(
+                "configuration".into(),
+                "expected a JSON object or a JSON string holding one".into(),
+            )
         };
         let text = match first_byte(&bytes) {
             None => return err("configuration", "is empty (expected a JSON object)"),
             // Kong 3.4 passes the filter configuration as a JSON string: unescape it once.
             Some(b'"') => {
-                let s = json_string(&bytes).map_err(|e| ConfigError {
-                    strict: false,
-                    field: "configuration".into(),
-                    reason: json_syntax_reason(&e),
-                })?;
+                let s = json_string(&bytes)
+                    .map_err(|e| fail("configuration".into(), json_syntax_reason(&e)))?;
                 drop(bytes);
                 if first_byte(s.as_bytes()) != Some(b'{') {
-                    return Err(not_object().into());
+                    return Err(not_object());
                 }
                 s.into_bytes()
             }
@@ -453,17 +460,18 @@ fn top_level_members(
     text: &[u8],
     scanned: Option<&Summary>,
 ) -> Result<(MemberRanges, Option<Result<(), String>>), Fail> {
-    let not_object = || ConfigError {
-        strict: false,
-        field: "configuration".into(),
-        reason: "expected a JSON object or a JSON string holding one".into(),
+    let not_object = || {
+        fail(
+            "configuration".into(),
+            "expected a JSON object or a JSON string holding one".into(),
+        )
     };
     // Validated as JSON without a tree, then split into members (byte ranges): the `config`
     // payload is located, never decoded; the other settings are small and become `Value`s.
     Ok(match scanned {
         Some(summary) => {
             if summary.root != ValueKind::Object {
-                return Err(not_object().into());
+                return Err(not_object());
             }
             let members = summary
                 .members
@@ -473,11 +481,7 @@ fn top_level_members(
             (members, scanned_format_version(summary, text))
         }
         None => {
-            check_json(text).map_err(|e| ConfigError {
-                strict: false,
-                field: "configuration".into(),
-                reason: json_syntax_reason(&e),
-            })?;
+            check_json(text).map_err(|e| fail("configuration".into(), json_syntax_reason(&e)))?;
             (object_members(text).ok_or_else(not_object)?, None)
         }
     })
@@ -544,10 +548,11 @@ fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, Fail> {
             "cluster_fallback_config_storage",
             &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
         )?
-        .ok_or_else(|| ConfigError {
-            strict: false,
-            field: "cluster_fallback_config_storage".into(),
-            reason: "is required when export or import is on".into(),
+        .ok_or_else(|| {
+            fail(
+                "cluster_fallback_config_storage".into(),
+                "is required when export or import is on".into(),
+            )
         })?;
     StorageUrl::parse(&storage_raw).or_else(|r| err(storage_field, r))
 }
@@ -556,11 +561,11 @@ fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, Fail> {
 fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, Fail> {
     let (gateway_version, gv_field) = l
         .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
-        .ok_or_else(|| ConfigError {
-            strict: false,
-            field: "gateway_version".into(),
-            reason: "is required (it is part of the storage key <prefix>/<version>/config.json)"
-                .into(),
+        .ok_or_else(|| {
+            fail(
+                "gateway_version".into(),
+                "is required (it is part of the storage key <prefix>/<version>/config.json)".into(),
+            )
         })?;
     validate_gateway_version(&gateway_version).or_else(|r| err(gv_field, r))?;
     Ok(gateway_version)

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use super::lookup::{Field, Lookup};
-use super::{err, ConfigError, Fail, PayloadLoc, SourceConfig};
+use super::{err, fail, Fail, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
 use crate::http_url::HttpUrl;
 use crate::json::members::{first_byte, json_string};
@@ -67,12 +67,8 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
         }
         _ => return Ok((empty, PayloadLoc::None)),
     };
-    let not_object = || ConfigError {
-        strict: false,
-        field: "config".into(),
-        reason:
-            "expected a JSON object (a Kong declarative configuration) or a JSON string holding one"
-                .into(),
+    let not_object = || {
+        fail("config".into(), "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into())
     };
     let raw = l.text.get(start..end).unwrap_or_default();
     let loc = match first_byte(raw) {
@@ -82,37 +78,30 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
                 Some(scanned) => scanned.clone(),
                 None => check_format_version(raw),
             };
-            checked.map_err(|r| ConfigError {
-                strict: false,
-                field: "config".into(),
-                reason: r,
-            })?;
+            checked.map_err(|r| fail("config".into(), r))?;
             PayloadLoc::Range(start, end)
         }
         // Kong 3.4 style: the document as a JSON string, unescaped once.
         Some(b'"') => {
             let doc = json_string(raw).map_err(|_| not_object())?;
             if first_byte(doc.as_bytes()) != Some(b'{') {
-                return Err(not_object().into());
+                return Err(not_object());
             }
-            validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
-                strict: false,
-                field: "config".into(),
-                reason: r,
-            })?;
+            validate_declarative_json(doc.as_bytes()).map_err(|r| fail("config".into(), r))?;
             PayloadLoc::Owned(doc.into_bytes())
         }
-        _ => return Err(not_object().into()),
+        _ => return Err(not_object()),
     };
     Ok((empty, loc))
 }
 
 /// `config_source: "url"`: the document is polled from `config_url`.
 fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), Fail> {
-    let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
-        strict: false,
-        field: "config_url".into(),
-        reason: "is required when config_source is \"url\"".into(),
+    let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| {
+        fail(
+            "config_url".into(),
+            "is required when config_source is \"url\"".into(),
+        )
     })?;
     let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
     let upstream = l
