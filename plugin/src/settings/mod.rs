@@ -95,11 +95,18 @@ fn one_line(s: &str) -> String {
 /// BENCHMARKS.md "Issue 25, lean7"). The public functions hand out the `ConfigError` itself.
 type Fail = Box<ConfigError>;
 
-/// `Err` of `fail`: the conversions stay at the call site, the error is built once, out of line
-/// (built at each of ~80 call sites it was 3.6 KB of the module; BENCHMARKS.md "Issue 25, lean7").
+/// An `Err` of `fail_of`. The error is built out of line: one copy per kind of arguments
+/// (`&str`, `String`, `Field`) instead of one at each of the ~90 call sites, which was 5 KB of
+/// the module (BENCHMARKS.md, "Issue 25, lean7").
 #[inline(always)]
 fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Fail> {
-    Err(fail(field.into(), reason.into()))
+    Err(fail_of(field, reason))
+}
+
+/// A settings error from a field and a reason of any text type.
+#[inline(never)]
+fn fail_of(field: impl Into<String>, reason: impl Into<String>) -> Fail {
+    fail(field.into(), reason.into())
 }
 
 /// A settings error (not yet strict: `parse_text` decides that).
@@ -297,9 +304,9 @@ impl Config {
 
     fn parse_buffer(bytes: Vec<u8>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Fail> {
         let not_object = || {
-            fail(
-                "configuration".into(),
-                "expected a JSON object or a JSON string holding one".into(),
+            fail_of(
+                "configuration",
+                "expected a JSON object or a JSON string holding one",
             )
         };
         let text = match first_byte(&bytes) {
@@ -307,7 +314,7 @@ impl Config {
             // Kong 3.4 passes the filter configuration as a JSON string: unescape it once.
             Some(b'"') => {
                 let s = json_string(&bytes)
-                    .map_err(|e| fail("configuration".into(), json_syntax_reason(&e)))?;
+                    .map_err(|e| fail_of("configuration", json_syntax_reason(&e)))?;
                 drop(bytes);
                 if first_byte(s.as_bytes()) != Some(b'{') {
                     return Err(not_object());
@@ -461,9 +468,9 @@ fn top_level_members(
     scanned: Option<&Summary>,
 ) -> Result<(MemberRanges, Option<Result<(), String>>), Fail> {
     let not_object = || {
-        fail(
-            "configuration".into(),
-            "expected a JSON object or a JSON string holding one".into(),
+        fail_of(
+            "configuration",
+            "expected a JSON object or a JSON string holding one",
         )
     };
     // Validated as JSON without a tree, then split into members (byte ranges): the `config`
@@ -481,7 +488,7 @@ fn top_level_members(
             (members, scanned_format_version(summary, text))
         }
         None => {
-            check_json(text).map_err(|e| fail("configuration".into(), json_syntax_reason(&e)))?;
+            check_json(text).map_err(|e| fail_of("configuration", json_syntax_reason(&e)))?;
             (object_members(text).ok_or_else(not_object)?, None)
         }
     })
@@ -549,9 +556,9 @@ fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, Fail> {
             &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
         )?
         .ok_or_else(|| {
-            fail(
-                "cluster_fallback_config_storage".into(),
-                "is required when export or import is on".into(),
+            fail_of(
+                "cluster_fallback_config_storage",
+                "is required when export or import is on",
             )
         })?;
     StorageUrl::parse(&storage_raw).or_else(|r| err(storage_field, r))
@@ -562,9 +569,9 @@ fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, Fail> {
     let (gateway_version, gv_field) = l
         .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
         .ok_or_else(|| {
-            fail(
-                "gateway_version".into(),
-                "is required (it is part of the storage key <prefix>/<version>/config.json)".into(),
+            fail_of(
+                "gateway_version",
+                "is required (it is part of the storage key <prefix>/<version>/config.json)",
             )
         })?;
     validate_gateway_version(&gateway_version).or_else(|r| err(gv_field, r))?;

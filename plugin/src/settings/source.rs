@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use super::lookup::{Field, Lookup};
-use super::{err, fail, Fail, PayloadLoc, SourceConfig};
+use super::{err, fail_of, Fail, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
 use crate::http_url::HttpUrl;
 use crate::json::members::{first_byte, json_string};
@@ -68,7 +68,7 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
         _ => return Ok((empty, PayloadLoc::None)),
     };
     let not_object = || {
-        fail("config".into(), "expected a JSON object (a Kong declarative configuration) or a JSON string holding one".into())
+        fail_of("config", "expected a JSON object (a Kong declarative configuration) or a JSON string holding one")
     };
     let raw = l.text.get(start..end).unwrap_or_default();
     let loc = match first_byte(raw) {
@@ -78,7 +78,7 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
                 Some(scanned) => scanned.clone(),
                 None => check_format_version(raw),
             };
-            checked.map_err(|r| fail("config".into(), r))?;
+            checked.map_err(|r| fail_of("config", r))?;
             PayloadLoc::Range(start, end)
         }
         // Kong 3.4 style: the document as a JSON string, unescaped once.
@@ -87,7 +87,7 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
             if first_byte(doc.as_bytes()) != Some(b'{') {
                 return Err(not_object());
             }
-            validate_declarative_json(doc.as_bytes()).map_err(|r| fail("config".into(), r))?;
+            validate_declarative_json(doc.as_bytes()).map_err(|r| fail_of("config", r))?;
             PayloadLoc::Owned(doc.into_bytes())
         }
         _ => return Err(not_object()),
@@ -97,12 +97,9 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
 
 /// `config_source: "url"`: the document is polled from `config_url`.
 fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), Fail> {
-    let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| {
-        fail(
-            "config_url".into(),
-            "is required when config_source is \"url\"".into(),
-        )
-    })?;
+    let (raw, field) = l
+        .string("config_url", &[])?
+        .ok_or_else(|| fail_of("config_url", "is required when config_source is \"url\""))?;
     let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
     let upstream = l
         .string("config_url_upstream", &[])?
