@@ -41,7 +41,7 @@ python3 -m pytest -q tests/interop
 echo "== OCI packaging round trip through a real registry"
 bash .ci/oci-roundtrip.sh
 
-echo "== the shipped module (cargo xtask package: wasm-opt -Oz of the build) in the harness and the real engine"
+echo "== the shipped module (cargo xtask package: wasm-opt of the build) in the harness and the real engine"
 # The suites above ran cargo's build of the filter; this runs the export, GCS, sealed-export and
 # import suites and a real-engine export on the packaged bytes (README, "Packaging").
 cargo xtask package --out target/package >/dev/null

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # binaryen's wasm-opt for `cargo xtask package` (xtask/src/wasm_opt.rs): the shipped module is
-# `wasm-opt -Oz --low-memory-unused` of cargo's build, with binaryen 108 exactly (another version gives other bytes).
+# `wasm-opt` of cargo's build (`-Oz` and more passes: xtask/src/wasm_opt.rs's FLAGS), with binaryen 108 exactly (another version gives other bytes).
 # Debian bookworm's package is that release. Idempotent.
 set -euo pipefail
 if command -v wasm-opt >/dev/null && wasm-opt --version | grep -qE 'version 108( |$)'; then

@@ -53,7 +53,7 @@ pub fn summary(cfg: &Config) -> String {
     }
     format!(
         "{} {scheme}://{}/{} (delay {} ms, source: {source}) via upstream {}{credentials}{}",
-        jobs.join("+"),
+        crate::text::join(&jobs, "+"),
         cfg.storage.location.bucket,
         cfg.config_key(),
         cfg.export_delay_ms,

@@ -24,12 +24,12 @@ pub const VERSION_ID_LEN: usize = TIMESTAMP_LEN + 1 + SHA_PREFIX_LEN;
 /// `<prefix>/<version>/history/` (no leading slash; the storage prefix may be empty), the prefix
 /// to list.
 pub fn history_prefix(storage_prefix: &str, gateway_version: &str) -> String {
-    let mut p = [storage_prefix, gateway_version, HISTORY_DIR]
+    let parts = [storage_prefix, gateway_version, HISTORY_DIR]
         .iter()
         .filter(|s| !s.is_empty())
         .copied()
-        .collect::<Vec<_>>()
-        .join("/");
+        .collect::<Vec<_>>();
+    let mut p = crate::text::join(&parts, "/");
     p.push('/');
     p
 }

@@ -32,6 +32,7 @@ pub mod settings;
 pub mod sort;
 
 pub mod store;
+pub mod text;
 pub mod updated_at;
 pub mod vec_map;
 

@@ -20,8 +20,10 @@ impl<K, V> Default for VecMap<K, V> {
 }
 
 impl<K: PartialEq, V> VecMap<K, V> {
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        VecMap {
+            entries: Vec::new(),
+        }
     }
 
     fn position(&self, key: &K) -> Option<usize> {

@@ -26,7 +26,7 @@ enum Command {
         /// Package this .wasm as it is instead of building the filter.
         #[arg(long)]
         wasm: Option<PathBuf>,
-        /// Skip binaryen's `wasm-opt -Oz` after the build (the result is not the shipped module).
+        /// Skip binaryen's `wasm-opt` after the build (the result is not the shipped module).
         #[arg(long, conflicts_with = "wasm")]
         no_wasm_opt: bool,
         /// Tag of the CNCF layout; the compat layout gets TAG-compat [default: the crate version]
@@ -76,7 +76,7 @@ fn main() -> Result<()> {
             let o = package::run(&opts)?;
             let optimised = o
                 .linked_size
-                .map(|n| format!(", wasm-opt -Oz from {n}"))
+                .map(|n| format!(", wasm-opt from {n}"))
                 .unwrap_or_default();
             println!(
                 "wasm      {} ({} bytes{optimised}, sha256:{})",

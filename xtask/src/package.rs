@@ -34,7 +34,7 @@ pub struct Options {
     pub out: PathBuf,
     /// Package this module as it is instead of building one.
     pub wasm: Option<PathBuf>,
-    /// Run the pinned `wasm-opt -Oz` on the module built (`wasm_opt.rs`); off only for a module
+    /// Run the pinned `wasm-opt` on the module built (`wasm_opt.rs`); off only for a module
     /// that is not the shipped one (`--no-wasm-opt`).
     pub wasm_opt: bool,
     /// Tag of the CNCF layout (`org.opencontainers.image.ref.name`); the compat layout gets

@@ -1,4 +1,4 @@
-//! Post-link size optimisation of the shipped module with binaryen's `wasm-opt -Oz`
+//! Post-link size optimisation of the shipped module with binaryen's `wasm-opt` (`-Oz` and more)
 //! (BENCHMARKS.md, "Module size": about 15 % smaller, and every worker compiles less).
 //!
 //! Only packaging runs it (`cargo xtask package`); the demo and the tests build the module with
@@ -23,7 +23,17 @@ pub const PINNED_VERSION: u32 = 108;
 /// offset. That differs only when the addition wraps past 4 GiB into the first 1 KiB, which
 /// Rust's pointer arithmetic never does (there the folded access traps instead of reading low
 /// memory). `--converge` was measured too: −0.2 KB for twice the time, not used.
+///
+/// The passes run in the order given (BENCHMARKS.md, "Issue 25, lean7": −6.2 KB together, no
+/// callback slower in the export, callbacks and sealed-export benchmarks): functions that differ
+/// only in constants merged first (`--merge-similar-functions`, which `-Oz` does not run), `-Oz`,
+/// then the control flow rebuilt (`--flatten --rereloop`) and shrunk again by two `-Oz`.
 pub const FLAGS: &[&str] = &[
+    "--merge-similar-functions",
+    "-Oz",
+    "--flatten",
+    "--rereloop",
+    "-Oz",
     "-Oz",
     "--low-memory-unused",
     "--enable-bulk-memory",

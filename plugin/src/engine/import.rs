@@ -169,7 +169,7 @@ impl Import {
                 .collect();
                 fx.log(
                     Level::Info,
-                    format!("import: {}: {}", self.where_, how.join(", ")),
+                    format!("import: {}: {}", self.where_, crate::text::join(&how, ", ")),
                 );
                 // `config-sha256` speaks of the stored bytes, checked by the unsealer.
                 meta.sha256_hex = None;
@@ -732,9 +732,12 @@ pub fn flattened_errors(body: &[u8]) -> String {
             .flatten()
             .filter_map(|x| x.get("message").and_then(Value::as_str))
             .collect();
-        parts.push(format!("{kind} {name}: {}", messages.join("; ")));
+        parts.push(format!(
+            "{kind} {name}: {}",
+            crate::text::join(&messages, "; ")
+        ));
     }
-    let line = parts.join(" | ");
+    let line = crate::text::join(&parts, " | ");
     line.chars()
         .filter(|c| !c.is_control())
         .take(1000)

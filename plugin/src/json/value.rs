@@ -100,6 +100,13 @@ impl Map {
         }
     }
 
+    /// `insert` for `json!`'s members: the key copied and the replaced value dropped here, once,
+    /// not at each member of each `json!` (BENCHMARKS.md, "Issue 25, lean7").
+    #[inline(never)]
+    pub fn put(&mut self, key: &str, value: Value) {
+        self.insert(key.to_string(), value);
+    }
+
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let i = self.find(key).ok()?;
         Some(self.entries.remove(i).1)
@@ -458,19 +465,19 @@ macro_rules! json {
     };
     (@members $m:ident) => {};
     (@members $m:ident $k:tt : {$($v:tt)*} $(, $($rest:tt)*)?) => {
-        $m.insert(String::from($k), $crate::json!({$($v)*}));
+        $m.put(::core::convert::AsRef::<str>::as_ref(&$k), $crate::json!({$($v)*}));
         $crate::json!(@members $m $($($rest)*)?);
     };
     (@members $m:ident $k:tt : [$($v:tt)*] $(, $($rest:tt)*)?) => {
-        $m.insert(String::from($k), $crate::json!([$($v)*]));
+        $m.put(::core::convert::AsRef::<str>::as_ref(&$k), $crate::json!([$($v)*]));
         $crate::json!(@members $m $($($rest)*)?);
     };
     (@members $m:ident $k:tt : null $(, $($rest:tt)*)?) => {
-        $m.insert(String::from($k), $crate::json::Value::Null);
+        $m.put(::core::convert::AsRef::<str>::as_ref(&$k), $crate::json::Value::Null);
         $crate::json!(@members $m $($($rest)*)?);
     };
     (@members $m:ident $k:tt : $v:expr $(, $($rest:tt)*)?) => {
-        $m.insert(String::from($k), $crate::json::ToValue::to_value(&$v));
+        $m.put(::core::convert::AsRef::<str>::as_ref(&$k), $crate::json::ToValue::to_value(&$v));
         $crate::json!(@members $m $($($rest)*)?);
     };
     ($e:expr) => { $crate::json::ToValue::to_value(&$e) };

@@ -13,6 +13,7 @@
 //! Key bytes never reach a log line, an error, metadata or the object: errors name key ids.
 
 pub mod keys;
+mod sha512;
 pub mod sign;
 pub mod stream;
 
@@ -73,7 +74,7 @@ impl SealMeta {
         if parts.is_empty() {
             "not signed, not encrypted".into()
         } else {
-            parts.join(", ")
+            crate::text::join(&parts, ", ")
         }
     }
 }

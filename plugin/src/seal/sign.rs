@@ -6,7 +6,11 @@
 //! slices anyway), and the key in the message means an object cannot be replayed under another
 //! key (another gateway version, another prefix).
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use ed25519_dalek::hazmat::{raw_sign, raw_verify, ExpandedSecretKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::sha512::Sha512;
 
 use super::keys::KeyEntry;
 use crate::document::{base64, hex};
@@ -41,15 +45,33 @@ pub fn sign(
     applied_at: u64,
 ) -> Result<String, String> {
     let msg = message(object_key, sha256, applied_at, &key.id)?;
-    let signing = SigningKey::from_bytes(key.bytes());
-    Ok(base64(&signing.sign(msg.as_bytes()).to_bytes()))
+    let expanded = expand(key);
+    let public = VerifyingKey::from(&expanded);
+    let sig = raw_sign::<Sha512>(&expanded, msg.as_bytes(), &public);
+    Ok(base64(&sig.to_bytes()))
+}
+
+/// RFC 8032 §5.1.5: the secret scalar and nonce prefix from the seed's SHA-512 (what
+/// `SigningKey::from_bytes` does with sha2's SHA-512; `sha512.rs` says why not that one).
+fn expand(key: &KeyEntry) -> ExpandedSecretKey {
+    ExpandedSecretKey::from_bytes(&Sha512::digest(key.bytes()))
 }
 
 /// The public key of an Ed25519 secret seed (what importers are given).
 pub fn public_key(key: &KeyEntry) -> [u8; 32] {
-    SigningKey::from_bytes(key.bytes())
-        .verifying_key()
-        .to_bytes()
+    VerifyingKey::from(&expand(key)).to_bytes()
+}
+
+/// `VerifyingKey::verify_strict` with `sha512.rs`: a signature whose R or whose public key is of
+/// small order is refused, then the ordinary check (which also refuses a non-canonical s).
+fn verify_strict(public: &VerifyingKey, msg: &[u8], sig: &Signature) -> bool {
+    let r = CompressedEdwardsY(*sig.r_bytes()).decompress();
+    match r {
+        Some(r) if !r.is_small_order() && !public.is_weak() => {
+            raw_verify::<Sha512>(public, msg, sig).is_ok()
+        }
+        _ => false,
+    }
 }
 
 /// What an object's metadata says about its signature.
@@ -93,9 +115,9 @@ pub fn verify(
         .ok_or_else(bad)?;
     let public = VerifyingKey::from_bytes(key.bytes()).map_err(|_| bad())?;
     let msg = message(object_key, sha256, applied_at, &key.id)?;
-    public
-        .verify_strict(msg.as_bytes(), &sig)
-        .map_err(|_| bad())?;
+    if !verify_strict(&public, msg.as_bytes(), &sig) {
+        return Err(bad());
+    }
     Ok(key.id.clone())
 }
 
@@ -122,10 +144,44 @@ mod tests {
             hex(&public_key(&k)),
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
         );
-        let sig = SigningKey::from_bytes(&seed).sign(b"").to_bytes();
+        let expanded = expand(&k);
+        let sig = raw_sign::<Sha512>(&expanded, b"", &VerifyingKey::from(&expanded)).to_bytes();
         let want = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
         let got: String = sig.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(got, want);
+    }
+
+    /// The signatures and public keys of `sha512.rs` are ed25519-dalek's own (sha2's SHA-512).
+    #[test]
+    fn signing_agrees_with_ed25519_dalek() {
+        use ed25519_dalek::{Signer, SigningKey, Verifier};
+        for n in [0u8, 1, 7, 200, 255] {
+            let k = seed(n);
+            let dalek = SigningKey::from_bytes(k.bytes());
+            assert_eq!(public_key(&k), dalek.verifying_key().to_bytes());
+            let digest = sha256(&[n]);
+            let msg = message("p/3.9/config.json", &digest, 42, &k.id).unwrap();
+            let ours = sign(&k, "p/3.9/config.json", &digest, 42).unwrap();
+            assert_eq!(ours, base64(&dalek.sign(msg.as_bytes()).to_bytes()));
+            let sig = Signature::from_bytes(&dalek.sign(msg.as_bytes()).to_bytes());
+            assert!(dalek.verifying_key().verify(msg.as_bytes(), &sig).is_ok());
+            assert!(verify_strict(&dalek.verifying_key(), msg.as_bytes(), &sig));
+        }
+    }
+
+    /// The identity as public key and as R, with s = 0, passes the ordinary equation for any
+    /// message; the strict check refuses it, as `VerifyingKey::verify_strict` does.
+    #[test]
+    fn small_order_points_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let public = VerifyingKey::from_bytes(&identity).unwrap();
+        let mut raw = [0u8; 64];
+        raw[0] = 1;
+        let sig = Signature::from_bytes(&raw);
+        assert!(raw_verify::<Sha512>(&public, b"any", &sig).is_ok());
+        assert!(public.verify_strict(b"any", &sig).is_err());
+        assert!(!verify_strict(&public, b"any", &sig));
     }
 
     /// The canonical message, byte for byte (docs/sealed-exports.md quotes it).

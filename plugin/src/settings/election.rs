@@ -2,7 +2,7 @@
 //! election off for a single backup node (docs/election.md).
 
 use super::lookup::Lookup;
-use super::{err, ConfigError};
+use super::{err, Fail};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElectionSettings {
@@ -12,7 +12,7 @@ pub struct ElectionSettings {
 }
 
 /// Kong's default: 600 s. Seconds are allowed (fast failover), hours at most.
-pub(super) fn parse_election(l: &Lookup) -> Result<ElectionSettings, ConfigError> {
+pub(super) fn parse_election(l: &Lookup) -> Result<ElectionSettings, Fail> {
     let enabled = l.bool("election", &["CONFIG_BRIDGE_ELECTION"], true)?;
     let interval_ms = l.seconds_ms(
         "cluster_fallback_election_interval",

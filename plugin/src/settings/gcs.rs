@@ -4,8 +4,8 @@
 
 use crate::json::Value;
 
-use super::lookup::Lookup;
-use super::{err, ConfigError};
+use super::lookup::{Field, Lookup};
+use super::{err, Fail};
 use crate::http_url::HttpUrl;
 use crate::rs256::RsaSigner;
 
@@ -100,7 +100,7 @@ impl GcsSettings {
     }
 }
 
-fn url(l: &Lookup<'_>, key: &str, env: &[&str], default: &str) -> Result<HttpUrl, ConfigError> {
+fn url(l: &Lookup<'_>, key: &str, env: &[&str], default: &str) -> Result<HttpUrl, Fail> {
     match l.string(key, env)? {
         None => HttpUrl::parse(default).or_else(|r| err(key, r)),
         // GCE_METADATA_HOST and STORAGE_EMULATOR_HOST are often a bare `host:port`.
@@ -111,7 +111,7 @@ fn url(l: &Lookup<'_>, key: &str, env: &[&str], default: &str) -> Result<HttpUrl
     }
 }
 
-pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, ConfigError> {
+pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Fail> {
     // Google's client libraries point at an emulator with STORAGE_EMULATOR_HOST.
     let endpoint = url(
         l,
@@ -125,7 +125,7 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
         SCOPE_READ_ONLY
     };
     let tokens = match service_account_key(l)? {
-        Some((json, field)) => service_account_provider(l, &json, &field)?,
+        Some((json, field)) => service_account_provider(l, &json, field)?,
         None => metadata_provider(l)?,
     };
     if endpoint.path_and_query.contains('?') {
@@ -140,7 +140,7 @@ pub(crate) fn parse_gcs(l: &Lookup<'_>, export: bool) -> Result<GcsSettings, Con
 
 /// `gcp_service_account`: the key file's text, or (Kong 3.5+ hands JSON over as JSON) the key
 /// as an object; with the field it came from.
-fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, String)>, ConfigError> {
+fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, Field<'static>)>, Fail> {
     let Some(r) = l.get("gcp_service_account", &["GCP_SERVICE_ACCOUNT"]) else {
         return Ok(None);
     };
@@ -159,8 +159,8 @@ fn service_account_key(l: &Lookup<'_>) -> Result<Option<(String, String)>, Confi
 fn service_account_provider(
     l: &Lookup<'_>,
     json: &str,
-    field: &str,
-) -> Result<TokenProvider, ConfigError> {
+    field: Field<'_>,
+) -> Result<TokenProvider, Fail> {
     // The reason names what is wrong, never a value (the key is a secret).
     let key = ServiceAccountKey::parse(json).or_else(|r| err(field, r))?;
     let (token_uri, aud) = match l.string("gcs_token_uri", &[])? {
@@ -185,7 +185,7 @@ fn service_account_provider(
 }
 
 /// Workload identity: the metadata server of the machine or the GKE node.
-fn metadata_provider(l: &Lookup<'_>) -> Result<TokenProvider, ConfigError> {
+fn metadata_provider(l: &Lookup<'_>) -> Result<TokenProvider, Fail> {
     let url = url(l, "gcs_metadata_url", &["GCE_METADATA_HOST"], METADATA_URL)?;
     if url.path_and_query.contains('?') {
         return err("gcs_metadata_url", "must not have a query string");

@@ -2,7 +2,7 @@
 //! object, the retention that prunes them, and the import's pin to one of them.
 
 use super::lookup::Lookup;
-use super::{err, ConfigError};
+use super::{err, Fail};
 
 /// The largest `cluster_fallback_history_keep`: a leader lists and ranks the whole history.
 const MAX_KEEP: u64 = 1_000;
@@ -31,7 +31,7 @@ impl Default for HistorySettings {
     }
 }
 
-pub(super) fn parse_history(l: &Lookup<'_>) -> Result<HistorySettings, ConfigError> {
+pub(super) fn parse_history(l: &Lookup<'_>) -> Result<HistorySettings, Fail> {
     let d = HistorySettings::default();
     let enabled = l.bool(
         "cluster_fallback_history",

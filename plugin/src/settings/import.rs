@@ -3,10 +3,10 @@
 
 use crate::json::Value;
 
+use super::err;
 use super::lookup::Lookup;
 use super::source::parse_kong_admin;
-use super::KongAdminSettings;
-use super::{err, ConfigError};
+use super::{Fail, KongAdminSettings};
 use crate::http_url::HttpUrl;
 
 /// What the import sub-machine needs.
@@ -27,16 +27,12 @@ pub struct ImportSettings {
     pub refuse_plugins: Vec<String>,
 }
 
-pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError> {
+pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, Fail> {
     let admin = parse_kong_admin(l)?;
     let probe = match l.string("import_probe_url", &["CONFIG_BRIDGE_IMPORT_PROBE_URL"])? {
         None => None,
         Some((raw, field)) => {
-            let url = HttpUrl::parse(&raw).map_err(|reason| ConfigError {
-                field,
-                reason,
-                strict: false,
-            })?;
+            let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
             let upstream = l
                 .string("import_probe_upstream", &[])?
                 .map(|(u, _)| u)
@@ -69,7 +65,7 @@ pub(crate) fn parse_import(l: &Lookup<'_>) -> Result<ImportSettings, ConfigError
 
 /// `import_refuse_plugins`: an array of plugin names, or a comma-separated string (its
 /// environment variable). Kong's plugin names: letters, digits, `-`, `_`.
-fn parse_plugin_names(l: &Lookup<'_>) -> Result<Vec<String>, ConfigError> {
+fn parse_plugin_names(l: &Lookup<'_>) -> Result<Vec<String>, Fail> {
     let Some(raw) = l.get(
         "import_refuse_plugins",
         &["CONFIG_BRIDGE_IMPORT_REFUSE_PLUGINS"],

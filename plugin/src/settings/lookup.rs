@@ -3,12 +3,37 @@
 
 use crate::json::{Map, Value};
 
-use super::{err, ConfigError, Secret};
+use super::{err, Fail, Secret};
+
+/// Where a setting's value came from, as its errors name it: `key`, or `key (from ENV)`. A copy
+/// of two names: the text is written only when an error needs it (a `String` per lookup, built,
+/// moved and dropped, was 2.4 KB of the packaged module; BENCHMARKS.md "Issue 25, lean7").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Field<'k> {
+    key: &'k str,
+    env: Option<&'k str>,
+}
+
+impl<'k> Field<'k> {
+    /// The setting itself (not an environment variable) named in an error.
+    pub(crate) fn named(key: &'k str) -> Field<'k> {
+        Field { key, env: None }
+    }
+}
+
+impl From<Field<'_>> for String {
+    fn from(f: Field<'_>) -> String {
+        match f.env {
+            None => f.key.to_string(),
+            Some(name) => format!("{} (from {name})", f.key),
+        }
+    }
+}
 
 /// One setting's raw value and where it came from (for error messages).
-pub(crate) struct Raw {
+pub(crate) struct Raw<'k> {
     pub(crate) value: Value,
-    pub(crate) field: String,
+    pub(crate) field: Field<'k>,
 }
 
 pub(crate) struct Lookup<'a> {
@@ -26,12 +51,12 @@ pub(crate) struct Lookup<'a> {
 
 impl Lookup<'_> {
     /// The filter-config value first, then the first non-empty environment variable.
-    pub(crate) fn get(&self, key: &str, env_names: &[&str]) -> Option<Raw> {
+    pub(crate) fn get<'k>(&self, key: &'k str, env_names: &[&'k str]) -> Option<Raw<'k>> {
         if let Some(v) = self.obj.get(key) {
             if !v.is_null() {
                 return Some(Raw {
                     value: v.clone(),
-                    field: key.to_string(),
+                    field: Field { key, env: None },
                 });
             }
         }
@@ -40,12 +65,15 @@ impl Lookup<'_> {
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| Raw {
                     value: Value::String(s),
-                    field: format!("{key} (from {name})"),
+                    field: Field {
+                        key,
+                        env: Some(name),
+                    },
                 })
         })
     }
 
-    pub(crate) fn bool(&self, key: &str, env: &[&str], default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn bool(&self, key: &str, env: &[&str], default: bool) -> Result<bool, Fail> {
         match self.get(key, env) {
             None => Ok(default),
             Some(r) => parse_bool(&r.value)
@@ -54,11 +82,11 @@ impl Lookup<'_> {
         }
     }
 
-    pub(crate) fn string(
+    pub(crate) fn string<'k>(
         &self,
-        key: &str,
-        env: &[&str],
-    ) -> Result<Option<(String, String)>, ConfigError> {
+        key: &'k str,
+        env: &[&'k str],
+    ) -> Result<Option<(String, Field<'k>)>, Fail> {
         match self.get(key, env) {
             None => Ok(None),
             Some(Raw {
@@ -84,7 +112,7 @@ impl Lookup<'_> {
         default: u64,
         min: u64,
         max: u64,
-    ) -> Result<u64, ConfigError> {
+    ) -> Result<u64, Fail> {
         let Some(r) = self.get(key, env) else {
             return Ok(default);
         };
@@ -107,7 +135,7 @@ impl Lookup<'_> {
         env: &[&str],
         default_s: u64,
         max_s: u64,
-    ) -> Result<u64, ConfigError> {
+    ) -> Result<u64, Fail> {
         let Some(r) = self.get(key, env) else {
             return Ok(default_s * 1000);
         };
@@ -128,7 +156,7 @@ impl Lookup<'_> {
         }
     }
 
-    pub(crate) fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, ConfigError> {
+    pub(crate) fn secret(&self, key: &str, env: &[&str]) -> Result<Option<Secret>, Fail> {
         Ok(self.string(key, env)?.map(|(s, _)| Secret::new(s)))
     }
 }

@@ -90,11 +90,32 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
+/// How errors travel inside the parse: boxed, so that each of the ~130 `?` of the settings moves
+/// a pointer instead of copying a whole `ConfigError` (5.9 KB of the packaged module,
+/// BENCHMARKS.md "Issue 25, lean7"). The public functions hand out the `ConfigError` itself.
+type Fail = Box<ConfigError>;
+
+/// An `Err` of `fail_of`. The error is built out of line: one copy per kind of arguments
+/// (`&str`, `String`, `Field`) instead of one at each of the ~90 call sites, which was 5 KB of
+/// the module (BENCHMARKS.md, "Issue 25, lean7").
+#[inline(always)]
+fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Fail> {
+    Err(fail_of(field, reason))
+}
+
+/// A settings error from a field and a reason of any text type.
+#[inline(never)]
+fn fail_of(field: impl Into<String>, reason: impl Into<String>) -> Fail {
+    fail(field.into(), reason.into())
+}
+
+/// A settings error (not yet strict: `parse_text` decides that).
+#[inline(never)]
+fn fail(field: String, reason: String) -> Fail {
+    Box::new(ConfigError {
         strict: false,
-        field: field.into(),
-        reason: reason.into(),
+        field,
+        reason,
     })
 }
 
@@ -276,29 +297,24 @@ impl Config {
                 .is_some_and(|v| parse_bool(&Value::String(v)) == Some(true));
             ConfigError {
                 strict: e.strict || env_strict,
-                ..e
+                ..*e
             }
         })
     }
 
-    fn parse_buffer(
-        bytes: Vec<u8>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        let not_object = || ConfigError {
-            strict: false,
-            field: "configuration".into(),
-            reason: "expected a JSON object or a JSON string holding one".into(),
+    fn parse_buffer(bytes: Vec<u8>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Fail> {
+        let not_object = || {
+            fail_of(
+                "configuration",
+                "expected a JSON object or a JSON string holding one",
+            )
         };
         let text = match first_byte(&bytes) {
             None => return err("configuration", "is empty (expected a JSON object)"),
             // Kong 3.4 passes the filter configuration as a JSON string: unescape it once.
             Some(b'"') => {
-                let s = json_string(&bytes).map_err(|e| ConfigError {
-                    strict: false,
-                    field: "configuration".into(),
-                    reason: json_syntax_reason(&e),
-                })?;
+                let s = json_string(&bytes)
+                    .map_err(|e| fail_of("configuration", json_syntax_reason(&e)))?;
                 drop(bytes);
                 if first_byte(s.as_bytes()) != Some(b'{') {
                     return Err(not_object());
@@ -322,12 +338,12 @@ impl Config {
         summary: &Summary,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Config, PayloadCut), ConfigError> {
-        let (cfg, loc) = Config::parse_text(&bytes, env, Some(summary))?;
-        Ok((cfg, PayloadCut::new(loc, bytes)?))
+        let (cfg, loc) = Config::parse_text(&bytes, env, Some(summary)).map_err(|e| *e)?;
+        Ok((cfg, PayloadCut::new(loc, bytes).map_err(|e| *e)?))
     }
 
     /// Cuts the inline `config` payload out of the configuration text, in place, at once.
-    fn with_payload(cfg: Config, loc: PayloadLoc, text: Vec<u8>) -> Result<Config, ConfigError> {
+    fn with_payload(cfg: Config, loc: PayloadLoc, text: Vec<u8>) -> Result<Config, Fail> {
         Ok(PayloadCut::new(loc, text)?.finish_now(cfg))
     }
 
@@ -335,7 +351,7 @@ impl Config {
         text: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
         scanned: Option<&Summary>,
-    ) -> Result<(Config, PayloadLoc), ConfigError> {
+    ) -> Result<(Config, PayloadLoc), Fail> {
         let (members, config_format_version) = top_level_members(text, scanned)?;
         let SettingsValues {
             obj,
@@ -354,16 +370,16 @@ impl Config {
             .bool("strict_config", &["CONFIG_BRIDGE_STRICT_CONFIG"], false)
             .unwrap_or(false);
         if let Some((field, reason)) = first_error {
-            return Err(ConfigError {
+            return Err(Box::new(ConfigError {
                 field,
                 reason,
                 strict,
-            });
+            }));
         }
-        Config::parse_settings(&l).map_err(|e| ConfigError { strict, ..e })
+        Config::parse_settings(&l).map_err(|e| Box::new(ConfigError { strict, ..*e }))
     }
 
-    fn parse_settings(l: &Lookup<'_>) -> Result<(Config, PayloadLoc), ConfigError> {
+    fn parse_settings(l: &Lookup<'_>) -> Result<(Config, PayloadLoc), Fail> {
         let (export, import) = parse_modes(l)?;
         let location = parse_location(l)?;
         let export_delay_ms = l.seconds_ms(
@@ -450,11 +466,12 @@ type MemberRanges = Vec<(String, usize, usize)>;
 fn top_level_members(
     text: &[u8],
     scanned: Option<&Summary>,
-) -> Result<(MemberRanges, Option<Result<(), String>>), ConfigError> {
-    let not_object = || ConfigError {
-        strict: false,
-        field: "configuration".into(),
-        reason: "expected a JSON object or a JSON string holding one".into(),
+) -> Result<(MemberRanges, Option<Result<(), String>>), Fail> {
+    let not_object = || {
+        fail_of(
+            "configuration",
+            "expected a JSON object or a JSON string holding one",
+        )
     };
     // Validated as JSON without a tree, then split into members (byte ranges): the `config`
     // payload is located, never decoded; the other settings are small and become `Value`s.
@@ -471,11 +488,7 @@ fn top_level_members(
             (members, scanned_format_version(summary, text))
         }
         None => {
-            check_json(text).map_err(|e| ConfigError {
-                strict: false,
-                field: "configuration".into(),
-                reason: json_syntax_reason(&e),
-            })?;
+            check_json(text).map_err(|e| fail_of("configuration", json_syntax_reason(&e)))?;
             (object_members(text).ok_or_else(not_object)?, None)
         }
     })
@@ -515,7 +528,7 @@ fn settings_values(text: &[u8], members: MemberRanges) -> SettingsValues {
 }
 
 /// `cluster_fallback_config_export` and `_import`: at least one must be on.
-fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), ConfigError> {
+fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), Fail> {
     let export = l.bool(
         "cluster_fallback_config_export",
         &["KONG_CLUSTER_FALLBACK_CONFIG_EXPORT"],
@@ -536,44 +549,37 @@ fn parse_modes(l: &Lookup<'_>) -> Result<(bool, bool), ConfigError> {
 }
 
 /// `cluster_fallback_config_storage`: required, `s3://` or `gcs://`/`gs://`.
-fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, ConfigError> {
+fn parse_location(l: &Lookup<'_>) -> Result<StorageUrl, Fail> {
     let (storage_raw, storage_field) = l
         .string(
             "cluster_fallback_config_storage",
             &["KONG_CLUSTER_FALLBACK_CONFIG_STORAGE"],
         )?
-        .ok_or_else(|| ConfigError {
-            strict: false,
-            field: "cluster_fallback_config_storage".into(),
-            reason: "is required when export or import is on".into(),
+        .ok_or_else(|| {
+            fail_of(
+                "cluster_fallback_config_storage",
+                "is required when export or import is on",
+            )
         })?;
-    StorageUrl::parse(&storage_raw).map_err(|r| ConfigError {
-        strict: false,
-        field: storage_field,
-        reason: r,
-    })
+    StorageUrl::parse(&storage_raw).or_else(|r| err(storage_field, r))
 }
 
 /// `gateway_version`: required, part of the storage key.
-fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, ConfigError> {
+fn parse_gateway_version(l: &Lookup<'_>) -> Result<String, Fail> {
     let (gateway_version, gv_field) = l
         .string("gateway_version", &["CONFIG_BRIDGE_GATEWAY_VERSION"])?
-        .ok_or_else(|| ConfigError {
-            strict: false,
-            field: "gateway_version".into(),
-            reason: "is required (it is part of the storage key <prefix>/<version>/config.json)"
-                .into(),
+        .ok_or_else(|| {
+            fail_of(
+                "gateway_version",
+                "is required (it is part of the storage key <prefix>/<version>/config.json)",
+            )
         })?;
-    validate_gateway_version(&gateway_version).map_err(|r| ConfigError {
-        strict: false,
-        field: gv_field,
-        reason: r,
-    })?;
+    validate_gateway_version(&gateway_version).or_else(|r| err(gv_field, r))?;
     Ok(gateway_version)
 }
 
 /// `node_id` (or `HOSTNAME`): visible ASCII, no `/`.
-fn parse_node_id(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+fn parse_node_id(l: &Lookup<'_>) -> Result<Option<String>, Fail> {
     let Some((id, field)) = l.string("node_id", &["CONFIG_BRIDGE_NODE_ID", "HOSTNAME"])? else {
         return Ok(None);
     };
@@ -601,7 +607,7 @@ struct Timing {
     retry_max_ms: u64,
 }
 
-fn parse_timing(l: &Lookup<'_>) -> Result<Timing, ConfigError> {
+fn parse_timing(l: &Lookup<'_>) -> Result<Timing, Fail> {
     let tick_period_ms = l.uint("tick_period_ms", &[], 1000, 10, 600_000)?;
     let host_tick_ms = l.uint("host_tick_ms", &[], tick_period_ms.min(50), 10, 600_000)?;
     if host_tick_ms > tick_period_ms {
@@ -631,7 +637,7 @@ fn parse_timing(l: &Lookup<'_>) -> Result<Timing, ConfigError> {
 }
 
 /// `shared_data_namespace`: `*` (the default zone) or an shm_kv zone's name.
-fn parse_namespace(l: &Lookup<'_>) -> Result<Option<String>, ConfigError> {
+fn parse_namespace(l: &Lookup<'_>) -> Result<Option<String>, Fail> {
     match l.string("shared_data_namespace", &[])? {
         None => Ok(None),
         Some((ns, _)) if ns == "*" => Ok(None),
@@ -657,7 +663,7 @@ fn parse_storage(
     location: StorageUrl,
     export: bool,
     import: bool,
-) -> Result<StorageSettings, ConfigError> {
+) -> Result<StorageSettings, Fail> {
     let (backend, default_upstream) = match location.backend {
         Backend::S3 => {
             let s3 = parse_s3(l, export || import)?;

@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use super::{err, Config, ConfigError, SourceConfig};
+use super::{err, Config, Fail, SourceConfig};
 
 /// Where the `config` payload is: a byte range of the filter configuration text (an object given
 /// inline), or its own buffer (a JSON string holding the document, unescaped).
@@ -29,7 +29,7 @@ pub struct PayloadCut {
 }
 
 impl PayloadCut {
-    pub(super) fn new(loc: PayloadLoc, text: Vec<u8>) -> Result<PayloadCut, ConfigError> {
+    pub(super) fn new(loc: PayloadLoc, text: Vec<u8>) -> Result<PayloadCut, Fail> {
         let whole = |text: Vec<u8>| PayloadCut {
             len: text.len(),
             moved: text.len(),

@@ -6,8 +6,8 @@ use std::fmt;
 use crate::json::{Map, Value};
 
 use super::aws::{AwsKeys, AwsProvider, ECS_CREDENTIALS_HOST, IMDS_URL};
-use super::lookup::{object_or_json_string, Lookup};
-use super::{err, ConfigError, Secret};
+use super::lookup::{object_or_json_string, Field, Lookup};
+use super::{err, Fail, Secret};
 use crate::http_url::{percent_encode, HttpUrl};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,15 +67,11 @@ pub(crate) fn default_s3_upstream(s3: &S3Settings) -> String {
     }
 }
 
-pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, ConfigError> {
+pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Fail> {
     let region = l.string("aws_region", &["AWS_REGION", "AWS_DEFAULT_REGION"])?;
     let endpoint = match l.string("storage_endpoint", &["AWS_CONFIG_STORAGE_ENDPOINT"])? {
         None => None,
-        Some((raw, field)) => Some(HttpUrl::parse(&raw).map_err(|r| ConfigError {
-            field,
-            reason: r,
-            strict: false,
-        })?),
+        Some((raw, field)) => Some(HttpUrl::parse(&raw).or_else(|r| err(field, r))?),
     };
     let region = match region {
         Some((r, field)) => {
@@ -101,12 +97,12 @@ pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Con
     ) {
         None => HeaderList::default(),
         Some(raw) => {
-            let field = raw.field.clone();
-            let map = object_or_json_string(raw.value).ok_or_else(|| ConfigError {
-                strict: false,
-                field: field.clone(),
-                reason: "expected a JSON object (or a JSON string holding one)".into(),
-            })?;
+            let Some(map) = object_or_json_string(raw.value) else {
+                return err(
+                    raw.field,
+                    "expected a JSON object (or a JSON string holding one)",
+                );
+            };
             HeaderList(s3_params_to_headers(
                 &map,
                 "cluster_fallback_export_s3_config",
@@ -124,11 +120,11 @@ pub(crate) fn parse_s3(l: &Lookup<'_>, required: bool) -> Result<S3Settings, Con
 }
 
 /// A URL setting; `default` when unset.
-fn url_setting(
+fn url_setting<'k>(
     l: &Lookup<'_>,
-    key: &str,
-    env: &[&str],
-) -> Result<Option<(HttpUrl, String)>, ConfigError> {
+    key: &'k str,
+    env: &[&'k str],
+) -> Result<Option<(HttpUrl, Field<'k>)>, Fail> {
     match l.string(key, env)? {
         None => Ok(None),
         Some((raw, field)) => match HttpUrl::parse(&raw) {
@@ -140,7 +136,7 @@ fn url_setting(
 
 /// The upstream of a credentials endpoint: its setting (an Envoy cluster name), else the URL's
 /// `host:port`.
-fn upstream_of(l: &Lookup<'_>, key: &str, url: &HttpUrl) -> Result<String, ConfigError> {
+fn upstream_of(l: &Lookup<'_>, key: &str, url: &HttpUrl) -> Result<String, Fail> {
     Ok(match l.string(key, &[])? {
         Some((u, _)) => u,
         None => url.upstream(),
@@ -149,11 +145,7 @@ fn upstream_of(l: &Lookup<'_>, key: &str, url: &HttpUrl) -> Result<String, Confi
 
 /// The credential provider chain (docs/credentials.md), decided from what is configured:
 /// keys → container credentials → web identity (a token the filter can read) → IMDSv2.
-fn parse_credentials(
-    l: &Lookup<'_>,
-    region: &str,
-    required: bool,
-) -> Result<AwsProvider, ConfigError> {
+fn parse_credentials(l: &Lookup<'_>, region: &str, required: bool) -> Result<AwsProvider, Fail> {
     if let Some(keys) = static_keys(l)? {
         return Ok(keys);
     }
@@ -167,7 +159,7 @@ fn parse_credentials(
 }
 
 /// Both keys, or neither (then the chain goes on).
-fn static_keys(l: &Lookup<'_>) -> Result<Option<AwsProvider>, ConfigError> {
+fn static_keys(l: &Lookup<'_>) -> Result<Option<AwsProvider>, Fail> {
     let access_key_id = l.secret("aws_access_key_id", &["AWS_ACCESS_KEY_ID"])?;
     let secret_access_key = l.secret("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"])?;
     let session_token = l.secret("aws_session_token", &["AWS_SESSION_TOKEN"])?;
@@ -195,7 +187,7 @@ fn static_keys(l: &Lookup<'_>) -> Result<Option<AwsProvider>, ConfigError> {
 }
 
 /// The container credentials endpoint (ECS, EKS Pod Identity), if configured.
-fn container_provider(l: &Lookup<'_>) -> Result<Option<AwsProvider>, ConfigError> {
+fn container_provider(l: &Lookup<'_>) -> Result<Option<AwsProvider>, Fail> {
     let container = match url_setting(
         l,
         "aws_container_credentials_uri",
@@ -234,7 +226,7 @@ fn container_provider(l: &Lookup<'_>) -> Result<Option<AwsProvider>, ConfigError
 }
 
 /// STS AssumeRoleWithWebIdentity, if a token is configured.
-fn web_identity_provider(l: &Lookup<'_>, region: &str) -> Result<Option<AwsProvider>, ConfigError> {
+fn web_identity_provider(l: &Lookup<'_>, region: &str) -> Result<Option<AwsProvider>, Fail> {
     let Some(token) = l.secret("aws_web_identity_token", &[])? else {
         return Ok(None);
     };
@@ -278,7 +270,7 @@ fn web_identity_provider(l: &Lookup<'_>, region: &str) -> Result<Option<AwsProvi
 }
 
 /// IMDSv2, unless disabled (then no credentials: an error if they are required).
-fn imds_provider(l: &Lookup<'_>, required: bool) -> Result<AwsProvider, ConfigError> {
+fn imds_provider(l: &Lookup<'_>, required: bool) -> Result<AwsProvider, Fail> {
     let imds_off = l.bool("aws_imds_disabled", &["AWS_EC2_METADATA_DISABLED"], false)?;
     if imds_off {
         if required {
@@ -412,10 +404,7 @@ pub(crate) fn header_value_ok(v: &str) -> bool {
     !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
-pub fn s3_params_to_headers(
-    map: &Map,
-    setting: &str,
-) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn s3_params_to_headers(map: &Map, setting: &str) -> Result<Vec<(String, String)>, Fail> {
     let mut headers = Vec::new();
     for (param, value) in map {
         let field = format!("{setting}.{param}");
@@ -438,7 +427,10 @@ pub fn s3_params_to_headers(
         }
         if let Some(allowed) = allowed_values(param) {
             if !allowed.contains(&text.as_str()) {
-                return err(field, format!("must be one of {}", allowed.join(", ")));
+                return err(
+                    field,
+                    format!("must be one of {}", crate::text::join(allowed, ", ")),
+                );
             }
         }
         headers.push((header.to_string(), text));
@@ -452,7 +444,7 @@ fn metadata_headers(
     value: &Value,
     field: &str,
     headers: &mut Vec<(String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<(), Fail> {
     let Value::Object(meta) = value else {
         return err(field, "expected an object of string values");
     };
@@ -485,7 +477,7 @@ fn metadata_headers(
 
 /// A parameter's value as its header's text: strings as they are, `Tagging` as a URL-encoded
 /// query, `BucketKeyEnabled` as `true`/`false`.
-fn param_text(param: &str, value: &Value, field: &str) -> Result<String, ConfigError> {
+fn param_text(param: &str, value: &Value, field: &str) -> Result<String, Fail> {
     Ok(match (param, value) {
         ("Tagging", Value::Object(tags)) => {
             let mut pairs = Vec::new();
@@ -499,7 +491,7 @@ fn param_text(param: &str, value: &Value, field: &str) -> Result<String, ConfigE
                     percent_encode(v, false)
                 ));
             }
-            pairs.join("&")
+            crate::text::join(&pairs, "&")
         }
         ("BucketKeyEnabled", Value::Bool(b)) => b.to_string(),
         ("BucketKeyEnabled", _) => return err(field, "expected a boolean"),

@@ -5,7 +5,7 @@
 use crate::json::Value;
 
 use super::lookup::Lookup;
-use super::{err, ConfigError};
+use super::{err, Fail};
 use crate::seal::keys::{parse_list, KeyEntry};
 
 /// Opt-in signing and encryption of exports, and what an importer requires.
@@ -33,14 +33,14 @@ impl SealSettings {
     }
 }
 
-pub(crate) fn parse_seal(l: &Lookup<'_>) -> Result<SealSettings, ConfigError> {
-    let one = |name: &str, env: &str| -> Result<Option<KeyEntry>, ConfigError> {
+pub(crate) fn parse_seal(l: &Lookup<'_>) -> Result<SealSettings, Fail> {
+    let one = |name: &str, env: &str| -> Result<Option<KeyEntry>, Fail> {
         match l.string(name, &[env])? {
             None => Ok(None),
             Some((text, field)) => KeyEntry::parse(&text).map(Some).or_else(|r| err(field, r)),
         }
     };
-    let list = |name: &str, env: &str| -> Result<Vec<KeyEntry>, ConfigError> {
+    let list = |name: &str, env: &str| -> Result<Vec<KeyEntry>, Fail> {
         let Some(raw) = l.get(name, &[env]) else {
             return Ok(Vec::new());
         };

@@ -2,8 +2,8 @@
 
 use std::rc::Rc;
 
-use super::lookup::Lookup;
-use super::{err, ConfigError, PayloadLoc, SourceConfig};
+use super::lookup::{Field, Lookup};
+use super::{err, fail_of, Fail, PayloadLoc, SourceConfig};
 use crate::document::{check_format_version, validate_declarative_json};
 use crate::http_url::HttpUrl;
 use crate::json::members::{first_byte, json_string};
@@ -26,7 +26,7 @@ pub struct KongAdminSettings {
 pub(crate) fn parse_source(
     l: &Lookup<'_>,
     export: bool,
-) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
+) -> Result<(SourceConfig, PayloadLoc), Fail> {
     let kind = l
         .string("config_source", &[])?
         .map(|(s, _)| s)
@@ -53,7 +53,7 @@ pub(crate) fn parse_source(
 
 /// `config_source: "filter"`: the document is the filter's own `config` (an object, or a JSON
 /// string holding one as Kong 3.4 stores it).
-fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
+fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadLoc), Fail> {
     let empty = SourceConfig::Filter {
         document: Rc::default(),
     };
@@ -67,12 +67,8 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
         }
         _ => return Ok((empty, PayloadLoc::None)),
     };
-    let not_object = || ConfigError {
-        strict: false,
-        field: "config".into(),
-        reason:
-            "expected a JSON object (a Kong declarative configuration) or a JSON string holding one"
-                .into(),
+    let not_object = || {
+        fail_of("config", "expected a JSON object (a Kong declarative configuration) or a JSON string holding one")
     };
     let raw = l.text.get(start..end).unwrap_or_default();
     let loc = match first_byte(raw) {
@@ -82,11 +78,7 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
                 Some(scanned) => scanned.clone(),
                 None => check_format_version(raw),
             };
-            checked.map_err(|r| ConfigError {
-                strict: false,
-                field: "config".into(),
-                reason: r,
-            })?;
+            checked.map_err(|r| fail_of("config", r))?;
             PayloadLoc::Range(start, end)
         }
         // Kong 3.4 style: the document as a JSON string, unescaped once.
@@ -95,11 +87,7 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
             if first_byte(doc.as_bytes()) != Some(b'{') {
                 return Err(not_object());
             }
-            validate_declarative_json(doc.as_bytes()).map_err(|r| ConfigError {
-                strict: false,
-                field: "config".into(),
-                reason: r,
-            })?;
+            validate_declarative_json(doc.as_bytes()).map_err(|r| fail_of("config", r))?;
             PayloadLoc::Owned(doc.into_bytes())
         }
         _ => return Err(not_object()),
@@ -108,17 +96,11 @@ fn filter_source(l: &Lookup<'_>, export: bool) -> Result<(SourceConfig, PayloadL
 }
 
 /// `config_source: "url"`: the document is polled from `config_url`.
-fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), ConfigError> {
-    let (raw, field) = l.string("config_url", &[])?.ok_or_else(|| ConfigError {
-        strict: false,
-        field: "config_url".into(),
-        reason: "is required when config_source is \"url\"".into(),
-    })?;
-    let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
-        field,
-        reason: r,
-        strict: false,
-    })?;
+fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), Fail> {
+    let (raw, field) = l
+        .string("config_url", &[])?
+        .ok_or_else(|| fail_of("config_url", "is required when config_source is \"url\""))?;
+    let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
     let upstream = l
         .string("config_url_upstream", &[])?
         .map(|(u, _)| u)
@@ -142,15 +124,16 @@ fn url_source(l: &Lookup<'_>) -> Result<(SourceConfig, PayloadLoc), ConfigError>
 
 /// The Kong Admin API (source and importer): `kong_admin_url` (default the node's own
 /// `http://127.0.0.1:8001`), its upstream, an optional token header, poll intervals.
-pub(crate) fn parse_kong_admin(l: &Lookup<'_>) -> Result<KongAdminSettings, ConfigError> {
+pub(crate) fn parse_kong_admin(l: &Lookup<'_>) -> Result<KongAdminSettings, Fail> {
     let (raw, field) = l
         .string("kong_admin_url", &["CONFIG_BRIDGE_KONG_ADMIN_URL"])?
-        .unwrap_or_else(|| (DEFAULT_ADMIN_URL.to_string(), "kong_admin_url".to_string()));
-    let url = HttpUrl::parse(&raw).map_err(|r| ConfigError {
-        field,
-        reason: r,
-        strict: false,
-    })?;
+        .unwrap_or_else(|| {
+            (
+                DEFAULT_ADMIN_URL.to_string(),
+                Field::named("kong_admin_url"),
+            )
+        });
+    let url = HttpUrl::parse(&raw).or_else(|r| err(field, r))?;
     let upstream = l
         .string("kong_admin_upstream", &[])?
         .map(|(u, _)| u)

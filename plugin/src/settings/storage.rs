@@ -78,20 +78,20 @@ impl StorageUrl {
 
 /// Drops empty segments, so `/a//b/` becomes `a/b`.
 pub fn normalise_prefix(prefix: &str) -> String {
-    prefix
+    let parts = prefix
         .split('/')
         .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
+        .collect::<Vec<_>>();
+    crate::text::join(&parts, "/")
 }
 
 fn join(parts: &[&str]) -> String {
-    parts
+    let parts = parts
         .iter()
         .filter(|p| !p.is_empty())
         .copied()
-        .collect::<Vec<_>>()
-        .join("/")
+        .collect::<Vec<_>>();
+    crate::text::join(&parts, "/")
 }
 
 /// The common subset of S3 and GCS bucket naming rules (3–63 lowercase letters, digits, `-`, `.`,

@@ -28,7 +28,14 @@ const INERT_REMINDER_MS: u64 = 300_000;
 const OWN_CONFIG_COPY_MAX: usize = 64 * 1024;
 
 thread_local! {
-    static FILTER: RefCell<Filter> = RefCell::new(Filter::default());
+    // A constant initial value: no lazy initialisation in each of the ~10 instantiations of
+    // `LocalKey::with` (one per callback; BENCHMARKS.md "Issue 25, lean7").
+    static FILTER: RefCell<Filter> = const {
+        RefCell::new(Filter {
+            roots: VecMap::new(),
+            created: 0,
+        })
+    };
 }
 
 /// Runs `f` on the filter state; `None` if the state is busy (a host calling back into the

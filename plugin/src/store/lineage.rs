@@ -33,7 +33,7 @@ pub fn parse(value: &str) -> Vec<String> {
 }
 
 pub fn render(list: &[String]) -> String {
-    list.join(",")
+    crate::text::join(list, ",")
 }
 
 /// What an object with content `sha256_hex` that superseded `supersedes` stands for in the lineage

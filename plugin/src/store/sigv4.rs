@@ -92,11 +92,8 @@ fn canonical_request(
     if all.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
         return Err("cannot sign the request: a header is given twice".to_string());
     }
-    let signed_headers = all
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
+    let names = all.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>();
+    let signed_headers = crate::text::join(&names, ";");
     let canonical_headers: String = all.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     let canonical_request = format!(
         "{method}\n{path}\n{}\n{canonical_headers}\n{signed_headers}\n{payload_sha256_hex}",
@@ -159,11 +156,11 @@ fn canonical_query(query: &str) -> String {
         })
         .collect();
     crate::sort::sort(&mut pairs);
-    pairs
+    let pairs = pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+        .collect::<Vec<_>>();
+    crate::text::join(&pairs, "&")
 }
 
 fn percent_decode(s: &str) -> String {
