@@ -500,9 +500,30 @@ impl Core {
     fn scan(&mut self, budget: usize, edit: &mut dyn ChainEdit) -> Result<bool, String> {
         let t = Rc::clone(&self.body);
         let names: Vec<&'static str> = edit.keys().to_vec();
-        let read = match &mut self.index {
-            Some(index) => self.notes.replay(index, &t, budget, &names, edit)?,
-            None => self.notes.scan(&mut self.keys, &t, budget, &names, edit)?,
+        let wanted = wanted(&names);
+        let end = self.keys.position().saturating_add(budget).min(t.len());
+        let mut spent = 0;
+        loop {
+            let found = match &mut self.index {
+                Some(index) => index.next(&t, names.len(), &mut spent, budget)?,
+                None => next_found(&mut self.keys, &t, end, &wanted)?,
+            };
+            match found {
+                Found::Slice => break,
+                Found::Value { at, .. } => {
+                    let ms = crate::updated_at::number_ms(&t, at);
+                    self.notes.updated_at_ms = self.notes.updated_at_ms.max(ms);
+                }
+                Found::Captured { want, start, end } => {
+                    let key = names.get(want).copied().unwrap_or_default();
+                    self.notes.captured(&t, key, start..end, edit)?;
+                }
+                Found::EscapedKey { .. } => {}
+            }
+        }
+        let read = match &self.index {
+            Some(index) => index.next >= index.found.len(),
+            None => self.keys.position() >= t.len(),
         };
         if !read {
             return Ok(false);
@@ -565,110 +586,81 @@ impl Core {
     }
 }
 
-impl Notes {
-    /// Scans up to `budget` more bytes of `t` with the rewriter's own scan; true when all are.
-    fn scan(
-        &mut self,
-        keys: &mut KeyScan,
-        t: &[u8],
-        budget: usize,
-        names: &[&'static str],
-        edit: &mut dyn ChainEdit,
-    ) -> Result<bool, String> {
-        let end = keys.position().saturating_add(budget).min(t.len());
-        let wanted = wanted(names);
-        loop {
-            match keys.step(t, end, &wanted) {
-                Ok(Found::Slice) => break,
-                Ok(Found::EscapedKey { start, end }) => {
-                    // Rare: decoded, then compared (`filter\u005fchains` is `filter_chains`).
-                    let key =
-                        crate::json::members::json_string(t.get(start..end).unwrap_or_default());
-                    let key = key.as_ref().map(String::as_bytes);
-                    keys.key_matched(wanted.iter().position(|w| key == Ok(w.name)));
-                }
-                Ok(found) => self.found(t, found, names, edit)?,
-                Err(KeyScanError::TooDeep) => {
-                    return Err(format!("it is nested deeper than {MAX_DEPTH} levels"))
-                }
-                Err(KeyScanError::Unbalanced(i)) => return Err(not_json(i)),
+/// The rewriter's own scan: the next value found before `end`, or `Found::Slice`.
+fn next_found(
+    keys: &mut KeyScan,
+    t: &[u8],
+    end: usize,
+    wanted: &[Wanted],
+) -> Result<Found, String> {
+    loop {
+        match keys.step(t, end, wanted) {
+            Ok(Found::EscapedKey { start, end }) => {
+                // Rare: decoded, then compared (`filter\u005fchains` is `filter_chains`).
+                let key = crate::json::members::json_string(t.get(start..end).unwrap_or_default());
+                let key = key.as_ref().map(String::as_bytes);
+                keys.key_matched(wanted.iter().position(|w| key == Ok(w.name)));
             }
+            Ok(found) => return Ok(found),
+            Err(KeyScanError::TooDeep) => {
+                return Err(format!("it is nested deeper than {MAX_DEPTH} levels"))
+            }
+            Err(KeyScanError::Unbalanced(i)) => return Err(not_json(i)),
         }
-        Ok(keys.position() >= t.len())
     }
+}
 
-    /// Takes the validation scan's notes, about `budget` bytes of work (the edited values'
-    /// length, 64 a noted `updated_at`); true when all are taken. A value of the edit's names
-    /// is a container (else passed over, as the own scan does) and its end is found by a walk of
-    /// its bytes (valid JSON: the scan read it).
-    fn replay(
+impl KeyIndex {
+    /// The next note as the rewriter's own scan would report it (the first `captured` names'
+    /// values are containers, else passed over; nothing inside one is taken), or `Found::Slice`
+    /// once about `budget` bytes of work are `spent` (an edited value's length, 64 a noted
+    /// `updated_at`) or all notes are taken. An edited value's end is found by a walk of its bytes
+    /// (valid JSON: the validation scan read it).
+    fn next(
         &mut self,
-        index: &mut KeyIndex,
         t: &[u8],
+        captured: usize,
+        spent: &mut usize,
         budget: usize,
-        names: &[&'static str],
-        edit: &mut dyn ChainEdit,
-    ) -> Result<bool, String> {
-        let mut spent = 0usize;
-        while spent < budget {
-            let Some(&(want, at)) = index.found.get(index.next) else {
-                return Ok(true);
+    ) -> Result<Found, String> {
+        while *spent < budget {
+            let Some(&(want, at)) = self.found.get(self.next) else {
+                break;
             };
-            index.next += 1;
+            self.next += 1;
             // Members of the configuration before and after the payload are not its own.
-            let Some(at) = at.checked_sub(index.offset) else {
+            let Some(at) = at.checked_sub(self.offset) else {
                 continue;
             };
             if at >= t.len() {
-                return Ok(true);
+                self.next = self.found.len();
+                break;
             }
-            if at < index.until {
+            if at < self.until {
                 continue;
             }
-            let found = if want < names.len() {
-                if !matches!(t.get(at), Some(b'{' | b'[')) {
-                    continue;
-                }
-                let end = crate::json::members::skip_value(t, at)
-                    .ok_or_else(|| "the configuration's scan does not match it".to_string())?;
-                index.until = end;
-                spent = spent.saturating_add(end.saturating_sub(at));
-                Found::Captured {
-                    want,
-                    start: at,
-                    end,
-                }
-            } else {
-                spent = spent.saturating_add(64);
-                Found::Value { want, at }
-            };
-            self.found(t, found, names, edit)?;
-        }
-        Ok(false)
-    }
-
-    /// A value found (`Found::Value` or `Found::Captured`) in `t`.
-    fn found(
-        &mut self,
-        t: &[u8],
-        found: Found,
-        names: &[&'static str],
-        edit: &mut dyn ChainEdit,
-    ) -> Result<(), String> {
-        match found {
-            Found::Value { at, .. } => {
-                let ms = crate::updated_at::number_ms(t, at);
-                self.updated_at_ms = self.updated_at_ms.max(ms);
+            if want >= captured {
+                *spent += 64;
+                return Ok(Found::Value { want, at });
             }
-            Found::Captured { want, start, end } => {
-                let key = names.get(want).copied().unwrap_or_default();
-                self.captured(t, key, start..end, edit)?;
+            if !matches!(t.get(at), Some(b'{' | b'[')) {
+                continue;
             }
-            Found::Slice | Found::EscapedKey { .. } => {}
+            let end = crate::json::members::skip_value(t, at)
+                .ok_or_else(|| "the configuration's scan does not match it".to_string())?;
+            self.until = end;
+            *spent += end.saturating_sub(at);
+            return Ok(Found::Captured {
+                want,
+                start: at,
+                end,
+            });
         }
-        Ok(())
+        Ok(Found::Slice)
     }
+}
 
+impl Notes {
     /// A captured value of `key` (`t[range]`): parsed, edited, its newest `updated_at` read
     /// (the scan does not look inside it).
     fn captured(
