@@ -640,7 +640,7 @@ impl KeyIndex {
                 continue;
             }
             if want >= captured {
-                *spent += 64;
+                *spent = spent.saturating_add(64);
                 return Ok(Found::Value { want, at });
             }
             if !matches!(t.get(at), Some(b'{' | b'[')) {
@@ -649,7 +649,7 @@ impl KeyIndex {
             let end = crate::json::members::skip_value(t, at)
                 .ok_or_else(|| "the configuration's scan does not match it".to_string())?;
             self.until = end;
-            *spent += end.saturating_sub(at);
+            *spent = spent.saturating_add(end.saturating_sub(at));
             return Ok(Found::Captured {
                 want,
                 start: at,
