@@ -19,9 +19,13 @@
 //! (a byte-level state machine, no tree of the document), parses only those values (small), and
 //! splices the edited ones into a copy, also a slice at a time. The import uses the same rewriter
 //! (its own edit: replace the configurations, refuse plugins by policy). The same pass finds the
-//! document's newest `updated_at` (`crate::updated_at`): one read of the document, not two.
+//! document's newest `updated_at` (`crate::updated_at`): one read of the document, not two. The
+//! export of the filter's own `config` payload does not read it even once: the configuration's
+//! validation scan noted where its keys are ([`KeyIndex`]), and the rewriter works from those
+//! notes (BENCHMARKS.md, "Issue 25, speed7").
 
-use std::rc::Rc;
+use std::ops::Range;
+use std::rc::{Rc, Weak};
 
 use crate::json::scan::{Found, KeyScan, KeyScanError, Wanted};
 use crate::json::{Map, Value};
@@ -284,6 +288,52 @@ impl ChainEdit for Redaction {
     }
 }
 
+/// The names the export's rewrite looks for, numbered as the rewriter numbers them
+/// ([`Redaction`]'s, then `updated_at`): also given to the configuration's validation scan
+/// (`json::scan::Scanner::watch_keys`), whose notes ([`KeyIndex`]) then stand for the rewriter's
+/// own scan.
+pub const EXPORT_KEYS: &[&[u8]] = &[b"filter_chains", crate::updated_at::KEY.as_bytes()];
+
+/// Where the configuration's validation scan found the members named [`EXPORT_KEYS`] in the
+/// text it read, for the document cut out of that text: the rewriter works from these notes
+/// instead of reading the document again. Tied to that document's allocation (a `Weak`: a
+/// document shared or moved is another one), it is used for no other document.
+#[derive(Debug)]
+pub struct KeyIndex {
+    body: Weak<Vec<u8>>,
+    /// (name, value's first byte) in the scanned text, in document order; the document is its
+    /// bytes from `offset` on.
+    found: Vec<(usize, usize)>,
+    offset: usize,
+    /// The next note to take; the end of the last value edited (notes inside it are not taken,
+    /// as the rewriter's own scan does not look inside a captured value).
+    next: usize,
+    until: usize,
+}
+
+impl KeyIndex {
+    /// The scan's notes `found` over a text whose bytes `payload` are now `body` (the payload
+    /// cut out); `None` when the lengths differ.
+    pub fn new(
+        body: &Rc<Vec<u8>>,
+        found: Vec<(usize, usize)>,
+        payload: Range<usize>,
+    ) -> Option<KeyIndex> {
+        (payload.len() == body.len()).then(|| KeyIndex {
+            body: Rc::downgrade(body),
+            found,
+            offset: payload.start,
+            next: 0,
+            until: 0,
+        })
+    }
+
+    /// Whether these are the notes of `body` (the same allocation, alive, so unchanged).
+    pub fn is_for(&self, body: &Rc<Vec<u8>>) -> bool {
+        self.body.strong_count() > 0 && std::ptr::eq(self.body.as_ptr(), Rc::as_ptr(body))
+    }
+}
+
 /// Bytes a [`Rewriter`] reads per tick in the filter: 1 MiB was 14-15 ms of guest CPU in wasm at
 /// load 2-4 on 2 cores, about twice that under load (BENCHMARKS.md, issue 25, speed5).
 pub const SLICE_BYTES: usize = 512 * 1024;
@@ -325,12 +375,20 @@ pub struct Rewriter<E> {
 
 /// The rewriter's scan and splice, shared by every edit type: one copy in the module where a
 /// generic `Rewriter<E>` had one per edit (BENCHMARKS.md, "Issue 25, lean5"). The byte-level scan
-/// is `json::scan::KeyScan`, built for speed (BENCHMARKS.md, "Issue 25, speed6").
+/// is `json::scan::KeyScan`, built for speed (BENCHMARKS.md, "Issue 25, speed6"), unless the
+/// validation scan's notes of the document stand for it (`index`, "Issue 25, speed7").
 #[derive(Debug)]
 struct Core {
     body: Rc<Vec<u8>>,
     phase: Phase,
     keys: KeyScan,
+    index: Option<KeyIndex>,
+    notes: Notes,
+}
+
+/// What the wanted values gave so far.
+#[derive(Debug, Default)]
+struct Notes {
     /// (start, end, new bytes) in document order.
     edits: Vec<(usize, usize, Vec<u8>)>,
     /// The newest `updated_at` so far (ms).
@@ -351,7 +409,13 @@ impl<E: ChainEdit> Rewriter<E> {
     pub fn new(body: Rc<Vec<u8>>, edit: E) -> Rewriter<E> {
         Rewriter {
             edit: Some(edit),
-            core: Core::new(body),
+            core: Core {
+                body,
+                phase: Phase::Scan,
+                keys: KeyScan::new(),
+                index: None,
+                notes: Notes::default(),
+            },
         }
     }
 
@@ -395,67 +459,73 @@ impl<E: ChainEdit> Rewriter<E> {
         };
         Step::Done(Rewritten {
             body,
-            edited: self.core.edits.len(),
+            edited: self.core.notes.edits.len(),
             edit,
-            updated_at_ms: self.core.updated_at_ms,
+            updated_at_ms: self.core.notes.updated_at_ms,
         })
     }
 }
 
-impl Core {
-    fn new(body: Rc<Vec<u8>>) -> Core {
-        Core {
-            body,
-            phase: Phase::Scan,
-            keys: KeyScan::new(),
-            edits: Vec::new(),
-            updated_at_ms: None,
+impl Rewriter<Redaction> {
+    /// The export's redaction, working from the validation scan's notes when they are `body`'s
+    /// (else reading the document itself). The notes number the names as [`EXPORT_KEYS`]
+    /// does, which are the redaction's (a test checks).
+    pub fn with_index(body: Rc<Vec<u8>>, index: Option<KeyIndex>) -> Rewriter<Redaction> {
+        let mut r = Rewriter::new(body, Redaction);
+        if let Some(index) = index.filter(|i| i.is_for(&r.core.body)) {
+            r.core.index = Some(index);
         }
+        r
     }
+}
 
-    /// Scans a slice; `Ok(true)`: done and nothing to splice.
+/// The edit's names (captured whole), then `updated_at` (read where its value starts): what the
+/// rewriter looks for, numbered in this order.
+fn wanted(names: &[&'static str]) -> Vec<Wanted<'static>> {
+    names
+        .iter()
+        .map(|n| Wanted {
+            name: n.as_bytes(),
+            capture: true,
+        })
+        .chain([Wanted {
+            name: crate::updated_at::KEY.as_bytes(),
+            capture: false,
+        }])
+        .collect()
+}
+
+impl Core {
+    /// Scans a slice (or replays the notes of one); `Ok(true)`: done and nothing to splice.
     fn scan(&mut self, budget: usize, edit: &mut dyn ChainEdit) -> Result<bool, String> {
         let t = Rc::clone(&self.body);
-        let end = self.keys.position().saturating_add(budget).min(t.len());
         let names: Vec<&'static str> = edit.keys().to_vec();
-        // The edit's names (captured whole), then `updated_at` (read where its value starts).
-        let wanted: Vec<Wanted> = names
-            .iter()
-            .map(|n| Wanted {
-                name: n.as_bytes(),
-                capture: true,
-            })
-            .chain([Wanted {
-                name: crate::updated_at::KEY.as_bytes(),
-                capture: false,
-            }])
-            .collect();
+        let wanted = wanted(&names);
+        let end = self.keys.position().saturating_add(budget).min(t.len());
+        let mut spent = 0;
         loop {
-            match self.keys.step(&t, end, &wanted) {
-                Ok(Found::Slice) => break,
-                Ok(Found::EscapedKey { start, end }) => {
-                    // Rare: decoded, then compared (`filter\u005fchains` is `filter_chains`).
-                    let key =
-                        crate::json::members::json_string(t.get(start..end).unwrap_or_default());
-                    let key = key.as_ref().map(String::as_bytes);
-                    self.keys
-                        .key_matched(wanted.iter().position(|w| key == Ok(w.name)));
-                }
-                Ok(Found::Value { at, .. }) => {
+            let found = match &mut self.index {
+                Some(index) => index.next(&t, names.len(), &mut spent, budget)?,
+                None => next_found(&mut self.keys, &t, end, &wanted)?,
+            };
+            match found {
+                Found::Slice => break,
+                Found::Value { at, .. } => {
                     let ms = crate::updated_at::number_ms(&t, at);
-                    self.updated_at_ms = self.updated_at_ms.max(ms);
+                    self.notes.updated_at_ms = self.notes.updated_at_ms.max(ms);
                 }
-                Ok(Found::Captured { want, start, end }) => {
+                Found::Captured { want, start, end } => {
                     let key = names.get(want).copied().unwrap_or_default();
-                    self.captured(&t, key, start..end, edit)?;
+                    self.notes.captured(&t, key, start..end, edit)?;
                 }
-                Err(KeyScanError::TooDeep) => {
-                    return Err(format!("it is nested deeper than {MAX_DEPTH} levels"))
-                }
-                Err(KeyScanError::Unbalanced(i)) => return Err(not_json(i)),
+                Found::EscapedKey { .. } => {}
             }
         }
-        if self.keys.position() < t.len() {
+        let read = match &self.index {
+            Some(index) => index.next >= index.found.len(),
+            None => self.keys.position() >= t.len(),
+        };
+        if !read {
             return Ok(false);
         }
         self.scan_finished(&t)
@@ -464,13 +534,13 @@ impl Core {
     /// The whole document is scanned: well-formed, and either nothing to change (`Ok(true)`) or
     /// the splice phase set up.
     fn scan_finished(&mut self, t: &[u8]) -> Result<bool, String> {
-        if self.keys.inside_a_value() {
+        if self.index.is_none() && self.keys.inside_a_value() {
             return Err("it is not well-formed JSON (it ends inside a value)".to_string());
         }
-        if self.edits.is_empty() {
+        if self.notes.edits.is_empty() {
             return Ok(true);
         }
-        let grow: usize = self.edits.iter().map(|(_, _, new)| new.len()).sum();
+        let grow: usize = self.notes.edits.iter().map(|(_, _, new)| new.len()).sum();
         let mut out = Vec::new();
         out.try_reserve_exact(t.len().saturating_add(grow))
             .map_err(|_| "not enough memory to rewrite it".to_string())?;
@@ -482,30 +552,6 @@ impl Core {
         Ok(false)
     }
 
-    /// A captured value of `key` (`t[range]`): parsed, edited, its newest `updated_at` read
-    /// (the scan does not look inside it).
-    fn captured(
-        &mut self,
-        t: &[u8],
-        key: &str,
-        range: std::ops::Range<usize>,
-        edit: &mut dyn ChainEdit,
-    ) -> Result<(), String> {
-        let raw = t.get(range.clone()).unwrap_or_default();
-        let mut value: Value =
-            crate::json::parse(raw).map_err(|e| format!("a {key} value cannot be read ({e})"))?;
-        let newest = if edit.edit(key, &mut value)? {
-            let new = crate::json::to_vec(&value);
-            let newest = crate::updated_at::newest_updated_at_ms(&new);
-            self.edits.push((range.start, range.end, new));
-            newest
-        } else {
-            crate::updated_at::newest_updated_at_ms(raw)
-        };
-        self.updated_at_ms = self.updated_at_ms.max(newest);
-        Ok(())
-    }
-
     /// Copies a slice of the original with the edits spliced in; true when finished.
     fn splice(&mut self, budget: usize) -> bool {
         let Phase::Splice { out, pos, next } = &mut self.phase else {
@@ -514,7 +560,7 @@ impl Core {
         let t = &self.body;
         let mut left = budget;
         loop {
-            let (until, edit) = match self.edits.get(*next) {
+            let (until, edit) = match self.notes.edits.get(*next) {
                 Some((start, end, new)) => (*start, Some((*end, new))),
                 None => (t.len(), None),
             };
@@ -538,6 +584,112 @@ impl Core {
             }
         }
     }
+}
+
+/// The rewriter's own scan: the next value found before `end`, or `Found::Slice`.
+fn next_found(
+    keys: &mut KeyScan,
+    t: &[u8],
+    end: usize,
+    wanted: &[Wanted],
+) -> Result<Found, String> {
+    loop {
+        match keys.step(t, end, wanted) {
+            Ok(Found::EscapedKey { start, end }) => {
+                // Rare: decoded, then compared (`filter\u005fchains` is `filter_chains`).
+                let key = crate::json::members::json_string(t.get(start..end).unwrap_or_default());
+                let key = key.as_ref().map(String::as_bytes);
+                keys.key_matched(wanted.iter().position(|w| key == Ok(w.name)));
+            }
+            Ok(found) => return Ok(found),
+            Err(KeyScanError::TooDeep) => {
+                return Err(format!("it is nested deeper than {MAX_DEPTH} levels"))
+            }
+            Err(KeyScanError::Unbalanced(i)) => return Err(not_json(i)),
+        }
+    }
+}
+
+impl KeyIndex {
+    /// The next note as the rewriter's own scan would report it (the first `captured` names'
+    /// values are containers, else passed over; nothing inside one is taken), or `Found::Slice`
+    /// once about `budget` bytes of work are `spent` (an edited value's length, 64 a noted
+    /// `updated_at`) or all notes are taken. An edited value's end is found by a walk of its bytes
+    /// (valid JSON: the validation scan read it).
+    fn next(
+        &mut self,
+        t: &[u8],
+        captured: usize,
+        spent: &mut usize,
+        budget: usize,
+    ) -> Result<Found, String> {
+        while *spent < budget {
+            let Some(&(want, at)) = self.found.get(self.next) else {
+                break;
+            };
+            self.next += 1;
+            // Members of the configuration before and after the payload are not its own.
+            let Some(at) = at.checked_sub(self.offset) else {
+                continue;
+            };
+            if at >= t.len() {
+                self.next = self.found.len();
+                break;
+            }
+            if at < self.until {
+                continue;
+            }
+            if want >= captured {
+                *spent = spent.saturating_add(64);
+                return Ok(Found::Value { want, at });
+            }
+            if !matches!(t.get(at), Some(b'{' | b'[')) {
+                continue;
+            }
+            let end = crate::json::members::skip_value(t, at)
+                .ok_or_else(|| "the configuration's scan does not match it".to_string())?;
+            self.until = end;
+            *spent = spent.saturating_add(end.saturating_sub(at));
+            return Ok(Found::Captured {
+                want,
+                start: at,
+                end,
+            });
+        }
+        Ok(Found::Slice)
+    }
+}
+
+impl Notes {
+    /// A captured value of `key` (`t[range]`): parsed, edited, its newest `updated_at` read
+    /// (the scan does not look inside it).
+    fn captured(
+        &mut self,
+        t: &[u8],
+        key: &str,
+        range: std::ops::Range<usize>,
+        edit: &mut dyn ChainEdit,
+    ) -> Result<(), String> {
+        let raw = t.get(range.clone()).unwrap_or_default();
+        let mut value: Value =
+            crate::json::parse(raw).map_err(|e| format!("a {key} value cannot be read ({e})"))?;
+        let newest = if edit.edit(key, &mut value)? {
+            let new = crate::json::to_vec(&value);
+            let newest = crate::updated_at::newest_updated_at_ms(&new);
+            self.edits.push((range.start, range.end, new));
+            newest
+        } else {
+            crate::updated_at::newest_updated_at_ms(raw)
+        };
+        self.updated_at_ms = self.updated_at_ms.max(newest);
+        Ok(())
+    }
+}
+
+/// A key with an escape (quotes included), decoded: for the validation scan's notes
+/// (`json::scan::Scanner::watch_keys`).
+pub fn unescape_key(quoted: &[u8]) -> Option<String> {
+    crate::json::members::json_string(quoted).ok()
 }
 
 /// A bracket that closes nothing open, at byte `i`.
@@ -609,7 +761,45 @@ mod tests {
 
     /// The rewrite in slices of `budget` bytes.
     fn in_slices(body: Rc<Vec<u8>>, budget: usize) -> Rewritten<Redaction> {
-        let mut r = Rewriter::new(body, Redaction);
+        drive(Rewriter::new(body, Redaction), budget)
+    }
+
+    /// A filter configuration carrying `payload` (an object) as its `config`, with look-alike
+    /// members around it (their chains hold secrets, their `updated_at` is the newest): the
+    /// payload cut out of it, and the validation scan's notes of that text (in slices of
+    /// `scan_budget`) for it.
+    fn scanned_payload(payload: &str, scan_budget: usize) -> (Rc<Vec<u8>>, Option<KeyIndex>) {
+        let chains = json!([chain(own_config())]);
+        let config = format!(
+            r#"{{"filter_chains":{chains},"updated_at":1999999999,"config" : {payload} ,"x":{{"filter\u005fchains":{chains}}},"updated_at":1999999998}}"#
+        );
+        let mut scanner = json::scan::Scanner::new(Some("config"));
+        scanner.watch_keys(EXPORT_KEYS, unescape_key);
+        let summary = loop {
+            match scanner.step(config.as_bytes(), scan_budget) {
+                json::scan::Progress::More => {}
+                json::scan::Progress::Done(summary) => break summary,
+                json::scan::Progress::Invalid(e) => {
+                    panic!("{e}: {}", &config[e.offset.saturating_sub(60)..])
+                }
+            }
+        };
+        let range = summary.member("config").unwrap().value.clone();
+        let body = Rc::new(config.as_bytes()[range.clone()].to_vec());
+        let index = KeyIndex::new(&body, summary.found, range);
+        (body, index)
+    }
+
+    /// The rewrite of `payload` from the validation scan's notes (used: checked).
+    fn fused(payload: &str, scan_budget: usize, budget: usize) -> Rewritten<Redaction> {
+        let (body, index) = scanned_payload(payload, scan_budget);
+        assert_eq!(body.as_slice(), payload.as_bytes());
+        let r = Rewriter::with_index(body, index);
+        assert!(r.core.index.is_some(), "the notes are not used");
+        drive(r, budget)
+    }
+
+    fn drive<E: ChainEdit>(mut r: Rewriter<E>, budget: usize) -> Rewritten<E> {
         loop {
             match r.step(budget) {
                 Step::Working => {}
@@ -761,6 +951,14 @@ mod tests {
             assert_eq!(got, want, "{text}");
             assert_eq!(done.updated_at_ms, newest, "{text}");
             edited += done.edited;
+            // The same from the validation scan's notes: byte for byte.
+            let scan_budget = [5, 4096, 2, usize::MAX, 1, 64][round % 6];
+            let fused = fused(&text, scan_budget, budget);
+            assert_eq!(fused.body, done.body, "{text}");
+            assert_eq!(
+                (fused.updated_at_ms, fused.edited),
+                (done.updated_at_ms, done.edited)
+            );
         }
         assert!(
             edited > 100,
@@ -876,6 +1074,66 @@ mod tests {
                 out.push('}');
             }
         }
+    }
+
+    /// The validation scan's notes stand for the rewriter's scan: escaped and nested
+    /// `filter_chains`, a chain's key split across slices, look-alike strings and keys, members
+    /// of the configuration around the payload (not the payload's: their chains stay, their
+    /// `updated_at` is not taken).
+    #[test]
+    fn the_notes_of_the_validation_scan_redact_as_the_scan_does() {
+        let own = chain(own_config());
+        let string_form = chain(json!(own_config().to_string()));
+        let payload = format!(
+            r#"{{"_format_version":"3.0","a":"\"filter_chains\":[","filter_chain":[{own}],"filter_chainsX":{{"c":[{own}]}},
+            "services":[{{"name":"s","updated_at":1700000100,"filter\u005fchains" : [{string_form}],
+            "routes":[{{"filter_chains":[{own}],"x":["filter_chains",{{"updated\u005fat":1700000200}}]}}]}}],
+            "filter_chains":{{"filters":[{{"name":"config_bridge","config":{{"filter_chains":[{own}],"kong_admin_token":"SECRET-ADMIN-TOKEN"}}}}]}},
+            "updated_at":"1800000000"}}"#
+        );
+        let whole = Rewriter::run(Rc::new(payload.clone().into_bytes()), Redaction).unwrap();
+        assert_eq!(whole.edited, 3);
+        assert_eq!(whole.updated_at_ms, Some(1_700_000_200_000));
+        for (scan_budget, budget) in [(1, 1), (2, 3), (7, 5), (64, 64), (usize::MAX, usize::MAX)] {
+            let done = fused(&payload, scan_budget, budget);
+            assert_eq!(done.body, whole.body, "{scan_budget}/{budget}");
+            assert_eq!(done.edited, 3);
+            assert_eq!(done.updated_at_ms, whole.updated_at_ms);
+            let out: Value = json::parse(&done.body).unwrap();
+            assert_clean(&json::to_text(&out["services"]));
+            assert_clean(&json::to_text(&out["filter_chains"]));
+            // Look-alikes are left as they are.
+            assert_eq!(out["filter_chain"][0], own);
+            assert_eq!(out["filter_chainsX"]["c"][0], own);
+        }
+    }
+
+    /// The notes are used for the document they were taken of only.
+    #[test]
+    fn notes_of_another_document_or_for_other_names_are_not_used() {
+        let payload = format!(r#"{{"filter_chains":[{}]}}"#, chain(own_config()));
+        let (body, index) = scanned_payload(&payload, usize::MAX);
+        let index = index.unwrap();
+        // The same bytes in another allocation: its own scan, the same result.
+        let copy = Rc::new(body.to_vec());
+        assert!(index.is_for(&body) && !index.is_for(&copy));
+        let r = Rewriter::with_index(Rc::clone(&copy), Some(index));
+        assert!(r.core.index.is_none());
+        let done = drive(r, 7);
+        assert_eq!(done.edited, 1);
+        assert_clean(std::str::from_utf8(&done.body).unwrap());
+        // A length that is not the payload's: no notes.
+        assert!(KeyIndex::new(&copy, Vec::new(), 0..copy.len() + 1).is_none());
+        // Notes gone with their document are no one's.
+        let (body, index) = scanned_payload(&payload, usize::MAX);
+        drop(body);
+        assert!(!index.unwrap().is_for(&copy));
+    }
+
+    #[test]
+    fn the_export_names_are_the_redactions() {
+        let names: Vec<&[u8]> = wanted(Redaction.keys()).iter().map(|w| w.name).collect();
+        assert_eq!(names, EXPORT_KEYS);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! is newer").
 //!
 //! The export finds it in the redaction's pass over the document (`redact::Rewriter`, which reads
-//! every key anyway: one pass, not two). Here: reading the number, and a byte scan for the member
+//! every key anyway: one pass, not two; for the filter's own large `config`, the configuration's
+//! validation scan noted where the members are: `redact::KeyIndex`). Here: reading the number, and a byte scan for the member
 //! `"updated_at": <number>` at any depth for small texts (a filter chain the rewriter parsed, tests,
 //! the benchmark's native step). A member is a key: its opening quote follows `{` or `,` (after
 //! whitespace), so the same letters inside a string value are never taken for one. Kong writes integer seconds (`typedefs.auto_timestamp_s`) and, for

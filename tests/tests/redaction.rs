@@ -94,6 +94,28 @@ fn nested_doc() -> Value {
     })
 }
 
+/// `nested_doc` grown past the size the filter validates across ticks (1 MiB) in slices of
+/// 512 KiB, with a chain in a service in its middle and one in its last: the filter's own large
+/// `config`, whose redaction works from the validation scan's notes (BENCHMARKS.md, "Issue 25,
+/// speed7").
+fn large_nested_doc() -> Value {
+    let mut doc = nested_doc();
+    let services = doc["services"].as_array_mut().unwrap();
+    for i in 0..6000u32 {
+        let mut s = json!({
+            "name": format!("pad-{i:05}"),
+            "url": "http://pad.internal:8080",
+            "tags": ["padding", "x".repeat(200)],
+            "updated_at": 1_700_000_000 + i,
+        });
+        if i == 3000 || i == 5999 {
+            s["filter_chains"] = json!([{"name": format!("chain-{i}"), "filters": filters()}]);
+        }
+        services.push(s);
+    }
+    doc
+}
+
 /// Kong's flat form, as a Kong Admin API holds it.
 fn flat_doc() -> Value {
     let mut doc = kong_config(31);
@@ -109,6 +131,8 @@ fn flat_doc() -> Value {
 #[derive(Clone, Copy, Debug)]
 enum Source {
     Filter,
+    /// The filter's own `config`, large (`large_nested_doc`).
+    LargeFilter,
     Url,
     KongAdmin,
 }
@@ -124,6 +148,7 @@ fn export(profile: &HostProfile, source: Source, store: Store) -> (Vec<u8>, Worl
     let doc = match source {
         Source::KongAdmin => flat_doc(),
         Source::Filter | Source::Url => nested_doc(),
+        Source::LargeFilter => large_nested_doc(),
     };
     let s3 = mock_s3();
     let (mut world, mut cfg, gcs) = match store {
@@ -145,7 +170,7 @@ fn export(profile: &HostProfile, source: Source, store: Store) -> (Vec<u8>, Worl
     cfg["cluster_fallback_config_export_delay"] = json!(1);
     let envoy = !profile.upstream_is_host_port;
     match source {
-        Source::Filter => {}
+        Source::Filter | Source::LargeFilter => {}
         Source::Url => {
             cfg.as_object_mut().unwrap().remove("config");
             cfg["config_source"] = json!("url");
@@ -224,6 +249,10 @@ fn stored_filter_configs(doc: &Value) -> Vec<Value> {
 fn check(profile: &HostProfile, source: Source, store: Store) {
     let (stored, world) = export(profile, source, store);
     let context = format!("{} {source:?} → {store:?}", profile.name);
+    if matches!(source, Source::LargeFilter) {
+        let sliced = log_messages(&world, "validating it across ticks");
+        assert!(!sliced.is_empty(), "{context}: not validated across ticks");
+    }
     let text = String::from_utf8_lossy(&stored);
     for (setting, secret) in SECRETS {
         assert!(
@@ -238,6 +267,7 @@ fn check(profile: &HostProfile, source: Source, store: Store) {
     let chains = match source {
         Source::KongAdmin => 1,
         Source::Filter | Source::Url => 2,
+        Source::LargeFilter => 4,
     };
     assert_eq!(configs.len(), per_chain * chains, "{context}");
     for c in &configs {
@@ -267,6 +297,13 @@ fn check(profile: &HostProfile, source: Source, store: Store) {
     assert!(world.traps().is_empty(), "{context}: {:?}", world.traps());
     let refs: Vec<&str> = SECRETS.iter().map(|(_, s)| *s).collect();
     assert_no_secrets(&world, &refs);
+}
+
+#[test]
+fn no_secret_setting_reaches_s3_from_the_filters_own_large_config() {
+    for profile in two_profiles() {
+        check(&profile, Source::LargeFilter, Store::S3);
+    }
 }
 
 #[test]

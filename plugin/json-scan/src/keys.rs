@@ -46,7 +46,7 @@ pub enum KeyScanError {
 }
 
 /// Keys longer than this are no wanted name (never decoded).
-const KEY_MAX: usize = 256;
+pub(crate) const KEY_MAX: usize = 256;
 
 /// The resumable scan (see the module documentation). Outside strings only `"{}[]` matter:
 /// a string is a key when `:` follows it, and only a key of a wanted name (or one with an

@@ -17,7 +17,10 @@
 //! surrogates, and nesting deeper than [`MAX_DEPTH`] is refused (as serde_json's default recursion
 //! limit does for every type but `IgnoredAny`).
 //!
-//! Also here: [`KeyScan`], the redaction rewriter's scan (`redact`), with its string search
+//! With [`Scanner::watch_keys`], the same pass also notes where the values of some member names
+//! start, at any depth ([`Summary::found`]), so that the export's redaction (`redact`) need not
+//! read the bytes again (BENCHMARKS.md, "Issue 25, speed7"). Also here: [`KeyScan`], the
+//! redaction's own scan of a document no validator noted, with its string search
 //! [`quote_or_backslash`]. Both read every byte of an export; this crate is built for speed in the
 //! shipping profile (Cargo.toml).
 //!
@@ -34,6 +37,9 @@ pub use keys::{Found, KeyScan, KeyScanError, Wanted};
 /// The deepest nesting of arrays and objects accepted: serde_json's default recursion limit (128)
 /// refuses the 128th nested container, so 127 is the deepest it parses into a `Value`.
 pub const MAX_DEPTH: usize = 127;
+
+/// A JSON string decoder: the string's text, quotes included, to its content.
+pub type Unescape = fn(&[u8]) -> Option<String>;
 
 /// The kind of a value, from its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +72,9 @@ pub struct Summary {
     /// The members of the chosen member's value (`Scanner::new`), in document order, when that
     /// value is an object. With duplicate keys the last occurrence decides, as in a map.
     pub nested: Option<Vec<Member>>,
+    /// Every member of a name given to [`Scanner::watch_keys`], at any depth, in document order:
+    /// (index of the name, first byte of its value). Escaped keys are decoded first.
+    pub found: Vec<(usize, usize)>,
 }
 
 impl Summary {
@@ -287,6 +296,16 @@ pub struct Scanner {
     /// The recorded key being decoded (a step at a time, never re-read as a whole).
     key: String,
     outcome: Outcome,
+    /// The names looked for at any depth (`watch_keys`), and what was found of them.
+    wanted: &'static [&'static [u8]],
+    found: Vec<(usize, usize)>,
+    /// Decodes a key with an escape (quotes included), for `wanted`.
+    unescape: Option<Unescape>,
+    /// The opening quote of the key being read, and whether it holds an escape so far.
+    key_start: usize,
+    escaped: bool,
+    /// A wanted key was read: its value is the next to begin.
+    pending: Option<usize>,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -378,7 +397,21 @@ impl Scanner {
             in_chosen: false,
             key: String::new(),
             outcome: Outcome::Running,
+            wanted: &[],
+            found: Vec::new(),
+            unescape: None,
+            key_start: 0,
+            escaped: false,
+            pending: None,
         }
+    }
+
+    /// Also notes where the values of the members named `wanted` start, at any depth
+    /// ([`Summary::found`]); a key with an escape is decoded by `unescape` (the caller's JSON
+    /// string decoder: the filter has one) before it is compared.
+    pub fn watch_keys(&mut self, wanted: &'static [&'static [u8]], unescape: Unescape) {
+        self.wanted = wanted;
+        self.unescape = Some(unescape);
     }
 
     /// How many bytes have been read.
@@ -457,6 +490,7 @@ impl Scanner {
             root,
             members: std::mem::take(&mut self.members),
             nested: self.nested.take(),
+            found: std::mem::take(&mut self.found),
         })
     }
 
@@ -491,6 +525,9 @@ impl Scanner {
             b'n' => ValueKind::Null,
             _ => return Err(self.error(ErrorKind::ExpectedValue)),
         };
+        if let Some(want) = self.pending.take() {
+            self.found.push((want, self.pos));
+        }
         // Deeper than the recorded members (most values of a document): nothing to note.
         if self.depth <= 2 {
             self.note_value(kind);
@@ -536,6 +573,25 @@ impl Scanner {
             // The last occurrence of the chosen key decides.
             self.nested = (kind == ValueKind::Object).then(Vec::new);
         }
+    }
+
+    /// A key ended just before `self.pos` (its opening quote at `self.key_start`): the index of
+    /// the wanted name it is. Most keys of a document: a length or two compared; one holding an
+    /// escape (rare) is decoded first.
+    #[inline(never)]
+    fn wanted_key(&self, text: &[u8]) -> Option<usize> {
+        let quoted = text.get(self.key_start..self.pos)?;
+        let decoded;
+        let key = if self.escaped {
+            if quoted.len() > keys::KEY_MAX {
+                return None;
+            }
+            decoded = (self.unescape?)(quoted)?;
+            decoded.as_bytes()
+        } else {
+            quoted.get(1..quoted.len().saturating_sub(1))?
+        };
+        self.wanted.iter().position(|&w| w == key)
     }
 
     /// `{` or `[` opens a container one level deeper: the state after it.
@@ -588,6 +644,8 @@ impl Scanner {
 
     /// `"` (at `self.pos`) opens a key.
     fn begin_key(&mut self) {
+        self.key_start = self.pos;
+        self.escaped = false;
         let role = if self.recorded().is_some() {
             self.key.clear();
             StrRole::RecordedKey
@@ -604,6 +662,9 @@ impl Scanner {
     /// The closing quote of a string (at `self.pos`); then what follows, if within reach.
     fn end_string(&mut self, text: &[u8], limit: usize, role: StrRole) -> Result<(), ScanError> {
         self.pos += 1;
+        if role != StrRole::Value && !self.wanted.is_empty() {
+            self.pending = self.wanted_key(text);
+        }
         match role {
             StrRole::Value => {
                 self.end_value(self.pos);
@@ -901,7 +962,10 @@ impl Scanner {
     /// A byte outside any escape or multi-byte sequence (not `"`, which ends the string).
     fn plain_byte(&mut self, b: u8, record: bool) -> Result<Esc, ScanError> {
         match b {
-            b'\\' => Ok(Esc::Backslash),
+            b'\\' => {
+                self.escaped = true;
+                Ok(Esc::Backslash)
+            }
             0..=0x1f => Err(self.error(ErrorKind::ControlCharacterInString)),
             0x80.. => {
                 let (need, lo, hi) = match b {
@@ -1279,6 +1343,171 @@ mod tests {
             (b"[]", ValueKind::Array),
         ] {
             assert_eq!(validate_all(t).map(|s| s.root), Ok(kind));
+        }
+    }
+
+    const NAMES: &[&[u8]] = &[b"filter_chains", b"updated_at"];
+
+    /// The same names for a `KeyScan`, none captured: it then reports every member as well.
+    const WANTED: &[Wanted<'static>] = &[
+        Wanted {
+            name: b"filter_chains",
+            capture: false,
+        },
+        Wanted {
+            name: b"updated_at",
+            capture: false,
+        },
+    ];
+
+    /// A key's decoder for the tests (the filter gives its own).
+    fn unescape_quoted(quoted: &[u8]) -> Option<String> {
+        serde_json::from_slice(quoted).ok()
+    }
+
+    /// What a `KeyScan` of the whole text finds (escaped keys decoded), in slices of `budget`.
+    fn key_scan(t: &[u8], budget: usize) -> Vec<(usize, usize)> {
+        let mut scan = KeyScan::new();
+        let mut found = Vec::new();
+        while scan.position() < t.len() {
+            let end = scan.position().saturating_add(budget);
+            loop {
+                match scan.step(t, end, WANTED).unwrap() {
+                    Found::Slice => break,
+                    Found::EscapedKey { start, end } => {
+                        let key = unescape_quoted(&t[start..end]).unwrap();
+                        scan.key_matched(NAMES.iter().position(|&n| n == key.as_bytes()));
+                    }
+                    Found::Value { want, at } => found.push((want, at)),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        found
+    }
+
+    fn scan_keys(t: &[u8], budget: usize) -> Vec<(usize, usize)> {
+        let mut s = Scanner::new(Some("config"));
+        s.watch_keys(NAMES, unescape_quoted);
+        loop {
+            match s.step(t, budget) {
+                Progress::More => {}
+                Progress::Done(summary) => return summary.found,
+                Progress::Invalid(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Escaped keys (a surrogate pair, `\u005f`, `\/`), nested and repeated names, look-alike
+    /// strings and keys, names as values, whitespace, the chosen member's own keys: in any
+    /// slices, every member of a wanted name, exactly as a key scan finds them.
+    #[test]
+    fn every_member_of_a_wanted_name_is_noted_in_any_slices() {
+        let t = br#" {"config": {"filter\u005fchains" : [{"updated_at":1,"filter_chains":[2]}],
+            "a":{"updated_at" :	3,"filter_chains":{"x":"}"}},"updated_at\u0000":4,
+            "filter_chain":[5],"filter_chainsX":[6],"\ud83d\ude00updated_at":7,"s":"\"updated_at\":8",
+            "v":["filter_chains",{"filter_chains":9,"upd\u0061ted_at":"ten"}],
+            "filter_chains":"{}","x":{"filter_chains":[]},"f\/":1,"updated_at":null},
+            "updated_at": 11, "filter_chains": [{}] } "#;
+        let at = |needle: &str| {
+            let t = std::str::from_utf8(t).unwrap();
+            t.find(needle).unwrap()
+        };
+        let want = vec![
+            (0, at(r#"[{"updated_at":1"#)),
+            (1, at(r#"1,"filter_chains":[2]"#)),
+            (0, at("[2]")),
+            (1, at("3,")),
+            (0, at(r#"{"x":"}"}"#)),
+            (0, at("9,")),
+            (1, at(r#""ten""#)),
+            (0, at(r#""{}""#)),
+            (0, at("[]}")),
+            (1, at("null}")),
+            (1, at("11,")),
+            (0, at("[{}] }")),
+        ];
+        for budget in [1, 2, 3, 5, 7, 64, usize::MAX] {
+            assert_eq!(scan_keys(t, budget), want, "budget {budget}");
+            assert_eq!(key_scan(t, budget), want, "budget {budget}");
+        }
+        // Without names, nothing is noted.
+        let plain = scan(t, Some("config"), 5).unwrap();
+        assert!(plain.found.is_empty());
+    }
+
+    /// Random documents (escaped keys, look-alikes, nesting, whitespace) in random slices: the
+    /// validator's notes and the key scan agree.
+    #[test]
+    fn found_keys_agree_with_the_key_scan_on_random_documents() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut found = 0;
+        for round in 0..500 {
+            let mut text = String::new();
+            random_value(&mut seed, 0, &mut text);
+            let t = text.as_bytes();
+            let budget = [1, 2, 5, 13, 100, usize::MAX][round % 6];
+            let got = scan_keys(t, budget);
+            assert_eq!(got, key_scan(t, usize::MAX), "{text}");
+            found += got.len();
+        }
+        assert!(found > 500, "only {found} found: the documents test little");
+    }
+
+    fn next(seed: &mut u64, n: u64) -> usize {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n) as usize
+    }
+
+    fn random_value(seed: &mut u64, depth: usize, out: &mut String) {
+        const KEYS: &[&str] = &[
+            r#""filter_chains""#,
+            r#""filter\u005fchains""#,
+            r#""\u0066ilter_chains""#,
+            r#""updated_at""#,
+            r#""updated\u005Fat""#,
+            r#""updated_at ""#,
+            r#""filter_chain""#,
+            r#""name""#,
+            r#""a\"b""#,
+            r#""\\updated_at""#,
+        ];
+        const SCALARS: &[&str] = &[
+            "1",
+            "-2.5e3",
+            "true",
+            "null",
+            r#""filter_chains""#,
+            r#""\"updated_at\":1""#,
+            r#""{[\\""#,
+            r#""\u00e9\ud83d\ude00""#,
+        ];
+        const WS: &[&str] = &["", " ", "\n ", "\t"];
+        match next(seed, if depth > 4 { 2 } else { 5 }) {
+            0 | 1 => out.push_str(SCALARS[next(seed, SCALARS.len() as u64)]),
+            2 => {
+                out.push('[');
+                for i in 0..next(seed, 4) {
+                    out.push_str(if i > 0 { "," } else { "" });
+                    out.push_str(WS[next(seed, 4)]);
+                    random_value(seed, depth + 1, out);
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for i in 0..next(seed, 5) {
+                    out.push_str(if i > 0 { "," } else { "" });
+                    out.push_str(KEYS[next(seed, KEYS.len() as u64)]);
+                    out.push_str(WS[next(seed, 4)]);
+                    out.push(':');
+                    out.push_str(WS[next(seed, 4)]);
+                    random_value(seed, depth + 1, out);
+                }
+                out.push('}');
+            }
         }
     }
 

@@ -127,6 +127,9 @@ pub struct Engine {
     history: History,
     /// A large document being redacted and hashed a slice per tick (`prepare`).
     digesting: Option<Prepare>,
+    /// Where the configuration's validation scan found the redaction's keys in the own-config
+    /// document (`index_own_document`), until that document is offered.
+    own_index: Option<crate::redact::KeyIndex>,
     /// Encrypts prepared documents before the export sees them (`export_encryption_key`).
     sealer: ExportSealer,
     /// The store's clock minus this node's (ms), as last measured: kept across
@@ -190,6 +193,7 @@ impl Engine {
             election,
             history,
             digesting: None,
+            own_index: None,
             sealer,
             clock_skew_ms: 0,
             cfg,
@@ -247,6 +251,13 @@ impl Engine {
             SourceConfig::Filter { document } if !document.is_empty() => Some(Rc::clone(document)),
             _ => None,
         }
+    }
+
+    /// Where the configuration's validation scan found the redaction's keys in the own-config
+    /// document (`redact::KeyIndex`): its redaction works from these instead of reading it again
+    /// (BENCHMARKS.md, "Issue 25, speed7"). Used for that document only, when it is offered next.
+    pub fn index_own_document(&mut self, index: crate::redact::KeyIndex) {
+        self.own_index = Some(index);
     }
 
     /// This filter's own configuration text, which an import puts in place of the exporting
@@ -378,7 +389,9 @@ impl Engine {
         // source's answer, the tick that applies a configuration and then ticks the engine)
         // does no more than one slice (BENCHMARKS.md, issue 25, speed5).
         let at_once = body.len() <= crate::redact::SLICE_BYTES;
-        self.digesting = Some(Prepare::new(body, now));
+        // Used only if they are this document's (`Rewriter::with_index`).
+        let index = self.own_index.take();
+        self.digesting = Some(Prepare::new(body, now, index));
         if at_once {
             self.digest_slice(now, shared, fx);
         }

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use crate::digest::Digester;
 use crate::document::Document;
-use crate::redact::{Redaction, Rewriter, Step, SLICE_BYTES};
+use crate::redact::{KeyIndex, Redaction, Rewriter, Step, SLICE_BYTES};
 
 #[derive(Debug)]
 enum Stage {
@@ -30,9 +30,11 @@ pub(super) struct Prepare {
 }
 
 impl Prepare {
-    pub(super) fn new(body: Rc<Vec<u8>>, seen_at: u64) -> Prepare {
+    /// `index`: where the configuration's validation scan found the redaction's keys in
+    /// `body`, if it did (`redact::KeyIndex`: the redaction then does not read it again).
+    pub(super) fn new(body: Rc<Vec<u8>>, seen_at: u64, index: Option<KeyIndex>) -> Prepare {
         Prepare {
-            stage: Stage::Redacting(Rewriter::new(body, Redaction)),
+            stage: Stage::Redacting(Rewriter::with_index(body, index)),
             seen_at,
         }
     }

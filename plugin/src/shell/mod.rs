@@ -15,8 +15,9 @@ use crate::engine::{CallId, Dispatch, Effect, Engine, Event, Level, Metric};
 use crate::host_tick;
 use crate::http::HttpResponse;
 use crate::json::members::first_byte;
-use crate::json::scan::{Progress, Scanner};
+use crate::json::scan::{Progress, Scanner, Summary, ValueKind};
 use crate::node_lock::SharedStore;
+use crate::redact::{unescape_key, KeyIndex, EXPORT_KEYS};
 use crate::settings::{Config, ConfigError, PayloadCut, StringUnescape, Unescaped};
 use crate::vec_map::VecMap;
 use hostcalls::LogLevel;
@@ -159,7 +160,21 @@ enum PendingConfig {
     Cutting {
         cfg: Box<Config>,
         cut: PayloadCut,
+        keys: PayloadKeys,
     },
+}
+
+/// The inline `config` payload's range in the scanned text, and where the scan found the
+/// redaction's keys in that text (`redact::KeyIndex`), when the payload is an object.
+type PayloadKeys = Option<(std::ops::Range<usize>, Vec<(usize, usize)>)>;
+
+/// The validation scan of a large configuration: it also notes the redaction's keys
+/// (`redact::EXPORT_KEYS`), so the export does not read its payload again (BENCHMARKS.md,
+/// "Issue 25, speed7").
+fn config_scanner() -> Scanner {
+    let mut scanner = Scanner::new(Some("config"));
+    scanner.watch_keys(EXPORT_KEYS, unescape_key);
+    scanner
 }
 
 /// The worker's environment (what nginx/Kong pass through `env` / `nginx_main_env`).
@@ -275,7 +290,7 @@ impl Root {
             } else {
                 PendingConfig::Scanning {
                     bytes,
-                    scanner: Scanner::new(Some("config")),
+                    scanner: config_scanner(),
                 }
             });
             self.ensure_ticks(HOST_TICK_MS);
@@ -286,7 +301,7 @@ impl Root {
         let own_text = (bytes.len() <= OWN_CONFIG_COPY_MAX).then(|| Rc::new(bytes.clone()));
         // The buffer is consumed: an inline payload is cut out of it in place, the rest released.
         match Config::parse_owned(bytes, &env) {
-            Ok(cfg) => self.apply(cfg, own_text),
+            Ok(cfg) => self.apply(cfg, own_text, None),
             Err(e) => self.go_inert(e),
         }
     }
@@ -313,21 +328,13 @@ impl Root {
                         self.go_inert(error);
                     }
                     // The cut starts at the next tick: this one scanned a slice.
-                    Progress::Done(scanned) => match Config::parse_scanned(bytes, &scanned, &env) {
-                        Ok((cfg, cut)) => {
-                            let cfg = Box::new(cfg);
-                            self.pending = Some(PendingConfig::Cutting { cfg, cut });
-                        }
-                        Err(e) => {
-                            self.go_inert(e);
-                        }
-                    },
+                    Progress::Done(scanned) => self.scanned(bytes, scanned),
                 }
             }
-            PendingConfig::Cutting { cfg, mut cut } => {
+            PendingConfig::Cutting { cfg, mut cut, keys } => {
                 if cut.step(CUT_SLICE_BYTES) {
                     match cut.finish(*cfg) {
-                        Some(cfg) => self.apply(cfg, None),
+                        Some(cfg) => self.apply(cfg, None, keys),
                         // Not reached (the last step was taken); never an empty payload.
                         None => self.go_inert(ConfigError {
                             field: "config".into(),
@@ -336,8 +343,27 @@ impl Root {
                         }),
                     };
                 } else {
-                    self.pending = Some(PendingConfig::Cutting { cfg, cut });
+                    self.pending = Some(PendingConfig::Cutting { cfg, cut, keys });
                 }
+            }
+        }
+    }
+
+    /// A large configuration is scanned: its settings read, its payload's cut set up.
+    fn scanned(&mut self, bytes: Vec<u8>, mut scanned: Summary) {
+        let found = std::mem::take(&mut scanned.found);
+        // The payload `parse_scanned` cuts out: the last `config` member, when an object.
+        let keys = scanned
+            .member("config")
+            .filter(|m| m.kind == ValueKind::Object)
+            .map(|m| (m.value.clone(), found));
+        match Config::parse_scanned(bytes, &scanned, &env) {
+            Ok((cfg, cut)) => {
+                let cfg = Box::new(cfg);
+                self.pending = Some(PendingConfig::Cutting { cfg, cut, keys });
+            }
+            Err(e) => {
+                self.go_inert(e);
             }
         }
     }
@@ -351,7 +377,7 @@ impl Root {
                 return;
             }
             Unescaped::Done if first_byte(&bytes) == Some(b'{') => {
-                let scanner = Scanner::new(Some("config"));
+                let scanner = config_scanner();
                 self.pending = Some(PendingConfig::Scanning { bytes, scanner });
                 return;
             }
@@ -366,7 +392,8 @@ impl Root {
     }
 
     /// A valid configuration: (re)configures the engine and hands it its own document.
-    fn apply(&mut self, cfg: Config, own_text: Option<Rc<Vec<u8>>>) -> bool {
+    /// `keys`: where the validation scan found the redaction's keys in the payload, if it did.
+    fn apply(&mut self, cfg: Config, own_text: Option<Rc<Vec<u8>>>, keys: PayloadKeys) -> bool {
         self.ensure_ticks(cfg.host_tick_ms);
         self.warn_host_tick(cfg.host_tick_ms);
         self.inert = None;
@@ -381,6 +408,9 @@ impl Root {
         };
         engine.set_own_filter_config(own_text);
         if let Some(doc) = engine.own_config_document() {
+            if let Some(index) = keys.and_then(|(range, found)| KeyIndex::new(&doc, found, range)) {
+                engine.index_own_document(index);
+            }
             self.event(Event::ConfigApplied(doc));
         }
         log(
