@@ -14,8 +14,59 @@ pub fn join<S: AsRef<str>>(parts: &[S], sep: &str) -> String {
     out
 }
 
+/// Where `needle` first starts in `hay` (`str::find` with a `&str` pattern): the standard two-way
+/// searcher is ~2.3 KB of code; the texts searched here are short (URLs, a PEM key, S3's XML
+/// answers), so a first-byte scan and a compare suffice (BENCHMARKS.md, "Issue 25, lean8").
+#[inline(never)]
+pub fn find(hay: &str, needle: &str) -> Option<usize> {
+    let Some((&first, rest)) = needle.as_bytes().split_first() else {
+        return Some(0);
+    };
+    let bytes = hay.as_bytes();
+    let mut from = 0;
+    while let Some(off) = bytes.get(from..)?.iter().position(|&b| b == first) {
+        let at = from + off;
+        if bytes.get(at + 1..)?.starts_with(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// `s.split_once(sep)` for a `&str` separator, through [`find`].
+pub fn split_once<'a>(s: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
+    let at = find(s, sep)?;
+    Some((s.get(..at)?, s.get(at + sep.len()..)?))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finds_as_the_standard_find() {
+        let hays = [
+            "",
+            "a",
+            "abc",
+            "aab",
+            "abab",
+            "x://y://z",
+            "-----END é-----",
+            "ééa",
+        ];
+        let needles = ["", "a", "b", "ab", "abc", "://", "-----", "é", "éa", "zz"];
+        for hay in hays {
+            for needle in needles {
+                assert_eq!(
+                    super::find(hay, needle),
+                    hay.find(needle),
+                    "{hay:?} {needle:?}"
+                );
+                assert_eq!(super::split_once(hay, needle), hay.split_once(needle));
+            }
+        }
+    }
+
     #[test]
     fn joins_as_the_standard_join() {
         let lists: [&[&str]; 5] = [&[], &[""], &["a"], &["a", "b"], &["", "x", "", "yz"]];

@@ -332,7 +332,8 @@ impl TokenCache {
 pub fn rejects_assertion_time(resp: &HttpResponse) -> bool {
     resp.status == 400 && {
         let body = String::from_utf8_lossy(&resp.body);
-        body.contains("invalid_grant") && body.contains("iat")
+        crate::text::find(&body, "invalid_grant").is_some()
+            && crate::text::find(&body, "iat").is_some()
     }
 }
 
