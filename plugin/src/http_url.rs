@@ -118,7 +118,7 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
         };
         return Ok((format!("[{inner}]"), port));
     }
-    match authority.rsplit_once(':') {
+    match crate::text::rsplit_once_ascii(authority, b':') {
         Some((h, p)) => Ok((h.to_ascii_lowercase(), Some(parse_port(p)?))),
         None => Ok((authority.to_ascii_lowercase(), None)),
     }

@@ -40,6 +40,22 @@ pub fn split_once<'a>(s: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
     Some((s.get(..at)?, s.get(at + sep.len()..)?))
 }
 
+/// `s.rsplit_once(sep)` for an ASCII `sep`: the standard reverse `char` searcher (with its
+/// `memrchr`) is ~800 bytes of code for the module's few uses (BENCHMARKS.md, "Issue 25, lean8").
+pub fn rsplit_once_ascii(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().rposition(|b| b == sep)?;
+    Some((s.get(..at)?, s.get(at + 1..)?))
+}
+
+/// `s.trim_end_matches(c)` for an ASCII `c`, through a byte loop for the same reason.
+pub fn trim_end_ascii(s: &str, c: u8) -> &str {
+    let mut end = s.len();
+    while end > 0 && s.as_bytes().get(end - 1) == Some(&c) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or(s)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -63,6 +79,21 @@ mod tests {
                     "{hay:?} {needle:?}"
                 );
                 assert_eq!(super::split_once(hay, needle), hay.split_once(needle));
+            }
+        }
+    }
+
+    #[test]
+    fn splits_and_trims_from_the_end_as_the_standard_ones() {
+        for s in ["", "/", "a", "a/", "/a", "a/b/c", "é/ü//", "h:1:2", "::"] {
+            for sep in [b'/', b':'] {
+                let ch = char::from(sep);
+                assert_eq!(super::rsplit_once_ascii(s, sep), s.rsplit_once(ch), "{s:?}");
+                assert_eq!(
+                    super::trim_end_ascii(s, sep),
+                    s.trim_end_matches(ch),
+                    "{s:?}"
+                );
             }
         }
     }

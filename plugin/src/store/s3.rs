@@ -86,7 +86,7 @@ impl S3Store {
     fn address(&self) -> Address {
         match &self.settings.endpoint {
             Some(e) => {
-                let base = e.path().trim_end_matches('/');
+                let base = crate::text::trim_end_ascii(e.path(), b'/');
                 Address {
                     authority: e.authority(),
                     scheme: e.scheme.clone(),
