@@ -1,6 +1,7 @@
 //! `join` for the module's few lists of strings: the standard `[S]::join` is ~1 KB of code per
 //! element type (`String`, `&str`); this loop is a few dozen bytes (BENCHMARKS.md, "Issue 25,
-//! lean7").
+//! lean7"). The searches below stand in for std's searchers, which are kilobytes of code for the
+//! module's few short texts (BENCHMARKS.md, "Issue 25, lean8").
 
 /// `parts` with `sep` between them, as `[S]::join(sep)`.
 pub fn join<S: AsRef<str>>(parts: &[S], sep: &str) -> String {
