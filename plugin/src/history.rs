@@ -61,7 +61,7 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// `<timestamp>-<sha prefix>`: what the native tool shows and `--version` takes.
     pub fn version_id(&self) -> &str {
-        let file = self.key.rsplit('/').next().unwrap_or_default();
+        let file = crate::text::rsplit_once_ascii(&self.key, b'/').map_or(&*self.key, |(_, f)| f);
         file.strip_suffix(EXTENSION).unwrap_or(file)
     }
 }
@@ -70,7 +70,7 @@ impl HistoryEntry {
 /// (a real UTC instant); anything else (`config.json`, election objects, a stray upload, a
 /// deeper folder) is `None` and never touched by pruning.
 pub fn parse_history_key(key: &str) -> Option<HistoryEntry> {
-    let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
+    let (dir, file) = crate::text::rsplit_once_ascii(key, b'/').unwrap_or(("", key));
     if dir != HISTORY_DIR && !dir.ends_with("/history") {
         return None;
     }

@@ -20,15 +20,15 @@ pub struct HttpUrl {
 impl HttpUrl {
     pub fn parse(input: &str) -> Result<HttpUrl, String> {
         let input = input.trim();
-        let (scheme, rest) = input
-            .split_once("://")
+        let (scheme, rest) = crate::text::split_once(input, "://")
             .ok_or_else(|| "must start with http:// or https://".to_string())?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(format!("unsupported scheme '{scheme}' (use http or https)"));
         }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(split);
+        // `split` is at a char (an ASCII byte or the end); `split_at_checked` has no panic path.
+        let (authority, tail) = rest.split_at_checked(split).unwrap_or((rest, ""));
         if authority.contains('@') {
             return Err("credentials in the URL are not supported".to_string());
         }
@@ -118,7 +118,7 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
         };
         return Ok((format!("[{inner}]"), port));
     }
-    match authority.rsplit_once(':') {
+    match crate::text::rsplit_once_ascii(authority, b':') {
         Some((h, p)) => Ok((h.to_ascii_lowercase(), Some(parse_port(p)?))),
         None => Ok((authority.to_ascii_lowercase(), None)),
     }

@@ -1006,7 +1006,8 @@ fn distinct_nodes(fresh: &[&ElectionCandidate]) -> usize {
 }
 
 fn parse_record(s: &str) -> Option<(u64, u64)> {
-    let mut parts = s.split_whitespace();
+    // ASCII: the record is written by this filter as "{t} {now}" (no Unicode whitespace tables).
+    let mut parts = s.split_ascii_whitespace();
     let t = parts.next()?.parse().ok()?;
     let refreshed = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
     Some((t, refreshed))

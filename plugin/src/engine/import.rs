@@ -654,7 +654,7 @@ fn admin_get(a: &KongAdminSettings, path: &str) -> OutboundRequest {
     if let Some((name, token)) = &a.auth {
         headers.push((name.to_ascii_lowercase(), token.expose().to_string()));
     }
-    let base = a.url.path().trim_end_matches('/');
+    let base = crate::text::trim_end_ascii(a.url.path(), b'/');
     let mut req = plain_get(&a.url, &a.upstream, headers);
     req.path = format!("{base}{path}");
     req

@@ -126,12 +126,12 @@ impl<'a> Reader<'a> {
 
 /// The first PEM block: (label, DER bytes).
 fn pem_decode(pem: &str) -> Option<(String, Vec<u8>)> {
-    let begin = pem.find("-----BEGIN ")?;
+    let begin = crate::text::find(pem, "-----BEGIN ")?;
     let rest = pem.get(begin + 11..)?;
-    let label_end = rest.find("-----")?;
+    let label_end = crate::text::find(rest, "-----")?;
     let label = rest.get(..label_end)?.to_string();
     let body = rest.get(label_end + 5..)?;
-    let end = body.find("-----END ")?;
+    let end = crate::text::find(body, "-----END ")?;
     let b64 = body.get(..end)?;
     Some((label, base64_decode(b64)?))
 }

@@ -104,7 +104,7 @@ fn url(l: &Lookup<'_>, key: &str, env: &[&str], default: &str) -> Result<HttpUrl
     match l.string(key, env)? {
         None => HttpUrl::parse(default).or_else(|r| err(key, r)),
         // GCE_METADATA_HOST and STORAGE_EMULATOR_HOST are often a bare `host:port`.
-        Some((raw, field)) if !raw.contains("://") => {
+        Some((raw, field)) if crate::text::find(&raw, "://").is_none() => {
             HttpUrl::parse(&format!("http://{raw}")).or_else(|r| err(field, r))
         }
         Some((raw, field)) => HttpUrl::parse(&raw).or_else(|r| err(field, r)),

@@ -35,7 +35,7 @@ pub struct StorageUrl {
 impl StorageUrl {
     pub fn parse(input: &str) -> Result<StorageUrl, String> {
         let input = input.trim();
-        let (scheme, rest) = input.split_once("://").ok_or_else(|| {
+        let (scheme, rest) = crate::text::split_once(input, "://").ok_or_else(|| {
             "must look like s3://bucket/prefix or gcs://bucket/prefix".to_string()
         })?;
         let backend = match scheme.to_ascii_lowercase().as_str() {

@@ -187,7 +187,7 @@ impl CredentialChain {
 
     /// IMDSv2 takes three requests: a session token, the role's name, then its credentials.
     fn imds_request(&self, url: &HttpUrl, upstream: &str, now_ms: u64) -> (Step, OutboundRequest) {
-        let base = url.path().trim_end_matches('/');
+        let base = crate::text::trim_end_ascii(url.path(), b'/');
         let Some((token, until)) = &self.imds_token else {
             return (Step::ImdsToken, imds_token_request(url, upstream, base));
         };

@@ -80,7 +80,9 @@ pub fn parse_s3_name(name: &str) -> Option<(u64, &str)> {
     let end = name
         .bytes()
         .position(|b| !(b.is_ascii_digit() || b == b'.'))?;
-    let (time, rest) = name.split_at(end);
+    // `split_at_checked`: `split_at`'s panic brings `str`'s slicing error message and `char`'s
+    // `Debug` (~3 KB; BENCHMARKS.md, "Issue 25, lean8").
+    let (time, rest) = name.split_at_checked(end)?;
     // At most one dot, as the pattern allows.
     if time.bytes().filter(|&b| b == b'.').count() > 1 {
         return None;

@@ -55,7 +55,7 @@ impl GcsStore {
     }
 
     fn base(&self) -> &str {
-        self.endpoint.path().trim_end_matches('/')
+        crate::text::trim_end_ascii(self.endpoint.path(), b'/')
     }
 
     /// `/storage/v1/b/<bucket>/o/<object>`: the object name is one path segment (`/` → `%2F`).

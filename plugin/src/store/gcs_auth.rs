@@ -332,7 +332,8 @@ impl TokenCache {
 pub fn rejects_assertion_time(resp: &HttpResponse) -> bool {
     resp.status == 400 && {
         let body = String::from_utf8_lossy(&resp.body);
-        body.contains("invalid_grant") && body.contains("iat")
+        crate::text::find(&body, "invalid_grant").is_some()
+            && crate::text::find(&body, "iat").is_some()
     }
 }
 
@@ -400,7 +401,7 @@ fn grant_request(token_uri: &HttpUrl, upstream: &str, assertion: &str) -> Outbou
 
 /// The metadata server's token for the default service account, for `scope`.
 fn metadata_request(url: &HttpUrl, upstream: &str, scope: &str) -> OutboundRequest {
-    let base = url.path().trim_end_matches('/');
+    let base = crate::text::trim_end_ascii(url.path(), b'/');
     OutboundRequest {
         upstream: upstream.to_string(),
         method: "GET".into(),

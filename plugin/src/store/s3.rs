@@ -86,7 +86,7 @@ impl S3Store {
     fn address(&self) -> Address {
         match &self.settings.endpoint {
             Some(e) => {
-                let base = e.path().trim_end_matches('/');
+                let base = crate::text::trim_end_ascii(e.path(), b'/');
                 Address {
                     authority: e.authority(),
                     scheme: e.scheme.clone(),
@@ -473,11 +473,11 @@ fn xml_blocks<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
     let (open, close) = (format!("<{name}>"), format!("</{name}>"));
     let mut out = Vec::new();
     let mut rest = xml;
-    while let Some(start) = rest.find(&open) {
+    while let Some(start) = crate::text::find(rest, &open) {
         let Some(after) = rest.get(start + open.len()..) else {
             break;
         };
-        let Some(len) = after.find(&close) else {
+        let Some(len) = crate::text::find(after, &close) else {
             break;
         };
         if let Some(block) = after.get(..len) {
@@ -519,21 +519,67 @@ fn status_code_name(status: u16) -> &'static str {
 pub(crate) fn xml_element(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
-    let start = xml.find(&open)? + open.len();
-    let len = xml.get(start..)?.find(&close)?;
-    let raw = xml.get(start..start + len)?;
-    Some(
-        raw.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&"),
-    )
+    let start = crate::text::find(xml, &open)? + open.len();
+    let len = crate::text::find(xml.get(start..)?, &close)?;
+    xml_unescape(xml.get(start..start + len)?)
+}
+
+/// XML's five entities decoded in one pass (each starts at its only `&`, so this is the chain of
+/// `str::replace`s it replaces, `&amp;` last, without its five searches; BENCHMARKS.md, "Issue 25,
+/// lean8").
+fn xml_unescape(raw: &str) -> Option<String> {
+    const ENTITIES: [(&str, char); 5] = [
+        ("&lt;", '<'),
+        ("&gt;", '>'),
+        ("&quot;", '"'),
+        ("&apos;", '\''),
+        ("&amp;", '&'),
+    ];
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('&') {
+        out.push_str(rest.get(..at)?);
+        rest = rest.get(at..)?;
+        let (len, ch) = ENTITIES
+            .iter()
+            .find(|(e, _)| rest.starts_with(e))
+            .map_or((1, '&'), |(e, c)| (e.len(), *c));
+        out.push(ch);
+        rest = rest.get(len..)?;
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_unescape_is_the_chain_of_replaces() {
+        for raw in [
+            "",
+            "a&b",
+            "&lt;k&gt;",
+            "&amp;lt;",
+            "&&lt;;",
+            "&quot;&apos;&amp;",
+            "x&am",
+            "é&gt;",
+        ] {
+            let chained = raw
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            assert_eq!(
+                xml_unescape(raw).as_deref(),
+                Some(chained.as_str()),
+                "{raw:?}"
+            );
+        }
+    }
     use crate::document::sha256;
     use crate::http_url::HttpUrl;
     use crate::secret::Secret;

@@ -76,8 +76,7 @@ fn canonical_request(
     added: &[(String, String)],
     payload_sha256_hex: &str,
 ) -> Result<(String, String), String> {
-    let path_and_query = url
-        .split_once("://")
+    let path_and_query = crate::text::split_once(url, "://")
         .and_then(|(_, rest)| rest.find('/').and_then(|i| rest.get(i..)))
         .unwrap_or("/");
     let (path, query) = path_and_query

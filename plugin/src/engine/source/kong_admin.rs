@@ -414,7 +414,7 @@ impl KongAdmin {
 
     /// An Admin API path under the base URL's path.
     fn path(&self, path: &str) -> String {
-        let base = self.settings.url.path().trim_end_matches('/');
+        let base = crate::text::trim_end_ascii(self.settings.url.path(), b'/');
         format!("{base}{path}")
     }
 
