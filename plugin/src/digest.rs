@@ -5,6 +5,10 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
+/// Bytes of a document hashed per tick: a larger one is hashed across ticks, so no callback does
+/// work proportional to a large configuration (docs/architecture.md).
+pub const SLICE_BYTES: usize = 1024 * 1024;
+
 /// An incremental SHA-256 over a body it shares (never copies).
 #[derive(Clone, Debug)]
 pub struct Digester {

@@ -3,17 +3,17 @@
 //! non-empty `_format_version`, and the SHA-256 of the bytes against the `config-sha256` metadata.
 //! An object may be up to `import_max_bytes` (128 MiB by default); checked whole it was one
 //! callback proportional to its size, so each step either scans `CHECK_SLICE_BYTES` or hashes
-//! `engine::DIGEST_SLICE_BYTES`.
+//! `digest::SLICE_BYTES`.
 
 use crate::json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::engine::DIGEST_SLICE_BYTES;
+use crate::digest::SLICE_BYTES as HASH_SLICE;
 use crate::json::scan::{ErrorKind, Progress, Scanner, Summary, ValueKind, MAX_DEPTH};
 
 /// Bytes scanned per step: scanning 1 MiB was 11-12 ms of guest CPU in wasm at load 2-4 on 2
 /// cores, hashing it 6 ms (BENCHMARKS.md, issue 25, speed5). A step that hashes hashes
-/// `engine::DIGEST_SLICE_BYTES`.
+/// `digest::SLICE_BYTES`.
 pub const CHECK_SLICE_BYTES: usize = 512 * 1024;
 
 /// Where a check is.
@@ -59,9 +59,7 @@ impl DocumentCheck {
                 return CheckStep::Invalid(why);
             }
         } else if hashing {
-            let end = text
-                .len()
-                .min(self.hashed.saturating_add(DIGEST_SLICE_BYTES));
+            let end = text.len().min(self.hashed.saturating_add(HASH_SLICE));
             if let Some(slice) = text.get(self.hashed..end) {
                 self.hasher.update(slice);
             }
@@ -160,7 +158,7 @@ mod tests {
         assert!(validate_declarative_json(&doc).is_ok());
         // A step scans or hashes a slice, never both.
         let slices = doc.len().div_ceil(CHECK_SLICE_BYTES);
-        let hashes = doc.len().div_ceil(DIGEST_SLICE_BYTES);
+        let hashes = doc.len().div_ceil(HASH_SLICE);
         assert_eq!(steps, slices + hashes, "{steps} steps, {slices} slices");
         let (verdict, steps) = run(&doc, None);
         assert_eq!(verdict, CheckStep::Valid);

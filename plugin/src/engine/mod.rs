@@ -48,9 +48,6 @@ use prepare::Prepare;
 const NODE_ID_KEY: &str = "config-bridge/v1/node-id";
 /// The store's credentials as the lease holder fetched them (docs/credentials.md).
 const CREDENTIALS_KEY: &str = "config-bridge/v1/store-credentials";
-/// Bytes of a document hashed per tick: a larger one is hashed across ticks, so no callback does
-/// work proportional to a large configuration (docs/architecture.md).
-pub const DIGEST_SLICE_BYTES: usize = 1024 * 1024;
 
 /// The export's context, borrowing the orchestrator's fields next to `self.export` (disjoint
 /// borrows: a method taking `&self` could not lend them while the export is mutated).

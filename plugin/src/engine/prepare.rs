@@ -39,10 +39,10 @@ impl Prepare {
         }
     }
 
-    /// Redacts `redact::SLICE_BYTES` or hashes `DIGEST_SLICE_BYTES` more bytes; `Some` once the
+    /// Redacts `redact::SLICE_BYTES` or hashes `digest::SLICE_BYTES` more bytes; `Some` once the
     /// document is ready (or refused: one line saying why, never any of its content).
     pub(super) fn step(&mut self) -> Option<Result<Document, String>> {
-        let budget = super::DIGEST_SLICE_BYTES;
+        let budget = crate::digest::SLICE_BYTES;
         match &mut self.stage {
             Stage::Redacting(r) => match r.step(SLICE_BYTES) {
                 Step::Working => None,

@@ -35,8 +35,8 @@ pub const META_NAMES: [&str; 3] = [META_SIGNATURE, META_SIGNATURE_KEY, META_ENCR
 /// Plaintext bytes encrypted or decrypted per tick (docs/sealed-exports.md, "Cost"): AES-GCM in
 /// software in the `.wasm` costs tens of milliseconds per MiB, so two 64 KiB segments a tick.
 pub const SEAL_SLICE_BYTES: usize = 128 * 1024;
-/// Stored bytes hashed per tick while unsealing (as `engine::DIGEST_SLICE_BYTES`).
-pub const HASH_SLICE_BYTES: usize = crate::engine::DIGEST_SLICE_BYTES;
+/// Stored bytes hashed per tick while unsealing (as `digest::SLICE_BYTES`).
+pub const HASH_SLICE_BYTES: usize = crate::digest::SLICE_BYTES;
 
 /// What a HEAD or GET answer's metadata says about sealing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -23,7 +23,6 @@ use std::rc::Rc;
 use super::PollResult;
 use crate::digest::Digester;
 use crate::document::hex;
-use crate::engine::DIGEST_SLICE_BYTES;
 use crate::flat_form::{Collection, FlatBuilder, Page, COLLECTIONS};
 use crate::http::{HttpResponse, OutboundRequest};
 use crate::http_url::percent_encode;
@@ -124,7 +123,7 @@ impl KongAdmin {
         let state = std::mem::replace(&mut self.state, State::Idle);
         let result = match state {
             State::Dumping(dump) if dump.page.is_some() => self.write_slice(dump),
-            State::Hashing(mut digester) => match digester.step(DIGEST_SLICE_BYTES) {
+            State::Hashing(mut digester) => match digester.step(crate::digest::SLICE_BYTES) {
                 Some(sha) => {
                     let body = Rc::clone(digester.body());
                     drop(digester);
