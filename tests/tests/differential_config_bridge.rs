@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use config_bridge_tests::real_engine::{
-    engine_filter_config, tricky_doc, wait_for_object, EngineNode, EngineSpec, LiveS3, WAIT,
+    engine_filter_config, tricky_doc, wait_for_object, EngineNode, EngineSpec, LiveS3, LogMark,
+    WAIT,
 };
 use config_bridge_tests::{mock_s3, payload_bytes, plugin_module, BUCKET, CONFIG_KEY};
 use host_harness::{HostProfile, HttpExchange, LogLevel, NodeSpec, World};
@@ -81,6 +82,9 @@ fn export_traffic_and_reload_agree_with_the_engine() {
         log: Vec::new(),
     };
     wait_for_object(&node, &s3, &payload_bytes(&doc1), WAIT);
+    // The object is stored before the filter reads S3's answer and logs the export: wait for
+    // that line too, or the log is compared a moment too early.
+    node.wait_for_logs_since(LogMark(0), "exported config to", 1, WAIT);
     let o = s3.object().expect("exported");
     engine.objects.push(object(o));
     for i in 0..3 {
@@ -89,6 +93,7 @@ fn export_traffic_and_reload_agree_with_the_engine() {
     }
     node.reload_with(&cfg2);
     wait_for_object(&node, &s3, &payload_bytes(&doc2), WAIT);
+    node.wait_for_logs_since(LogMark(0), "exported config to", 2, WAIT);
     let o = s3.object().expect("exported again");
     engine.objects.push(object(o));
     node.assert_no_traps();
